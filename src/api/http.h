@@ -1,0 +1,86 @@
+/*
+ * The HTTP layer on libmicrohttpd: request accumulation with limits, routing, bearer-token
+ * check, JSON responses, error bodies, and streamed uploads. Resource handlers (api_*.c) see only
+ * HttpRequest and the http_reply_* calls.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../util/error.h"
+
+#define HTTP_MAX_BODY (1024 * 1024) /* JSON bodies */
+#define HTTP_MAX_URL 2048
+#define HTTP_MAX_PATH_PARAMS 4
+
+typedef struct HttpRequest HttpRequest;
+typedef struct HttpServer HttpServer;
+
+/* ---- what handlers read ---- */
+const char *http_request_method(const HttpRequest *r);
+const char *http_request_path(const HttpRequest *r);
+const char *http_request_id(const HttpRequest *r);     /* generated per request */
+const char *http_request_peer(const HttpRequest *r);   /* "127.0.0.1:53422" */
+/* The i-th "{...}" segment of the matched route, e.g. the id in /v1/vms/{id}/start. */
+const char *http_request_param(const HttpRequest *r, unsigned i);
+const char *http_request_query(const HttpRequest *r, const char *key); /* NULL if absent */
+const char *http_request_header(const HttpRequest *r, const char *name);
+/* The JSON body, parsed (NULL when the body was empty). Borrowed. Non-object bodies and bodies
+ * over HTTP_MAX_BODY never reach a handler: the layer answers 400/413 itself. */
+json_t *http_request_json(const HttpRequest *r);
+
+/* ---- answers: each handler calls exactly one ---- */
+void http_reply_json(HttpRequest *r, unsigned status, json_t *body); /* steals body */
+void http_reply_text(HttpRequest *r, unsigned status, const char *ctype, const char *data,
+                     size_t len); /* copies data */
+void http_reply_empty(HttpRequest *r, unsigned status);
+/* {"error":{"code","message","request_id"}} with the status from api_error_status(code). */
+void http_reply_error(HttpRequest *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void http_reply_nb_error(HttpRequest *r, const NbError *e); /* e may be NULL: internal error */
+
+/* ---- streamed uploads (PUT with a raw body) ----
+ * A route marked streaming gets its body in chunks instead of a JSON body:
+ *   begin(r, &state)   once, when the headers are in (Content-Length known, may be -1 if
+ *                      chunked). It may reply at once to refuse; otherwise returns 0.
+ *   data(r, state, buf, len)  for each chunk, in order; returns 0, or replies and returns -1.
+ *   end(r, state)      when the body is complete; must reply.
+ *   abort_cb(state)    when the connection ends before end() (client went away, or any reply
+ *                      was made early); must release state. Not called after end().
+ * The callbacks run on the connection's own thread and may block (e.g. a libvirt stream). */
+typedef struct HttpStreamHandler {
+    int (*begin)(HttpRequest *r, int64_t content_length, void **state);
+    int (*data)(HttpRequest *r, void *state, const char *buf, size_t len);
+    void (*end)(HttpRequest *r, void *state);
+    void (*abort_cb)(void *state);
+} HttpStreamHandler;
+
+typedef void (*HttpHandler)(HttpRequest *r, void *ctx);
+
+typedef struct HttpRoute {
+    const char *method;  /* "GET", "POST", "PUT", "DELETE" */
+    const char *pattern; /* "/v1/vms/{}/start": {} matches one non-empty segment */
+    HttpHandler handler; /* NULL for streaming routes */
+    const HttpStreamHandler *stream;
+} HttpRoute;
+
+typedef struct HttpServerConfig {
+    const char *listen_host; /* numeric IPv4/IPv6 address, e.g. "127.0.0.1" */
+    uint16_t port;           /* 0: pick a free port (see http_server_port) */
+    unsigned threads;        /* connection thread pool size */
+    const HttpRoute *routes; /* terminated by a route with method NULL */
+    void *ctx;               /* passed to every handler */
+    /* Returns true when the bearer token is valid. Every route needs it. */
+    bool (*check_token)(const char *token, void *ctx);
+} HttpServerConfig;
+
+int http_server_start(const HttpServerConfig *cfg, HttpServer **ret, NbError **err);
+uint16_t http_server_port(const HttpServer *s);
+void http_server_stop(HttpServer *s);
+
+/* The code -> status table (api_error.c). Unknown codes map to 500. */
+unsigned api_error_status(const char *code);

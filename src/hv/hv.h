@@ -1,0 +1,117 @@
+/*
+ * The host driver: everything Nimbus asks of libvirt. One HvConn per host; libvirt's own
+ * connection object is thread-safe, so workers share it. Every function that can fail on behalf
+ * of a client fills an NbError with NB_ERR_HYPERVISOR (or a more precise code) and libvirt's
+ * message, copied right after the failing call.
+ * "Not found" is never an error for the removal calls: they are idempotent steps of tasks.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../util/error.h"
+
+typedef struct HvConn HvConn;
+
+/* The power state as libvirt reports it. */
+typedef enum HvDomainState {
+    HV_DOMAIN_NONE,   /* no such domain */
+    HV_DOMAIN_RUNNING,
+    HV_DOMAIN_PAUSED,
+    HV_DOMAIN_SHUTOFF,
+    HV_DOMAIN_CRASHED,
+    HV_DOMAIN_OTHER,  /* shutting down, pmsuspended, blocked... */
+    _HV_DOMAIN_STATE_MAX,
+} HvDomainState;
+const char *hv_domain_state_to_string(HvDomainState s);
+
+/* Why a domain changed state, from libvirt lifecycle events. */
+typedef enum HvEventKind {
+    HV_EVENT_STARTED,
+    HV_EVENT_STOPPED_SHUTDOWN, /* the guest shut itself down, or a graceful stop finished */
+    HV_EVENT_STOPPED_DESTROYED,
+    HV_EVENT_STOPPED_CRASHED,
+    HV_EVENT_STOPPED_OTHER,
+    HV_EVENT_SUSPENDED,
+    HV_EVENT_RESUMED,
+    HV_EVENT_UNDEFINED,
+    HV_EVENT_DEFINED,
+    HV_EVENT_OTHER,
+    _HV_EVENT_MAX,
+} HvEventKind;
+
+typedef void (*HvLifecycleCallback)(const char *domain_name, const char *uuid, HvEventKind kind,
+                                    void *userdata);
+/* Called from the event thread when the connection closes (libvirtd died, network). */
+typedef void (*HvCloseCallback)(void *userdata);
+
+/* Must be called once before any hv_conn_open: registers libvirt's default event loop and
+ * starts a thread that runs it. */
+int hv_events_init(NbError **err);
+void hv_events_shutdown(void);
+
+int hv_conn_open(const char *uri, HvConn **ret, NbError **err);
+void hv_conn_free(HvConn *c); /* deregisters callbacks and closes */
+bool hv_conn_is_alive(HvConn *c);
+/* Registers the lifecycle and close callbacks for this connection (at most one of each). */
+int hv_conn_set_callbacks(HvConn *c, HvLifecycleCallback lifecycle, HvCloseCallback on_close,
+                          void *userdata, NbError **err);
+
+/* ---- storage: one directory pool Nimbus owns ---- */
+/* Defines (persistent, autostart), builds and starts a "dir" pool at path if it is missing;
+ * starts it if inactive. Idempotent. */
+int hv_pool_ensure(HvConn *c, const char *pool, const char *path, NbError **err);
+/* Creates an empty volume for an upload (format raw or qcow2 as declared, capacity=bytes). If it
+ * already exists it is deleted first. */
+int hv_vol_create_for_upload(HvConn *c, const char *pool, const char *vol, const char *format,
+                             uint64_t capacity, NbError **err);
+/* Streams data into a volume created by hv_vol_create_for_upload. The source is a pull
+ * callback: it fills buf with up to len bytes and returns the count, 0 at the end, or -1 on
+ * failure (then the stream is aborted and hv_vol_upload fails with NB_ERR_INTERNAL unless the
+ * callback has set *err itself). */
+typedef ssize_t (*HvUploadSource)(char *buf, size_t len, void *userdata, NbError **err);
+int hv_vol_upload(HvConn *c, const char *pool, const char *vol, uint64_t length,
+                  HvUploadSource src, void *userdata, NbError **err);
+/* Creates a qcow2 volume of capacity bytes whose backing store is the volume backing_vol
+ * (format backing_format) in the same pool: a linked clone. Deletes a same-named volume first. */
+int hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol,
+                               const char *backing_vol, const char *backing_format,
+                               uint64_t capacity, NbError **err);
+int hv_vol_delete(HvConn *c, const char *pool, const char *vol, NbError **err); /* absent: 0 */
+/* Path of a volume, newly allocated. NB_ERR_INTERNAL if absent. */
+int hv_vol_path(HvConn *c, const char *pool, const char *vol, char **ret, NbError **err);
+/* 1 if it exists, 0 if not, -1 on error. */
+int hv_vol_exists(HvConn *c, const char *pool, const char *vol, NbError **err);
+/* Names of the volumes in the pool, NULL-terminated array, each and the array to be freed. */
+int hv_pool_list_volumes(HvConn *c, const char *pool, char ***ret, NbError **err);
+
+/* ---- networks ---- */
+/* Starts the named network if defined and inactive; sets autostart. Idempotent. */
+int hv_network_ensure_active(HvConn *c, const char *network, NbError **err);
+
+/* ---- domains (by name) ---- */
+int hv_domain_define(HvConn *c, const char *xml, NbError **err); /* redefines if present */
+int hv_domain_start(HvConn *c, const char *name, NbError **err); /* running already: 0 */
+/* ACPI shutdown, wait up to timeout_ms for shutoff, then destroy. Shut off already: 0. */
+int hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err);
+int hv_domain_destroy(HvConn *c, const char *name, NbError **err); /* not running: 0 */
+int hv_domain_reboot(HvConn *c, const char *name, NbError **err);
+int hv_domain_suspend(HvConn *c, const char *name, NbError **err);  /* paused already: 0 */
+int hv_domain_resume(HvConn *c, const char *name, NbError **err);   /* running already: 0 */
+/* Destroys if running, then undefines (with managed save, snapshots metadata, nvram). */
+int hv_domain_undefine(HvConn *c, const char *name, NbError **err); /* absent: 0 */
+int hv_domain_get_state(HvConn *c, const char *name, HvDomainState *ret, NbError **err);
+/* First IPv4 address for the MAC from the network's DHCP leases; "" when none yet. */
+int hv_domain_get_ipv4(HvConn *c, const char *name, char *buf, size_t len, NbError **err);
+
+typedef struct HvDomainInfo {
+    char name[128];
+    char uuid[37];
+    HvDomainState state;
+} HvDomainInfo;
+/* Every domain (active and inactive) whose name starts with prefix. */
+int hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
+                   NbError **err);

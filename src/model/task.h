@@ -1,0 +1,50 @@
+#pragma once
+
+#include <jansson.h>
+
+#include "../util/timeutil.h"
+#include "../util/uuid.h"
+
+typedef enum TaskKind {
+    TASK_KIND_VM_CREATE,
+    TASK_KIND_VM_START,
+    TASK_KIND_VM_STOP,
+    TASK_KIND_VM_REBOOT,
+    TASK_KIND_VM_PAUSE,
+    TASK_KIND_VM_RESUME,
+    TASK_KIND_VM_DELETE,
+    _TASK_KIND_MAX,
+    _TASK_KIND_INVALID = -1,
+} TaskKind;
+
+typedef enum TaskState {
+    TASK_STATE_PENDING,
+    TASK_STATE_RUNNING,
+    TASK_STATE_SUCCEEDED,
+    TASK_STATE_FAILED,
+    _TASK_STATE_MAX,
+    _TASK_STATE_INVALID = -1,
+} TaskState;
+
+const char *task_kind_to_string(TaskKind k);
+TaskKind task_kind_from_string(const char *s);
+const char *task_state_to_string(TaskState s);
+TaskState task_state_from_string(const char *s);
+
+typedef struct Task {
+    char id[NB_UUID_STRLEN];
+    TaskKind kind;
+    TaskState state;
+    char target_id[NB_UUID_STRLEN]; /* the VM */
+    int step;                       /* index of the next step to run: progress is persisted */
+    int steps;                      /* how many steps the kind has */
+    char *params;                   /* JSON text of the request's options, owned */
+    char *error_code;               /* set when failed, owned */
+    char *error_message;            /* owned */
+    char created_at[NB_TIMESTAMP_LEN];
+    char updated_at[NB_TIMESTAMP_LEN];
+    char finished_at[NB_TIMESTAMP_LEN]; /* empty while unfinished */
+} Task;
+
+void task_clear(Task *t); /* frees the owned strings */
+json_t *task_to_json(const Task *t);
