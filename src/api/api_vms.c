@@ -1,0 +1,147 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../util/strutil.h"
+#include "api.h"
+
+#define CONSOLE_LOG_DEFAULT_BYTES 65536
+#define CONSOLE_LOG_MAX_BYTES (1024 * 1024)
+
+static void
+reply_vm_and_task(HttpRequest *r, const Vm *vm, const Task *task)
+{
+    http_reply_json(r, 202,
+                    json_pack("{s:o, s:o}", "vm", vm_to_json(vm), "task", task_to_json(task)));
+}
+
+void
+api_vms_list(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Vm *list = NULL;
+    size_t n = 0;
+    if (vm_store_list(core->store, &list, &n, &err) < 0)
+        return http_reply_nb_error(r, err);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, vm_to_json(&list[i]));
+    vm_list_free(list, n);
+    http_reply_json(r, 200, json_pack("{s:o}", "vms", arr));
+}
+
+void
+api_vms_create(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    Task task;
+    if (vm_ops_create(core, http_request_json(r), &vm, &task, &err) < 0)
+        return http_reply_nb_error(r, err);
+    reply_vm_and_task(r, &vm, &task);
+    vm_clear(&vm);
+    task_clear(&task);
+}
+
+void
+api_vms_get(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    if (vm_store_get(core->store, http_request_param(r, 0), &vm, &err) < 0)
+        return http_reply_nb_error(r, err);
+    http_reply_json(r, 200, vm_to_json(&vm));
+    vm_clear(&vm);
+}
+
+static void
+api_vms_action(HttpRequest *r, Core *core, TaskKind kind)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    Task task;
+    if (vm_ops_action(core, http_request_param(r, 0), kind, http_request_json(r), &vm, &task,
+                      &err) < 0)
+        return http_reply_nb_error(r, err);
+    reply_vm_and_task(r, &vm, &task);
+    vm_clear(&vm);
+    task_clear(&task);
+}
+
+void
+api_vms_delete(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_DELETE);
+}
+
+void
+api_vms_start(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_START);
+}
+
+void
+api_vms_stop(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_STOP);
+}
+
+void
+api_vms_reboot(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_REBOOT);
+}
+
+void
+api_vms_pause(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_PAUSE);
+}
+
+void
+api_vms_resume(HttpRequest *r, void *ctx)
+{
+    api_vms_action(r, ctx, TASK_KIND_VM_RESUME);
+}
+
+/* The last `bytes` of the serial console log (virtlogd writes it; we only read). */
+void
+api_vms_console_log(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    uint64_t want = CONSOLE_LOG_DEFAULT_BYTES;
+    const char *q = http_request_query(r, "bytes");
+    if (q && (str_to_u64(q, &want) < 0 || want == 0 || want > CONSOLE_LOG_MAX_BYTES))
+        return http_reply_error(r, NB_ERR_INVALID_REQUEST, "bytes must be an integer from 1 to %d",
+                                CONSOLE_LOG_MAX_BYTES);
+    if (vm_store_get(core->store, http_request_param(r, 0), &vm, &err) < 0)
+        return http_reply_nb_error(r, err);
+    _cleanup_free_ char *path = vm_ops_console_log_path(core, vm.id);
+    vm_clear(&vm);
+    _cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (errno == ENOENT)
+            return http_reply_text(r, 200, "text/plain; charset=utf-8", "", 0);
+        return http_reply_error(r, NB_ERR_CONSOLE_LOG_UNAVAILABLE,
+                                "the console log cannot be read");
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t off = size > want ? size - want : 0;
+    size_t len = (size_t)(size - off);
+    _cleanup_free_ char *buf = malloc(len + 1);
+    if (!buf)
+        return http_reply_error(r, NB_ERR_INTERNAL, "out of memory");
+    ssize_t got = pread(fd, buf, len, (off_t)off);
+    if (got < 0)
+        return http_reply_error(r, NB_ERR_CONSOLE_LOG_UNAVAILABLE,
+                                "the console log cannot be read");
+    http_reply_text(r, 200, "text/plain; charset=utf-8", buf, (size_t)got);
+}

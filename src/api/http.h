@@ -66,6 +66,7 @@ typedef struct HttpRoute {
     const char *pattern; /* "/v1/vms/{}/start": {} matches one non-empty segment */
     HttpHandler handler; /* NULL for streaming routes */
     const HttpStreamHandler *stream;
+    bool public_route; /* served without a bearer token (health only) */
 } HttpRoute;
 
 typedef struct HttpServerConfig {
@@ -84,3 +85,5 @@ void http_server_stop(HttpServer *s);
 
 /* The code -> status table (api_error.c). Unknown codes map to 500. */
 unsigned api_error_status(const char *code);
+/* True when the table has a row for code (the unit test checks every code in error_codes.h). */
+bool api_error_code_known(const char *code);

@@ -1,0 +1,299 @@
+/*
+ * Keeps each VM's observed state true. libvirt lifecycle events are the fast path; a periodic
+ * full sync catches whatever events missed. A VM held by a task is skipped: the task owns its
+ * state. The outcome of each drift:
+ *   domain running / paused      -> running / paused, and desired follows (started outside Nimbus)
+ *   domain shut off, not by us   -> stopped, desired stopped (the guest powered itself off, or an
+ *                                   operator used virsh: either way it is the new intent)
+ *   domain crashed               -> crashed, desired unchanged
+ *   domain gone                  -> missing; `start` defines it again from the stored spec
+ *   domain Nimbus doesn't know   -> logged once and left alone (never destroyed automatically)
+ *   libvirt unreachable          -> every VM unknown (not stopped, not deleted); reconnect with
+ *                                   backoff, then a full sync
+ * VMs in `error` (a create that was rolled back) have no domain by design and are left alone.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "core.h"
+
+struct Reconciler {
+    Core *core;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+    bool wake; /* set by the close callback: sync (or reconnect) now */
+};
+
+static bool
+reconciler_uuid_from_domain(const char *domain_name, char out[NB_UUID_STRLEN])
+{
+    if (!str_startswith(domain_name, VM_DOMAIN_PREFIX))
+        return false;
+    const char *id = domain_name + strlen(VM_DOMAIN_PREFIX);
+    if (!nb_uuid_is_valid(id))
+        return false;
+    memcpy(out, id, NB_UUID_STRLEN);
+    return true;
+}
+
+static void
+reconciler_apply(Core *core, const Vm *vm, HvDomainState st)
+{
+    _cleanup_error_ NbError *err = NULL;
+    VmState state;
+    int desired = -1;
+    if (vm->state == VM_STATE_ERROR)
+        return;
+    switch (st) {
+    case HV_DOMAIN_RUNNING:
+        state = VM_STATE_RUNNING;
+        desired = VM_POWER_RUNNING;
+        break;
+    case HV_DOMAIN_PAUSED:
+        state = VM_STATE_PAUSED;
+        desired = VM_POWER_PAUSED;
+        break;
+    case HV_DOMAIN_SHUTOFF:
+        state = VM_STATE_STOPPED;
+        desired = VM_POWER_STOPPED;
+        break;
+    case HV_DOMAIN_CRASHED:
+        state = VM_STATE_CRASHED;
+        break;
+    case HV_DOMAIN_NONE:
+        state = VM_STATE_MISSING;
+        break;
+    default:
+        return; /* transitional: the next event or sync settles it */
+    }
+    int r = vm_store_observe(core->store, vm->id, state, desired, &err);
+    if (r < 0)
+        log_error("reconciler: vm %s: %s", vm->id, err->message);
+    else if (r > 0)
+        log_info("reconciler: vm %s (%s) is now %s (was %s)", vm->id, vm->name,
+                 vm_state_to_string(state), vm_state_to_string(vm->state));
+}
+
+static void
+reconciler_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind kind, void *userdata)
+{
+    Core *core = userdata;
+    char id[NB_UUID_STRLEN];
+    Vm vm;
+    HvDomainState st;
+    _cleanup_error_ NbError *err = NULL;
+
+    if (!reconciler_uuid_from_domain(domain_name, id))
+        return;
+    switch (kind) {
+    case HV_EVENT_STARTED:
+    case HV_EVENT_RESUMED:
+        st = HV_DOMAIN_RUNNING;
+        break;
+    case HV_EVENT_SUSPENDED:
+        st = HV_DOMAIN_PAUSED;
+        break;
+    case HV_EVENT_STOPPED_SHUTDOWN:
+    case HV_EVENT_STOPPED_DESTROYED:
+    case HV_EVENT_STOPPED_OTHER:
+        st = HV_DOMAIN_SHUTOFF;
+        break;
+    case HV_EVENT_STOPPED_CRASHED:
+        st = HV_DOMAIN_CRASHED;
+        break;
+    case HV_EVENT_UNDEFINED:
+        st = HV_DOMAIN_NONE;
+        break;
+    default:
+        return;
+    }
+    if (vm_store_get(core->store, id, &vm, &err) < 0)
+        return; /* not ours (any more) */
+    if (!vm.task_id[0])
+        reconciler_apply(core, &vm, st);
+    vm_clear(&vm);
+}
+
+void
+reconciler_sync(Core *core)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvDomainInfo *doms = NULL;
+    size_t n_doms = 0, n_vms = 0;
+    Vm *vms = NULL;
+
+    HvConn *hv = core_hv_get(core);
+    if (!hv || hv_domain_list(hv, VM_DOMAIN_PREFIX, &doms, &n_doms, &err) < 0 ||
+        vm_store_list(core->store, &vms, &n_vms, &err) < 0) {
+        if (err)
+            log_warn("reconciler: sync skipped: %s", err->message);
+        core_hv_put(core);
+        free(doms);
+        return;
+    }
+    for (size_t i = 0; i < n_vms; i++) {
+        Vm *vm = &vms[i];
+        if (vm->task_id[0])
+            continue;
+        char domain[64];
+        vm_domain_name(vm, domain);
+        HvDomainState st = HV_DOMAIN_NONE;
+        for (size_t j = 0; j < n_doms; j++) {
+            if (streq(doms[j].name, domain)) {
+                st = doms[j].state;
+                break;
+            }
+        }
+        reconciler_apply(core, vm, st);
+        if (st == HV_DOMAIN_RUNNING && !vm->ip[0]) {
+            char ip[64] = "";
+            _cleanup_error_ NbError *e = NULL;
+            if (hv_domain_get_ipv4(hv, domain, ip, sizeof(ip), &e) == 0 && ip[0])
+                vm_store_set_ip(core->store, vm->id, ip, &e);
+        }
+    }
+    for (size_t j = 0; j < n_doms; j++) {
+        bool known = false;
+        for (size_t i = 0; i < n_vms && !known; i++) {
+            char domain[64];
+            vm_domain_name(&vms[i], domain);
+            known = streq(doms[j].name, domain);
+        }
+        if (!known)
+            log_warn("reconciler: domain %s looks like Nimbus's but no VM has it; left alone",
+                     doms[j].name);
+    }
+    core_hv_put(core);
+    free(doms);
+    vm_list_free(vms, n_vms);
+}
+
+static void
+reconciler_on_close(void *userdata)
+{
+    Reconciler *r = ((Core *)userdata)->reconciler;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->wake = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int
+reconciler_connect(Core *core, HvConn **ret, NbError **err)
+{
+    HvConn *c = NULL;
+    if (hv_conn_open(core->cfg.libvirt_uri, &c, err) < 0 ||
+        hv_conn_set_callbacks(c, reconciler_on_lifecycle, reconciler_on_close, core, err) < 0) {
+        hv_conn_free(c);
+        return -1;
+    }
+    *ret = c;
+    return 0;
+}
+
+/* Waits up to seconds, or until woken or stopping. Returns false when stopping. */
+static bool
+reconciler_wait(Reconciler *r, unsigned seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping && !r->wake) {
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    r->wake = false;
+    bool go_on = !r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    return go_on;
+}
+
+static void *
+reconciler_thread(void *arg)
+{
+    Reconciler *r = arg;
+    Core *core = r->core;
+    unsigned backoff = 1;
+    bool down = false;
+
+    while (reconciler_wait(r, down ? backoff : core->cfg.sync_interval_s)) {
+        HvConn *hv = core_hv_get(core);
+        bool alive = hv && hv_conn_is_alive(hv);
+        core_hv_put(core);
+        if (alive) {
+            reconciler_sync(core);
+            continue;
+        }
+        _cleanup_error_ NbError *err = NULL;
+        if (!down) {
+            log_error("reconciler: lost the libvirt connection to %s; VMs are now unknown",
+                      core->cfg.libvirt_uri);
+            vm_store_mark_all_unknown(core->store, &err);
+            nb_error_free(TAKE_PTR(err));
+            down = true;
+        }
+        HvConn *fresh = NULL;
+        if (reconciler_connect(core, &fresh, &err) < 0) {
+            log_warn("reconciler: reconnect failed (next try in %us): %s", backoff, err->message);
+            backoff = backoff < 30 ? backoff * 2 : 30;
+            continue;
+        }
+        pthread_rwlock_wrlock(&core->hv_lock);
+        HvConn *old = core->hv;
+        core->hv = fresh;
+        pthread_rwlock_unlock(&core->hv_lock);
+        hv_conn_free(old);
+        log_info("reconciler: reconnected to %s", core->cfg.libvirt_uri);
+        down = false;
+        backoff = 1;
+        reconciler_sync(core);
+    }
+    return NULL;
+}
+
+int
+reconciler_start(Core *core, Reconciler **ret, NbError **err)
+{
+    Reconciler *r = calloc(1, sizeof(*r));
+    if (!r)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    r->core = core;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    if (pthread_create(&r->thread, NULL, reconciler_thread, r) != 0) {
+        free(r);
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot start the reconciler");
+    }
+    *ret = r;
+    return 0;
+}
+
+void
+reconciler_stop(Reconciler *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stopping = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+int
+reconciler_open_conn(Core *core, HvConn **ret, NbError **err)
+{
+    return reconciler_connect(core, ret, err);
+}

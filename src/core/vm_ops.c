@@ -1,0 +1,622 @@
+/*
+ * VM lifecycle as journaled tasks. Every step is idempotent: it may run again after a crash
+ * that came after its hypervisor work but before its progress was persisted. A failed create
+ * rolls its hypervisor parts back and leaves the VM in `error` (start retries the create, delete
+ * removes it); other failed tasks leave the VM as libvirt reports it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "core.h"
+#include "seed.h"
+
+typedef int (*VmStep)(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err);
+
+typedef struct VmTaskDef {
+    const VmStep *steps;
+    int n_steps;
+    VmState state_on_claim; /* -1: unchanged */
+    VmPower desired;
+    VmState state_on_success;
+} VmTaskDef;
+
+static const char *
+vm_pool(Core *core)
+{
+    return core->cfg.pool_name;
+}
+
+char *
+vm_ops_console_log_path(Core *core, const char *vm_id)
+{
+    return str_printf("%s/console/%s.log", core->cfg.state_dir, vm_id);
+}
+
+/* ---- create ---- */
+
+static int
+step_create_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    Image img;
+    char vol[96];
+    if (image_store_get(core->store, vm->image_id, &img, err) < 0)
+        return -1;
+    vm_disk_volume(vm, vol);
+    return hv_vol_create_linked_clone(hv, vm_pool(core), vol, img.volume,
+                                      image_format_to_string(img.format), vm->disk_gib << 30, err);
+}
+
+/* Reads the seed ISO for the upload stream. */
+static ssize_t
+seed_file_source(char *buf, size_t len, void *userdata, NbError **err)
+{
+    int fd = *(int *)userdata;
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return nb_error_set(err, NB_ERR_INTERNAL, "read seed: %s", strerror(errno));
+    }
+}
+
+static int
+step_create_seed(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    _cleanup_free_ char *work = str_printf("%s/tmp", core->cfg.state_dir);
+    _cleanup_free_ char *iso = str_printf("%s/tmp/%s-seed.iso", core->cfg.state_dir, vm->id);
+    if (!work || !iso)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    SeedSpec spec = {
+        .instance_id = vm->id,
+        .hostname = vm->hostname,
+        .mac = vm->mac,
+        .user_data = vm->user_data,
+    };
+    if (seed_build_iso(&spec, work, iso, err) < 0)
+        return -1;
+
+    char vol[96];
+    vm_seed_volume(vm, vol);
+    _cleanup_close_ int fd = open(iso, O_RDONLY | O_CLOEXEC);
+    struct stat stbuf;
+    int r = -1;
+    if (fd < 0 || fstat(fd, &stbuf) < 0)
+        nb_error_set(err, NB_ERR_INTERNAL, "open seed: %s", strerror(errno));
+    else if (hv_vol_create_for_upload(hv, vm_pool(core), vol, "raw", (uint64_t)stbuf.st_size,
+                                      err) == 0 &&
+             hv_vol_upload(hv, vm_pool(core), vol, (uint64_t)stbuf.st_size, seed_file_source, &fd,
+                           err) == 0)
+        r = 0;
+    unlink(iso);
+    return r;
+}
+
+static int
+vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err)
+{
+    char disk_vol[96], seed_vol[96], domain[64];
+    _cleanup_free_ char *disk_path = NULL, *seed_path = NULL, *console = NULL;
+    Flavor flavor;
+    vm_disk_volume(vm, disk_vol);
+    vm_seed_volume(vm, seed_vol);
+    vm_domain_name(vm, domain);
+    if (flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
+        hv_vol_path(hv, vm_pool(core), disk_vol, &disk_path, err) < 0 ||
+        hv_vol_path(hv, vm_pool(core), seed_vol, &seed_path, err) < 0)
+        return -1;
+    console = vm_ops_console_log_path(core, vm->id);
+    if (!console)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    DomainSpec spec = {
+        .uuid = vm->id,
+        .domain_name = domain,
+        .vm_name = vm->name,
+        .project = "default",
+        .flavor_name = flavor.name,
+        .image_id = vm->image_id,
+        .virt_type = core->cfg.virt_type,
+        .vcpus = vm->vcpus,
+        .ram_mib = vm->ram_mib,
+        .disk_gib = vm->disk_gib,
+        .disk_path = disk_path,
+        .seed_path = seed_path,
+        .network = core->cfg.network,
+        .mac = vm->mac,
+        .console_log = console,
+        .created_at = vm->created_at,
+    };
+    *ret = domain_xml_build(&spec);
+    if (!*ret)
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot build the domain XML");
+    return 0;
+}
+
+static int
+step_define(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    _cleanup_free_ char *xml = NULL;
+    if (vm_build_domain_xml(core, vm, hv, &xml, err) < 0)
+        return -1;
+    return hv_domain_define(hv, xml, err);
+}
+
+static int
+step_start(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_start(hv, domain, err);
+}
+
+/* start of a VM whose domain vanished: define it again from the stored spec, if its disk is
+ * still there (a VM is never silently given a blank disk). */
+static int
+step_ensure_defined(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64], disk_vol[96];
+    HvDomainState st;
+    vm_domain_name(vm, domain);
+    if (hv_domain_get_state(hv, domain, &st, err) < 0)
+        return -1;
+    if (st != HV_DOMAIN_NONE)
+        return 0;
+    vm_disk_volume(vm, disk_vol);
+    int exists = hv_vol_exists(hv, vm_pool(core), disk_vol, err);
+    if (exists < 0)
+        return -1;
+    if (!exists)
+        return nb_error_set(err, NB_ERR_INVALID_STATE,
+                            "the VM's domain and disk are gone from the hypervisor; delete it");
+    char seed_vol[96];
+    vm_seed_volume(vm, seed_vol);
+    exists = hv_vol_exists(hv, vm_pool(core), seed_vol, err);
+    if (exists < 0 || (!exists && step_create_seed(core, task, vm, hv, err) < 0))
+        return -1;
+    log_warn("vm %s: domain was missing; defining it again from the stored spec", vm->id);
+    return step_define(core, task, vm, hv, err);
+}
+
+/* ---- stop, reboot, pause, resume ---- */
+
+static int
+step_stop(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    uint64_t timeout_ms = core->cfg.stop_timeout_ms;
+    bool force = false;
+    if (task->params) {
+        json_t *p = json_loads(task->params, 0, NULL);
+        json_t *t = json_object_get(p, "timeout");
+        if (json_is_integer(t))
+            timeout_ms = (uint64_t)json_integer_value(t) * 1000u;
+        force = json_is_true(json_object_get(p, "force"));
+        json_decref(p);
+    }
+    if (force)
+        return hv_domain_destroy(hv, domain, err);
+    return hv_domain_stop(hv, domain, timeout_ms, err);
+}
+
+static int
+step_reboot(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_reboot(hv, domain, err);
+}
+
+static int
+step_pause(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_suspend(hv, domain, err);
+}
+
+static int
+step_resume(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_resume(hv, domain, err);
+}
+
+/* ---- delete (also the rollback of a failed create) ---- */
+
+static int
+step_undefine(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_undefine(hv, domain, err);
+}
+
+static int
+step_delete_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char vol[96];
+    vm_disk_volume(vm, vol);
+    return hv_vol_delete(hv, vm_pool(core), vol, err);
+}
+
+static int
+step_delete_seed(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    char vol[96];
+    vm_seed_volume(vm, vol);
+    return hv_vol_delete(hv, vm_pool(core), vol, err);
+}
+
+static int
+step_delete_console_log(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+{
+    _cleanup_free_ char *path = vm_ops_console_log_path(core, vm->id);
+    if (path && unlink(path) < 0 && errno != ENOENT)
+        return nb_error_set(err, NB_ERR_INTERNAL, "remove console log: %s", strerror(errno));
+    return 0;
+}
+
+static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_define, step_start};
+static const VmStep start_steps[] = {step_ensure_defined, step_start};
+static const VmStep stop_steps[] = {step_stop};
+static const VmStep reboot_steps[] = {step_reboot};
+static const VmStep pause_steps[] = {step_pause};
+static const VmStep resume_steps[] = {step_resume};
+static const VmStep delete_steps[] = {step_undefine, step_delete_disk, step_delete_seed,
+                                      step_delete_console_log};
+
+#define TASK_DEF(s, claim, want, done)                                                             \
+    {                                                                                              \
+        .steps = s, .n_steps = (int)ELEMENTSOF(s), .state_on_claim = claim, .desired = want,       \
+        .state_on_success = done                                                                   \
+    }
+
+static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
+    [TASK_KIND_VM_CREATE] =
+        TASK_DEF(create_steps, VM_STATE_BUILDING, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_START] = TASK_DEF(start_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
+    [TASK_KIND_VM_REBOOT] = TASK_DEF(reboot_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_PAUSE] = TASK_DEF(pause_steps, -1, VM_POWER_PAUSED, VM_STATE_PAUSED),
+    [TASK_KIND_VM_RESUME] = TASK_DEF(resume_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_DELETE] =
+        TASK_DEF(delete_steps, VM_STATE_DELETING, VM_POWER_DELETED, VM_STATE_DELETING),
+};
+
+int
+vm_ops_step_count(TaskKind kind)
+{
+    if ((int)kind < 0 || kind >= _TASK_KIND_MAX)
+        return 0;
+    return vm_task_defs[kind].n_steps;
+}
+
+static VmState
+vm_state_from_hv(HvDomainState st)
+{
+    switch (st) {
+    case HV_DOMAIN_RUNNING:
+        return VM_STATE_RUNNING;
+    case HV_DOMAIN_PAUSED:
+        return VM_STATE_PAUSED;
+    case HV_DOMAIN_SHUTOFF:
+        return VM_STATE_STOPPED;
+    case HV_DOMAIN_CRASHED:
+        return VM_STATE_CRASHED;
+    case HV_DOMAIN_NONE:
+        return VM_STATE_MISSING;
+    default:
+        return VM_STATE_UNKNOWN;
+    }
+}
+
+/* Undoes a failed create: nothing of the VM stays on the hypervisor. */
+static void
+vm_create_rollback(Core *core, const Task *task, Vm *vm, HvConn *hv)
+{
+    static const VmStep undo[] = {step_undefine, step_delete_disk, step_delete_seed};
+    for (size_t i = 0; i < ELEMENTSOF(undo); i++) {
+        _cleanup_error_ NbError *err = NULL;
+        if (undo[i](core, task, vm, hv, &err) < 0)
+            log_error("vm %s: rollback step %zu failed: %s", vm->id, i, err->message);
+    }
+}
+
+static void
+vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
+{
+    _cleanup_error_ NbError *err = NULL;
+    const char *code = e ? e->code : NB_ERR_INTERNAL;
+    const char *msg = e && e->message ? e->message : "internal error";
+    int state = -1, desired = -1;
+
+    log_warn("task %s (%s) on vm %s failed at step %d: %s: %s", task->id,
+             task_kind_to_string(task->kind), vm->id, task->step, code, msg);
+    if (task->kind == TASK_KIND_VM_CREATE) {
+        vm_create_rollback(core, task, vm, hv);
+        state = VM_STATE_ERROR;
+        desired = VM_POWER_STOPPED;
+    } else if (hv) {
+        char domain[64];
+        HvDomainState st;
+        vm_domain_name(vm, domain);
+        if (hv_domain_get_state(hv, domain, &st, &err) == 0)
+            state = vm_state_from_hv(st);
+    } else {
+        state = VM_STATE_UNKNOWN;
+    }
+    /* A failed delete keeps the VM, in `deleting` no more: it shows what libvirt has. */
+    if (task->kind == TASK_KIND_VM_DELETE && state < 0)
+        state = VM_STATE_ERROR;
+    nb_error_free(TAKE_PTR(err));
+    if (task_store_finish(core->store, task, TASK_STATE_FAILED, code, msg, state, desired, msg,
+                          &err) < 0)
+        log_error("task %s: cannot record failure: %s", task->id, err->message);
+}
+
+int
+vm_ops_run_task(Core *core, Task *task)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if ((int)task->kind < 0 || task->kind >= _TASK_KIND_MAX)
+        return -1;
+    const VmTaskDef *def = &vm_task_defs[task->kind];
+    Vm vm;
+    if (vm_store_get(core->store, task->target_id, &vm, &err) < 0) {
+        /* The VM row went with a finished delete; nothing is left to do but close the task. */
+        nb_error_free(TAKE_PTR(err));
+        task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_VM_NOT_FOUND,
+                          "the VM no longer exists", -1, -1, NULL, &err);
+        return -1;
+    }
+    if (!streq(vm.task_id, task->id)) {
+        log_error("task %s: vm %s is held by task '%s'; closing this one", task->id, vm.id,
+                  vm.task_id);
+        task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_VM_BUSY,
+                          "the VM was held by another task", -1, -1, NULL, &err);
+        vm_clear(&vm);
+        return -1;
+    }
+    if (task_store_set_running(core->store, task->id, &err) < 0) {
+        log_error("task %s: %s", task->id, err->message);
+        vm_clear(&vm);
+        return -1;
+    }
+    log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
+             task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
+
+    HvConn *hv = core_hv_get(core);
+    int r = 0;
+    if (!hv || !hv_conn_is_alive(hv)) {
+        nb_error_set(&err, NB_ERR_HYPERVISOR, "the host's libvirt connection is down");
+        r = -1;
+    }
+    while (r == 0 && task->step < def->n_steps) {
+        if (def->steps[task->step](core, task, &vm, hv, &err) < 0) {
+            r = -1;
+            break;
+        }
+        core_crash_point(task->kind, task->step);
+        task->step++;
+        if (task_store_set_step(core->store, task->id, task->step, &err) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    if (r < 0) {
+        vm_task_fail(core, task, &vm, hv, err);
+    } else if (task->kind == TASK_KIND_VM_DELETE) {
+        if (task_store_finish_delete(core->store, task, &err) < 0)
+            log_error("task %s: %s", task->id, err->message);
+    } else if (task_store_finish(core->store, task, TASK_STATE_SUCCEEDED, NULL, NULL,
+                                 (int)def->state_on_success, (int)def->desired, NULL, &err) < 0) {
+        log_error("task %s: %s", task->id, err->message);
+    }
+    core_hv_put(core);
+    log_info("task %s (%s) on vm %s: %s", task->id, task_kind_to_string(task->kind), vm.id,
+             r < 0 ? "failed" : "succeeded");
+    vm_clear(&vm);
+    return r;
+}
+
+/* ---- entry points for the API ---- */
+
+static int
+vm_random_mac(char out[NB_MAC_STRLEN])
+{
+    unsigned char b[3];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return -1;
+    /* 52:54:00 is QEMU's locally administered prefix, as libvirt uses. */
+    snprintf(out, NB_MAC_STRLEN, "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
+    return 0;
+}
+
+int
+vm_ops_create(Core *core, json_t *body, Vm *ret_vm, Task *ret_task, NbError **err)
+{
+    VmCreateRequest req;
+    Image img;
+    Flavor flavor;
+    Vm vm = {0};
+    Task task;
+
+    if (vm_create_request_parse(body, &req, err) < 0)
+        return -1;
+    int r = -1;
+    if (image_store_get(core->store, req.image, &img, err) < 0 ||
+        flavor_store_get(core->store, req.flavor, &flavor, err) < 0)
+        goto out;
+    if (img.state != IMAGE_STATE_ACTIVE) {
+        nb_error_set(err, NB_ERR_IMAGE_NOT_ACTIVE, "image '%s' has no data yet (state %s)",
+                     img.name, image_state_to_string(img.state));
+        goto out;
+    }
+    if (flavor.disk_gib << 30 < img.virtual_size_bytes) {
+        nb_error_set(err, NB_ERR_FLAVOR_DISK_TOO_SMALL,
+                     "flavor '%s' has a %ju GiB disk; image '%s' needs %ju bytes", flavor.name,
+                     (uintmax_t)flavor.disk_gib, img.name, (uintmax_t)img.virtual_size_bytes);
+        goto out;
+    }
+
+    nb_uuid_generate(vm.id);
+    snprintf(vm.name, sizeof(vm.name), "%s", req.name);
+    if (req.hostname[0]) {
+        snprintf(vm.hostname, sizeof(vm.hostname), "%s", req.hostname);
+    } else {
+        _cleanup_free_ char *h = nb_hostname_from_name(req.name);
+        snprintf(vm.hostname, sizeof(vm.hostname), "%s", h ? h : "vm");
+    }
+    vm.state = VM_STATE_BUILDING;
+    vm.desired = VM_POWER_RUNNING;
+    snprintf(vm.host, sizeof(vm.host), "%s", core->cfg.host_name);
+    memcpy(vm.image_id, img.id, sizeof(vm.image_id));
+    memcpy(vm.flavor_id, flavor.id, sizeof(vm.flavor_id));
+    vm.vcpus = flavor.vcpus;
+    vm.ram_mib = flavor.ram_mib;
+    vm.disk_gib = flavor.disk_gib;
+    vm.user_data = req.user_data;
+    nb_timestamp_now(vm.created_at);
+    memcpy(vm.updated_at, vm.created_at, sizeof(vm.updated_at));
+    task_new(&task, TASK_KIND_VM_CREATE, vm.id, NULL);
+    memcpy(vm.task_id, task.id, sizeof(vm.task_id));
+
+    /* A MAC collision shows as a constraint on the mac column: draw again. */
+    for (int attempt = 0;; attempt++) {
+        _cleanup_error_ NbError *e = NULL;
+        if (vm_random_mac(vm.mac) < 0) {
+            nb_error_set(err, NB_ERR_INTERNAL, "no randomness for a MAC address");
+            break;
+        }
+        if (vm_store_insert_with_task(core->store, &vm, &task, &e) == 0) {
+            r = 0;
+            break;
+        }
+        if (!streq(e->code, NB_ERR_MAC_TAKEN) || attempt == 8) {
+            nb_error_propagate(err, TAKE_PTR(e));
+            break;
+        }
+    }
+    if (r == 0) {
+        log_info("vm %s (%s): create queued as task %s", vm.id, vm.name, task.id);
+        task_engine_submit(core->tasks, task.id);
+        vm.user_data = NULL; /* owned by req */
+        *ret_vm = vm;
+        *ret_task = task;
+        task.params = NULL;
+    } else {
+        task_clear(&task);
+    }
+    vm.user_data = NULL;
+out:
+    vm_create_request_clear(&req);
+    return r;
+}
+
+static bool
+vm_action_allowed(TaskKind kind, VmState state)
+{
+    switch (kind) {
+    case TASK_KIND_VM_START:
+        return state == VM_STATE_STOPPED || state == VM_STATE_CRASHED ||
+               state == VM_STATE_MISSING || state == VM_STATE_ERROR;
+    case TASK_KIND_VM_STOP:
+        return state == VM_STATE_RUNNING || state == VM_STATE_PAUSED;
+    case TASK_KIND_VM_REBOOT:
+    case TASK_KIND_VM_PAUSE:
+        return state == VM_STATE_RUNNING;
+    case TASK_KIND_VM_RESUME:
+        return state == VM_STATE_PAUSED;
+    case TASK_KIND_VM_DELETE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int
+vm_stop_params(json_t *params, char **ret, NbError **err)
+{
+    static const char *const fields[] = {"force", "timeout", NULL};
+    *ret = NULL;
+    if (!params)
+        return 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach (params, key, v) {
+        bool known = false;
+        for (size_t i = 0; fields[i]; i++)
+            known |= streq(key, fields[i]);
+        if (!known)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown field '%.64s'", key);
+    }
+    json_t *force = json_object_get(params, "force");
+    json_t *timeout = json_object_get(params, "timeout");
+    if (force && !json_is_boolean(force))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'force' must be a boolean");
+    if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 0 ||
+                    json_integer_value(timeout) > 3600))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "field 'timeout' must be an integer from 0 to 3600 (seconds)");
+    *ret = json_dumps(params, JSON_COMPACT);
+    return 0;
+}
+
+int
+vm_ops_action(Core *core, const char *id_or_name, TaskKind kind, json_t *params, Vm *ret_vm,
+              Task *ret_task, NbError **err)
+{
+    Vm vm;
+    Task task;
+    _cleanup_free_ char *params_text = NULL;
+
+    if (kind == TASK_KIND_VM_STOP) {
+        if (vm_stop_params(params, &params_text, err) < 0)
+            return -1;
+    } else if (params && json_object_size(params) > 0) {
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "this action takes no body");
+    }
+    if (vm_store_get(core->store, id_or_name, &vm, err) < 0)
+        return -1;
+    if (vm.task_id[0]) {
+        vm_clear(&vm);
+        return nb_error_set(err, NB_ERR_VM_BUSY,
+                            "another task is working on this VM; retry when it has finished");
+    }
+    if (!vm_action_allowed(kind, vm.state)) {
+        nb_error_set(err, NB_ERR_INVALID_STATE, "cannot %s a VM that is %s",
+                     task_kind_to_string(kind) + 3, vm_state_to_string(vm.state));
+        vm_clear(&vm);
+        return -1;
+    }
+    /* Starting a VM whose create failed runs the create again: its steps are idempotent. */
+    if (kind == TASK_KIND_VM_START && vm.state == VM_STATE_ERROR)
+        kind = TASK_KIND_VM_CREATE;
+    const VmTaskDef *def = &vm_task_defs[kind];
+    task_new(&task, kind, vm.id, params_text);
+    if (vm_store_claim(core->store, vm.id, &task, def->desired, (int)def->state_on_claim, err) <
+        0) {
+        task_clear(&task);
+        vm_clear(&vm);
+        return -1;
+    }
+    log_info("vm %s (%s): %s queued as task %s", vm.id, vm.name, task_kind_to_string(kind),
+             task.id);
+    task_engine_submit(core->tasks, task.id);
+    vm_clear(&vm);
+    if (vm_store_get(core->store, task.target_id, ret_vm, err) < 0) {
+        task_clear(&task);
+        return -1;
+    }
+    *ret_task = task;
+    return 0;
+}

@@ -1,0 +1,195 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/strutil.h"
+
+void
+daemon_config_defaults(DaemonConfig *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->listen_host = strdup("127.0.0.1");
+    c->port = 8773;
+    c->state_dir = strdup("/var/lib/nimbus");
+    c->libvirt_uri = strdup("qemu:///system");
+    c->virt_type = strdup("kvm");
+    c->pool_name = strdup("nimbus");
+    c->network = strdup("default");
+    c->host_name = strdup("local");
+    c->log_level = strdup("info");
+    c->workers = 4;
+    c->http_threads = 8;
+    c->stop_timeout_s = 60;
+    c->sync_interval_s = 10;
+    c->max_image_size_gib = 2048;
+}
+
+void
+daemon_config_free(DaemonConfig *c)
+{
+    free(c->listen_host);
+    free(c->state_dir);
+    free(c->libvirt_uri);
+    free(c->virt_type);
+    free(c->pool_name);
+    free(c->pool_path);
+    free(c->network);
+    free(c->host_name);
+    free(c->log_level);
+}
+
+static int
+set_string(char **field, const char *value)
+{
+    char *dup = strdup(value);
+    if (!dup)
+        return -ENOMEM;
+    free(*field);
+    *field = dup;
+    return 0;
+}
+
+static int
+set_uint(unsigned *field, const char *key, const char *value, unsigned min, unsigned max,
+         NbError **err)
+{
+    uint64_t v;
+    if (str_to_u64(value, &v) < 0 || v < min || v > max)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "%s must be an integer from %u to %u", key,
+                            min, max);
+    *field = (unsigned)v;
+    return 0;
+}
+
+/* "127.0.0.1:8773" or "[::1]:8773" */
+static int
+set_listen(DaemonConfig *c, const char *value, NbError **err)
+{
+    const char *colon = strrchr(value, ':');
+    if (!colon)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "listen must be ADDRESS:PORT");
+    _cleanup_free_ char *host = strndup(value, (size_t)(colon - value));
+    if (!host)
+        return -1;
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "listen address must be a numeric IPv4 or IPv6 address");
+    unsigned port = 0;
+    if (set_uint(&port, "listen port", colon + 1, 0, 65535, err) < 0)
+        return -1;
+    free(c->listen_host);
+    c->listen_host = TAKE_PTR(host);
+    c->port = (uint16_t)port;
+    return 0;
+}
+
+int
+daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError **err)
+{
+    struct {
+        const char *key;
+        char **field;
+    } strings[] = {
+        {"state-dir", &c->state_dir}, {"libvirt-uri", &c->libvirt_uri},
+        {"virt-type", &c->virt_type}, {"pool-name", &c->pool_name},
+        {"pool-path", &c->pool_path}, {"network", &c->network},
+        {"host-name", &c->host_name}, {"log-level", &c->log_level},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
+        if (streq(key, strings[i].key)) {
+            if (!*value)
+                return nb_error_set(err, NB_ERR_INVALID_REQUEST, "%s must not be empty", key);
+            return set_string(strings[i].field, value) < 0
+                       ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory")
+                       : 0;
+        }
+    }
+    if (streq(key, "listen"))
+        return set_listen(c, value, err);
+    if (streq(key, "workers"))
+        return set_uint(&c->workers, key, value, 1, 64, err);
+    if (streq(key, "http-threads"))
+        return set_uint(&c->http_threads, key, value, 1, 256, err);
+    if (streq(key, "stop-timeout"))
+        return set_uint(&c->stop_timeout_s, key, value, 0, 3600, err);
+    if (streq(key, "sync-interval"))
+        return set_uint(&c->sync_interval_s, key, value, 1, 3600, err);
+    if (streq(key, "max-image-size-gib")) {
+        unsigned v = 0;
+        if (set_uint(&v, key, value, 1, 1024 * 1024, err) < 0)
+            return -1;
+        c->max_image_size_gib = v;
+        return 0;
+    }
+    return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown setting '%.64s'", key);
+}
+
+static char *
+trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+int
+daemon_config_load_file(DaemonConfig *c, const char *path, NbError **err)
+{
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    if (!f)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "cannot open %s: %s", path,
+                            strerror(errno));
+    char line[1024];
+    for (unsigned lineno = 1; fgets(line, sizeof(line), f); lineno++) {
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "%s:%u: expected key = value", path,
+                                lineno);
+        *eq = '\0';
+        _cleanup_error_ NbError *e = NULL;
+        if (daemon_config_set(c, trim(s), trim(eq + 1), &e) < 0)
+            return nb_error_set(err, e->code, "%s:%u: %s", path, lineno, e->message);
+    }
+    return 0;
+}
+
+int
+daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
+{
+    VirtType vt = virt_type_from_string(c->virt_type);
+    if (vt == _VIRT_TYPE_INVALID)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "virt-type must be kvm or qemu");
+    if (c->state_dir[0] != '/')
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "state-dir must be an absolute path");
+    *ret = (CoreConfig){
+        .state_dir = c->state_dir,
+        .libvirt_uri = c->libvirt_uri,
+        .host_name = c->host_name,
+        .pool_name = c->pool_name,
+        .pool_path = c->pool_path,
+        .network = c->network,
+        .virt_type = vt,
+        .workers = c->workers,
+        .stop_timeout_ms = (uint64_t)c->stop_timeout_s * 1000u,
+        .sync_interval_s = c->sync_interval_s,
+        .max_image_virtual_bytes = c->max_image_size_gib << 30,
+    };
+    return 0;
+}

@@ -1,5 +1,194 @@
-int
-main(void)
+/* nimbusd: the Nimbus controller. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../api/api.h"
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "config.h"
+
+#define DEFAULT_CONFIG "/etc/nimbus/nimbusd.conf"
+
+static void
+usage(FILE *out)
 {
+    fprintf(out,
+            "Usage: nimbusd [OPTIONS]\n"
+            "  --config FILE          settings file (default " DEFAULT_CONFIG " if present)\n"
+            "  --listen ADDR:PORT     API address (default 127.0.0.1:8773)\n"
+            "  --state-dir DIR        store, console logs, admin token (default "
+            "/var/lib/nimbus)\n"
+            "  --libvirt-uri URI      hypervisor (default qemu:///system)\n"
+            "  --virt-type kvm|qemu   qemu = software emulation (TCG), for tests (default kvm)\n"
+            "  --pool-name NAME       libvirt storage pool Nimbus owns (default nimbus)\n"
+            "  --pool-path DIR        its directory (default STATE-DIR/pool)\n"
+            "  --network NAME         libvirt network for VMs (default default)\n"
+            "  --workers N            task workers (default 4)\n"
+            "  --http-threads N       API connection threads (default 8)\n"
+            "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
+            "  --sync-interval SECONDS reconciler full sync (default 10)\n"
+            "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
+            "  --log-level LEVEL      debug, info, warn, error (default info)\n"
+            "  --version, --help\n");
+}
+
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, 0},
+    {"state-dir", required_argument, NULL, 0},
+    {"libvirt-uri", required_argument, NULL, 0},
+    {"virt-type", required_argument, NULL, 0},
+    {"pool-name", required_argument, NULL, 0},
+    {"pool-path", required_argument, NULL, 0},
+    {"network", required_argument, NULL, 0},
+    {"host-name", required_argument, NULL, 0},
+    {"workers", required_argument, NULL, 0},
+    {"http-threads", required_argument, NULL, 0},
+    {"stop-timeout", required_argument, NULL, 0},
+    {"sync-interval", required_argument, NULL, 0},
+    {"max-image-size-gib", required_argument, NULL, 0},
+    {"log-level", required_argument, NULL, 0},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Two passes: find --config first so the command line wins over the file. */
+static int
+parse_args(int argc, char **argv, DaemonConfig *cfg)
+{
+    const char *config = access(DEFAULT_CONFIG, R_OK) == 0 ? DEFAULT_CONFIG : NULL;
+    int opt, idx;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "c:hV", long_options, &idx)) != -1) {
+        if (opt == 'c')
+            config = optarg;
+        else if (opt == 'h') {
+            usage(stdout);
+            exit(EXIT_SUCCESS);
+        } else if (opt == 'V') {
+            printf("nimbusd 0.1.0\n");
+            exit(EXIT_SUCCESS);
+        } else if (opt == '?') {
+            fprintf(stderr, "nimbusd: bad option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (config) {
+        _cleanup_error_ NbError *err = NULL;
+        if (daemon_config_load_file(cfg, config, &err) < 0) {
+            fprintf(stderr, "nimbusd: %s\n", err->message);
+            return -1;
+        }
+    }
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:hV", long_options, &idx)) != -1) {
+        if (opt != 0)
+            continue;
+        _cleanup_error_ NbError *err = NULL;
+        if (daemon_config_set(cfg, long_options[idx].name, optarg, &err) < 0) {
+            fprintf(stderr, "nimbusd: --%s: %s\n", long_options[idx].name, err->message);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nimbusd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
     return 0;
+}
+
+static bool
+is_loopback(const char *host)
+{
+    return str_startswith(host, "127.") || streq(host, "::1");
+}
+
+int
+main(int argc, char **argv)
+{
+    DaemonConfig cfg;
+    CoreConfig core_cfg;
+    Core *core = NULL;
+    HttpServer *server = NULL;
+    _cleanup_free_ char *token_path = NULL;
+    _cleanup_error_ NbError *err = NULL;
+    int rc = EXIT_FAILURE;
+
+    daemon_config_defaults(&cfg);
+    if (parse_args(argc, argv, &cfg) < 0) {
+        daemon_config_free(&cfg);
+        return 2;
+    }
+    LogLevel level;
+    if (log_level_from_string(cfg.log_level, &level) < 0) {
+        fprintf(stderr, "nimbusd: --log-level must be debug, info, warn or error\n");
+        daemon_config_free(&cfg);
+        return 2;
+    }
+    log_set_level(level);
+    if (!cfg.pool_path)
+        cfg.pool_path = str_printf("%s/pool", cfg.state_dir);
+    if (daemon_config_to_core(&cfg, &core_cfg, &err) < 0) {
+        fprintf(stderr, "nimbusd: %s\n", err->message);
+        daemon_config_free(&cfg);
+        return 2;
+    }
+
+    /* Signals are taken synchronously by the main thread; every other thread blocks them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("nimbusd 0.1.0 starting: libvirt %s, virt-type %s, state in %s", cfg.libvirt_uri,
+             cfg.virt_type, cfg.state_dir);
+    if (core_start(&core_cfg, &core, &err) < 0) {
+        log_error("cannot start: %s", err->message);
+        goto out;
+    }
+    token_path = str_printf("%s/admin.token", cfg.state_dir);
+    if (!token_path || auth_bootstrap_admin_token(core->store, token_path, &err) < 0) {
+        log_error("cannot create the admin token: %s", err ? err->message : "out of memory");
+        goto out;
+    }
+    api_images_set_core(core);
+    HttpServerConfig http = {
+        .listen_host = cfg.listen_host,
+        .port = cfg.port,
+        .threads = cfg.http_threads,
+        .routes = api_routes,
+        .ctx = core,
+        .check_token = auth_check_token,
+    };
+    if (http_server_start(&http, &server, &err) < 0) {
+        log_error("cannot serve the API: %s", err->message);
+        goto out;
+    }
+    if (!is_loopback(cfg.listen_host))
+        log_warn("the API listens on %s without TLS: bearer tokens cross the network in clear "
+                 "text; put it behind a TLS proxy or listen on loopback",
+                 cfg.listen_host);
+    /* The line scripts wait for: the port is real even when --listen asked for port 0. */
+    log_info("listening on http://%s%s%s:%u", strchr(cfg.listen_host, ':') ? "[" : "",
+             cfg.listen_host, strchr(cfg.listen_host, ':') ? "]" : "", http_server_port(server));
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        log_info("SIGHUP ignored: restart nimbusd to reload its configuration");
+    log_info("signal %d: stopping (running guests are left running)", sig);
+    rc = EXIT_SUCCESS;
+out:
+    http_server_stop(server);
+    core_stop(core);
+    daemon_config_free(&cfg);
+    return rc;
 }

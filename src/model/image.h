@@ -34,10 +34,10 @@ typedef struct Image {
     char id[NB_UUID_STRLEN];
     char name[NB_NAME_MAX + 1];
     ImageState state;
-    ImageFormat format;        /* declared by the user, or detected */
-    uint64_t size_bytes;       /* bytes stored */
+    ImageFormat format;  /* declared by the user, or detected */
+    uint64_t size_bytes; /* bytes stored */
     uint64_t virtual_size_bytes;
-    char volume[96];           /* libvirt volume name in the Nimbus pool: derived from id */
+    char volume[96]; /* libvirt volume name in the Nimbus pool: derived from id */
     char created_at[NB_TIMESTAMP_LEN];
     char updated_at[NB_TIMESTAMP_LEN];
 } Image;

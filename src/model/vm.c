@@ -1,0 +1,112 @@
+#include "vm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enum_table.h"
+#include "json_req.h"
+
+static const char *const vm_state_table[_VM_STATE_MAX] = {
+    [VM_STATE_BUILDING] = "building", [VM_STATE_RUNNING] = "running",
+    [VM_STATE_PAUSED] = "paused",     [VM_STATE_STOPPED] = "stopped",
+    [VM_STATE_CRASHED] = "crashed",   [VM_STATE_MISSING] = "missing",
+    [VM_STATE_UNKNOWN] = "unknown",   [VM_STATE_ERROR] = "error",
+    [VM_STATE_DELETING] = "deleting",
+};
+DEFINE_STRING_TABLE(vm_state, VmState, vm_state_table)
+
+static const char *const vm_power_table[_VM_POWER_MAX] = {
+    [VM_POWER_RUNNING] = "running",
+    [VM_POWER_STOPPED] = "stopped",
+    [VM_POWER_PAUSED] = "paused",
+    [VM_POWER_DELETED] = "deleted",
+};
+DEFINE_STRING_TABLE(vm_power, VmPower, vm_power_table)
+
+void
+vm_domain_name(const Vm *vm, char out[64])
+{
+    snprintf(out, 64, VM_DOMAIN_PREFIX "%s", vm->id);
+}
+
+void
+vm_disk_volume(const Vm *vm, char out[96])
+{
+    snprintf(out, 96, "vm-%s-disk.qcow2", vm->id);
+}
+
+void
+vm_seed_volume(const Vm *vm, char out[96])
+{
+    snprintf(out, 96, "vm-%s-seed.iso", vm->id);
+}
+
+int
+vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
+{
+    static const char *const fields[] = {"name", "image", "flavor", "hostname", "user_data", NULL};
+    VmCreateRequest r = {0};
+    char hostname[256];
+
+    if (json_req_check_fields(body, fields, err) < 0 ||
+        json_req_name(body, "name", "VM", r.name, err) < 0 ||
+        /* image/flavor may be a UUID (37 bytes) or a name (64 bytes) */
+        json_req_string(body, "image", 1, r.image, sizeof(r.image), err) < 0 ||
+        json_req_string(body, "flavor", 1, r.flavor, sizeof(r.flavor), err) < 0 ||
+        json_req_string(body, "hostname", 0, hostname, sizeof(hostname), err) < 0)
+        return -1;
+    if (hostname[0] && !nb_hostname_is_valid(hostname))
+        return nb_error_set(err, NB_ERR_INVALID_HOSTNAME,
+                            "hostname must be an RFC 1123 label: letters, digits and '-', at "
+                            "most 63 characters, not starting or ending with '-'");
+    memcpy(r.hostname, hostname, strlen(hostname) + 1);
+    json_t *ud = json_object_get(body, "user_data");
+    if (ud && !json_is_null(ud)) {
+        if (!json_is_string(ud))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'user_data' must be a string");
+        size_t len = json_string_length(ud);
+        if (len > NB_USER_DATA_MAX)
+            return nb_error_set(err, NB_ERR_USER_DATA_TOO_LARGE,
+                                "user_data is %zu bytes; the limit is %d", len, NB_USER_DATA_MAX);
+        if (memchr(json_string_value(ud), '\0', len))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "user_data must not contain NUL");
+        r.user_data = strdup(json_string_value(ud));
+        if (!r.user_data)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    }
+    *ret = r;
+    return 0;
+}
+
+void
+vm_create_request_clear(VmCreateRequest *r)
+{
+    free(r->user_data);
+    r->user_data = NULL;
+}
+
+void
+vm_clear(Vm *vm)
+{
+    if (!vm)
+        return;
+    free(vm->user_data);
+    free(vm->error);
+    vm->user_data = vm->error = NULL;
+}
+
+json_t *
+vm_to_json(const Vm *vm)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, "
+                     "s:o, s:s, s:s}",
+                     "id", vm->id, "name", vm->name, "hostname", vm->hostname, "state",
+                     vm_state_to_string(vm->state), "desired_state",
+                     vm_power_to_string(vm->desired), "task_id", json_string_or_null(vm->task_id),
+                     "host", vm->host, "image_id", vm->image_id, "flavor_id", vm->flavor_id,
+                     "vcpus", (json_int_t)vm->vcpus, "ram_mib", (json_int_t)vm->ram_mib, "disk_gib",
+                     (json_int_t)vm->disk_gib, "mac", vm->mac, "ip", json_string_or_null(vm->ip),
+                     "error", json_string_or_null(vm->error), "created_at", vm->created_at,
+                     "updated_at", vm->updated_at);
+}

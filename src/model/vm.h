@@ -14,10 +14,10 @@ typedef enum VmState {
     VM_STATE_RUNNING,
     VM_STATE_PAUSED,
     VM_STATE_STOPPED,
-    VM_STATE_CRASHED,  /* guest crashed; desired state unchanged */
-    VM_STATE_MISSING,  /* the domain vanished from libvirt behind Nimbus's back; start re-creates */
-    VM_STATE_UNKNOWN,  /* the host cannot be reached */
-    VM_STATE_ERROR,    /* create failed; its hypervisor parts were rolled back */
+    VM_STATE_CRASHED, /* guest crashed; desired state unchanged */
+    VM_STATE_MISSING, /* the domain vanished from libvirt behind Nimbus's back; start re-creates */
+    VM_STATE_UNKNOWN, /* the host cannot be reached */
+    VM_STATE_ERROR,   /* create failed; its hypervisor parts were rolled back */
     VM_STATE_DELETING,
     _VM_STATE_MAX,
     _VM_STATE_INVALID = -1,
@@ -50,13 +50,13 @@ typedef struct Vm {
     char host[NB_NAME_MAX + 1];   /* "local" in all-in-one */
     char image_id[NB_UUID_STRLEN];
     char flavor_id[NB_UUID_STRLEN];
-    unsigned vcpus;               /* copied from the flavor at create: flavors may change */
+    unsigned vcpus; /* copied from the flavor at create: flavors may change */
     uint64_t ram_mib;
     uint64_t disk_gib;
     char mac[NB_MAC_STRLEN];
-    char *user_data;              /* owned; never logged nor returned by the API */
-    char ip[64];                  /* last address seen in the DHCP leases, may be empty */
-    char *error;                  /* owned: why the last task failed, if it did */
+    char *user_data; /* owned; never logged nor returned by the API */
+    char ip[64];     /* last address seen in the DHCP leases, may be empty */
+    char *error;     /* owned: why the last task failed, if it did */
     char created_at[NB_TIMESTAMP_LEN];
     char updated_at[NB_TIMESTAMP_LEN];
 } Vm;

@@ -1,0 +1,185 @@
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/log.h"
+
+/*
+ * Migrations, in order; each runs once, in a transaction with the version bump. Never edit one
+ * that has shipped: add the next. Every resource carries a project from the start so tenancy
+ * can scope queries without a data migration.
+ */
+static const char *const store_migrations[] = {
+    /* 1 */
+    "CREATE TABLE flavors ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
+    "  vcpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (project, name));"
+    "CREATE TABLE images ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
+    "  state TEXT NOT NULL, format TEXT, size_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  virtual_size_bytes INTEGER NOT NULL DEFAULT 0, volume TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (project, name));"
+    "CREATE TABLE vms ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
+    "  hostname TEXT NOT NULL, state TEXT NOT NULL, desired TEXT NOT NULL, task_id TEXT,"
+    "  host TEXT NOT NULL, image_id TEXT NOT NULL REFERENCES images (id),"
+    "  flavor_id TEXT NOT NULL REFERENCES flavors (id), vcpus INTEGER NOT NULL,"
+    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, mac TEXT NOT NULL UNIQUE,"
+    "  user_data TEXT, ip TEXT, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    "  UNIQUE (project, name));"
+    "CREATE TABLE tasks ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', kind TEXT NOT NULL,"
+    "  state TEXT NOT NULL, target_id TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,"
+    "  steps INTEGER NOT NULL, params TEXT, error_code TEXT, error_message TEXT,"
+    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT);"
+    "CREATE INDEX tasks_by_target ON tasks (target_id, created_at);"
+    "CREATE INDEX tasks_unfinished ON tasks (state) WHERE state IN ('pending', 'running');"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    "  role TEXT NOT NULL DEFAULT 'admin', created_at TEXT NOT NULL, expires_at TEXT,"
+    "  revoked_at TEXT);",
+};
+
+int
+store_db_error(Store *s, const char *what, NbError **err)
+{
+    return nb_error_set(err, NB_ERR_INTERNAL, "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+int
+store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, NbError **err)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, ret, NULL) != SQLITE_OK)
+        return store_db_error(s, "prepare", err);
+    return 0;
+}
+
+int
+store_exec(Store *s, const char *sql, NbError **err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        nb_error_set(err, NB_ERR_INTERNAL, "store: %s", msg ? msg : "exec failed");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int
+store_begin(Store *s, NbError **err)
+{
+    return store_exec(s, "BEGIN IMMEDIATE", err);
+}
+
+int
+store_commit(Store *s, NbError **err)
+{
+    return store_exec(s, "COMMIT", err);
+}
+
+void
+store_rollback(Store *s)
+{
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+store_bind_text(sqlite3_stmt *st, int idx, const char *v)
+{
+    if (!v || !*v)
+        return sqlite3_bind_null(st, idx);
+    return sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
+}
+
+void
+store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t len)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(buf, len, "%s", v ? (const char *)v : "");
+}
+
+char *
+store_column_strdup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    return v ? strdup((const char *)v) : NULL;
+}
+
+int
+store_schema_version(Store *s)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        return -1;
+    return sqlite3_column_int(st, 0);
+}
+
+static int
+store_migrate(Store *s, NbError **err)
+{
+    int version = store_schema_version(s);
+    if (version < 0)
+        return store_db_error(s, "read schema version", err);
+    int latest = (int)ELEMENTSOF(store_migrations);
+    if (version > latest)
+        return nb_error_set(err, NB_ERR_INTERNAL,
+                            "store schema version %d is newer than this nimbusd (%d)", version,
+                            latest);
+    for (int v = version; v < latest; v++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+        if (store_begin(s, err) < 0)
+            return -1;
+        if (store_exec(s, store_migrations[v], err) < 0 || store_exec(s, bump, err) < 0) {
+            store_rollback(s);
+            return -1;
+        }
+        if (store_commit(s, err) < 0)
+            return -1;
+        log_info("store: migrated schema to version %d", v + 1);
+    }
+    return 0;
+}
+
+int
+store_open(const char *path, Store **ret, NbError **err)
+{
+    Store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        nb_error_set(err, NB_ERR_INTERNAL, "store: open %s: %s", path,
+                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        store_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    /* WAL + synchronous=FULL: a committed step survives kill -9 and power loss alike. */
+    if (store_exec(s,
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                   "PRAGMA foreign_keys = ON;",
+                   err) < 0 ||
+        store_migrate(s, err) < 0) {
+        store_close(s);
+        return -1;
+    }
+    *ret = s;
+    return 0;
+}
+
+void
+store_close(Store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

@@ -1,0 +1,261 @@
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TASK_COLUMNS                                                                               \
+    "id, kind, state, target_id, step, steps, params, error_code, error_message, created_at, "     \
+    "updated_at, finished_at"
+
+static void
+task_from_row(sqlite3_stmt *st, Task *t)
+{
+    memset(t, 0, sizeof(*t));
+    store_column_copy(st, 0, t->id, sizeof(t->id));
+    t->kind = task_kind_from_string((const char *)sqlite3_column_text(st, 1));
+    t->state = task_state_from_string((const char *)sqlite3_column_text(st, 2));
+    store_column_copy(st, 3, t->target_id, sizeof(t->target_id));
+    t->step = sqlite3_column_int(st, 4);
+    t->steps = sqlite3_column_int(st, 5);
+    t->params = store_column_strdup(st, 6);
+    t->error_code = store_column_strdup(st, 7);
+    t->error_message = store_column_strdup(st, 8);
+    store_column_copy(st, 9, t->created_at, sizeof(t->created_at));
+    store_column_copy(st, 10, t->updated_at, sizeof(t->updated_at));
+    store_column_copy(st, 11, t->finished_at, sizeof(t->finished_at));
+}
+
+void
+task_list_free(Task *tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        task_clear(&tasks[i]);
+    free(tasks);
+}
+
+int
+task_store_get(Store *s, const char *id, Task *ret, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return nb_error_set(err, NB_ERR_TASK_NOT_FOUND, "task '%.64s' not found", id);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, "get task", err);
+    task_from_row(st, ret);
+    return 0;
+}
+
+static int
+task_store_select(Store *s, sqlite3_stmt *st, Task **ret, size_t *ret_n, NbError **err)
+{
+    Task *list = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        Task *nl = realloc(list, (n + 1) * sizeof(*list));
+        if (!nl) {
+            task_list_free(list, n);
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        }
+        list = nl;
+        task_from_row(st, &list[n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        task_list_free(list, n);
+        return store_db_error(s, "list tasks", err);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
+int
+task_store_list(Store *s, const char *vm_id, unsigned limit, Task **ret, size_t *ret_n,
+                NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " TASK_COLUMNS " FROM tasks WHERE ?1 IS NULL OR target_id = ?1 "
+                      "ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                      &st, err) < 0)
+        return -1;
+    store_bind_text(st, 1, vm_id);
+    sqlite3_bind_int(st, 2, (int)limit);
+    return task_store_select(s, st, ret, ret_n, err);
+}
+
+int
+task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') "
+                      "ORDER BY created_at, rowid",
+                      &st, err) < 0)
+        return -1;
+    return task_store_select(s, st, ret, ret_n, err);
+}
+
+static int
+task_store_update(Store *s, const char *sql, const char *id, int step, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    if (step >= 0)
+        sqlite3_bind_int(st, 3, step);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "update task", err);
+    return 0;
+}
+
+int
+task_store_set_running(Store *s, const char *id, NbError **err)
+{
+    return task_store_update(s, "UPDATE tasks SET state = 'running', updated_at = ?1 WHERE id = ?2",
+                             id, -1, err);
+}
+
+int
+task_store_set_step(Store *s, const char *id, int step, NbError **err)
+{
+    return task_store_update(s, "UPDATE tasks SET step = ?3, updated_at = ?1 WHERE id = ?2", id,
+                             step, err);
+}
+
+static int
+task_finish_locked(Store *s, const Task *task, TaskState state, const char *code,
+                   const char *message, const char *now, NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "UPDATE tasks SET state = ?, error_code = ?, error_message = ?, "
+                      "updated_at = ?4, finished_at = ?4 WHERE id = ?5",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, task_state_to_string(state), -1, SQLITE_STATIC);
+    store_bind_text(st, 2, code);
+    store_bind_text(st, 3, message);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, task->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "finish task", err);
+    return 0;
+}
+
+int
+task_store_finish(Store *s, const Task *task, TaskState state, const char *code,
+                  const char *message, int vm_state, int vm_desired, const char *vm_error,
+                  NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s,
+                      "UPDATE vms SET task_id = NULL, state = coalesce(?1, state), "
+                      "desired = coalesce(?2, desired), error = ?3, updated_at = ?4 "
+                      "WHERE id = ?5 AND task_id = ?6",
+                      &st, err) < 0 ||
+        store_begin(s, err) < 0)
+        return -1;
+    if (vm_state >= 0)
+        sqlite3_bind_text(st, 1, vm_state_to_string((VmState)vm_state), -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 1);
+    if (vm_desired >= 0)
+        sqlite3_bind_text(st, 2, vm_power_to_string((VmPower)vm_desired), -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    store_bind_text(st, 3, vm_error);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, task->target_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, task->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE ||
+        task_finish_locked(s, task, state, code, message, now, err) < 0 ||
+        store_commit(s, err) < 0) {
+        store_db_error(s, "finish task", err);
+        store_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int
+task_store_finish_delete(Store *s, const Task *task, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s, "DELETE FROM vms WHERE id = ? AND task_id = ?", &st, err) < 0 ||
+        store_begin(s, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, task->target_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, task->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE ||
+        task_finish_locked(s, task, TASK_STATE_SUCCEEDED, NULL, NULL, now, err) < 0 ||
+        store_commit(s, err) < 0) {
+        store_db_error(s, "finish delete", err);
+        store_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int
+token_store_count(Store *s, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT count(*) FROM tokens WHERE revoked_at IS NULL", &st, err) < 0)
+        return -1;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return store_db_error(s, "count tokens", err);
+    return sqlite3_column_int(st, 0);
+}
+
+int
+token_store_insert(Store *s, const char *id, const char *hash_hex, const char *name, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s, "INSERT INTO tokens (id, hash, name, created_at) VALUES (?, ?, ?, ?)", &st,
+                      err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "insert token", err);
+    return 0;
+}
+
+int
+token_store_check(Store *s, const char *hash_hex)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT 1 FROM tokens WHERE hash = ? AND revoked_at IS NULL AND "
+                           "(expires_at IS NULL OR expires_at > strftime('%Y-%m-%dT%H:%M:%fZ'))",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
+    return sqlite3_step(st) == SQLITE_ROW ? 1 : 0;
+}

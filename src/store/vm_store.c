@@ -1,0 +1,246 @@
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define VM_COLUMNS                                                                                 \
+    "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
+    "disk_gib, mac, user_data, ip, error, created_at, updated_at"
+
+static void
+vm_from_row(sqlite3_stmt *st, Vm *vm)
+{
+    memset(vm, 0, sizeof(*vm));
+    store_column_copy(st, 0, vm->id, sizeof(vm->id));
+    store_column_copy(st, 1, vm->name, sizeof(vm->name));
+    store_column_copy(st, 2, vm->hostname, sizeof(vm->hostname));
+    vm->state = vm_state_from_string((const char *)sqlite3_column_text(st, 3));
+    vm->desired = vm_power_from_string((const char *)sqlite3_column_text(st, 4));
+    store_column_copy(st, 5, vm->task_id, sizeof(vm->task_id));
+    store_column_copy(st, 6, vm->host, sizeof(vm->host));
+    store_column_copy(st, 7, vm->image_id, sizeof(vm->image_id));
+    store_column_copy(st, 8, vm->flavor_id, sizeof(vm->flavor_id));
+    vm->vcpus = (unsigned)sqlite3_column_int64(st, 9);
+    vm->ram_mib = (uint64_t)sqlite3_column_int64(st, 10);
+    vm->disk_gib = (uint64_t)sqlite3_column_int64(st, 11);
+    store_column_copy(st, 12, vm->mac, sizeof(vm->mac));
+    vm->user_data = store_column_strdup(st, 13);
+    store_column_copy(st, 14, vm->ip, sizeof(vm->ip));
+    vm->error = store_column_strdup(st, 15);
+    store_column_copy(st, 16, vm->created_at, sizeof(vm->created_at));
+    store_column_copy(st, 17, vm->updated_at, sizeof(vm->updated_at));
+}
+
+static int
+task_insert_locked(Store *s, const Task *t, NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
+                      "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, task_kind_to_string(t->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, task_state_to_string(t->state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, t->target_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, t->step);
+    sqlite3_bind_int(st, 6, t->steps);
+    store_bind_text(st, 7, t->params);
+    sqlite3_bind_text(st, 8, t->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, t->updated_at, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "insert task", err);
+    return 0;
+}
+
+int
+vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "INSERT INTO vms (" VM_COLUMNS
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                      "?, ?, ?, ?, ?, ?)",
+                      &st, err) < 0 ||
+        store_begin(s, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, vm->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, vm->hostname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, vm_state_to_string(vm->state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, vm_power_to_string(vm->desired), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, task->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, vm->host, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, vm->image_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, vm->flavor_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, vm->vcpus);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)vm->ram_mib);
+    sqlite3_bind_int64(st, 12, (sqlite3_int64)vm->disk_gib);
+    sqlite3_bind_text(st, 13, vm->mac, -1, SQLITE_STATIC);
+    store_bind_text(st, 14, vm->user_data);
+    store_bind_text(st, 15, vm->ip);
+    store_bind_text(st, 16, vm->error);
+    sqlite3_bind_text(st, 17, vm->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 18, vm->updated_at, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        if (rc == SQLITE_CONSTRAINT && strstr(sqlite3_errmsg(s->db), "vms.mac"))
+            nb_error_set(err, NB_ERR_MAC_TAKEN, "MAC address %s is taken", vm->mac);
+        else if (rc == SQLITE_CONSTRAINT)
+            nb_error_set(err, NB_ERR_NAME_TAKEN, "a VM named '%s' already exists", vm->name);
+        else
+            store_db_error(s, "insert vm", err);
+        store_rollback(s);
+        return -1;
+    }
+    if (task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
+        store_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int
+vm_store_get(Store *s, const char *id_or_name, Vm *ret, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 OR name = ?1 "
+                      "ORDER BY id = ?1 DESC LIMIT 1",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, id_or_name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return nb_error_set(err, NB_ERR_VM_NOT_FOUND, "VM '%.64s' not found", id_or_name);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, "get vm", err);
+    vm_from_row(st, ret);
+    return 0;
+}
+
+void
+vm_list_free(Vm *vms, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        vm_clear(&vms[i]);
+    free(vms);
+}
+
+int
+vm_store_list(Store *s, Vm **ret, size_t *ret_n, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT " VM_COLUMNS " FROM vms ORDER BY name", &st, err) < 0)
+        return -1;
+    Vm *list = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        Vm *nl = realloc(list, (n + 1) * sizeof(*list));
+        if (!nl) {
+            vm_list_free(list, n);
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        }
+        list = nl;
+        vm_from_row(st, &list[n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        vm_list_free(list, n);
+        return store_db_error(s, "list vms", err);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
+int
+vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, int state,
+               NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s,
+                      "UPDATE vms SET task_id = ?1, desired = ?2, state = coalesce(?3, state), "
+                      "error = NULL, updated_at = ?4 WHERE id = ?5 AND task_id IS NULL",
+                      &st, err) < 0 ||
+        store_begin(s, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, task->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, vm_power_to_string(desired), -1, SQLITE_STATIC);
+    if (state >= 0)
+        sqlite3_bind_text(st, 3, vm_state_to_string((VmState)state), -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, vm_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        store_db_error(s, "claim vm", err);
+        store_rollback(s);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        store_rollback(s);
+        return nb_error_set(err, NB_ERR_VM_BUSY,
+                            "another task is working on this VM; retry when it has finished");
+    }
+    if (task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
+        store_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int
+vm_store_observe(Store *s, const char *vm_id, VmState state, int desired, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s,
+                      "UPDATE vms SET state = ?1, desired = coalesce(?2, desired), "
+                      "ip = CASE WHEN ?1 = 'running' OR ?1 = 'paused' THEN ip END, "
+                      "updated_at = ?3 WHERE id = ?4 AND task_id IS NULL "
+                      "AND (state != ?1 OR desired != coalesce(?2, desired))",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, vm_state_to_string(state), -1, SQLITE_STATIC);
+    if (desired >= 0)
+        sqlite3_bind_text(st, 2, vm_power_to_string((VmPower)desired), -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, vm_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "observe vm", err);
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+int
+vm_store_set_ip(Store *s, const char *vm_id, const char *ip, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "UPDATE vms SET ip = ? WHERE id = ? AND ip IS NOT ?", &st, err) < 0)
+        return -1;
+    store_bind_text(st, 1, ip);
+    sqlite3_bind_text(st, 2, vm_id, -1, SQLITE_STATIC);
+    store_bind_text(st, 3, ip);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "set vm ip", err);
+    return 0;
+}
+
+int
+vm_store_mark_all_unknown(Store *s, NbError **err)
+{
+    STORE_LOCKED(s);
+    return store_exec(s, "UPDATE vms SET state = 'unknown' WHERE state != 'unknown'", err);
+}

@@ -1,0 +1,162 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "core.h"
+
+HvConn *
+core_hv_get(Core *core)
+{
+    pthread_rwlock_rdlock(&core->hv_lock);
+    return core->hv;
+}
+
+void
+core_hv_put(Core *core)
+{
+    pthread_rwlock_unlock(&core->hv_lock);
+}
+
+static int
+core_mkdir(const char *path, mode_t mode, NbError **err)
+{
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
+        return nb_error_set(err, NB_ERR_INTERNAL, "mkdir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int
+core_make_dirs(const CoreConfig *cfg, NbError **err)
+{
+    _cleanup_free_ char *console = str_printf("%s/console", cfg->state_dir);
+    _cleanup_free_ char *tmp = str_printf("%s/tmp", cfg->state_dir);
+    if (!console || !tmp)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    if (core_mkdir(cfg->state_dir, 0700, err) < 0 || core_mkdir(console, 0750, err) < 0 ||
+        core_mkdir(tmp, 0700, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Is this pool volume referenced by a stored image or VM? Names are derived from ids:
+ * "image-<uuid>", "vm-<uuid>-disk.qcow2", "vm-<uuid>-seed.iso". */
+static bool
+core_volume_is_known(Core *core, const char *vol)
+{
+    char id[NB_UUID_STRLEN];
+    _cleanup_error_ NbError *err = NULL;
+    if (str_startswith(vol, "image-") && strlen(vol) == 6 + 36) {
+        memcpy(id, vol + 6, sizeof(id));
+        Image img;
+        return !nb_uuid_is_valid(id) || image_store_get(core->store, id, &img, &err) == 0;
+    }
+    if (str_startswith(vol, "vm-") && strlen(vol) > 3 + 36) {
+        memcpy(id, vol + 3, 36);
+        id[36] = '\0';
+        Vm vm;
+        if (!nb_uuid_is_valid(id))
+            return true;
+        if (vm_store_get(core->store, id, &vm, &err) < 0)
+            return false;
+        vm_clear(&vm);
+        return true;
+    }
+    return true; /* not a name Nimbus makes: not ours to judge */
+}
+
+/* What a daemon killed mid-way can leave: uploads cut short, and volumes whose row is gone
+ * (an image deleted between its row and its volume). Runs before the API serves. */
+static void
+core_cleanup_after_crash(Core *core)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Image *imgs = NULL;
+    size_t n = 0;
+    if (image_store_list_uploading(core->store, &imgs, &n, &err) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            _cleanup_error_ NbError *e = NULL;
+            log_warn("image %s: upload was cut short by a restart; back to queued", imgs[i].id);
+            hv_vol_delete(core->hv, core->cfg.pool_name, imgs[i].volume, &e);
+            image_store_transition(core->store, imgs[i].id, IMAGE_STATE_UPLOADING,
+                                   IMAGE_STATE_QUEUED, &e);
+        }
+        free(imgs);
+    }
+    char **vols = NULL;
+    nb_error_free(TAKE_PTR(err));
+    if (hv_pool_list_volumes(core->hv, core->cfg.pool_name, &vols, &err) < 0) {
+        log_warn("start-up sweep skipped: %s", err->message);
+        return;
+    }
+    for (size_t i = 0; vols[i]; i++) {
+        if (!core_volume_is_known(core, vols[i])) {
+            _cleanup_error_ NbError *e = NULL;
+            log_warn("removing orphan volume %s", vols[i]);
+            if (hv_vol_delete(core->hv, core->cfg.pool_name, vols[i], &e) < 0)
+                log_error("cannot remove %s: %s", vols[i], e->message);
+        }
+        free(vols[i]);
+    }
+    free(vols);
+}
+
+static int
+core_resume_tasks(Core *core, NbError **err)
+{
+    Task *tasks = NULL;
+    size_t n = 0;
+    if (task_store_list_unfinished(core->store, &tasks, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        log_info("resuming task %s (%s) at step %d", tasks[i].id,
+                 task_kind_to_string(tasks[i].kind), tasks[i].step);
+        task_engine_submit(core->tasks, tasks[i].id);
+    }
+    task_list_free(tasks, n);
+    return 0;
+}
+
+int
+core_start(const CoreConfig *cfg, Core **ret, NbError **err)
+{
+    Core *core = calloc(1, sizeof(*core));
+    if (!core)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    core->cfg = *cfg;
+    pthread_rwlock_init(&core->hv_lock, NULL);
+    _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
+    if (!db || core_make_dirs(cfg, err) < 0 || store_open(db, &core->store, err) < 0 ||
+        hv_events_init(err) < 0 || reconciler_open_conn(core, &core->hv, err) < 0 ||
+        hv_pool_ensure(core->hv, cfg->pool_name, cfg->pool_path, err) < 0 ||
+        hv_network_ensure_active(core->hv, cfg->network, err) < 0)
+        goto fail;
+    core_cleanup_after_crash(core);
+    /* First sync before serving, so the API never shows a stale state after a restart. */
+    reconciler_sync(core);
+    if (task_engine_start(core, &core->tasks, err) < 0 || core_resume_tasks(core, err) < 0 ||
+        reconciler_start(core, &core->reconciler, err) < 0)
+        goto fail;
+    *ret = core;
+    return 0;
+fail:
+    core_stop(core);
+    return -1;
+}
+
+void
+core_stop(Core *core)
+{
+    if (!core)
+        return;
+    reconciler_stop(core->reconciler);
+    core->reconciler = NULL;
+    task_engine_stop(core->tasks);
+    hv_conn_free(core->hv);
+    hv_events_shutdown();
+    store_close(core->store);
+    pthread_rwlock_destroy(&core->hv_lock);
+    free(core);
+}

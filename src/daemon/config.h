@@ -1,0 +1,33 @@
+/* nimbusd configuration: defaults, then the config file, then the command line. */
+#pragma once
+
+#include <stdint.h>
+
+#include "../core/core.h"
+
+typedef struct DaemonConfig {
+    char *listen_host;
+    uint16_t port;
+    char *state_dir;
+    char *libvirt_uri;
+    char *virt_type;
+    char *pool_name;
+    char *pool_path; /* default <state_dir>/pool */
+    char *network;
+    char *host_name;
+    char *log_level;
+    unsigned workers;
+    unsigned http_threads;
+    unsigned stop_timeout_s;
+    unsigned sync_interval_s;
+    uint64_t max_image_size_gib;
+} DaemonConfig;
+
+void daemon_config_defaults(DaemonConfig *c);
+/* Applies "key = value" lines; unknown keys and bad values are errors (line numbers given). */
+int daemon_config_load_file(DaemonConfig *c, const char *path, NbError **err);
+/* Applies one setting by its key (config file key = long option name). */
+int daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError **err);
+void daemon_config_free(DaemonConfig *c);
+/* Fills a CoreConfig borrowing c's strings. */
+int daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err);

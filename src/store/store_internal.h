@@ -1,0 +1,45 @@
+#pragma once
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+struct Store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+};
+
+/* Locks the store for the scope of the calling block. */
+static inline void
+store_unlockp(Store **s)
+{
+    if (*s)
+        pthread_mutex_unlock(&(*s)->lock);
+}
+#define STORE_LOCKED(s)                                                                            \
+    __attribute__((cleanup(store_unlockp))) Store *_store_guard =                                  \
+        (pthread_mutex_lock(&(s)->lock), (s))
+
+static inline void
+sqlite3_finalizep(sqlite3_stmt **st)
+{
+    if (*st)
+        sqlite3_finalize(*st);
+}
+#define _cleanup_stmt_ __attribute__((cleanup(sqlite3_finalizep)))
+
+/* Prepares sql; on failure fills err with NB_ERR_INTERNAL. */
+int store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, NbError **err);
+int store_exec(Store *s, const char *sql, NbError **err);
+int store_db_error(Store *s, const char *what, NbError **err);
+/* Transactions: call with the lock held. */
+int store_begin(Store *s, NbError **err);
+int store_commit(Store *s, NbError **err);
+void store_rollback(Store *s);
+/* Binds text, NULL for an empty string. */
+int store_bind_text(sqlite3_stmt *st, int idx, const char *v);
+/* Copies column text into a fixed buffer ("" for NULL). */
+void store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t len);
+/* Column text duplicated, NULL for NULL. */
+char *store_column_strdup(sqlite3_stmt *st, int col);
