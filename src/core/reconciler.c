@@ -27,8 +27,32 @@ struct Reconciler {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stopping;
-    bool wake; /* set by the close callback: sync (or reconnect) now */
+    bool wake;           /* set by the close callback: sync (or reconnect) now */
+    char **unknown_seen; /* unknown domains already logged, so each is logged once */
+    size_t n_unknown_seen;
 };
+
+static bool
+reconciler_first_sighting(Reconciler *r, const char *name)
+{
+    if (!r)
+        return true;
+    pthread_mutex_lock(&r->lock);
+    bool first = true;
+    for (size_t i = 0; i < r->n_unknown_seen && first; i++)
+        first = !streq(r->unknown_seen[i], name);
+    if (first) {
+        char **grown = realloc(r->unknown_seen, (r->n_unknown_seen + 1) * sizeof(char *));
+        if (grown) {
+            r->unknown_seen = grown;
+            r->unknown_seen[r->n_unknown_seen] = strdup(name);
+            if (r->unknown_seen[r->n_unknown_seen])
+                r->n_unknown_seen++;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return first;
+}
 
 static bool
 reconciler_uuid_from_domain(const char *domain_name, char out[NB_UUID_STRLEN])
@@ -165,7 +189,7 @@ reconciler_sync(Core *core)
             vm_domain_name(&vms[i], domain);
             known = streq(doms[j].name, domain);
         }
-        if (!known)
+        if (!known && reconciler_first_sighting(core->reconciler, doms[j].name))
             log_warn("reconciler: domain %s looks like Nimbus's but no VM has it; left alone",
                      doms[j].name);
     }
@@ -287,6 +311,9 @@ reconciler_stop(Reconciler *r)
     pthread_cond_signal(&r->cond);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
+    for (size_t i = 0; i < r->n_unknown_seen; i++)
+        free(r->unknown_seen[i]);
+    free(r->unknown_seen);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
     free(r);

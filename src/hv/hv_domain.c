@@ -1,0 +1,377 @@
+/* Domain lifecycle by name. Every call is an idempotent step: asking for the state a domain is
+ * already in succeeds, and removing an absent domain succeeds. */
+#include "hv_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "../util/timeutil.h"
+
+int
+hv_domain_lookup(HvConn *c, const char *name, virDomainPtr *ret, NbError **err)
+{
+    virDomainPtr dom = virDomainLookupByName(c->conn, name);
+    if (!dom) {
+        if (hv_last_error_code() == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return hv_error(err, "looking up domain '%s'", name);
+    }
+    *ret = dom;
+    return 1;
+}
+
+/* Like hv_domain_lookup, but absence is an error. */
+static int
+hv_domain_get(HvConn *c, const char *name, virDomainPtr *ret, NbError **err)
+{
+    int r = hv_domain_lookup(c, name, ret, err);
+    if (r == 0)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' not found", name);
+    return r < 0 ? -1 : 0;
+}
+
+static HvDomainState
+hv_state_from_libvirt(int state)
+{
+    switch (state) {
+    case VIR_DOMAIN_RUNNING:
+        return HV_DOMAIN_RUNNING;
+    case VIR_DOMAIN_PAUSED:
+        return HV_DOMAIN_PAUSED;
+    case VIR_DOMAIN_SHUTOFF:
+        return HV_DOMAIN_SHUTOFF;
+    case VIR_DOMAIN_CRASHED:
+        return HV_DOMAIN_CRASHED;
+    default:
+        return HV_DOMAIN_OTHER;
+    }
+}
+
+/* The state of a looked-up domain; a domain that vanished meanwhile is HV_DOMAIN_NONE. */
+static int
+hv_dom_state(virDomainPtr dom, const char *name, HvDomainState *ret, NbError **err)
+{
+    int state = 0, reason = 0;
+    if (virDomainGetState(dom, &state, &reason, 0) < 0) {
+        if (hv_last_error_code() == VIR_ERR_NO_DOMAIN) {
+            *ret = HV_DOMAIN_NONE;
+            return 0;
+        }
+        return hv_error(err, "getting the state of domain '%s'", name);
+    }
+    *ret = hv_state_from_libvirt(state);
+    return 0;
+}
+
+/* 1 if active (running, paused, ...), 0 if not or gone, -1 on error. */
+static int
+hv_dom_is_active(virDomainPtr dom, const char *name, NbError **err)
+{
+    int r = virDomainIsActive(dom);
+    if (r < 0) {
+        if (hv_last_error_code() == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return hv_error(err, "checking whether domain '%s' is active", name);
+    }
+    return r;
+}
+
+int
+hv_domain_define(HvConn *c, const char *xml, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = virDomainDefineXML(c->conn, xml);
+    if (!dom)
+        return hv_error(err, "defining a domain");
+    return 0;
+}
+
+int
+hv_domain_start(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+    int active = hv_dom_is_active(dom, name, err);
+    if (active != 0)
+        return active < 0 ? -1 : 0;
+    if (virDomainCreate(dom) < 0) {
+        /* Someone else may have started it between the check and the call. */
+        if (hv_last_error_code() == VIR_ERR_OPERATION_INVALID &&
+            hv_dom_is_active(dom, name, NULL) == 1)
+            return 0;
+        return hv_error(err, "starting domain '%s'", name);
+    }
+    return 0;
+}
+
+/* Destroys a looked-up domain; one that is not running (any more) is fine. */
+static int
+hv_dom_destroy(virDomainPtr dom, const char *name, NbError **err)
+{
+    int active = hv_dom_is_active(dom, name, err);
+    if (active <= 0)
+        return active;
+    if (virDomainDestroy(dom) < 0) {
+        int code = hv_last_error_code();
+        if (code == VIR_ERR_NO_DOMAIN)
+            return 0;
+        if (code == VIR_ERR_OPERATION_INVALID && hv_dom_is_active(dom, name, NULL) == 0)
+            return 0;
+        return hv_error(err, "destroying domain '%s'", name);
+    }
+    return 0;
+}
+
+int
+hv_domain_destroy(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    int r = hv_domain_lookup(c, name, &dom, err);
+    if (r <= 0)
+        return r;
+    return hv_dom_destroy(dom, name, err);
+}
+
+int
+hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+    int active = hv_dom_is_active(dom, name, err);
+    if (active <= 0)
+        return active;
+
+    if (virDomainShutdown(dom) < 0) {
+        /* Not fatal: the guest may have just stopped, or have no ACPI; destroy comes next. */
+        virErrorPtr e = virGetLastError();
+        log_debug("graceful shutdown of '%s' refused: %s", name,
+                  e && e->message ? e->message : "unknown");
+    } else {
+        uint64_t deadline = nb_monotonic_ms() + timeout_ms;
+        for (;;) {
+            active = hv_dom_is_active(dom, name, err);
+            if (active <= 0)
+                return active;
+            if (nb_monotonic_ms() >= deadline)
+                break;
+            nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+        }
+        log_info("domain '%s' did not shut down within %llu ms, destroying it", name,
+                 (unsigned long long)timeout_ms);
+    }
+    return hv_dom_destroy(dom, name, err);
+}
+
+int
+hv_domain_reboot(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+    HvDomainState st;
+    if (hv_dom_state(dom, name, &st, err) < 0)
+        return -1;
+    if (st != HV_DOMAIN_RUNNING)
+        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not running", name,
+                            hv_domain_state_to_string(st));
+    if (virDomainReboot(dom, 0) < 0)
+        return hv_error(err, "rebooting domain '%s'", name);
+    return 0;
+}
+
+int
+hv_domain_suspend(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+    HvDomainState st;
+    if (hv_dom_state(dom, name, &st, err) < 0)
+        return -1;
+    if (st == HV_DOMAIN_PAUSED)
+        return 0;
+    if (st != HV_DOMAIN_RUNNING)
+        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not running", name,
+                            hv_domain_state_to_string(st));
+    if (virDomainSuspend(dom) < 0)
+        return hv_error(err, "suspending domain '%s'", name);
+    return 0;
+}
+
+int
+hv_domain_resume(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+    HvDomainState st;
+    if (hv_dom_state(dom, name, &st, err) < 0)
+        return -1;
+    if (st == HV_DOMAIN_RUNNING)
+        return 0;
+    if (st != HV_DOMAIN_PAUSED)
+        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not paused", name,
+                            hv_domain_state_to_string(st));
+    if (virDomainResume(dom) < 0)
+        return hv_error(err, "resuming domain '%s'", name);
+    return 0;
+}
+
+int
+hv_domain_undefine(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    int r = hv_domain_lookup(c, name, &dom, err);
+    if (r <= 0)
+        return r;
+
+    int persistent = virDomainIsPersistent(dom);
+    if (persistent < 0) {
+        if (hv_last_error_code() == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return hv_error(err, "checking whether domain '%s' is persistent", name);
+    }
+    if (hv_dom_destroy(dom, name, err) < 0)
+        return -1;
+    if (!persistent)
+        return 0; /* a transient domain is gone once destroyed */
+
+    unsigned int flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                         VIR_DOMAIN_UNDEFINE_NVRAM;
+    if (virDomainUndefineFlags(dom, flags) == 0)
+        return 0;
+    int code = hv_last_error_code();
+    if (code == VIR_ERR_NO_DOMAIN)
+        return 0;
+    if (code != VIR_ERR_NO_SUPPORT && code != VIR_ERR_INVALID_ARG &&
+        code != VIR_ERR_ARGUMENT_UNSUPPORTED)
+        return hv_error(err, "undefining domain '%s'", name);
+
+    /* Drivers without NVRAM support reject the flag. */
+    if (virDomainUndefineFlags(dom, flags & ~(unsigned int)VIR_DOMAIN_UNDEFINE_NVRAM) < 0) {
+        if (hv_last_error_code() == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return hv_error(err, "undefining domain '%s'", name);
+    }
+    return 0;
+}
+
+int
+hv_domain_get_state(HvConn *c, const char *name, HvDomainState *ret, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    int r = hv_domain_lookup(c, name, &dom, err);
+    if (r < 0)
+        return -1;
+    if (r == 0) {
+        *ret = HV_DOMAIN_NONE;
+        return 0;
+    }
+    return hv_dom_state(dom, name, ret, err);
+}
+
+static void
+hv_ifaces_free(virDomainInterfacePtr *ifaces, int n)
+{
+    if (!ifaces)
+        return;
+    for (int i = 0; i < n; i++)
+        virDomainInterfaceFree(ifaces[i]);
+    free(ifaces);
+}
+
+int
+hv_domain_get_ipv4(HvConn *c, const char *name, char *buf, size_t len, NbError **err)
+{
+    if (len == 0)
+        return nb_error_set(err, NB_ERR_INTERNAL, "no room for an address");
+    buf[0] = '\0';
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_domain_get(c, name, &dom, err) < 0)
+        return -1;
+
+    virDomainInterfacePtr *ifaces = NULL;
+    int n = virDomainInterfaceAddresses(dom, &ifaces, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0);
+    if (n < 0)
+        return hv_error(err, "reading the DHCP leases of domain '%s'", name);
+
+    int r = 0;
+    for (int i = 0; i < n && !buf[0]; i++) {
+        for (unsigned int j = 0; j < ifaces[i]->naddrs; j++) {
+            virDomainIPAddressPtr a = &ifaces[i]->addrs[j];
+            if (a->type != VIR_IP_ADDR_TYPE_IPV4 || !a->addr)
+                continue;
+            if ((size_t)snprintf(buf, len, "%s", a->addr) >= len) {
+                buf[0] = '\0';
+                r = nb_error_set(err, NB_ERR_INTERNAL, "address '%s' does not fit", a->addr);
+            }
+            break;
+        }
+        if (r < 0)
+            break;
+    }
+    hv_ifaces_free(ifaces, n);
+    return r;
+}
+
+static void
+hv_domains_free(virDomainPtr *doms, int n)
+{
+    if (!doms)
+        return;
+    for (int i = 0; i < n; i++)
+        virDomainFree(doms[i]);
+    free(doms);
+}
+
+int
+hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n, NbError **err)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(c->conn, &doms, 0);
+    if (n < 0)
+        return hv_error(err, "listing domains");
+
+    int r = 0;
+    size_t count = 0;
+    HvDomainInfo *infos = calloc(n > 0 ? (size_t)n : 1, sizeof(*infos));
+    if (!infos) {
+        r = nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainGetName(doms[i]);
+        if (!name || !str_startswith(name, prefix ? prefix : ""))
+            continue;
+        HvDomainInfo *info = &infos[count];
+        if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
+            log_warn("skipping domain with an overlong name '%s'", name);
+            continue;
+        }
+        if (virDomainGetUUIDString(doms[i], info->uuid) < 0) {
+            r = hv_error(err, "reading the UUID of domain '%s'", name);
+            goto out;
+        }
+        if (hv_dom_state(doms[i], name, &info->state, err) < 0) {
+            r = -1;
+            goto out;
+        }
+        if (info->state == HV_DOMAIN_NONE)
+            continue; /* undefined since the listing */
+        count++;
+    }
+out:
+    hv_domains_free(doms, n);
+    if (r < 0) {
+        free(infos);
+        return r;
+    }
+    *ret = infos;
+    *ret_n = count;
+    return 0;
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Nimbus needs to build, run and test. Idempotent.
+set -euo pipefail
+
+packages=(
+    # build
+    gcc clang meson ninja-build pkg-config clang-format
+    libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+    libsodium-dev libyaml-dev libxml2-dev libcmocka-dev
+    # run: libvirt, QEMU, the NoCloud seed
+    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    dnsmasq-base iptables genisoimage
+    # test: the guest image, end-to-end tests
+    syslinux syslinux-common mtools fdisk dosfstools linux-image-amd64 busybox-static kmod
+    python3 python3-pytest libxml2-utils iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

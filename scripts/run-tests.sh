@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian 12 machine (as root): installs packages, builds
+# with gcc (-Werror), runs the unit tests, starts libvirtd, builds the test guest image and runs
+# the end-to-end tests against real TCG guests; then the same under ASan+UBSan (built with
+# clang). Ends with one "N passed, N failed" line; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+passed=0
+failed=0
+failures=()
+run() { # name, command...
+    local name=$1
+    shift
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+    fi
+}
+
+scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+build() { # dir, meson args...
+    local dir=$1
+    shift
+    [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null || return 1
+    ninja -C "$dir"
+}
+
+run "build (gcc, -Werror)" build build
+run "build (clang, -Werror, ASan+UBSan)" env CC=clang build build-asan \
+    -Db_sanitize=address,undefined -Db_lundef=false
+run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c")'
+run "no banned calls" bash -c '! grep -nE "\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|gets|system|popen)\s*\(" $(git ls-files "src/*.c" "src/*.h")'
+
+run "libvirtd" scripts/start-libvirt.sh
+run "test image" scripts/build-test-image.sh
+
+export NIMBUS_TEST_LIBVIRT_URI=qemu:///system
+run "unit tests (gcc)" meson test -C build --print-errorlogs
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run "unit tests (ASan+UBSan)" meson test -C build-asan --print-errorlogs
+
+run "end-to-end (gcc build)" env NIMBUS_BUILD_DIR="$repo/build" \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+# The sanitizer build drives the same lifecycle and bad-input tests; the crash tests SIGKILL the
+# daemon on purpose, which tells a sanitizer nothing.
+run "end-to-end (ASan+UBSan build)" env NIMBUS_BUILD_DIR="$repo/build-asan" \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e -k "not crash"
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
