@@ -1,0 +1,291 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+
+typedef struct Fixture {
+    char dir[64];
+    char path[96];
+    Store *s;
+    Flavor flavor;
+    Image image;
+} Fixture;
+
+static int
+setup(void **state)
+{
+    Fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/nimbus-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/nimbus.db", f->dir);
+    NbError *err = NULL;
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+
+    nb_uuid_generate(f->flavor.id);
+    snprintf(f->flavor.name, sizeof(f->flavor.name), "small");
+    f->flavor.vcpus = 1;
+    f->flavor.ram_mib = 256;
+    f->flavor.disk_gib = 1;
+    nb_timestamp_now(f->flavor.created_at);
+    assert_int_equal(flavor_store_insert(f->s, &f->flavor, &err), 0);
+
+    nb_uuid_generate(f->image.id);
+    snprintf(f->image.name, sizeof(f->image.name), "tiny");
+    snprintf(f->image.volume, sizeof(f->image.volume), "image-%s", f->image.id);
+    f->image.state = IMAGE_STATE_QUEUED;
+    nb_timestamp_now(f->image.created_at);
+    memcpy(f->image.updated_at, f->image.created_at, sizeof(f->image.updated_at));
+    assert_int_equal(image_store_insert(f->s, &f->image, &err), 0);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    Fixture *f = *state;
+    char path[128];
+    store_close(f->s);
+    const char *files[] = {"nimbus.db", "nimbus.db-wal", "nimbus.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void
+make_vm(Fixture *f, const char *name, const char *mac, Vm *vm, Task *task)
+{
+    memset(vm, 0, sizeof(*vm));
+    nb_uuid_generate(vm->id);
+    snprintf(vm->name, sizeof(vm->name), "%s", name);
+    snprintf(vm->hostname, sizeof(vm->hostname), "%s", name);
+    snprintf(vm->host, sizeof(vm->host), "local");
+    snprintf(vm->mac, sizeof(vm->mac), "%s", mac);
+    memcpy(vm->image_id, f->image.id, sizeof(vm->image_id));
+    memcpy(vm->flavor_id, f->flavor.id, sizeof(vm->flavor_id));
+    vm->state = VM_STATE_BUILDING;
+    vm->desired = VM_POWER_RUNNING;
+    vm->vcpus = 1;
+    vm->ram_mib = 256;
+    vm->disk_gib = 1;
+    nb_timestamp_now(vm->created_at);
+    memcpy(vm->updated_at, vm->created_at, sizeof(vm->updated_at));
+    memset(task, 0, sizeof(*task));
+    nb_uuid_generate(task->id);
+    task->kind = TASK_KIND_VM_CREATE;
+    task->state = TASK_STATE_PENDING;
+    task->steps = 4;
+    memcpy(task->target_id, vm->id, sizeof(task->target_id));
+    nb_timestamp_now(task->created_at);
+    memcpy(task->updated_at, task->created_at, sizeof(task->updated_at));
+    memcpy(vm->task_id, task->id, sizeof(vm->task_id));
+}
+
+static void
+expect_code(NbError **err, const char *code)
+{
+    assert_non_null(*err);
+    assert_string_equal((*err)->code, code);
+    nb_error_free(*err);
+    *err = NULL;
+}
+
+static void
+test_schema_version(void **state)
+{
+    Fixture *f = *state;
+    assert_int_equal(store_schema_version(f->s), 1);
+}
+
+static void
+test_names_unique(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Flavor dup = f->flavor;
+    nb_uuid_generate(dup.id);
+    assert_int_equal(flavor_store_insert(f->s, &dup, &err), -1);
+    expect_code(&err, NB_ERR_NAME_TAKEN);
+
+    Vm a, b;
+    Task ta, tb;
+    make_vm(f, "web1", "52:54:00:00:00:01", &a, &ta);
+    make_vm(f, "web1", "52:54:00:00:00:02", &b, &tb);
+    assert_int_equal(vm_store_insert_with_task(f->s, &a, &ta, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, &err), -1);
+    expect_code(&err, NB_ERR_NAME_TAKEN);
+    /* The failed insert left no task behind. */
+    Task t;
+    assert_int_equal(task_store_get(f->s, tb.id, &t, &err), -1);
+    expect_code(&err, NB_ERR_TASK_NOT_FOUND);
+
+    make_vm(f, "web2", "52:54:00:00:00:01", &b, &tb);
+    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, &err), -1);
+    expect_code(&err, NB_ERR_MAC_TAKEN);
+}
+
+static void
+test_claim_is_exclusive(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Vm vm, got;
+    Task create, stop, start;
+    make_vm(f, "web1", "52:54:00:00:00:01", &vm, &create);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, &err), 0);
+
+    /* Held by its create task: another claim is refused and inserts no task. */
+    memset(&stop, 0, sizeof(stop));
+    nb_uuid_generate(stop.id);
+    stop.kind = TASK_KIND_VM_STOP;
+    stop.steps = 1;
+    memcpy(stop.target_id, vm.id, sizeof(stop.target_id));
+    assert_int_equal(vm_store_claim(f->s, vm.id, &stop, VM_POWER_STOPPED, -1, &err), -1);
+    expect_code(&err, NB_ERR_VM_BUSY);
+    Task t;
+    assert_int_equal(task_store_get(f->s, stop.id, &t, &err), -1);
+    expect_code(&err, NB_ERR_TASK_NOT_FOUND);
+
+    /* The reconciler may not touch a VM a task holds. */
+    assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, -1, &err), 0);
+
+    assert_int_equal(task_store_set_step(f->s, create.id, 3, &err), 0);
+    assert_int_equal(task_store_finish(f->s, &create, TASK_STATE_SUCCEEDED, NULL, NULL,
+                                       VM_STATE_RUNNING, VM_POWER_RUNNING, NULL, &err),
+                     0);
+    assert_int_equal(vm_store_get(f->s, "web1", &got, &err), 0);
+    assert_string_equal(got.task_id, "");
+    assert_int_equal(got.state, VM_STATE_RUNNING);
+    vm_clear(&got);
+    assert_int_equal(task_store_get(f->s, create.id, &t, &err), 0);
+    assert_int_equal(t.state, TASK_STATE_SUCCEEDED);
+    assert_int_equal(t.step, 3);
+    assert_true(t.finished_at[0] != '\0');
+    task_clear(&t);
+
+    assert_int_equal(vm_store_claim(f->s, vm.id, &stop, VM_POWER_STOPPED, -1, &err), 0);
+    start = stop;
+    nb_uuid_generate(start.id);
+    assert_int_equal(vm_store_claim(f->s, vm.id, &start, VM_POWER_RUNNING, -1, &err), -1);
+    expect_code(&err, NB_ERR_VM_BUSY);
+    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), 0);
+    assert_string_equal(got.task_id, stop.id);
+    assert_int_equal(got.desired, VM_POWER_STOPPED);
+    vm_clear(&got);
+}
+
+static void
+test_observe_and_delete(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Vm vm, got;
+    Task create;
+    make_vm(f, "web1", "52:54:00:00:00:01", &vm, &create);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, &err), 0);
+    assert_int_equal(task_store_finish(f->s, &create, TASK_STATE_SUCCEEDED, NULL, NULL,
+                                       VM_STATE_RUNNING, VM_POWER_RUNNING, NULL, &err),
+                     0);
+    assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, VM_POWER_STOPPED, &err), 1);
+    assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, VM_POWER_STOPPED, &err), 0);
+    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), 0);
+    assert_int_equal(got.state, VM_STATE_STOPPED);
+    assert_int_equal(got.desired, VM_POWER_STOPPED);
+    vm_clear(&got);
+
+    /* In use: neither image nor flavor can go. */
+    assert_int_equal(image_store_delete(f->s, f->image.id, &err), -1);
+    expect_code(&err, NB_ERR_IMAGE_IN_USE);
+    assert_int_equal(flavor_store_delete(f->s, f->flavor.id, &err), -1);
+    expect_code(&err, NB_ERR_FLAVOR_IN_USE);
+
+    Task del = create;
+    nb_uuid_generate(del.id);
+    del.kind = TASK_KIND_VM_DELETE;
+    assert_int_equal(vm_store_claim(f->s, vm.id, &del, VM_POWER_DELETED, VM_STATE_DELETING, &err),
+                     0);
+    Task *unfinished = NULL;
+    size_t n = 0;
+    assert_int_equal(task_store_list_unfinished(f->s, &unfinished, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(unfinished[0].id, del.id);
+    task_list_free(unfinished, n);
+    assert_int_equal(task_store_finish_delete(f->s, &del, &err), 0);
+    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_VM_NOT_FOUND);
+    assert_int_equal(image_store_delete(f->s, f->image.id, &err), 0);
+    assert_int_equal(flavor_store_delete(f->s, f->flavor.id, &err), 0);
+}
+
+static void
+test_image_transitions(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    assert_int_equal(
+        image_store_transition(f->s, f->image.id, IMAGE_STATE_QUEUED, IMAGE_STATE_UPLOADING, &err),
+        0);
+    /* A second upload loses the race. */
+    assert_int_equal(
+        image_store_transition(f->s, f->image.id, IMAGE_STATE_QUEUED, IMAGE_STATE_UPLOADING, &err),
+        -1);
+    expect_code(&err, NB_ERR_IMAGE_ALREADY_UPLOADED);
+    Image *list = NULL;
+    size_t n = 0;
+    assert_int_equal(image_store_list_uploading(f->s, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    free(list);
+}
+
+static void
+test_reopen_keeps_data(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 1);
+    Flavor got;
+    assert_int_equal(flavor_store_get(f->s, "small", &got, &err), 0);
+    assert_string_equal(got.id, f->flavor.id);
+    assert_int_equal(flavor_store_get(f->s, f->flavor.id, &got, &err), 0);
+}
+
+static void
+test_tokens(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    assert_int_equal(token_store_count(f->s, &err), 0);
+    assert_int_equal(token_store_insert(f->s, "t1", "abcd", "admin", &err), 0);
+    assert_int_equal(token_store_count(f->s, &err), 1);
+    assert_int_equal(token_store_check(f->s, "abcd"), 1);
+    assert_int_equal(token_store_check(f->s, "abce"), 0);
+    assert_int_equal(token_store_check(f->s, "' OR 1=1 --"), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_unique, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_is_exclusive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_transitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
