@@ -16,7 +16,6 @@ void api_images_create(HttpRequest *r, void *ctx);
 void api_images_get(HttpRequest *r, void *ctx);
 void api_images_delete(HttpRequest *r, void *ctx);
 extern const HttpStreamHandler api_images_upload;
-void api_images_set_core(Core *core);
 void api_vms_list(HttpRequest *r, void *ctx);
 void api_vms_create(HttpRequest *r, void *ctx);
 void api_vms_get(HttpRequest *r, void *ctx);

@@ -59,14 +59,6 @@ api_images_delete(HttpRequest *r, void *ctx)
 
 /* ---- PUT /v1/images/{id}/file, streamed ---- */
 
-static Core *api_upload_core; /* stream callbacks get no ctx */
-
-void
-api_images_set_core(Core *core)
-{
-    api_upload_core = core;
-}
-
 static int
 upload_begin(HttpRequest *r, int64_t content_length, void **state)
 {
@@ -78,7 +70,7 @@ upload_begin(HttpRequest *r, int64_t content_length, void **state)
         return -1;
     }
     ImageUpload *u = NULL;
-    if (image_ops_upload_begin(api_upload_core, http_request_param(r, 0), content_length, &u,
+    if (image_ops_upload_begin(http_request_ctx(r), http_request_param(r, 0), content_length, &u,
                                &err) < 0) {
         http_reply_nb_error(r, err);
         return -1;

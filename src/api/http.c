@@ -8,8 +8,7 @@
  * threads is bounded by HTTP_MAX_CONNECTIONS, and idle or trickling clients (slowloris) are cut
  * by MHD's inactivity timeout, which is reset by every read, so a large upload that keeps
  * flowing is never cut. MHD_USE_EPOLL cannot be combined with thread-per-connection; poll() is
- * used so that descriptor numbers above FD_SETSIZE are fine. HttpServerConfig.threads is
- * therefore not used.
+ * used so that descriptor numbers above FD_SETSIZE are fine.
  *
  * Replies are never queued from inside http_reply_*: MHD 0.9.75 only accepts a response on the
  * first call of the access handler (headers in) or on the last (body complete), never while
@@ -342,6 +341,12 @@ const char *
 http_request_peer(const HttpRequest *r)
 {
     return r->peer;
+}
+
+void *
+http_request_ctx(const HttpRequest *r)
+{
+    return r->server->cfg.ctx;
 }
 
 const char *

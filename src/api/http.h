@@ -23,8 +23,10 @@ typedef struct HttpServer HttpServer;
 /* ---- what handlers read ---- */
 const char *http_request_method(const HttpRequest *r);
 const char *http_request_path(const HttpRequest *r);
-const char *http_request_id(const HttpRequest *r);     /* generated per request */
-const char *http_request_peer(const HttpRequest *r);   /* "127.0.0.1:53422" */
+const char *http_request_id(const HttpRequest *r);   /* generated per request */
+const char *http_request_peer(const HttpRequest *r); /* "127.0.0.1:53422" */
+/* The server's ctx (HttpServerConfig.ctx): for stream callbacks, which get no ctx argument. */
+void *http_request_ctx(const HttpRequest *r);
 /* The i-th "{...}" segment of the matched route, e.g. the id in /v1/vms/{id}/start. */
 const char *http_request_param(const HttpRequest *r, unsigned i);
 const char *http_request_query(const HttpRequest *r, const char *key); /* NULL if absent */
@@ -72,7 +74,6 @@ typedef struct HttpRoute {
 typedef struct HttpServerConfig {
     const char *listen_host; /* numeric IPv4/IPv6 address, e.g. "127.0.0.1" */
     uint16_t port;           /* 0: pick a free port (see http_server_port) */
-    unsigned threads;        /* connection thread pool size */
     const HttpRoute *routes; /* terminated by a route with method NULL */
     void *ctx;               /* passed to every handler */
     /* Returns true when the bearer token is valid. Every route needs it. */

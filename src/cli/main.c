@@ -1,5 +1,167 @@
-int
-main(void)
+/* nimbus: the command-line client of the Nimbus API. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/cleanup.h"
+#include "../util/strutil.h"
+#include "api.h"
+#include "cli.h"
+#include "output.h"
+
+static const char global_help[] =
+    "usage: nimbus [--json] [--url URL] [--token TOKEN] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  image create NAME --file PATH [--format qcow2|raw]\n"
+    "  image list | show NAME | delete NAME\n"
+    "  flavor create NAME --vcpus N --ram MIB --disk GIB\n"
+    "  flavor list | show NAME | delete NAME\n"
+    "  vm create NAME --image IMAGE --flavor FLAVOR [--hostname H] [--user-data FILE] [--wait]\n"
+    "  vm list | show NAME | console-log NAME [--bytes N]\n"
+    "  vm start|stop|reboot|pause|resume|delete NAME [--wait]\n"
+    "  task show ID | list [--vm NAME]\n"
+    "  version\n"
+    "\n"
+    "Global options (anywhere on the line):\n"
+    "  --json          print the API's JSON instead of tables\n"
+    "  --url URL       API address (else $NIMBUS_URL, the config file, " CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN   API token (else $NIMBUS_TOKEN, the config file)\n"
+    "  -h, --help      help; 'nimbus GROUP COMMAND --help' for a command\n"
+    "\n"
+    "Config file: $NIMBUS_CONFIG, ~/.config/nimbus/config or /etc/nimbus/cli.conf (the first\n"
+    "that exists), with 'url = ...' and 'token = ...' lines.\n"
+    "\n"
+    "Exit status: 0 ok, 1 API error or failed task, 2 usage error, 3 cannot connect.\n";
+
+void
+cli_clear(Cli *cli)
 {
+    client_free(cli->client);
+    cli->client = NULL;
+    free(cli->url);
+    cli->url = NULL;
+}
+
+static int
+cmd_version(Cli *cli, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (streq(argv[i], "-h") || streq(argv[i], "--help")) {
+            printf("usage: nimbus version\n\nPrint the versions of the CLI and the server.\n");
+            return CLI_EXIT_OK;
+        }
+        fprintf(stderr, "error: unexpected argument '%s'\nusage: nimbus version\n", argv[i]);
+        return CLI_EXIT_USAGE;
+    }
+    if (!cli->json)
+        printf("client: %s\n", NIMBUS_VERSION);
+    json_auto_t *health = NULL;
+    int r = api_call(cli, "GET", "/v1/health", NULL, &health);
+    if (cli->json) {
+        json_auto_t *out =
+            json_pack("{s:s, s:O?}", "client", NIMBUS_VERSION, "server", r == 0 ? health : NULL);
+        if (out)
+            output_json(out);
+    } else if (r == 0) {
+        _cleanup_free_ char *v = output_sanitize(api_str(health, "version") ?: "unknown");
+        _cleanup_free_ char *s = output_sanitize(api_str(health, "status") ?: "unknown");
+        printf("server: %s (%s)\n", v ?: "", s ?: "");
+    }
+    return r;
+}
+
+/*
+ * Global options may come before or after the command: they are taken out of argv here, so
+ * the command groups see only their own. "--" ends them.
+ */
+static int
+main_take_global_options(Cli *cli, int *argc, char **argv)
+{
+    int out = 1;
+    bool done = false;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        const char **target = NULL;
+        const char *name = NULL;
+        if (done) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (streq(a, "--")) {
+            done = true;
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (streq(a, "--json")) {
+            cli->json = true;
+            continue;
+        }
+        if (str_startswith(a, "--url")) {
+            target = &cli->url_opt;
+            name = "--url";
+        } else if (str_startswith(a, "--token")) {
+            target = &cli->token_opt;
+            name = "--token";
+        }
+        const char *rest = target ? a + strlen(name) : NULL;
+        if (!rest || (*rest != '\0' && *rest != '=')) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (*rest == '=') {
+            *target = rest + 1;
+        } else if (i + 1 < *argc) {
+            *target = argv[++i];
+        } else {
+            fprintf(stderr, "error: option '%s' needs a value\n", name);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
     return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(Cli *cli, int argc, char **argv);
+    } groups[] = {
+        {"vm", cmd_vm},     {"image", cmd_image},     {"flavor", cmd_flavor},
+        {"task", cmd_task}, {"version", cmd_version},
+    };
+    Cli cli = {0};
+    int r = main_take_global_options(&cli, &argc, argv);
+    if (r != 0)
+        return r;
+    if (argc < 2) {
+        fputs(global_help, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (streq(cmd, "-h") || streq(cmd, "--help") || streq(cmd, "help")) {
+        fputs(global_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (streq(cmd, "--version"))
+        cmd = "version";
+
+    r = -1;
+    for (size_t i = 0; i < ELEMENTSOF(groups); i++) {
+        if (streq(cmd, groups[i].name)) {
+            r = groups[i].run(&cli, argc - 2, argv + 2);
+            break;
+        }
+    }
+    if (r < 0) {
+        fprintf(stderr, "error: unknown command '%s'\nTry 'nimbus --help'.\n", cmd);
+        r = CLI_EXIT_USAGE;
+    }
+    cli_clear(&cli);
+    if (fflush(stdout) != 0 && r == CLI_EXIT_OK)
+        r = CLI_EXIT_API;
+    return r;
 }

@@ -52,6 +52,8 @@ void core_hv_put(Core *core);
 int task_engine_start(Core *core, TaskEngine **ret, NbError **err);
 void task_engine_stop(TaskEngine *e);
 void task_engine_submit(TaskEngine *e, const char *task_id);
+/* True once stopping: workers leave their task between two steps, to resume at the next start. */
+bool task_engine_stopping(TaskEngine *e);
 void task_new(Task *t, TaskKind kind, const char *target_id, const char *params);
 
 /* ---- VMs (vm_ops.c) ---- */

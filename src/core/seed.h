@@ -18,8 +18,7 @@ typedef struct SeedSpec {
  * produce out_path (replacing it), and removes the directory. Refuses an invalid hostname or
  * instance id (NB_ERR_INVALID_HOSTNAME / NB_ERR_INTERNAL) before writing anything.
  */
-int seed_build_iso(const SeedSpec *spec, const char *work_dir, const char *out_path,
-                   NbError **err);
+int seed_build_iso(const SeedSpec *spec, const char *work_dir, const char *out_path, NbError **err);
 /* The meta-data and network-config texts, for tests; newly allocated. */
 char *seed_meta_data(const SeedSpec *spec);
 char *seed_network_config(const SeedSpec *spec);

@@ -141,6 +141,15 @@ task_engine_stop(TaskEngine *e)
     free(e);
 }
 
+bool
+task_engine_stopping(TaskEngine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->lock);
+    return stopping;
+}
+
 void
 core_crash_point(TaskKind kind, int step)
 {

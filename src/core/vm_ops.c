@@ -401,6 +401,13 @@ vm_ops_run_task(Core *core, Task *task)
         r = -1;
     }
     while (r == 0 && task->step < def->n_steps) {
+        if (task_engine_stopping(core->tasks)) {
+            log_info("task %s: daemon stopping; resumes at step %d on the next start", task->id,
+                     task->step);
+            core_hv_put(core);
+            vm_clear(&vm);
+            return 0;
+        }
         if (def->steps[task->step](core, task, &vm, hv, &err) < 0) {
             r = -1;
             break;

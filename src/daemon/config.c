@@ -23,7 +23,6 @@ daemon_config_defaults(DaemonConfig *c)
     c->host_name = strdup("local");
     c->log_level = strdup("info");
     c->workers = 4;
-    c->http_threads = 8;
     c->stop_timeout_s = 60;
     c->sync_interval_s = 10;
     c->max_image_size_gib = 2048;
@@ -119,8 +118,6 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         return set_listen(c, value, err);
     if (streq(key, "workers"))
         return set_uint(&c->workers, key, value, 1, 64, err);
-    if (streq(key, "http-threads"))
-        return set_uint(&c->http_threads, key, value, 1, 256, err);
     if (streq(key, "stop-timeout"))
         return set_uint(&c->stop_timeout_s, key, value, 0, 3600, err);
     if (streq(key, "sync-interval"))

@@ -17,7 +17,6 @@ typedef struct DaemonConfig {
     char *host_name;
     char *log_level;
     unsigned workers;
-    unsigned http_threads;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;
     uint64_t max_image_size_gib;

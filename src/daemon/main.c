@@ -28,7 +28,6 @@ usage(FILE *out)
             "  --pool-path DIR        its directory (default STATE-DIR/pool)\n"
             "  --network NAME         libvirt network for VMs (default default)\n"
             "  --workers N            task workers (default 4)\n"
-            "  --http-threads N       API connection threads (default 8)\n"
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
             "  --sync-interval SECONDS reconciler full sync (default 10)\n"
             "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
@@ -47,7 +46,6 @@ static const struct option long_options[] = {
     {"network", required_argument, NULL, 0},
     {"host-name", required_argument, NULL, 0},
     {"workers", required_argument, NULL, 0},
-    {"http-threads", required_argument, NULL, 0},
     {"stop-timeout", required_argument, NULL, 0},
     {"sync-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
@@ -160,11 +158,9 @@ main(int argc, char **argv)
         log_error("cannot create the admin token: %s", err ? err->message : "out of memory");
         goto out;
     }
-    api_images_set_core(core);
     HttpServerConfig http = {
         .listen_host = cfg.listen_host,
         .port = cfg.port,
-        .threads = cfg.http_threads,
         .routes = api_routes,
         .ctx = core,
         .check_token = auth_check_token,

@@ -468,7 +468,6 @@ group_setup(void **unused)
     HttpServerConfig cfg = {
         .listen_host = "127.0.0.1",
         .port = 0,
-        .threads = 4,
         .routes = routes,
         .check_token = check_token,
     };

@@ -1,0 +1,57 @@
+/* Command-line parsing for the command groups: long options only, global options removed first. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Cli Cli;
+typedef struct Args Args;
+
+typedef struct ArgSpec {
+    const char *name; /* long name without the leading "--" */
+    bool has_value;
+} ArgSpec;
+
+#define ARGS_MAX_SPECS 12
+#define ARGS_MAX_POSITIONAL 4
+
+typedef struct Command {
+    const char *name;
+    const char *usage;   /* what follows "nimbus GROUP NAME" in the usage line */
+    const char *summary; /* one line, for the group's help */
+    const char *help;    /* option descriptions, may be NULL */
+    int (*run)(Cli *cli, const Args *args);
+    const ArgSpec *specs;
+    size_t n_specs;
+    size_t min_positional;
+    size_t max_positional;
+    const char *data; /* free for the command's use (e.g. the action of a VM) */
+} Command;
+
+struct Args {
+    const Command *cmd;
+    const char *group;
+    const char *values[ARGS_MAX_SPECS]; /* the option's value, "" for a flag, NULL when absent */
+    const char *positional[ARGS_MAX_POSITIONAL];
+    size_t n_positional;
+    bool help;
+};
+
+/* The value of option `name` (which must be in the command's specs), or NULL. */
+const char *args_get(const Args *a, const char *name);
+bool args_has(const Args *a, const char *name);
+
+/* Prints "error: ..." and the command's usage line to stderr; returns CLI_EXIT_USAGE. */
+int args_usage_error(const Args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Runs the sub-command argv[0] of `group` (argv does not include the group's name). Prints the
+ * group's help for -h/--help, and a usage error for a missing or unknown sub-command.
+ */
+int args_dispatch(Cli *cli, const char *group, const char *summary, const Command *cmds,
+                  size_t n_cmds, int argc, char **argv);
+
+/* Parses option `name`, when given, as a decimal in [min, max] into *ret (left alone when the
+ * option is absent). 0, or CLI_EXIT_USAGE after printing why. */
+int args_get_u64(const Args *a, const char *name, uint64_t min, uint64_t max, uint64_t *ret);

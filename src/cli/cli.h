@@ -1,0 +1,46 @@
+/* State shared by every command of the `nimbus` CLI, and the entry points of the command groups. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "client.h"
+
+#ifndef NIMBUS_VERSION
+#define NIMBUS_VERSION "unknown"
+#endif
+
+/* Exit codes are part of the CLI's contract: scripts test them. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_API = 1,     /* the API answered with an error, a task failed, or a local failure */
+    CLI_EXIT_USAGE = 2,   /* bad command line or invalid input found before any request */
+    CLI_EXIT_CONNECT = 3, /* no HTTP answer: connection refused, DNS, TLS, timeout */
+};
+
+#define CLI_DEFAULT_URL "http://127.0.0.1:8773"
+#define CLI_WAIT_DEFAULT_SECONDS 600
+
+typedef struct Cli {
+    bool json;             /* --json: print the API's JSON instead of tables */
+    const char *url_opt;   /* --url, may be NULL */
+    const char *token_opt; /* --token, may be NULL */
+    Client *client;        /* created on first use from the options, environment and config */
+    char *url;             /* the base URL in use, for messages */
+} Cli;
+
+void cli_clear(Cli *cli);
+
+int cmd_vm(Cli *cli, int argc, char **argv);
+int cmd_image(Cli *cli, int argc, char **argv);
+int cmd_flavor(Cli *cli, int argc, char **argv);
+int cmd_task(Cli *cli, int argc, char **argv);
+
+/*
+ * Polls GET /v1/tasks/{id} until the task succeeds or fails, or timeout_s passes. Returns
+ * CLI_EXIT_OK with the final task in *ret_task (whatever its state), or an exit code after
+ * printing why it could not follow the task.
+ */
+int task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task);

@@ -1,0 +1,38 @@
+/* HTTP transport of the CLI (libcurl): one connection reused for every request of a run. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Client Client;
+
+typedef struct ClientResponse {
+    long status;
+    char *body; /* NUL-terminated (the NUL is not counted in body_len), never NULL after success */
+    size_t body_len;
+    char request_id[128]; /* X-Request-Id, empty when absent */
+} ClientResponse;
+
+/* Called while uploading; a non-zero return aborts the transfer. */
+typedef int (*ClientProgressFn)(void *userdata, uint64_t sent, uint64_t total);
+
+/* base_url has no trailing slash; token may be NULL. 0 or -errno. */
+int client_new(const char *base_url, const char *token, Client **ret);
+void client_free(Client *c);
+
+/* Percent-encodes one path or query component (a name given by the user). NULL on OOM. */
+char *client_escape(Client *c, const char *component);
+
+/*
+ * Sends method + path (starting with "/v1/...") with an optional JSON body. Returns 0 when an
+ * HTTP response arrived, whatever its status, or -1 when none did, with a message in
+ * *ret_error (to free).
+ */
+int client_request(Client *c, const char *method, const char *path, const char *json_body,
+                   ClientResponse *ret, char **ret_error);
+
+/* PUTs size bytes read from fd as application/octet-stream, streamed. Same returns. */
+int client_upload(Client *c, const char *path, int fd, uint64_t size, ClientProgressFn progress,
+                  void *userdata, ClientResponse *ret, char **ret_error);
+
+void client_response_clear(ClientResponse *r);

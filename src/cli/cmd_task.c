@@ -1,0 +1,159 @@
+/* nimbus task show|list, and following a task until it ends (--wait). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/cleanup.h"
+#include "../util/strutil.h"
+#include "../util/timeutil.h"
+#include "../util/uuid.h"
+#include "api.h"
+#include "args.h"
+#include "resource.h"
+
+#define TASK_POLL_INTERVAL_MS 500
+
+static const OutputField task_columns[] = {
+    {"ID", "id", NULL, false},
+    {"KIND", "kind", NULL, false},
+    {"STATE", "state", NULL, false},
+    {"STEP", "step", output_fmt_step, false},
+    {"TARGET", "target_id", NULL, true},
+    {"CREATED", "created_at", NULL, false},
+    {"FINISHED", "finished_at", NULL, true},
+    {"ERROR", "error", output_fmt_error_code, false},
+};
+
+static const OutputField task_fields[] = {
+    {"id", "id", NULL, false},
+    {"kind", "kind", NULL, false},
+    {"state", "state", NULL, false},
+    {"target_id", "target_id", NULL, false},
+    {"step", "step", NULL, false},
+    {"steps", "steps", NULL, false},
+    {"error", "error", NULL, false},
+    {"created_at", "created_at", NULL, false},
+    {"updated_at", "updated_at", NULL, false},
+    {"finished_at", "finished_at", NULL, false},
+};
+
+static const Resource task_resource = {
+    .collection = "tasks",
+    .columns = task_columns,
+    .n_columns = ELEMENTSOF(task_columns),
+    .fields = task_fields,
+    .n_fields = ELEMENTSOF(task_fields),
+};
+
+static void
+task_sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int
+task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task)
+{
+    /* A status line only for a person watching; scripts read the final output. */
+    bool status_line = isatty(STDERR_FILENO);
+    uint64_t deadline = nb_monotonic_ms() + timeout_s * 1000;
+    int r;
+
+    for (;;) {
+        json_t *task = NULL;
+        r = resource_get(cli, &task_resource, task_id, &task);
+        if (r != 0)
+            break;
+        const char *state = api_str(task, "state");
+        if (streq(state, "succeeded") || streq(state, "failed")) {
+            *ret_task = task;
+            break;
+        }
+        if (status_line) {
+            json_t *step = json_object_get(task, "step"), *steps = json_object_get(task, "steps");
+            fprintf(stderr, "\r\033[Kwaiting: %s %s, step %lld/%lld",
+                    api_str(task, "kind") ? api_str(task, "kind") : "task", state ? state : "?",
+                    (long long)json_integer_value(step), (long long)json_integer_value(steps));
+        }
+        json_decref(task);
+        if (nb_monotonic_ms() >= deadline) {
+            if (status_line)
+                fputs("\r\033[K", stderr);
+            status_line = false;
+            fprintf(stderr,
+                    "error: TIMEOUT: task %s still unfinished after %llu s (it goes on; "
+                    "see 'nimbus task show %s')\n",
+                    task_id, (unsigned long long)timeout_s, task_id);
+            r = CLI_EXIT_API;
+            break;
+        }
+        task_sleep_ms(TASK_POLL_INTERVAL_MS);
+    }
+    if (status_line)
+        fputs("\r\033[K", stderr);
+    return r;
+}
+
+static int
+task_show(Cli *cli, const Args *a)
+{
+    return resource_show(cli, &task_resource, a->positional[0]);
+}
+
+static int
+task_list(Cli *cli, const Args *a)
+{
+    const char *vm = args_get(a, "vm");
+    if (!vm)
+        return resource_list(cli, &task_resource, "", args_has(a, "wide"));
+
+    /* The API filters by VM id; a name is resolved first. */
+    _cleanup_free_ char *vm_id = NULL;
+    if (nb_uuid_is_valid(vm)) {
+        vm_id = strdup(vm);
+    } else {
+        _cleanup_free_ char *path = NULL;
+        json_auto_t *obj = NULL;
+        int r = api_path(cli, "vms", vm, NULL, &path);
+        if (r == 0)
+            r = api_call(cli, "GET", path, NULL, &obj);
+        if (r != 0)
+            return r;
+        const char *id = api_str(obj, "id");
+        if (!id) {
+            fprintf(stderr, "error: INVALID_RESPONSE: the VM has no id\n");
+            return CLI_EXIT_API;
+        }
+        vm_id = strdup(id);
+    }
+    Client *c;
+    int r = api_client(cli, &c);
+    if (r != 0)
+        return r;
+    _cleanup_free_ char *escaped = vm_id ? client_escape(c, vm_id) : NULL;
+    _cleanup_free_ char *query = escaped ? str_printf("?vm=%s", escaped) : NULL;
+    if (!query)
+        return CLI_EXIT_API;
+    return resource_list(cli, &task_resource, query, args_has(a, "wide"));
+}
+
+static const ArgSpec list_specs[] = {{"vm", true}, {"wide", false}};
+
+static const Command task_commands[] = {
+    {"show", "ID", "Show a task.", NULL, task_show, NULL, 0, 1, 1, NULL},
+    {"list", "[--vm NAME|ID] [--wide]", "List tasks, newest first.",
+     "  --vm VM       only the tasks of this VM\n"
+     "  --wide        also show the target VM id and the finish time\n",
+     task_list, list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},
+};
+
+int
+cmd_task(Cli *cli, int argc, char **argv)
+{
+    return args_dispatch(cli, "task", "Follow the tasks that carry out VM operations.",
+                         task_commands, ELEMENTSOF(task_commands), argc, argv);
+}

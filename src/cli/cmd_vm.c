@@ -1,0 +1,329 @@
+/* nimbus vm create|list|show|console-log|start|stop|reboot|pause|resume|delete */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../model/validate.h"
+#include "../util/cleanup.h"
+#include "../util/strutil.h"
+#include "api.h"
+#include "args.h"
+#include "resource.h"
+
+#define VM_STOP_TIMEOUT_MAX 86400
+#define VM_CONSOLE_BYTES_MAX (16u * 1024 * 1024)
+
+static const OutputField vm_columns[] = {
+    {"NAME", "name", NULL, false},
+    {"STATE", "state", NULL, false},
+    {"DESIRED", "desired_state", NULL, true},
+    {"HOST", "host", NULL, false},
+    {"VCPUS", "vcpus", NULL, false},
+    {"RAM(MiB)", "ram_mib", NULL, false},
+    {"IP", "ip", NULL, false},
+    {"TASK", "task_id", NULL, true},
+    {"ID", "id", NULL, true},
+};
+
+static const OutputField vm_fields[] = {
+    {"id", "id", NULL, false},
+    {"name", "name", NULL, false},
+    {"hostname", "hostname", NULL, false},
+    {"state", "state", NULL, false},
+    {"desired_state", "desired_state", NULL, false},
+    {"task_id", "task_id", NULL, false},
+    {"host", "host", NULL, false},
+    {"image_id", "image_id", NULL, false},
+    {"flavor_id", "flavor_id", NULL, false},
+    {"vcpus", "vcpus", NULL, false},
+    {"ram_mib", "ram_mib", NULL, false},
+    {"disk_gib", "disk_gib", NULL, false},
+    {"mac", "mac", NULL, false},
+    {"ip", "ip", NULL, false},
+    {"error", "error", NULL, false},
+    {"created_at", "created_at", NULL, false},
+    {"updated_at", "updated_at", NULL, false},
+};
+
+static const Resource vm_resource = {
+    .collection = "vms",
+    .columns = vm_columns,
+    .n_columns = ELEMENTSOF(vm_columns),
+    .fields = vm_fields,
+    .n_fields = ELEMENTSOF(vm_fields),
+};
+
+static int
+vm_wait_timeout(const Args *a, uint64_t *ret)
+{
+    *ret = CLI_WAIT_DEFAULT_SECONDS;
+    return args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, ret);
+}
+
+/*
+ * What follows a 202 {vm, task}: without --wait, the VM and its task; with --wait, the VM once
+ * the task ended (or "deleted"), and the task's error when it failed.
+ */
+static int
+vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting)
+{
+    json_t *vm = json_object_get(resp, "vm");
+    json_t *task = json_object_get(resp, "task");
+    const char *task_id = api_str(task, "id");
+    if (!json_is_object(vm) || !task_id) {
+        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"vm\", \"task\"}\n");
+        return CLI_EXIT_API;
+    }
+    if (!args_has(a, "wait")) {
+        if (cli->json) {
+            output_json(resp);
+        } else {
+            output_show(vm, vm_fields, ELEMENTSOF(vm_fields));
+            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
+                   api_str(task, "state") ?: "?");
+        }
+        return CLI_EXIT_OK;
+    }
+
+    json_auto_t *final = NULL;
+    int r = task_wait(cli, task_id, wait_s, &final);
+    if (r != 0)
+        return r;
+    bool failed = streq(api_str(final, "state"), "failed");
+    if (deleting && !failed) {
+        /* The VM is gone: nothing left to show but the task. */
+        if (cli->json)
+            output_json(final);
+        else
+            printf("deleted\n");
+        return CLI_EXIT_OK;
+    }
+
+    json_auto_t *now = NULL;
+    const char *id = api_str(vm, "id") ?: a->positional[0];
+    r = resource_get(cli, &vm_resource, id, &now);
+    if (r == 0)
+        resource_print(cli, &vm_resource, now);
+    if (failed) {
+        json_t *err = json_object_get(final, "error");
+        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
+        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
+        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
+        return CLI_EXIT_API;
+    }
+    return r;
+}
+
+static int
+vm_read_user_data(const Args *a, const char *path, json_t **ret)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    /* One byte over the limit tells "exactly 64 KiB" from "more". */
+    int r = read_file_full(path, NB_USER_DATA_MAX + 1, &data, &len);
+    if (r == -EFBIG || (r == 0 && len > NB_USER_DATA_MAX))
+        return args_usage_error(a, "user-data file %s is larger than %d KiB", path,
+                                NB_USER_DATA_MAX / 1024);
+    if (r < 0) {
+        fprintf(stderr, "error: cannot read user-data file %s: %s\n", path, strerror(-r));
+        return CLI_EXIT_USAGE;
+    }
+    json_t *s = memchr(data, '\0', len) ? NULL : json_stringn(data, len);
+    if (!s)
+        return args_usage_error(a, "user-data file %s is not UTF-8 text", path);
+    *ret = s;
+    return 0;
+}
+
+static int
+vm_create(Cli *cli, const Args *a)
+{
+    const char *name = a->positional[0];
+    const char *image = args_get(a, "image"), *flavor = args_get(a, "flavor");
+    const char *hostname = args_get(a, "hostname"), *user_data = args_get(a, "user-data");
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    if (!nb_name_is_valid(name))
+        return args_usage_error(a,
+                                "invalid name '%s': use [A-Za-z0-9][A-Za-z0-9._-]{0,62}, "
+                                "not a UUID",
+                                name);
+    if (!image || !flavor || !*image || !*flavor)
+        return args_usage_error(a, "--image and --flavor are required");
+    if (hostname && !nb_hostname_is_valid(hostname))
+        return args_usage_error(a,
+                                "invalid hostname '%s': use letters, digits and '-', at most "
+                                "63, not starting or ending with '-'",
+                                hostname);
+
+    json_auto_t *body =
+        json_pack("{s:s, s:s, s:s}", "name", name, "image", image, "flavor", flavor);
+    if (!body)
+        return CLI_EXIT_API;
+    if (hostname)
+        json_object_set_new(body, "hostname", json_string(hostname));
+    if (user_data) {
+        json_t *ud = NULL;
+        r = vm_read_user_data(a, user_data, &ud);
+        if (r != 0)
+            return r;
+        json_object_set_new(body, "user_data", ud);
+    }
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "POST", "/v1/vms", body, &resp);
+    if (r != 0)
+        return r;
+    return vm_finish(cli, a, resp, wait_s, false);
+}
+
+static int
+vm_list(Cli *cli, const Args *a)
+{
+    return resource_list(cli, &vm_resource, "", args_has(a, "wide"));
+}
+
+static int
+vm_show(Cli *cli, const Args *a)
+{
+    return resource_show(cli, &vm_resource, a->positional[0]);
+}
+
+static int
+vm_console_log(Cli *cli, const Args *a)
+{
+    uint64_t bytes = 0;
+    int r = args_get_u64(a, "bytes", 1, VM_CONSOLE_BYTES_MAX, &bytes);
+    if (r != 0)
+        return r;
+    _cleanup_free_ char *query = bytes ? str_printf("?bytes=%" PRIu64, bytes) : strdup("");
+    _cleanup_free_ char *path = NULL;
+    if (!query)
+        return CLI_EXIT_API;
+    r = api_path(cli, "vms", a->positional[0], "/console-log", &path);
+    if (r != 0)
+        return r;
+    _cleanup_free_ char *full = str_printf("%s%s", path, query);
+    if (!full)
+        return CLI_EXIT_API;
+    ClientResponse resp = {0};
+    r = api_get_raw(cli, full, &resp);
+    if (r != 0)
+        return r;
+    /* The guest's serial output, byte for byte, also with --json (the API has no JSON here). */
+    size_t len = resp.body_len;
+    size_t n = fwrite(resp.body, 1, len, stdout);
+    client_response_clear(&resp);
+    if (fflush(stdout) != 0 || n != len) {
+        fprintf(stderr, "error: cannot write the console log: %s\n", strerror(errno));
+        return CLI_EXIT_API;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int
+vm_action(Cli *cli, const Args *a)
+{
+    const char *action = a->cmd->data;
+    uint64_t wait_s, timeout = 0;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    json_auto_t *body = NULL;
+    if (streq(action, "stop") && (args_has(a, "force") || args_has(a, "timeout"))) {
+        r = args_get_u64(a, "timeout", 0, VM_STOP_TIMEOUT_MAX, &timeout);
+        if (r != 0)
+            return r;
+        body = json_object();
+        if (!body)
+            return CLI_EXIT_API;
+        if (args_has(a, "force"))
+            json_object_set_new(body, "force", json_true());
+        if (args_has(a, "timeout"))
+            json_object_set_new(body, "timeout", json_integer((json_int_t)timeout));
+    }
+    _cleanup_free_ char *suffix = str_printf("/%s", action);
+    _cleanup_free_ char *path = NULL;
+    if (!suffix)
+        return CLI_EXIT_API;
+    r = api_path(cli, "vms", a->positional[0], suffix, &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "POST", path, body, &resp);
+    if (r != 0)
+        return r;
+    return vm_finish(cli, a, resp, wait_s, false);
+}
+
+static int
+vm_delete(Cli *cli, const Args *a)
+{
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    _cleanup_free_ char *path = NULL;
+    r = api_path(cli, "vms", a->positional[0], NULL, &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "DELETE", path, NULL, &resp);
+    if (r != 0)
+        return r;
+    return vm_finish(cli, a, resp, wait_s, true);
+}
+
+static const ArgSpec create_specs[] = {
+    {"image", true},     {"flavor", true}, {"hostname", true},
+    {"user-data", true}, {"wait", false},  {"timeout-wait", true},
+};
+static const ArgSpec list_specs[] = {{"wide", false}};
+static const ArgSpec console_specs[] = {{"bytes", true}};
+static const ArgSpec wait_specs[] = {{"wait", false}, {"timeout-wait", true}};
+static const ArgSpec stop_specs[] = {
+    {"wait", false}, {"timeout-wait", true}, {"force", false}, {"timeout", true}};
+
+#define WAIT_HELP                                                                                  \
+    "  --wait                 follow the task until it ends; exit 1 if it failed\n"                \
+    "  --timeout-wait SECONDS give up waiting after this long (default 600)\n"
+
+static const Command vm_commands[] = {
+    {"create", "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--wait]",
+     "Create and start a VM.",
+     "  --image IMAGE          image name or id\n"
+     "  --flavor FLAVOR        flavor name or id\n"
+     "  --hostname HOST        guest hostname (default: derived from NAME)\n"
+     "  --user-data FILE       cloud-init user-data, at most 64 KiB of text\n" WAIT_HELP,
+     vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
+    {"list", "[--wide]", "List VMs.",
+     "  --wide                 also show desired state, task and id\n", vm_list, list_specs,
+     ELEMENTSOF(list_specs), 0, 0, NULL},
+    {"show", "NAME|ID", "Show a VM.", NULL, vm_show, NULL, 0, 1, 1, NULL},
+    {"console-log", "NAME|ID [--bytes N]", "Print the end of the VM's serial console output.",
+     "  --bytes N              how many bytes from the end (server default 65536)\n",
+     vm_console_log, console_specs, ELEMENTSOF(console_specs), 1, 1, NULL},
+    {"start", "NAME|ID [--wait]", "Start a stopped VM.", WAIT_HELP, vm_action, wait_specs,
+     ELEMENTSOF(wait_specs), 1, 1, "start"},
+    {"stop", "NAME|ID [--force] [--timeout SECONDS] [--wait]", "Stop a VM.",
+     "  --force                power off at once, without asking the guest\n"
+     "  --timeout SECONDS      how long the guest gets to shut down before power-off\n" WAIT_HELP,
+     vm_action, stop_specs, ELEMENTSOF(stop_specs), 1, 1, "stop"},
+    {"reboot", "NAME|ID [--wait]", "Reboot a VM.", WAIT_HELP, vm_action, wait_specs,
+     ELEMENTSOF(wait_specs), 1, 1, "reboot"},
+    {"pause", "NAME|ID [--wait]", "Pause a running VM.", WAIT_HELP, vm_action, wait_specs,
+     ELEMENTSOF(wait_specs), 1, 1, "pause"},
+    {"resume", "NAME|ID [--wait]", "Resume a paused VM.", WAIT_HELP, vm_action, wait_specs,
+     ELEMENTSOF(wait_specs), 1, 1, "resume"},
+    {"delete", "NAME|ID [--wait]", "Delete a VM and its disks.", WAIT_HELP, vm_delete, wait_specs,
+     ELEMENTSOF(wait_specs), 1, 1, NULL},
+};
+
+int
+cmd_vm(Cli *cli, int argc, char **argv)
+{
+    return args_dispatch(cli, "vm", "Manage virtual machines.", vm_commands,
+                         ELEMENTSOF(vm_commands), argc, argv);
+}
