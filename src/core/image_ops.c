@@ -79,6 +79,12 @@ image_ops_upload_begin(Core *core, const char *id_or_name, int64_t length, Image
                             "an image upload needs a Content-Length header");
     if (length == 0)
         return nb_error_set(err, NB_ERR_IMAGE_CORRUPT, "the upload is empty");
+    /* Neither format stores more bytes than its virtual size holds (bar metadata): refuse
+     * before a byte of the body is read, while the client can still be answered at once. */
+    if ((uint64_t)length > core->cfg.max_image_virtual_bytes + (64u << 20))
+        return nb_error_set(err, NB_ERR_IMAGE_TOO_LARGE,
+                            "the upload is %jd bytes; images are limited to %ju bytes",
+                            (intmax_t)length, (uintmax_t)core->cfg.max_image_virtual_bytes);
     if (img.state != IMAGE_STATE_QUEUED)
         return nb_error_set(err, NB_ERR_IMAGE_ALREADY_UPLOADED,
                             "image '%s' is %s; only a queued image takes an upload", img.name,

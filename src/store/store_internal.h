@@ -18,7 +18,7 @@ store_unlockp(Store **s)
         pthread_mutex_unlock(&(*s)->lock);
 }
 #define STORE_LOCKED(s)                                                                            \
-    __attribute__((cleanup(store_unlockp))) Store *_store_guard =                                  \
+    __attribute__((cleanup(store_unlockp), unused)) Store *_store_guard =                          \
         (pthread_mutex_lock(&(s)->lock), (s))
 
 static inline void

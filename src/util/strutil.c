@@ -68,8 +68,18 @@ read_file_full(const char *path, size_t max, char **ret, size_t *ret_len)
         return -ENOMEM;
     for (;;) {
         if (len == cap) {
-            if (cap >= max)
-                return -EFBIG;
+            if (cap >= max) {
+                /* Exactly max bytes is fine: only a further byte makes the file too big. */
+                char probe;
+                ssize_t n = read(fd, &probe, 1);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n < 0)
+                    return -errno;
+                if (n > 0)
+                    return -EFBIG;
+                break;
+            }
             cap = cap * 2 > max ? max : cap * 2;
             char *nb = realloc(buf, cap + 1);
             if (!nb)

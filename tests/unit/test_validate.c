@@ -7,6 +7,10 @@
 #include <cmocka.h>
 
 #include "model/validate.h"
+#include "util/strutil.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "util/uuid.h"
 
 static void
@@ -86,13 +90,42 @@ test_uuid(void **state)
     assert_false(nb_uuid_is_valid("5e2bf927-fa75-4387-ab96-a7ae3c76aee"));
 }
 
+static void
+test_read_file_full_limit(void **state)
+{
+    char path[] = "/tmp/nimbus-test-read-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char buf[5000];
+    memset(buf, 'x', sizeof(buf));
+    assert_int_equal(write_full(fd, buf, sizeof(buf)), 0);
+    close(fd);
+    char *data = NULL;
+    size_t len = 0;
+    /* Exactly at the limit is accepted; one byte under the size is refused. */
+    assert_int_equal(read_file_full(path, sizeof(buf), &data, &len), 0);
+    assert_int_equal(len, sizeof(buf));
+    assert_int_equal(data[len], '\0');
+    free(data);
+    assert_int_equal(read_file_full(path, sizeof(buf) - 1, &data, &len), -EFBIG);
+    assert_int_equal(read_file_full(path, 1 << 20, &data, &len), 0);
+    assert_int_equal(len, sizeof(buf));
+    free(data);
+    unlink(path);
+    uint64_t v = 0;
+    assert_int_equal(str_to_u64("18446744073709551615", &v), 0);
+    assert_int_equal(str_to_u64("18446744073709551616", &v), -ERANGE);
+    assert_int_equal(str_to_u64("-1", &v), -EINVAL);
+    assert_int_equal(str_to_u64("", &v), -EINVAL);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),     cmocka_unit_test(test_name_check_sets_code),
         cmocka_unit_test(test_hostnames), cmocka_unit_test(test_hostname_from_name),
-        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_uuid),      cmocka_unit_test(test_read_file_full_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
