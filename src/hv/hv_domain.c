@@ -167,59 +167,54 @@ hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err)
     return hv_dom_destroy(dom, name, err);
 }
 
+/*
+ * The shape of reboot, suspend and resume: the domain must be in `from`; being in `done`
+ * already (when done is not `from`) counts as success, so a step that ran before a crash can
+ * run again.
+ */
+static int
+hv_domain_transition(HvConn *c, const char *name, HvDomainState from, HvDomainState done,
+                     int (*call)(virDomainPtr dom), const char *doing, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    HvDomainState st;
+    if (hv_domain_get(c, name, &dom, err) < 0 || hv_dom_state(dom, name, &st, err) < 0)
+        return -1;
+    if (st == done && done != from)
+        return 0;
+    if (st != from)
+        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not %s", name,
+                            hv_domain_state_to_string(st), hv_domain_state_to_string(from));
+    if (call(dom) < 0)
+        return hv_error(err, "%s domain '%s'", doing, name);
+    return 0;
+}
+
+static int
+hv_call_reboot(virDomainPtr dom)
+{
+    return virDomainReboot(dom, 0);
+}
+
 int
 hv_domain_reboot(HvConn *c, const char *name, NbError **err)
 {
-    _cleanup_domain_ virDomainPtr dom = NULL;
-    if (hv_domain_get(c, name, &dom, err) < 0)
-        return -1;
-    HvDomainState st;
-    if (hv_dom_state(dom, name, &st, err) < 0)
-        return -1;
-    if (st != HV_DOMAIN_RUNNING)
-        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not running", name,
-                            hv_domain_state_to_string(st));
-    if (virDomainReboot(dom, 0) < 0)
-        return hv_error(err, "rebooting domain '%s'", name);
-    return 0;
+    return hv_domain_transition(c, name, HV_DOMAIN_RUNNING, HV_DOMAIN_RUNNING, hv_call_reboot,
+                                "rebooting", err);
 }
 
 int
 hv_domain_suspend(HvConn *c, const char *name, NbError **err)
 {
-    _cleanup_domain_ virDomainPtr dom = NULL;
-    if (hv_domain_get(c, name, &dom, err) < 0)
-        return -1;
-    HvDomainState st;
-    if (hv_dom_state(dom, name, &st, err) < 0)
-        return -1;
-    if (st == HV_DOMAIN_PAUSED)
-        return 0;
-    if (st != HV_DOMAIN_RUNNING)
-        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not running", name,
-                            hv_domain_state_to_string(st));
-    if (virDomainSuspend(dom) < 0)
-        return hv_error(err, "suspending domain '%s'", name);
-    return 0;
+    return hv_domain_transition(c, name, HV_DOMAIN_RUNNING, HV_DOMAIN_PAUSED, virDomainSuspend,
+                                "suspending", err);
 }
 
 int
 hv_domain_resume(HvConn *c, const char *name, NbError **err)
 {
-    _cleanup_domain_ virDomainPtr dom = NULL;
-    if (hv_domain_get(c, name, &dom, err) < 0)
-        return -1;
-    HvDomainState st;
-    if (hv_dom_state(dom, name, &st, err) < 0)
-        return -1;
-    if (st == HV_DOMAIN_RUNNING)
-        return 0;
-    if (st != HV_DOMAIN_PAUSED)
-        return nb_error_set(err, NB_ERR_INVALID_STATE, "domain '%s' is %s, not paused", name,
-                            hv_domain_state_to_string(st));
-    if (virDomainResume(dom) < 0)
-        return hv_error(err, "resuming domain '%s'", name);
-    return 0;
+    return hv_domain_transition(c, name, HV_DOMAIN_PAUSED, HV_DOMAIN_RUNNING, virDomainResume,
+                                "resuming", err);
 }
 
 int

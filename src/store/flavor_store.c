@@ -5,8 +5,9 @@
 #define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at"
 
 static void
-flavor_from_row(sqlite3_stmt *st, Flavor *f)
+flavor_from_row(sqlite3_stmt *st, void *elem)
 {
+    Flavor *f = elem;
     store_column_copy(st, 0, f->id, sizeof(f->id));
     store_column_copy(st, 1, f->name, sizeof(f->name));
     f->vcpus = (unsigned)sqlite3_column_int64(st, 2);
@@ -41,20 +42,11 @@ int
 flavor_store_get(Store *s, const char *id_or_name, Flavor *ret, NbError **err)
 {
     STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1 OR name = ?1 "
-                      "ORDER BY id = ?1 DESC LIMIT 1",
-                      &st, err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, id_or_name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return nb_error_set(err, NB_ERR_FLAVOR_NOT_FOUND, "flavor '%.64s' not found", id_or_name);
-    if (rc != SQLITE_ROW)
-        return store_db_error(s, "get flavor", err);
-    flavor_from_row(st, ret);
-    return 0;
+    return store_get_by_id_or_name(s,
+                                   "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1 OR "
+                                   "name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+                                   id_or_name, flavor_from_row, ret, NB_ERR_FLAVOR_NOT_FOUND,
+                                   "flavor", err);
 }
 
 int
@@ -64,25 +56,7 @@ flavor_store_list(Store *s, Flavor **ret, size_t *ret_n, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT " FLAVOR_COLUMNS " FROM flavors ORDER BY name", &st, err) < 0)
         return -1;
-    Flavor *list = NULL;
-    size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        Flavor *nl = realloc(list, (n + 1) * sizeof(*list));
-        if (!nl) {
-            free(list);
-            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        }
-        list = nl;
-        flavor_from_row(st, &list[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        free(list);
-        return store_db_error(s, "list flavors", err);
-    }
-    *ret = list;
-    *ret_n = n;
-    return 0;
+    return store_collect(s, st, sizeof(Flavor), flavor_from_row, NULL, (void **)ret, ret_n, err);
 }
 
 int

@@ -6,8 +6,9 @@
     "id, name, state, format, size_bytes, virtual_size_bytes, volume, created_at, updated_at"
 
 static void
-image_from_row(sqlite3_stmt *st, Image *img)
+image_from_row(sqlite3_stmt *st, void *elem)
 {
+    Image *img = elem;
     store_column_copy(st, 0, img->id, sizeof(img->id));
     store_column_copy(st, 1, img->name, sizeof(img->name));
     img->state = image_state_from_string((const char *)sqlite3_column_text(st, 2));
@@ -53,20 +54,11 @@ int
 image_store_get(Store *s, const char *id_or_name, Image *ret, NbError **err)
 {
     STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " IMAGE_COLUMNS " FROM images WHERE id = ?1 OR name = ?1 "
-                      "ORDER BY id = ?1 DESC LIMIT 1",
-                      &st, err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, id_or_name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return nb_error_set(err, NB_ERR_IMAGE_NOT_FOUND, "image '%.64s' not found", id_or_name);
-    if (rc != SQLITE_ROW)
-        return store_db_error(s, "get image", err);
-    image_from_row(st, ret);
-    return 0;
+    return store_get_by_id_or_name(s,
+                                   "SELECT " IMAGE_COLUMNS " FROM images WHERE id = ?1 OR "
+                                   "name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+                                   id_or_name, image_from_row, ret, NB_ERR_IMAGE_NOT_FOUND, "image",
+                                   err);
 }
 
 static int
@@ -76,25 +68,7 @@ image_store_select(Store *s, const char *sql, Image **ret, size_t *ret_n, NbErro
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    Image *list = NULL;
-    size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        Image *nl = realloc(list, (n + 1) * sizeof(*list));
-        if (!nl) {
-            free(list);
-            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        }
-        list = nl;
-        image_from_row(st, &list[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        free(list);
-        return store_db_error(s, "list images", err);
-    }
-    *ret = list;
-    *ret_n = n;
-    return 0;
+    return store_collect(s, st, sizeof(Image), image_from_row, NULL, (void **)ret, ret_n, err);
 }
 
 int

@@ -109,6 +109,51 @@ store_column_strdup(sqlite3_stmt *st, int col)
 }
 
 int
+store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
+              void (*clear_elem)(void *elem), void **ret, size_t *ret_n, NbError **err)
+{
+    char *list = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char *grown = realloc(list, (n + 1) * elem_size);
+        if (!grown)
+            break;
+        list = grown;
+        memset(list + n * elem_size, 0, elem_size);
+        row_fn(st, list + n * elem_size);
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        for (size_t i = 0; clear_elem && i < n; i++)
+            clear_elem(list + i * elem_size);
+        free(list);
+        return rc == SQLITE_ROW ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory")
+                                : store_db_error(s, "list", err);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
+int
+store_get_by_id_or_name(Store *s, const char *sql, const char *key, StoreRowFn row_fn, void *ret,
+                        const char *not_found_code, const char *what, NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return nb_error_set(err, not_found_code, "%s '%.64s' not found", what, key);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, "get", err);
+    row_fn(st, ret);
+    return 0;
+}
+
+int
 store_schema_version(Store *s)
 {
     STORE_LOCKED(s);

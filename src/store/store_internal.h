@@ -43,3 +43,14 @@ int store_bind_text(sqlite3_stmt *st, int idx, const char *v);
 void store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t len);
 /* Column text duplicated, NULL for NULL. */
 char *store_column_strdup(sqlite3_stmt *st, int col);
+
+/* Fills one element from the current row. */
+typedef void (*StoreRowFn)(sqlite3_stmt *st, void *elem);
+/* Steps st to the end, collecting each row into a growing array of elem_size elements.
+ * clear_elem (may be NULL) releases what row_fn allocated, on failure. */
+int store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
+                  void (*clear_elem)(void *elem), void **ret, size_t *ret_n, NbError **err);
+/* Looks a resource up by id, else by name, with sql binding ?1 to the key; a miss fills err
+ * with not_found_code ("<what> '<key>' not found"). */
+int store_get_by_id_or_name(Store *s, const char *sql, const char *key, StoreRowFn row_fn,
+                            void *ret, const char *not_found_code, const char *what, NbError **err);

@@ -8,8 +8,9 @@
     "updated_at, finished_at"
 
 static void
-task_from_row(sqlite3_stmt *st, Task *t)
+task_from_row(sqlite3_stmt *st, void *elem)
 {
+    Task *t = elem;
     memset(t, 0, sizeof(*t));
     store_column_copy(st, 0, t->id, sizeof(t->id));
     t->kind = task_kind_from_string((const char *)sqlite3_column_text(st, 1));
@@ -50,28 +51,17 @@ task_store_get(Store *s, const char *id, Task *ret, NbError **err)
     return 0;
 }
 
+static void
+task_clear_elem(void *elem)
+{
+    task_clear(elem);
+}
+
 static int
 task_store_select(Store *s, sqlite3_stmt *st, Task **ret, size_t *ret_n, NbError **err)
 {
-    Task *list = NULL;
-    size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        Task *nl = realloc(list, (n + 1) * sizeof(*list));
-        if (!nl) {
-            task_list_free(list, n);
-            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        }
-        list = nl;
-        task_from_row(st, &list[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        task_list_free(list, n);
-        return store_db_error(s, "list tasks", err);
-    }
-    *ret = list;
-    *ret_n = n;
-    return 0;
+    return store_collect(s, st, sizeof(Task), task_from_row, task_clear_elem, (void **)ret, ret_n,
+                         err);
 }
 
 int

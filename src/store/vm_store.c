@@ -8,8 +8,9 @@
     "disk_gib, mac, user_data, ip, error, created_at, updated_at"
 
 static void
-vm_from_row(sqlite3_stmt *st, Vm *vm)
+vm_from_row(sqlite3_stmt *st, void *elem)
 {
+    Vm *vm = elem;
     memset(vm, 0, sizeof(*vm));
     store_column_copy(st, 0, vm->id, sizeof(vm->id));
     store_column_copy(st, 1, vm->name, sizeof(vm->name));
@@ -106,20 +107,16 @@ int
 vm_store_get(Store *s, const char *id_or_name, Vm *ret, NbError **err)
 {
     STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 OR name = ?1 "
-                      "ORDER BY id = ?1 DESC LIMIT 1",
-                      &st, err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, id_or_name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return nb_error_set(err, NB_ERR_VM_NOT_FOUND, "VM '%.64s' not found", id_or_name);
-    if (rc != SQLITE_ROW)
-        return store_db_error(s, "get vm", err);
-    vm_from_row(st, ret);
-    return 0;
+    return store_get_by_id_or_name(s,
+                                   "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 OR name = ?1 "
+                                   "ORDER BY id = ?1 DESC LIMIT 1",
+                                   id_or_name, vm_from_row, ret, NB_ERR_VM_NOT_FOUND, "VM", err);
+}
+
+static void
+vm_clear_elem(void *elem)
+{
+    vm_clear(elem);
 }
 
 void
@@ -137,25 +134,7 @@ vm_store_list(Store *s, Vm **ret, size_t *ret_n, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT " VM_COLUMNS " FROM vms ORDER BY name", &st, err) < 0)
         return -1;
-    Vm *list = NULL;
-    size_t n = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        Vm *nl = realloc(list, (n + 1) * sizeof(*list));
-        if (!nl) {
-            vm_list_free(list, n);
-            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        }
-        list = nl;
-        vm_from_row(st, &list[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        vm_list_free(list, n);
-        return store_db_error(s, "list vms", err);
-    }
-    *ret = list;
-    *ret_n = n;
-    return 0;
+    return store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)ret, ret_n, err);
 }
 
 int
