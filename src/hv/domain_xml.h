@@ -24,13 +24,13 @@ typedef struct DomainSpec {
     VirtType virt_type;
     unsigned vcpus;
     uint64_t ram_mib;
-    uint64_t disk_gib;          /* metadata only */
-    const char *disk_path;      /* qcow2 overlay, virtio disk vda */
-    const char *seed_path;      /* NoCloud ISO as CD-ROM, may be NULL */
-    const char *network;        /* libvirt network name, e.g. "default" */
-    const char *mac;            /* 52:54:00:xx:xx:xx */
-    const char *console_log;    /* serial console is logged here by virtlogd */
-    const char *created_at;     /* metadata only */
+    uint64_t disk_gib;       /* metadata only */
+    const char *disk_path;   /* qcow2 overlay, virtio disk vda */
+    const char *seed_path;   /* NoCloud ISO as CD-ROM, may be NULL */
+    const char *network;     /* libvirt network name, e.g. "default" */
+    const char *mac;         /* 52:54:00:xx:xx:xx */
+    const char *console_log; /* serial console is logged here by virtlogd */
+    const char *created_at;  /* metadata only */
 } DomainSpec;
 
 /* Returns newly allocated XML, or NULL if a required field is missing or allocation failed. */

@@ -18,12 +18,12 @@ typedef struct HvConn HvConn;
 
 /* The power state as libvirt reports it. */
 typedef enum HvDomainState {
-    HV_DOMAIN_NONE,   /* no such domain */
+    HV_DOMAIN_NONE, /* no such domain */
     HV_DOMAIN_RUNNING,
     HV_DOMAIN_PAUSED,
     HV_DOMAIN_SHUTOFF,
     HV_DOMAIN_CRASHED,
-    HV_DOMAIN_OTHER,  /* shutting down, pmsuspended, blocked... */
+    HV_DOMAIN_OTHER, /* shutting down, pmsuspended, blocked... */
     _HV_DOMAIN_STATE_MAX,
 } HvDomainState;
 const char *hv_domain_state_to_string(HvDomainState s);
@@ -73,8 +73,8 @@ int hv_vol_create_for_upload(HvConn *c, const char *pool, const char *vol, const
  * failure (then the stream is aborted and hv_vol_upload fails with NB_ERR_INTERNAL unless the
  * callback has set *err itself). */
 typedef ssize_t (*HvUploadSource)(char *buf, size_t len, void *userdata, NbError **err);
-int hv_vol_upload(HvConn *c, const char *pool, const char *vol, uint64_t length,
-                  HvUploadSource src, void *userdata, NbError **err);
+int hv_vol_upload(HvConn *c, const char *pool, const char *vol, uint64_t length, HvUploadSource src,
+                  void *userdata, NbError **err);
 /* Creates a qcow2 volume of capacity bytes whose backing store is the volume backing_vol
  * (format backing_format) in the same pool: a linked clone. Deletes a same-named volume first. */
 int hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol,
@@ -99,8 +99,8 @@ int hv_domain_start(HvConn *c, const char *name, NbError **err); /* running alre
 int hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err);
 int hv_domain_destroy(HvConn *c, const char *name, NbError **err); /* not running: 0 */
 int hv_domain_reboot(HvConn *c, const char *name, NbError **err);
-int hv_domain_suspend(HvConn *c, const char *name, NbError **err);  /* paused already: 0 */
-int hv_domain_resume(HvConn *c, const char *name, NbError **err);   /* running already: 0 */
+int hv_domain_suspend(HvConn *c, const char *name, NbError **err); /* paused already: 0 */
+int hv_domain_resume(HvConn *c, const char *name, NbError **err);  /* running already: 0 */
 /* Destroys if running, then undefines (with managed save, snapshots metadata, nvram). */
 int hv_domain_undefine(HvConn *c, const char *name, NbError **err); /* absent: 0 */
 int hv_domain_get_state(HvConn *c, const char *name, HvDomainState *ret, NbError **err);
@@ -113,5 +113,4 @@ typedef struct HvDomainInfo {
     HvDomainState state;
 } HvDomainInfo;
 /* Every domain (active and inactive) whose name starts with prefix. */
-int hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
-                   NbError **err);
+int hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n, NbError **err);
