@@ -35,9 +35,20 @@ core_make_dirs(const CoreConfig *cfg, NbError **err)
     _cleanup_free_ char *tmp = str_printf("%s/tmp", cfg->state_dir);
     if (!console || !tmp)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    if (core_mkdir(cfg->state_dir, 0700, err) < 0 || core_mkdir(console, 0750, err) < 0 ||
+    if (core_mkdir(cfg->state_dir, 0711, err) < 0 || core_mkdir(console, 0750, err) < 0 ||
         core_mkdir(tmp, 0700, err) < 0)
         return -1;
+    /* QEMU runs as its own user (libvirt-qemu) and must traverse to the disks when the pool
+     * lives inside the state directory: search permission only, no listing. */
+    struct stat st;
+    if (str_startswith(cfg->pool_path, cfg->state_dir) && stat(cfg->state_dir, &st) == 0 &&
+        (st.st_mode & 0011) != 0011) {
+        if (chmod(cfg->state_dir, (st.st_mode & 07777) | 0011) < 0)
+            return nb_error_set(err, NB_ERR_INTERNAL, "chmod %s: %s", cfg->state_dir,
+                                strerror(errno));
+        log_info("made %s traversable for QEMU (mode %04o)", cfg->state_dir,
+                 (unsigned)((st.st_mode & 07777) | 0011));
+    }
     return 0;
 }
 

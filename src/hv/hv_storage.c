@@ -199,11 +199,14 @@ hv_pool_ensure(HvConn *c, const char *pool, const char *path, NbError **err)
 
 /*
  * 1 and *ret when found, 0 when absent, -1 with *err. libvirt answers from its cached view of
- * the pool; only when that says "absent" is the (costly) refresh done, and the look-up retried.
+ * the pool; when that says "absent" and refresh_on_miss is set, the (costly, and growing with the
+ * pool) refresh is done and the look-up retried. Callers that only need to know about volumes
+ * libvirt itself made pass false: libvirt's cache lists every volume it created, and libvirtd
+ * refreshes its pools when it starts.
  */
 static int
-hv_vol_lookup(virStoragePoolPtr p, const char *pool, const char *vol, virStorageVolPtr *ret,
-              NbError **err)
+hv_vol_lookup(virStoragePoolPtr p, const char *pool, const char *vol, bool refresh_on_miss,
+              virStorageVolPtr *ret, NbError **err)
 {
     for (int attempt = 0;; attempt++) {
         virStorageVolPtr v = virStorageVolLookupByName(p, vol);
@@ -213,7 +216,7 @@ hv_vol_lookup(virStoragePoolPtr p, const char *pool, const char *vol, virStorage
         }
         if (hv_last_error_code() != VIR_ERR_NO_STORAGE_VOL)
             return hv_error(err, "looking up volume '%s' in pool '%s'", vol, pool);
-        if (attempt > 0)
+        if (attempt > 0 || !refresh_on_miss)
             return 0;
         if (virStoragePoolRefresh(p, 0) < 0) {
             /* E.g. another volume is being built in the pool: refresh is refused then. The
@@ -229,7 +232,7 @@ static int
 hv_vol_get(virStoragePoolPtr p, const char *pool, const char *vol, virStorageVolPtr *ret,
            NbError **err)
 {
-    int r = hv_vol_lookup(p, pool, vol, ret, err);
+    int r = hv_vol_lookup(p, pool, vol, true, ret, err);
     if (r == 0)
         return nb_error_set(err, NB_ERR_INTERNAL, "volume '%s' not found in pool '%s'", vol, pool);
     return r < 0 ? -1 : 0;
@@ -237,10 +240,11 @@ hv_vol_get(virStoragePoolPtr p, const char *pool, const char *vol, virStorageVol
 
 /* Deletes a volume of an open pool; absent is fine. */
 static int
-hv_vol_delete_in(virStoragePoolPtr p, const char *pool, const char *vol, NbError **err)
+hv_vol_delete_in(virStoragePoolPtr p, const char *pool, const char *vol, bool refresh_on_miss,
+                 NbError **err)
 {
     _cleanup_vol_ virStorageVolPtr v = NULL;
-    int r = hv_vol_lookup(p, pool, vol, &v, err);
+    int r = hv_vol_lookup(p, pool, vol, refresh_on_miss, &v, err);
     if (r <= 0)
         return r;
     if (virStorageVolDelete(v, 0) < 0) {
@@ -258,7 +262,7 @@ hv_vol_delete(HvConn *c, const char *pool, const char *vol, NbError **err)
     int r = hv_pool_lookup(c, pool, &p, err);
     if (r <= 0)
         return r; /* no pool, no volume */
-    return hv_vol_delete_in(p, pool, vol, err);
+    return hv_vol_delete_in(p, pool, vol, true, err);
 }
 
 int
@@ -269,7 +273,7 @@ hv_vol_exists(HvConn *c, const char *pool, const char *vol, NbError **err)
     if (r <= 0)
         return r;
     _cleanup_vol_ virStorageVolPtr v = NULL;
-    return hv_vol_lookup(p, pool, vol, &v, err);
+    return hv_vol_lookup(p, pool, vol, true, &v, err);
 }
 
 int
@@ -378,7 +382,7 @@ hv_vol_create_for_upload(HvConn *c, const char *pool, const char *vol, const cha
     _cleanup_pool_ virStoragePoolPtr p = NULL;
     if (hv_pool_get(c, pool, &p, err) < 0)
         return -1;
-    if (hv_vol_delete_in(p, pool, vol, err) < 0)
+    if (hv_vol_delete_in(p, pool, vol, false, err) < 0)
         return -1;
     /*
      * Always a raw (byte container) volume, whatever the image format: an upload writes bytes
@@ -399,7 +403,7 @@ hv_upload_fail(virStreamPtr st, virStoragePoolPtr p, const char *pool, const cha
     if (st && virStreamAbort(st) < 0)
         log_debug("aborting the upload stream of '%s' failed", vol);
     _cleanup_error_ NbError *del_err = NULL;
-    if (hv_vol_delete_in(p, pool, vol, &del_err) < 0)
+    if (hv_vol_delete_in(p, pool, vol, false, &del_err) < 0)
         log_warn("removing volume '%s' after a failed upload: %s", vol, del_err->message);
     return -1;
 }
@@ -484,7 +488,7 @@ hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol, const c
     _cleanup_free_ char *backing_path = virStorageVolGetPath(backing);
     if (!backing_path)
         return hv_error(err, "reading the path of volume '%s'", backing_vol);
-    if (hv_vol_delete_in(p, pool, vol, err) < 0)
+    if (hv_vol_delete_in(p, pool, vol, false, err) < 0)
         return -1;
     _cleanup_free_ char *xml =
         hv_vol_xml(vol, capacity, NULL, "qcow2", backing_path, backing_format);

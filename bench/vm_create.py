@@ -1,0 +1,718 @@
+#!/usr/bin/python3
+"""VM creation benchmark: Nimbus API versus the same work done with raw virsh.
+
+    bench/vm_create.py [--count N] [--concurrency C]
+                       [--keep-daemon-url URL --token T]
+
+Without --keep-daemon-url it starts its own nimbusd (TCG, private state dir and
+storage pool), which it stops and removes again at the end.  Everything the
+benchmark creates (domains, volumes, pool, image, flavor, files, the daemon) is
+removed on success, failure and Ctrl-C.  It prints figures only: nothing here
+asserts on timings.  See docs/benchmarks.md.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+POLL_S = 0.02  # task polling interval: the resolution of every Nimbus figure
+HTTP_TIMEOUT_S = 30
+CMD_TIMEOUT_S = 120
+TASK_TIMEOUT_S = 300  # one VM create or delete task
+DAEMON_START_S = 30
+DAEMON_STOP_S = 15
+JOIN_S = CMD_TIMEOUT_S + 30  # worker threads end within this after STOP is set
+
+STOP = threading.Event()  # Ctrl-C, SIGTERM or a failed worker: stop taking new work
+
+
+class BenchError(Exception):
+    pass
+
+
+class Interrupted(BenchError):
+    pass
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the Nimbus API
+
+
+class Api:
+    """One persistent HTTP/1.1 connection per thread: nimbusd serves each connection with a
+    thread of its own, so a fresh connection per poll would cost it a thread each time."""
+
+    def __init__(self, base, token):
+        u = urllib.parse.urlsplit(base)
+        if u.scheme != "http" or not u.hostname:
+            raise BenchError(f"{base}: only http://HOST:PORT is supported")
+        self.base = base.rstrip("/")
+        self.host, self.port = u.hostname, u.port or 80
+        self.prefix = u.path.rstrip("/")
+        self.token = token
+        self.local = threading.local()
+
+    def _conn(self):
+        c = getattr(self.local, "conn", None)
+        if c is None:
+            c = self.local.conn = http.client.HTTPConnection(self.host, self.port,
+                                                             timeout=HTTP_TIMEOUT_S)
+        return c
+
+    def call(self, method, path, body=None, data=None, ok=(200, 201, 202, 204)):
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        for attempt in (0, 1):
+            c = self._conn()
+            try:
+                c.request(method, self.prefix + path, body=data, headers=headers)
+                resp = c.getresponse()
+                status, raw = resp.status, resp.read()
+                if resp.will_close:
+                    self._drop()
+                break
+            except (http.client.HTTPException, OSError) as e:
+                self._drop()
+                # A kept-alive connection the server closed meanwhile: one retry, for
+                # requests that are safe to repeat.
+                if attempt or method not in ("GET", "DELETE"):
+                    raise BenchError(f"{method} {path}: {e}") from None
+        if status not in ok:
+            raise BenchError(f"{method} {path}: HTTP {status}: {raw[:300].decode(errors='replace')}")
+        return status, (json.loads(raw) if raw else None)
+
+    def _drop(self):
+        c = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if c is not None:
+            c.close()
+
+    def wait_task(self, task_id, t0, deadline_s=TASK_TIMEOUT_S):
+        """Polls a task to its end. Returns (end, marks): marks['running'] and marks[k] (first
+        time step >= k was seen) as monotonic times, for the per-step breakdown."""
+        marks = {}
+        deadline = t0 + deadline_s
+        while True:
+            if STOP.is_set():
+                raise Interrupted("interrupted")
+            status, t = self.call("GET", f"/v1/tasks/{task_id}", ok=(200, 404))
+            now = time.monotonic()
+            if status == 404:  # finished and gone: counts as done
+                return now, marks
+            if t["state"] in ("running", "succeeded", "failed"):
+                marks.setdefault("running", now)
+            for k in range(int(t.get("step") or 0) + 1):
+                marks.setdefault(k, now)
+            if t["state"] == "succeeded":
+                return now, marks
+            if t["state"] == "failed":
+                err = t.get("error") or {}
+                raise BenchError(f"task {task_id} failed: {err.get('code')}: {err.get('message')}")
+            if now > deadline:
+                raise BenchError(f"task {task_id} still {t['state']} after {deadline_s} s")
+            time.sleep(POLL_S)
+
+
+# ---------------------------------------------------------------- libvirt
+
+
+def run(argv, timeout=CMD_TIMEOUT_S, check=True, inp=None):
+    try:
+        p = subprocess.run(argv, input=inp, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(argv)}: no answer after {timeout} s") from None
+    if check and p.returncode != 0:
+        raise BenchError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:400]}")
+    return p
+
+
+class Virsh:
+    def __init__(self, uri):
+        self.uri = uri
+
+    def __call__(self, *args, check=True, timeout=CMD_TIMEOUT_S):
+        return run(["virsh", "-q", "-c", self.uri, *args], timeout=timeout, check=check).stdout
+
+
+# ---------------------------------------------------------------- what the run created
+
+
+class Resources:
+    """Everything to remove at the end. Entries are added before the thing is created."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.nimbus_vms = {}  # id -> name
+        self.raw_domains = set()
+        self.raw_vols = set()  # (pool, volume)
+        self.image_id = None
+        self.flavor_id = None
+
+    def add(self, attr, item, value=None):
+        with self.lock:
+            target = getattr(self, attr)
+            if isinstance(target, dict):
+                target[item] = value
+            else:
+                target.add(item)
+
+    def drop(self, attr, item):
+        with self.lock:
+            target = getattr(self, attr)
+            if isinstance(target, dict):
+                target.pop(item, None)
+            else:
+                target.discard(item)
+
+
+# ---------------------------------------------------------------- workers
+
+
+def run_many(fn, n, concurrency, threads):
+    """fn(i) for i in range(n), `concurrency` at a time. Returns (results, wall seconds).
+    Each worker's end Event goes into `threads` so that the clean-up can wait for them."""
+    results = [None] * n
+    errors = []
+    nxt = iter(range(n))
+    lock = threading.Lock()
+
+    def worker(done):
+        try:
+            while not STOP.is_set():
+                with lock:
+                    i = next(nxt, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = fn(i)
+                except BaseException as e:  # noqa: B036 - reported by the main thread
+                    errors.append(e)
+                    STOP.set()
+                    return
+        finally:
+            done.set()
+
+    t0 = time.monotonic()
+    # Completion is an Event, not Thread.join: a join cut short by Ctrl-C can leave the
+    # thread looking finished while it still runs (CPython before 3.13).
+    dones = [threading.Event() for _ in range(max(1, concurrency))]
+    threads.extend(dones)
+    for d in dones:
+        threading.Thread(target=worker, args=(d,), daemon=True).start()
+    for d in dones:
+        while not d.wait(0.2):
+            pass
+    wall = time.monotonic() - t0
+    if errors:
+        raise errors[0]
+    if STOP.is_set():
+        raise Interrupted("interrupted")
+    return results, wall
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.virsh = Virsh(args.libvirt_uri)
+        self.res = Resources()
+        self.threads = []
+        self.tag = "%06x" % random.getrandbits(24)
+        self.work = tempfile.mkdtemp(prefix=f"nimbus-bench-{self.tag}-")
+        # qemu runs as another user: it must be able to traverse down to the pool.
+        os.chmod(self.work, 0o711)
+        self.raw_dir = os.path.join(self.work, "raw")
+        os.makedirs(os.path.join(self.raw_dir, "console"), mode=0o750)
+        self.daemon = None
+        self.daemon_log = None
+        self.pool_name = None  # own daemon's pool (removed at the end)
+        self.api = None
+        self.rss = {}
+        # filled from the warm-up VM
+        self.pool = None
+        self.pool_dir = None
+        self.backing_path = None
+        self.backing_format = None
+        self.template = None
+
+    # ------------------------------------------------------------ set-up
+
+    def ensure_libvirt(self):
+        if self._virsh_ok():
+            return
+        if self.args.libvirt_uri == "qemu:///system":
+            log("libvirtd does not answer: running scripts/start-libvirt.sh")
+            run([os.path.join(REPO, "scripts", "start-libvirt.sh")], timeout=60)
+        if not self._virsh_ok():
+            raise BenchError(f"libvirt at {self.args.libvirt_uri} does not answer")
+
+    def _virsh_ok(self):
+        return run(["virsh", "-c", self.args.libvirt_uri, "version"], timeout=20,
+                   check=False).returncode == 0
+
+    def start_daemon(self):
+        nimbusd = self.args.nimbusd
+        if not os.access(nimbusd, os.X_OK):
+            raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
+        state = os.path.join(self.work, "state")
+        os.makedirs(state, mode=0o755)
+        self.pool_name = f"nimbus-bench-{self.tag}"
+        self.daemon_log = os.path.join(self.work, "nimbusd.log")
+        argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", state,
+                "--libvirt-uri", self.args.libvirt_uri, "--virt-type", "qemu",
+                "--pool-name", self.pool_name, "--pool-path", os.path.join(state, "pool"),
+                "--workers", str(self.args.workers)]
+        with open(self.daemon_log, "wb") as errf:
+            # Own session: a Ctrl-C in the terminal reaches us, not the daemon; we stop it.
+            self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=errf,
+                                           start_new_session=True)
+        deadline = time.monotonic() + DAEMON_START_S
+        url = None
+        while url is None:
+            if self.daemon.poll() is not None:
+                raise BenchError(f"nimbusd exited with {self.daemon.returncode}:\n"
+                                 + self.daemon_tail())
+            if time.monotonic() > deadline or STOP.is_set():
+                raise BenchError("nimbusd did not report its address:\n" + self.daemon_tail())
+            with open(self.daemon_log, errors="replace") as f:
+                for line in f:
+                    if "listening on http://" in line:
+                        url = line.split("listening on ", 1)[1].strip()
+            time.sleep(0.05)
+        token_path = os.path.join(state, "admin.token")
+        while not os.path.exists(token_path):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{token_path} did not appear")
+            time.sleep(0.05)
+        with open(token_path) as f:
+            token = f.read().strip()
+        log(f"nimbusd pid {self.daemon.pid} at {url}, pool {self.pool_name}")
+        time.sleep(1.0)  # settle: the start-up sync has run
+        self.rss["idle"] = self.read_rss()
+        return url, token
+
+    def daemon_tail(self, n=20):
+        if not self.daemon_log or not os.path.exists(self.daemon_log):
+            return ""
+        with open(self.daemon_log, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def read_rss(self):
+        out = {}
+        with open(f"/proc/{self.daemon.pid}/status") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(val.split()[0])  # kB
+        return out
+
+    def upload_image_and_flavor(self):
+        image = os.path.join(self.work, "tiny.qcow2")
+        log("building the test image")
+        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
+        name = f"bench-{self.tag}"
+        _, img = self.api.call("POST", "/v1/images", {"name": name})
+        self.res.image_id = img["id"]
+        with open(image, "rb") as f:
+            data = f.read()
+        self.api.call("PUT", f"/v1/images/{img['id']}/file", data=data)
+        _, fl = self.api.call("POST", "/v1/flavors",
+                              {"name": name, "vcpus": 1, "ram_mib": 128, "disk_gib": 1})
+        self.res.flavor_id = fl["id"]
+        log(f"image {img['id']} ({len(data) >> 20} MiB) and flavor {fl['id']} ready")
+
+    # ------------------------------------------------------------ Nimbus
+
+    def nimbus_create(self, name):
+        t0 = time.monotonic()
+        _, body = self.api.call("POST", "/v1/vms", {"name": name, "image": self.res.image_id,
+                                                    "flavor": self.res.flavor_id})
+        vm_id = body["vm"]["id"]
+        self.res.add("nimbus_vms", vm_id, name)
+        end, m = self.api.wait_task(body["task"]["id"], t0)
+        # Create steps: 0 disk clone, 1 seed ISO + upload, 2 define, 3 start.
+        run_at = m.get("running", end)
+        at = [m.get(k, end) for k in range(1, 4)]
+        phases = {"api+queue": run_at - t0, "disk": at[0] - run_at, "seed": at[1] - at[0],
+                  "define": at[2] - at[1], "start": end - at[2]}
+        return {"id": vm_id, "seconds": end - t0, "phases": phases}
+
+    def nimbus_delete(self, vm_id, busy_wait_s=0):
+        t0 = time.monotonic()
+        while True:
+            status, body = self.api.call("DELETE", f"/v1/vms/{vm_id}", ok=(202, 404, 409))
+            if status != 409:
+                break
+            # VM_BUSY: a task still works on it (e.g. a delete cut short by Ctrl-C).
+            if time.monotonic() - t0 > busy_wait_s:
+                raise BenchError(f"DELETE /v1/vms/{vm_id}: HTTP 409: {body}")
+            time.sleep(0.2)
+        if status == 202:
+            end, _ = self.api.wait_task(body["task"]["id"], t0)
+        else:
+            end = time.monotonic()
+        self.res.drop("nimbus_vms", vm_id)
+        return end - t0
+
+    def nimbus_mode(self, label, concurrency):
+        n = self.args.count
+        log(f"Nimbus {label}: {n} VMs, {concurrency} in flight")
+        names = [f"bench-{self.tag}-{label[:3]}-{i}" for i in range(n)]
+        created, wall = run_many(lambda i: self.nimbus_create(names[i]), n, concurrency,
+                                 self.threads)
+        log(f"Nimbus {label}: created in {wall:.2f} s; deleting")
+        deleted, del_wall = run_many(lambda i: self.nimbus_delete(created[i]["id"]), n,
+                                     concurrency, self.threads)
+        return {"create": [c["seconds"] for c in created], "wall": wall,
+                "phases": [c["phases"] for c in created], "delete": deleted,
+                "delete_wall": del_wall}
+
+    def warm_up(self):
+        """One Nimbus VM, not measured: warms the caches and gives the pool, the image
+        volume and the domain XML the raw virsh runs copy."""
+        log("warm-up VM (not measured)")
+        vm = self.nimbus_create(f"bench-{self.tag}-warmup")
+        domain = f"nimbus-{vm['id']}"
+        xml = self.virsh("dumpxml", "--inactive", domain)
+        root = ET.fromstring(xml)
+        disk_path = None
+        for disk in root.findall("./devices/disk"):
+            if disk.get("device") == "disk":
+                disk_path = disk.find("source").get("file")
+        if not disk_path:
+            raise BenchError(f"no disk in the XML of {domain}")
+        self.pool = self.virsh("vol-pool", disk_path).strip()
+        pool_xml = ET.fromstring(self.virsh("pool-dumpxml", self.pool))
+        self.pool_dir = pool_xml.find("./target/path").text
+        vol_xml = ET.fromstring(self.virsh("vol-dumpxml", disk_path))
+        backing = vol_xml.find("./backingStore")
+        if backing is None:
+            raise BenchError(f"{disk_path} has no backing store")
+        self.backing_path = backing.find("path").text
+        fmt = backing.find("format")
+        self.backing_format = fmt.get("type") if fmt is not None else "qcow2"
+        self.template = xml
+        self.nimbus_delete(vm["id"])
+        log(f"pool {self.pool} ({self.pool_dir}), image volume {self.backing_path}")
+
+    # ------------------------------------------------------------ raw virsh
+
+    def raw_domain_xml(self, name, dom_uuid, disk, seed, mac, console):
+        root = ET.fromstring(self.template)
+        root.find("name").text = name
+        root.find("uuid").text = dom_uuid
+        title = root.find("title")
+        if title is not None:
+            title.text = name
+        # Nimbus's metadata would make a Nimbus daemon take the domain for one of its own.
+        meta = root.find("metadata")
+        if meta is not None:
+            root.remove(meta)
+        for d in root.findall("./devices/disk"):
+            src = d.find("source")
+            if d.get("device") == "disk":
+                src.set("file", disk)
+            elif d.get("device") == "cdrom":
+                src.set("file", seed)
+        for m in root.findall("./devices/interface/mac"):
+            m.set("address", mac)
+        for lg in root.iter("log"):
+            lg.set("file", console)
+        return ET.tostring(root, encoding="unicode")
+
+    def raw_create(self, label, i):
+        name = f"benchraw-{self.tag}-{label[:3]}-{i}"
+        disk_vol, seed_vol = f"{name}-disk.qcow2", f"{name}-seed.iso"
+        disk_path = os.path.join(self.pool_dir, disk_vol)
+        seed_path = os.path.join(self.pool_dir, seed_vol)
+        dom_uuid = str(uuid.uuid4())
+        mac = "52:54:00:%02x:%02x:%02x" % tuple(random.getrandbits(8) for _ in range(3))
+        tmp = tempfile.mkdtemp(prefix=f"{name}-", dir=self.raw_dir)
+        iso = os.path.join(tmp, "seed.iso")
+        self.res.add("raw_vols", (self.pool, disk_vol))
+        self.res.add("raw_vols", (self.pool, seed_vol))
+        self.res.add("raw_domains", name)
+        v = self.virsh
+
+        t0 = time.monotonic()
+        v("vol-create-as", self.pool, disk_vol, "1G", "--format", "qcow2",
+          "--backing-vol", self.backing_path, "--backing-vol-format", self.backing_format)
+        t1 = time.monotonic()
+        # The same NoCloud seed Nimbus writes (see src/core/seed.c), built the same way.
+        files = {"user-data": "#cloud-config\n{}\n",
+                 "meta-data": f"instance-id: {dom_uuid}\nlocal-hostname: {name}\n",
+                 "network-config": ("version: 2\nethernets:\n  eth0:\n    match:\n"
+                                    f"      macaddress: \"{mac}\"\n    set-name: eth0\n"
+                                    "    dhcp4: true\n")}
+        for fname, content in files.items():
+            with open(os.path.join(tmp, fname), "w") as f:
+                f.write(content)
+        run(["genisoimage", "-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock",
+             "-input-charset", "utf-8"] + [os.path.join(tmp, f) for f in files])
+        t2 = time.monotonic()
+        v("vol-create-as", self.pool, seed_vol, str(os.path.getsize(iso)), "--format", "raw")
+        v("vol-upload", "--pool", self.pool, seed_vol, iso)
+        t3 = time.monotonic()
+        xml_path = os.path.join(tmp, "domain.xml")
+        with open(xml_path, "w") as f:
+            f.write(self.raw_domain_xml(name, dom_uuid, disk_path, seed_path, mac,
+                                        os.path.join(self.raw_dir, "console", f"{name}.log")))
+        v("create", xml_path)
+        t4 = time.monotonic()
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"name": name, "seconds": t4 - t0,
+                "phases": {"disk": t1 - t0, "genisoimage": t2 - t1, "seed upload": t3 - t2,
+                           "create": t4 - t3}}
+
+    def raw_delete(self, name):
+        t0 = time.monotonic()
+        self.virsh("destroy", name)
+        self.res.drop("raw_domains", name)
+        for vol in (f"{name}-disk.qcow2", f"{name}-seed.iso"):
+            self.virsh("vol-delete", "--pool", self.pool, vol)
+            self.res.drop("raw_vols", (self.pool, vol))
+        t1 = time.monotonic()
+        try:
+            os.unlink(os.path.join(self.raw_dir, "console", f"{name}.log"))
+        except FileNotFoundError:
+            pass
+        return t1 - t0
+
+    def raw_mode(self, label, concurrency):
+        n = self.args.count
+        log(f"raw virsh {label}: {n} VMs, {concurrency} in flight")
+        created, wall = run_many(lambda i: self.raw_create(label, i), n, concurrency,
+                                 self.threads)
+        log(f"raw virsh {label}: created in {wall:.2f} s; deleting")
+        deleted, del_wall = run_many(lambda i: self.raw_delete(created[i]["name"]), n,
+                                     concurrency, self.threads)
+        return {"create": [c["seconds"] for c in created], "wall": wall,
+                "phases": [c["phases"] for c in created], "delete": deleted,
+                "delete_wall": del_wall}
+
+    # ------------------------------------------------------------ the run
+
+    def run(self):
+        self.ensure_libvirt()
+        if self.args.keep_daemon_url:
+            self.api = Api(self.args.keep_daemon_url, self.args.token)
+        else:
+            self.api = Api(*self.start_daemon())
+        self.foreign = len(self.virsh("list", "--name").split())
+        self.load_before = os.getloadavg()
+        self.upload_image_and_flavor()
+        self.warm_up()
+        results = {}
+        c = self.args.concurrency
+        # Interleaved so that each pair runs under the same background load.
+        results["nimbus", "sequential"] = self.nimbus_mode("sequential", 1)
+        results["virsh", "sequential"] = self.raw_mode("sequential", 1)
+        results["nimbus", "concurrent"] = self.nimbus_mode("concurrent", c)
+        results["virsh", "concurrent"] = self.raw_mode("concurrent", c)
+        if self.daemon:
+            self.rss["end"] = self.read_rss()
+        self.load_after = os.getloadavg()
+        return results
+
+    # ------------------------------------------------------------ clean-up
+
+    def cleanup(self):
+        STOP.set()
+        deadline = time.monotonic() + JOIN_S
+        for done in self.threads:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        STOP.clear()  # the clean-up below polls tasks too
+        v = self.virsh
+        for name in sorted(self.res.raw_domains):
+            v("destroy", name, check=False)
+        for pool, vol in sorted(self.res.raw_vols):
+            v("vol-delete", "--pool", pool, vol, check=False)
+        if self.api and (self.daemon is None or self.daemon.poll() is None):
+            for vm_id in list(self.res.nimbus_vms):
+                try:
+                    self.nimbus_delete(vm_id, busy_wait_s=TASK_TIMEOUT_S)
+                except BenchError as e:
+                    log(f"clean-up: deleting VM {vm_id}: {e}")
+            for kind, rid in (("images", self.res.image_id), ("flavors", self.res.flavor_id)):
+                if rid:
+                    try:
+                        self.api.call("DELETE", f"/v1/{kind}/{rid}", ok=(200, 202, 204, 404))
+                    except BenchError as e:
+                        log(f"clean-up: deleting {kind[:-1]} {rid}: {e}")
+        if self.daemon:
+            if self.daemon.poll() is None:
+                self.daemon.send_signal(signal.SIGTERM)
+                try:
+                    self.daemon.wait(DAEMON_STOP_S)
+                except subprocess.TimeoutExpired:
+                    self.daemon.kill()
+                    self.daemon.wait(5)
+            # Whatever Nimbus did not get to delete: its domains, then its whole pool.
+            for vm_id in list(self.res.nimbus_vms):
+                v("destroy", f"nimbus-{vm_id}", check=False)
+                v("undefine", f"nimbus-{vm_id}", check=False)
+            if self.pool_name:
+                vols = v("vol-list", "--pool", self.pool_name, check=False)
+                for line in vols.splitlines():
+                    if line.split():
+                        v("vol-delete", "--pool", self.pool_name, line.split()[0], check=False)
+                v("pool-destroy", self.pool_name, check=False)
+                v("pool-undefine", self.pool_name, check=False)
+        elif self.res.nimbus_vms:
+            log("clean-up: VMs left on the daemon: " + ", ".join(self.res.nimbus_vms))
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- report
+
+
+def p95(xs):
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=20, method="inclusive")[18]
+
+
+def machine_label():
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model}), TCG guests (--virt-type qemu, no KVM)"
+
+
+def report(b, results):
+    a = b.args
+    out = []
+    w = out.append
+    w("")
+    w(f"Nimbus VM create benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    w(f"machine: {machine_label()}")
+    w(f"NOTE: guests are TCG (software emulation) on a {os.cpu_count()}-core machine; the running guests")
+    w("      compete with nimbusd and libvirtd for CPU. Figures are for comparison, not absolute.")
+    w(f"N={a.count} VMs per mode, concurrency C={a.concurrency}, nimbusd workers={a.workers}; "
+      f"flavor 1 vCPU / 128 MiB / 1 GiB")
+    w(f"other domains already running on this libvirtd: {b.foreign}; load average "
+      f"{b.load_before[0]:.2f} before, {b.load_after[0]:.2f} after")
+    w("per VM: Nimbus = POST /v1/vms -> task succeeded (domain running), polled every "
+      f"{int(POLL_S * 1000)} ms;")
+    w("        virsh  = vol-create-as (linked clone) + genisoimage + vol-create-as + vol-upload "
+      "(seed) + virsh create")
+    w("")
+    hdr = (f"{'mode':<12} {'Nimbus med':>10} {'p95':>7} {'virsh med':>10} {'p95':>7} "
+           f"{'ratio med':>10} {'p95':>7}")
+    w("create, seconds per VM")
+    w(hdr)
+    w("-" * len(hdr))
+    for mode in ("sequential", "concurrent"):
+        nm, vr = results["nimbus", mode]["create"], results["virsh", mode]["create"]
+        nmed, vmed, n95, v95 = statistics.median(nm), statistics.median(vr), p95(nm), p95(vr)
+        w(f"{mode:<12} {nmed:>10.3f} {n95:>7.3f} {vmed:>10.3f} {v95:>7.3f} "
+          f"{nmed / vmed:>10.2f} {n95 / v95:>7.2f}")
+    nw, vw = results["nimbus", "concurrent"]["wall"], results["virsh", "concurrent"]["wall"]
+    w(f"concurrent wall-clock total for {a.count} VMs: Nimbus {nw:.2f} s, virsh {vw:.2f} s, "
+      f"ratio {nw / vw:.2f}")
+    w("")
+    w("delete, seconds per VM (Nimbus DELETE -> task done; virsh destroy + 2 vol-delete)")
+    for mode in ("sequential", "concurrent"):
+        nd, vd = results["nimbus", mode]["delete"], results["virsh", mode]["delete"]
+        w(f"{mode:<12} Nimbus median {statistics.median(nd):.3f}  virsh median "
+          f"{statistics.median(vd):.3f}")
+    w("")
+    w("where the time goes (mean seconds per VM; Nimbus steps seen by polling the task)")
+    for mode in ("sequential", "concurrent"):
+        for who in ("nimbus", "virsh"):
+            ph = results[who, mode]["phases"]
+            parts = "  ".join(f"{k} {statistics.fmean(p[k] for p in ph):.3f}" for k in ph[0])
+            w(f"{mode:<12} {who:<7} {parts}")
+    w("")
+    if b.daemon:
+        idle, end = b.rss["idle"], b.rss["end"]
+        w(f"nimbusd RSS: idle after start-up {idle['VmRSS'] / 1024:.1f} MiB; "
+          f"peak (VmHWM at the end) {end['VmHWM'] / 1024:.1f} MiB; "
+          f"at the end {end['VmRSS'] / 1024:.1f} MiB")
+    else:
+        w("nimbusd RSS: n/a (external daemon, --keep-daemon-url)")
+    print("\n".join(out), flush=True)
+    if a.json:
+        dump = {f"{who}/{mode}": r for (who, mode), r in results.items()}
+        dump["rss_kib"] = b.rss
+        dump["machine"] = machine_label()
+        with open(a.json, "w") as f:
+            json.dump(dump, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=10, help="VMs per mode (default 10)")
+    ap.add_argument("--concurrency", type=int, default=4, help="in flight (default 4)")
+    ap.add_argument("--keep-daemon-url", metavar="URL",
+                    help="use this running nimbusd instead of starting one")
+    ap.add_argument("--token", help="its bearer token (with --keep-daemon-url)")
+    ap.add_argument("--nimbusd", default=os.path.join(REPO, "build", "src", "daemon", "nimbusd"))
+    ap.add_argument("--libvirt-uri", default="qemu:///system")
+    ap.add_argument("--workers", type=int, default=4, help="nimbusd --workers (default 4)")
+    ap.add_argument("--json", metavar="FILE", help="also write the raw figures here")
+    a = ap.parse_args()
+    if a.count < 1 or a.concurrency < 1 or a.workers < 1:
+        ap.error("--count, --concurrency and --workers must be at least 1")
+    if bool(a.keep_daemon_url) != bool(a.token):
+        ap.error("--keep-daemon-url and --token go together")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    b = Bench(a)
+    rc = 0
+    try:
+        results = b.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        rc = 130
+    except BenchError as e:
+        log(f"error: {e}")
+        tail = b.daemon_tail()
+        if tail:
+            log("last lines of nimbusd's log:\n" + tail)
+        rc = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log("cleaning up")
+        b.cleanup()
+    if rc == 0:
+        report(b, results)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
