@@ -23,7 +23,7 @@ done
 virsh -c qemu:///system version >/dev/null
 
 if virsh -c qemu:///system net-info default >/dev/null 2>&1; then
-    if ! virsh -c qemu:///system net-info default | grep -qE '^Active:\s+yes'; then
+    if ! virsh -c qemu:///system net-info default | grep -E '^Active:\s+yes' >/dev/null; then
         virsh -c qemu:///system net-start default >/dev/null
     fi
     virsh -c qemu:///system net-autostart default >/dev/null 2>&1 || true

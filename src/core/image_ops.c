@@ -33,7 +33,8 @@ struct ImageUpload {
     pthread_t thread;
     int upload_rc;
     NbError *upload_err;
-    uint64_t pulled; /* bytes handed to libvirt */
+    uint64_t pulled;  /* bytes handed to libvirt */
+    bool rolled_back; /* the image is queued again and its volume gone */
 };
 
 static ssize_t
@@ -112,25 +113,46 @@ image_ops_upload_begin(Core *core, const char *id_or_name, int64_t length, Image
     return 0;
 }
 
+/* Stops the stream thread, if any. */
 static void
-image_upload_free(ImageUpload *u, bool failed)
+image_upload_stop_stream(ImageUpload *u)
 {
     if (u->pipe_w >= 0)
         close(u->pipe_w);
+    u->pipe_w = -1;
     if (u->streaming)
         pthread_join(u->thread, NULL);
+    u->streaming = false;
     if (u->pipe_r >= 0)
         close(u->pipe_r);
-    if (failed) {
-        _cleanup_error_ NbError *err = NULL;
-        if (u->hv && hv_vol_delete(u->hv, u->core->cfg.pool_name, u->img.volume, &err) < 0)
-            log_error("image %s: cannot delete the failed upload's volume: %s", u->img.id,
-                      err->message);
-        nb_error_free(TAKE_PTR(err));
-        if (image_store_transition(u->core->store, u->img.id, IMAGE_STATE_UPLOADING,
-                                   IMAGE_STATE_QUEUED, &err) < 0)
-            log_error("image %s: %s", u->img.id, err->message);
-    }
+    u->pipe_r = -1;
+}
+
+/* Undoes the upload: no volume, the image queued again. Runs before the error reaches the
+ * client, so a client that sees the error sees the image as it was. Idempotent. */
+static void
+image_upload_rollback(ImageUpload *u)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (u->rolled_back)
+        return;
+    u->rolled_back = true;
+    image_upload_stop_stream(u);
+    if (u->hv && hv_vol_delete(u->hv, u->core->cfg.pool_name, u->img.volume, &err) < 0)
+        log_error("image %s: cannot delete the failed upload's volume: %s", u->img.id,
+                  err->message);
+    nb_error_free(TAKE_PTR(err));
+    if (image_store_transition(u->core->store, u->img.id, IMAGE_STATE_UPLOADING, IMAGE_STATE_QUEUED,
+                               &err) < 0)
+        log_error("image %s: %s", u->img.id, err->message);
+}
+
+static void
+image_upload_free(ImageUpload *u, bool failed)
+{
+    if (failed)
+        image_upload_rollback(u);
+    image_upload_stop_stream(u);
     core_hv_put(u->core);
     nb_error_free(u->upload_err);
     free(u->header);
@@ -172,9 +194,11 @@ image_upload_start_stream(ImageUpload *u, NbError **err)
                : 0;
 }
 
-int
-image_ops_upload_data(ImageUpload *u, const char *buf, size_t len, NbError **err)
+static int
+image_upload_take(ImageUpload *u, const char *buf, size_t len, NbError **err)
 {
+    if (u->rolled_back)
+        return nb_error_set(err, NB_ERR_INTERNAL, "the upload has already failed");
     if (u->received + len > u->length)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "more data than Content-Length");
     u->received += len;
@@ -197,8 +221,23 @@ image_ops_upload_data(ImageUpload *u, const char *buf, size_t len, NbError **err
 }
 
 int
+image_ops_upload_data(ImageUpload *u, const char *buf, size_t len, NbError **err)
+{
+    if (image_upload_take(u, buf, len, err) < 0) {
+        image_upload_rollback(u);
+        return -1;
+    }
+    return 0;
+}
+
+int
 image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err)
 {
+    if (u->rolled_back) {
+        nb_error_set(err, NB_ERR_INTERNAL, "the upload has already failed");
+        image_upload_free(u, true);
+        return -1;
+    }
     if (u->received != u->length) {
         nb_error_set(err, NB_ERR_INVALID_REQUEST, "upload ended after %ju of %ju bytes",
                      (uintmax_t)u->received, (uintmax_t)u->length);
@@ -209,10 +248,7 @@ image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err)
         image_upload_free(u, true);
         return -1;
     }
-    close(u->pipe_w);
-    u->pipe_w = -1;
-    pthread_join(u->thread, NULL);
-    u->streaming = false;
+    image_upload_stop_stream(u);
     if (u->upload_rc < 0) {
         nb_error_propagate(err, TAKE_PTR(u->upload_err));
         image_upload_free(u, true);
@@ -245,8 +281,9 @@ image_ops_upload_abort(ImageUpload *u)
 {
     if (!u)
         return;
-    log_warn("image %s: upload aborted after %ju of %ju bytes", u->img.id, (uintmax_t)u->received,
-             (uintmax_t)u->length);
+    if (!u->rolled_back)
+        log_warn("image %s: upload aborted after %ju of %ju bytes", u->img.id,
+                 (uintmax_t)u->received, (uintmax_t)u->length);
     image_upload_free(u, true);
 }
 

@@ -1,0 +1,546 @@
+"""Helpers for Nimbus's end-to-end tests: start/stop nimbusd, talk to its API, run the CLI, ask
+libvirt (through virsh) what really exists, and clean up everything a test run created.
+
+Everything here only ever touches libvirt objects that belong to one test environment: its own
+storage pool (a unique name) and domains named after VM ids the environment created, or whose
+disks live in its pool directory. Other people's domains and pools on the same libvirtd are left
+alone.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+
+LIBVIRT_URI = os.environ.get("NIMBUS_TEST_LIBVIRT_URI", "qemu:///system")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD_DIR = os.environ.get("NIMBUS_BUILD_DIR", os.path.join(REPO, "build"))
+NIMBUSD = os.path.join(BUILD_DIR, "src", "daemon", "nimbusd")
+NIMBUS_CLI = os.path.join(BUILD_DIR, "src", "cli", "nimbus")
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+BOOT_TIMEOUT = float(os.environ.get("NIMBUS_E2E_BOOT_TIMEOUT", "120"))
+TASK_TIMEOUT = 120.0
+
+# Every nimbusd process any test started, so the session teardown can kill stragglers by pid.
+LIVE_DAEMONS = set()
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(pred, timeout, what, interval=0.25):
+    """Polls pred() until it returns something truthy; returns that value. On timeout raises with
+    `what` and the last value seen, which usually says what went wrong."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise Timeout(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# virsh
+
+
+def virsh(*args, check=True, timeout=60):
+    p = subprocess.run(["virsh", "-c", LIBVIRT_URI, *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"virsh {' '.join(args)} failed (rc {p.returncode}): "
+                             f"{p.stderr.strip()}")
+    return p
+
+
+def domain_names():
+    return {l.strip() for l in virsh("list", "--all", "--name").stdout.splitlines() if l.strip()}
+
+
+def domstate(name):
+    """'running', 'shut off', 'paused', ... or None when the domain does not exist."""
+    p = virsh("domstate", name, check=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def domid(name):
+    p = virsh("domid", name, check=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def domain_disk_sources(name):
+    p = virsh("domblklist", name, check=False)
+    if p.returncode != 0:
+        return []
+    out = []
+    for line in p.stdout.splitlines()[2:]:
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            out.append(parts[1].strip())
+    return out
+
+
+def pool_exists(pool):
+    return virsh("pool-info", pool, check=False).returncode == 0
+
+
+def volume_names(pool):
+    p = virsh("vol-list", pool, check=False)
+    if p.returncode != 0:
+        return set()
+    names = set()
+    for line in p.stdout.splitlines()[2:]:
+        parts = line.split()
+        if parts:
+            names.add(parts[0])
+    return names
+
+
+def vm_domain(vm_id):
+    return f"nimbus-{vm_id}"
+
+
+def vm_volumes(vm_id):
+    return {f"vm-{vm_id}-disk.qcow2", f"vm-{vm_id}-seed.iso"}
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def code(self):
+        try:
+            return self.json["error"]["code"]
+        except Exception:
+            return None
+
+    def __repr__(self):
+        return f"<HTTP {self.status} {self.body[:300]!r}>"
+
+
+_DEFAULT = object()
+
+
+class Api:
+    """A tiny HTTP client on http.client so that tests can send exactly the bytes they mean
+    (broken JSON, odd headers, no body)."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+
+    def request(self, method, path, body=_DEFAULT, raw=None, headers=None, token=_DEFAULT,
+                content_type=_DEFAULT, timeout=60):
+        hdrs = {}
+        tok = self.daemon.token if token is _DEFAULT else token
+        if tok is not None:
+            hdrs["Authorization"] = f"Bearer {tok}"
+        data = None
+        if raw is not None:
+            data = raw
+        elif body is not _DEFAULT:
+            data = json.dumps(body).encode()
+        if data is not None:
+            ct = "application/json" if content_type is _DEFAULT else content_type
+            if ct is not None:
+                hdrs["Content-Type"] = ct
+            hdrs["Content-Length"] = str(len(data))
+        elif method in ("POST", "PUT", "PATCH"):
+            hdrs["Content-Length"] = "0"
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=timeout)
+        try:
+            try:
+                conn.request(method, path, body=data, headers=hdrs)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may answer early (413, 401, 422 on a bad image header) and close
+                # while the body is still being sent: its answer is still readable.
+                pass
+            r = conn.getresponse()
+            resp = Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        except (ConnectionError, http.client.HTTPException) as e:
+            raise AssertionError(f"{method} {path}: connection failed: {e!r}") from e
+        finally:
+            conn.close()
+        return resp
+
+    def ok(self, method, path, body=_DEFAULT, expect=(200, 201, 202, 204), **kw):
+        r = self.request(method, path, body=body, **kw)
+        if isinstance(expect, int):
+            expect = (expect,)
+        assert r.status in expect, f"{method} {path} -> {r.status}, expected {expect}: {r.text}"
+        return r.json if r.body else None
+
+    # shortcuts
+    def get(self, path, **kw):
+        return self.ok("GET", path, expect=200, **kw)
+
+    def vms(self):
+        return self.get("/v1/vms")["vms"]
+
+    def images(self):
+        return self.get("/v1/images")["images"]
+
+    def flavors(self):
+        return self.get("/v1/flavors")["flavors"]
+
+    def vm(self, ident):
+        r = self.request("GET", f"/v1/vms/{urllib.parse.quote(ident)}")
+        if r.status == 404:
+            return None
+        assert r.status == 200, f"GET vm {ident}: {r!r}"
+        return r.json
+
+    def task(self, task_id):
+        return self.get(f"/v1/tasks/{task_id}")
+
+    def wait_task(self, task_id, timeout=TASK_TIMEOUT, expect="succeeded"):
+        def done():
+            t = self.task(task_id)
+            return t if t["state"] in ("succeeded", "failed") else None
+        t = wait_until(done, timeout, f"task {task_id} to finish")
+        if expect:
+            assert t["state"] == expect, f"task {task_id} ({t['kind']}) ended {t['state']}: {t}"
+        return t
+
+    def wait_vm_state(self, ident, state, timeout=60):
+        def check():
+            v = self.vm(ident)
+            return v if v and v["state"] == state and not v["task_id"] else None
+        try:
+            return wait_until(check, timeout, f"VM {ident} to be {state} (and idle)")
+        except Timeout as e:
+            raise Timeout(f"{e}; VM now: {self.vm(ident)}") from None
+
+    def action(self, ident, action, body=_DEFAULT, wait=True):
+        r = self.ok("POST", f"/v1/vms/{ident}/{action}", body=body, expect=202)
+        if wait:
+            self.wait_task(r["task"]["id"])
+        return r
+
+    def create_vm(self, name, image, flavor, wait=True, **extra):
+        body = {"name": name, "image": image, "flavor": flavor, **extra}
+        r = self.ok("POST", "/v1/vms", body=body, expect=202)
+        if wait:
+            self.wait_task(r["task"]["id"])
+        return r
+
+    def delete_vm(self, ident, wait=True):
+        r = self.request("DELETE", f"/v1/vms/{ident}")
+        if r.status == 404:
+            return None
+        assert r.status == 202, f"DELETE vm {ident}: {r!r}"
+        if wait:
+            self.wait_task(r.json["task"]["id"])
+        return r.json
+
+    def console(self, ident):
+        r = self.request("GET", f"/v1/vms/{ident}/console-log?bytes=1048576")
+        assert r.status == 200, f"console-log {ident}: {r!r}"
+        return r.text
+
+    def wait_console(self, ident, needle, count=1, timeout=BOOT_TIMEOUT):
+        """Waits until `needle` (a plain string) occurs at least `count` times in the console."""
+        def check():
+            text = self.console(ident)
+            return text if text.count(needle) >= count else None
+        try:
+            return wait_until(check, timeout, f"{count}x {needle!r} on VM {ident}'s console",
+                              interval=1)
+        except Timeout:
+            tail = self.console(ident)[-1500:]
+            raise Timeout(f"timed out after {timeout:.0f}s waiting for {count}x {needle!r} on "
+                          f"VM {ident}'s console; console tail:\n{tail}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# nimbusd
+
+
+class Daemon:
+    """One nimbusd on one state dir. The API port changes on every start (port 0)."""
+
+    def __init__(self, state_dir, pool_name, log_path, max_image_gib=2, extra_args=()):
+        self.state_dir = state_dir
+        self.pool_name = pool_name
+        self.pool_path = os.path.join(state_dir, "pool")
+        self.log_path = log_path
+        self.max_image_gib = max_image_gib
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.token = None
+        os.makedirs(state_dir, exist_ok=True)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, crash_at=None, wait_ready=True):
+        assert not self.alive(), "nimbusd already running"
+        env = dict(os.environ)
+        env.pop("NIMBUS_TEST_CRASH_AT", None)
+        if crash_at:
+            env["NIMBUS_TEST_CRASH_AT"] = crash_at
+        args = [NIMBUSD, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
+                "--libvirt-uri", LIBVIRT_URI, "--virt-type", "qemu",
+                "--pool-name", self.pool_name, "--pool-path", self.pool_path,
+                "--stop-timeout", "20", "--sync-interval", "2",
+                "--max-image-size-gib", str(self.max_image_gib), "--log-level", "debug",
+                *self.extra_args]
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%H:%M:%S')} starting nimbusd"
+                      f"{' NIMBUS_TEST_CRASH_AT=' + crash_at if crash_at else ''}\n".encode())
+            offset = log.tell()
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=env, start_new_session=True)
+        LIVE_DAEMONS.add(self.proc)
+        self.port = None
+        if not wait_ready:
+            return
+        pat = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nimbusd exited with {self.proc.returncode} at start-up:\n"
+                                     f"{self.log_tail()}")
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                m = pat.search(f.read())
+            return m and int(m.group(1))
+
+        self.port = wait_until(listening, 30, "nimbusd to log 'listening on'")
+        with open(os.path.join(self.state_dir, "admin.token")) as f:
+            self.token = f.read().strip()
+        assert self.token, "empty admin.token"
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops nimbusd; returns its exit status (negative = killed by that signal)."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise AssertionError(f"nimbusd did not exit within {timeout}s of signal {sig}")
+        LIVE_DAEMONS.discard(self.proc)
+        return self.proc.returncode
+
+    def wait_dead(self, timeout=60):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"nimbusd (pid {self.proc.pid}) still alive after {timeout}s; "
+                                 f"log tail:\n{self.log_tail()}") from None
+        LIVE_DAEMONS.discard(self.proc)
+        return rc
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return "(no log)"
+
+    def console_log_path(self, vm_id):
+        return os.path.join(self.state_dir, "console", f"{vm_id}.log")
+
+
+def kill_all_daemons():
+    for p in list(LIVE_DAEMONS):
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        LIVE_DAEMONS.discard(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+class Cli:
+    def __init__(self, daemon, home):
+        self.daemon = daemon
+        self.home = home
+        os.makedirs(home, exist_ok=True)
+        self.empty_config = os.path.join(home, "empty.conf")
+        open(self.empty_config, "w").close()
+
+    def run(self, *args, check=True, timeout=180):
+        env = dict(os.environ, NIMBUS_URL=self.daemon.url, NIMBUS_TOKEN=self.daemon.token,
+                   HOME=self.home, NIMBUS_CONFIG=self.empty_config)
+        p = subprocess.run([NIMBUS_CLI, *args], capture_output=True, text=True, env=env,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"`nimbus {' '.join(args)}` exited {p.returncode}\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def json(self, *args, **kw):
+        p = self.run("--json", *args, **kw)
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            raise AssertionError(f"`nimbus --json {' '.join(args)}` printed no JSON: "
+                                 f"{p.stdout!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# common resources (env: conftest.Env)
+
+
+def upload_image(env, name, path, disk_format="qcow2"):
+    img = env.api.ok("POST", "/v1/images", {"name": name, "disk_format": disk_format}, expect=201)
+    with open(path, "rb") as f:
+        data = f.read()
+    img = env.api.ok("PUT", f"/v1/images/{img['id']}/file", raw=data,
+                     content_type="application/octet-stream", expect=200)
+    assert img["state"] == "active", f"uploaded image not active: {img}"
+    env.remember(img["id"])
+    return img
+
+
+def create_small_flavor(env, name="e2e-small"):
+    return env.api.ok("POST", "/v1/flavors",
+                      {"name": name, "vcpus": 1, "ram_mib": 256, "disk_gib": 1}, expect=201)
+
+
+# ---------------------------------------------------------------------------------------------
+# state snapshots and consistency
+
+
+def our_domains(daemon, known_ids=()):
+    """Domains belonging to this environment: named after one of its VM ids, or with a disk in
+    its pool directory."""
+    known = {vm_domain(i) for i in known_ids}
+    mine = set()
+    for d in domain_names():
+        if not d.startswith("nimbus-"):
+            continue
+        if d in known or any(s.startswith(daemon.pool_path + "/")
+                             for s in domain_disk_sources(d)):
+            mine.add(d)
+    return mine
+
+
+def libvirt_snapshot(daemon, known_ids=()):
+    return {"domains": sorted(our_domains(daemon, known_ids)),
+            "volumes": sorted(volume_names(daemon.pool_name))}
+
+
+def store_snapshot(api):
+    strip = lambda rows, keys: sorted(  # noqa: E731
+        (tuple((k, r.get(k)) for k in keys) for r in rows))
+    return {
+        "vms": strip(api.vms(), ("id", "name", "state", "desired_state", "task_id")),
+        "images": strip(api.images(), ("id", "name", "state")),
+        "flavors": strip(api.flavors(), ("id", "name")),
+    }
+
+
+def check_consistency(api, daemon, known_ids=()):
+    """Every VM row has exactly its domain and its two volumes; nothing in libvirt belongs to a VM
+    without a row; every image volume belongs to an active image. Returns a list of problems."""
+    problems = []
+    vms = api.vms()
+    images = api.images()
+    vm_ids = {v["id"] for v in vms}
+    ids = set(known_ids) | vm_ids
+    doms = our_domains(daemon, ids)
+    vols = volume_names(daemon.pool_name)
+    for v in vms:
+        if v["task_id"]:
+            problems.append(f"VM {v['name']} ({v['id']}) still held by task {v['task_id']}")
+        if v["state"] == "error":
+            continue  # a rolled-back create has no domain by design
+        if vm_domain(v["id"]) not in doms:
+            problems.append(f"VM {v['name']} ({v['id']}, {v['state']}) has no domain")
+        for vol in sorted(vm_volumes(v["id"]) - vols):
+            problems.append(f"VM {v['name']} ({v['id']}) lacks volume {vol}")
+    for d in sorted(doms):
+        if d[len("nimbus-"):] not in vm_ids:
+            problems.append(f"orphan domain {d} (no VM row)")
+    active_images = {i["id"] for i in images if i["state"] == "active"}
+    for vol in sorted(vols):
+        m = re.match(r"vm-(" + UUID_RE.pattern + r")-(disk\.qcow2|seed\.iso)$", vol)
+        if m:
+            if m.group(1) not in vm_ids:
+                problems.append(f"orphan volume {vol} (no VM row)")
+            continue
+        m = re.match(r"image-(" + UUID_RE.pattern + r")$", vol)
+        if m:
+            if m.group(1) not in active_images:
+                problems.append(f"volume {vol} belongs to no active image")
+            continue
+        problems.append(f"unexpected volume {vol} in the pool")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# teardown
+
+
+def purge_environment(daemon, known_ids=()):
+    """Removes everything an environment created: its domains (by id or disk location), its
+    pool, and its state dir. Safe to call twice; never raises."""
+    errors = []
+    try:
+        for d in our_domains(daemon, known_ids):
+            virsh("destroy", d, check=False)
+            p = virsh("undefine", d, check=False)
+            if p.returncode != 0 and domstate(d) is not None:
+                errors.append(f"undefine {d}: {p.stderr.strip()}")
+    except Exception as e:  # noqa: BLE001 - teardown must go on
+        errors.append(f"domains: {e!r}")
+    try:
+        if pool_exists(daemon.pool_name):
+            virsh("pool-destroy", daemon.pool_name, check=False)
+            virsh("pool-undefine", daemon.pool_name, check=False)
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"pool: {e!r}")
+    shutil.rmtree(daemon.state_dir, ignore_errors=True)
+    return errors
