@@ -24,15 +24,15 @@ run() { # name, command...
 
 scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
-build() { # dir, meson args...
-    local dir=$1
-    shift
-    [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null || return 1
+build() { # compiler, dir, meson args...
+    local cc=$1 dir=$2
+    shift 2
+    [ -f "$dir/build.ninja" ] || CC=$cc meson setup "$dir" "$@" >/dev/null || return 1
     ninja -C "$dir"
 }
 
-run "build (gcc, -Werror)" build build
-run "build (clang, -Werror, ASan+UBSan)" env CC=clang build build-asan \
+run "build (gcc, -Werror)" build gcc build
+run "build (clang, -Werror, ASan+UBSan)" build clang build-asan \
     -Db_sanitize=address,undefined -Db_lundef=false
 run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c")'
 run "no banned calls" bash -c '! grep -nE "\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|gets|system|popen)\s*\(" $(git ls-files "src/*.c" "src/*.h")'
