@@ -13,7 +13,7 @@ state_dir=${NIMBUS_STATE_DIR:-/var/lib/nimbus}
 scripts/install-deps.sh
 [ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Dtests=false \
     --prefix=/usr/local >/dev/null
-ninja -C build-release >/dev/null
+ninja -C build-release
 ninja -C build-release install >/dev/null
 scripts/start-libvirt.sh
 

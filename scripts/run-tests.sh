@@ -32,6 +32,8 @@ build() { # compiler, dir, meson args...
 }
 
 run "build (gcc, -Werror)" build gcc build
+run "build (gcc, -Werror, release: what scripts/aio.sh builds)" build gcc build-release \
+    --buildtype=release -Dtests=false
 run "build (clang, -Werror, ASan+UBSan)" build clang build-asan \
     -Db_sanitize=address,undefined -Db_lundef=false
 run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c")'

@@ -110,7 +110,7 @@ reconciler_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind k
     Core *core = userdata;
     char id[NB_UUID_STRLEN];
     Vm vm;
-    HvDomainState st;
+    HvDomainState st = HV_DOMAIN_NONE;
     _cleanup_error_ NbError *err = NULL;
 
     if (!reconciler_uuid_from_domain(domain_name, id))

@@ -162,7 +162,7 @@ static int
 step_ensure_defined(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64], disk_vol[96];
-    HvDomainState st;
+    HvDomainState st = HV_DOMAIN_NONE;
     vm_domain_name(vm, domain);
     if (hv_domain_get_state(hv, domain, &st, err) < 0)
         return -1;
@@ -347,7 +347,7 @@ vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
         desired = VM_POWER_STOPPED;
     } else if (hv) {
         char domain[64];
-        HvDomainState st;
+        HvDomainState st = HV_DOMAIN_NONE;
         vm_domain_name(vm, domain);
         if (hv_domain_get_state(hv, domain, &st, &err) == 0)
             state = vm_state_from_hv(st);

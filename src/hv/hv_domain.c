@@ -177,7 +177,7 @@ hv_domain_transition(HvConn *c, const char *name, HvDomainState from, HvDomainSt
                      int (*call)(virDomainPtr dom), const char *doing, NbError **err)
 {
     _cleanup_domain_ virDomainPtr dom = NULL;
-    HvDomainState st;
+    HvDomainState st = HV_DOMAIN_NONE;
     if (hv_domain_get(c, name, &dom, err) < 0 || hv_dom_state(dom, name, &st, err) < 0)
         return -1;
     if (st == done && done != from)
