@@ -31,6 +31,7 @@
  * begin(). All of it happens before MHD reads any body byte.
  */
 #include "http.h"
+#include "http_route.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,7 +56,7 @@
 /* Bytes read and dropped after a reply was made mid-body before giving up on the client. */
 #define HTTP_DRAIN_MAX (16 * 1024 * 1024)
 /* No route has more segments; longer paths are 404 without further work. */
-#define HTTP_MAX_SEGMENTS 16
+
 #define HTTP_LOG_PATH_MAX 200
 #define HTTP_PEER_LEN (INET6_ADDRSTRLEN + 16)
 
@@ -166,50 +167,6 @@ connection_touch(struct MHD_Connection *conn)
 {
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S);
-}
-
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes one path segment of length n. NULL with errno EINVAL when it holds a malformed escape
- * or decodes to '/' or NUL. */
-static char *
-segment_decode(const char *s, size_t n)
-{
-    _cleanup_free_ char *out = malloc(n + 1);
-    size_t j = 0;
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi = n - i >= 3 ? hex_value(s[i + 1]) : -1;
-            int lo = n - i >= 3 ? hex_value(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                errno = EINVAL;
-                return NULL;
-            }
-            c = (char)(hi * 16 + lo);
-            i += 2;
-            if (c == '/' || c == '\0') {
-                errno = EINVAL;
-                return NULL;
-            }
-        }
-        out[j++] = c;
-    }
-    out[j] = '\0';
-    return TAKE_PTR(out);
 }
 
 /* ---- replies ---- */
@@ -417,105 +374,12 @@ request_content_length(HttpRequest *r)
     return (int64_t)v;
 }
 
-typedef enum RouteResult {
-    ROUTE_FOUND,
-    ROUTE_BAD_PATH,
-    ROUTE_NOT_FOUND,
-    ROUTE_WRONG_METHOD,
-} RouteResult;
-
-/* Splits the raw path and finds the route (sets r->route and r->params). For
- * ROUTE_WRONG_METHOD, allow lists the methods the path has. Replies nothing: the caller decides
- * after the token check, so that unauthenticated clients cannot map the routes. */
-static RouteResult
+/* Finds the route for the request (sets r->route and r->params). */
+static HttpRouteResult
 request_route(HttpRequest *r, char *allow, size_t allow_size)
 {
-    const char *raw = r->raw_path;
-    char *segs[HTTP_MAX_SEGMENTS];
-    unsigned n = 0;
-    bool too_many = false, bad = false;
-
-    allow[0] = '\0';
-    if (raw[0] != '/')
-        return ROUTE_NOT_FOUND;
-    size_t len = strlen(raw);
-    if (len > 1 && raw[len - 1] == '/')
-        len--; /* one trailing slash is ignored */
-    for (size_t i = 1; len > 1 && i <= len;) {
-        size_t end = i;
-        while (end < len && raw[end] != '/')
-            end++;
-        if (n == HTTP_MAX_SEGMENTS) {
-            too_many = true;
-            break;
-        }
-        segs[n] = segment_decode(raw + i, end - i);
-        if (!segs[n]) {
-            bad = true;
-            break;
-        }
-        n++;
-        i = end + 1;
-    }
-
-    size_t allow_len = 0;
-    const HttpRoute *found = NULL;
-
-    for (const HttpRoute *rt = r->server->cfg.routes; !bad && !too_many && rt->method; rt++) {
-        const char *p = rt->pattern;
-        unsigned k = 0, nparam = 0;
-        bool match = true;
-
-        if (*p == '/')
-            p++;
-        while (match && *p) {
-            const char *e = strchr(p, '/');
-            size_t plen = e ? (size_t)(e - p) : strlen(p);
-            if (k >= n)
-                match = false;
-            else if (plen == 2 && p[0] == '{' && p[1] == '}')
-                match = segs[k][0] != '\0' && ++nparam <= HTTP_MAX_PATH_PARAMS;
-            else
-                match = strlen(segs[k]) == plen && memcmp(segs[k], p, plen) == 0;
-            k++;
-            p = e ? e + 1 : p + plen;
-        }
-        if (!match || k != n)
-            continue;
-        if (streq(rt->method, r->method)) {
-            found = rt;
-            break;
-        }
-        size_t ml = strlen(rt->method);
-        if (!strstr(allow, rt->method) && allow_len + ml + 3 < allow_size) {
-            if (allow_len) {
-                memcpy(allow + allow_len, ", ", 2);
-                allow_len += 2;
-            }
-            memcpy(allow + allow_len, rt->method, ml);
-            allow_len += ml;
-            allow[allow_len] = '\0';
-        }
-    }
-
-    RouteResult res = bad         ? ROUTE_BAD_PATH
-                      : found     ? ROUTE_FOUND
-                      : allow_len ? ROUTE_WRONG_METHOD
-                                  : ROUTE_NOT_FOUND;
-    if (found) {
-        /* Keep the values of the "{}" segments, in order. */
-        const char *p = found->pattern[0] == '/' ? found->pattern + 1 : found->pattern;
-        for (unsigned k = 0; k < n; k++) {
-            if (p[0] == '{' && p[1] == '}' && (p[2] == '/' || p[2] == '\0'))
-                r->params[r->n_params++] = TAKE_PTR(segs[k]);
-            const char *e = strchr(p, '/');
-            p = e ? e + 1 : p + strlen(p);
-        }
-        r->route = found;
-    }
-    for (unsigned k = 0; k < n; k++)
-        free(segs[k]);
-    return res;
+    return http_route_match(r->server->cfg.routes, r->method, r->raw_path, &r->route, r->params,
+                            &r->n_params, allow, allow_size);
 }
 
 /* First call: the headers are in, no body has been read. May reply. */
@@ -533,26 +397,26 @@ request_begin(HttpRequest *r, const char *url, const char *method)
         return;
     }
     char allow[128];
-    RouteResult res = request_route(r, allow, sizeof(allow));
+    HttpRouteResult res = request_route(r, allow, sizeof(allow));
     /* Before any body byte is read: an unauthenticated upload is refused up front. */
-    bool public_route = res == ROUTE_FOUND && r->route->public_route;
+    bool public_route = res == HTTP_ROUTE_FOUND && r->route->public_route;
     if (!public_route && !request_authorized(r)) {
         http_reply_error(r, NB_ERR_UNAUTHORIZED, "missing or invalid bearer token");
         reply_add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         return;
     }
     switch (res) {
-    case ROUTE_FOUND:
+    case HTTP_ROUTE_FOUND:
         break;
-    case ROUTE_BAD_PATH:
+    case HTTP_ROUTE_BAD_PATH:
         http_reply_error(r, NB_ERR_INVALID_REQUEST,
                          "malformed path: bad percent-escape, or an encoded '/' or NUL");
         return;
-    case ROUTE_WRONG_METHOD:
+    case HTTP_ROUTE_WRONG_METHOD:
         http_reply_error(r, NB_ERR_METHOD_NOT_ALLOWED, "method not allowed for this resource");
         reply_add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
         return;
-    case ROUTE_NOT_FOUND:
+    case HTTP_ROUTE_NOT_FOUND:
         http_reply_error(r, NB_ERR_NOT_FOUND, "no such resource");
         return;
     }
