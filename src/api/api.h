@@ -1,10 +1,28 @@
 /* The resource handlers and the route table. */
 #pragma once
 
+#include <sodium.h>
+
 #include "../core/core.h"
 #include "http.h"
 
+/* Who may use a route (HttpRoute.access), checked by auth_authorize before any body is read:
+ * ANY every authenticated role (reads, and token self-service), WRITE members and admins,
+ * ADMIN admins only. Reads are scoped to the caller's project by the handlers. */
+enum {
+    API_ACCESS_ANY,
+    API_ACCESS_WRITE,
+    API_ACCESS_ADMIN,
+};
+
 extern const HttpRoute api_routes[];
+
+/* The caller's project filter for the store (NULL for admins). */
+static inline const char *
+api_scope(HttpRequest *r)
+{
+    return principal_scope(http_request_principal(r));
+}
 
 void api_health(HttpRequest *r, void *ctx);
 void api_flavors_list(HttpRequest *r, void *ctx);
@@ -28,8 +46,35 @@ void api_vms_resume(HttpRequest *r, void *ctx);
 void api_vms_console_log(HttpRequest *r, void *ctx);
 void api_tasks_list(HttpRequest *r, void *ctx);
 void api_tasks_get(HttpRequest *r, void *ctx);
+void api_projects_list(HttpRequest *r, void *ctx);
+void api_projects_create(HttpRequest *r, void *ctx);
+void api_projects_get(HttpRequest *r, void *ctx);
+void api_projects_delete(HttpRequest *r, void *ctx);
+void api_projects_set_quota(HttpRequest *r, void *ctx);
+void api_projects_quota(HttpRequest *r, void *ctx);
+void api_projects_usage(HttpRequest *r, void *ctx);
+void api_users_list(HttpRequest *r, void *ctx);
+void api_users_create(HttpRequest *r, void *ctx);
+void api_users_get(HttpRequest *r, void *ctx);
+void api_users_delete(HttpRequest *r, void *ctx);
+void api_audit_list(HttpRequest *r, void *ctx);
+void api_auth_login(HttpRequest *r, void *ctx);
+void api_auth_whoami(HttpRequest *r, void *ctx);
+void api_tokens_create(HttpRequest *r, void *ctx);
+void api_tokens_list(HttpRequest *r, void *ctx);
+void api_tokens_revoke(HttpRequest *r, void *ctx);
 
-/* Bearer tokens (auth.c): random 256-bit, stored as SHA-256 hashes. */
-bool auth_check_token(const char *token, void *ctx);
+/* ---- auth.c ---- */
+/* HttpServerConfig hooks: token -> Principal (malloc'd), its free, and the role check. */
+void *auth_authenticate(const char *token, void *ctx);
+void auth_principal_free(void *principal);
+bool auth_authorize(HttpRequest *r, void *ctx);
 /* Creates the admin token on first start and writes it to path (mode 0600). */
 int auth_bootstrap_admin_token(Store *store, const char *path, NbError **err);
+int auth_hash_password(const char *password, char out[crypto_pwhash_STRBYTES], NbError **err);
+/* The caller's address without the port. */
+void auth_source_address(const HttpRequest *r, char *out, size_t len);
+
+/* ---- api_audit.c ---- */
+/* HttpServerConfig.on_complete: records every request that is not a read. */
+void api_audit_request(HttpRequest *r, void *ctx);

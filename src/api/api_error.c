@@ -44,6 +44,15 @@ static const struct {
     {NB_ERR_CONSOLE_LOG_UNAVAILABLE, 404},
     /* Handled inside vm_ops_create (another MAC is drawn); reaching a client is a bug. */
     {NB_ERR_MAC_TAKEN, 500},
+    {NB_ERR_FORBIDDEN, 403},
+    {NB_ERR_QUOTA_EXCEEDED, 403},
+    {NB_ERR_INVALID_CREDENTIALS, 401},
+    {NB_ERR_TOO_MANY_ATTEMPTS, 429},
+    {NB_ERR_PROJECT_NOT_FOUND, 404},
+    {NB_ERR_PROJECT_NOT_EMPTY, 409},
+    {NB_ERR_USER_NOT_FOUND, 404},
+    {NB_ERR_TOKEN_NOT_FOUND, 404},
+    {NB_ERR_INVALID_PASSWORD, 400},
 };
 
 static unsigned

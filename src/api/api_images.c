@@ -10,7 +10,7 @@ api_images_list(HttpRequest *r, void *ctx)
     _cleanup_error_ NbError *err = NULL;
     Image *list = NULL;
     size_t n = 0;
-    if (image_store_list(core->store, &list, &n, &err) < 0)
+    if (image_store_list(core->store, api_scope(r), &list, &n, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -28,6 +28,8 @@ api_images_create(HttpRequest *r, void *ctx)
     if (image_from_request(http_request_json(r), &img, &err) < 0)
         return http_reply_nb_error(r, err);
     nb_uuid_generate(img.id);
+    memcpy(img.project, ((const Principal *)http_request_principal(r))->project_id,
+           sizeof(img.project));
     snprintf(img.volume, sizeof(img.volume), "image-%s", img.id);
     nb_timestamp_now(img.created_at);
     memcpy(img.updated_at, img.created_at, sizeof(img.updated_at));
@@ -42,7 +44,7 @@ api_images_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Image img;
-    if (image_store_get(core->store, http_request_param(r, 0), &img, &err) < 0)
+    if (image_store_get(core->store, api_scope(r), http_request_param(r, 0), &img, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, image_to_json(&img));
 }
@@ -52,7 +54,7 @@ api_images_delete(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    if (image_ops_delete(core, http_request_param(r, 0), &err) < 0)
+    if (image_ops_delete(core, api_scope(r), http_request_param(r, 0), &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }
@@ -70,8 +72,8 @@ upload_begin(HttpRequest *r, int64_t content_length, void **state)
         return -1;
     }
     ImageUpload *u = NULL;
-    if (image_ops_upload_begin(http_request_ctx(r), http_request_param(r, 0), content_length, &u,
-                               &err) < 0) {
+    if (image_ops_upload_begin(http_request_ctx(r), api_scope(r), http_request_param(r, 0),
+                               content_length, &u, &err) < 0) {
         http_reply_nb_error(r, err);
         return -1;
     }

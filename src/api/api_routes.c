@@ -2,30 +2,55 @@
 
 #define NIMBUS_VERSION "0.1.0"
 
+#define R(m, p, h, access, action)                                                                 \
+    {                                                                                              \
+        m, p, h, NULL, false, access, action                                                       \
+    }
+#define ANY API_ACCESS_ANY
+#define WRITE API_ACCESS_WRITE
+#define ADMIN API_ACCESS_ADMIN
+
 const HttpRoute api_routes[] = {
-    {"GET", "/v1/health", api_health, NULL, true},
-    {"GET", "/v1/flavors", api_flavors_list, NULL, false},
-    {"POST", "/v1/flavors", api_flavors_create, NULL, false},
-    {"GET", "/v1/flavors/{}", api_flavors_get, NULL, false},
-    {"DELETE", "/v1/flavors/{}", api_flavors_delete, NULL, false},
-    {"GET", "/v1/images", api_images_list, NULL, false},
-    {"POST", "/v1/images", api_images_create, NULL, false},
-    {"GET", "/v1/images/{}", api_images_get, NULL, false},
-    {"DELETE", "/v1/images/{}", api_images_delete, NULL, false},
-    {"PUT", "/v1/images/{}/file", NULL, &api_images_upload, false},
-    {"GET", "/v1/vms", api_vms_list, NULL, false},
-    {"POST", "/v1/vms", api_vms_create, NULL, false},
-    {"GET", "/v1/vms/{}", api_vms_get, NULL, false},
-    {"DELETE", "/v1/vms/{}", api_vms_delete, NULL, false},
-    {"POST", "/v1/vms/{}/start", api_vms_start, NULL, false},
-    {"POST", "/v1/vms/{}/stop", api_vms_stop, NULL, false},
-    {"POST", "/v1/vms/{}/reboot", api_vms_reboot, NULL, false},
-    {"POST", "/v1/vms/{}/pause", api_vms_pause, NULL, false},
-    {"POST", "/v1/vms/{}/resume", api_vms_resume, NULL, false},
-    {"GET", "/v1/vms/{}/console-log", api_vms_console_log, NULL, false},
-    {"GET", "/v1/tasks", api_tasks_list, NULL, false},
-    {"GET", "/v1/tasks/{}", api_tasks_get, NULL, false},
-    {NULL, NULL, NULL, NULL, false},
+    {"GET", "/v1/health", api_health, NULL, true, ANY, "health"},
+    {"POST", "/v1/auth/login", api_auth_login, NULL, true, ANY, "auth.login"},
+    R("GET", "/v1/auth/whoami", api_auth_whoami, ANY, "auth.whoami"),
+    R("GET", "/v1/tokens", api_tokens_list, ANY, "token.list"),
+    R("POST", "/v1/tokens", api_tokens_create, ANY, "token.create"),
+    R("DELETE", "/v1/tokens/{}", api_tokens_revoke, ANY, "token.revoke"),
+    R("GET", "/v1/projects", api_projects_list, ANY, "project.list"),
+    R("POST", "/v1/projects", api_projects_create, ADMIN, "project.create"),
+    R("GET", "/v1/projects/{}", api_projects_get, ANY, "project.get"),
+    R("DELETE", "/v1/projects/{}", api_projects_delete, ADMIN, "project.delete"),
+    R("GET", "/v1/projects/{}/quota", api_projects_quota, ANY, "project.quota"),
+    R("PUT", "/v1/projects/{}/quota", api_projects_set_quota, ADMIN, "project.set-quota"),
+    R("GET", "/v1/projects/{}/usage", api_projects_usage, ANY, "project.usage"),
+    R("GET", "/v1/users", api_users_list, ADMIN, "user.list"),
+    R("POST", "/v1/users", api_users_create, ADMIN, "user.create"),
+    R("GET", "/v1/users/{}", api_users_get, ADMIN, "user.get"),
+    R("DELETE", "/v1/users/{}", api_users_delete, ADMIN, "user.delete"),
+    R("GET", "/v1/audit", api_audit_list, ANY, "audit.list"),
+    R("GET", "/v1/flavors", api_flavors_list, ANY, "flavor.list"),
+    R("POST", "/v1/flavors", api_flavors_create, ADMIN, "flavor.create"),
+    R("GET", "/v1/flavors/{}", api_flavors_get, ANY, "flavor.get"),
+    R("DELETE", "/v1/flavors/{}", api_flavors_delete, ADMIN, "flavor.delete"),
+    R("GET", "/v1/images", api_images_list, ANY, "image.list"),
+    R("POST", "/v1/images", api_images_create, WRITE, "image.create"),
+    R("GET", "/v1/images/{}", api_images_get, ANY, "image.get"),
+    R("DELETE", "/v1/images/{}", api_images_delete, WRITE, "image.delete"),
+    {"PUT", "/v1/images/{}/file", NULL, &api_images_upload, false, WRITE, "image.upload"},
+    R("GET", "/v1/vms", api_vms_list, ANY, "vm.list"),
+    R("POST", "/v1/vms", api_vms_create, WRITE, "vm.create"),
+    R("GET", "/v1/vms/{}", api_vms_get, ANY, "vm.get"),
+    R("DELETE", "/v1/vms/{}", api_vms_delete, WRITE, "vm.delete"),
+    R("POST", "/v1/vms/{}/start", api_vms_start, WRITE, "vm.start"),
+    R("POST", "/v1/vms/{}/stop", api_vms_stop, WRITE, "vm.stop"),
+    R("POST", "/v1/vms/{}/reboot", api_vms_reboot, WRITE, "vm.reboot"),
+    R("POST", "/v1/vms/{}/pause", api_vms_pause, WRITE, "vm.pause"),
+    R("POST", "/v1/vms/{}/resume", api_vms_resume, WRITE, "vm.resume"),
+    R("GET", "/v1/vms/{}/console-log", api_vms_console_log, ANY, "vm.console-log"),
+    R("GET", "/v1/tasks", api_tasks_list, ANY, "task.list"),
+    R("GET", "/v1/tasks/{}", api_tasks_get, ANY, "task.get"),
+    {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 
 void

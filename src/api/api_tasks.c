@@ -12,7 +12,7 @@ api_tasks_list(HttpRequest *r, void *ctx)
     char vm_id[NB_UUID_STRLEN] = "";
     if (vm_ref) {
         Vm vm;
-        if (vm_store_get(core->store, vm_ref, &vm, &err) < 0) {
+        if (vm_store_get(core->store, api_scope(r), vm_ref, &vm, &err) < 0) {
             /* A deleted VM's tasks are still listed by its id. */
             if (!nb_uuid_is_valid(vm_ref))
                 return http_reply_nb_error(r, err);
@@ -24,7 +24,8 @@ api_tasks_list(HttpRequest *r, void *ctx)
     }
     Task *list = NULL;
     size_t n = 0;
-    if (task_store_list(core->store, vm_ref ? vm_id : NULL, TASK_LIST_LIMIT, &list, &n, &err) < 0)
+    if (task_store_list(core->store, api_scope(r), vm_ref ? vm_id : NULL, TASK_LIST_LIMIT, &list,
+                        &n, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -39,7 +40,7 @@ api_tasks_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Task t;
-    if (task_store_get(core->store, http_request_param(r, 0), &t, &err) < 0)
+    if (task_store_get(core->store, api_scope(r), http_request_param(r, 0), &t, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, task_to_json(&t));
     task_clear(&t);

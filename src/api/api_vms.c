@@ -24,7 +24,7 @@ api_vms_list(HttpRequest *r, void *ctx)
     _cleanup_error_ NbError *err = NULL;
     Vm *list = NULL;
     size_t n = 0;
-    if (vm_store_list(core->store, &list, &n, &err) < 0)
+    if (vm_store_list(core->store, api_scope(r), &list, &n, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -40,7 +40,7 @@ api_vms_create(HttpRequest *r, void *ctx)
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
     Task task;
-    if (vm_ops_create(core, http_request_json(r), &vm, &task, &err) < 0)
+    if (vm_ops_create(core, http_request_principal(r), http_request_json(r), &vm, &task, &err) < 0)
         return http_reply_nb_error(r, err);
     reply_vm_and_task(r, &vm, &task);
     vm_clear(&vm);
@@ -53,7 +53,7 @@ api_vms_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
-    if (vm_store_get(core->store, http_request_param(r, 0), &vm, &err) < 0)
+    if (vm_store_get(core->store, api_scope(r), http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, vm_to_json(&vm));
     vm_clear(&vm);
@@ -65,8 +65,8 @@ api_vms_action(HttpRequest *r, Core *core, TaskKind kind)
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
     Task task;
-    if (vm_ops_action(core, http_request_param(r, 0), kind, http_request_json(r), &vm, &task,
-                      &err) < 0)
+    if (vm_ops_action(core, api_scope(r), http_request_param(r, 0), kind, http_request_json(r), &vm,
+                      &task, &err) < 0)
         return http_reply_nb_error(r, err);
     reply_vm_and_task(r, &vm, &task);
     vm_clear(&vm);
@@ -121,7 +121,7 @@ api_vms_console_log(HttpRequest *r, void *ctx)
     if (q && (str_to_u64(q, &want) < 0 || want == 0 || want > CONSOLE_LOG_MAX_BYTES))
         return http_reply_error(r, NB_ERR_INVALID_REQUEST, "bytes must be an integer from 1 to %d",
                                 CONSOLE_LOG_MAX_BYTES);
-    if (vm_store_get(core->store, http_request_param(r, 0), &vm, &err) < 0)
+    if (vm_store_get(core->store, api_scope(r), http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
     _cleanup_free_ char *path = vm_ops_console_log_path(core, vm.id);
     vm_clear(&vm);

@@ -79,6 +79,8 @@ struct HttpRequest {
     char *path; /* decoded by MHD */
 
     const HttpRoute *route;
+    void *principal;        /* from cfg->authenticate */
+    const char *error_code; /* of the error reply, a static string */
     char *params[HTTP_MAX_PATH_PARAMS];
     unsigned n_params;
 
@@ -113,6 +115,8 @@ request_free(HttpRequest *r)
         MHD_destroy_response(r->response);
     for (unsigned i = 0; i < r->n_params; i++)
         free(r->params[i]);
+    if (r->principal && r->server->cfg.principal_free)
+        r->server->cfg.principal_free(r->principal);
     free(r->raw_path);
     free(r->method);
     free(r->path);
@@ -202,6 +206,12 @@ reply_add_header(HttpRequest *r, const char *name, const char *value)
 }
 
 void
+http_reply_add_header(HttpRequest *r, const char *name, const char *value)
+{
+    reply_add_header(r, name, value);
+}
+
+void
 http_reply_json(HttpRequest *r, unsigned status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -238,6 +248,8 @@ static void
 reply_error_msg(HttpRequest *r, const char *code, const char *message)
 {
     unsigned status = api_error_status(code);
+    if (!r->replied)
+        r->error_code = code ? code : NB_ERR_INTERNAL;
     json_t *body = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code ? code : NB_ERR_INTERNAL,
                              "message", message ? message : "", "request_id", r->id);
     if (!body) /* the message was not valid UTF-8 (it may quote client input) */
@@ -306,6 +318,30 @@ http_request_ctx(const HttpRequest *r)
     return r->server->cfg.ctx;
 }
 
+void *
+http_request_principal(const HttpRequest *r)
+{
+    return r->principal;
+}
+
+const HttpRoute *
+http_request_route(const HttpRequest *r)
+{
+    return r->route;
+}
+
+unsigned
+http_request_status(const HttpRequest *r)
+{
+    return r->replied ? r->status : 0;
+}
+
+const char *
+http_request_error_code(const HttpRequest *r)
+{
+    return r->error_code;
+}
+
 const char *
 http_request_param(const HttpRequest *r, unsigned i)
 {
@@ -345,7 +381,20 @@ request_authorized(HttpRequest *r)
         token++;
     if (!*token)
         return false;
-    return cfg->check_token(token, cfg->ctx);
+    r->principal = cfg->authenticate(token, cfg->ctx);
+    return r->principal != NULL;
+}
+
+/* The optional role check; false after replying. */
+static bool
+request_authorize(HttpRequest *r)
+{
+    const HttpServerConfig *cfg = &r->server->cfg;
+    if (!cfg->authorize || cfg->authorize(r, cfg->ctx))
+        return true;
+    if (!r->replied)
+        http_reply_error(r, NB_ERR_FORBIDDEN, "not allowed");
+    return false;
 }
 
 static bool
@@ -420,6 +469,10 @@ request_begin(HttpRequest *r, const char *url, const char *method)
         http_reply_error(r, NB_ERR_NOT_FOUND, "no such resource");
         return;
     }
+    /* A streamed body is refused before a byte of it is read; a JSON body (bounded) is read
+     * first, so that the completion hook can still see what was asked for. */
+    if (r->route->stream && !request_authorize(r))
+        return;
 
     int64_t content_length = request_content_length(r);
     const HttpStreamHandler *st = r->route->stream;
@@ -527,6 +580,8 @@ request_finish(HttpRequest *r)
             return;
         }
     }
+    if (!request_authorize(r))
+        return;
     rt->handler(r, r->server->cfg.ctx);
     connection_touch(r->conn);
 }
@@ -629,6 +684,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     const HttpStreamHandler *st = r->route ? r->route->stream : NULL;
     if (st && r->stream_begun && !r->stream_ended && st->abort_cb)
         st->abort_cb(r->stream_state);
+    const HttpServerConfig *cfg = &r->server->cfg;
+    if (cfg->on_complete && r->method)
+        cfg->on_complete(r, cfg->ctx);
 
     char path[HTTP_LOG_PATH_MAX + 8], method[24];
     log_sanitize(r->raw_path, path, sizeof(path));
@@ -712,7 +770,8 @@ listen_socket_open(const char *host, uint16_t port, int *ret_fd, uint16_t *ret_p
 int
 http_server_start(const HttpServerConfig *cfg, HttpServer **ret, NbError **err)
 {
-    if (!cfg || !cfg->routes || !cfg->check_token || !ret)
+    if (!cfg || !cfg->routes || !cfg->authenticate || !ret ||
+        !cfg->tls_cert_pem != !cfg->tls_key_pem)
         return nb_error_set(err, NB_ERR_INTERNAL, "HTTP server: incomplete configuration");
     for (const HttpRoute *rt = cfg->routes; rt->method; rt++) {
         bool ok = rt->pattern &&
@@ -736,12 +795,21 @@ http_server_start(const HttpServerConfig *cfg, HttpServer **ret, NbError **err)
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
-                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (cfg->tls_cert_pem)
+        flags |= MHD_USE_TLS;
+    else
+        tls[0].option = MHD_OPTION_END;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTP_CONN_TIMEOUT_S, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon)
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot start the HTTP daemon on %s port %u",
                             cfg->listen_host, (unsigned)s->port);

@@ -19,6 +19,7 @@
 
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;
+typedef struct HttpRoute HttpRoute;
 
 /* ---- what handlers read ---- */
 const char *http_request_method(const HttpRequest *r);
@@ -27,6 +28,13 @@ const char *http_request_id(const HttpRequest *r);   /* generated per request */
 const char *http_request_peer(const HttpRequest *r); /* "127.0.0.1:53422" */
 /* The server's ctx (HttpServerConfig.ctx): for stream callbacks, which get no ctx argument. */
 void *http_request_ctx(const HttpRequest *r);
+/* What authenticate returned for this request; NULL on public routes. */
+void *http_request_principal(const HttpRequest *r);
+/* The matched route, or NULL. */
+const HttpRoute *http_request_route(const HttpRequest *r);
+/* The reply's status (0 if none was sent) and, for error replies, its code (else NULL). */
+unsigned http_request_status(const HttpRequest *r);
+const char *http_request_error_code(const HttpRequest *r);
 /* The i-th "{...}" segment of the matched route, e.g. the id in /v1/vms/{id}/start. */
 const char *http_request_param(const HttpRequest *r, unsigned i);
 const char *http_request_query(const HttpRequest *r, const char *key); /* NULL if absent */
@@ -44,6 +52,8 @@ void http_reply_empty(HttpRequest *r, unsigned status);
 void http_reply_error(HttpRequest *r, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void http_reply_nb_error(HttpRequest *r, const NbError *e); /* e may be NULL: internal error */
+/* Adds a header to the reply just made (e.g. Retry-After). */
+void http_reply_add_header(HttpRequest *r, const char *name, const char *value);
 
 /* ---- streamed uploads (PUT with a raw body) ----
  * A route marked streaming gets its body in chunks instead of a JSON body:
@@ -63,21 +73,34 @@ typedef struct HttpStreamHandler {
 
 typedef void (*HttpHandler)(HttpRequest *r, void *ctx);
 
-typedef struct HttpRoute {
+struct HttpRoute {
     const char *method;  /* "GET", "POST", "PUT", "DELETE" */
     const char *pattern; /* "/v1/vms/{}/start": {} matches one non-empty segment */
     HttpHandler handler; /* NULL for streaming routes */
     const HttpStreamHandler *stream;
-    bool public_route; /* served without a bearer token (health only) */
-} HttpRoute;
+    bool public_route;  /* served without a bearer token (health, login) */
+    unsigned access;    /* opaque to this layer: the authorize hook reads it */
+    const char *action; /* opaque: a name for logs and audit ("vm.create") */
+};
 
 typedef struct HttpServerConfig {
     const char *listen_host; /* numeric IPv4/IPv6 address, e.g. "127.0.0.1" */
     uint16_t port;           /* 0: pick a free port (see http_server_port) */
     const HttpRoute *routes; /* terminated by a route with method NULL */
     void *ctx;               /* passed to every handler */
-    /* Returns true when the bearer token is valid. Every route needs it. */
-    bool (*check_token)(const char *token, void *ctx);
+    /* Resolves a bearer token to the caller (any object; NULL: refused with 401). Every route
+     * but public ones needs it. The result is freed with principal_free (may be NULL). */
+    void *(*authenticate)(const char *token, void *ctx);
+    void (*principal_free)(void *principal);
+    /* Optional: after routing and authentication; for streamed routes before any body is read,
+     * for JSON routes once the (bounded) body is in, so audit sees what was asked. Returns
+     * false after replying (e.g. 403) to refuse. */
+    bool (*authorize)(HttpRequest *r, void *ctx);
+    /* Optional: when a request is over, whatever happened (audit). */
+    void (*on_complete)(HttpRequest *r, void *ctx);
+    /* PEM texts: when both are set the server speaks HTTPS only. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } HttpServerConfig;
 
 int http_server_start(const HttpServerConfig *cfg, HttpServer **ret, NbError **err);

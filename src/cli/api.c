@@ -14,13 +14,15 @@ api_client(Cli *cli, Client **ret)
 {
     if (!cli->client) {
         CliConfig cfg = {0};
-        int r = config_load(cli->url_opt, cli->token_opt, &cfg);
+        int r = config_load(cli->url_opt, cli->token_opt, cli->cacert_opt, &cfg);
         if (r != 0)
             return r;
-        r = client_new(cfg.url, cfg.token, &cli->client);
-        if (cfg.token)
-            explicit_bzero(cfg.token, strlen(cfg.token));
+        /* Login sends no token: an old, expired one has nothing to do with it. */
+        r = client_new(cfg.url, cli->anonymous ? NULL : cfg.token, cfg.cacert, &cli->client);
         cli->url = TAKE_PTR(cfg.url);
+        cli->cacert = TAKE_PTR(cfg.cacert);
+        cli->config_path = TAKE_PTR(cfg.path);
+        cli->token_source = cfg.token ? (int)cfg.token_source : CONFIG_SOURCE_NONE;
         config_clear(&cfg);
         if (r < 0) {
             fprintf(stderr, "error: cannot initialise the HTTP client: %s\n", strerror(-r));
@@ -80,7 +82,20 @@ api_print_error(const ClientResponse *r)
     _cleanup_free_ char *c = output_sanitize(code);
     _cleanup_free_ char *m = output_sanitize(message ? message : "");
     fprintf(stderr, "error: %s: %s\n", c ? c : code, m ? m : "");
+    if (r->status == 429 && r->retry_after[0]) {
+        _cleanup_free_ char *ra = output_sanitize(r->retry_after);
+        fprintf(stderr, "Retry after %s seconds.\n", ra ? ra : "some");
+    }
     json_decref(j);
+}
+
+/* Request bodies may hold a password: zeroed before they are freed. */
+static void
+api_free_zeroed(char **p)
+{
+    if (*p)
+        explicit_bzero(*p, strlen(*p));
+    free(*p);
 }
 
 static int
@@ -95,6 +110,13 @@ int
 api_call_full(Cli *cli, const char *method, const char *path, json_t *body, bool quiet,
               long *ret_status, json_t **ret_json)
 {
+    return api_call_unless(cli, method, path, body, quiet ? -1 : 0, ret_status, ret_json);
+}
+
+int
+api_call_unless(Cli *cli, const char *method, const char *path, json_t *body, long silent_status,
+                long *ret_status, json_t **ret_json)
+{
     Client *c;
     if (ret_status)
         *ret_status = 0;
@@ -104,7 +126,7 @@ api_call_full(Cli *cli, const char *method, const char *path, json_t *body, bool
     if (r != 0)
         return r;
 
-    _cleanup_free_ char *text = NULL;
+    _cleanup_(api_free_zeroed) char *text = NULL;
     if (body) {
         text = json_dumps(body, JSON_COMPACT);
         if (!text) {
@@ -120,6 +142,7 @@ api_call_full(Cli *cli, const char *method, const char *path, json_t *body, bool
         *ret_status = resp.status;
 
     r = CLI_EXIT_OK;
+    bool quiet = silent_status < 0 || resp.status == silent_status;
     if (resp.status < 200 || resp.status >= 300) {
         if (!quiet)
             api_print_error(&resp);
@@ -160,4 +183,12 @@ api_get_raw(Cli *cli, const char *path, ClientResponse *ret)
         return CLI_EXIT_API;
     }
     return CLI_EXIT_OK;
+}
+
+void
+api_zero_string(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v))
+        explicit_bzero((char *)json_string_value(v), json_string_length(v));
 }

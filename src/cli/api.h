@@ -20,6 +20,9 @@ int api_path(Cli *cli, const char *collection, const char *id, const char *suffi
  */
 int api_call_full(Cli *cli, const char *method, const char *path, json_t *body, bool quiet,
                   long *ret_status, json_t **ret_json);
+/* The same, but an error answer with HTTP status silent_status is not printed (-1: none is). */
+int api_call_unless(Cli *cli, const char *method, const char *path, json_t *body,
+                    long silent_status, long *ret_status, json_t **ret_json);
 int api_call(Cli *cli, const char *method, const char *path, json_t *body, json_t **ret_json);
 
 /* GET whose answer is not JSON (console log). Same returns; the response is the caller's. */
@@ -30,3 +33,6 @@ void api_print_error(const ClientResponse *r);
 
 /* A string member of obj, or NULL. */
 const char *api_str(json_t *obj, const char *key);
+
+/* Overwrites the string member obj[key] (a password, a token) with zeros before it is freed. */
+void api_zero_string(json_t *obj, const char *key);

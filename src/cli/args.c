@@ -1,10 +1,12 @@
 #include "args.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../util/cleanup.h"
 #include "../util/strutil.h"
 #include "cli.h"
 
@@ -31,10 +33,12 @@ args_has(const Args *a, const char *name)
     return args_get(a, name) != NULL;
 }
 
+/* group is NULL for a command of its own (nimbus login). */
 static void
 args_print_usage(FILE *f, const char *group, const Command *cmd)
 {
-    fprintf(f, "usage: nimbus %s %s%s%s\n", group, cmd->name, cmd->usage[0] ? " " : "", cmd->usage);
+    fprintf(f, "usage: nimbus %s%s%s%s%s\n", group ? group : "", group ? " " : "", cmd->name,
+            cmd->usage[0] ? " " : "", cmd->usage);
 }
 
 int
@@ -47,7 +51,8 @@ args_usage_error(const Args *a, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     args_print_usage(stderr, a->group, a->cmd);
-    fprintf(stderr, "Try 'nimbus %s %s --help'.\n", a->group, a->cmd->name);
+    fprintf(stderr, "Try 'nimbus %s%s%s --help'.\n", a->group ? a->group : "", a->group ? " " : "",
+            a->cmd->name);
     return CLI_EXIT_USAGE;
 }
 
@@ -112,6 +117,31 @@ args_print_group_help(FILE *f, const char *group, const char *summary, const Com
     fprintf(f, "\nRun 'nimbus %s COMMAND --help' for a command's options.\n", group);
 }
 
+static int
+args_run_group(Cli *cli, const char *group, const Command *cmd, int argc, char **argv)
+{
+    Args args;
+    int r = args_parse(group, cmd, argc, argv, &args);
+    if (r != 0)
+        return r;
+    if (args.help) {
+        args_print_usage(stdout, group, cmd);
+        printf("\n%s\n", cmd->summary);
+        if (cmd->help)
+            printf("\nOptions:\n%s", cmd->help);
+        printf("\nGlobal options: --json, --url URL, --token TOKEN, --cacert FILE (see 'nimbus "
+               "--help').\n");
+        return CLI_EXIT_OK;
+    }
+    return cmd->run(cli, &args);
+}
+
+int
+args_run(Cli *cli, const Command *cmd, int argc, char **argv)
+{
+    return args_run_group(cli, NULL, cmd, argc, argv);
+}
+
 int
 args_dispatch(Cli *cli, const char *group, const char *summary, const Command *cmds, size_t n_cmds,
               int argc, char **argv)
@@ -126,22 +156,8 @@ args_dispatch(Cli *cli, const char *group, const char *summary, const Command *c
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < n_cmds; i++) {
-        const Command *cmd = &cmds[i];
-        if (!streq(argv[0], cmd->name))
-            continue;
-        Args args;
-        int r = args_parse(group, cmd, argc - 1, argv + 1, &args);
-        if (r != 0)
-            return r;
-        if (args.help) {
-            args_print_usage(stdout, group, cmd);
-            printf("\n%s\n", cmd->summary);
-            if (cmd->help)
-                printf("\nOptions:\n%s", cmd->help);
-            printf("\nGlobal options: --json, --url URL, --token TOKEN (see 'nimbus --help').\n");
-            return CLI_EXIT_OK;
-        }
-        return cmd->run(cli, &args);
+        if (streq(argv[0], cmds[i].name))
+            return args_run_group(cli, group, &cmds[i], argc - 1, argv + 1);
     }
     fprintf(stderr, "error: unknown command '%s %s'\n", group, argv[0]);
     args_print_group_help(stderr, group, summary, cmds, n_cmds);
@@ -159,5 +175,37 @@ args_get_u64(const Args *a, const char *name, uint64_t min, uint64_t max, uint64
         return args_usage_error(a, "--%s must be a whole number from %" PRIu64 " to %" PRIu64, name,
                                 min, max);
     *ret = n;
+    return 0;
+}
+
+int
+args_parse_duration(const char *s, uint64_t *ret)
+{
+    static const struct {
+        char suffix;
+        uint64_t seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    size_t len = s ? strlen(s) : 0;
+    uint64_t mult = 1, n;
+    char digits[24];
+    if (len == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+        if (s[len - 1] == units[i].suffix) {
+            mult = units[i].seconds;
+            len--;
+            break;
+        }
+    }
+    if (len == 0 || len >= sizeof(digits))
+        return -EINVAL;
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    int r = str_to_u64(digits, &n);
+    if (r < 0)
+        return r;
+    if (n > UINT64_MAX / mult)
+        return -ERANGE;
+    *ret = n * mult;
     return 0;
 }

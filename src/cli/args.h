@@ -31,7 +31,7 @@ typedef struct Command {
 
 struct Args {
     const Command *cmd;
-    const char *group;
+    const char *group;                  /* NULL for a command of its own */
     const char *values[ARGS_MAX_SPECS]; /* the option's value, "" for a flag, NULL when absent */
     const char *positional[ARGS_MAX_POSITIONAL];
     size_t n_positional;
@@ -52,6 +52,12 @@ int args_usage_error(const Args *a, const char *fmt, ...) __attribute__((format(
 int args_dispatch(Cli *cli, const char *group, const char *summary, const Command *cmds,
                   size_t n_cmds, int argc, char **argv);
 
+/* Runs a command that is not in a group (nimbus login ...): argv holds its arguments only. */
+int args_run(Cli *cli, const Command *cmd, int argc, char **argv);
+
 /* Parses option `name`, when given, as a decimal in [min, max] into *ret (left alone when the
  * option is absent). 0, or CLI_EXIT_USAGE after printing why. */
 int args_get_u64(const Args *a, const char *name, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* "30d", "12h", "90m", "3600s" or "3600" as seconds. 0, -EINVAL or -ERANGE. */
+int args_parse_duration(const char *s, uint64_t *ret);

@@ -24,11 +24,17 @@ enum {
 #define CLI_WAIT_DEFAULT_SECONDS 600
 
 typedef struct Cli {
-    bool json;             /* --json: print the API's JSON instead of tables */
-    const char *url_opt;   /* --url, may be NULL */
-    const char *token_opt; /* --token, may be NULL */
-    Client *client;        /* created on first use from the options, environment and config */
-    char *url;             /* the base URL in use, for messages */
+    bool json;              /* --json: print the API's JSON instead of tables */
+    const char *url_opt;    /* --url, may be NULL */
+    const char *token_opt;  /* --token, may be NULL */
+    const char *cacert_opt; /* --cacert, may be NULL */
+    bool anonymous;         /* send no token (login); set before the first request */
+    /* Set with the client, from the configuration: */
+    char *cacert;      /* the CA file in use, or NULL */
+    char *config_path; /* the config file read, or NULL */
+    int token_source;  /* ConfigSource of the token */
+    Client *client;    /* created on first use from the options, environment and config */
+    char *url;         /* the base URL in use, for messages */
 } Cli;
 
 void cli_clear(Cli *cli);
@@ -37,6 +43,27 @@ int cmd_vm(Cli *cli, int argc, char **argv);
 int cmd_image(Cli *cli, int argc, char **argv);
 int cmd_flavor(Cli *cli, int argc, char **argv);
 int cmd_task(Cli *cli, int argc, char **argv);
+int cmd_login(Cli *cli, int argc, char **argv);
+int cmd_logout(Cli *cli, int argc, char **argv);
+int cmd_whoami(Cli *cli, int argc, char **argv);
+int cmd_project(Cli *cli, int argc, char **argv);
+int cmd_quota(Cli *cli, int argc, char **argv);
+int cmd_usage(Cli *cli, int argc, char **argv);
+int cmd_user(Cli *cli, int argc, char **argv);
+int cmd_token(Cli *cli, int argc, char **argv);
+int cmd_audit(Cli *cli, int argc, char **argv);
+
+/*
+ * GET /v1/auth/whoami. Returns an exit code; on success *ret is the answer, to json_decref.
+ * quiet: print nothing on an API error (*ret_status tells it, may be NULL).
+ */
+int cli_whoami(Cli *cli, bool quiet, long *ret_status, json_t **ret);
+/* Sets rows[i][name_key] to the name of the project whose id is rows[i][id_key] (the id when
+ * the caller cannot see it). */
+void cli_add_project_names(Cli *cli, json_t *rows, const char *id_key, const char *name_key);
+/* The --project value as given (name or id), else the id of the current user's project
+ * (whoami). Returns an exit code; *ret is to free. */
+int cli_project_or_mine(Cli *cli, const char *project_opt, char **ret);
 
 /*
  * Polls GET /v1/tasks/{id} until the task succeeds or fails, or timeout_s passes. Returns

@@ -22,6 +22,7 @@ struct Client {
     CURL *curl;
     char *base_url;
     char *auth_header; /* "Authorization: Bearer ...": never printed */
+    char *cacert;      /* CURLOPT_CAINFO, or NULL for the system's CAs */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -32,7 +33,7 @@ typedef struct UploadState {
 } UploadState;
 
 int
-client_new(const char *base_url, const char *token, Client **ret)
+client_new(const char *base_url, const char *token, const char *cacert, Client **ret)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -EIO;
@@ -45,7 +46,9 @@ client_new(const char *base_url, const char *token, Client **ret)
     c->base_url = strdup(base_url);
     if (token)
         c->auth_header = str_printf("Authorization: Bearer %s", token);
-    if (!c->curl || !c->base_url || (token && !c->auth_header)) {
+    if (cacert)
+        c->cacert = strdup(cacert);
+    if (!c->curl || !c->base_url || (token && !c->auth_header) || (cacert && !c->cacert)) {
         client_free(c);
         return -ENOMEM;
     }
@@ -61,6 +64,7 @@ client_free(Client *c)
     if (c->curl)
         curl_easy_cleanup(c->curl);
     free(c->base_url);
+    free(c->cacert);
     if (c->auth_header) {
         explicit_bzero(c->auth_header, strlen(c->auth_header));
         free(c->auth_header);
@@ -83,6 +87,8 @@ client_escape(Client *c, const char *component)
 void
 client_response_clear(ClientResponse *r)
 {
+    if (r->body)
+        explicit_bzero(r->body, r->body_len);
     free(r->body);
     *r = (ClientResponse){0};
 }
@@ -104,25 +110,33 @@ client_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* Copies the value of header line `data` into out when the line is header `name` ("Name:"). */
+static void
+client_header_value(const char *data, size_t n, const char *name, char *out, size_t out_size)
+{
+    size_t name_len = strlen(name);
+    if (n <= name_len || strncasecmp(data, name, name_len) != 0)
+        return;
+    const char *v = data + name_len;
+    const char *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t len = (size_t)(end - v);
+    if (len >= out_size)
+        len = out_size - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
 static size_t
 client_header_cb(char *data, size_t size, size_t nmemb, void *userdata)
 {
     ClientResponse *r = userdata;
     size_t n = size * nmemb;
-    static const char name[] = "X-Request-Id:";
-    if (n > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
-        const char *v = data + sizeof(name) - 1;
-        const char *end = data + n;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-            end--;
-        size_t len = (size_t)(end - v);
-        if (len >= sizeof(r->request_id))
-            len = sizeof(r->request_id) - 1;
-        memcpy(r->request_id, v, len);
-        r->request_id[len] = '\0';
-    }
+    client_header_value(data, n, "X-Request-Id:", r->request_id, sizeof(r->request_id));
+    client_header_value(data, n, "Retry-After:", r->retry_after, sizeof(r->retry_after));
     return n;
 }
 
@@ -191,6 +205,9 @@ client_prepare(Client *c, const char *path, ClientResponse *ret, struct curl_sli
     curl_easy_setopt(h, CURLOPT_WRITEDATA, ret);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, client_header_cb);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, ret);
+    /* Verification stays on (curl's default); only the CAs it trusts may change. */
+    if (c->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
 
     if (client_add_header(headers, "Accept: application/json") < 0)
         return -ENOMEM;

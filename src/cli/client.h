@@ -11,13 +11,18 @@ typedef struct ClientResponse {
     char *body; /* NUL-terminated (the NUL is not counted in body_len), never NULL after success */
     size_t body_len;
     char request_id[128]; /* X-Request-Id, empty when absent */
+    char retry_after[32]; /* Retry-After (a 429's seconds), empty when absent */
 } ClientResponse;
 
 /* Called while uploading; a non-zero return aborts the transfer. */
 typedef int (*ClientProgressFn)(void *userdata, uint64_t sent, uint64_t total);
 
-/* base_url has no trailing slash; token may be NULL. 0 or -errno. */
-int client_new(const char *base_url, const char *token, Client **ret);
+/*
+ * base_url has no trailing slash; token may be NULL; cacert (may be NULL) is a PEM file of the
+ * CAs that https:// servers are verified against instead of the system's. Certificate and host
+ * name verification are never turned off. 0 or -errno.
+ */
+int client_new(const char *base_url, const char *token, const char *cacert, Client **ret);
 void client_free(Client *c);
 
 /* Percent-encodes one path or query component (a name given by the user). NULL on OOM. */
@@ -35,4 +40,5 @@ int client_request(Client *c, const char *method, const char *path, const char *
 int client_upload(Client *c, const char *path, int fd, uint64_t size, ClientProgressFn progress,
                   void *userdata, ClientResponse *ret, char **ret_error);
 
+/* Frees the body, zeroed first: answers may carry secrets (a new token). */
 void client_response_clear(ClientResponse *r);

@@ -10,9 +10,11 @@
 #include "output.h"
 
 static const char global_help[] =
-    "usage: nimbus [--json] [--url URL] [--token TOKEN] COMMAND [ARGS]\n"
+    "usage: nimbus [--json] [--url URL] [--token TOKEN] [--cacert FILE] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
+    "  login --user NAME [--password-stdin]\n"
+    "  logout | whoami\n"
     "  image create NAME --file PATH [--format qcow2|raw]\n"
     "  image list | show NAME | delete NAME\n"
     "  flavor create NAME --vcpus N --ram MIB --disk GIB\n"
@@ -21,16 +23,27 @@ static const char global_help[] =
     "  vm list | show NAME | console-log NAME [--bytes N]\n"
     "  vm start|stop|reboot|pause|resume|delete NAME [--wait]\n"
     "  task show ID | list [--vm NAME]\n"
+    "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
+    "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
+    "  user create NAME --project P --role admin|member|reader [--password-stdin]\n"
+    "  user list | show NAME | delete NAME\n"
+    "  token create [--name N] [--expires 30d] | list | revoke ID\n"
+    "  quota show [--project P]\n"
+    "  usage [--project P] [--from DATE] [--to DATE]\n"
+    "  audit list [--project P] [--since 1h] [--limit N]\n"
     "  version\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --json          print the API's JSON instead of tables\n"
     "  --url URL       API address (else $NIMBUS_URL, the config file, " CLI_DEFAULT_URL ")\n"
     "  --token TOKEN   API token (else $NIMBUS_TOKEN, the config file)\n"
+    "  --cacert FILE   CA certificates (PEM) to verify an https:// API with (else\n"
+    "                  $NIMBUS_CACERT, the config file, the system's)\n"
     "  -h, --help      help; 'nimbus GROUP COMMAND --help' for a command\n"
     "\n"
     "Config file: $NIMBUS_CONFIG, ~/.config/nimbus/config or /etc/nimbus/cli.conf (the first\n"
-    "that exists), with 'url = ...' and 'token = ...' lines.\n"
+    "that exists), with 'url = ...', 'token = ...' and 'cacert = ...' lines. 'nimbus login'\n"
+    "writes $NIMBUS_CONFIG or ~/.config/nimbus/config.\n"
     "\n"
     "Exit status: 0 ok, 1 API error or failed task, 2 usage error, 3 cannot connect.\n";
 
@@ -41,6 +54,10 @@ cli_clear(Cli *cli)
     cli->client = NULL;
     free(cli->url);
     cli->url = NULL;
+    free(cli->cacert);
+    cli->cacert = NULL;
+    free(cli->config_path);
+    cli->config_path = NULL;
 }
 
 static int
@@ -103,6 +120,9 @@ main_take_global_options(Cli *cli, int *argc, char **argv)
         } else if (str_startswith(a, "--token")) {
             target = &cli->token_opt;
             name = "--token";
+        } else if (str_startswith(a, "--cacert")) {
+            target = &cli->cacert_opt;
+            name = "--cacert";
         }
         const char *rest = target ? a + strlen(name) : NULL;
         if (!rest || (*rest != '\0' && *rest != '=')) {
@@ -130,8 +150,11 @@ main(int argc, char **argv)
         const char *name;
         int (*run)(Cli *cli, int argc, char **argv);
     } groups[] = {
-        {"vm", cmd_vm},     {"image", cmd_image},     {"flavor", cmd_flavor},
-        {"task", cmd_task}, {"version", cmd_version},
+        {"vm", cmd_vm},         {"image", cmd_image},     {"flavor", cmd_flavor},
+        {"task", cmd_task},     {"version", cmd_version}, {"login", cmd_login},
+        {"logout", cmd_logout}, {"whoami", cmd_whoami},   {"project", cmd_project},
+        {"user", cmd_user},     {"token", cmd_token},     {"quota", cmd_quota},
+        {"usage", cmd_usage},   {"audit", cmd_audit},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

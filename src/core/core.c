@@ -62,7 +62,7 @@ core_volume_is_known(Core *core, const char *vol)
     if (str_startswith(vol, "image-") && strlen(vol) == 6 + 36) {
         memcpy(id, vol + 6, sizeof(id));
         Image img;
-        return !nb_uuid_is_valid(id) || image_store_get(core->store, id, &img, &err) == 0;
+        return !nb_uuid_is_valid(id) || image_store_get(core->store, NULL, id, &img, &err) == 0;
     }
     if (str_startswith(vol, "vm-") && strlen(vol) > 3 + 36) {
         memcpy(id, vol + 3, 36);
@@ -70,7 +70,7 @@ core_volume_is_known(Core *core, const char *vol)
         Vm vm;
         if (!nb_uuid_is_valid(id))
             return true;
-        if (vm_store_get(core->store, id, &vm, &err) < 0)
+        if (vm_store_get(core->store, NULL, id, &vm, &err) < 0)
             return false;
         vm_clear(&vm);
         return true;

@@ -59,10 +59,11 @@ void task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
 /* ---- VMs (vm_ops.c) ---- */
 /* Validates, resolves image and flavor, inserts the VM with its create task and queues it.
  * The returned VM and task are the stored rows at that moment. */
-int vm_ops_create(Core *core, json_t *body, Vm *ret_vm, Task *ret_task, NbError **err);
+int vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *ret_task,
+                  NbError **err);
 /* start, stop, reboot, pause, resume, delete: state check, claim, queue. params: JSON or NULL */
-int vm_ops_action(Core *core, const char *id_or_name, TaskKind kind, json_t *params, Vm *ret_vm,
-                  Task *ret_task, NbError **err);
+int vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind kind,
+                  json_t *params, Vm *ret_vm, Task *ret_task, NbError **err);
 /* Runs the steps of a task; called by workers. */
 int vm_ops_run_task(Core *core, Task *task);
 int vm_ops_step_count(TaskKind kind);
@@ -71,13 +72,13 @@ char *vm_ops_console_log_path(Core *core, const char *vm_id);
 
 /* ---- images (image_ops.c) ---- */
 typedef struct ImageUpload ImageUpload;
-int image_ops_upload_begin(Core *core, const char *id_or_name, int64_t length, ImageUpload **ret,
-                           NbError **err);
+int image_ops_upload_begin(Core *core, const char *scope, const char *id_or_name, int64_t length,
+                           ImageUpload **ret, NbError **err);
 int image_ops_upload_data(ImageUpload *u, const char *buf, size_t len, NbError **err);
 /* Completes the upload; fills ret with the active image. Frees u on every path. */
 int image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err);
 void image_ops_upload_abort(ImageUpload *u);
-int image_ops_delete(Core *core, const char *id_or_name, NbError **err);
+int image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError **err);
 
 /* ---- reconciler (reconciler.c) ---- */
 int reconciler_start(Core *core, Reconciler **ret, NbError **err);

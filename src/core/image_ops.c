@@ -69,11 +69,11 @@ image_upload_thread(void *arg)
 }
 
 int
-image_ops_upload_begin(Core *core, const char *id_or_name, int64_t length, ImageUpload **ret,
-                       NbError **err)
+image_ops_upload_begin(Core *core, const char *scope, const char *id_or_name, int64_t length,
+                       ImageUpload **ret, NbError **err)
 {
     Image img;
-    if (image_store_get(core->store, id_or_name, &img, err) < 0)
+    if (image_store_get(core->store, scope, id_or_name, &img, err) < 0)
         return -1;
     if (length < 0)
         return nb_error_set(err, NB_ERR_LENGTH_REQUIRED,
@@ -271,7 +271,7 @@ image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err)
     }
     log_info("image %s (%s): %ju bytes of %s stored", u->img.id, u->img.name, (uintmax_t)u->length,
              image_format_to_string(u->img.format));
-    int r = image_store_get(u->core->store, u->img.id, ret, err);
+    int r = image_store_get(u->core->store, NULL, u->img.id, ret, err);
     image_upload_free(u, false);
     return r;
 }
@@ -288,10 +288,10 @@ image_ops_upload_abort(ImageUpload *u)
 }
 
 int
-image_ops_delete(Core *core, const char *id_or_name, NbError **err)
+image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError **err)
 {
     Image img;
-    if (image_store_get(core->store, id_or_name, &img, err) < 0)
+    if (image_store_get(core->store, scope, id_or_name, &img, err) < 0)
         return -1;
     /* Row first: a crash between the two leaves an unreferenced volume, which the start-up
      * sweep removes; the other order could leave an image whose data is gone. */

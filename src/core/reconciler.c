@@ -137,7 +137,7 @@ reconciler_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind k
     default:
         return;
     }
-    if (vm_store_get(core->store, id, &vm, &err) < 0)
+    if (vm_store_get(core->store, NULL, id, &vm, &err) < 0)
         return; /* not ours (any more) */
     if (!vm.task_id[0])
         reconciler_apply(core, &vm, st);
@@ -154,7 +154,7 @@ reconciler_sync(Core *core)
 
     HvConn *hv = core_hv_get(core);
     if (!hv || hv_domain_list(hv, VM_DOMAIN_PREFIX, &doms, &n_doms, &err) < 0 ||
-        vm_store_list(core->store, &vms, &n_vms, &err) < 0) {
+        vm_store_list(core->store, NULL, &vms, &n_vms, &err) < 0) {
         if (err)
             log_warn("reconciler: sync skipped: %s", err->message);
         core_hv_put(core);

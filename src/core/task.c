@@ -35,6 +35,7 @@ task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
     t->kind = kind;
     t->state = TASK_STATE_PENDING;
     snprintf(t->target_id, sizeof(t->target_id), "%s", target_id);
+    /* The store fills the task's project from its VM's. */
     t->steps = vm_ops_step_count(kind);
     t->params = params ? strdup(params) : NULL;
     nb_timestamp_now(t->created_at);
@@ -81,7 +82,7 @@ task_worker(void *arg)
 
         _cleanup_error_ NbError *err = NULL;
         Task task;
-        if (task_store_get(e->core->store, item->id, &task, &err) < 0) {
+        if (task_store_get(e->core->store, NULL, item->id, &task, &err) < 0) {
             log_error("tasks: cannot load task %s: %s", item->id, err->message);
         } else {
             if (task.state == TASK_STATE_PENDING || task.state == TASK_STATE_RUNNING)

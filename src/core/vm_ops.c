@@ -46,7 +46,7 @@ step_create_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err
 {
     Image img;
     char vol[96];
-    if (image_store_get(core->store, vm->image_id, &img, err) < 0)
+    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
     vm_disk_volume(vm, vol);
     return hv_vol_create_linked_clone(hv, vm_pool(core), vol, img.volume,
@@ -371,7 +371,7 @@ vm_ops_run_task(Core *core, Task *task)
         return -1;
     const VmTaskDef *def = &vm_task_defs[task->kind];
     Vm vm;
-    if (vm_store_get(core->store, task->target_id, &vm, &err) < 0) {
+    if (vm_store_get(core->store, NULL, task->target_id, &vm, &err) < 0) {
         /* The VM row went with a finished delete; nothing is left to do but close the task. */
         nb_error_free(TAKE_PTR(err));
         task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_VM_NOT_FOUND,
@@ -449,7 +449,8 @@ vm_random_mac(char out[NB_MAC_STRLEN])
 }
 
 int
-vm_ops_create(Core *core, json_t *body, Vm *ret_vm, Task *ret_task, NbError **err)
+vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *ret_task,
+              NbError **err)
 {
     VmCreateRequest req;
     Image img;
@@ -460,7 +461,7 @@ vm_ops_create(Core *core, json_t *body, Vm *ret_vm, Task *ret_task, NbError **er
     if (vm_create_request_parse(body, &req, err) < 0)
         return -1;
     int r = -1;
-    if (image_store_get(core->store, req.image, &img, err) < 0 ||
+    if (image_store_get(core->store, principal_scope(who), req.image, &img, err) < 0 ||
         flavor_store_get(core->store, req.flavor, &flavor, err) < 0)
         goto out;
     if (img.state != IMAGE_STATE_ACTIVE) {
@@ -476,6 +477,7 @@ vm_ops_create(Core *core, json_t *body, Vm *ret_vm, Task *ret_task, NbError **er
     }
 
     nb_uuid_generate(vm.id);
+    memcpy(vm.project, who->project_id, sizeof(vm.project));
     snprintf(vm.name, sizeof(vm.name), "%s", req.name);
     if (req.hostname[0]) {
         snprintf(vm.hostname, sizeof(vm.hostname), "%s", req.hostname);
@@ -579,8 +581,8 @@ vm_stop_params(json_t *params, char **ret, NbError **err)
 }
 
 int
-vm_ops_action(Core *core, const char *id_or_name, TaskKind kind, json_t *params, Vm *ret_vm,
-              Task *ret_task, NbError **err)
+vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind kind, json_t *params,
+              Vm *ret_vm, Task *ret_task, NbError **err)
 {
     Vm vm;
     Task task;
@@ -592,7 +594,7 @@ vm_ops_action(Core *core, const char *id_or_name, TaskKind kind, json_t *params,
     } else if (params && json_object_size(params) > 0) {
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "this action takes no body");
     }
-    if (vm_store_get(core->store, id_or_name, &vm, err) < 0)
+    if (vm_store_get(core->store, scope, id_or_name, &vm, err) < 0)
         return -1;
     if (vm.task_id[0]) {
         vm_clear(&vm);
@@ -620,7 +622,7 @@ vm_ops_action(Core *core, const char *id_or_name, TaskKind kind, json_t *params,
              task.id);
     task_engine_submit(core->tasks, task.id);
     vm_clear(&vm);
-    if (vm_store_get(core->store, task.target_id, ret_vm, err) < 0) {
+    if (vm_store_get(core->store, NULL, task.target_id, ret_vm, err) < 0) {
         task_clear(&task);
         return -1;
     }

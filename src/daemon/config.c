@@ -40,6 +40,8 @@ daemon_config_free(DaemonConfig *c)
     free(c->network);
     free(c->host_name);
     free(c->log_level);
+    free(c->tls_cert);
+    free(c->tls_key);
 }
 
 static int
@@ -104,6 +106,7 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"virt-type", &c->virt_type}, {"pool-name", &c->pool_name},
         {"pool-path", &c->pool_path}, {"network", &c->network},
         {"host-name", &c->host_name}, {"log-level", &c->log_level},
+        {"tls-cert", &c->tls_cert},   {"tls-key", &c->tls_key},
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         if (streq(key, strings[i].key)) {

@@ -16,6 +16,8 @@ typedef struct DaemonConfig {
     char *network;
     char *host_name;
     char *log_level;
+    char *tls_cert; /* PEM files: HTTPS when both are set */
+    char *tls_key;
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;

@@ -31,6 +31,8 @@ usage(FILE *out)
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
             "  --sync-interval SECONDS reconciler full sync (default 10)\n"
             "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
+            "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
+            "  --tls-key FILE         and this PEM private key\n"
             "  --log-level LEVEL      debug, info, warn, error (default info)\n"
             "  --version, --help\n");
 }
@@ -50,6 +52,8 @@ static const struct option long_options[] = {
     {"sync-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
     {"log-level", required_argument, NULL, 0},
+    {"tls-cert", required_argument, NULL, 0},
+    {"tls-key", required_argument, NULL, 0},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -114,7 +118,7 @@ main(int argc, char **argv)
     CoreConfig core_cfg;
     Core *core = NULL;
     HttpServer *server = NULL;
-    _cleanup_free_ char *token_path = NULL;
+    _cleanup_free_ char *token_path = NULL, *tls_cert = NULL, *tls_key = NULL;
     _cleanup_error_ NbError *err = NULL;
     int rc = EXIT_FAILURE;
 
@@ -132,6 +136,21 @@ main(int argc, char **argv)
     log_set_level(level);
     if (!cfg.pool_path)
         cfg.pool_path = str_printf("%s/pool", cfg.state_dir);
+    if (!cfg.tls_cert != !cfg.tls_key) {
+        fprintf(stderr, "nimbusd: --tls-cert and --tls-key go together\n");
+        daemon_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.tls_cert) {
+        int r1 = read_file_full(cfg.tls_cert, 1 << 20, &tls_cert, NULL);
+        int r2 = r1 < 0 ? 0 : read_file_full(cfg.tls_key, 1 << 20, &tls_key, NULL);
+        if (r1 < 0 || r2 < 0) {
+            fprintf(stderr, "nimbusd: cannot read %s: %s\n", r1 < 0 ? cfg.tls_cert : cfg.tls_key,
+                    strerror(-(r1 < 0 ? r1 : r2)));
+            daemon_config_free(&cfg);
+            return 2;
+        }
+    }
     if (daemon_config_to_core(&cfg, &core_cfg, &err) < 0) {
         fprintf(stderr, "nimbusd: %s\n", err->message);
         daemon_config_free(&cfg);
@@ -163,19 +182,25 @@ main(int argc, char **argv)
         .port = cfg.port,
         .routes = api_routes,
         .ctx = core,
-        .check_token = auth_check_token,
+        .authenticate = auth_authenticate,
+        .principal_free = auth_principal_free,
+        .authorize = auth_authorize,
+        .on_complete = api_audit_request,
+        .tls_cert_pem = tls_cert,
+        .tls_key_pem = tls_key,
     };
     if (http_server_start(&http, &server, &err) < 0) {
         log_error("cannot serve the API: %s", err->message);
         goto out;
     }
-    if (!is_loopback(cfg.listen_host))
+    if (!is_loopback(cfg.listen_host) && !tls_cert)
         log_warn("the API listens on %s without TLS: bearer tokens cross the network in clear "
                  "text; put it behind a TLS proxy or listen on loopback",
                  cfg.listen_host);
     /* The line scripts wait for: the port is real even when --listen asked for port 0. */
-    log_info("listening on http://%s%s%s:%u", strchr(cfg.listen_host, ':') ? "[" : "",
-             cfg.listen_host, strchr(cfg.listen_host, ':') ? "]" : "", http_server_port(server));
+    log_info("listening on %s://%s%s%s:%u", tls_cert ? "https" : "http",
+             strchr(cfg.listen_host, ':') ? "[" : "", cfg.listen_host,
+             strchr(cfg.listen_host, ':') ? "]" : "", http_server_port(server));
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)

@@ -43,9 +43,12 @@ json_t *
 image_to_json(const Image *img)
 {
     const char *fmt = image_format_to_string(img->format);
-    return json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:s}", "id", img->id, "name", img->name,
-                     "state", image_state_to_string(img->state), "disk_format",
-                     json_string_or_null(fmt), "size_bytes", (json_int_t)img->size_bytes,
-                     "virtual_size_bytes", (json_int_t)img->virtual_size_bytes, "created_at",
-                     img->created_at, "updated_at", img->updated_at);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:s}", "id", img->id, "name",
+                          img->name, "state", image_state_to_string(img->state), "disk_format",
+                          json_string_or_null(fmt), "size_bytes", (json_int_t)img->size_bytes,
+                          "virtual_size_bytes", (json_int_t)img->virtual_size_bytes, "created_at",
+                          img->created_at, "updated_at", img->updated_at);
+    if (j)
+        json_object_set_new(j, "project_id", json_string(img->project));
+    return j;
 }

@@ -32,6 +32,7 @@ ImageFormat image_format_from_string(const char *s);
 
 typedef struct Image {
     char id[NB_UUID_STRLEN];
+    char project[NB_UUID_STRLEN];
     char name[NB_NAME_MAX + 1];
     ImageState state;
     ImageFormat format;  /* declared by the user, or detected */

@@ -39,9 +39,12 @@ task_to_json(const Task *t)
     if (t->error_code)
         error = json_pack("{s:s, s:s}", "code", t->error_code, "message",
                           t->error_message ? t->error_message : "");
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:s, s:o}", "id", t->id, "kind",
-                     task_kind_to_string(t->kind), "state", task_state_to_string(t->state),
-                     "target_id", t->target_id, "step", t->step, "steps", t->steps, "error", error,
-                     "created_at", t->created_at, "updated_at", t->updated_at, "finished_at",
-                     json_string_or_null(t->finished_at));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:s, s:o}", "id", t->id, "kind",
+                          task_kind_to_string(t->kind), "state", task_state_to_string(t->state),
+                          "target_id", t->target_id, "step", t->step, "steps", t->steps, "error",
+                          error, "created_at", t->created_at, "updated_at", t->updated_at,
+                          "finished_at", json_string_or_null(t->finished_at));
+    if (j)
+        json_object_set_new(j, "project_id", json_string(t->project));
+    return j;
 }

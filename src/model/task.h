@@ -33,6 +33,7 @@ TaskState task_state_from_string(const char *s);
 
 typedef struct Task {
     char id[NB_UUID_STRLEN];
+    char project[NB_UUID_STRLEN];
     TaskKind kind;
     TaskState state;
     char target_id[NB_UUID_STRLEN]; /* the VM */

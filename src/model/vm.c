@@ -99,14 +99,17 @@ vm_clear(Vm *vm)
 json_t *
 vm_to_json(const Vm *vm)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, "
-                     "s:o, s:s, s:s}",
-                     "id", vm->id, "name", vm->name, "hostname", vm->hostname, "state",
-                     vm_state_to_string(vm->state), "desired_state",
-                     vm_power_to_string(vm->desired), "task_id", json_string_or_null(vm->task_id),
-                     "host", vm->host, "image_id", vm->image_id, "flavor_id", vm->flavor_id,
-                     "vcpus", (json_int_t)vm->vcpus, "ram_mib", (json_int_t)vm->ram_mib, "disk_gib",
-                     (json_int_t)vm->disk_gib, "mac", vm->mac, "ip", json_string_or_null(vm->ip),
-                     "error", json_string_or_null(vm->error), "created_at", vm->created_at,
-                     "updated_at", vm->updated_at);
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, "
+        "s:o, s:s, s:s}",
+        "id", vm->id, "name", vm->name, "hostname", vm->hostname, "state",
+        vm_state_to_string(vm->state), "desired_state", vm_power_to_string(vm->desired), "task_id",
+        json_string_or_null(vm->task_id), "host", vm->host, "image_id", vm->image_id, "flavor_id",
+        vm->flavor_id, "vcpus", (json_int_t)vm->vcpus, "ram_mib", (json_int_t)vm->ram_mib,
+        "disk_gib", (json_int_t)vm->disk_gib, "mac", vm->mac, "ip", json_string_or_null(vm->ip),
+        "error", json_string_or_null(vm->error), "created_at", vm->created_at, "updated_at",
+        vm->updated_at);
+    if (j)
+        json_object_set_new(j, "project_id", json_string(vm->project));
+    return j;
 }

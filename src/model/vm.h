@@ -42,6 +42,7 @@ VmPower vm_power_from_string(const char *s);
 
 typedef struct Vm {
     char id[NB_UUID_STRLEN];
+    char project[NB_UUID_STRLEN];
     char name[NB_NAME_MAX + 1];
     char hostname[NB_HOSTNAME_MAX + 1];
     VmState state;

@@ -45,7 +45,7 @@ flavor_store_get(Store *s, const char *id_or_name, Flavor *ret, NbError **err)
     return store_get_by_id_or_name(s,
                                    "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1 OR "
                                    "name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, flavor_from_row, ret, NB_ERR_FLAVOR_NOT_FOUND,
+                                   id_or_name, NULL, flavor_from_row, ret, NB_ERR_FLAVOR_NOT_FOUND,
                                    "flavor", err);
 }
 

@@ -3,7 +3,8 @@
 #include <stdlib.h>
 
 #define IMAGE_COLUMNS                                                                              \
-    "id, name, state, format, size_bytes, virtual_size_bytes, volume, created_at, updated_at"
+    "id, name, state, format, size_bytes, virtual_size_bytes, volume, created_at, updated_at, "    \
+    "project"
 
 static void
 image_from_row(sqlite3_stmt *st, void *elem)
@@ -21,6 +22,7 @@ image_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 6, img->volume, sizeof(img->volume));
     store_column_copy(st, 7, img->created_at, sizeof(img->created_at));
     store_column_copy(st, 8, img->updated_at, sizeof(img->updated_at));
+    store_column_copy(st, 9, img->project, sizeof(img->project));
 }
 
 int
@@ -28,10 +30,17 @@ image_store_insert(Store *s, const Image *img, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    int64_t add[_QUOTA_MAX] = {[QUOTA_IMAGES] = 1};
     if (store_prepare(s,
-                      "INSERT INTO images (" IMAGE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      &st, err) < 0)
+                      "INSERT INTO images (" IMAGE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                      "?)",
+                      &st, err) < 0 ||
+        store_begin(s, err) < 0)
         return -1;
+    if (project_quota_check_locked(s, img->project, add, err) < 0) {
+        store_rollback(s);
+        return -1;
+    }
     sqlite3_bind_text(st, 1, img->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, img->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, image_state_to_string(img->state), -1, SQLITE_STATIC);
@@ -41,48 +50,57 @@ image_store_insert(Store *s, const Image *img, NbError **err)
     sqlite3_bind_text(st, 7, img->volume, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, img->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, img->updated_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, img->project, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_CONSTRAINT)
-        return nb_error_set(err, NB_ERR_NAME_TAKEN, "an image named '%s' already exists",
-                            img->name);
-    if (rc != SQLITE_DONE)
-        return store_db_error(s, "insert image", err);
-    return 0;
+    if (rc != SQLITE_DONE) {
+        if (rc == SQLITE_CONSTRAINT)
+            nb_error_set(err, NB_ERR_NAME_TAKEN, "an image named '%s' already exists", img->name);
+        else
+            store_db_error(s, "insert image", err);
+        store_rollback(s);
+        return -1;
+    }
+    return store_commit(s, err);
 }
 
 int
-image_store_get(Store *s, const char *id_or_name, Image *ret, NbError **err)
+image_store_get(Store *s, const char *scope, const char *id_or_name, Image *ret, NbError **err)
 {
     STORE_LOCKED(s);
     return store_get_by_id_or_name(s,
-                                   "SELECT " IMAGE_COLUMNS " FROM images WHERE id = ?1 OR "
-                                   "name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, image_from_row, ret, NB_ERR_IMAGE_NOT_FOUND, "image",
-                                   err);
+                                   "SELECT " IMAGE_COLUMNS " FROM images WHERE (id = ?1 OR "
+                                   "name = ?1) AND (?2 IS NULL OR project = ?2) "
+                                   "ORDER BY id = ?1 DESC LIMIT 1",
+                                   id_or_name, scope, image_from_row, ret, NB_ERR_IMAGE_NOT_FOUND,
+                                   "image", err);
 }
 
 static int
-image_store_select(Store *s, const char *sql, Image **ret, size_t *ret_n, NbError **err)
+image_store_select(Store *s, const char *sql, const char *scope, Image **ret, size_t *ret_n,
+                   NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
+    if (sqlite3_bind_parameter_count(st) >= 1)
+        store_bind_text(st, 1, scope);
     return store_collect(s, st, sizeof(Image), image_from_row, NULL, (void **)ret, ret_n, err);
 }
 
 int
-image_store_list(Store *s, Image **ret, size_t *ret_n, NbError **err)
+image_store_list(Store *s, const char *scope, Image **ret, size_t *ret_n, NbError **err)
 {
-    return image_store_select(s, "SELECT " IMAGE_COLUMNS " FROM images ORDER BY name", ret, ret_n,
-                              err);
+    return image_store_select(
+        s, "SELECT " IMAGE_COLUMNS " FROM images WHERE ?1 IS NULL OR project = ?1 ORDER BY name",
+        scope, ret, ret_n, err);
 }
 
 int
 image_store_list_uploading(Store *s, Image **ret, size_t *ret_n, NbError **err)
 {
     return image_store_select(s, "SELECT " IMAGE_COLUMNS " FROM images WHERE state = 'uploading'",
-                              ret, ret_n, err);
+                              NULL, ret, ret_n, err);
 }
 
 int

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/tenancy.h"
 #include "../util/log.h"
 
 /*
@@ -40,6 +41,57 @@ static const char *const store_migrations[] = {
     "  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
     "  role TEXT NOT NULL DEFAULT 'admin', created_at TEXT NOT NULL, expires_at TEXT,"
     "  revoked_at TEXT);",
+    /* 2: tenancy. Resources move into the default project; the bootstrap admin owns the
+     * existing tokens. vm_events is the metering journal, written by triggers so that no code
+     * path can change a VM's state without it being recorded. */
+    "CREATE TABLE projects ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, quota_vcpus INTEGER,"
+    "  quota_ram_mib INTEGER, quota_disk_gib INTEGER, quota_vms INTEGER, quota_images INTEGER,"
+    "  created_at TEXT NOT NULL);"
+    "INSERT INTO projects (id, name, created_at) VALUES ('" NB_DEFAULT_PROJECT_ID
+    "', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+    "UPDATE images SET project = '" NB_DEFAULT_PROJECT_ID "';"
+    "UPDATE vms SET project = '" NB_DEFAULT_PROJECT_ID "';"
+    "UPDATE tasks SET project = '" NB_DEFAULT_PROJECT_ID "';"
+    "CREATE TABLE users ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,"
+    "  project_id TEXT NOT NULL REFERENCES projects (id), role TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL);"
+    /* '!' is no argon2id string: the bootstrap admin cannot log in with a password. */
+    "INSERT INTO users (id, name, password_hash, project_id, role, created_at) VALUES "
+    "('" NB_ADMIN_USER_ID "', 'admin', '!', '" NB_DEFAULT_PROJECT_ID
+    "', 'admin', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+    "ALTER TABLE tokens ADD COLUMN user_id TEXT NOT NULL DEFAULT '" NB_ADMIN_USER_ID "';"
+    "CREATE INDEX tokens_by_user ON tokens (user_id);"
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, request_id TEXT NOT NULL,"
+    "  user_name TEXT, project_id TEXT, source TEXT NOT NULL, method TEXT NOT NULL,"
+    "  path TEXT NOT NULL, action TEXT NOT NULL, target TEXT, status INTEGER NOT NULL,"
+    "  result TEXT NOT NULL);"
+    "CREATE INDEX audit_by_project ON audit (project_id, id);"
+    "CREATE TABLE vm_events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL, project TEXT NOT NULL,"
+    "  name TEXT NOT NULL, state TEXT NOT NULL, vcpus INTEGER NOT NULL,"
+    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, at TEXT NOT NULL);"
+    "CREATE INDEX vm_events_by_project ON vm_events (project, vm_id, id);"
+    "INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
+    "  SELECT id, project, name, state, vcpus, ram_mib, disk_gib, created_at FROM vms;"
+    "CREATE TRIGGER vm_events_on_insert AFTER INSERT ON vms BEGIN"
+    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
+    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
+    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+    "END;"
+    "CREATE TRIGGER vm_events_on_state AFTER UPDATE OF state ON vms"
+    "  WHEN OLD.state IS NOT NEW.state BEGIN"
+    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
+    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
+    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+    "END;"
+    "CREATE TRIGGER vm_events_on_delete AFTER DELETE ON vms BEGIN"
+    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
+    "  VALUES (OLD.id, OLD.project, OLD.name, 'deleted', OLD.vcpus, OLD.ram_mib, OLD.disk_gib,"
+    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+    "END;",
 };
 
 int
@@ -137,13 +189,16 @@ store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
 }
 
 int
-store_get_by_id_or_name(Store *s, const char *sql, const char *key, StoreRowFn row_fn, void *ret,
-                        const char *not_found_code, const char *what, NbError **err)
+store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *scope,
+                        StoreRowFn row_fn, void *ret, const char *not_found_code, const char *what,
+                        NbError **err)
 {
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        store_bind_text(st, 2, scope);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         return nb_error_set(err, not_found_code, "%s '%.64s' not found", what, key);

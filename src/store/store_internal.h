@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "../util/strutil.h"
 #include "store.h"
 
 struct Store {
@@ -50,7 +51,13 @@ typedef void (*StoreRowFn)(sqlite3_stmt *st, void *elem);
  * clear_elem (may be NULL) releases what row_fn allocated, on failure. */
 int store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
                   void (*clear_elem)(void *elem), void **ret, size_t *ret_n, NbError **err);
-/* Looks a resource up by id, else by name, with sql binding ?1 to the key; a miss fills err
- * with not_found_code ("<what> '<key>' not found"). */
-int store_get_by_id_or_name(Store *s, const char *sql, const char *key, StoreRowFn row_fn,
-                            void *ret, const char *not_found_code, const char *what, NbError **err);
+/* Looks a resource up by id, else by name: sql binds ?1 to the key and, if it has a second
+ * parameter, ?2 to the project scope (NULL: every project). A miss, or a row of another project,
+ * fills err with not_found_code ("<what> '<key>' not found"): the two cannot be told apart. */
+int store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *scope,
+                            StoreRowFn row_fn, void *ret, const char *not_found_code,
+                            const char *what, NbError **err);
+/* Quota (project_store.c), with the store lock held: refuses when adding `add` to what the
+ * project uses would pass one of its limits. */
+int project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUOTA_MAX],
+                               NbError **err);

@@ -5,7 +5,7 @@
 
 #define TASK_COLUMNS                                                                               \
     "id, kind, state, target_id, step, steps, params, error_code, error_message, created_at, "     \
-    "updated_at, finished_at"
+    "updated_at, finished_at, project"
 
 static void
 task_from_row(sqlite3_stmt *st, void *elem)
@@ -24,6 +24,7 @@ task_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 9, t->created_at, sizeof(t->created_at));
     store_column_copy(st, 10, t->updated_at, sizeof(t->updated_at));
     store_column_copy(st, 11, t->finished_at, sizeof(t->finished_at));
+    store_column_copy(st, 12, t->project, sizeof(t->project));
 }
 
 void
@@ -35,13 +36,17 @@ task_list_free(Task *tasks, size_t n)
 }
 
 int
-task_store_get(Store *s, const char *id, Task *ret, NbError **err)
+task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?", &st, err) < 0)
+    if (store_prepare(s,
+                      "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND "
+                      "(?2 IS NULL OR project = ?2)",
+                      &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    store_bind_text(st, 2, scope);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         return nb_error_set(err, NB_ERR_TASK_NOT_FOUND, "task '%.64s' not found", id);
@@ -65,18 +70,20 @@ task_store_select(Store *s, sqlite3_stmt *st, Task **ret, size_t *ret_n, NbError
 }
 
 int
-task_store_list(Store *s, const char *vm_id, unsigned limit, Task **ret, size_t *ret_n,
-                NbError **err)
+task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
+                size_t *ret_n, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
-                      "SELECT " TASK_COLUMNS " FROM tasks WHERE ?1 IS NULL OR target_id = ?1 "
-                      "ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                      "SELECT " TASK_COLUMNS " FROM tasks WHERE (?1 IS NULL OR target_id = ?1) "
+                      "AND (?3 IS NULL OR project = ?3) ORDER BY created_at DESC, rowid DESC "
+                      "LIMIT ?2",
                       &st, err) < 0)
         return -1;
     store_bind_text(st, 1, vm_id);
     sqlite3_bind_int(st, 2, (int)limit);
+    store_bind_text(st, 3, scope);
     return task_store_select(s, st, ret, ret_n, err);
 }
 
@@ -203,49 +210,4 @@ task_store_finish_delete(Store *s, const Task *task, NbError **err)
         return -1;
     }
     return 0;
-}
-
-int
-token_store_count(Store *s, NbError **err)
-{
-    STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "SELECT count(*) FROM tokens WHERE revoked_at IS NULL", &st, err) < 0)
-        return -1;
-    if (sqlite3_step(st) != SQLITE_ROW)
-        return store_db_error(s, "count tokens", err);
-    return sqlite3_column_int(st, 0);
-}
-
-int
-token_store_insert(Store *s, const char *id, const char *hash_hex, const char *name, NbError **err)
-{
-    STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    char now[NB_TIMESTAMP_LEN];
-    nb_timestamp_now(now);
-    if (store_prepare(s, "INSERT INTO tokens (id, hash, name, created_at) VALUES (?, ?, ?, ?)", &st,
-                      err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hash_hex, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        return store_db_error(s, "insert token", err);
-    return 0;
-}
-
-int
-token_store_check(Store *s, const char *hash_hex)
-{
-    STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT 1 FROM tokens WHERE hash = ? AND revoked_at IS NULL AND "
-                           "(expires_at IS NULL OR expires_at > strftime('%Y-%m-%dT%H:%M:%fZ'))",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
-    return sqlite3_step(st) == SQLITE_ROW ? 1 : 0;
 }

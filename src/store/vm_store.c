@@ -5,7 +5,7 @@
 
 #define VM_COLUMNS                                                                                 \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
-    "disk_gib, mac, user_data, ip, error, created_at, updated_at"
+    "disk_gib, mac, user_data, ip, error, created_at, updated_at, project"
 
 static void
 vm_from_row(sqlite3_stmt *st, void *elem)
@@ -30,6 +30,7 @@ vm_from_row(sqlite3_stmt *st, void *elem)
     vm->error = store_column_strdup(st, 15);
     store_column_copy(st, 16, vm->created_at, sizeof(vm->created_at));
     store_column_copy(st, 17, vm->updated_at, sizeof(vm->updated_at));
+    store_column_copy(st, 18, vm->project, sizeof(vm->project));
 }
 
 static int
@@ -38,7 +39,8 @@ task_insert_locked(Store *s, const Task *t, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
-                      "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                      "(SELECT project FROM vms WHERE id = ?4))",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
@@ -63,7 +65,7 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **er
     if (store_prepare(s,
                       "INSERT INTO vms (" VM_COLUMNS
                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "?, ?, ?, ?, ?, ?)",
+                      "?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
@@ -85,6 +87,15 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **er
     store_bind_text(st, 16, vm->error);
     sqlite3_bind_text(st, 17, vm->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 18, vm->updated_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 19, vm->project, -1, SQLITE_STATIC);
+    int64_t add[_QUOTA_MAX] = {[QUOTA_VCPUS] = vm->vcpus,
+                               [QUOTA_RAM_MIB] = (int64_t)vm->ram_mib,
+                               [QUOTA_DISK_GIB] = (int64_t)vm->disk_gib,
+                               [QUOTA_VMS] = 1};
+    if (project_quota_check_locked(s, vm->project, add, err) < 0) {
+        store_rollback(s);
+        return -1;
+    }
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
         if (rc == SQLITE_CONSTRAINT && strstr(sqlite3_errmsg(s->db), "vms.mac"))
@@ -104,13 +115,15 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **er
 }
 
 int
-vm_store_get(Store *s, const char *id_or_name, Vm *ret, NbError **err)
+vm_store_get(Store *s, const char *scope, const char *id_or_name, Vm *ret, NbError **err)
 {
     STORE_LOCKED(s);
     return store_get_by_id_or_name(s,
-                                   "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 OR name = ?1 "
+                                   "SELECT " VM_COLUMNS " FROM vms WHERE (id = ?1 OR name = ?1) "
+                                   "AND (?2 IS NULL OR project = ?2) "
                                    "ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, vm_from_row, ret, NB_ERR_VM_NOT_FOUND, "VM", err);
+                                   id_or_name, scope, vm_from_row, ret, NB_ERR_VM_NOT_FOUND, "VM",
+                                   err);
 }
 
 static void
@@ -128,12 +141,16 @@ vm_list_free(Vm *vms, size_t n)
 }
 
 int
-vm_store_list(Store *s, Vm **ret, size_t *ret_n, NbError **err)
+vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "SELECT " VM_COLUMNS " FROM vms ORDER BY name", &st, err) < 0)
+    if (store_prepare(s,
+                      "SELECT " VM_COLUMNS " FROM vms WHERE ?1 IS NULL OR project = ?1 "
+                      "ORDER BY name",
+                      &st, err) < 0)
         return -1;
+    store_bind_text(st, 1, scope);
     return store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)ret, ret_n, err);
 }
 

@@ -246,6 +246,14 @@ check_token(const char *token, void *ctx)
     return streq(token, TOKEN);
 }
 
+/* The layer wants a principal; any non-NULL pointer will do for these tests. */
+static void *
+authenticate(const char *token, void *ctx)
+{
+    static int principal;
+    return check_token(token, ctx) ? &principal : NULL;
+}
+
 static HttpServer *server;
 static char base_url[64];
 
@@ -469,7 +477,7 @@ group_setup(void **unused)
         .listen_host = "127.0.0.1",
         .port = 0,
         .routes = routes,
-        .check_token = check_token,
+        .authenticate = authenticate,
     };
     /* TEST_HTTP_VERBOSE=1 shows the per-request log lines. */
     log_set_level(getenv("TEST_HTTP_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
@@ -1098,7 +1106,7 @@ test_start_errors(void **unused)
     HttpServer *s = NULL;
     NbError *err = NULL;
     HttpServerConfig cfg = {
-        .listen_host = "not-an-ip", .routes = routes, .check_token = check_token};
+        .listen_host = "not-an-ip", .routes = routes, .authenticate = authenticate};
 
     assert_int_equal(http_server_start(&cfg, &s, &err), -1);
     assert_non_null(err);
@@ -1117,14 +1125,14 @@ test_start_errors(void **unused)
 
     /* No token check: refused. */
     cfg.port = 0;
-    cfg.check_token = NULL;
+    cfg.authenticate = NULL;
     assert_int_equal(http_server_start(&cfg, &s, &err), -1);
     nb_error_free(err);
     err = NULL;
 
     /* IPv6 loopback, when the machine has it. */
     cfg.listen_host = "::1";
-    cfg.check_token = check_token;
+    cfg.authenticate = authenticate;
     if (http_server_start(&cfg, &s, &err) < 0) {
         nb_error_free(err);
         return;
@@ -1174,7 +1182,7 @@ test_stop_waits_for_handlers(void **unused)
     HttpServer *s = NULL;
     NbError *err = NULL;
     HttpServerConfig cfg = {
-        .listen_host = "127.0.0.1", .routes = routes, .check_token = check_token};
+        .listen_host = "127.0.0.1", .routes = routes, .authenticate = authenticate};
     char saved[64];
 
     assert_int_equal(http_server_start(&cfg, &s, &err), 0);

@@ -39,6 +39,7 @@ setup(void **state)
     nb_uuid_generate(f->image.id);
     snprintf(f->image.name, sizeof(f->image.name), "tiny");
     snprintf(f->image.volume, sizeof(f->image.volume), "image-%s", f->image.id);
+    snprintf(f->image.project, sizeof(f->image.project), NB_DEFAULT_PROJECT_ID);
     f->image.state = IMAGE_STATE_QUEUED;
     nb_timestamp_now(f->image.created_at);
     memcpy(f->image.updated_at, f->image.created_at, sizeof(f->image.updated_at));
@@ -71,6 +72,7 @@ make_vm(Fixture *f, const char *name, const char *mac, Vm *vm, Task *task)
     snprintf(vm->name, sizeof(vm->name), "%s", name);
     snprintf(vm->hostname, sizeof(vm->hostname), "%s", name);
     snprintf(vm->host, sizeof(vm->host), "local");
+    snprintf(vm->project, sizeof(vm->project), NB_DEFAULT_PROJECT_ID);
     snprintf(vm->mac, sizeof(vm->mac), "%s", mac);
     memcpy(vm->image_id, f->image.id, sizeof(vm->image_id));
     memcpy(vm->flavor_id, f->flavor.id, sizeof(vm->flavor_id));
@@ -105,7 +107,7 @@ static void
 test_schema_version(void **state)
 {
     Fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 1);
+    assert_int_equal(store_schema_version(f->s), 2);
 }
 
 static void
@@ -127,7 +129,7 @@ test_names_unique(void **state)
     expect_code(&err, NB_ERR_NAME_TAKEN);
     /* The failed insert left no task behind. */
     Task t;
-    assert_int_equal(task_store_get(f->s, tb.id, &t, &err), -1);
+    assert_int_equal(task_store_get(f->s, NULL, tb.id, &t, &err), -1);
     expect_code(&err, NB_ERR_TASK_NOT_FOUND);
 
     make_vm(f, "web2", "52:54:00:00:00:01", &b, &tb);
@@ -154,7 +156,7 @@ test_claim_is_exclusive(void **state)
     assert_int_equal(vm_store_claim(f->s, vm.id, &stop, VM_POWER_STOPPED, -1, &err), -1);
     expect_code(&err, NB_ERR_VM_BUSY);
     Task t;
-    assert_int_equal(task_store_get(f->s, stop.id, &t, &err), -1);
+    assert_int_equal(task_store_get(f->s, NULL, stop.id, &t, &err), -1);
     expect_code(&err, NB_ERR_TASK_NOT_FOUND);
 
     /* The reconciler may not touch a VM a task holds. */
@@ -164,11 +166,11 @@ test_claim_is_exclusive(void **state)
     assert_int_equal(task_store_finish(f->s, &create, TASK_STATE_SUCCEEDED, NULL, NULL,
                                        VM_STATE_RUNNING, VM_POWER_RUNNING, NULL, &err),
                      0);
-    assert_int_equal(vm_store_get(f->s, "web1", &got, &err), 0);
+    assert_int_equal(vm_store_get(f->s, NULL, "web1", &got, &err), 0);
     assert_string_equal(got.task_id, "");
     assert_int_equal(got.state, VM_STATE_RUNNING);
     vm_clear(&got);
-    assert_int_equal(task_store_get(f->s, create.id, &t, &err), 0);
+    assert_int_equal(task_store_get(f->s, NULL, create.id, &t, &err), 0);
     assert_int_equal(t.state, TASK_STATE_SUCCEEDED);
     assert_int_equal(t.step, 3);
     assert_true(t.finished_at[0] != '\0');
@@ -179,7 +181,7 @@ test_claim_is_exclusive(void **state)
     nb_uuid_generate(start.id);
     assert_int_equal(vm_store_claim(f->s, vm.id, &start, VM_POWER_RUNNING, -1, &err), -1);
     expect_code(&err, NB_ERR_VM_BUSY);
-    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), 0);
+    assert_int_equal(vm_store_get(f->s, NULL, vm.id, &got, &err), 0);
     assert_string_equal(got.task_id, stop.id);
     assert_int_equal(got.desired, VM_POWER_STOPPED);
     vm_clear(&got);
@@ -199,7 +201,7 @@ test_observe_and_delete(void **state)
                      0);
     assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, VM_POWER_STOPPED, &err), 1);
     assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, VM_POWER_STOPPED, &err), 0);
-    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), 0);
+    assert_int_equal(vm_store_get(f->s, NULL, vm.id, &got, &err), 0);
     assert_int_equal(got.state, VM_STATE_STOPPED);
     assert_int_equal(got.desired, VM_POWER_STOPPED);
     vm_clear(&got);
@@ -222,7 +224,7 @@ test_observe_and_delete(void **state)
     assert_string_equal(unfinished[0].id, del.id);
     task_list_free(unfinished, n);
     assert_int_equal(task_store_finish_delete(f->s, &del, &err), 0);
-    assert_int_equal(vm_store_get(f->s, vm.id, &got, &err), -1);
+    assert_int_equal(vm_store_get(f->s, NULL, vm.id, &got, &err), -1);
     expect_code(&err, NB_ERR_VM_NOT_FOUND);
     assert_int_equal(image_store_delete(f->s, f->image.id, &err), 0);
     assert_int_equal(flavor_store_delete(f->s, f->flavor.id, &err), 0);
@@ -255,7 +257,7 @@ test_reopen_keeps_data(void **state)
     NbError *err = NULL;
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 1);
+    assert_int_equal(store_schema_version(f->s), 2);
     Flavor got;
     assert_int_equal(flavor_store_get(f->s, "small", &got, &err), 0);
     assert_string_equal(got.id, f->flavor.id);
@@ -267,12 +269,128 @@ test_tokens(void **state)
 {
     Fixture *f = *state;
     NbError *err = NULL;
+    TokenInfo t = {0};
+    Principal who;
+    snprintf(t.id, sizeof(t.id), "t1");
+    snprintf(t.name, sizeof(t.name), "test");
+    snprintf(t.user_id, sizeof(t.user_id), NB_ADMIN_USER_ID);
+    nb_timestamp_now(t.created_at);
     assert_int_equal(token_store_count(f->s, &err), 0);
-    assert_int_equal(token_store_insert(f->s, "t1", "abcd", "admin", &err), 0);
+    assert_int_equal(token_store_insert(f->s, &t, "abcd", &err), 0);
     assert_int_equal(token_store_count(f->s, &err), 1);
-    assert_int_equal(token_store_check(f->s, "abcd"), 1);
-    assert_int_equal(token_store_check(f->s, "abce"), 0);
-    assert_int_equal(token_store_check(f->s, "' OR 1=1 --"), 0);
+    assert_int_equal(token_store_lookup(f->s, "abcd", &who), 1);
+    assert_string_equal(who.user_name, "admin");
+    assert_int_equal(who.role, ROLE_ADMIN);
+    assert_string_equal(who.project_id, NB_DEFAULT_PROJECT_ID);
+    assert_int_equal(token_store_lookup(f->s, "abce", &who), 0);
+    assert_int_equal(token_store_lookup(f->s, "' OR 1=1 --", &who), 0);
+
+    /* Expired and revoked tokens are refused. */
+    snprintf(t.id, sizeof(t.id), "t2");
+    nb_timestamp_format(nb_epoch_now() - 1, t.expires_at);
+    assert_int_equal(token_store_insert(f->s, &t, "dead", &err), 0);
+    assert_int_equal(token_store_lookup(f->s, "dead", &who), 0);
+    assert_int_equal(token_store_revoke(f->s, "t1", "someone-else", &err), -1);
+    assert_string_equal(err->code, NB_ERR_TOKEN_NOT_FOUND);
+    nb_error_free(err);
+    err = NULL;
+    assert_int_equal(token_store_lookup(f->s, "abcd", &who), 1);
+    assert_int_equal(token_store_revoke(f->s, "t1", NB_ADMIN_USER_ID, &err), 0);
+    assert_int_equal(token_store_lookup(f->s, "abcd", &who), 0);
+}
+
+static void
+test_project_scope_and_quota(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Project a = {0};
+    nb_uuid_generate(a.id);
+    snprintf(a.name, sizeof(a.name), "team-a");
+    for (int i = 0; i < _QUOTA_MAX; i++)
+        a.quota.limit[i] = -1;
+    a.quota.limit[QUOTA_VMS] = 1;
+    nb_timestamp_now(a.created_at);
+    assert_int_equal(project_store_insert(f->s, &a, &err), 0);
+
+    Vm vm, got;
+    Task t;
+    make_vm(f, "web1", "52:54:00:00:00:01", &vm, &t);
+    memcpy(vm.project, a.id, sizeof(vm.project));
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, &err), 0);
+    /* The task inherits its VM's project. */
+    Task got_task;
+    assert_int_equal(task_store_get(f->s, a.id, t.id, &got_task, &err), 0);
+    assert_string_equal(got_task.project, a.id);
+    task_clear(&got_task);
+
+    /* Another project sees nothing of it, by id or by name. */
+    assert_int_equal(vm_store_get(f->s, NB_DEFAULT_PROJECT_ID, vm.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_VM_NOT_FOUND);
+    assert_int_equal(vm_store_get(f->s, NB_DEFAULT_PROJECT_ID, "web1", &got, &err), -1);
+    expect_code(&err, NB_ERR_VM_NOT_FOUND);
+    assert_int_equal(task_store_get(f->s, NB_DEFAULT_PROJECT_ID, t.id, &got_task, &err), -1);
+    expect_code(&err, NB_ERR_TASK_NOT_FOUND);
+    Vm *list = NULL;
+    size_t n = 0;
+    assert_int_equal(vm_store_list(f->s, NB_DEFAULT_PROJECT_ID, &list, &n, &err), 0);
+    assert_int_equal(n, 0);
+    vm_list_free(list, n);
+    assert_int_equal(vm_store_get(f->s, a.id, "web1", &got, &err), 0);
+    vm_clear(&got);
+
+    /* vms=1: the second VM is refused, and nothing of it is left. */
+    Vm second;
+    Task t2;
+    make_vm(f, "web2", "52:54:00:00:00:02", &second, &t2);
+    memcpy(second.project, a.id, sizeof(second.project));
+    assert_int_equal(vm_store_insert_with_task(f->s, &second, &t2, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    assert_int_equal(task_store_get(f->s, NULL, t2.id, &got_task, &err), -1);
+    expect_code(&err, NB_ERR_TASK_NOT_FOUND);
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, a.id, in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_VMS], 1);
+    assert_int_equal(in_use[QUOTA_RAM_MIB], 256);
+
+    assert_int_equal(project_store_delete(f->s, a.id, &err), -1);
+    expect_code(&err, NB_ERR_PROJECT_NOT_EMPTY);
+}
+
+static void
+test_usage_from_history(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Vm vm;
+    Task t;
+    make_vm(f, "web1", "52:54:00:00:00:01", &vm, &t);
+    double t0 = nb_epoch_now();
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, &err), 0);
+    assert_int_equal(task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, VM_STATE_RUNNING,
+                                       VM_POWER_RUNNING, NULL, &err),
+                     0);
+    VmUsage *u = NULL;
+    size_t n = 0;
+    /* An hour from now: the VM has been running all along (it still is). */
+    assert_int_equal(usage_store_compute(f->s, NB_DEFAULT_PROJECT_ID, t0 - 10, t0 + 3600, t0 + 3600,
+                                         &u, &n, &err),
+                     0);
+    assert_int_equal(n, 1);
+    /* Event times have millisecond resolution: allow that much either side. */
+    assert_true(u[0].vcpu_hours > 0.99 && u[0].vcpu_hours < 1.001);
+    assert_true(u[0].ram_gib_hours > 0.24 && u[0].ram_gib_hours < 0.2501);
+    assert_true(u[0].disk_gib_hours > 0.99 && u[0].disk_gib_hours < 1.001);
+    free(u);
+    /* Stopped: running time stops accruing, disk time does not. */
+    assert_int_equal(vm_store_observe(f->s, vm.id, VM_STATE_STOPPED, VM_POWER_STOPPED, &err), 1);
+    assert_int_equal(usage_store_compute(f->s, NB_DEFAULT_PROJECT_ID, t0 - 10, t0 + 7200, t0 + 7200,
+                                         &u, &n, &err),
+                     0);
+    assert_int_equal(n, 1);
+    assert_true(u[0].vcpu_hours < 0.01);
+    assert_true(u[0].disk_gib_hours > 1.99);
+    free(u);
 }
 
 int
@@ -286,6 +404,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_image_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_project_scope_and_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_from_history, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

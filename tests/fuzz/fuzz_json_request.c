@@ -1,0 +1,156 @@
+/*
+ * Fuzzes the strict request decoders of src/model: the input is parsed as the HTTP layer parses
+ * a body (jansson, duplicate keys refused) and, when it is an object, handed to every decoder.
+ * Beyond memory errors, it checks the decoders' contract: a failure always comes with an error
+ * (code and message), and what a success returns respects the documented limits.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "model/flavor.h"
+#include "model/image.h"
+#include "model/tenancy.h"
+#include "model/validate.h"
+#include "model/vm.h"
+#include "util/error.h"
+
+/* A decoder's outcome: exactly one of success or an error with a code and a message. */
+static void
+check_outcome(int r, NbError *err)
+{
+    if (r < 0) {
+        FUZZ_CHECK(r == -1);
+        FUZZ_CHECK(err && err->code && err->message);
+    } else {
+        FUZZ_CHECK(r == 0);
+        FUZZ_CHECK(!err);
+    }
+    nb_error_free(err);
+}
+
+static void
+fuzz_vm(json_t *body)
+{
+    VmCreateRequest req = {0};
+    NbError *err = NULL;
+    int r = vm_create_request_parse(body, &req, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(req.name));
+        /* May be "": resolving it finds nothing (IMAGE_NOT_FOUND / FLAVOR_NOT_FOUND). */
+        FUZZ_CHECK(strlen(req.image) <= NB_NAME_MAX);
+        FUZZ_CHECK(strlen(req.flavor) <= NB_NAME_MAX);
+        FUZZ_CHECK(!req.hostname[0] || nb_hostname_is_valid(req.hostname));
+        FUZZ_CHECK(!req.user_data || strlen(req.user_data) <= NB_USER_DATA_MAX);
+    }
+    check_outcome(r, err);
+    vm_create_request_clear(&req);
+}
+
+static void
+fuzz_flavor(json_t *body)
+{
+    Flavor f = {0};
+    NbError *err = NULL;
+    int r = flavor_from_request(body, &f, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(f.name));
+        FUZZ_CHECK(f.vcpus >= 1 && f.vcpus <= NB_FLAVOR_VCPUS_MAX);
+        FUZZ_CHECK(f.ram_mib >= NB_FLAVOR_RAM_MIB_MIN && f.ram_mib <= NB_FLAVOR_RAM_MIB_MAX);
+        FUZZ_CHECK(f.disk_gib >= 1 && f.disk_gib <= NB_FLAVOR_DISK_GIB_MAX);
+        json_t *j = flavor_to_json(&f);
+        FUZZ_CHECK(j);
+        json_decref(j);
+    }
+    check_outcome(r, err);
+}
+
+static void
+fuzz_image(json_t *body)
+{
+    Image img = {0};
+    NbError *err = NULL;
+    int r = image_from_request(body, &img, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(img.name));
+        FUZZ_CHECK(img.format >= 0 && img.format < _IMAGE_FORMAT_MAX);
+        FUZZ_CHECK(img.state == IMAGE_STATE_QUEUED);
+    }
+    check_outcome(r, err);
+}
+
+static void
+check_quota(const Quota *q)
+{
+    for (int i = 0; i < _QUOTA_MAX; i++)
+        FUZZ_CHECK(q->limit[i] == -1 || (q->limit[i] >= 0 && q->limit[i] <= INT64_C(1) << 50));
+}
+
+/* PUT /v1/projects/{id}/quota: the body is the quota object itself. */
+static void
+fuzz_quota(json_t *body)
+{
+    Quota q;
+    NbError *err = NULL;
+    int r = quota_from_json(body, &q, &err);
+    if (r == 0) {
+        check_quota(&q);
+        json_t *j = quota_to_json(&q);
+        FUZZ_CHECK(j);
+        json_decref(j);
+    }
+    check_outcome(r, err);
+}
+
+static void
+fuzz_project(json_t *body)
+{
+    Project p = {0};
+    NbError *err = NULL;
+    int r = project_from_request(body, &p, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(p.name));
+        check_quota(&p.quota);
+    }
+    check_outcome(r, err);
+}
+
+static void
+fuzz_user(json_t *body)
+{
+    UserCreateRequest u = {0};
+    NbError *err = NULL;
+    int r = user_create_request_parse(body, &u, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(u.name));
+        FUZZ_CHECK(strlen(u.project) <= NB_NAME_MAX);
+        FUZZ_CHECK(u.role >= 0 && u.role < _ROLE_MAX && role_to_string(u.role));
+        FUZZ_CHECK(u.password);
+        size_t len = strlen(u.password);
+        FUZZ_CHECK(len >= NB_PASSWORD_MIN && len <= NB_PASSWORD_MAX);
+    }
+    check_outcome(r, err);
+    user_create_request_clear(&u);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_error_t jerr;
+    json_t *body =
+        json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!body)
+        return 0;
+    if (json_is_object(body)) {
+        fuzz_vm(body);
+        fuzz_flavor(body);
+        fuzz_image(body);
+        fuzz_quota(body);
+        fuzz_project(body);
+        fuzz_user(body);
+    }
+    json_decref(body);
+    return 0;
+}
