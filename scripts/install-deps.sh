@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
     # build
-    gcc clang meson ninja-build pkg-config clang-format
+    gcc clang meson ninja-build pkg-config clang-format libclang-rt-14-dev
     libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
     libsodium-dev libyaml-dev libxml2-dev libcmocka-dev
     # run: libvirt, QEMU, the NoCloud seed

@@ -48,6 +48,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run "unit tests (ASan+UBSan)" meson test -C build-asan --print-errorlogs
 
+# libFuzzer on the JSON decoders, the router and the image header probe; the corpora also run
+# as unit tests above. Bounded: 60 s per target.
+run "fuzzing (60 s per target)" scripts/run-fuzz.sh 60
+
 run "end-to-end (gcc build)" env NIMBUS_BUILD_DIR="$repo/build" \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 # The sanitizer build drives the same lifecycle and bad-input tests; the crash tests SIGKILL the

@@ -34,6 +34,8 @@ json_req_string(json_t *body, const char *key, int required, char *buf, size_t m
     if (!json_is_string(v))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field '%s' must be a string", key);
     size_t len = json_string_length(v);
+    if (required && len == 0)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field '%s' must not be empty", key);
     if (len >= max || memchr(json_string_value(v), '\0', len))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
                             "field '%s' must be a string of at most %zu bytes", key, max - 1);
