@@ -17,11 +17,21 @@ enum {
 
 extern const HttpRoute api_routes[];
 
-/* The caller's project filter for the store (NULL for admins). */
+/* The caller's project filter for lists (NULL for admins: every project). */
 static inline const char *
 api_scope(HttpRequest *r)
 {
     return principal_scope(http_request_principal(r));
+}
+
+/* The project filter for looking one resource up by key. Names are unique only within a
+ * project, so a name always means the caller's own project's resource, admins included; an
+ * admin reaches other projects' resources by id. */
+static inline const char *
+api_lookup_scope(HttpRequest *r, const char *key)
+{
+    const Principal *who = http_request_principal(r);
+    return who->role == ROLE_ADMIN && nb_uuid_is_valid(key) ? NULL : who->project_id;
 }
 
 void api_health(HttpRequest *r, void *ctx);

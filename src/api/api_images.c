@@ -44,7 +44,8 @@ api_images_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Image img;
-    if (image_store_get(core->store, api_scope(r), http_request_param(r, 0), &img, &err) < 0)
+    if (image_store_get(core->store, api_lookup_scope(r, http_request_param(r, 0)),
+                        http_request_param(r, 0), &img, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, image_to_json(&img));
 }
@@ -54,7 +55,8 @@ api_images_delete(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    if (image_ops_delete(core, api_scope(r), http_request_param(r, 0), &err) < 0)
+    if (image_ops_delete(core, api_lookup_scope(r, http_request_param(r, 0)),
+                         http_request_param(r, 0), &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }
@@ -72,8 +74,8 @@ upload_begin(HttpRequest *r, int64_t content_length, void **state)
         return -1;
     }
     ImageUpload *u = NULL;
-    if (image_ops_upload_begin(http_request_ctx(r), api_scope(r), http_request_param(r, 0),
-                               content_length, &u, &err) < 0) {
+    if (image_ops_upload_begin(http_request_ctx(r), api_lookup_scope(r, http_request_param(r, 0)),
+                               http_request_param(r, 0), content_length, &u, &err) < 0) {
         http_reply_nb_error(r, err);
         return -1;
     }

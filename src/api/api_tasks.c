@@ -12,7 +12,7 @@ api_tasks_list(HttpRequest *r, void *ctx)
     char vm_id[NB_UUID_STRLEN] = "";
     if (vm_ref) {
         Vm vm;
-        if (vm_store_get(core->store, api_scope(r), vm_ref, &vm, &err) < 0) {
+        if (vm_store_get(core->store, api_lookup_scope(r, vm_ref), vm_ref, &vm, &err) < 0) {
             /* A deleted VM's tasks are still listed by its id. */
             if (!nb_uuid_is_valid(vm_ref))
                 return http_reply_nb_error(r, err);

@@ -53,7 +53,8 @@ api_vms_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
-    if (vm_store_get(core->store, api_scope(r), http_request_param(r, 0), &vm, &err) < 0)
+    if (vm_store_get(core->store, api_lookup_scope(r, http_request_param(r, 0)),
+                     http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, vm_to_json(&vm));
     vm_clear(&vm);
@@ -65,8 +66,8 @@ api_vms_action(HttpRequest *r, Core *core, TaskKind kind)
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
     Task task;
-    if (vm_ops_action(core, api_scope(r), http_request_param(r, 0), kind, http_request_json(r), &vm,
-                      &task, &err) < 0)
+    if (vm_ops_action(core, api_lookup_scope(r, http_request_param(r, 0)), http_request_param(r, 0),
+                      kind, http_request_json(r), &vm, &task, &err) < 0)
         return http_reply_nb_error(r, err);
     reply_vm_and_task(r, &vm, &task);
     vm_clear(&vm);
@@ -121,7 +122,8 @@ api_vms_console_log(HttpRequest *r, void *ctx)
     if (q && (str_to_u64(q, &want) < 0 || want == 0 || want > CONSOLE_LOG_MAX_BYTES))
         return http_reply_error(r, NB_ERR_INVALID_REQUEST, "bytes must be an integer from 1 to %d",
                                 CONSOLE_LOG_MAX_BYTES);
-    if (vm_store_get(core->store, api_scope(r), http_request_param(r, 0), &vm, &err) < 0)
+    if (vm_store_get(core->store, api_lookup_scope(r, http_request_param(r, 0)),
+                     http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
     _cleanup_free_ char *path = vm_ops_console_log_path(core, vm.id);
     vm_clear(&vm);

@@ -461,7 +461,8 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     if (vm_create_request_parse(body, &req, err) < 0)
         return -1;
     int r = -1;
-    if (image_store_get(core->store, principal_scope(who), req.image, &img, err) < 0 ||
+    /* The image comes from the VM's own project, whoever asks. */
+    if (image_store_get(core->store, who->project_id, req.image, &img, err) < 0 ||
         flavor_store_get(core->store, req.flavor, &flavor, err) < 0)
         goto out;
     if (img.state != IMAGE_STATE_ACTIVE) {

@@ -70,7 +70,10 @@ json_req_name(json_t *body, const char *key, const char *what, char *buf, NbErro
 {
     /* Read into a larger buffer so an over-long name is reported as INVALID_NAME. */
     char tmp[256];
-    if (json_req_string(body, key, 1, tmp, sizeof(tmp), err) < 0 ||
+    if (!json_object_get(body, key) || json_is_null(json_object_get(body, key)))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field '%s' is required", key);
+    /* Not "required" here: an empty name is an invalid name, not a missing field. */
+    if (json_req_string(body, key, 0, tmp, sizeof(tmp), err) < 0 ||
         nb_name_check(what, tmp, err) < 0)
         return -1;
     memcpy(buf, tmp, strlen(tmp) + 1);

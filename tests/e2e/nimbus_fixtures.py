@@ -544,3 +544,76 @@ def purge_environment(daemon, known_ids=()):
         errors.append(f"pool: {e!r}")
     shutil.rmtree(daemon.state_dir, ignore_errors=True)
     return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# tenancy: users, their tokens, projects, audit (docs/security.md, docs/api/openapi.yaml)
+
+
+class UserApi(Api):
+    """An Api that sends a given user's token by default (daemon.token stays the admin's); it
+    follows the daemon across restarts like Api does."""
+
+    def __init__(self, daemon, token, name=None):
+        super().__init__(daemon)
+        self.user_token = token
+        self.name = name
+
+    def request(self, method, path, body=_DEFAULT, token=_DEFAULT, **kw):
+        return super().request(method, path, body=body,
+                               token=self.user_token if token is _DEFAULT else token, **kw)
+
+
+def login(api, user, password):
+    """POST /v1/auth/login without any bearer token; returns the Resp."""
+    return api.request("POST", "/v1/auth/login", {"user": user, "password": password},
+                       token=None)
+
+
+def make_user(admin_api, name, password, project, role):
+    """Creates a user and logs it in; returns (user, UserApi, login answer)."""
+    user = admin_api.ok("POST", "/v1/users", {"name": name, "password": password,
+                                              "project": project, "role": role}, expect=201)
+    r = login(admin_api, name, password)
+    assert r.status == 201, f"login of new user {name}: {r!r}"
+    return user, UserApi(admin_api.daemon, r.json["token"], name), r.json
+
+
+def upload_image_as(api, env, name, path):
+    """Like upload_image, but as the user behind `api` (so the image lands in its project)."""
+    img = api.ok("POST", "/v1/images", {"name": name}, expect=201)
+    env.remember(img["id"])
+    with open(path, "rb") as f:
+        data = f.read()
+    img = api.ok("PUT", f"/v1/images/{img['id']}/file", raw=data,
+                 content_type="application/octet-stream", expect=200)
+    assert img["state"] == "active", f"uploaded image not active: {img}"
+    return img
+
+
+def audit_events(api, **params):
+    q = urllib.parse.urlencode(params)
+    return api.get("/v1/audit" + (f"?{q}" if q else ""))["events"]
+
+
+def event_user(ev):
+    """An audit event's user as a name, whether the server gives a name or an object."""
+    u = ev.get("user")
+    if isinstance(u, dict):
+        return u.get("name")
+    return u
+
+
+def parse_ts(s):
+    """ISO 8601 (as the API writes it, 'Z' or an offset, optional fraction) -> epoch seconds."""
+    import datetime
+    s = s.strip().replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(s).timestamp()
+
+
+def iso_utc(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def wait_tasks(api, task_ids, timeout=TASK_TIMEOUT, expect="succeeded"):
+    return [api.wait_task(t, timeout=timeout, expect=expect) for t in task_ids]
