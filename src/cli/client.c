@@ -295,3 +295,15 @@ client_upload(Client *c, const char *path, int fd, uint64_t size, ClientProgress
     curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &u);
     return client_perform(c, headers, ret, ret_error);
 }
+
+int
+client_query_add(Client *c, char **query, const char *name, const char *value)
+{
+    _cleanup_free_ char *e = client_escape(c, value);
+    char *q = e ? str_printf("%s%c%s=%s", *query, **query ? '&' : '?', name, e) : NULL;
+    if (!q)
+        return CLI_EXIT_API;
+    free(*query);
+    *query = q;
+    return 0;
+}

@@ -27,6 +27,9 @@ void client_free(Client *c);
 
 /* Percent-encodes one path or query component (a name given by the user). NULL on OOM. */
 char *client_escape(Client *c, const char *component);
+/* Appends "?name=value" (or "&name=value") to *query, value percent-encoded. 0 or
+ * CLI_EXIT_API. */
+int client_query_add(Client *c, char **query, const char *name, const char *value);
 
 /*
  * Sends method + path (starting with "/v1/...") with an optional JSON body. Returns 0 when an

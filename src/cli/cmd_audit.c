@@ -26,18 +26,6 @@ static const OutputField audit_columns[] = {
 };
 
 static int
-audit_query_add(Client *c, char **query, const char *name, const char *value)
-{
-    _cleanup_free_ char *e = client_escape(c, value);
-    char *q = e ? str_printf("%s%c%s=%s", *query, **query ? '&' : '?', name, e) : NULL;
-    if (!q)
-        return CLI_EXIT_API;
-    free(*query);
-    *query = q;
-    return 0;
-}
-
-static int
 audit_list(Cli *cli, const Args *a)
 {
     const char *project = args_get(a, "project"), *since = args_get(a, "since");
@@ -63,11 +51,11 @@ audit_list(Cli *cli, const Args *a)
     if (!query || !since_text || !limit_text)
         return CLI_EXIT_API;
     if (project)
-        r = audit_query_add(c, &query, "project", project);
+        r = client_query_add(c, &query, "project", project);
     if (r == 0 && since)
-        r = audit_query_add(c, &query, "since", since_text);
+        r = client_query_add(c, &query, "since", since_text);
     if (r == 0 && limit)
-        r = audit_query_add(c, &query, "limit", limit_text);
+        r = client_query_add(c, &query, "limit", limit_text);
     _cleanup_free_ char *path = r == 0 ? str_printf("/v1/audit%s", query) : NULL;
     if (!path)
         return CLI_EXIT_API;

@@ -381,18 +381,6 @@ usage_date_is_valid(const char *s)
 }
 
 static int
-usage_query_add(Client *c, char **query, const char *name, const char *value)
-{
-    _cleanup_free_ char *e = client_escape(c, value);
-    char *q = e ? str_printf("%s%c%s=%s", *query, **query ? '&' : '?', name, e) : NULL;
-    if (!q)
-        return CLI_EXIT_API;
-    free(*query);
-    *query = q;
-    return 0;
-}
-
-static int
 usage_run(Cli *cli, const Args *a)
 {
     const char *from = args_get(a, "from"), *to = args_get(a, "to");
@@ -410,9 +398,9 @@ usage_run(Cli *cli, const Args *a)
     if (!query)
         return CLI_EXIT_API;
     if (from)
-        r = usage_query_add(c, &query, "from", from);
+        r = client_query_add(c, &query, "from", from);
     if (r == 0 && to)
-        r = usage_query_add(c, &query, "to", to);
+        r = client_query_add(c, &query, "to", to);
     _cleanup_free_ char *path = NULL;
     if (r == 0)
         r = api_path(cli, "projects", project, "/usage", &path);
