@@ -77,19 +77,27 @@ auth_authorize(HttpRequest *r, void *ctx)
     return ok;
 }
 
-/* Issues a token for user_id; fills info and the secret (shown once). */
-static int
-auth_issue_token(Store *store, const char *user_id, const char *name, uint64_t seconds,
-                 TokenInfo *info, char secret[sizeof(TOKEN_PREFIX) + 64], NbError **err)
+typedef char TokenSecret[sizeof(TOKEN_PREFIX) + 64];
+
+/* A new secret: "nbt_" and 256 random bits in hex. */
+static void
+auth_new_secret(TokenSecret secret)
 {
     unsigned char raw[32];
     char hex[sizeof(raw) * 2 + 1];
-    TokenHash hash;
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
+    snprintf(secret, sizeof(TokenSecret), TOKEN_PREFIX "%s", hex);
     sodium_memzero(raw, sizeof(raw));
-    snprintf(secret, sizeof(TOKEN_PREFIX) + 64, TOKEN_PREFIX "%s", hex);
     sodium_memzero(hex, sizeof(hex));
+}
+
+/* Stores the hash of secret as a token of user_id (seconds 0: no expiry); fills info. */
+static int
+auth_store_token(Store *store, const TokenSecret secret, const char *user_id, const char *name,
+                 uint64_t seconds, TokenInfo *info, NbError **err)
+{
+    TokenHash hash;
     memset(info, 0, sizeof(*info));
     nb_uuid_generate(info->id);
     snprintf(info->name, sizeof(info->name), "%s", name);
@@ -100,6 +108,15 @@ auth_issue_token(Store *store, const char *user_id, const char *name, uint64_t s
         nb_timestamp_format(now + (double)seconds, info->expires_at);
     auth_hash_hex(secret, hash);
     return token_store_insert(store, info, hash, err);
+}
+
+/* Issues a token for user_id; fills info and the secret (shown once). */
+static int
+auth_issue_token(Store *store, const char *user_id, const char *name, uint64_t seconds,
+                 TokenInfo *info, TokenSecret secret, NbError **err)
+{
+    auth_new_secret(secret);
+    return auth_store_token(store, secret, user_id, name, seconds, info, err);
 }
 
 static json_t *
@@ -120,34 +137,19 @@ auth_bootstrap_admin_token(Store *store, const char *path, NbError **err)
     if (n > 0)
         return 0;
     TokenInfo info;
-    char secret[sizeof(TOKEN_PREFIX) + 64];
+    TokenSecret secret;
     /* The file first: a token nobody can read must not exist. */
     unlink(path);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return nb_error_set(err, NB_ERR_INTERNAL, "create %s: %s", path, strerror(errno));
-    /* The token is written before it is stored, so compute it first. */
-    unsigned char raw[32];
-    char hex[sizeof(raw) * 2 + 1];
-    randombytes_buf(raw, sizeof(raw));
-    sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
-    snprintf(secret, sizeof(secret), TOKEN_PREFIX "%s", hex);
-    sodium_memzero(raw, sizeof(raw));
-    sodium_memzero(hex, sizeof(hex));
-    if (write_full(fd, secret, strlen(secret)) < 0 || write_full(fd, "\n", 1) < 0 ||
-        fsync(fd) < 0) {
-        sodium_memzero(secret, sizeof(secret));
-        return nb_error_set(err, NB_ERR_INTERNAL, "write %s: %s", path, strerror(errno));
-    }
-    memset(&info, 0, sizeof(info));
-    nb_uuid_generate(info.id);
-    snprintf(info.name, sizeof(info.name), "bootstrap");
-    snprintf(info.user_id, sizeof(info.user_id), NB_ADMIN_USER_ID);
-    nb_timestamp_now(info.created_at);
-    TokenHash hash;
-    auth_hash_hex(secret, hash);
+    auth_new_secret(secret);
+    int r =
+        write_full(fd, secret, strlen(secret)) < 0 || write_full(fd, "\n", 1) < 0 || fsync(fd) < 0
+            ? nb_error_set(err, NB_ERR_INTERNAL, "write %s: %s", path, strerror(errno))
+            : auth_store_token(store, secret, NB_ADMIN_USER_ID, "bootstrap", 0, &info, err);
     sodium_memzero(secret, sizeof(secret));
-    if (token_store_insert(store, &info, hash, err) < 0)
+    if (r < 0)
         return -1;
     log_info("wrote the admin API token to %s", path);
     return 0;
@@ -309,7 +311,7 @@ api_auth_login(HttpRequest *r, void *ctx)
     }
 
     TokenInfo info;
-    char secret[sizeof(TOKEN_PREFIX) + 64];
+    TokenSecret secret;
     if (auth_issue_token(core->store, user.id, "login", LOGIN_TOKEN_SECONDS, &info, secret, &err) <
         0)
         return http_reply_nb_error(r, err);
@@ -357,7 +359,7 @@ api_tokens_create(HttpRequest *r, void *ctx)
             return http_reply_nb_error(r, err);
     }
     TokenInfo info;
-    char secret[sizeof(TOKEN_PREFIX) + 64];
+    TokenSecret secret;
     if (auth_issue_token(core->store, who->user_id, name, seconds, &info, secret, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *j = token_to_json(&info);
