@@ -45,3 +45,19 @@ api_tasks_get(HttpRequest *r, void *ctx)
     http_reply_json(r, 200, task_to_json(&t));
     task_clear(&t);
 }
+
+void
+api_tasks_cancel(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Task t;
+    json_t *body = http_request_json(r);
+    if (body && json_object_size(body) > 0)
+        return http_reply_error(r, NB_ERR_INVALID_REQUEST, "this action takes no body");
+    if (task_store_request_cancel(core->store, api_scope(r), http_request_param(r, 0), &t, &err) <
+        0)
+        return http_reply_nb_error(r, err);
+    http_reply_json(r, 202, task_to_json(&t));
+    task_clear(&t);
+}

@@ -110,6 +110,20 @@ api_vms_resume(HttpRequest *r, void *ctx)
     api_vms_action(r, ctx, TASK_KIND_VM_RESUME);
 }
 
+void
+api_vms_migrate(HttpRequest *r, void *ctx)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    Task task;
+    if (vm_ops_migrate(ctx, api_lookup_scope(r, http_request_param(r, 0)), http_request_param(r, 0),
+                       http_request_json(r), &vm, &task, &err) < 0)
+        return http_reply_nb_error(r, err);
+    reply_vm_and_task(r, &vm, &task);
+    vm_clear(&vm);
+    task_clear(&task);
+}
+
 /* The last `bytes` of the serial console log (virtlogd writes it; we only read). */
 void
 api_vms_console_log(HttpRequest *r, void *ctx)

@@ -33,6 +33,21 @@ args_has(const Args *a, const char *name)
     return args_get(a, name) != NULL;
 }
 
+size_t
+args_get_all(const Args *a, const char *name, const char **ret, size_t max)
+{
+    int idx = args_find(a->cmd, name, strlen(name));
+    size_t n = 0;
+    for (size_t i = 0; idx >= 0 && i < a->n_repeated; i++) {
+        if (a->repeated_spec[i] != (size_t)idx)
+            continue;
+        if (n < max)
+            ret[n] = a->repeated[i];
+        n++;
+    }
+    return n;
+}
+
 /* group is NULL for a command of its own (nimbus login). */
 static void
 args_print_usage(FILE *f, const char *group, const Command *cmd)
@@ -94,6 +109,13 @@ args_parse(const char *group, const Command *cmd, int argc, char **argv, Args *r
                     return args_usage_error(ret, "option '--%s' takes no value",
                                             cmd->specs[idx].name);
                 ret->values[idx] = "";
+            }
+            if (cmd->specs[idx].repeatable) {
+                if (ret->n_repeated >= ARGS_MAX_REPEATED)
+                    return args_usage_error(ret, "too many --%s options (at most %d)",
+                                            cmd->specs[idx].name, ARGS_MAX_REPEATED);
+                ret->repeated[ret->n_repeated] = ret->values[idx];
+                ret->repeated_spec[ret->n_repeated++] = (size_t)idx;
             }
             continue;
         }

@@ -11,10 +11,12 @@ typedef struct Args Args;
 typedef struct ArgSpec {
     const char *name; /* long name without the leading "--" */
     bool has_value;
+    bool repeatable; /* may be given more than once; args_get_all() has every value */
 } ArgSpec;
 
 #define ARGS_MAX_SPECS 12
 #define ARGS_MAX_POSITIONAL 4
+#define ARGS_MAX_REPEATED 32 /* values of repeatable options, all of them together */
 
 typedef struct Command {
     const char *name;
@@ -36,11 +38,18 @@ struct Args {
     const char *positional[ARGS_MAX_POSITIONAL];
     size_t n_positional;
     bool help;
+    /* Every value of the repeatable options, in command-line order, with its spec's index. */
+    const char *repeated[ARGS_MAX_REPEATED];
+    size_t repeated_spec[ARGS_MAX_REPEATED];
+    size_t n_repeated;
 };
 
 /* The value of option `name` (which must be in the command's specs), or NULL. */
 const char *args_get(const Args *a, const char *name);
 bool args_has(const Args *a, const char *name);
+/* The values of repeatable option `name`, in command-line order, into ret (at most max of
+ * them); returns how many were given. args_get() has the last one. */
+size_t args_get_all(const Args *a, const char *name, const char **ret, size_t max);
 
 /* Prints "error: ..." and the command's usage line to stderr; returns CLI_EXIT_USAGE. */
 int args_usage_error(const Args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -23,6 +23,8 @@ enum {
 #define CLI_DEFAULT_URL "http://127.0.0.1:8773"
 #define CLI_WAIT_DEFAULT_SECONDS 600
 
+typedef struct Args Args;
+
 typedef struct Cli {
     bool json;              /* --json: print the API's JSON instead of tables */
     const char *url_opt;    /* --url, may be NULL */
@@ -52,6 +54,8 @@ int cmd_usage(Cli *cli, int argc, char **argv);
 int cmd_user(Cli *cli, int argc, char **argv);
 int cmd_token(Cli *cli, int argc, char **argv);
 int cmd_audit(Cli *cli, int argc, char **argv);
+int cmd_host(Cli *cli, int argc, char **argv);
+int cmd_group(Cli *cli, int argc, char **argv);
 
 /*
  * GET /v1/auth/whoami. Returns an exit code; on success *ret is the answer, to json_decref.
@@ -71,3 +75,19 @@ int cli_project_or_mine(Cli *cli, const char *project_opt, char **ret);
  * printing why it could not follow the task.
  */
 int task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task);
+/*
+ * task_wait, showing on stderr the "progress" (0..100) of a task that reports one as
+ * "<what>: 42%" (what: e.g. "migrating web1"): one line updated in place on a terminal,
+ * otherwise a line each time the progress moves by 10 points or more.
+ */
+int task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t timeout_s,
+                       json_t **ret_task);
+
+/*
+ * Adds the values of the repeatable option --label KEY=VALUE to labels (a JSON object of
+ * strings). Only the form is checked here, a '=' after a non-empty key, and that no key is given
+ * twice; the server checks the rest. 0, or an exit code after printing why.
+ */
+int cli_labels_from_args(const Args *a, json_t *labels);
+/* An object of labels as "k1=v1,k2=v2", "-" when there are none (an OutputFormatFn). */
+char *cli_fmt_labels(json_t *obj, const char *key);

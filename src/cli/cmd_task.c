@@ -1,4 +1,4 @@
-/* nimbus task show|list, and following a task until it ends (--wait). */
+/* nimbus task show|list|cancel, and following a task until it ends (--wait). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,12 +14,35 @@
 #include "resource.h"
 
 #define TASK_POLL_INTERVAL_MS 500
+/* Without a terminal, a progress line is printed each time the progress moves this much. */
+#define TASK_PROGRESS_STEP 10
+
+/* The task's "progress" as 0..100, or -1 while it reports none. */
+static int
+task_progress(json_t *task)
+{
+    json_t *v = json_object_get(task, "progress");
+    if (!json_is_number(v))
+        return -1;
+    double p = json_number_value(v);
+    return p < 0 ? 0 : p > 100 ? 100 : (int)p;
+}
+
+/* "42%", or "-" while the task reports none. */
+static char *
+task_fmt_progress(json_t *obj, const char *key)
+{
+    if (!json_is_number(json_object_get(obj, key)))
+        return output_fmt_plain(obj, key);
+    return str_printf("%d%%", task_progress(obj));
+}
 
 static const OutputField task_columns[] = {
     {"ID", "id", NULL, false},
     {"KIND", "kind", NULL, false},
     {"STATE", "state", NULL, false},
     {"STEP", "step", output_fmt_step, false},
+    {"PROGRESS", "progress", task_fmt_progress, true},
     {"TARGET", "target_id", NULL, true},
     {"CREATED", "created_at", NULL, false},
     {"FINISHED", "finished_at", NULL, true},
@@ -33,6 +56,8 @@ static const OutputField task_fields[] = {
     {"target_id", "target_id", NULL, false},
     {"step", "step", NULL, false},
     {"steps", "steps", NULL, false},
+    {"progress", "progress", task_fmt_progress, false},
+    {"cancel_requested", "cancel_requested", NULL, false},
     {"error", "error", NULL, false},
     {"created_at", "created_at", NULL, false},
     {"updated_at", "updated_at", NULL, false},
@@ -58,9 +83,18 @@ task_sleep_ms(uint64_t ms)
 int
 task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task)
 {
+    return task_wait_progress(cli, task_id, NULL, timeout_s, ret_task);
+}
+
+int
+task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t timeout_s,
+                   json_t **ret_task)
+{
     /* A status line only for a person watching; scripts read the final output. */
     bool status_line = isatty(STDERR_FILENO);
     uint64_t deadline = nb_monotonic_ms() + timeout_s * 1000;
+    int shown = -1; /* the progress last printed as a line of its own (no terminal) */
+    _cleanup_free_ char *label = what ? output_sanitize(what) : NULL;
     int r;
 
     for (;;) {
@@ -69,15 +103,29 @@ task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task)
         if (r != 0)
             break;
         const char *state = api_str(task, "state");
-        if (streq(state, "succeeded") || streq(state, "failed")) {
+        bool done = streq(state, "succeeded") || streq(state, "failed");
+        int progress = task_progress(task);
+        if (label && !status_line && progress >= 0 &&
+            (shown < 0 || progress - shown >= TASK_PROGRESS_STEP ||
+             shown - progress >= TASK_PROGRESS_STEP ||
+             (progress == 100 && shown != 100 && streq(state, "succeeded")))) {
+            fprintf(stderr, "%s: %d%%\n", label, progress);
+            shown = progress;
+        }
+        if (done) {
             *ret_task = task;
             break;
         }
         if (status_line) {
             json_t *step = json_object_get(task, "step"), *steps = json_object_get(task, "steps");
-            fprintf(stderr, "\r\033[Kwaiting: %s %s, step %lld/%lld",
-                    api_str(task, "kind") ? api_str(task, "kind") : "task", state ? state : "?",
-                    (long long)json_integer_value(step), (long long)json_integer_value(steps));
+            _cleanup_free_ char *pct = progress >= 0 ? str_printf(", %d%%", progress) : NULL;
+            if (label && progress >= 0)
+                fprintf(stderr, "\r\033[K%s: %d%%", label, progress);
+            else
+                fprintf(stderr, "\r\033[K%s: %s %s, step %lld/%lld%s", label ? label : "waiting",
+                        api_str(task, "kind") ? api_str(task, "kind") : "task", state ? state : "?",
+                        (long long)json_integer_value(step), (long long)json_integer_value(steps),
+                        pct ? pct : "");
         }
         json_decref(task);
         if (nb_monotonic_ms() >= deadline) {
@@ -141,14 +189,35 @@ task_list(Cli *cli, const Args *a)
     return resource_list(cli, &task_resource, query, args_has(a, "wide"));
 }
 
+static int
+task_cancel(Cli *cli, const Args *a)
+{
+    _cleanup_free_ char *path = NULL;
+    int r = api_path(cli, "tasks", a->positional[0], "/cancel", &path);
+    if (r != 0)
+        return r;
+    json_auto_t *task = NULL;
+    r = api_call(cli, "POST", path, NULL, &task);
+    if (r != 0)
+        return r;
+    if (!json_is_object(task)) {
+        fprintf(stderr, "error: INVALID_RESPONSE: expected a task\n");
+        return CLI_EXIT_API;
+    }
+    resource_print(cli, &task_resource, task);
+    return CLI_EXIT_OK;
+}
+
 static const ArgSpec list_specs[] = {{"vm", true}, {"wide", false}};
 
 static const Command task_commands[] = {
     {"show", "ID", "Show a task.", NULL, task_show, NULL, 0, 1, 1, NULL},
     {"list", "[--vm NAME|ID] [--wide]", "List tasks, newest first.",
      "  --vm VM       only the tasks of this VM\n"
-     "  --wide        also show the target VM id and the finish time\n",
+     "  --wide        also show the target VM id, the progress and the finish time\n",
      task_list, list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},
+    {"cancel", "ID", "Ask the server to cancel a running task (e.g. a migration).", NULL,
+     task_cancel, NULL, 0, 1, 1, NULL},
 };
 
 int

@@ -1,4 +1,4 @@
-/* nimbus vm create|list|show|console-log|start|stop|reboot|pause|resume|delete */
+/* nimbus vm create|list|show|console-log|start|stop|reboot|pause|resume|delete|migrate */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,11 +14,22 @@
 #define VM_STOP_TIMEOUT_MAX 86400
 #define VM_CONSOLE_BYTES_MAX (16u * 1024 * 1024)
 
+/* The host, or "source->destination" while the VM migrates. */
+static char *
+vm_fmt_host(json_t *obj, const char *key)
+{
+    const char *to = api_str(obj, "migrate_to");
+    if (!to || !json_is_string(json_object_get(obj, key)))
+        return output_fmt_plain(obj, key);
+    _cleanup_free_ char *s = str_printf("%s->%s", api_str(obj, key), to);
+    return s ? output_sanitize(s) : NULL;
+}
+
 static const OutputField vm_columns[] = {
     {"NAME", "name", NULL, false},
     {"STATE", "state", NULL, false},
     {"DESIRED", "desired_state", NULL, true},
-    {"HOST", "host", NULL, false},
+    {"HOST", "host", vm_fmt_host, false},
     {"VCPUS", "vcpus", NULL, false},
     {"RAM(MiB)", "ram_mib", NULL, false},
     {"IP", "ip", NULL, false},
@@ -34,6 +45,9 @@ static const OutputField vm_fields[] = {
     {"desired_state", "desired_state", NULL, false},
     {"task_id", "task_id", NULL, false},
     {"host", "host", NULL, false},
+    {"migrate_to", "migrate_to", NULL, false}, /* shown only during a migration */
+    {"group_id", "group_id", NULL, false},
+    {"labels", "labels", cli_fmt_labels, false},
     {"image_id", "image_id", NULL, false},
     {"flavor_id", "flavor_id", NULL, false},
     {"vcpus", "vcpus", NULL, false},
@@ -54,6 +68,29 @@ static const Resource vm_resource = {
     .n_fields = ELEMENTSOF(vm_fields),
 };
 
+/* The VM as "label: value" lines (migrate_to only while it migrates), or its JSON. */
+static void
+vm_print(Cli *cli, json_t *vm)
+{
+    if (cli->json) {
+        output_json(vm);
+        return;
+    }
+    json_auto_t *copy = json_copy(vm);
+    OutputField fields[ELEMENTSOF(vm_fields)];
+    size_t n = 0;
+    bool migrating = json_is_string(json_object_get(vm, "migrate_to"));
+    if (!copy)
+        return;
+    if (!migrating)
+        json_object_del(copy, "migrate_to");
+    for (size_t i = 0; i < ELEMENTSOF(vm_fields); i++) {
+        if (migrating || !streq(vm_fields[i].key, "migrate_to"))
+            fields[n++] = vm_fields[i];
+    }
+    output_show(copy, fields, n);
+}
+
 static int
 vm_wait_timeout(const Args *a, uint64_t *ret)
 {
@@ -63,10 +100,11 @@ vm_wait_timeout(const Args *a, uint64_t *ret)
 
 /*
  * What follows a 202 {vm, task}: without --wait, the VM and its task; with --wait, the VM once
- * the task ended (or "deleted"), and the task's error when it failed.
+ * the task ended (or "deleted"), and the task's error when it failed. doing (e.g. "migrating"),
+ * when not NULL, shows the task's progress while waiting as "<doing> <VM name>: 42%".
  */
 static int
-vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting)
+vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting, const char *doing)
 {
     json_t *vm = json_object_get(resp, "vm");
     json_t *task = json_object_get(resp, "task");
@@ -79,7 +117,7 @@ vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting)
         if (cli->json) {
             output_json(resp);
         } else {
-            output_show(vm, vm_fields, ELEMENTSOF(vm_fields));
+            vm_print(cli, vm);
             printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
                    api_str(task, "state") ?: "?");
         }
@@ -87,7 +125,11 @@ vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting)
     }
 
     json_auto_t *final = NULL;
-    int r = task_wait(cli, task_id, wait_s, &final);
+    _cleanup_free_ char *what =
+        doing ? str_printf("%s %s", doing, api_str(vm, "name") ?: a->positional[0]) : NULL;
+    if (doing && !what)
+        return CLI_EXIT_API;
+    int r = task_wait_progress(cli, task_id, what, wait_s, &final);
     if (r != 0)
         return r;
     bool failed = streq(api_str(final, "state"), "failed");
@@ -104,7 +146,7 @@ vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting)
     const char *id = api_str(vm, "id") ?: a->positional[0];
     r = resource_get(cli, &vm_resource, id, &now);
     if (r == 0)
-        resource_print(cli, &vm_resource, now);
+        vm_print(cli, now);
     if (failed) {
         json_t *err = json_object_get(final, "error");
         _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
@@ -142,6 +184,7 @@ vm_create(Cli *cli, const Args *a)
     const char *name = a->positional[0];
     const char *image = args_get(a, "image"), *flavor = args_get(a, "flavor");
     const char *hostname = args_get(a, "hostname"), *user_data = args_get(a, "user-data");
+    const char *group = args_get(a, "group"), *host = args_get(a, "host");
     uint64_t wait_s;
     int r = vm_wait_timeout(a, &wait_s);
     if (r != 0)
@@ -158,6 +201,8 @@ vm_create(Cli *cli, const Args *a)
                                 "invalid hostname '%s': use letters, digits and '-', at most "
                                 "63, not starting or ending with '-'",
                                 hostname);
+    if ((group && !*group) || (host && !*host))
+        return args_usage_error(a, "--group and --host must not be empty");
 
     json_auto_t *body =
         json_pack("{s:s, s:s, s:s}", "name", name, "image", image, "flavor", flavor);
@@ -165,6 +210,18 @@ vm_create(Cli *cli, const Args *a)
         return CLI_EXIT_API;
     if (hostname)
         json_object_set_new(body, "hostname", json_string(hostname));
+    if (group)
+        json_object_set_new(body, "group", json_string(group));
+    if (host)
+        json_object_set_new(body, "host", json_string(host));
+    if (args_has(a, "label")) {
+        json_t *labels = json_object();
+        if (!labels || json_object_set_new(body, "labels", labels) < 0)
+            return CLI_EXIT_API;
+        r = cli_labels_from_args(a, labels);
+        if (r != 0)
+            return r;
+    }
     if (user_data) {
         json_t *ud = NULL;
         r = vm_read_user_data(a, user_data, &ud);
@@ -176,7 +233,7 @@ vm_create(Cli *cli, const Args *a)
     r = api_call(cli, "POST", "/v1/vms", body, &resp);
     if (r != 0)
         return r;
-    return vm_finish(cli, a, resp, wait_s, false);
+    return vm_finish(cli, a, resp, wait_s, false, NULL);
 }
 
 static int
@@ -188,7 +245,12 @@ vm_list(Cli *cli, const Args *a)
 static int
 vm_show(Cli *cli, const Args *a)
 {
-    return resource_show(cli, &vm_resource, a->positional[0]);
+    json_auto_t *vm = NULL;
+    int r = resource_get(cli, &vm_resource, a->positional[0], &vm);
+    if (r != 0)
+        return r;
+    vm_print(cli, vm);
+    return CLI_EXIT_OK;
 }
 
 static int
@@ -255,7 +317,38 @@ vm_action(Cli *cli, const Args *a)
     r = api_call(cli, "POST", path, body, &resp);
     if (r != 0)
         return r;
-    return vm_finish(cli, a, resp, wait_s, false);
+    return vm_finish(cli, a, resp, wait_s, false, NULL);
+}
+
+static int
+vm_migrate(Cli *cli, const Args *a)
+{
+    const char *host = args_get(a, "host");
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    if (host && !*host)
+        return args_usage_error(a, "--host must not be empty");
+    json_auto_t *body = NULL;
+    if (host || args_has(a, "offline")) {
+        body = json_object();
+        if (!body)
+            return CLI_EXIT_API;
+        if (host)
+            json_object_set_new(body, "host", json_string(host));
+        if (args_has(a, "offline"))
+            json_object_set_new(body, "offline", json_true());
+    }
+    _cleanup_free_ char *path = NULL;
+    r = api_path(cli, "vms", a->positional[0], "/migrate", &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "POST", path, body, &resp);
+    if (r != 0)
+        return r;
+    return vm_finish(cli, a, resp, wait_s, false, "migrating");
 }
 
 static int
@@ -273,30 +366,38 @@ vm_delete(Cli *cli, const Args *a)
     r = api_call(cli, "DELETE", path, NULL, &resp);
     if (r != 0)
         return r;
-    return vm_finish(cli, a, resp, wait_s, true);
+    return vm_finish(cli, a, resp, wait_s, true, NULL);
 }
 
 static const ArgSpec create_specs[] = {
-    {"image", true},     {"flavor", true}, {"hostname", true},
-    {"user-data", true}, {"wait", false},  {"timeout-wait", true},
+    {"image", true},       {"flavor", true}, {"hostname", true},
+    {"user-data", true},   {"group", true},  {"host", true},
+    {"label", true, true}, {"wait", false},  {"timeout-wait", true},
 };
 static const ArgSpec list_specs[] = {{"wide", false}};
 static const ArgSpec console_specs[] = {{"bytes", true}};
 static const ArgSpec wait_specs[] = {{"wait", false}, {"timeout-wait", true}};
 static const ArgSpec stop_specs[] = {
     {"wait", false}, {"timeout-wait", true}, {"force", false}, {"timeout", true}};
+static const ArgSpec migrate_specs[] = {
+    {"host", true}, {"offline", false}, {"wait", false}, {"timeout-wait", true}};
 
 #define WAIT_HELP                                                                                  \
     "  --wait                 follow the task until it ends; exit 1 if it failed\n"                \
     "  --timeout-wait SECONDS give up waiting after this long (default 600)\n"
 
 static const Command vm_commands[] = {
-    {"create", "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--wait]",
+    {"create",
+     "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--group GROUP] "
+     "[--host HOST] [--label KEY=VALUE]... [--wait]",
      "Create and start a VM.",
      "  --image IMAGE          image name or id\n"
      "  --flavor FLAVOR        flavor name or id\n"
      "  --hostname HOST        guest hostname (default: derived from NAME)\n"
-     "  --user-data FILE       cloud-init user-data, at most 64 KiB of text\n" WAIT_HELP,
+     "  --user-data FILE       cloud-init user-data, at most 64 KiB of text\n"
+     "  --group GROUP          server group (name or id): placed by the group's policy\n"
+     "  --host HOST            run on this host (admin)\n"
+     "  --label KEY=VALUE      only on a host that has this label; repeatable\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide]", "List VMs.",
      "  --wide                 also show desired state, task and id\n", vm_list, list_specs,
@@ -319,6 +420,12 @@ static const Command vm_commands[] = {
      ELEMENTSOF(wait_specs), 1, 1, "resume"},
     {"delete", "NAME|ID [--wait]", "Delete a VM and its disks.", WAIT_HELP, vm_delete, wait_specs,
      ELEMENTSOF(wait_specs), 1, 1, NULL},
+    {"migrate", "NAME|ID [--host HOST] [--offline] [--wait]", "Move a VM to another host (admin).",
+     "  --host HOST            the destination (default: the scheduler picks one)\n"
+     "  --offline              an offline (cold) migration instead of a live one\n" WAIT_HELP
+     "                         With --wait, the progress is shown on stderr; Ctrl-C stops\n"
+     "                         waiting, not the migration: see 'nimbus task cancel'.\n",
+     vm_migrate, migrate_specs, ELEMENTSOF(migrate_specs), 1, 1, NULL},
 };
 
 int

@@ -19,10 +19,19 @@ static const char global_help[] =
     "  image list | show NAME | delete NAME\n"
     "  flavor create NAME --vcpus N --ram MIB --disk GIB\n"
     "  flavor list | show NAME | delete NAME\n"
-    "  vm create NAME --image IMAGE --flavor FLAVOR [--hostname H] [--user-data FILE] [--wait]\n"
+    "  vm create NAME --image IMAGE --flavor FLAVOR [--hostname H] [--user-data FILE]\n"
+    "            [--group G] [--host H] [--label K=V]... [--wait]\n"
     "  vm list | show NAME | console-log NAME [--bytes N]\n"
     "  vm start|stop|reboot|pause|resume|delete NAME [--wait]\n"
-    "  task show ID | list [--vm NAME]\n"
+    "  vm migrate NAME [--host H] [--offline] [--wait]\n"
+    "  task show ID | list [--vm NAME] | cancel ID\n"
+    "  host add NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label K=V]...\n"
+    "  host list | show NAME | enable NAME | disable NAME | remove NAME\n"
+    "  host set NAME [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label K=V]...\n"
+    "           [--clear-labels]\n"
+    "  host maintenance NAME [--wait]\n"
+    "  group create NAME --policy affinity|anti-affinity|soft-anti-affinity\n"
+    "  group list | show NAME | delete NAME\n"
     "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
     "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
     "  user create NAME --project P --role admin|member|reader [--password-stdin]\n"
@@ -154,7 +163,8 @@ main(int argc, char **argv)
         {"task", cmd_task},     {"version", cmd_version}, {"login", cmd_login},
         {"logout", cmd_logout}, {"whoami", cmd_whoami},   {"project", cmd_project},
         {"user", cmd_user},     {"token", cmd_token},     {"quota", cmd_quota},
-        {"usage", cmd_usage},   {"audit", cmd_audit},
+        {"usage", cmd_usage},   {"audit", cmd_audit},     {"host", cmd_host},
+        {"group", cmd_group},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

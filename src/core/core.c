@@ -7,19 +7,6 @@
 #include "../util/strutil.h"
 #include "core.h"
 
-HvConn *
-core_hv_get(Core *core)
-{
-    pthread_rwlock_rdlock(&core->hv_lock);
-    return core->hv;
-}
-
-void
-core_hv_put(Core *core)
-{
-    pthread_rwlock_unlock(&core->hv_lock);
-}
-
 static int
 core_mkdir(const char *path, mode_t mode, NbError **err)
 {
@@ -84,13 +71,16 @@ static void
 core_cleanup_after_crash(Core *core)
 {
     _cleanup_error_ NbError *err = NULL;
+    HvConn *hv = core_local_conn(core);
+    if (!hv)
+        return;
     Image *imgs = NULL;
     size_t n = 0;
     if (image_store_list_uploading(core->store, &imgs, &n, &err) == 0) {
         for (size_t i = 0; i < n; i++) {
             _cleanup_error_ NbError *e = NULL;
             log_warn("image %s: upload was cut short by a restart; back to queued", imgs[i].id);
-            hv_vol_delete(core->hv, core->cfg.pool_name, imgs[i].volume, &e);
+            hv_vol_delete(hv, core->cfg.pool_name, imgs[i].volume, &e);
             image_store_transition(core->store, imgs[i].id, IMAGE_STATE_UPLOADING,
                                    IMAGE_STATE_QUEUED, &e);
         }
@@ -98,20 +88,22 @@ core_cleanup_after_crash(Core *core)
     }
     char **vols = NULL;
     nb_error_free(TAKE_PTR(err));
-    if (hv_pool_list_volumes(core->hv, core->cfg.pool_name, &vols, &err) < 0) {
+    if (hv_pool_list_volumes(hv, core->cfg.pool_name, &vols, &err) < 0) {
         log_warn("start-up sweep skipped: %s", err->message);
+        hv_conn_free(hv);
         return;
     }
     for (size_t i = 0; vols[i]; i++) {
         if (!core_volume_is_known(core, vols[i])) {
             _cleanup_error_ NbError *e = NULL;
             log_warn("removing orphan volume %s", vols[i]);
-            if (hv_vol_delete(core->hv, core->cfg.pool_name, vols[i], &e) < 0)
+            if (hv_vol_delete(hv, core->cfg.pool_name, vols[i], &e) < 0)
                 log_error("cannot remove %s: %s", vols[i], e->message);
         }
         free(vols[i]);
     }
     free(vols);
+    hv_conn_free(hv);
 }
 
 static int
@@ -137,16 +129,20 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     if (!core)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     core->cfg = *cfg;
-    pthread_rwlock_init(&core->hv_lock, NULL);
+    pthread_mutex_init(&core->hosts_lock, NULL);
+    pthread_mutex_init(&core->copy_lock, NULL);
     _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
     if (!db || core_make_dirs(cfg, err) < 0 || store_open(db, &core->store, err) < 0 ||
-        hv_events_init(err) < 0 || reconciler_open_conn(core, &core->hv, err) < 0 ||
-        hv_pool_ensure(core->hv, cfg->pool_name, cfg->pool_path, err) < 0 ||
-        hv_network_ensure_active(core->hv, cfg->network, err) < 0)
+        placement_new(core, &core->placement) < 0 || hv_events_init(err) < 0 ||
+        core_hosts_start(core, err) < 0)
         goto fail;
     core_cleanup_after_crash(core);
     /* First sync before serving, so the API never shows a stale state after a restart. */
-    reconciler_sync(core);
+    size_t n_hosts = 0;
+    CoreHost **hosts = core_hosts_snapshot(core, &n_hosts);
+    for (size_t i = 0; i < n_hosts; i++)
+        reconciler_sync_host(core, hosts[i]);
+    free(hosts);
     if (task_engine_start(core, &core->tasks, err) < 0 || core_resume_tasks(core, err) < 0 ||
         reconciler_start(core, &core->reconciler, err) < 0)
         goto fail;
@@ -165,9 +161,11 @@ core_stop(Core *core)
     reconciler_stop(core->reconciler);
     core->reconciler = NULL;
     task_engine_stop(core->tasks);
-    hv_conn_free(core->hv);
+    core_hosts_stop(core);
     hv_events_shutdown();
     store_close(core->store);
-    pthread_rwlock_destroy(&core->hv_lock);
+    placement_free(core->placement);
+    pthread_mutex_destroy(&core->hosts_lock);
+    pthread_mutex_destroy(&core->copy_lock);
     free(core);
 }

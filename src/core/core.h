@@ -10,6 +10,7 @@
 
 #include "../hv/domain_xml.h"
 #include "../hv/hv.h"
+#include "../model/host.h"
 #include "../store/store.h"
 #include "../util/error.h"
 
@@ -29,12 +30,31 @@ typedef struct CoreConfig {
 
 typedef struct TaskEngine TaskEngine;
 typedef struct Reconciler Reconciler;
+typedef struct Placement Placement;
+
+/* A host as the core keeps it: its connection and the reconnect schedule. Entries live until
+ * core_stop (a removed host is only marked), so event callbacks can hold a pointer to one. */
+typedef struct CoreHost {
+    struct Core *core;
+    char id[NB_UUID_STRLEN];
+    char name[NB_NAME_MAX + 1];
+    char uri[NB_URI_MAX + 1];
+    HvConn *hv; /* NULL while down; read and replaced under Core.hosts_lock */
+    bool removed;
+    bool down_recorded;    /* the store already says down */
+    unsigned backoff_s;    /* next reconnect delay */
+    uint64_t next_try_ms;  /* monotonic: when to try to reconnect */
+    uint64_t next_sync_ms; /* monotonic: when to sync next */
+} CoreHost;
 
 typedef struct Core {
     CoreConfig cfg;
     Store *store;
-    HvConn *hv; /* may be replaced by the reconciler on reconnect: take hv_lock to read it */
-    pthread_rwlock_t hv_lock;
+    pthread_mutex_t hosts_lock;
+    CoreHost **hosts;
+    size_t n_hosts;
+    pthread_mutex_t copy_lock; /* one image copy to a host at a time */
+    Placement *placement;
     TaskEngine *tasks;
     Reconciler *reconciler;
 } Core;
@@ -44,9 +64,49 @@ typedef struct Core {
 int core_start(const CoreConfig *cfg, Core **ret, NbError **err);
 void core_stop(Core *core);
 
-/* Borrowed connection for the duration of one operation: call core_hv_put when done. */
-HvConn *core_hv_get(Core *core);
-void core_hv_put(Core *core);
+/* ---- hosts (hosts.c) ---- */
+/* A reference to the host's connection, or NULL when it is down or unknown: hv_conn_free it. */
+HvConn *core_host_conn(Core *core, const char *host_name);
+/* The connection to the daemon's own host ("local"), where images are uploaded. */
+HvConn *core_local_conn(Core *core);
+/* Loads the hosts from the store (registering "local" from the configuration) and connects to
+ * each; only the local host must answer. */
+int core_hosts_start(Core *core, NbError **err);
+void core_hosts_stop(Core *core);
+/* Connects (pool, network, facts) a host that has no connection; records up or down. */
+int core_host_connect(Core *core, CoreHost *h, NbError **err);
+/* Records the host down: its VMs become unknown. */
+void core_host_mark_down(Core *core, CoreHost *h, const char *why);
+/* Copies of the registry entries (for iteration without the lock); free the array only. */
+CoreHost **core_hosts_snapshot(Core *core, size_t *ret_n);
+int core_host_add(Core *core, json_t *body, Host *ret, NbError **err);
+int core_host_remove(Core *core, const char *id_or_name, NbError **err);
+int core_host_set_admin(Core *core, const char *id_or_name, HostAdmin admin, Host *ret,
+                        NbError **err);
+int core_host_update(Core *core, const char *id_or_name, json_t *body, Host *ret, NbError **err);
+/* Puts the host in maintenance and queues a migration for each of its VMs: migrations gets
+ * [{vm_id, vm_name, task_id}], skipped [{vm_id, vm_name, reason}]. */
+int core_host_maintenance(Core *core, const char *id_or_name, Host *ret, json_t **migrations,
+                          json_t **skipped, NbError **err);
+/* Makes sure a host's pool has the image (copied over libvirt from the local host unless the
+ * storage is shared). */
+int core_image_ensure_on(Core *core, const Image *img, const char *host_name, HvConn *dst,
+                         NbError **err);
+
+/* ---- placement (placement.c) ---- */
+int placement_new(Core *core, Placement **ret);
+void placement_free(Placement *p);
+/* Holds placement still: for changes to hosts that must not race a choice. */
+void placement_lock(Placement *p);
+void placement_unlock(Placement *p);
+/* Chooses a host for vm (vcpus, ram, disk, labels, group_id set; host: an admin's explicit
+ * choice or "") and inserts it with its task, all under the placement lock, so concurrent
+ * creates never overbook. NO_VALID_HOST says why nothing fits. */
+int placement_create(Core *core, Vm *vm, const Task *task, NbError **err);
+/* Chooses a destination for a migration (dest: an explicit choice, or NULL), with the placement
+ * lock held: the caller claims it (vm_store_claim_for_migration) before unlocking. */
+int placement_pick_destination(Core *core, const Vm *vm, const char *dest,
+                               char chosen[NB_NAME_MAX + 1], NbError **err);
 
 /* ---- tasks (task.c) ---- */
 int task_engine_start(Core *core, TaskEngine **ret, NbError **err);
@@ -61,6 +121,10 @@ void task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
  * The returned VM and task are the stored rows at that moment. */
 int vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *ret_task,
                   NbError **err);
+/* Queues a migration of the VM: dest NULL lets the scheduler choose; offline moves a stopped
+ * VM. */
+int vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *params,
+                   Vm *ret_vm, Task *ret_task, NbError **err);
 /* start, stop, reboot, pause, resume, delete: state check, claim, queue. params: JSON or NULL */
 int vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind kind,
                   json_t *params, Vm *ret_vm, Task *ret_task, NbError **err);
@@ -83,10 +147,12 @@ int image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbEr
 /* ---- reconciler (reconciler.c) ---- */
 int reconciler_start(Core *core, Reconciler **ret, NbError **err);
 void reconciler_stop(Reconciler *r);
-/* Opens a libvirt connection with the reconciler's event callbacks registered. */
-int reconciler_open_conn(Core *core, HvConn **ret, NbError **err);
-/* Compares every VM with libvirt once, now. */
-void reconciler_sync(Core *core);
+/* Opens a libvirt connection to a host with the reconciler's event callbacks registered. */
+int reconciler_open_conn(CoreHost *h, HvConn **ret, NbError **err);
+/* Compares every VM of the host with libvirt once, now. */
+void reconciler_sync_host(Core *core, CoreHost *h);
+/* Wakes the reconciler (a host was added, or a connection closed). */
+void reconciler_wake(Reconciler *r);
 
 /* Fault injection for the crash tests: when NIMBUS_TEST_CRASH_AT is "<kind>:<step>", the daemon
  * kills itself with SIGKILL right after that step's hypervisor work and before its progress is

@@ -21,7 +21,7 @@
 
 struct ImageUpload {
     Core *core;
-    HvConn *hv; /* held (core_hv_get) from begin to end/abort */
+    HvConn *hv; /* the local host's, referenced from begin to end/abort */
     Image img;
     uint64_t length;   /* declared Content-Length */
     uint64_t received; /* bytes seen so far */
@@ -108,7 +108,7 @@ image_ops_upload_begin(Core *core, const char *scope, const char *id_or_name, in
     u->img = img;
     u->length = (uint64_t)length;
     u->pipe_r = u->pipe_w = -1;
-    u->hv = core_hv_get(core);
+    u->hv = core_local_conn(core);
     *ret = u;
     return 0;
 }
@@ -153,7 +153,7 @@ image_upload_free(ImageUpload *u, bool failed)
     if (failed)
         image_upload_rollback(u);
     image_upload_stop_stream(u);
-    core_hv_put(u->core);
+    hv_conn_free(u->hv);
     nb_error_free(u->upload_err);
     free(u->header);
     free(u);
@@ -287,6 +287,31 @@ image_ops_upload_abort(ImageUpload *u)
     image_upload_free(u, true);
 }
 
+/* Removes the copies made on other hosts (core_image_ensure_on). A host that is down keeps its
+ * copy and the record of it; the log names them for the operator. */
+static void
+image_ops_delete_copies(Core *core, const Image *img)
+{
+    _cleanup_error_ NbError *err = NULL;
+    char **hosts = NULL;
+    if (image_copy_list(core->store, img->id, &hosts, &err) < 0) {
+        log_warn("image %s: copies not removed: %s", img->id, err->message);
+        return;
+    }
+    for (size_t i = 0; hosts[i]; i++) {
+        _cleanup_error_ NbError *e = NULL;
+        HvConn *c = core_host_conn(core, hosts[i]);
+        if (c && hv_vol_delete(c, core->cfg.pool_name, img->volume, &e) == 0)
+            image_copy_delete(core->store, img->id, hosts[i], &e);
+        else
+            log_warn("image %s: its copy on host %s is left behind: %s", img->id, hosts[i],
+                     e ? e->message : "the host is down");
+        hv_conn_free(c);
+        free(hosts[i]);
+    }
+    free(hosts);
+}
+
 int
 image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError **err)
 {
@@ -297,11 +322,12 @@ image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError 
      * sweep removes; the other order could leave an image whose data is gone. */
     if (image_store_delete(core->store, img.id, err) < 0)
         return -1;
-    HvConn *hv = core_hv_get(core);
+    HvConn *hv = core_local_conn(core);
     _cleanup_error_ NbError *e = NULL;
     if (hv && hv_vol_delete(hv, core->cfg.pool_name, img.volume, &e) < 0)
         log_warn("image %s: volume left for the start-up sweep: %s", img.id, e->message);
-    core_hv_put(core);
+    hv_conn_free(hv);
+    image_ops_delete_copies(core, &img);
     log_info("image %s (%s) deleted", img.id, img.name);
     return 0;
 }

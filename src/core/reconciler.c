@@ -8,8 +8,10 @@
  *   domain crashed               -> crashed, desired unchanged
  *   domain gone                  -> missing; `start` defines it again from the stored spec
  *   domain Nimbus doesn't know   -> logged once and left alone (never destroyed automatically)
- *   libvirt unreachable          -> every VM unknown (not stopped, not deleted); reconnect with
- *                                   backoff, then a full sync
+ *   host unreachable             -> the host down, its VMs unknown (not stopped, not deleted);
+ *                                   reconnect with backoff, then a full sync of that host
+ * Each host has its own connection and callbacks; an event about a VM that Nimbus places on
+ * another host (the source of a finished migration) is ignored.
  * VMs in `error` (a create that was rolled back) have no domain by design and are left alone.
  */
 #include <errno.h>
@@ -107,7 +109,8 @@ reconciler_apply(Core *core, const Vm *vm, HvDomainState st)
 static void
 reconciler_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind kind, void *userdata)
 {
-    Core *core = userdata;
+    CoreHost *h = userdata;
+    Core *core = h->core;
     char id[NB_UUID_STRLEN];
     Vm vm;
     HvDomainState st = HV_DOMAIN_NONE;
@@ -139,28 +142,40 @@ reconciler_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind k
     }
     if (vm_store_get(core->store, NULL, id, &vm, &err) < 0)
         return; /* not ours (any more) */
-    if (!vm.task_id[0])
+    if (!vm.task_id[0] && streq(vm.host, h->name))
         reconciler_apply(core, &vm, st);
     vm_clear(&vm);
 }
 
+/* Capacity and versions, refreshed with each sync. */
+static void
+reconciler_refresh_facts(Core *core, CoreHost *h, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HostFacts facts;
+    if (hv_host_facts(hv, core->cfg.pool_name, &facts, &err) < 0 ||
+        host_store_set_facts(core->store, h->id, HOST_CONN_UP, &facts, NULL, &err) < 0)
+        log_warn("host %s: facts not refreshed: %s", h->name, err->message);
+}
+
 void
-reconciler_sync(Core *core)
+reconciler_sync_host(Core *core, CoreHost *h)
 {
     _cleanup_error_ NbError *err = NULL;
     HvDomainInfo *doms = NULL;
     size_t n_doms = 0, n_vms = 0;
     Vm *vms = NULL;
 
-    HvConn *hv = core_hv_get(core);
+    HvConn *hv = core_host_conn(core, h->name);
     if (!hv || hv_domain_list(hv, VM_DOMAIN_PREFIX, &doms, &n_doms, &err) < 0 ||
-        vm_store_list(core->store, NULL, &vms, &n_vms, &err) < 0) {
+        vm_store_list_by_host(core->store, h->name, &vms, &n_vms, &err) < 0) {
         if (err)
-            log_warn("reconciler: sync skipped: %s", err->message);
-        core_hv_put(core);
+            log_warn("reconciler: host %s: sync skipped: %s", h->name, err->message);
+        hv_conn_free(hv);
         free(doms);
         return;
     }
+    reconciler_refresh_facts(core, h, hv);
     for (size_t i = 0; i < n_vms; i++) {
         Vm *vm = &vms[i];
         if (vm->task_id[0])
@@ -189,19 +204,29 @@ reconciler_sync(Core *core)
             vm_domain_name(&vms[i], domain);
             known = streq(doms[j].name, domain);
         }
-        if (!known && reconciler_first_sighting(core->reconciler, doms[j].name))
-            log_warn("reconciler: domain %s looks like Nimbus's but no VM has it; left alone",
-                     doms[j].name);
+        char id[NB_UUID_STRLEN];
+        Vm other;
+        _cleanup_error_ NbError *e = NULL;
+        /* A VM of ours placed elsewhere: a migration's other end, which its task settles. */
+        if (!known && reconciler_uuid_from_domain(doms[j].name, id) &&
+            vm_store_get(core->store, NULL, id, &other, &e) == 0) {
+            vm_clear(&other);
+            known = true;
+        }
+        _cleanup_free_ char *key = str_printf("%s/%s", h->name, doms[j].name);
+        if (!known && key && reconciler_first_sighting(core->reconciler, key))
+            log_warn("reconciler: domain %s on host %s looks like Nimbus's but no VM has it; "
+                     "left alone",
+                     doms[j].name, h->name);
     }
-    core_hv_put(core);
+    hv_conn_free(hv);
     free(doms);
     vm_list_free(vms, n_vms);
 }
 
-static void
-reconciler_on_close(void *userdata)
+void
+reconciler_wake(Reconciler *r)
 {
-    Reconciler *r = ((Core *)userdata)->reconciler;
     if (!r)
         return;
     pthread_mutex_lock(&r->lock);
@@ -210,12 +235,18 @@ reconciler_on_close(void *userdata)
     pthread_mutex_unlock(&r->lock);
 }
 
-static int
-reconciler_connect(Core *core, HvConn **ret, NbError **err)
+static void
+reconciler_on_close(void *userdata)
+{
+    reconciler_wake(((CoreHost *)userdata)->core->reconciler);
+}
+
+int
+reconciler_open_conn(CoreHost *h, HvConn **ret, NbError **err)
 {
     HvConn *c = NULL;
-    if (hv_conn_open(core->cfg.libvirt_uri, &c, err) < 0 ||
-        hv_conn_set_callbacks(c, reconciler_on_lifecycle, reconciler_on_close, core, err) < 0) {
+    if (hv_conn_open(h->uri, &c, err) < 0 ||
+        hv_conn_set_callbacks(c, reconciler_on_lifecycle, reconciler_on_close, h, err) < 0) {
         hv_conn_free(c);
         return -1;
     }
@@ -241,45 +272,49 @@ reconciler_wait(Reconciler *r, unsigned seconds)
     return go_on;
 }
 
+/* One host's turn: sync when due; notice a lost connection; reconnect when its backoff says. */
+static void
+reconciler_visit(Core *core, CoreHost *h, uint64_t now)
+{
+    HvConn *hv = core_host_conn(core, h->name);
+    bool had = hv != NULL;
+    bool alive = hv && hv_conn_is_alive(hv);
+    hv_conn_free(hv);
+    if (alive) {
+        if (now >= h->next_sync_ms) {
+            h->next_sync_ms = now + (uint64_t)core->cfg.sync_interval_s * 1000;
+            reconciler_sync_host(core, h);
+        }
+        return;
+    }
+    if (had)
+        core_host_mark_down(core, h, "the libvirt connection was lost");
+    if (now < h->next_try_ms)
+        return;
+    _cleanup_error_ NbError *err = NULL;
+    if (core_host_connect(core, h, &err) < 0) {
+        log_warn("reconciler: host %s: reconnect failed (next try in %us): %s", h->name,
+                 h->backoff_s, err->message);
+        core_host_mark_down(core, h, err->message);
+        return;
+    }
+    log_info("reconciler: host %s is up", h->name);
+    h->next_sync_ms = now + (uint64_t)core->cfg.sync_interval_s * 1000;
+    reconciler_sync_host(core, h);
+}
+
 static void *
 reconciler_thread(void *arg)
 {
     Reconciler *r = arg;
     Core *core = r->core;
-    unsigned backoff = 1;
-    bool down = false;
-
-    while (reconciler_wait(r, down ? backoff : core->cfg.sync_interval_s)) {
-        HvConn *hv = core_hv_get(core);
-        bool alive = hv && hv_conn_is_alive(hv);
-        core_hv_put(core);
-        if (alive) {
-            reconciler_sync(core);
-            continue;
-        }
-        _cleanup_error_ NbError *err = NULL;
-        if (!down) {
-            log_error("reconciler: lost the libvirt connection to %s; VMs are now unknown",
-                      core->cfg.libvirt_uri);
-            vm_store_mark_all_unknown(core->store, &err);
-            nb_error_free(TAKE_PTR(err));
-            down = true;
-        }
-        HvConn *fresh = NULL;
-        if (reconciler_connect(core, &fresh, &err) < 0) {
-            log_warn("reconciler: reconnect failed (next try in %us): %s", backoff, err->message);
-            backoff = backoff < 30 ? backoff * 2 : 30;
-            continue;
-        }
-        pthread_rwlock_wrlock(&core->hv_lock);
-        HvConn *old = core->hv;
-        core->hv = fresh;
-        pthread_rwlock_unlock(&core->hv_lock);
-        hv_conn_free(old);
-        log_info("reconciler: reconnected to %s", core->cfg.libvirt_uri);
-        down = false;
-        backoff = 1;
-        reconciler_sync(core);
+    /* A second's tick: each host keeps its own sync and reconnect schedule. */
+    while (reconciler_wait(r, 1)) {
+        size_t n = 0;
+        CoreHost **hosts = core_hosts_snapshot(core, &n);
+        for (size_t i = 0; i < n; i++)
+            reconciler_visit(core, hosts[i], nb_monotonic_ms());
+        free(hosts);
     }
     return NULL;
 }
@@ -317,10 +352,4 @@ reconciler_stop(Reconciler *r)
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
     free(r);
-}
-
-int
-reconciler_open_conn(Core *core, HvConn **ret, NbError **err)
-{
-    return reconciler_connect(core, ret, err);
 }

@@ -32,6 +32,7 @@ task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
 {
     memset(t, 0, sizeof(*t));
     nb_uuid_generate(t->id);
+    t->progress = -1;
     t->kind = kind;
     t->state = TASK_STATE_PENDING;
     snprintf(t->target_id, sizeof(t->target_id), "%s", target_id);

@@ -17,7 +17,7 @@
 #include "core.h"
 #include "seed.h"
 
-typedef int (*VmStep)(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err);
+typedef int (*VmStep)(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
 
 typedef struct VmTaskDef {
     const VmStep *steps;
@@ -42,11 +42,12 @@ vm_ops_console_log_path(Core *core, const char *vm_id)
 /* ---- create ---- */
 
 static int
-step_create_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     Image img;
     char vol[96];
-    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
+    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
+        core_image_ensure_on(core, &img, vm->host, hv, err) < 0)
         return -1;
     vm_disk_volume(vm, vol);
     return hv_vol_create_linked_clone(hv, vm_pool(core), vol, img.volume,
@@ -68,7 +69,7 @@ seed_file_source(char *buf, size_t len, void *userdata, NbError **err)
 }
 
 static int
-step_create_seed(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     _cleanup_free_ char *work = str_printf("%s/tmp", core->cfg.state_dir);
     _cleanup_free_ char *iso = str_printf("%s/tmp/%s-seed.iso", core->cfg.state_dir, vm->id);
@@ -140,7 +141,7 @@ vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **
 }
 
 static int
-step_define(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_define(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     _cleanup_free_ char *xml = NULL;
     if (vm_build_domain_xml(core, vm, hv, &xml, err) < 0)
@@ -149,7 +150,7 @@ step_define(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_start(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_start(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -159,7 +160,7 @@ step_start(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 /* start of a VM whose domain vanished: define it again from the stored spec, if its disk is
  * still there (a VM is never silently given a blank disk). */
 static int
-step_ensure_defined(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64], disk_vol[96];
     HvDomainState st = HV_DOMAIN_NONE;
@@ -187,7 +188,7 @@ step_ensure_defined(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **
 /* ---- stop, reboot, pause, resume ---- */
 
 static int
-step_stop(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_stop(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -207,7 +208,7 @@ step_stop(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_reboot(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_reboot(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -215,7 +216,7 @@ step_reboot(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_pause(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_pause(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -223,7 +224,7 @@ step_pause(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_resume(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_resume(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -233,7 +234,7 @@ step_resume(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 /* ---- delete (also the rollback of a failed create) ---- */
 
 static int
-step_undefine(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_undefine(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -241,7 +242,7 @@ step_undefine(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_delete_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_disk(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char vol[96];
     vm_disk_volume(vm, vol);
@@ -249,7 +250,7 @@ step_delete_disk(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err
 }
 
 static int
-step_delete_seed(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     char vol[96];
     vm_seed_volume(vm, vol);
@@ -257,47 +258,12 @@ step_delete_seed(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err
 }
 
 static int
-step_delete_console_log(Core *core, const Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_console_log(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
     _cleanup_free_ char *path = vm_ops_console_log_path(core, vm->id);
     if (path && unlink(path) < 0 && errno != ENOENT)
         return nb_error_set(err, NB_ERR_INTERNAL, "remove console log: %s", strerror(errno));
     return 0;
-}
-
-static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_define, step_start};
-static const VmStep start_steps[] = {step_ensure_defined, step_start};
-static const VmStep stop_steps[] = {step_stop};
-static const VmStep reboot_steps[] = {step_reboot};
-static const VmStep pause_steps[] = {step_pause};
-static const VmStep resume_steps[] = {step_resume};
-static const VmStep delete_steps[] = {step_undefine, step_delete_disk, step_delete_seed,
-                                      step_delete_console_log};
-
-#define TASK_DEF(s, claim, want, done)                                                             \
-    {                                                                                              \
-        .steps = s, .n_steps = (int)ELEMENTSOF(s), .state_on_claim = claim, .desired = want,       \
-        .state_on_success = done                                                                   \
-    }
-
-static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
-    [TASK_KIND_VM_CREATE] =
-        TASK_DEF(create_steps, VM_STATE_BUILDING, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_START] = TASK_DEF(start_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
-    [TASK_KIND_VM_REBOOT] = TASK_DEF(reboot_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_PAUSE] = TASK_DEF(pause_steps, -1, VM_POWER_PAUSED, VM_STATE_PAUSED),
-    [TASK_KIND_VM_RESUME] = TASK_DEF(resume_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_DELETE] =
-        TASK_DEF(delete_steps, VM_STATE_DELETING, VM_POWER_DELETED, VM_STATE_DELETING),
-};
-
-int
-vm_ops_step_count(TaskKind kind)
-{
-    if ((int)kind < 0 || kind >= _TASK_KIND_MAX)
-        return 0;
-    return vm_task_defs[kind].n_steps;
 }
 
 static VmState
@@ -319,9 +285,393 @@ vm_state_from_hv(HvDomainState st)
     }
 }
 
+/* ---- migrate ----
+ * Task params: {"source": host, "host": destination, "offline": bool, "shared": bool}. The hosts
+ * come from the params, never from the VM row, whose host changes half-way. "shared" is decided
+ * once, at the first step, and persisted: a copy Nimbus made on the destination must never be
+ * mistaken for shared storage when the task resumes after a crash. */
+
+typedef struct MigrateParams {
+    char source[NB_NAME_MAX + 1];
+    char dest[NB_NAME_MAX + 1];
+    bool offline;
+    int shared;             /* -1: not decided yet */
+    uint64_t bandwidth_mib; /* 0: unlimited */
+} MigrateParams;
+
+static void
+migrate_params_read(const Task *task, MigrateParams *mp)
+{
+    *mp = (MigrateParams){.shared = -1};
+    json_t *p = task->params ? json_loads(task->params, 0, NULL) : NULL;
+    const char *source = json_string_value(json_object_get(p, "source"));
+    const char *dest = json_string_value(json_object_get(p, "host"));
+    snprintf(mp->source, sizeof(mp->source), "%s", source ? source : "");
+    snprintf(mp->dest, sizeof(mp->dest), "%s", dest ? dest : "");
+    mp->offline = json_is_true(json_object_get(p, "offline"));
+    json_t *shared = json_object_get(p, "shared");
+    if (json_is_boolean(shared))
+        mp->shared = json_is_true(shared);
+    json_t *bw = json_object_get(p, "bandwidth_mib");
+    if (json_is_integer(bw) && json_integer_value(bw) > 0)
+        mp->bandwidth_mib = (uint64_t)json_integer_value(bw);
+    json_decref(p);
+}
+
+static char *
+migrate_params_text(const MigrateParams *mp)
+{
+    json_t *p = json_pack("{s:s, s:s, s:b}", "source", mp->source, "host", mp->dest, "offline",
+                          mp->offline);
+    if (p && mp->shared >= 0)
+        json_object_set_new(p, "shared", json_boolean(mp->shared));
+    if (p && mp->bandwidth_mib)
+        json_object_set_new(p, "bandwidth_mib", json_integer((json_int_t)mp->bandwidth_mib));
+    char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    return text;
+}
+
+/* References to both ends; HOST_DOWN when one is not connected. */
+static int
+migrate_conns(Core *core, const MigrateParams *mp, HvConn **src, HvConn **dst, NbError **err)
+{
+    *src = core_host_conn(core, mp->source);
+    *dst = core_host_conn(core, mp->dest);
+    if (*src && *dst)
+        return 0;
+    const char *down = *src ? mp->dest : mp->source;
+    hv_conn_free(*src);
+    hv_conn_free(*dst);
+    *src = *dst = NULL;
+    return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", down);
+}
+
+static int
+migrate_check_cancel(Core *core, const Task *task, NbError **err)
+{
+    if (task_store_cancel_requested(core->store, task->id))
+        return nb_error_set(err, NB_ERR_CANCELLED, "the migration was cancelled");
+    return 0;
+}
+
+static int
+step_migrate_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+{
+    MigrateParams mp;
+    HvConn *src = NULL, *dst = NULL;
+    char disk_vol[96], seed_vol[96];
+    Image img;
+    migrate_params_read(task, &mp);
+    vm_disk_volume(vm, disk_vol);
+    vm_seed_volume(vm, seed_vol);
+    if (migrate_check_cancel(core, task, err) < 0 || migrate_conns(core, &mp, &src, &dst, err) < 0)
+        return -1;
+    int r = -1;
+    if (mp.shared < 0) {
+        /* The disk's name is the VM's own: if the destination sees it, it is the same file. */
+        int seen = hv_vol_exists(dst, vm_pool(core), disk_vol, err);
+        if (seen < 0)
+            goto out;
+        mp.shared = seen;
+        _cleanup_free_ char *text = migrate_params_text(&mp);
+        if (!text || task_store_set_params(core->store, task->id, text, err) < 0)
+            goto out;
+        free(task->params);
+        task->params = TAKE_PTR(text);
+        log_info("vm %s: migrating %s -> %s (%s, %s storage)", vm->id, mp.source, mp.dest,
+                 mp.offline ? "offline" : "live", mp.shared ? "shared" : "local");
+    }
+    if (mp.shared) {
+        r = 0;
+        goto out;
+    }
+    /* Local storage: the destination gets the image, the seed, and the disk (its data for an
+     * offline move; an empty overlay that the live migration fills). */
+    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
+        core_image_ensure_on(core, &img, mp.dest, dst, err) < 0 ||
+        hv_vol_copy(src, dst, vm_pool(core), seed_vol, err) < 0)
+        goto out;
+    if (mp.offline)
+        r = hv_vol_copy(src, dst, vm_pool(core), disk_vol, err);
+    else
+        r = hv_vol_create_linked_clone(dst, vm_pool(core), disk_vol, img.volume,
+                                       image_format_to_string(img.format), vm->disk_gib << 30, err);
+out:
+    hv_conn_free(src);
+    hv_conn_free(dst);
+    return r;
+}
+
+/* Follows a live migration: progress into the task, and a cancel request into an abort. */
+typedef struct MigrateWatch {
+    Core *core;
+    HvConn *src;
+    const char *task_id;
+    const char *domain;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} MigrateWatch;
+
+static void *
+migrate_watch_thread(void *arg)
+{
+    MigrateWatch *w = arg;
+    int last = -1;
+    bool aborted = false;
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 500 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&w->cond, &w->lock, &until);
+        if (w->done)
+            break;
+        pthread_mutex_unlock(&w->lock);
+        _cleanup_error_ NbError *err = NULL;
+        int pct = -1;
+        if (hv_domain_job_progress(w->src, w->domain, &pct, &err) > 0 && pct != last) {
+            last = pct;
+            task_store_set_progress(w->core->store, w->task_id, pct, &err);
+        }
+        if (!aborted && task_store_cancel_requested(w->core->store, w->task_id)) {
+            log_info("task %s: cancel requested; aborting the migration", w->task_id);
+            aborted = hv_domain_abort_job(w->src, w->domain, &err) >= 0;
+        }
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int
+migrate_live(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
+             const MigrateParams *mp, NbError **err)
+{
+    char address[NB_URI_MAX + 1];
+    _cleanup_free_ char *uri = NULL;
+    /* QEMU on the source connects to the destination's address as the controller knows it
+     * (the destination's own hostname may not resolve from the source). */
+    host_uri_hostname(hv_conn_uri(dst), address, sizeof(address));
+    if (address[0])
+        uri = str_printf("tcp://%s", address);
+    HvMigrateOptions o = {
+        .copy_storage = !mp->shared,
+        .migrate_uri = uri,
+        .bandwidth_mib = mp->bandwidth_mib,
+    };
+    MigrateWatch w = {.core = core, .src = src, .task_id = task->id, .domain = domain};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    pthread_t th;
+    bool watching = pthread_create(&th, NULL, migrate_watch_thread, &w) == 0;
+    int r = hv_domain_migrate(src, dst, domain, &o, err);
+    if (watching) {
+        pthread_mutex_lock(&w.lock);
+        w.done = true;
+        pthread_cond_signal(&w.cond);
+        pthread_mutex_unlock(&w.lock);
+        pthread_join(th, NULL);
+    }
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    if (r < 0 && task_store_cancel_requested(core->store, task->id)) {
+        nb_error_free(TAKE_PTR(*err));
+        return nb_error_set(err, NB_ERR_CANCELLED, "the migration was cancelled");
+    }
+    return r;
+}
+
+static int
+step_migrate_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+{
+    MigrateParams mp;
+    HvConn *src = NULL, *dst = NULL;
+    char domain[64];
+    HvDomainState on_src = HV_DOMAIN_NONE, on_dst = HV_DOMAIN_NONE;
+    migrate_params_read(task, &mp);
+    vm_domain_name(vm, domain);
+    if (migrate_check_cancel(core, task, err) < 0 || migrate_conns(core, &mp, &src, &dst, err) < 0)
+        return -1;
+    int r = -1;
+    if (hv_domain_get_state(src, domain, &on_src, err) < 0 ||
+        hv_domain_get_state(dst, domain, &on_dst, err) < 0)
+        goto out;
+    if (on_src == HV_DOMAIN_NONE && on_dst != HV_DOMAIN_NONE) {
+        r = 0; /* done before a crash */
+        goto out;
+    }
+    if (mp.offline) {
+        /* A stopped VM: its definition moves, rebuilt from the stored spec with the
+         * destination's paths; then the source forgets it. */
+        _cleanup_free_ char *xml = NULL;
+        if (on_src != HV_DOMAIN_SHUTOFF && on_src != HV_DOMAIN_NONE) {
+            nb_error_set(err, NB_ERR_INVALID_STATE,
+                         "the VM was started; an offline migration "
+                         "needs it stopped");
+            goto out;
+        }
+        if (vm_build_domain_xml(core, vm, dst, &xml, err) == 0 &&
+            hv_domain_define(dst, xml, err) == 0 && hv_domain_undefine(src, domain, err) == 0)
+            r = 0;
+    } else {
+        r = migrate_live(core, task, domain, src, dst, &mp, err);
+    }
+out:
+    hv_conn_free(src);
+    hv_conn_free(dst);
+    return r;
+}
+
+static int
+step_migrate_switch(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+{
+    MigrateParams mp;
+    migrate_params_read(task, &mp);
+    if (vm_store_move(core->store, vm->id, mp.dest, err) < 0)
+        return -1;
+    snprintf(vm->host, sizeof(vm->host), "%s", mp.dest);
+    vm->migrate_to[0] = '\0';
+    return 0;
+}
+
+/* Removes the VM's volumes from a host (the source after the move, or the destination after
+ * a failure) when they are not the shared ones. */
+static int
+migrate_drop_volumes(Core *core, const Vm *vm, const char *host, NbError **err)
+{
+    char disk_vol[96], seed_vol[96];
+    vm_disk_volume(vm, disk_vol);
+    vm_seed_volume(vm, seed_vol);
+    HvConn *c = core_host_conn(core, host);
+    if (!c)
+        return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
+    int r = hv_vol_delete(c, vm_pool(core), disk_vol, err) == 0 &&
+                    hv_vol_delete(c, vm_pool(core), seed_vol, err) == 0
+                ? 0
+                : -1;
+    hv_conn_free(c);
+    return r;
+}
+
+static int
+step_migrate_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+{
+    MigrateParams mp;
+    migrate_params_read(task, &mp);
+    if (mp.shared)
+        return 0;
+    _cleanup_error_ NbError *e = NULL;
+    /* The VM is already running on the destination: a source that cannot be cleaned now only
+     * leaves unused files, which the log names. */
+    if (migrate_drop_volumes(core, vm, mp.source, &e) < 0)
+        log_warn("vm %s: volumes left on host %s: %s", vm->id, mp.source, e->message);
+    return 0;
+}
+
+/* The VM's state as its host reports it; unknown when that cannot be read. */
+static VmState
+vm_observed_on(Core *core, const Vm *vm, const char *host)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    _cleanup_error_ NbError *err = NULL;
+    vm_domain_name(vm, domain);
+    HvConn *c = core_host_conn(core, host);
+    bool ok = c && hv_domain_get_state(c, domain, &st, &err) == 0;
+    hv_conn_free(c);
+    return ok ? vm_state_from_hv(st) : VM_STATE_UNKNOWN;
+}
+
+static void
+vm_migrate_finish(Core *core, Task *task, Vm *vm)
+{
+    _cleanup_error_ NbError *err = NULL;
+    MigrateParams mp;
+    migrate_params_read(task, &mp);
+    VmState state = vm_observed_on(core, vm, mp.dest);
+    task_store_set_progress(core->store, task->id, 100, &err);
+    nb_error_free(TAKE_PTR(err));
+    if (task_store_finish(core->store, task, TASK_STATE_SUCCEEDED, NULL, NULL, (int)state, -1, NULL,
+                          &err) < 0)
+        log_error("task %s: %s", task->id, err->message);
+    else
+        log_info("vm %s: now on host %s", vm->id, mp.dest);
+}
+
+/* A failed migration: the VM stays where its domain is (libvirt leaves a failed live migration
+ * on the source, still running), the destination's claim is dropped, and the copies made for it
+ * are removed. Returns the state to record. */
+static int
+vm_migrate_rollback(Core *core, Task *task, Vm *vm)
+{
+    _cleanup_error_ NbError *err = NULL;
+    MigrateParams mp;
+    migrate_params_read(task, &mp);
+    VmState on_dst = vm_observed_on(core, vm, mp.dest);
+    VmState on_src = vm_observed_on(core, vm, mp.source);
+    if (on_src == VM_STATE_MISSING && on_dst != VM_STATE_MISSING && on_dst != VM_STATE_UNKNOWN) {
+        /* It did move: the failure came after the switch-over. */
+        if (vm_store_move(core->store, vm->id, mp.dest, &err) < 0)
+            log_error("vm %s: %s", vm->id, err->message);
+        return (int)on_dst;
+    }
+    if (vm_store_set_migration(core->store, vm->id, NULL, &err) < 0)
+        log_error("vm %s: cannot drop the migration claim: %s", vm->id, err->message);
+    nb_error_free(TAKE_PTR(err));
+    if (mp.shared == 0 && on_dst == VM_STATE_MISSING &&
+        migrate_drop_volumes(core, vm, mp.dest, &err) < 0)
+        log_warn("vm %s: copies left on host %s: %s", vm->id, mp.dest, err->message);
+    return (int)on_src;
+}
+
+static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_define, step_start};
+static const VmStep start_steps[] = {step_ensure_defined, step_start};
+static const VmStep stop_steps[] = {step_stop};
+static const VmStep reboot_steps[] = {step_reboot};
+static const VmStep pause_steps[] = {step_pause};
+static const VmStep resume_steps[] = {step_resume};
+static const VmStep delete_steps[] = {step_undefine, step_delete_disk, step_delete_seed,
+                                      step_delete_console_log};
+static const VmStep migrate_steps[] = {step_migrate_prepare, step_migrate_move, step_migrate_switch,
+                                       step_migrate_cleanup};
+
+#define TASK_DEF(s, claim, want, done)                                                             \
+    {                                                                                              \
+        .steps = s, .n_steps = (int)ELEMENTSOF(s), .state_on_claim = claim, .desired = want,       \
+        .state_on_success = done                                                                   \
+    }
+
+static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
+    [TASK_KIND_VM_CREATE] =
+        TASK_DEF(create_steps, VM_STATE_BUILDING, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_START] = TASK_DEF(start_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
+    [TASK_KIND_VM_REBOOT] = TASK_DEF(reboot_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_PAUSE] = TASK_DEF(pause_steps, -1, VM_POWER_PAUSED, VM_STATE_PAUSED),
+    [TASK_KIND_VM_RESUME] = TASK_DEF(resume_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_DELETE] =
+        TASK_DEF(delete_steps, VM_STATE_DELETING, VM_POWER_DELETED, VM_STATE_DELETING),
+    /* desired is kept and the final state read from the destination (vm_migrate_finish) */
+    [TASK_KIND_VM_MIGRATE] = TASK_DEF(migrate_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+};
+
+int
+vm_ops_step_count(TaskKind kind)
+{
+    if ((int)kind < 0 || kind >= _TASK_KIND_MAX)
+        return 0;
+    return vm_task_defs[kind].n_steps;
+}
+
 /* Undoes a failed create: nothing of the VM stays on the hypervisor. */
 static void
-vm_create_rollback(Core *core, const Task *task, Vm *vm, HvConn *hv)
+vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
 {
     static const VmStep undo[] = {step_undefine, step_delete_disk, step_delete_seed};
     for (size_t i = 0; i < ELEMENTSOF(undo); i++) {
@@ -342,9 +692,12 @@ vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
     log_warn("task %s (%s) on vm %s failed at step %d: %s: %s", task->id,
              task_kind_to_string(task->kind), vm->id, task->step, code, msg);
     if (task->kind == TASK_KIND_VM_CREATE) {
-        vm_create_rollback(core, task, vm, hv);
+        if (hv)
+            vm_create_rollback(core, task, vm, hv);
         state = VM_STATE_ERROR;
         desired = VM_POWER_STOPPED;
+    } else if (task->kind == TASK_KIND_VM_MIGRATE) {
+        state = vm_migrate_rollback(core, task, vm);
     } else if (hv) {
         char domain[64];
         HvDomainState st = HV_DOMAIN_NONE;
@@ -394,17 +747,17 @@ vm_ops_run_task(Core *core, Task *task)
     log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
              task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
 
-    HvConn *hv = core_hv_get(core);
+    HvConn *hv = core_host_conn(core, vm.host);
     int r = 0;
     if (!hv || !hv_conn_is_alive(hv)) {
-        nb_error_set(&err, NB_ERR_HYPERVISOR, "the host's libvirt connection is down");
+        nb_error_set(&err, NB_ERR_HOST_DOWN, "host '%s' is down", vm.host);
         r = -1;
     }
     while (r == 0 && task->step < def->n_steps) {
         if (task_engine_stopping(core->tasks)) {
             log_info("task %s: daemon stopping; resumes at step %d on the next start", task->id,
                      task->step);
-            core_hv_put(core);
+            hv_conn_free(hv);
             vm_clear(&vm);
             return 0;
         }
@@ -424,11 +777,13 @@ vm_ops_run_task(Core *core, Task *task)
     } else if (task->kind == TASK_KIND_VM_DELETE) {
         if (task_store_finish_delete(core->store, task, &err) < 0)
             log_error("task %s: %s", task->id, err->message);
+    } else if (task->kind == TASK_KIND_VM_MIGRATE) {
+        vm_migrate_finish(core, task, &vm);
     } else if (task_store_finish(core->store, task, TASK_STATE_SUCCEEDED, NULL, NULL,
                                  (int)def->state_on_success, (int)def->desired, NULL, &err) < 0) {
         log_error("task %s: %s", task->id, err->message);
     }
-    core_hv_put(core);
+    hv_conn_free(hv);
     log_info("task %s (%s) on vm %s: %s", task->id, task_kind_to_string(task->kind), vm.id,
              r < 0 ? "failed" : "succeeded");
     vm_clear(&vm);
@@ -455,12 +810,30 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     VmCreateRequest req;
     Image img;
     Flavor flavor;
+    Group group;
     Vm vm = {0};
     Task task;
 
     if (vm_create_request_parse(body, &req, err) < 0)
         return -1;
     int r = -1;
+    if (req.host[0]) {
+        Host host;
+        if (who->role != ROLE_ADMIN) {
+            nb_error_set(err, NB_ERR_FORBIDDEN, "only admins choose a VM's host");
+            goto out;
+        }
+        if (host_store_get(core->store, req.host, &host, err) < 0)
+            goto out;
+        snprintf(vm.host, sizeof(vm.host), "%s", host.name);
+    }
+    /* A group, like the image, comes from the VM's own project. */
+    if (req.group[0]) {
+        if (group_store_get(core->store, who->project_id, req.group, &group, err) < 0)
+            goto out;
+        memcpy(vm.group_id, group.id, sizeof(vm.group_id));
+    }
+    vm.labels = req.labels;
     /* The image comes from the VM's own project, whoever asks. */
     if (image_store_get(core->store, who->project_id, req.image, &img, err) < 0 ||
         flavor_store_get(core->store, req.flavor, &flavor, err) < 0)
@@ -488,7 +861,6 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     }
     vm.state = VM_STATE_BUILDING;
     vm.desired = VM_POWER_RUNNING;
-    snprintf(vm.host, sizeof(vm.host), "%s", core->cfg.host_name);
     memcpy(vm.image_id, img.id, sizeof(vm.image_id));
     memcpy(vm.flavor_id, flavor.id, sizeof(vm.flavor_id));
     vm.vcpus = flavor.vcpus;
@@ -507,7 +879,7 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
             nb_error_set(err, NB_ERR_INTERNAL, "no randomness for a MAC address");
             break;
         }
-        if (vm_store_insert_with_task(core->store, &vm, &task, &e) == 0) {
+        if (placement_create(core, &vm, &task, &e) == 0) {
             r = 0;
             break;
         }
@@ -517,7 +889,8 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         }
     }
     if (r == 0) {
-        log_info("vm %s (%s): create queued as task %s", vm.id, vm.name, task.id);
+        log_info("vm %s (%s): create on host %s queued as task %s", vm.id, vm.name, vm.host,
+                 task.id);
         task_engine_submit(core->tasks, task.id);
         vm.user_data = NULL; /* owned by req */
         *ret_vm = vm;
@@ -629,4 +1002,128 @@ vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind ki
     }
     *ret_task = task;
     return 0;
+}
+
+#define MIGRATE_BANDWIDTH_MAX_MIB 1000000
+
+/* Strict decode of {host?, offline?, bandwidth_mib?}. */
+static int
+vm_migrate_request(json_t *params, char dest[NB_NAME_MAX + 1], MigrateParams *mp,
+                   int *offline_given, NbError **err)
+{
+    dest[0] = '\0';
+    *offline_given = 0;
+    if (!params)
+        return 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach (params, key, v) {
+        if (!streq(key, "host") && !streq(key, "offline") && !streq(key, "bandwidth_mib"))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown field '%.64s'", key);
+    }
+    json_t *bw = json_object_get(params, "bandwidth_mib");
+    if (bw) {
+        if (!json_is_integer(bw) || json_integer_value(bw) < 1 ||
+            json_integer_value(bw) > MIGRATE_BANDWIDTH_MAX_MIB)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "field 'bandwidth_mib' must be an integer from 1 to %d (MiB/s)",
+                                MIGRATE_BANDWIDTH_MAX_MIB);
+        mp->bandwidth_mib = (uint64_t)json_integer_value(bw);
+    }
+    json_t *host = json_object_get(params, "host");
+    json_t *off = json_object_get(params, "offline");
+    if (host && !json_is_null(host)) {
+        if (!json_is_string(host) || !nb_name_is_valid(json_string_value(host)))
+            return nb_error_set(err, NB_ERR_INVALID_NAME, "field 'host' must be a host name");
+        snprintf(dest, NB_NAME_MAX + 1, "%s", json_string_value(host));
+    }
+    if (off) {
+        if (!json_is_boolean(off))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'offline' must be a boolean");
+        mp->offline = json_is_true(off);
+        *offline_given = 1;
+    }
+    return 0;
+}
+
+int
+vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *params, Vm *ret_vm,
+               Task *ret_task, NbError **err)
+{
+    MigrateParams mp = {.shared = -1};
+    char dest[NB_NAME_MAX + 1];
+    int offline_given;
+    Vm vm;
+    Task task;
+    if (vm_migrate_request(params, dest, &mp, &offline_given, err) < 0 ||
+        vm_store_get(core->store, scope, id_or_name, &vm, err) < 0)
+        return -1;
+    int r = -1;
+    bool live = vm.state == VM_STATE_RUNNING || vm.state == VM_STATE_PAUSED;
+    bool cold = vm.state == VM_STATE_STOPPED || vm.state == VM_STATE_CRASHED;
+    if (vm.task_id[0]) {
+        nb_error_set(err, NB_ERR_VM_BUSY,
+                     "another task is working on this VM; retry when it has finished");
+        goto out;
+    }
+    if (!live && !cold) {
+        nb_error_set(err, NB_ERR_INVALID_STATE, "cannot migrate a VM that is %s",
+                     vm_state_to_string(vm.state));
+        goto out;
+    }
+    if (offline_given && mp.offline && live) {
+        nb_error_set(err, NB_ERR_INVALID_STATE,
+                     "an offline migration moves a stopped VM; stop it first");
+        goto out;
+    }
+    if (offline_given && !mp.offline && cold) {
+        nb_error_set(err, NB_ERR_INVALID_STATE, "a stopped VM can only move offline");
+        goto out;
+    }
+    mp.offline = cold;
+    HvConn *src = core_host_conn(core, vm.host);
+    hv_conn_free(src);
+    if (!src) {
+        nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down: its VMs cannot be migrated",
+                     vm.host);
+        goto out;
+    }
+    if (dest[0]) {
+        Host h;
+        if (host_store_get(core->store, dest, &h, err) < 0)
+            goto out;
+        if (streq(h.name, vm.host)) {
+            nb_error_set(err, NB_ERR_INVALID_REQUEST, "the VM is already on host '%s'", h.name);
+            goto out;
+        }
+        snprintf(dest, sizeof(dest), "%s", h.name);
+    }
+    snprintf(mp.source, sizeof(mp.source), "%s", vm.host);
+    placement_lock(core->placement);
+    if (placement_pick_destination(core, &vm, dest[0] ? dest : NULL, mp.dest, err) == 0) {
+        _cleanup_free_ char *text = migrate_params_text(&mp);
+        task_new(&task, TASK_KIND_VM_MIGRATE, vm.id, text);
+        if (!text)
+            nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        else if (vm_store_claim_for_migration(core->store, vm.id, &task, vm.desired, mp.dest,
+                                              err) == 0)
+            r = 0;
+        if (r < 0)
+            task_clear(&task);
+    }
+    placement_unlock(core->placement);
+    if (r < 0)
+        goto out;
+    log_info("vm %s (%s): migration %s -> %s queued as task %s", vm.id, vm.name, mp.source, mp.dest,
+             task.id);
+    task_engine_submit(core->tasks, task.id);
+    if (vm_store_get(core->store, NULL, vm.id, ret_vm, err) < 0) {
+        task_clear(&task);
+        r = -1;
+        goto out;
+    }
+    *ret_task = task;
+out:
+    vm_clear(&vm);
+    return r;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../model/host.h"
 #include "../util/error.h"
 
 typedef struct HvConn HvConn;
@@ -54,7 +55,12 @@ int hv_events_init(NbError **err);
 void hv_events_shutdown(void);
 
 int hv_conn_open(const char *uri, HvConn **ret, NbError **err);
-void hv_conn_free(HvConn *c); /* deregisters callbacks and closes */
+/* Connections are reference-counted: a task keeps the one it started with even when the
+ * reconciler replaces it after a reconnect. hv_conn_free drops a reference; the last one
+ * deregisters the callbacks and closes. */
+HvConn *hv_conn_ref(HvConn *c);
+void hv_conn_free(HvConn *c);
+const char *hv_conn_uri(const HvConn *c);
 bool hv_conn_is_alive(HvConn *c);
 /* Registers the lifecycle and close callbacks for this connection (at most one of each). */
 int hv_conn_set_callbacks(HvConn *c, HvLifecycleCallback lifecycle, HvCloseCallback on_close,
@@ -114,3 +120,27 @@ typedef struct HvDomainInfo {
 } HvDomainInfo;
 /* Every domain (active and inactive) whose name starts with prefix. */
 int hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n, NbError **err);
+
+/* ---- hosts (hv_host.c) ---- */
+/* Node info, free memory, versions and (pool non-NULL) the pool's capacity and free space. */
+int hv_host_facts(HvConn *c, const char *pool, HostFacts *ret, NbError **err);
+/* Copies a volume's bytes from one host's pool to the same-named pool on another host over
+ * libvirt streams (replacing any same-named volume there). */
+int hv_vol_copy(HvConn *src, HvConn *dst, const char *pool, const char *vol, NbError **err);
+
+typedef struct HvMigrateOptions {
+    bool offline;            /* a stopped domain: only its definition moves */
+    bool copy_storage;       /* local disks: copy their data (the top layer) with the memory */
+    const char *migrate_uri; /* "tcp://address" the source's QEMU connects to, or NULL */
+    const char *dest_xml;    /* the definition to use on the destination, or NULL */
+    uint64_t bandwidth_mib;  /* MiB/s the migration may use; 0: unlimited */
+} HvMigrateOptions;
+/* Moves a domain; blocks until done. On failure the domain stays on the source (libvirt rolls a
+ * live migration back before the switch-over). */
+int hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOptions *o,
+                      NbError **err);
+/* Percent done of the domain's current job (migration): 1 and *ret, or 0 with *ret = -1 when
+ * there is no job or no domain. */
+int hv_domain_job_progress(HvConn *c, const char *name, int *ret, NbError **err);
+/* Aborts the domain's current job: 1 when asked, 0 when there was nothing to abort. */
+int hv_domain_abort_job(HvConn *c, const char *name, NbError **err);

@@ -54,6 +54,7 @@ hv_conn_open(const char *uri, HvConn **ret, NbError **err)
     if (!c)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     c->lifecycle_id = -1;
+    c->refs = 1;
     c->uri = strdup(uri);
     if (!c->uri) {
         free(c);
@@ -216,10 +217,24 @@ hv_conn_is_alive(HvConn *c)
     return c && c->conn && virConnectIsAlive(c->conn) == 1;
 }
 
+HvConn *
+hv_conn_ref(HvConn *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+const char *
+hv_conn_uri(const HvConn *c)
+{
+    return c->uri;
+}
+
 void
 hv_conn_free(HvConn *c)
 {
-    if (!c)
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     if (c->conn) {
         pthread_mutex_lock(&c->lock);

@@ -16,6 +16,7 @@ struct HvConn {
     pthread_mutex_t lock; /* guards the callback registrations below */
     int lifecycle_id;     /* -1 when none registered */
     bool close_registered;
+    int refs; /* hv_conn_ref / hv_conn_free; atomic */
 };
 
 /*

@@ -9,7 +9,7 @@ static const char *const task_kind_table[_TASK_KIND_MAX] = {
     [TASK_KIND_VM_CREATE] = "vm.create", [TASK_KIND_VM_START] = "vm.start",
     [TASK_KIND_VM_STOP] = "vm.stop",     [TASK_KIND_VM_REBOOT] = "vm.reboot",
     [TASK_KIND_VM_PAUSE] = "vm.pause",   [TASK_KIND_VM_RESUME] = "vm.resume",
-    [TASK_KIND_VM_DELETE] = "vm.delete",
+    [TASK_KIND_VM_DELETE] = "vm.delete", [TASK_KIND_VM_MIGRATE] = "vm.migrate",
 };
 DEFINE_STRING_TABLE(task_kind, TaskKind, task_kind_table)
 
@@ -44,7 +44,11 @@ task_to_json(const Task *t)
                           "target_id", t->target_id, "step", t->step, "steps", t->steps, "error",
                           error, "created_at", t->created_at, "updated_at", t->updated_at,
                           "finished_at", json_string_or_null(t->finished_at));
-    if (j)
+    if (j) {
         json_object_set_new(j, "project_id", json_string(t->project));
+        json_object_set_new(j, "progress",
+                            t->progress >= 0 ? json_integer(t->progress) : json_null());
+        json_object_set_new(j, "cancel_requested", json_boolean(t->cancel_requested));
+    }
     return j;
 }

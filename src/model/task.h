@@ -1,6 +1,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "../util/timeutil.h"
 #include "../util/uuid.h"
@@ -13,6 +14,7 @@ typedef enum TaskKind {
     TASK_KIND_VM_PAUSE,
     TASK_KIND_VM_RESUME,
     TASK_KIND_VM_DELETE,
+    TASK_KIND_VM_MIGRATE,
     _TASK_KIND_MAX,
     _TASK_KIND_INVALID = -1,
 } TaskKind;
@@ -39,6 +41,8 @@ typedef struct Task {
     char target_id[NB_UUID_STRLEN]; /* the VM */
     int step;                       /* index of the next step to run: progress is persisted */
     int steps;                      /* how many steps the kind has */
+    int progress;                   /* % of the current step's data done, -1: unknown */
+    bool cancel_requested;          /* a cancel was asked; the task acts on it */
     char *params;                   /* JSON text of the request's options, owned */
     char *error_code;               /* set when failed, owned */
     char *error_message;            /* owned */

@@ -42,10 +42,28 @@ vm_seed_volume(const Vm *vm, char out[96])
     snprintf(out, 96, "vm-%s-seed.iso", vm->id);
 }
 
+/* An optional reference to another resource (its id or its name), checked for shape only:
+ * the caller resolves it. Absent or null leaves buf empty. */
+static int
+vm_req_ref(json_t *body, const char *key, char buf[NB_NAME_MAX + 1], NbError **err)
+{
+    char tmp[256];
+    if (json_req_string(body, key, 0, tmp, sizeof(tmp), err) < 0)
+        return -1;
+    if (!json_object_get(body, key) || json_is_null(json_object_get(body, key)))
+        return 0;
+    if (!nb_name_is_valid(tmp) && !nb_uuid_is_valid(tmp))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field '%s' must be a %s's name or id",
+                            key, key);
+    memcpy(buf, tmp, strlen(tmp) + 1);
+    return 0;
+}
+
 int
 vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
 {
-    static const char *const fields[] = {"name", "image", "flavor", "hostname", "user_data", NULL};
+    static const char *const fields[] = {"name",  "image", "flavor", "hostname", "user_data",
+                                         "group", "host",  "labels", NULL};
     VmCreateRequest r = {0};
     char hostname[256];
 
@@ -54,7 +72,9 @@ vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
         /* image/flavor may be a UUID (37 bytes) or a name (64 bytes) */
         json_req_string(body, "image", 1, r.image, sizeof(r.image), err) < 0 ||
         json_req_string(body, "flavor", 1, r.flavor, sizeof(r.flavor), err) < 0 ||
-        json_req_string(body, "hostname", 0, hostname, sizeof(hostname), err) < 0)
+        json_req_string(body, "hostname", 0, hostname, sizeof(hostname), err) < 0 ||
+        vm_req_ref(body, "group", r.group, err) < 0 || vm_req_ref(body, "host", r.host, err) < 0 ||
+        labels_from_json(json_object_get(body, "labels"), &r.labels, err) < 0)
         return -1;
     if (hostname[0] && !nb_hostname_is_valid(hostname))
         return nb_error_set(err, NB_ERR_INVALID_HOSTNAME,
@@ -109,7 +129,11 @@ vm_to_json(const Vm *vm)
         "disk_gib", (json_int_t)vm->disk_gib, "mac", vm->mac, "ip", json_string_or_null(vm->ip),
         "error", json_string_or_null(vm->error), "created_at", vm->created_at, "updated_at",
         vm->updated_at);
-    if (j)
+    if (j) {
         json_object_set_new(j, "project_id", json_string(vm->project));
+        json_object_set_new(j, "migrate_to", json_string_or_null(vm->migrate_to));
+        json_object_set_new(j, "group_id", json_string_or_null(vm->group_id));
+        json_object_set_new(j, "labels", labels_to_json(&vm->labels));
+    }
     return j;
 }

@@ -6,6 +6,7 @@
 #include "../util/error.h"
 #include "../util/timeutil.h"
 #include "../util/uuid.h"
+#include "labels.h"
 #include "validate.h"
 
 /* What the VM is, as last observed (the hypervisor is authoritative for power state). */
@@ -47,8 +48,11 @@ typedef struct Vm {
     char hostname[NB_HOSTNAME_MAX + 1];
     VmState state;
     VmPower desired;
-    char task_id[NB_UUID_STRLEN]; /* empty when no task holds the VM */
-    char host[NB_NAME_MAX + 1];   /* "local" in all-in-one */
+    char task_id[NB_UUID_STRLEN];     /* empty when no task holds the VM */
+    char host[NB_NAME_MAX + 1];       /* the host's name; "local" in all-in-one */
+    char migrate_to[NB_NAME_MAX + 1]; /* destination of a migration under way, or "" */
+    char group_id[NB_UUID_STRLEN];    /* its server group, or "" */
+    Labels labels;                    /* labels it asked its host to carry */
     char image_id[NB_UUID_STRLEN];
     char flavor_id[NB_UUID_STRLEN];
     unsigned vcpus; /* copied from the flavor at create: flavors may change */
@@ -69,14 +73,17 @@ void vm_domain_name(const Vm *vm, char out[64]);
 void vm_disk_volume(const Vm *vm, char out[96]);
 void vm_seed_volume(const Vm *vm, char out[96]);
 
-/* Strict decode of {name, image, flavor, hostname?, user_data?}. image/flavor are returned as
- * given (id or name) for the caller to resolve. */
+/* Strict decode of {name, image, flavor, hostname?, user_data?, group?, host?, labels?}.
+ * image/flavor/group/host are returned as given (id or name) for the caller to resolve. */
 typedef struct VmCreateRequest {
     char name[NB_NAME_MAX + 1];
     char image[NB_NAME_MAX + 1];
     char flavor[NB_NAME_MAX + 1];
     char hostname[NB_HOSTNAME_MAX + 1];
-    char *user_data; /* owned */
+    char *user_data;             /* owned */
+    char group[NB_NAME_MAX + 1]; /* "" when absent */
+    char host[NB_NAME_MAX + 1];  /* "" when absent; admins only */
+    Labels labels;
 } VmCreateRequest;
 
 int vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err);

@@ -92,6 +92,34 @@ static const char *const store_migrations[] = {
     "  VALUES (OLD.id, OLD.project, OLD.name, 'deleted', OLD.vcpus, OLD.ram_mib, OLD.disk_gib,"
     "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
     "END;",
+    /* 3: hosts, server groups, migration. vms.host stays a host's name (existing VMs keep
+     * 'local', the host the daemon registers at start); a VM being migrated claims resources on
+     * migrate_to as well. Tasks gain the progress of their current step and a cancel flag. */
+    "CREATE TABLE hosts ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, uri TEXT NOT NULL UNIQUE,"
+    "  admin TEXT NOT NULL DEFAULT 'enabled', conn TEXT NOT NULL DEFAULT 'connecting',"
+    "  cpu_ratio REAL NOT NULL DEFAULT 4.0, ram_ratio REAL NOT NULL DEFAULT 1.0,"
+    "  disk_ratio REAL NOT NULL DEFAULT 1.0, labels TEXT NOT NULL DEFAULT '',"
+    "  vcpus INTEGER NOT NULL DEFAULT 0, ram_mib INTEGER NOT NULL DEFAULT 0,"
+    "  free_ram_mib INTEGER NOT NULL DEFAULT 0, disk_gib INTEGER NOT NULL DEFAULT 0,"
+    "  disk_free_gib INTEGER NOT NULL DEFAULT 0, hostname TEXT, cpu_model TEXT,"
+    "  libvirt_version TEXT, qemu_version TEXT, last_contact TEXT, error TEXT,"
+    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE TABLE groups ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, policy TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (project, name));"
+    "ALTER TABLE vms ADD COLUMN migrate_to TEXT;"
+    "ALTER TABLE vms ADD COLUMN group_id TEXT REFERENCES groups (id);"
+    "ALTER TABLE vms ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX vms_by_host ON vms (host);"
+    "CREATE INDEX vms_by_migrate_to ON vms (migrate_to) WHERE migrate_to IS NOT NULL;"
+    "CREATE INDEX vms_by_group ON vms (group_id) WHERE group_id IS NOT NULL;"
+    "ALTER TABLE tasks ADD COLUMN progress INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
+    /* Copies of an image's volume in other hosts' pools (uploads land on the local host). */
+    "CREATE TABLE image_copies ("
+    "  image_id TEXT NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL, PRIMARY KEY (image_id, host));",
 };
 
 int
@@ -208,6 +236,13 @@ store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *
     return 0;
 }
 
+uint64_t
+store_placement_generation(Store *s)
+{
+    STORE_LOCKED(s);
+    return s->placement_gen;
+}
+
 int
 store_schema_version(Store *s)
 {
@@ -253,6 +288,7 @@ store_open(const char *path, Store **ret, NbError **err)
     if (!s)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    s->placement_gen = 1;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
         nb_error_set(err, NB_ERR_INTERNAL, "store: open %s: %s", path,

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 
 #include "../model/flavor.h"
+#include "../model/group.h"
+#include "../model/host.h"
 #include "../model/image.h"
 #include "../model/task.h"
 #include "../model/tenancy.h"
@@ -20,6 +22,12 @@ typedef struct Store Store;
 int store_open(const char *path, Store **ret, NbError **err);
 void store_close(Store *s);
 int store_schema_version(Store *s);
+
+/* The placement generation: starts at 1 and grows with every write that can change what a host
+ * has claimed or can offer (a VM inserted or its row deleted, a migration set or ended, any
+ * host write but an unchanged facts refresh). Whoever caches a view of the hosts compares it
+ * with the generation the view was built at. In memory only: it restarts with the daemon. */
+uint64_t store_placement_generation(Store *s);
 
 /* ---- flavors ---- */
 int flavor_store_insert(Store *s, const Flavor *f, NbError **err); /* NAME_TAKEN */
@@ -46,11 +54,31 @@ int image_store_delete(Store *s, const char *id, NbError **err); /* IMAGE_IN_USE
 /* Images left half-uploaded by a daemon that died. */
 int image_store_list_uploading(Store *s, Image **ret, size_t *ret_n, NbError **err);
 
+/* ---- image copies: an image's volume in another host's pool (cluster_store.c) ---- */
+typedef enum ImageCopyState {
+    IMAGE_COPY_NONE,    /* no record: never copied (or the pool is shared) */
+    IMAGE_COPY_COPYING, /* a copy was started; after a crash it may be partial */
+    IMAGE_COPY_READY,
+} ImageCopyState;
+/* The ImageCopyState of the image on host, or -1 on error. */
+int image_copy_get(Store *s, const char *image_id, const char *host, NbError **err);
+/* Records the state: IMAGE_COPY_COPYING or IMAGE_COPY_READY (image_copy_delete forgets). */
+int image_copy_set(Store *s, const char *image_id, const char *host, ImageCopyState state,
+                   NbError **err);
+/* The hosts that have a record for the image, copying or ready: a NULL-terminated array of
+ * strings, each and the array to free. */
+int image_copy_list(Store *s, const char *image_id, char ***ret_hosts, NbError **err);
+int image_copy_delete(Store *s, const char *image_id, const char *host, NbError **err);
+
 /* ---- VMs ---- */
 /* Inserts the VM and its create task, the VM held by the task, after checking vm->project's
- * quota, all in one transaction: concurrent creates cannot pass a limit. NAME_TAKEN,
- * QUOTA_EXCEEDED. */
-int vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **err);
+ * quota and that its group (if any) is one of its project's, all in one transaction: concurrent
+ * creates cannot pass a limit. NAME_TAKEN, QUOTA_EXCEEDED, GROUP_NOT_FOUND. ret_gen (may be
+ * NULL) receives the placement generation right after the insert, read under the same lock. */
+int vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *ret_gen,
+                              NbError **err);
+/* QUOTA_EXCEEDED if the VM would not fit its project's quota now (the insert checks again). */
+int vm_store_quota_check(Store *s, const Vm *vm, NbError **err);
 int vm_store_get(Store *s, const char *scope, const char *id_or_name, Vm *ret, NbError **err);
 int vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **err);
 void vm_list_free(Vm *vms, size_t n);
@@ -59,12 +87,27 @@ void vm_list_free(Vm *vms, size_t n);
  * inserted, all in one transaction. */
 int vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, int state,
                    NbError **err);
+/* vm_store_claim for a vm.migrate task (state left as it is) that also starts the migration:
+ * migrate_to = dest, so the VM claims on dest from this transaction on. VM_BUSY. */
+int vm_store_claim_for_migration(Store *s, const char *vm_id, const Task *task, VmPower desired,
+                                 const char *dest, NbError **err);
 /* What the reconciler saw. Applies only while no task holds the VM (a task owns its VM's
  * state); returns 1 if applied, 0 if skipped. desired < 0 leaves it. */
 int vm_store_observe(Store *s, const char *vm_id, VmState state, int desired, NbError **err);
 int vm_store_set_ip(Store *s, const char *vm_id, const char *ip, NbError **err);
 /* VMs whose host cannot be reached: state unknown, whether or not a task holds them. */
 int vm_store_mark_all_unknown(Store *s, NbError **err);
+/* The same for the VMs of one host (vms.host = host). */
+int vm_store_mark_host_unknown(Store *s, const char *host, NbError **err);
+/* Starts (dest: a host's name) or ends (dest NULL or "") a migration: while migrate_to is set
+ * the VM claims resources on both hosts. VM_NOT_FOUND. */
+int vm_store_set_migration(Store *s, const char *vm_id, const char *dest, NbError **err);
+/* The VM now lives on host: sets host and clears migrate_to. VM_NOT_FOUND. */
+int vm_store_move(Store *s, const char *vm_id, const char *host, NbError **err);
+/* VMs whose host is host, of every project, by name. */
+int vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, NbError **err);
+/* Members of a server group, by name. */
+int vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, NbError **err);
 
 /* ---- tasks ---- */
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
@@ -74,7 +117,7 @@ int task_store_list(Store *s, const char *scope, const char *vm_id, unsigned lim
 void task_list_free(Task *tasks, size_t n);
 int task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err);
 int task_store_set_running(Store *s, const char *id, NbError **err);
-/* Persists progress: the next step to run. */
+/* Persists progress: the next step to run (and resets the step's progress to -1). */
 int task_store_set_step(Store *s, const char *id, int step, NbError **err);
 /* Ends a task and releases its VM in one transaction. vm_state/vm_desired < 0 leave them;
  * vm_error NULL clears the VM's error. */
@@ -83,6 +126,61 @@ int task_store_finish(Store *s, const Task *task, TaskState state, const char *c
                       NbError **err);
 /* Ends a delete task: removes the VM row and marks the task succeeded, one transaction. */
 int task_store_finish_delete(Store *s, const Task *task, NbError **err);
+/* Rewrites the task's params (JSON text; NULL clears): what a step learnt for the next ones
+ * (cluster_store.c). */
+int task_store_set_params(Store *s, const char *id, const char *params, NbError **err);
+/* Progress within the current step, 0..100 (-1: unknown). task_store_set_step resets it to -1. */
+int task_store_set_progress(Store *s, const char *id, int progress, NbError **err);
+/* Asks a task to stop and returns its row (cancel_requested set). Only an unfinished (pending or
+ * running) vm.migrate can be cancelled: TASK_NOT_CANCELLABLE otherwise; TASK_NOT_FOUND scoped
+ * like task_store_get. Asking twice is no error. */
+int task_store_request_cancel(Store *s, const char *scope, const char *id, Task *ret,
+                              NbError **err);
+/* Whether a cancel was asked for (false too when the task cannot be read). */
+bool task_store_cancel_requested(Store *s, const char *id);
+
+/* ---- hosts (host_store.c) ----
+ * Rows read back carry what the VMs claim on the host: vcpus_used, ram_used_mib and
+ * disk_used_gib sum the VMs placed on it (vms.host) and those migrating to it (vms.migrate_to),
+ * as a migration claims on both ends; `vms` counts only the VMs placed on it. Every write bumps
+ * the placement generation, but a facts refresh that changes neither the connection state nor
+ * the capacity (vcpus, ram_mib, disk_gib). */
+int host_store_insert(Store *s, const Host *h, NbError **err); /* NAME_TAKEN, HOST_URI_TAKEN */
+/* By id, else by name. HOST_NOT_FOUND. */
+int host_store_get(Store *s, const char *id_or_name, Host *ret, NbError **err);
+/* Every host, by name. */
+int host_store_list(Store *s, Host **ret, size_t *ret_n, NbError **err);
+int host_store_set_admin(Store *s, const char *id, HostAdmin admin, NbError **err);
+/* Writes h's ratios and labels, and its updated_at (now when empty). HOST_NOT_FOUND. */
+int host_store_update(Store *s, const Host *h, NbError **err);
+/* What the connection saw: conn, the facts (NULL keeps the stored ones) and the error (NULL or
+ * "" clears it). last_contact becomes now when conn is up. updated_at is left alone: it follows
+ * the operator's changes, not the periodic refresh. HOST_NOT_FOUND. */
+int host_store_set_facts(Store *s, const char *id, HostConn conn, const HostFacts *facts,
+                         const char *error, NbError **err);
+/* HOST_NOT_EMPTY while a VM is on the host or migrating to it (checked in the same
+ * transaction); HOST_IS_LOCAL for the daemon's own host; HOST_NOT_FOUND. The host's image copy
+ * records go with it: a host added again under that name is checked afresh. */
+int host_store_delete(Store *s, const char *id, NbError **err);
+/* Registers the daemon's own host: inserts it (defaults, enabled) when no host has that name,
+ * else updates its uri if it changed (HOST_URI_TAKEN when another host has that uri). That host
+ * then cannot be deleted. */
+int host_store_ensure_local(Store *s, const char *name, const char *uri, NbError **err);
+
+/* ---- server groups (group_store.c) ---- */
+int group_store_insert(Store *s, const Group *g, NbError **err); /* NAME_TAKEN per project */
+/* By id, else by name, scoped. GROUP_NOT_FOUND. members is filled. */
+int group_store_get(Store *s, const char *scope, const char *id_or_name, Group *ret, NbError **err);
+int group_store_list(Store *s, const char *scope, Group **ret, size_t *ret_n, NbError **err);
+int group_store_delete(Store *s, const char *id, NbError **err); /* GROUP_NOT_EMPTY */
+typedef struct HostCount {
+    char host[NB_NAME_MAX + 1];
+    unsigned n;
+} HostCount;
+/* How many members of the group are on each host, by host name: a VM counts at its host and,
+ * while it migrates, at migrate_to as well. */
+int group_store_member_hosts(Store *s, const char *group_id, HostCount **ret, size_t *ret_n,
+                             NbError **err);
 
 /* ---- projects (project_store.c) ---- */
 int project_store_insert(Store *s, const Project *p, NbError **err); /* NAME_TAKEN */

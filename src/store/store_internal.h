@@ -9,6 +9,12 @@
 struct Store {
     sqlite3 *db;
     pthread_mutex_t lock;
+    /* Bumped, with the lock held, by every write that changes what a host claims or offers
+     * (store_placement_changed_locked); in memory only: readers compare it with the one their
+     * cached view of the hosts was built at. */
+    uint64_t placement_gen;
+    /* The daemon's own host (host_store_ensure_local), which cannot be deleted; "" until set. */
+    char local_host[NB_NAME_MAX + 1];
 };
 
 /* Locks the store for the scope of the calling block. */
@@ -29,6 +35,13 @@ sqlite3_finalizep(sqlite3_stmt **st)
         sqlite3_finalize(*st);
 }
 #define _cleanup_stmt_ __attribute__((cleanup(sqlite3_finalizep)))
+
+/* With the lock held, after a committed write that changes host claims or capacity. */
+static inline void
+store_placement_changed_locked(Store *s)
+{
+    s->placement_gen++;
+}
 
 /* Prepares sql; on failure fills err with NB_ERR_INTERNAL. */
 int store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, NbError **err);

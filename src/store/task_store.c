@@ -5,7 +5,7 @@
 
 #define TASK_COLUMNS                                                                               \
     "id, kind, state, target_id, step, steps, params, error_code, error_message, created_at, "     \
-    "updated_at, finished_at, project"
+    "updated_at, finished_at, project, progress, cancel_requested"
 
 static void
 task_from_row(sqlite3_stmt *st, void *elem)
@@ -25,6 +25,8 @@ task_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 10, t->updated_at, sizeof(t->updated_at));
     store_column_copy(st, 11, t->finished_at, sizeof(t->finished_at));
     store_column_copy(st, 12, t->project, sizeof(t->project));
+    t->progress = sqlite3_column_int(st, 13);
+    t->cancel_requested = sqlite3_column_int(st, 14) != 0;
 }
 
 void
@@ -35,10 +37,9 @@ task_list_free(Task *tasks, size_t n)
     free(tasks);
 }
 
-int
-task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
+static int
+task_get_locked(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
 {
-    STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND "
@@ -54,6 +55,13 @@ task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError *
         return store_db_error(s, "get task", err);
     task_from_row(st, ret);
     return 0;
+}
+
+int
+task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
+{
+    STORE_LOCKED(s);
+    return task_get_locked(s, scope, id, ret, err);
 }
 
 static void
@@ -100,8 +108,9 @@ task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err)
     return task_store_select(s, st, ret, ret_n, err);
 }
 
+/* One UPDATE of a task: ?1 now, ?2 the id, ?3 (if the statement has it) value. */
 static int
-task_store_update(Store *s, const char *sql, const char *id, int step, NbError **err)
+task_store_update(Store *s, const char *sql, const char *id, int value, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -111,8 +120,8 @@ task_store_update(Store *s, const char *sql, const char *id, int step, NbError *
         return -1;
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    if (step >= 0)
-        sqlite3_bind_int(st, 3, step);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_int(st, 3, value);
     if (sqlite3_step(st) != SQLITE_DONE)
         return store_db_error(s, "update task", err);
     return 0;
@@ -128,8 +137,9 @@ task_store_set_running(Store *s, const char *id, NbError **err)
 int
 task_store_set_step(Store *s, const char *id, int step, NbError **err)
 {
-    return task_store_update(s, "UPDATE tasks SET step = ?3, updated_at = ?1 WHERE id = ?2", id,
-                             step, err);
+    return task_store_update(
+        s, "UPDATE tasks SET step = ?3, progress = -1, updated_at = ?1 WHERE id = ?2", id, step,
+        err);
 }
 
 static int
@@ -209,5 +219,75 @@ task_store_finish_delete(Store *s, const Task *task, NbError **err)
         store_rollback(s);
         return -1;
     }
+    /* The VM's claim on its host (and on a migration's destination) is gone. */
+    store_placement_changed_locked(s);
     return 0;
+}
+
+int
+task_store_set_progress(Store *s, const char *id, int progress, NbError **err)
+{
+    if (progress < -1 || progress > 100)
+        return nb_error_set(err, NB_ERR_INTERNAL, "store: task progress %d is out of range",
+                            progress);
+    return task_store_update(s, "UPDATE tasks SET progress = ?3, updated_at = ?1 WHERE id = ?2", id,
+                             progress, err);
+}
+
+int
+task_store_request_cancel(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    Task t;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s,
+                      "UPDATE tasks SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2 "
+                      "AND NOT cancel_requested",
+                      &st, err) < 0 ||
+        store_begin(s, err) < 0)
+        return -1;
+    if (task_get_locked(s, scope, id, &t, err) < 0) {
+        store_rollback(s);
+        return -1;
+    }
+    if ((t.state != TASK_STATE_PENDING && t.state != TASK_STATE_RUNNING) ||
+        t.kind != TASK_KIND_VM_MIGRATE) {
+        const char *kind = task_kind_to_string(t.kind);
+        if (t.kind != TASK_KIND_VM_MIGRATE)
+            nb_error_set(err, NB_ERR_TASK_NOT_CANCELLABLE,
+                         "only a migration (vm.migrate) can be cancelled, not a %s task",
+                         kind ? kind : "unknown");
+        else
+            nb_error_set(err, NB_ERR_TASK_NOT_CANCELLABLE, "the migration has finished");
+        task_clear(&t);
+        store_rollback(s);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE || store_commit(s, err) < 0) {
+        store_db_error(s, "cancel task", err);
+        task_clear(&t);
+        store_rollback(s);
+        return -1;
+    }
+    if (!t.cancel_requested) {
+        t.cancel_requested = true;
+        memcpy(t.updated_at, now, sizeof(t.updated_at));
+    }
+    *ret = t;
+    return 0;
+}
+
+bool
+task_store_cancel_requested(Store *s, const char *id)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT cancel_requested FROM tasks WHERE id = ?", &st, NULL) < 0)
+        return false;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    return sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
 }

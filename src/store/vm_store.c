@@ -5,7 +5,8 @@
 
 #define VM_COLUMNS                                                                                 \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
-    "disk_gib, mac, user_data, ip, error, created_at, updated_at, project"
+    "disk_gib, mac, user_data, ip, error, created_at, updated_at, project, migrate_to, group_id, " \
+    "labels"
 
 static void
 vm_from_row(sqlite3_stmt *st, void *elem)
@@ -31,6 +32,9 @@ vm_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 16, vm->created_at, sizeof(vm->created_at));
     store_column_copy(st, 17, vm->updated_at, sizeof(vm->updated_at));
     store_column_copy(st, 18, vm->project, sizeof(vm->project));
+    store_column_copy(st, 19, vm->migrate_to, sizeof(vm->migrate_to));
+    store_column_copy(st, 20, vm->group_id, sizeof(vm->group_id));
+    labels_from_text((const char *)sqlite3_column_text(st, 21), &vm->labels);
 }
 
 static int
@@ -57,15 +61,57 @@ task_insert_locked(Store *s, const Task *t, NbError **err)
     return 0;
 }
 
+/* With the lock held: the group exists and is one of the project's (a VM never joins another
+ * project's group, whatever id it was given). */
+static int
+vm_group_check_locked(Store *s, const char *group_id, const char *project, NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT 1 FROM groups WHERE id = ? AND project = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, group_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return nb_error_set(err, NB_ERR_GROUP_NOT_FOUND, "group '%.64s' not found", group_id);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, "check group", err);
+    return 0;
+}
+
+/* What a VM counts against its project's quota. */
+static void
+vm_quota_claim(const Vm *vm, int64_t add[_QUOTA_MAX])
+{
+    memset(add, 0, sizeof(int64_t) * _QUOTA_MAX);
+    add[QUOTA_VCPUS] = vm->vcpus;
+    add[QUOTA_RAM_MIB] = (int64_t)vm->ram_mib;
+    add[QUOTA_DISK_GIB] = (int64_t)vm->disk_gib;
+    add[QUOTA_VMS] = 1;
+}
+
 int
-vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **err)
+vm_store_quota_check(Store *s, const Vm *vm, NbError **err)
+{
+    STORE_LOCKED(s);
+    int64_t add[_QUOTA_MAX];
+    vm_quota_claim(vm, add);
+    return project_quota_check_locked(s, vm->project, add, err);
+}
+
+int
+vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *ret_gen,
+                          NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    _cleanup_free_ char *labels = labels_to_text(&vm->labels);
+    if (!labels)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     if (store_prepare(s,
                       "INSERT INTO vms (" VM_COLUMNS
                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "?, ?, ?, ?, ?, ?, ?)",
+                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
@@ -88,21 +134,25 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **er
     sqlite3_bind_text(st, 17, vm->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 18, vm->updated_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 19, vm->project, -1, SQLITE_STATIC);
-    int64_t add[_QUOTA_MAX] = {[QUOTA_VCPUS] = vm->vcpus,
-                               [QUOTA_RAM_MIB] = (int64_t)vm->ram_mib,
-                               [QUOTA_DISK_GIB] = (int64_t)vm->disk_gib,
-                               [QUOTA_VMS] = 1};
-    if (project_quota_check_locked(s, vm->project, add, err) < 0) {
+    store_bind_text(st, 20, vm->migrate_to);
+    store_bind_text(st, 21, vm->group_id);
+    sqlite3_bind_text(st, 22, labels, -1, SQLITE_STATIC);
+    int64_t add[_QUOTA_MAX];
+    vm_quota_claim(vm, add);
+    if (project_quota_check_locked(s, vm->project, add, err) < 0 ||
+        (vm->group_id[0] && vm_group_check_locked(s, vm->group_id, vm->project, err) < 0)) {
         store_rollback(s);
         return -1;
     }
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
+        int xrc = sqlite3_extended_errcode(s->db);
         if (rc == SQLITE_CONSTRAINT && strstr(sqlite3_errmsg(s->db), "vms.mac"))
             nb_error_set(err, NB_ERR_MAC_TAKEN, "MAC address %s is taken", vm->mac);
-        else if (rc == SQLITE_CONSTRAINT)
+        else if (xrc == SQLITE_CONSTRAINT_UNIQUE || xrc == SQLITE_CONSTRAINT_PRIMARYKEY)
             nb_error_set(err, NB_ERR_NAME_TAKEN, "a VM named '%s' already exists", vm->name);
         else
+            /* e.g. a foreign key: the image, flavor or group went away meanwhile */
             store_db_error(s, "insert vm", err);
         store_rollback(s);
         return -1;
@@ -111,6 +161,9 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, NbError **er
         store_rollback(s);
         return -1;
     }
+    store_placement_changed_locked(s);
+    if (ret_gen)
+        *ret_gen = s->placement_gen;
     return 0;
 }
 
@@ -154,9 +207,11 @@ vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **er
     return store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)ret, ret_n, err);
 }
 
-int
-vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, int state,
-               NbError **err)
+/* vm_store_claim, and with dest also the start of a migration (migrate_to = dest), in the
+ * same transaction. */
+static int
+vm_store_claim_full(Store *s, const char *vm_id, const Task *task, VmPower desired, int state,
+                    const char *dest, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -164,7 +219,8 @@ vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, i
     nb_timestamp_now(now);
     if (store_prepare(s,
                       "UPDATE vms SET task_id = ?1, desired = ?2, state = coalesce(?3, state), "
-                      "error = NULL, updated_at = ?4 WHERE id = ?5 AND task_id IS NULL",
+                      "error = NULL, updated_at = ?4, migrate_to = coalesce(?6, migrate_to) "
+                      "WHERE id = ?5 AND task_id IS NULL",
                       &st, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
@@ -176,6 +232,7 @@ vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, i
         sqlite3_bind_null(st, 3);
     sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, vm_id, -1, SQLITE_STATIC);
+    store_bind_text(st, 6, dest);
     if (sqlite3_step(st) != SQLITE_DONE) {
         store_db_error(s, "claim vm", err);
         store_rollback(s);
@@ -190,7 +247,25 @@ vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, i
         store_rollback(s);
         return -1;
     }
+    if (dest && *dest)
+        store_placement_changed_locked(s);
     return 0;
+}
+
+int
+vm_store_claim(Store *s, const char *vm_id, const Task *task, VmPower desired, int state,
+               NbError **err)
+{
+    return vm_store_claim_full(s, vm_id, task, desired, state, NULL, err);
+}
+
+int
+vm_store_claim_for_migration(Store *s, const char *vm_id, const Task *task, VmPower desired,
+                             const char *dest, NbError **err)
+{
+    if (!dest || !*dest)
+        return nb_error_set(err, NB_ERR_INTERNAL, "store: a migration needs a destination");
+    return vm_store_claim_full(s, vm_id, task, desired, -1, dest, err);
 }
 
 int
@@ -239,4 +314,84 @@ vm_store_mark_all_unknown(Store *s, NbError **err)
 {
     STORE_LOCKED(s);
     return store_exec(s, "UPDATE vms SET state = 'unknown' WHERE state != 'unknown'", err);
+}
+
+int
+vm_store_mark_host_unknown(Store *s, const char *host, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "UPDATE vms SET state = 'unknown' WHERE host = ? AND state != 'unknown'",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "mark vms unknown", err);
+    return 0;
+}
+
+/* One UPDATE of a VM's placement columns: ?1 the VM, ?2 the value, ?3 now. */
+static int
+vm_store_set_placement(Store *s, const char *sql, const char *vm_id, const char *value,
+                       NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, vm_id, -1, SQLITE_STATIC);
+    store_bind_text(st, 2, value);
+    sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "update vm placement", err);
+    if (sqlite3_changes(s->db) == 0)
+        return nb_error_set(err, NB_ERR_VM_NOT_FOUND, "VM '%.64s' not found", vm_id);
+    store_placement_changed_locked(s);
+    return 0;
+}
+
+int
+vm_store_set_migration(Store *s, const char *vm_id, const char *dest, NbError **err)
+{
+    return vm_store_set_placement(
+        s, "UPDATE vms SET migrate_to = ?2, updated_at = ?3 WHERE id = ?1", vm_id, dest, err);
+}
+
+int
+vm_store_move(Store *s, const char *vm_id, const char *host, NbError **err)
+{
+    if (!host || !*host)
+        return nb_error_set(err, NB_ERR_INTERNAL, "store: moving a VM needs a host");
+    return vm_store_set_placement(
+        s, "UPDATE vms SET host = ?2, migrate_to = NULL, updated_at = ?3 WHERE id = ?1", vm_id,
+        host, err);
+}
+
+static int
+vm_store_list_where(Store *s, const char *sql, const char *key, Vm **ret, size_t *ret_n,
+                    NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    return store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)ret, ret_n, err);
+}
+
+int
+vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, NbError **err)
+{
+    return vm_store_list_where(s, "SELECT " VM_COLUMNS " FROM vms WHERE host = ? ORDER BY name, id",
+                               host, ret, ret_n, err);
+}
+
+int
+vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, NbError **err)
+{
+    return vm_store_list_where(
+        s, "SELECT " VM_COLUMNS " FROM vms WHERE group_id = ? ORDER BY name, id", group_id, ret,
+        ret_n, err);
 }

@@ -47,3 +47,16 @@
 #define NB_ERR_USER_NOT_FOUND "USER_NOT_FOUND"
 #define NB_ERR_TOKEN_NOT_FOUND "TOKEN_NOT_FOUND"
 #define NB_ERR_INVALID_PASSWORD "INVALID_PASSWORD"
+#define NB_ERR_INVALID_URI "INVALID_URI" /* a host's libvirt URI Nimbus does not accept */
+#define NB_ERR_HOST_NOT_FOUND "HOST_NOT_FOUND"
+#define NB_ERR_HOST_URI_TAKEN "HOST_URI_TAKEN"
+#define NB_ERR_HOST_NOT_EMPTY "HOST_NOT_EMPTY" /* VMs are on it, or migrating to it */
+#define NB_ERR_HOST_IS_LOCAL "HOST_IS_LOCAL"   /* the daemon's own host cannot be removed */
+#define NB_ERR_HOST_DOWN "HOST_DOWN"
+#define NB_ERR_GROUP_NOT_FOUND "GROUP_NOT_FOUND"
+#define NB_ERR_GROUP_NOT_EMPTY "GROUP_NOT_EMPTY"
+#define NB_ERR_GROUP_FULL "GROUP_FULL"       /* reserved: a member limit per group */
+#define NB_ERR_NO_VALID_HOST "NO_VALID_HOST" /* no host fits the VM */
+#define NB_ERR_TASK_NOT_CANCELLABLE "TASK_NOT_CANCELLABLE"
+#define NB_ERR_MIGRATION_FAILED "MIGRATION_FAILED"
+#define NB_ERR_CANCELLED "CANCELLED" /* a task stopped because a cancel was asked for */

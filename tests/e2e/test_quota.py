@@ -18,6 +18,9 @@ class Q:
 def qenv(make_env, tiny_image):
     env = make_env("quota")
     env.daemon.start()
+    # room on this (2-CPU) host for every VM the quotas below let through: the quota, not the
+    # host's capacity, must be what refuses
+    env.api.ok("PUT", "/v1/hosts/local", {"cpu_ratio": 32})
     q = Q()
     q.env, q.admin = env, env.api
     q.tiny_image = tiny_image

@@ -1,0 +1,195 @@
+/* What a host offers (node facts, pool space), and what moves between hosts: volumes over
+ * libvirt streams, and domains by migration. */
+#include "hv_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+
+#define HV_COPY_CHUNK (1024 * 1024)
+
+static void
+hv_version_string(unsigned long v, char *buf, size_t len)
+{
+    snprintf(buf, len, "%lu.%lu.%lu", v / 1000000, (v / 1000) % 1000, v % 1000);
+}
+
+int
+hv_host_facts(HvConn *c, const char *pool, HostFacts *ret, NbError **err)
+{
+    HostFacts f = {0};
+    virNodeInfo node;
+    if (virNodeGetInfo(c->conn, &node) < 0)
+        return hv_error(err, "reading the node info of '%s'", c->uri);
+    f.vcpus = node.cpus;
+    f.ram_mib = node.memory / 1024;
+    snprintf(f.cpu_model, sizeof(f.cpu_model), "%s", node.model);
+    unsigned long long free_bytes = virNodeGetFreeMemory(c->conn);
+    if (free_bytes == 0)
+        log_debug("no free memory figure from '%s'", c->uri);
+    f.free_ram_mib = free_bytes / (1024 * 1024);
+
+    _cleanup_free_ char *hostname = virConnectGetHostname(c->conn);
+    if (hostname)
+        snprintf(f.hostname, sizeof(f.hostname), "%s", hostname);
+    unsigned long lib = 0, hv = 0;
+    if (virConnectGetLibVersion(c->conn, &lib) == 0)
+        hv_version_string(lib, f.libvirt_version, sizeof(f.libvirt_version));
+    if (virConnectGetVersion(c->conn, &hv) == 0)
+        hv_version_string(hv, f.qemu_version, sizeof(f.qemu_version));
+
+    if (pool) {
+        _cleanup_pool_ virStoragePoolPtr p = virStoragePoolLookupByName(c->conn, pool);
+        virStoragePoolInfo info;
+        if (!p)
+            return hv_error(err, "looking up pool '%s' on '%s'", pool, c->uri);
+        if (virStoragePoolGetInfo(p, &info) < 0)
+            return hv_error(err, "reading pool '%s' on '%s'", pool, c->uri);
+        f.disk_gib = info.capacity >> 30;
+        f.disk_free_gib = info.available >> 30;
+    }
+    *ret = f;
+    return 0;
+}
+
+/* ---- volumes between hosts ---- */
+
+/* hv_vol_upload's source: whatever the download stream of the other host delivers. */
+static ssize_t
+hv_stream_source(char *buf, size_t len, void *userdata, NbError **err)
+{
+    virStreamPtr in = userdata;
+    int n = virStreamRecv(in, buf, len);
+    if (n < 0)
+        return hv_error(err, "reading the source volume");
+    return n;
+}
+
+int
+hv_vol_copy(HvConn *src, HvConn *dst, const char *pool, const char *vol, NbError **err)
+{
+    _cleanup_pool_ virStoragePoolPtr sp = virStoragePoolLookupByName(src->conn, pool);
+    if (!sp)
+        return hv_error(err, "looking up pool '%s' on '%s'", pool, src->uri);
+    _cleanup_vol_ virStorageVolPtr sv = virStorageVolLookupByName(sp, vol);
+    if (!sv) {
+        if (virStoragePoolRefresh(sp, 0) == 0)
+            sv = virStorageVolLookupByName(sp, vol);
+        if (!sv)
+            return hv_error(err, "looking up volume '%s' on '%s'", vol, src->uri);
+    }
+    virStorageVolInfo info;
+    if (virStorageVolGetInfoFlags(sv, &info, VIR_STORAGE_VOL_GET_PHYSICAL) < 0)
+        return hv_error(err, "reading volume '%s' on '%s'", vol, src->uri);
+    uint64_t length = info.allocation; /* with GET_PHYSICAL: the file's size */
+
+    /* The copy is a raw file of the source's bytes: a qcow2 overlay keeps its backing path,
+     * which is the same on every host because the pool path is. */
+    if (hv_vol_create_for_upload(dst, pool, vol, "raw", length, err) < 0)
+        return -1;
+
+    _cleanup_stream_ virStreamPtr in = virStreamNew(src->conn, 0);
+    if (!in || virStorageVolDownload(sv, in, 0, length, 0) < 0) {
+        hv_error(err, "reading volume '%s' from '%s'", vol, src->uri);
+        _cleanup_error_ NbError *e = NULL;
+        hv_vol_delete(dst, pool, vol, &e);
+        return -1;
+    }
+    if (hv_vol_upload(dst, pool, vol, length, hv_stream_source, in, err) < 0) {
+        virStreamAbort(in);
+        return -1;
+    }
+    if (virStreamFinish(in) < 0)
+        return hv_error(err, "finishing the read of volume '%s' from '%s'", vol, src->uri);
+    return 0;
+}
+
+/* ---- migration ---- */
+
+int
+hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOptions *o,
+                  NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    int r = hv_domain_lookup(src, name, &dom, err);
+    if (r <= 0)
+        return r < 0
+                   ? -1
+                   : nb_error_set(err, NB_ERR_HYPERVISOR, "no domain '%s' on '%s'", name, src->uri);
+    virTypedParameterPtr params = NULL;
+    int n_params = 0, max_params = 0;
+    if (o->migrate_uri && o->migrate_uri[0] &&
+        virTypedParamsAddString(&params, &n_params, &max_params, VIR_MIGRATE_PARAM_URI,
+                                o->migrate_uri) < 0)
+        return hv_error(err, "building the migration parameters");
+    if ((o->dest_xml && virTypedParamsAddString(&params, &n_params, &max_params,
+                                                VIR_MIGRATE_PARAM_DEST_XML, o->dest_xml) < 0) ||
+        (o->bandwidth_mib &&
+         virTypedParamsAddULLong(&params, &n_params, &max_params, VIR_MIGRATE_PARAM_BANDWIDTH,
+                                 o->bandwidth_mib) < 0)) {
+        virTypedParamsFree(params, n_params);
+        return hv_error(err, "building the migration parameters");
+    }
+    /* The destination keeps the definition and the source forgets it: the domain lives on one
+     * host at a time. Sharing is Nimbus's own finding (the same volume seen by both hosts), so
+     * libvirt's guess from the filesystem type is overridden with UNSAFE. */
+    unsigned flags = VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+    if (o->offline)
+        flags |= VIR_MIGRATE_OFFLINE;
+    else
+        flags |= VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR;
+    if (o->copy_storage)
+        flags |= VIR_MIGRATE_NON_SHARED_INC;
+    else
+        flags |= VIR_MIGRATE_UNSAFE;
+    virDomainPtr moved = virDomainMigrate3(dom, dst->conn, params, (unsigned)n_params, flags);
+    if (!moved) {
+        hv_error(err, "migrating '%s' from '%s' to '%s'", name, src->uri, dst->uri);
+        virTypedParamsFree(params, n_params);
+        return -1;
+    }
+    virTypedParamsFree(params, n_params);
+    virDomainFree(moved);
+    return 0;
+}
+
+int
+hv_domain_job_progress(HvConn *c, const char *name, int *ret, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    *ret = -1;
+    int r = hv_domain_lookup(c, name, &dom, err);
+    if (r <= 0)
+        return r;
+    virDomainJobInfo info;
+    if (virDomainGetJobInfo(dom, &info) < 0)
+        return hv_error(err, "reading the job of '%s'", name);
+    if (info.type == VIR_DOMAIN_JOB_NONE)
+        return 0;
+    /* Memory is copied again as the guest dirties it: progress is what is done of what the
+     * latest pass knows about, so it can step back. Disk copies count in dataTotal too. */
+    if (info.dataTotal > 0)
+        *ret = (int)((info.dataProcessed * 100) / info.dataTotal);
+    if (*ret > 99)
+        *ret = 99; /* 100 is for the task's end */
+    return 1;
+}
+
+int
+hv_domain_abort_job(HvConn *c, const char *name, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    int r = hv_domain_lookup(c, name, &dom, err);
+    if (r <= 0)
+        return r;
+    if (virDomainAbortJob(dom) < 0) {
+        if (hv_last_error_code() == VIR_ERR_OPERATION_INVALID)
+            return 0; /* no job any more */
+        return hv_error(err, "aborting the job of '%s'", name);
+    }
+    return 1;
+}

@@ -1,0 +1,447 @@
+#include "host.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../util/strutil.h"
+#include "enum_table.h"
+#include "json_req.h"
+
+static const char *const host_admin_table[_HOST_ADMIN_MAX] = {
+    [HOST_ADMIN_ENABLED] = "enabled",
+    [HOST_ADMIN_DISABLED] = "disabled",
+    [HOST_ADMIN_MAINTENANCE] = "maintenance",
+};
+DEFINE_STRING_TABLE(host_admin, HostAdmin, host_admin_table)
+
+static const char *const host_conn_table[_HOST_CONN_MAX] = {
+    [HOST_CONN_CONNECTING] = "connecting",
+    [HOST_CONN_UP] = "up",
+    [HOST_CONN_DOWN] = "down",
+};
+DEFINE_STRING_TABLE(host_conn, HostConn, host_conn_table)
+
+const char *
+host_state_word(const Host *h)
+{
+    /* What the connection says comes first: a down host is down whatever its admin state. */
+    if (h->conn == HOST_CONN_DOWN)
+        return "down";
+    if (h->conn == HOST_CONN_CONNECTING)
+        return "connecting";
+    if (h->admin == HOST_ADMIN_MAINTENANCE)
+        return "maintenance";
+    if (h->admin == HOST_ADMIN_DISABLED)
+        return "disabled";
+    return "up";
+}
+
+/* ---- libvirt URIs ----
+ *
+ * The URI reaches virConnectOpen, and for qemu+ssh the host, user, port and some query values
+ * reach an ssh command line on the daemon's machine. So nothing is passed through that is not
+ * understood: a fixed set of schemes and paths, a user and a host that cannot start with '-'
+ * (no ssh option injection), and a short list of query keys whose values are plain words. The
+ * keys that choose commands (command, netcat, proxy, mode...) are refused.
+ */
+
+static const char *const host_uri_remote_schemes[] = {"qemu+ssh", "qemu+tls", "qemu+tcp"};
+
+static const char *const host_uri_query_keys[] = {
+    "keyfile", "no_verify", "pkipath", "known_hosts",        "known_hosts_verify",
+    "sshauth", "no_tty",    "socket",  "keepalive_interval", "keepalive_count",
+};
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool
+is_lower(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool
+is_alnum(char c)
+{
+    return is_lower(c) || (c >= 'A' && c <= 'Z') || is_digit(c);
+}
+
+/* [a-z_][a-z0-9_-]{0,31} */
+static bool
+host_uri_user_is_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > 32 || !(is_lower(s[0]) || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!is_lower(s[i]) && !is_digit(s[i]) && s[i] != '_' && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* A dotted quad of 0..255 without leading zeros (which some resolvers read as octal). */
+static bool
+host_uri_ipv4_is_valid(const char *s, size_t n)
+{
+    unsigned parts = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        unsigned v = 0;
+        while (i < n && is_digit(s[i]) && i - start < 3)
+            v = v * 10 + (unsigned)(s[i++] - '0');
+        if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
+            return false;
+        parts++;
+        if (i < n) {
+            if (s[i] != '.' || i + 1 == n)
+                return false;
+            i++;
+        }
+    }
+    return parts == 4;
+}
+
+/* A DNS name (RFC 1123 labels joined by '.', at most 253 bytes, no trailing dot) or an IPv4
+ * address. A name made only of digits and dots must be a valid IPv4 address. */
+static bool
+host_uri_host_is_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    bool numeric = true;
+    for (size_t i = 0; i < n; i++)
+        numeric &= is_digit(s[i]) || s[i] == '.';
+    if (numeric)
+        return host_uri_ipv4_is_valid(s, n);
+    size_t i = 0;
+    while (i <= n) {
+        const char *dot = memchr(s + i, '.', n - i);
+        size_t len = dot ? (size_t)(dot - (s + i)) : n - i;
+        char label[NB_HOSTNAME_MAX + 1];
+        if (len == 0 || len > NB_HOSTNAME_MAX)
+            return false;
+        memcpy(label, s + i, len);
+        label[len] = '\0';
+        if (!nb_hostname_is_valid(label))
+            return false;
+        i += len + 1;
+    }
+    return true;
+}
+
+/* 1..65535, digits only, no leading zero. */
+static bool
+host_uri_port_is_valid(const char *s, size_t n)
+{
+    char buf[8];
+    uint64_t v;
+    if (n == 0 || n > 5 || s[0] == '0')
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return str_to_u64(buf, &v) == 0 && v >= 1 && v <= 65535;
+}
+
+/* [A-Za-z0-9._/,:-]+ */
+static bool
+host_uri_query_value_is_valid(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_alnum(s[i]) && !strchr("._/,:-", s[i]))
+            return false;
+    return true;
+}
+
+static int
+host_uri_check_query(const char *uri, const char *q, NbError **err)
+{
+    bool seen[ELEMENTSOF(host_uri_query_keys)] = {false};
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t n = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', n);
+        if (!eq)
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': query parameter '%.*s' must be key=value", uri,
+                                (int)(n < 64 ? n : 64), q);
+        size_t klen = (size_t)(eq - q);
+        size_t k;
+        for (k = 0; k < ELEMENTSOF(host_uri_query_keys); k++)
+            if (strlen(host_uri_query_keys[k]) == klen &&
+                memcmp(host_uri_query_keys[k], q, klen) == 0)
+                break;
+        if (k == ELEMENTSOF(host_uri_query_keys))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': query parameter '%.*s' is not allowed (allowed: "
+                                "keyfile, no_verify, pkipath, known_hosts, known_hosts_verify, "
+                                "sshauth, no_tty, socket, keepalive_interval, keepalive_count)",
+                                uri, (int)(klen < 64 ? klen : 64), q);
+        if (seen[k])
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': query parameter '%s' is given twice", uri,
+                                host_uri_query_keys[k]);
+        seen[k] = true;
+        if (!host_uri_query_value_is_valid(eq + 1, n - klen - 1))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': the value of '%s' must match [A-Za-z0-9._/,:-]+", uri,
+                                host_uri_query_keys[k]);
+        q += n;
+        if (*q == '&') {
+            q++;
+            if (!*q)
+                return nb_error_set(err, NB_ERR_INVALID_URI, "uri '%.64s': the query ends with '&'",
+                                    uri);
+        }
+    }
+    return 0;
+}
+
+/* scheme://[user@]host[:port]/system[?query], the scheme already checked. */
+static int
+host_uri_check_remote(const char *uri, const char *scheme, const char *rest, NbError **err)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || slash == rest)
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s': %s needs a host: %s://[user@]host[:port]/system", uri,
+                            scheme, scheme);
+    const char *host = rest, *end = slash;
+    const char *at = memchr(rest, '@', (size_t)(end - rest));
+    if (at) {
+        if (!host_uri_user_is_valid(rest, (size_t)(at - rest)))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': the user must match [a-z_][a-z0-9_-]{0,31}", uri);
+        host = at + 1;
+    }
+    const char *colon = memchr(host, ':', (size_t)(end - host));
+    if (colon) {
+        if (!host_uri_port_is_valid(colon + 1, (size_t)(end - colon - 1)))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': the port must be a number from 1 to 65535", uri);
+        end = colon;
+    }
+    if (!host_uri_host_is_valid(host, (size_t)(end - host)))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s': the host must be a DNS name (letters, digits, '-' and "
+                            "'.') or an IPv4 address",
+                            uri);
+    if (!str_startswith(slash, "/system") || (slash[7] != '\0' && slash[7] != '?'))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s': the path must be /system (the system libvirtd)", uri);
+    if (slash[7] == '?') {
+        if (slash[8] == '\0')
+            return nb_error_set(err, NB_ERR_INVALID_URI, "uri '%.64s': the query is empty", uri);
+        return host_uri_check_query(uri, slash + 8, err);
+    }
+    return 0;
+}
+
+int
+host_uri_validate(const char *uri, NbError **err)
+{
+    if (!uri || !*uri)
+        return nb_error_set(err, NB_ERR_INVALID_URI, "uri must not be empty");
+    size_t len = strlen(uri);
+    if (len > NB_URI_MAX)
+        return nb_error_set(err, NB_ERR_INVALID_URI, "uri is %zu bytes; the limit is %d", len,
+                            NB_URI_MAX);
+    /* Printable ASCII only, and none of what a shell, a URI or XML would treat specially. The
+     * structural checks below are stricter still; this keeps the messages that echo the URI
+     * free of control characters. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"'`\\<>", c))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri must be printable ASCII without spaces, quotes, '\\', "
+                                "'<' or '>' (byte %zu)",
+                                i);
+    }
+    const char *sep = strstr(uri, "://");
+    if (!sep)
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s' must look like qemu:///system or "
+                            "qemu+ssh://[user@]host[:port]/system",
+                            uri);
+    size_t slen = (size_t)(sep - uri);
+    char scheme[16] = "";
+    if (slen < sizeof(scheme))
+        snprintf(scheme, sizeof(scheme), "%.*s", (int)slen, uri);
+    if (streq(scheme, "qemu")) {
+        if (!streq(uri, "qemu:///system"))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': a local host is exactly qemu:///system", uri);
+        return 0;
+    }
+    if (streq(scheme, "test")) {
+        if (!streq(uri, "test:///default"))
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': a simulated host is exactly test:///default", uri);
+        return 0;
+    }
+    for (size_t i = 0; i < ELEMENTSOF(host_uri_remote_schemes); i++)
+        if (streq(scheme, host_uri_remote_schemes[i]))
+            return host_uri_check_remote(uri, scheme, sep + 3, err);
+    return nb_error_set(err, NB_ERR_INVALID_URI,
+                        "uri '%.64s': the scheme must be qemu, qemu+ssh, qemu+tls, qemu+tcp or "
+                        "test",
+                        uri);
+}
+
+void
+host_uri_hostname(const char *uri, char *out, size_t len)
+{
+    if (len == 0)
+        return;
+    out[0] = '\0';
+    const char *sep = uri ? strstr(uri, "://") : NULL;
+    if (!sep)
+        return;
+    const char *host = sep + 3;
+    size_t n = strcspn(host, "/?");
+    const char *at = memchr(host, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - host);
+        host = at + 1;
+    }
+    const char *colon = memchr(host, ':', n);
+    if (colon)
+        n = (size_t)(colon - host);
+    snprintf(out, len, "%.*s", (int)n, host);
+}
+
+/* ---- requests ---- */
+
+/* An optional ratio: absent or null leaves *ret; a number in (0, HOST_RATIO_MAX] otherwise.
+ * *given tells whether the field was there. */
+static int
+host_req_ratio(json_t *body, const char *key, double *ret, bool *given, NbError **err)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return 0;
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(d > 0 && d <= HOST_RATIO_MAX))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "field '%s' must be a number greater than 0 and at most %g", key,
+                            HOST_RATIO_MAX);
+    *ret = d;
+    *given = true;
+    return 0;
+}
+
+static int
+host_req_ratios_and_labels(json_t *body, Host *h, bool *given, NbError **err)
+{
+    if (host_req_ratio(body, "cpu_ratio", &h->cpu_ratio, given, err) < 0 ||
+        host_req_ratio(body, "ram_ratio", &h->ram_ratio, given, err) < 0 ||
+        host_req_ratio(body, "disk_ratio", &h->disk_ratio, given, err) < 0)
+        return -1;
+    json_t *labels = json_object_get(body, "labels");
+    if (labels && !json_is_null(labels)) {
+        if (labels_from_json(labels, &h->labels, err) < 0)
+            return -1;
+        *given = true;
+    }
+    return 0;
+}
+
+int
+host_create_request_parse(json_t *body, Host *ret, NbError **err)
+{
+    static const char *const fields[] = {"name",       "uri",    "cpu_ratio", "ram_ratio",
+                                         "disk_ratio", "labels", NULL};
+    Host h = {
+        .admin = HOST_ADMIN_ENABLED,
+        .conn = HOST_CONN_CONNECTING,
+        .cpu_ratio = HOST_DEFAULT_CPU_RATIO,
+        .ram_ratio = HOST_DEFAULT_RAM_RATIO,
+        .disk_ratio = HOST_DEFAULT_DISK_RATIO,
+    };
+    bool given = false;
+
+    if (json_req_check_fields(body, fields, err) < 0 ||
+        json_req_name(body, "name", "host", h.name, err) < 0)
+        return -1;
+    /* Read the URI as it is, so an over-long one is INVALID_URI rather than a size error. */
+    json_t *uri = json_object_get(body, "uri");
+    if (!uri || json_is_null(uri))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'uri' is required");
+    if (!json_is_string(uri))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'uri' must be a string");
+    if (json_string_length(uri) > NB_URI_MAX)
+        return nb_error_set(err, NB_ERR_INVALID_URI, "uri is %zu bytes; the limit is %d",
+                            json_string_length(uri), NB_URI_MAX);
+    if (memchr(json_string_value(uri), '\0', json_string_length(uri)))
+        return nb_error_set(err, NB_ERR_INVALID_URI, "uri must not contain NUL");
+    if (host_uri_validate(json_string_value(uri), err) < 0)
+        return -1;
+    memcpy(h.uri, json_string_value(uri), json_string_length(uri) + 1);
+    if (host_req_ratios_and_labels(body, &h, &given, err) < 0)
+        return -1;
+    if (nb_uuid_generate(h.id) < 0)
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot generate a host id");
+    nb_timestamp_now(h.created_at);
+    memcpy(h.updated_at, h.created_at, sizeof(h.updated_at));
+    *ret = h;
+    return 0;
+}
+
+int
+host_update_request_parse(json_t *body, Host *h, NbError **err)
+{
+    static const char *const fields[] = {"cpu_ratio", "ram_ratio", "disk_ratio", "labels", NULL};
+    Host copy = *h;
+    bool given = false;
+
+    /* Into a copy: a refused request leaves *h as it was. */
+    if (json_req_check_fields(body, fields, err) < 0 ||
+        host_req_ratios_and_labels(body, &copy, &given, err) < 0)
+        return -1;
+    if (!given)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "nothing to change: give cpu_ratio, ram_ratio, disk_ratio or labels");
+    nb_timestamp_now(copy.updated_at);
+    *h = copy;
+    return 0;
+}
+
+/* {used, total, capacity[, free]}: capacity is what the ratio lets Nimbus place,
+ * floor(total * ratio) (the conversion truncates, and both are positive). */
+static json_t *
+host_resource_json(uint64_t used, uint64_t total, double ratio, const uint64_t *free_)
+{
+    json_t *j = json_pack("{s:I, s:I, s:I}", "used", (json_int_t)used, "total", (json_int_t)total,
+                          "capacity", (json_int_t)((double)total * ratio));
+    if (j && free_)
+        json_object_set_new(j, "free", json_integer((json_int_t)*free_));
+    return j;
+}
+
+json_t *
+host_to_json(const Host *h)
+{
+    const HostFacts *f = &h->facts;
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, "
+        "s:o, s:o, s:o, s:s, s:s}",
+        "id", h->id, "name", h->name, "uri", h->uri, "state", host_state_word(h), "admin",
+        host_admin_to_string(h->admin), "connection", host_conn_to_string(h->conn), "cpu_ratio",
+        h->cpu_ratio, "ram_ratio", h->ram_ratio, "disk_ratio", h->disk_ratio, "labels",
+        labels_to_json(&h->labels), "vcpus",
+        host_resource_json(h->vcpus_used, f->vcpus, h->cpu_ratio, NULL), "ram_mib",
+        host_resource_json(h->ram_used_mib, f->ram_mib, h->ram_ratio, &f->free_ram_mib), "disk_gib",
+        host_resource_json(h->disk_used_gib, f->disk_gib, h->disk_ratio, &f->disk_free_gib), "vms",
+        (json_int_t)h->vms, "hostname", json_string_or_null(f->hostname), "cpu_model",
+        json_string_or_null(f->cpu_model), "libvirt_version",
+        json_string_or_null(f->libvirt_version), "qemu_version",
+        json_string_or_null(f->qemu_version), "last_contact", json_string_or_null(h->last_contact),
+        "error", json_string_or_null(h->error), "created_at", h->created_at, "updated_at",
+        h->updated_at);
+}
