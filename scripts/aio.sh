@@ -43,7 +43,7 @@ cat <<MSG
 
 Nimbus is running: http://$listen (virt-type $virt_type, pid $(cat "$pidfile"))
   log:        /var/log/nimbus/nimbusd.log
-  state:      $state_dir (store, console logs, admin.token)
+  state:      $state_dir (store, storage pool, admin.token)
   CLI config: /etc/nimbus/cli.conf (url and admin token)
   test image: $PWD/tiny.qcow2
 

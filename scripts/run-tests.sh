@@ -36,7 +36,7 @@ run "build (gcc, -Werror, release: what scripts/aio.sh builds)" build gcc build-
     --buildtype=release -Dtests=false
 run "build (clang, -Werror, ASan+UBSan)" build clang build-asan \
     -Db_sanitize=address,undefined -Db_lundef=false
-run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c")'
+run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c" "bench/*.c")'
 run "no banned calls" bash -c '! grep -nE "\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|gets|system|popen)\s*\(" $(git ls-files "src/*.c" "src/*.h")'
 
 run "libvirtd" scripts/start-libvirt.sh

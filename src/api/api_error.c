@@ -61,11 +61,9 @@ static const struct {
     {NB_ERR_HOST_DOWN, 409},
     {NB_ERR_GROUP_NOT_FOUND, 404},
     {NB_ERR_GROUP_NOT_EMPTY, 409},
-    {NB_ERR_GROUP_FULL, 409},
     {NB_ERR_NO_VALID_HOST, 409},
     {NB_ERR_TASK_NOT_CANCELLABLE, 409},
     /* Like HYPERVISOR_ERROR: the libvirt side of the migration failed. */
-    {NB_ERR_MIGRATION_FAILED, 502},
     /* A task's outcome, read from the task; a request that meets it has lost a race. */
     {NB_ERR_CANCELLED, 409},
 };

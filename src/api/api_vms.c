@@ -1,9 +1,6 @@
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "../util/log.h"
 #include "../util/strutil.h"
 #include "api.h"
 
@@ -124,7 +121,8 @@ api_vms_migrate(HttpRequest *r, void *ctx)
     task_clear(&task);
 }
 
-/* The last `bytes` of the serial console log (virtlogd writes it; we only read). */
+/* The last `bytes` of the serial console log (virtlogd writes it on the VM's host; it is read
+ * over libvirt). */
 void
 api_vms_console_log(HttpRequest *r, void *ctx)
 {
@@ -139,25 +137,16 @@ api_vms_console_log(HttpRequest *r, void *ctx)
     if (vm_store_get(core->store, api_lookup_scope(r, http_request_param(r, 0)),
                      http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
-    _cleanup_free_ char *path = vm_ops_console_log_path(core, vm.id);
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0;
+    int rc = vm_ops_console_read(core, &vm, want, &buf, &len, &err);
     vm_clear(&vm);
-    _cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (errno == ENOENT)
-            return http_reply_text(r, 200, "text/plain; charset=utf-8", "", 0);
+    if (rc < 0) {
+        if (streq(err->code, NB_ERR_HOST_DOWN))
+            return http_reply_nb_error(r, err);
+        log_warn("console log: %s", err->message);
         return http_reply_error(r, NB_ERR_CONSOLE_LOG_UNAVAILABLE,
                                 "the console log cannot be read");
     }
-    uint64_t size = (uint64_t)st.st_size;
-    uint64_t off = size > want ? size - want : 0;
-    size_t len = (size_t)(size - off);
-    _cleanup_free_ char *buf = malloc(len + 1);
-    if (!buf)
-        return http_reply_error(r, NB_ERR_INTERNAL, "out of memory");
-    ssize_t got = pread(fd, buf, len, (off_t)off);
-    if (got < 0)
-        return http_reply_error(r, NB_ERR_CONSOLE_LOG_UNAVAILABLE,
-                                "the console log cannot be read");
-    http_reply_text(r, 200, "text/plain; charset=utf-8", buf, (size_t)got);
+    http_reply_text(r, 200, "text/plain; charset=utf-8", buf, len);
 }

@@ -18,12 +18,10 @@ core_mkdir(const char *path, mode_t mode, NbError **err)
 static int
 core_make_dirs(const CoreConfig *cfg, NbError **err)
 {
-    _cleanup_free_ char *console = str_printf("%s/console", cfg->state_dir);
     _cleanup_free_ char *tmp = str_printf("%s/tmp", cfg->state_dir);
-    if (!console || !tmp)
+    if (!tmp)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    if (core_mkdir(cfg->state_dir, 0711, err) < 0 || core_mkdir(console, 0750, err) < 0 ||
-        core_mkdir(tmp, 0700, err) < 0)
+    if (core_mkdir(cfg->state_dir, 0711, err) < 0 || core_mkdir(tmp, 0700, err) < 0)
         return -1;
     /* QEMU runs as its own user (libvirt-qemu) and must traverse to the disks when the pool
      * lives inside the state directory: search permission only, no listing. */

@@ -13,6 +13,7 @@
 #include "../model/host.h"
 #include "../store/store.h"
 #include "../util/error.h"
+#include "scheduler.h"
 
 typedef struct CoreConfig {
     const char *state_dir; /* console logs, seed work area, the store */
@@ -22,6 +23,7 @@ typedef struct CoreConfig {
     const char *pool_path;
     const char *network; /* libvirt network VMs attach to */
     VirtType virt_type;
+    SchedWeigher placement; /* how hosts that fit are ordered */
     unsigned workers;
     uint64_t stop_timeout_ms;         /* graceful stop before destroy */
     unsigned sync_interval_s;         /* reconciler full sync */
@@ -131,8 +133,10 @@ int vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKin
 /* Runs the steps of a task; called by workers. */
 int vm_ops_run_task(Core *core, Task *task);
 int vm_ops_step_count(TaskKind kind);
-/* The console log path of a VM; newly allocated. */
-char *vm_ops_console_log_path(Core *core, const char *vm_id);
+/* The last max bytes of the VM's serial console log, read over libvirt from its host ("" when
+ * there is none yet); *ret to free. HOST_DOWN when the host cannot be reached. */
+int vm_ops_console_read(Core *core, const Vm *vm, uint64_t max, char **ret, size_t *ret_len,
+                        NbError **err);
 
 /* ---- images (image_ops.c) ---- */
 typedef struct ImageUpload ImageUpload;

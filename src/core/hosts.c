@@ -79,15 +79,19 @@ core_host_register(Core *core, const Host *h)
     return ch;
 }
 
-/* Installs (or, with NULL, drops) the host's connection; the old one is released. */
+/* Installs (or, with NULL, drops) the host's connection; the old one is released. A host
+ * removed while it was being connected gets none. */
 static void
 core_host_set_conn(Core *core, CoreHost *h, HvConn *c)
 {
     pthread_mutex_lock(&core->hosts_lock);
     HvConn *old = h->hv;
-    h->hv = c;
+    HvConn *installed = h->removed ? NULL : c;
+    h->hv = installed;
     pthread_mutex_unlock(&core->hosts_lock);
     hv_conn_free(old);
+    if (installed != c)
+        hv_conn_free(c);
 }
 
 int
@@ -264,6 +268,20 @@ core_host_maintenance(Core *core, const char *id_or_name, Host *ret, json_t **mi
                                   json_pack("{s:s, s:s, s:s, s:s}", "vm_id", vms[i].id, "vm_name",
                                             vms[i].name, "code", e->code, "reason", e->message));
         }
+    }
+    /* VMs on their way here arrive after this: say so, for the operator to move them again. */
+    Vm *all = NULL;
+    size_t n_all = 0;
+    _cleanup_error_ NbError *e = NULL;
+    if (vm_store_list(core->store, NULL, &all, &n_all, &e) == 0) {
+        for (size_t i = 0; i < n_all; i++) {
+            if (streq(all[i].migrate_to, ret->name))
+                json_array_append_new(
+                    left, json_pack("{s:s, s:s, s:s, s:s}", "vm_id", all[i].id, "vm_name",
+                                    all[i].name, "code", NB_ERR_VM_BUSY, "reason",
+                                    "migrating to this host; migrate it again once it arrives"));
+        }
+        vm_list_free(all, n_all);
     }
     log_info("host %s: maintenance; %zu migrations queued, %zu VMs skipped", ret->name,
              json_array_size(moving), json_array_size(left));

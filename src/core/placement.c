@@ -150,9 +150,10 @@ placement_claim(Placement *p, int i, const Vm *vm, uint64_t gen_after)
 
 /* What a VM asks of its host. */
 static SchedRequest
-placement_request(const Vm *vm, const char *only_host, const char *exclude_host)
+placement_request(const Core *core, const Vm *vm, const char *only_host, const char *exclude_host)
 {
     return (SchedRequest){
+        .weigher = core->cfg.placement,
         .vcpus = vm->vcpus,
         .ram_mib = vm->ram_mib,
         .disk_gib = vm->disk_gib,
@@ -166,7 +167,7 @@ int
 placement_create(Core *core, Vm *vm, const Task *task, NbError **err)
 {
     Placement *p = core->placement;
-    SchedRequest req = placement_request(vm, vm->host[0] ? vm->host : NULL, NULL);
+    SchedRequest req = placement_request(core, vm, vm->host[0] ? vm->host : NULL, NULL);
     uint64_t gen = 0;
     int r = -1;
     /* The quota first: when both would refuse, the project's own limit is the answer. */
@@ -194,7 +195,7 @@ placement_pick_destination(Core *core, const Vm *vm, const char *dest, char chos
                            NbError **err)
 {
     Placement *p = core->placement;
-    SchedRequest req = placement_request(vm, dest, vm->host);
+    SchedRequest req = placement_request(core, vm, dest, vm->host);
     if (placement_refresh(core, p, err) < 0 ||
         placement_group(core, p, vm->group_id, vm->id, &req, err) < 0)
         return -1;

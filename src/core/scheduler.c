@@ -4,46 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/host.h"
 #include "../util/strutil.h"
 
-/* Ratios are taken to a millionth, so that capacity is an exact integer floor: 100 × 0.29 is
- * 28.999999999999996 in binary floating point, but the operator meant 29. */
-#define RATIO_SCALE UINT64_C(1000000)
 /* Scores closer than this are a tie, so that equal fractions computed along different roundings
  * still go to the earliest host. */
 #define SCORE_EPSILON 1e-12
-
-static uint64_t
-add_sat(uint64_t a, uint64_t b)
-{
-    uint64_t r;
-    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
-}
-
-static uint64_t
-mul_sat(uint64_t a, uint64_t b)
-{
-    uint64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
-}
-
-/* floor(raw × ratio), saturating at UINT64_MAX; 0 when raw is 0 (a host never contacted) or
- * the ratio is not a positive number. */
-static uint64_t
-capacity(uint64_t raw, double ratio)
-{
-    if (raw == 0 || !(ratio > 0.0))
-        return 0;
-    double scaled = ratio * (double)RATIO_SCALE + 0.5;
-    if (!(scaled < 18446744073709551616.0)) /* 2^64, and +inf */
-        return UINT64_MAX;
-    uint64_t r = (uint64_t)scaled; /* ratio × 10^6, rounded */
-    /* raw × r / S = raw × rq + q × rr + rem × rr / S, with raw = q S + rem and r = rq S + rr;
-     * the first two terms are whole, and rem × rr < S² cannot overflow. */
-    uint64_t q = raw / RATIO_SCALE, rem = raw % RATIO_SCALE;
-    uint64_t rq = r / RATIO_SCALE, rr = r % RATIO_SCALE;
-    return add_sat(add_sat(mul_sat(raw, rq), mul_sat(q, rr)), rem * rr / RATIO_SCALE);
-}
 
 /* A zero capacity never fits, not even a request for none of it. */
 static bool
@@ -128,12 +94,13 @@ sched_select(const SchedHost *hosts, size_t n_hosts, const SchedRequest *req, Sc
             rejected = SCHED_FILTER_LABELS;
         else if (!group_allows(h, req))
             rejected = SCHED_FILTER_GROUP;
-        else if (!fits(h->vcpus_used, req->vcpus, cpu_cap = capacity(h->vcpus, h->cpu_ratio)))
+        else if (!fits(h->vcpus_used, req->vcpus, cpu_cap = host_capacity(h->vcpus, h->cpu_ratio)))
             rejected = SCHED_FILTER_VCPUS;
-        else if (!fits(h->ram_used_mib, req->ram_mib, ram_cap = capacity(h->ram_mib, h->ram_ratio)))
+        else if (!fits(h->ram_used_mib, req->ram_mib,
+                       ram_cap = host_capacity(h->ram_mib, h->ram_ratio)))
             rejected = SCHED_FILTER_RAM;
         else if (!fits(h->disk_used_gib, req->disk_gib,
-                       disk_cap = capacity(h->disk_gib, h->disk_ratio)))
+                       disk_cap = host_capacity(h->disk_gib, h->disk_ratio)))
             rejected = SCHED_FILTER_DISK;
 
         if (rejected != _SCHED_FILTER_MAX) {

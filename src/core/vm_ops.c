@@ -33,10 +33,34 @@ vm_pool(Core *core)
     return core->cfg.pool_name;
 }
 
-char *
-vm_ops_console_log_path(Core *core, const char *vm_id)
+/* In the pool, whose path is the same on every host: the VM's host writes it (virtlogd) and
+ * Nimbus reads it over libvirt, wherever the VM runs. */
+static char *
+vm_console_log_path(Core *core, const Vm *vm)
 {
-    return str_printf("%s/console/%s.log", core->cfg.state_dir, vm_id);
+    char vol[96];
+    vm_console_volume(vm, vol);
+    return str_printf("%s/%s", core->cfg.pool_path, vol);
+}
+
+int
+vm_ops_console_read(Core *core, const Vm *vm, uint64_t max, char **ret, size_t *ret_len,
+                    NbError **err)
+{
+    char vol[96];
+    vm_console_volume(vm, vol);
+    HvConn *c = core_host_conn(core, vm->host);
+    if (!c)
+        return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", vm->host);
+    int r = hv_vol_read_tail(c, vm_pool(core), vol, max, ret, ret_len, err);
+    hv_conn_free(c);
+    if (r == 0) {
+        *ret = strdup("");
+        *ret_len = 0;
+        if (!*ret)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    }
+    return r < 0 ? -1 : 0;
 }
 
 /* ---- create ---- */
@@ -113,7 +137,7 @@ vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **
         hv_vol_path(hv, vm_pool(core), disk_vol, &disk_path, err) < 0 ||
         hv_vol_path(hv, vm_pool(core), seed_vol, &seed_path, err) < 0)
         return -1;
-    console = vm_ops_console_log_path(core, vm->id);
+    console = vm_console_log_path(core, vm);
     if (!console)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     DomainSpec spec = {
@@ -260,10 +284,9 @@ step_delete_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 static int
 step_delete_console_log(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 {
-    _cleanup_free_ char *path = vm_ops_console_log_path(core, vm->id);
-    if (path && unlink(path) < 0 && errno != ENOENT)
-        return nb_error_set(err, NB_ERR_INTERNAL, "remove console log: %s", strerror(errno));
-    return 0;
+    char vol[96];
+    vm_console_volume(vm, vol);
+    return hv_vol_delete(hv, vm_pool(core), vol, err);
 }
 
 static VmState
@@ -355,6 +378,39 @@ migrate_check_cancel(Core *core, const Task *task, NbError **err)
     return 0;
 }
 
+/* The destination's virtlogd appends to the log: give it the history so far (what the guest
+ * prints between this copy and the switch-over stays only in the source's copy). */
+static int
+migrate_copy_console_log(Core *core, const Vm *vm, HvConn *src, HvConn *dst, NbError **err)
+{
+    char vol[96];
+    vm_console_volume(vm, vol);
+    _cleanup_error_ NbError *e = NULL;
+    int seen = hv_vol_exists(src, vm_pool(core), vol, &e);
+    if (seen <= 0)
+        return 0; /* no log yet (a VM never started), or unreadable: not worth failing for */
+    return hv_vol_copy(src, dst, vm_pool(core), vol, err);
+}
+
+/* Is the pool the same storage on both hosts? A probe volume made on the source either shows in
+ * the destination's pool or not. (Looking for the VM's own disk on the destination would take a
+ * copy left behind by an earlier failed migration for shared storage.) 1, 0, or -1. */
+static int
+migrate_probe_shared(Core *core, const Task *task, HvConn *src, HvConn *dst, NbError **err)
+{
+    _cleanup_free_ char *probe = str_printf("nimbus-probe-%s", task->id);
+    if (!probe)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    if (hv_vol_create_for_upload(src, vm_pool(core), probe, "raw", 1, err) < 0)
+        return -1;
+    int seen = hv_vol_exists(dst, vm_pool(core), probe, err);
+    _cleanup_error_ NbError *e = NULL;
+    if (hv_vol_delete(src, vm_pool(core), probe, &e) < 0)
+        log_warn("migration probe %s left in the pool: %s", probe, e->message);
+    /* The destination's libvirt lists the probe until its pool is refreshed again. */
+    return seen;
+}
+
 static int
 step_migrate_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
 {
@@ -369,11 +425,10 @@ step_migrate_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError 
         return -1;
     int r = -1;
     if (mp.shared < 0) {
-        /* The disk's name is the VM's own: if the destination sees it, it is the same file. */
-        int seen = hv_vol_exists(dst, vm_pool(core), disk_vol, err);
-        if (seen < 0)
+        int shared = migrate_probe_shared(core, task, src, dst, err);
+        if (shared < 0)
             goto out;
-        mp.shared = seen;
+        mp.shared = shared;
         _cleanup_free_ char *text = migrate_params_text(&mp);
         if (!text || task_store_set_params(core->store, task->id, text, err) < 0)
             goto out;
@@ -390,7 +445,8 @@ step_migrate_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError 
      * offline move; an empty overlay that the live migration fills). */
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
         core_image_ensure_on(core, &img, mp.dest, dst, err) < 0 ||
-        hv_vol_copy(src, dst, vm_pool(core), seed_vol, err) < 0)
+        hv_vol_copy(src, dst, vm_pool(core), seed_vol, err) < 0 ||
+        migrate_copy_console_log(core, vm, src, dst, err) < 0)
         goto out;
     if (mp.offline)
         r = hv_vol_copy(src, dst, vm_pool(core), disk_vol, err);
@@ -545,14 +601,16 @@ step_migrate_switch(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError *
 static int
 migrate_drop_volumes(Core *core, const Vm *vm, const char *host, NbError **err)
 {
-    char disk_vol[96], seed_vol[96];
+    char disk_vol[96], seed_vol[96], log_vol[96];
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
+    vm_console_volume(vm, log_vol);
     HvConn *c = core_host_conn(core, host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
     int r = hv_vol_delete(c, vm_pool(core), disk_vol, err) == 0 &&
-                    hv_vol_delete(c, vm_pool(core), seed_vol, err) == 0
+                    hv_vol_delete(c, vm_pool(core), seed_vol, err) == 0 &&
+                    hv_vol_delete(c, vm_pool(core), log_vol, err) == 0
                 ? 0
                 : -1;
     hv_conn_free(c);
@@ -1033,8 +1091,10 @@ vm_migrate_request(json_t *params, char dest[NB_NAME_MAX + 1], MigrateParams *mp
     json_t *host = json_object_get(params, "host");
     json_t *off = json_object_get(params, "offline");
     if (host && !json_is_null(host)) {
-        if (!json_is_string(host) || !nb_name_is_valid(json_string_value(host)))
-            return nb_error_set(err, NB_ERR_INVALID_NAME, "field 'host' must be a host name");
+        const char *h = json_string_value(host);
+        if (!h || (!nb_name_is_valid(h) && !nb_uuid_is_valid(h)))
+            return nb_error_set(err, NB_ERR_INVALID_NAME,
+                                "field 'host' must be a host's name or id");
         snprintf(dest, NB_NAME_MAX + 1, "%s", json_string_value(host));
     }
     if (off) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/validate.h"
 #include "../util/strutil.h"
 
 void
@@ -21,6 +22,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->pool_name = strdup("nimbus");
     c->network = strdup("default");
     c->host_name = strdup("local");
+    c->placement = strdup("spread");
     c->log_level = strdup("info");
     c->workers = 4;
     c->stop_timeout_s = 60;
@@ -39,6 +41,7 @@ daemon_config_free(DaemonConfig *c)
     free(c->pool_path);
     free(c->network);
     free(c->host_name);
+    free(c->placement);
     free(c->log_level);
     free(c->tls_cert);
     free(c->tls_key);
@@ -107,6 +110,7 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"pool-path", &c->pool_path}, {"network", &c->network},
         {"host-name", &c->host_name}, {"log-level", &c->log_level},
         {"tls-cert", &c->tls_cert},   {"tls-key", &c->tls_key},
+        {"placement", &c->placement},
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         if (streq(key, strings[i].key)) {
@@ -178,6 +182,11 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "virt-type must be kvm or qemu");
     if (c->state_dir[0] != '/')
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "state-dir must be an absolute path");
+    if (!streq(c->placement, "spread") && !streq(c->placement, "pack"))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "placement must be spread or pack");
+    if (!nb_name_is_valid(c->host_name))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "host-name must be a name: letters, digits, '.', '_' and '-'");
     *ret = (CoreConfig){
         .state_dir = c->state_dir,
         .libvirt_uri = c->libvirt_uri,
@@ -186,6 +195,7 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         .pool_path = c->pool_path,
         .network = c->network,
         .virt_type = vt,
+        .placement = streq(c->placement, "pack") ? SCHED_PACK : SCHED_SPREAD,
         .workers = c->workers,
         .stop_timeout_ms = (uint64_t)c->stop_timeout_s * 1000u,
         .sync_interval_s = c->sync_interval_s,

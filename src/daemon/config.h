@@ -15,6 +15,7 @@ typedef struct DaemonConfig {
     char *pool_path; /* default <state_dir>/pool */
     char *network;
     char *host_name;
+    char *placement; /* spread or pack */
     char *log_level;
     char *tls_cert; /* PEM files: HTTPS when both are set */
     char *tls_key;

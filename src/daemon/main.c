@@ -27,6 +27,9 @@ usage(FILE *out)
             "  --pool-name NAME       libvirt storage pool Nimbus owns (default nimbus)\n"
             "  --pool-path DIR        its directory (default STATE-DIR/pool)\n"
             "  --network NAME         libvirt network for VMs (default default)\n"
+            "  --host-name NAME       the name this host is registered under (default local)\n"
+            "  --placement spread|pack  spread VMs over hosts, or fill hosts in turn (default "
+            "spread)\n"
             "  --workers N            task workers (default 4)\n"
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
             "  --sync-interval SECONDS reconciler full sync (default 10)\n"
@@ -47,6 +50,7 @@ static const struct option long_options[] = {
     {"pool-path", required_argument, NULL, 0},
     {"network", required_argument, NULL, 0},
     {"host-name", required_argument, NULL, 0},
+    {"placement", required_argument, NULL, 0},
     {"workers", required_argument, NULL, 0},
     {"stop-timeout", required_argument, NULL, 0},
     {"sync-interval", required_argument, NULL, 0},

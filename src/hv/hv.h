@@ -128,15 +128,18 @@ int hv_host_facts(HvConn *c, const char *pool, HostFacts *ret, NbError **err);
  * libvirt streams (replacing any same-named volume there). */
 int hv_vol_copy(HvConn *src, HvConn *dst, const char *pool, const char *vol, NbError **err);
 
+/* The last max bytes of a volume (all of a shorter one), read over a libvirt stream: 1 with the
+ * data (NUL-terminated, to free), 0 when there is no such volume. */
+int hv_vol_read_tail(HvConn *c, const char *pool, const char *vol, uint64_t max, char **ret,
+                     size_t *ret_len, NbError **err);
+
 typedef struct HvMigrateOptions {
-    bool offline;            /* a stopped domain: only its definition moves */
     bool copy_storage;       /* local disks: copy their data (the top layer) with the memory */
     const char *migrate_uri; /* "tcp://address" the source's QEMU connects to, or NULL */
-    const char *dest_xml;    /* the definition to use on the destination, or NULL */
     uint64_t bandwidth_mib;  /* MiB/s the migration may use; 0: unlimited */
 } HvMigrateOptions;
-/* Moves a domain; blocks until done. On failure the domain stays on the source (libvirt rolls a
- * live migration back before the switch-over). */
+/* Moves a running domain (live); blocks until done. On failure the domain stays on the source
+ * (libvirt rolls a live migration back before the switch-over). */
 int hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOptions *o,
                       NbError **err);
 /* Percent done of the domain's current job (migration): 1 and *ret, or 0 with *ret = -1 when

@@ -108,6 +108,65 @@ hv_vol_copy(HvConn *src, HvConn *dst, const char *pool, const char *vol, NbError
     return 0;
 }
 
+/* A bounded sink for a download stream. */
+typedef struct HvTail {
+    char *buf;
+    size_t len, cap;
+} HvTail;
+
+static int
+hv_tail_sink(virStreamPtr st, const char *data, size_t n, void *opaque)
+{
+    HvTail *t = opaque;
+    if (n > t->cap - t->len)
+        n = t->cap - t->len; /* the file grew since its size was read: keep what was asked */
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    return (int)n;
+}
+
+int
+hv_vol_read_tail(HvConn *c, const char *pool, const char *vol, uint64_t max, char **ret,
+                 size_t *ret_len, NbError **err)
+{
+    _cleanup_pool_ virStoragePoolPtr p = virStoragePoolLookupByName(c->conn, pool);
+    if (!p)
+        return hv_error(err, "looking up pool '%s' on '%s'", pool, c->uri);
+    _cleanup_vol_ virStorageVolPtr v = virStorageVolLookupByName(p, vol);
+    if (!v) {
+        /* A file that appeared behind libvirt's back (virtlogd made it): refresh once. */
+        if (hv_last_error_code() != VIR_ERR_NO_STORAGE_VOL || virStoragePoolRefresh(p, 0) < 0)
+            return hv_error(err, "looking up volume '%s' on '%s'", vol, c->uri);
+        v = virStorageVolLookupByName(p, vol);
+        if (!v) {
+            if (hv_last_error_code() == VIR_ERR_NO_STORAGE_VOL)
+                return 0;
+            return hv_error(err, "looking up volume '%s' on '%s'", vol, c->uri);
+        }
+    }
+    virStorageVolInfo info; /* re-reads the file's size */
+    if (virStorageVolGetInfoFlags(v, &info, VIR_STORAGE_VOL_GET_PHYSICAL) < 0)
+        return hv_error(err, "reading volume '%s' on '%s'", vol, c->uri);
+    uint64_t size = info.allocation;
+    uint64_t off = size > max ? size - max : 0;
+    HvTail t = {.cap = (size_t)(size - off)};
+    t.buf = malloc(t.cap + 1);
+    if (!t.buf)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    if (t.cap > 0) {
+        _cleanup_stream_ virStreamPtr st = virStreamNew(c->conn, 0);
+        if (!st || virStorageVolDownload(v, st, off, t.cap, 0) < 0 ||
+            virStreamRecvAll(st, hv_tail_sink, &t) < 0 || virStreamFinish(st) < 0) {
+            free(t.buf);
+            return hv_error(err, "reading volume '%s' on '%s'", vol, c->uri);
+        }
+    }
+    t.buf[t.len] = '\0';
+    *ret = t.buf;
+    *ret_len = t.len;
+    return 1;
+}
+
 /* ---- migration ---- */
 
 int
@@ -126,22 +185,17 @@ hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOpt
         virTypedParamsAddString(&params, &n_params, &max_params, VIR_MIGRATE_PARAM_URI,
                                 o->migrate_uri) < 0)
         return hv_error(err, "building the migration parameters");
-    if ((o->dest_xml && virTypedParamsAddString(&params, &n_params, &max_params,
-                                                VIR_MIGRATE_PARAM_DEST_XML, o->dest_xml) < 0) ||
-        (o->bandwidth_mib &&
-         virTypedParamsAddULLong(&params, &n_params, &max_params, VIR_MIGRATE_PARAM_BANDWIDTH,
-                                 o->bandwidth_mib) < 0)) {
+    if (o->bandwidth_mib &&
+        virTypedParamsAddULLong(&params, &n_params, &max_params, VIR_MIGRATE_PARAM_BANDWIDTH,
+                                o->bandwidth_mib) < 0) {
         virTypedParamsFree(params, n_params);
         return hv_error(err, "building the migration parameters");
     }
     /* The destination keeps the definition and the source forgets it: the domain lives on one
      * host at a time. Sharing is Nimbus's own finding (the same volume seen by both hosts), so
      * libvirt's guess from the filesystem type is overridden with UNSAFE. */
-    unsigned flags = VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
-    if (o->offline)
-        flags |= VIR_MIGRATE_OFFLINE;
-    else
-        flags |= VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR;
+    unsigned flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR | VIR_MIGRATE_PERSIST_DEST |
+                     VIR_MIGRATE_UNDEFINE_SOURCE;
     if (o->copy_storage)
         flags |= VIR_MIGRATE_NON_SHARED_INC;
     else

@@ -48,9 +48,10 @@ host_state_word(const Host *h)
 
 static const char *const host_uri_remote_schemes[] = {"qemu+ssh", "qemu+tls", "qemu+tcp"};
 
+/* What libvirt's ssh (the ssh binary) and tls transports read; nothing that libvirt would pass
+ * on to the remote side unread. */
 static const char *const host_uri_query_keys[] = {
-    "keyfile", "no_verify", "pkipath", "known_hosts",        "known_hosts_verify",
-    "sshauth", "no_tty",    "socket",  "keepalive_interval", "keepalive_count",
+    "keyfile", "no_verify", "pkipath", "no_tty", "socket",
 };
 
 static bool
@@ -412,13 +413,45 @@ host_update_request_parse(json_t *body, Host *h, NbError **err)
     return 0;
 }
 
-/* {used, total, capacity[, free]}: capacity is what the ratio lets Nimbus place,
- * floor(total * ratio) (the conversion truncates, and both are positive). */
+/* Ratios are taken to a millionth, so that capacity is an exact integer floor: 100 × 0.29 is
+ * 28.999999999999996 in binary floating point, but the operator meant 29. */
+#define RATIO_SCALE UINT64_C(1000000)
+static uint64_t
+add_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t
+mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+uint64_t
+host_capacity(uint64_t raw, double ratio)
+{
+    if (raw == 0 || !(ratio > 0.0))
+        return 0;
+    double scaled = ratio * (double)RATIO_SCALE + 0.5;
+    if (!(scaled < 18446744073709551616.0)) /* 2^64, and +inf */
+        return UINT64_MAX;
+    uint64_t r = (uint64_t)scaled; /* ratio × 10^6, rounded */
+    /* raw × r / S = raw × rq + q × rr + rem × rr / S, with raw = q S + rem and r = rq S + rr;
+     * the first two terms are whole, and rem × rr < S² cannot overflow. */
+    uint64_t q = raw / RATIO_SCALE, rem = raw % RATIO_SCALE;
+    uint64_t rq = r / RATIO_SCALE, rr = r % RATIO_SCALE;
+    return add_sat(add_sat(mul_sat(raw, rq), mul_sat(q, rr)), rem * rr / RATIO_SCALE);
+}
+
+/* {used, total, capacity[, free]}: capacity is what the ratio lets Nimbus place. */
 static json_t *
 host_resource_json(uint64_t used, uint64_t total, double ratio, const uint64_t *free_)
 {
     json_t *j = json_pack("{s:I, s:I, s:I}", "used", (json_int_t)used, "total", (json_int_t)total,
-                          "capacity", (json_int_t)((double)total * ratio));
+                          "capacity", (json_int_t)host_capacity(total, ratio));
     if (j && free_)
         json_object_set_new(j, "free", json_integer((json_int_t)*free_));
     return j;

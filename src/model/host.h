@@ -73,6 +73,11 @@ typedef struct Host {
 /* The one word `host list` shows: down, maintenance, disabled, up (or connecting). */
 const char *host_state_word(const Host *h);
 
+/* floor(total × ratio), the ratio taken to a millionth (so 100 × 0.29 is 29, as the operator
+ * meant, not 28); saturates at UINT64_MAX; 0 when total is 0 (a host never contacted) or the
+ * ratio is not a positive number. What the scheduler places against and the API shows. */
+uint64_t host_capacity(uint64_t total, double ratio);
+
 #define HOST_DEFAULT_CPU_RATIO 4.0
 #define HOST_DEFAULT_RAM_RATIO 1.0
 #define HOST_DEFAULT_DISK_RATIO 1.0

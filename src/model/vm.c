@@ -42,6 +42,12 @@ vm_seed_volume(const Vm *vm, char out[96])
     snprintf(out, 96, "vm-%s-seed.iso", vm->id);
 }
 
+void
+vm_console_volume(const Vm *vm, char out[96])
+{
+    snprintf(out, 96, "vm-%s-console.log", vm->id);
+}
+
 /* An optional reference to another resource (its id or its name), checked for shape only:
  * the caller resolves it. Absent or null leaves buf empty. */
 static int

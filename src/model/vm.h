@@ -72,6 +72,8 @@ typedef struct Vm {
 void vm_domain_name(const Vm *vm, char out[64]);
 void vm_disk_volume(const Vm *vm, char out[96]);
 void vm_seed_volume(const Vm *vm, char out[96]);
+/* The serial console log: a file virtlogd writes in the pool, read back over libvirt. */
+void vm_console_volume(const Vm *vm, char out[96]);
 
 /* Strict decode of {name, image, flavor, hostname?, user_data?, group?, host?, labels?}.
  * image/flavor/group/host are returned as given (id or name) for the caller to resolve. */

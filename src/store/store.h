@@ -95,9 +95,8 @@ int vm_store_claim_for_migration(Store *s, const char *vm_id, const Task *task, 
  * state); returns 1 if applied, 0 if skipped. desired < 0 leaves it. */
 int vm_store_observe(Store *s, const char *vm_id, VmState state, int desired, NbError **err);
 int vm_store_set_ip(Store *s, const char *vm_id, const char *ip, NbError **err);
-/* VMs whose host cannot be reached: state unknown, whether or not a task holds them. */
-int vm_store_mark_all_unknown(Store *s, NbError **err);
-/* The same for the VMs of one host (vms.host = host). */
+/* The VMs of a host that cannot be reached (vms.host = host): state unknown, whether or not a
+ * task holds them. */
 int vm_store_mark_host_unknown(Store *s, const char *host, NbError **err);
 /* Starts (dest: a host's name) or ends (dest NULL or "") a migration: while migrate_to is set
  * the VM claims resources on both hosts. VM_NOT_FOUND. */

@@ -310,13 +310,6 @@ vm_store_set_ip(Store *s, const char *vm_id, const char *ip, NbError **err)
 }
 
 int
-vm_store_mark_all_unknown(Store *s, NbError **err)
-{
-    STORE_LOCKED(s);
-    return store_exec(s, "UPDATE vms SET state = 'unknown' WHERE state != 'unknown'", err);
-}
-
-int
 vm_store_mark_host_unknown(Store *s, const char *host, NbError **err)
 {
     STORE_LOCKED(s);

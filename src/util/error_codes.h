@@ -55,8 +55,6 @@
 #define NB_ERR_HOST_DOWN "HOST_DOWN"
 #define NB_ERR_GROUP_NOT_FOUND "GROUP_NOT_FOUND"
 #define NB_ERR_GROUP_NOT_EMPTY "GROUP_NOT_EMPTY"
-#define NB_ERR_GROUP_FULL "GROUP_FULL"       /* reserved: a member limit per group */
 #define NB_ERR_NO_VALID_HOST "NO_VALID_HOST" /* no host fits the VM */
 #define NB_ERR_TASK_NOT_CANCELLABLE "TASK_NOT_CANCELLABLE"
-#define NB_ERR_MIGRATION_FAILED "MIGRATION_FAILED"
 #define NB_ERR_CANCELLED "CANCELLED" /* a task stopped because a cancel was asked for */

@@ -381,7 +381,7 @@ class Daemon:
             return "(no log)"
 
     def console_log_path(self, vm_id):
-        return os.path.join(self.state_dir, "console", f"{vm_id}.log")
+        return os.path.join(self.pool_path, f"vm-{vm_id}-console.log")
 
 
 def kill_all_daemons():
@@ -506,7 +506,7 @@ def check_consistency(api, daemon, known_ids=()):
             problems.append(f"orphan domain {d} (no VM row)")
     active_images = {i["id"] for i in images if i["state"] == "active"}
     for vol in sorted(vols):
-        m = re.match(r"vm-(" + UUID_RE.pattern + r")-(disk\.qcow2|seed\.iso)$", vol)
+        m = re.match(r"vm-(" + UUID_RE.pattern + r")-(disk\.qcow2|seed\.iso|console\.log)$", vol)
         if m:
             if m.group(1) not in vm_ids:
                 problems.append(f"orphan volume {vol} (no VM row)")

@@ -11,6 +11,8 @@
 
 #include "fuzz.h"
 #include "model/flavor.h"
+#include "model/group.h"
+#include "model/host.h"
 #include "model/image.h"
 #include "model/tenancy.h"
 #include "model/validate.h"
@@ -135,6 +137,54 @@ fuzz_user(json_t *body)
     user_create_request_clear(&u);
 }
 
+static void
+check_labels(const Labels *l)
+{
+    FUZZ_CHECK(l->n <= NB_LABELS_MAX);
+    for (size_t i = 0; i < l->n; i++) {
+        FUZZ_CHECK(strchr(l->item[i], '=') != NULL);
+        FUZZ_CHECK(!strpbrk(l->item[i], "\n\r\t \"'"));
+    }
+}
+
+static void
+fuzz_host(json_t *body)
+{
+    Host h = {0};
+    NbError *err = NULL;
+    int r = host_create_request_parse(body, &h, &err);
+    if (r == 0) {
+        NbError *uri_err = NULL;
+        FUZZ_CHECK(nb_name_is_valid(h.name));
+        FUZZ_CHECK(host_uri_validate(h.uri, &uri_err) == 0);
+        FUZZ_CHECK(h.cpu_ratio > 0 && h.cpu_ratio <= HOST_RATIO_MAX);
+        FUZZ_CHECK(h.ram_ratio > 0 && h.ram_ratio <= HOST_RATIO_MAX);
+        FUZZ_CHECK(h.disk_ratio > 0 && h.disk_ratio <= HOST_RATIO_MAX);
+        check_labels(&h.labels);
+        nb_error_free(uri_err);
+    }
+    check_outcome(r, err);
+    err = NULL;
+    r = host_update_request_parse(body, &h, &err);
+    if (r == 0)
+        check_labels(&h.labels);
+    check_outcome(r, err);
+}
+
+static void
+fuzz_group(json_t *body)
+{
+    char name[NB_NAME_MAX + 1];
+    GroupPolicy policy;
+    NbError *err = NULL;
+    int r = group_create_request_parse(body, name, &policy, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(name));
+        FUZZ_CHECK(policy >= 0 && policy < _GROUP_POLICY_MAX);
+    }
+    check_outcome(r, err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -150,6 +200,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_quota(body);
         fuzz_project(body);
         fuzz_user(body);
+        fuzz_host(body);
+        fuzz_group(body);
     }
     json_decref(body);
     return 0;
