@@ -193,13 +193,18 @@ store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
               void (*clear_elem)(void *elem), void **ret, size_t *ret_n, NbError **err)
 {
     char *list = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char *grown = realloc(list, (n + 1) * elem_size);
-        if (!grown)
-            break;
-        list = grown;
+        if (n == cap) {
+            /* Doubling: a list of 1,000 hosts must not copy itself 1,000 times. */
+            size_t want = cap ? cap * 2 : 16;
+            char *grown = want <= SIZE_MAX / elem_size ? realloc(list, want * elem_size) : NULL;
+            if (!grown)
+                break;
+            list = grown;
+            cap = want;
+        }
         memset(list + n * elem_size, 0, elem_size);
         row_fn(st, list + n * elem_size);
         n++;

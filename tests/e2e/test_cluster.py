@@ -166,6 +166,22 @@ def test_concurrent_creates_never_overbook(cluster):
         set_ratio(cluster, 4.0)
 
 
+def test_labels_steer_placement(cluster):
+    cluster.cli.run("host", "set", "kvm2", "--label", "zone=b", "--label", "disk=ssd")
+    try:
+        h = cluster.api.get("/v1/hosts/kvm2")
+        assert h["labels"] == {"zone": "b", "disk": "ssd"}, h
+        vm = create(cluster, "labelled", labels={"zone": "b"})["vm"]
+        assert vm["host"] == "kvm2" and vm["labels"] == {"zone": "b"}, vm
+        r = create(cluster, "unplaceable", expect=409, labels={"zone": "nowhere"})
+        assert r.code == "NO_VALID_HOST", r
+        assert "without the labels" in r.json["error"]["message"], r
+    finally:
+        cluster.cli.run("host", "set", "kvm2", "--clear-labels")
+        delete_all(cluster)
+    assert cluster.api.get("/v1/hosts/kvm2")["labels"] == {}
+
+
 def ticks(env, vm_id):
     return len(re.findall(r"NIMBUS-TICK", env.api.console(vm_id)))
 
@@ -300,6 +316,13 @@ def test_bad_cluster_input_is_refused(cluster):
     assert hosts_by_name(cluster).keys() == before.keys()
     r = cluster.api.request("DELETE", "/v1/hosts/local")
     assert r.status == 409 and r.code == "HOST_IS_LOCAL", r
+    # a host that never answers is down, takes nothing, and (empty) can be removed
+    cluster.cli.run("host", "add", "ghost", "--uri", "qemu+tcp://10.77.0.99/system")
+    nf.wait_until(lambda: cluster.api.get("/v1/hosts/ghost")["state"] == "down", 60,
+                  "ghost down")
+    assert cluster.api.get("/v1/hosts/ghost")["error"], "a down host says why"
+    cluster.cli.run("host", "remove", "ghost")
+    assert "ghost" not in hosts_by_name(cluster)
     r = cluster.api.request("POST", "/v1/groups", {"name": "g", "policy": "sometimes"})
     assert r.status == 400, r
     r = cluster.api.request("POST", "/v1/vms/nope/migrate", {"host": "kvm2"})
