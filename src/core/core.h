@@ -69,6 +69,8 @@ void core_stop(Core *core);
 /* ---- hosts (hosts.c) ---- */
 /* A reference to the host's connection, or NULL when it is down or unknown: hv_conn_free it. */
 HvConn *core_host_conn(Core *core, const char *host_name);
+/* Whether the host has a connection (it may still drop at any moment). */
+bool core_host_is_up(Core *core, const char *host_name);
 /* The connection to the daemon's own host ("local"), where images are uploaded. */
 HvConn *core_local_conn(Core *core);
 /* Loads the hosts from the store (registering "local" from the configuration) and connects to

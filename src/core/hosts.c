@@ -33,6 +33,15 @@ core_host_conn(Core *core, const char *host_name)
     return c;
 }
 
+bool
+core_host_is_up(Core *core, const char *host_name)
+{
+    HvConn *c = core_host_conn(core, host_name);
+    bool up = c != NULL;
+    hv_conn_free(c);
+    return up;
+}
+
 HvConn *
 core_local_conn(Core *core)
 {

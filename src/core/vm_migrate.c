@@ -472,9 +472,7 @@ vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *pa
         goto out;
     }
     mp.offline = cold;
-    HvConn *src = core_host_conn(core, vm.host);
-    hv_conn_free(src);
-    if (!src) {
+    if (!core_host_is_up(core, vm.host)) {
         nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down: its VMs cannot be migrated",
                      vm.host);
         goto out;

@@ -235,7 +235,7 @@ host_uri_check_remote(const char *uri, const char *scheme, const char *rest, NbE
                             uri);
     if (!str_startswith(slash, "/system") || (slash[7] != '\0' && slash[7] != '?'))
         return nb_error_set(err, NB_ERR_INVALID_URI,
-                            "uri '%.64s': the path must be /system (the system libvirtd)", uri);
+                            "uri '%.64s': the path must be /system, the system libvirtd", uri);
     if (slash[7] == '?') {
         if (slash[8] == '\0')
             return nb_error_set(err, NB_ERR_INVALID_URI, "uri '%.64s': the query is empty", uri);

@@ -84,8 +84,8 @@ uint64_t host_capacity(uint64_t total, double ratio);
 #define HOST_RATIO_MAX 64.0
 
 /* libvirt URIs Nimbus accepts: qemu:///system, qemu+ssh://[user@]host[:port]/system,
- * qemu+tls://host[:port]/system, qemu+tcp://host[:port]/system (test hosts), with an optional
- * query of known keys (keyfile, no_verify, pkipath, socket, known_hosts...) and test:///default
+ * qemu+tls://host[:port]/system, qemu+tcp://host[:port]/system for test hosts, with an optional
+ * query of known keys (keyfile, no_verify, pkipath, no_tty, socket) and test:///default
  * (simulation). INVALID_URI otherwise. */
 int host_uri_validate(const char *uri, NbError **err);
 /* The host part of a remote URI ("" for qemu:///system). */
