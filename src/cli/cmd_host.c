@@ -520,21 +520,7 @@ host_maintenance(Cli *cli, const Args *a)
 static int
 host_remove(Cli *cli, const Args *a)
 {
-    _cleanup_free_ char *path = NULL;
-    int r = api_path(cli, "hosts", a->positional[0], NULL, &path);
-    if (r != 0)
-        return r;
-    json_auto_t *resp = NULL;
-    r = api_call(cli, "DELETE", path, NULL, &resp);
-    if (r != 0)
-        return r;
-    if (cli->json) {
-        if (resp)
-            output_json(resp);
-    } else {
-        printf("removed\n");
-    }
-    return CLI_EXIT_OK;
+    return resource_delete_as(cli, &host_resource, a->positional[0], "removed");
 }
 
 static const ArgSpec add_specs[] = {

@@ -137,21 +137,7 @@ token_list(Cli *cli, const Args *a)
 static int
 token_revoke(Cli *cli, const Args *a)
 {
-    _cleanup_free_ char *path = NULL;
-    int r = api_path(cli, "tokens", a->positional[0], NULL, &path);
-    if (r != 0)
-        return r;
-    json_auto_t *resp = NULL;
-    r = api_call(cli, "DELETE", path, NULL, &resp);
-    if (r != 0)
-        return r;
-    if (cli->json) {
-        if (resp)
-            output_json(resp);
-    } else {
-        printf("revoked\n");
-    }
-    return CLI_EXIT_OK;
+    return resource_delete_as(cli, &token_resource, a->positional[0], "revoked");
 }
 
 static const ArgSpec create_specs[] = {{"name", true}, {"expires", true}};

@@ -67,7 +67,7 @@ resource_show(Cli *cli, const Resource *res, const char *id)
 }
 
 int
-resource_delete(Cli *cli, const Resource *res, const char *id)
+resource_delete_as(Cli *cli, const Resource *res, const char *id, const char *done)
 {
     _cleanup_free_ char *path = NULL;
     json_auto_t *resp = NULL;
@@ -81,7 +81,13 @@ resource_delete(Cli *cli, const Resource *res, const char *id)
         if (resp)
             output_json(resp);
     } else {
-        printf("deleted\n");
+        printf("%s\n", done);
     }
     return CLI_EXIT_OK;
+}
+
+int
+resource_delete(Cli *cli, const Resource *res, const char *id)
+{
+    return resource_delete_as(cli, res, id, "deleted");
 }

@@ -22,3 +22,5 @@ int resource_list(Cli *cli, const Resource *res, const char *query, bool wide);
 int resource_get(Cli *cli, const Resource *res, const char *id, json_t **ret);
 int resource_show(Cli *cli, const Resource *res, const char *id);
 int resource_delete(Cli *cli, const Resource *res, const char *id);
+/* The same, printing done ("removed", "revoked") instead of "deleted". */
+int resource_delete_as(Cli *cli, const Resource *res, const char *id, const char *done);

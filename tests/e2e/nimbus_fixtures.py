@@ -444,6 +444,33 @@ def upload_image(env, name, path, disk_format="qcow2"):
     return img
 
 
+def join_test_hosts(env, hosts, tiny_image, names=("kvm1", "kvm2", "kvm3")):
+    """Cluster set-up shared by the cluster tests: env's (started) daemon gets the test hosts
+    (testhosts.TestHosts) under `names`, waits until each is up, disables its own `local` host
+    so placement has exactly these, and gets an image (env.image) and a flavor (env.flavor)."""
+    env.hosts = hosts
+    for i, name in enumerate(names, start=1):
+        env.api.ok("POST", "/v1/hosts", {"name": name, "uri": hosts.uri(i)}, expect=201)
+    for name in names:
+        wait_until(lambda n=name: env.api.get(f"/v1/hosts/{n}")["state"] == "up", 60,
+                   f"host {name} up")
+    env.api.ok("POST", "/v1/hosts/local/disable")
+    env.image = upload_image(env, "tiny", tiny_image)
+    env.flavor = create_small_flavor(env)
+
+
+def delete_all_vms(env):
+    """Deletes every VM of env through the API, waiting for tasks under way; never raises (the
+    session teardown purges what is left)."""
+    for v in env.api.vms():
+        try:
+            if v["task_id"]:
+                env.api.wait_task(v["task_id"], expect=None)
+            env.api.delete_vm(v["id"])
+        except Exception as e:  # noqa: BLE001
+            print(f"cleanup of VM {v['id']} failed: {e}")
+
+
 def create_small_flavor(env, name="e2e-small"):
     return env.api.ok("POST", "/v1/flavors",
                       {"name": name, "vcpus": 1, "ram_mib": 256, "disk_gib": 1}, expect=201)

@@ -22,23 +22,9 @@ TICKING = "#!/bin/sh\ntouch /tmp/tick\n"  # the test guest prints NIMBUS-TICK ev
 def cluster(make_env, tiny_image, testhosts):  # noqa: F811 - the fixture imported above
     env = make_env("cluster")
     env.daemon.start()
-    env.hosts = testhosts
-    for i, name in enumerate(HOSTS, start=1):
-        env.api.ok("POST", "/v1/hosts", {"name": name, "uri": testhosts.uri(i)}, expect=201)
-    for name in HOSTS:
-        nf.wait_until(lambda n=name: env.api.get(f"/v1/hosts/{n}")["state"] == "up", 60,
-                      f"host {name} up")
-    env.api.ok("POST", "/v1/hosts/local/disable")
-    env.image = nf.upload_image(env, "tiny", tiny_image)
-    env.flavor = nf.create_small_flavor(env)
+    nf.join_test_hosts(env, testhosts, tiny_image, HOSTS)
     yield env
-    for v in env.api.vms():
-        try:
-            if v["task_id"]:
-                env.api.wait_task(v["task_id"], expect=None)
-            env.api.delete_vm(v["id"])
-        except Exception as e:  # noqa: BLE001 - teardown goes on; testhosts stop kills guests
-            print(f"cleanup of VM {v['id']} failed: {e}")
+    nf.delete_all_vms(env)
     env.teardown()
 
 
@@ -62,13 +48,6 @@ def create(env, name, expect=202, wait=True, **extra):
     if wait:
         env.api.wait_task(out["task"]["id"])
     return out
-
-
-def delete_all(env):
-    for v in env.api.vms():
-        if v["task_id"]:
-            env.api.wait_task(v["task_id"], expect=None)
-        env.api.delete_vm(v["id"])
 
 
 def domains_on(env, i):
@@ -119,7 +98,7 @@ def test_anti_affinity_spreads_and_refuses_a_fourth(cluster):
         assert "3 refused by the group policy" in r.json["error"]["message"], r
         assert "web3" not in {v["name"] for v in cluster.api.vms()}
     finally:
-        delete_all(cluster)
+        nf.delete_all_vms(cluster)
         for g in ("web", "db"):
             cluster.api.ok("DELETE", f"/v1/groups/{g}", expect=204)
 
@@ -141,7 +120,7 @@ def test_capacity_next_vm_goes_elsewhere_then_clear_error(cluster):
                             cluster.flavor["name"], check=False)
         assert p.returncode != 0 and "NO_VALID_HOST" in p.stdout + p.stderr, p
     finally:
-        delete_all(cluster)
+        nf.delete_all_vms(cluster)
         set_ratio(cluster, 4.0)
 
 
@@ -162,7 +141,7 @@ def test_concurrent_creates_never_overbook(cluster):
             assert hosts[name]["vcpus"]["used"] <= hosts[name]["vcpus"]["capacity"] == 2, hosts
             assert len(domains_on(cluster, i)) == 2
     finally:
-        delete_all(cluster)
+        nf.delete_all_vms(cluster)
         set_ratio(cluster, 4.0)
 
 
@@ -178,7 +157,7 @@ def test_labels_steer_placement(cluster):
         assert "without the labels" in r.json["error"]["message"], r
     finally:
         cluster.cli.run("host", "set", "kvm2", "--clear-labels")
-        delete_all(cluster)
+        nf.delete_all_vms(cluster)
     assert cluster.api.get("/v1/hosts/kvm2")["labels"] == {}
 
 
@@ -272,7 +251,7 @@ def test_maintenance_empties_a_host(cluster):
         assert r.status == 409 and r.code in ("HOST_NOT_EMPTY",), r
     finally:
         cluster.api.ok("POST", "/v1/hosts/kvm2/enable")
-        delete_all(cluster)
+        nf.delete_all_vms(cluster)
 
 
 def test_host_down_and_back(cluster):

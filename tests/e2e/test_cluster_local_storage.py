@@ -22,23 +22,9 @@ def lcluster(make_env, tiny_image, testhosts):  # noqa: F811 - the fixture impor
     env.daemon.pool_path = f"/var/lib/libvirt/images/{env.daemon.pool_name}"
     env.daemon.extra_args += ["--placement", "pack"]
     env.daemon.start()
-    env.hosts = testhosts
-    for i, name in enumerate(HOSTS, start=1):
-        env.api.ok("POST", "/v1/hosts", {"name": name, "uri": testhosts.uri(i)}, expect=201)
-    for name in HOSTS:
-        nf.wait_until(lambda n=name: env.api.get(f"/v1/hosts/{n}")["state"] == "up", 60,
-                      f"host {name} up")
-    env.api.ok("POST", "/v1/hosts/local/disable")
-    env.image = nf.upload_image(env, "tiny", tiny_image)
-    env.flavor = nf.create_small_flavor(env)
+    nf.join_test_hosts(env, testhosts, tiny_image, HOSTS)
     yield env
-    for v in env.api.vms():
-        try:
-            if v["task_id"]:
-                env.api.wait_task(v["task_id"], expect=None)
-            env.api.delete_vm(v["id"])
-        except Exception as e:  # noqa: BLE001 - teardown goes on; testhosts stop kills guests
-            print(f"cleanup of VM {v['id']} failed: {e}")
+    nf.delete_all_vms(env)
     env.teardown()
     shutil.rmtree(env.daemon.pool_path, ignore_errors=True)
 
