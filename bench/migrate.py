@@ -18,7 +18,6 @@ figures only: nothing here asserts on timings.  See docs/benchmarks.md.
 
 import argparse
 import fcntl
-import http.client
 import json
 import os
 import platform
@@ -31,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import xml.etree.ElementTree as ET
+
+from benchlib import CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, Api, BenchError, log, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOSTS = os.path.join(REPO, "scripts", "testhosts.sh")
@@ -42,12 +42,8 @@ HOSTS = ("kvm1", "kvm2")
 SUBNET = "10.77.0"
 LOCAL_URI = "qemu:///system"
 
-POLL_S = 0.02  # task polling interval: the resolution of every Nimbus figure
 SETTLE_S = 1.0  # pause after each migration (both sides), outside the timings
-HTTP_TIMEOUT_S = 30
-CMD_TIMEOUT_S = 120
 TESTHOSTS_TIMEOUT_S = 180
-TASK_TIMEOUT_S = 300  # one create, stop, delete or migrate task
 MIGRATE_TIMEOUT_S = 300  # one virsh migrate
 HOST_UP_S = 60
 BOOT_TIMEOUT_S = 180  # TCG guest to print NIMBUS-READY
@@ -56,106 +52,11 @@ DAEMON_STOP_S = 15
 READY = "NIMBUS-READY"
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def host_uri(name):
     return f"qemu+tcp://{SUBNET}.{10 + int(name[3:])}/system"
 
 
-# ---------------------------------------------------------------- the Nimbus API
-
-
-class Api:
-    """One persistent HTTP/1.1 connection: nimbusd serves each connection with a thread of
-    its own, so a fresh connection per poll would cost it a thread each time."""
-
-    def __init__(self, base, token):
-        u = urllib.parse.urlsplit(base)
-        if u.scheme != "http" or not u.hostname:
-            raise BenchError(f"{base}: only http://HOST:PORT is supported")
-        self.host, self.port = u.hostname, u.port or 80
-        self.token = token
-        self.conn = None
-
-    def call(self, method, path, body=None, data=None, ok=(200, 201, 202, 204), raw=False):
-        headers = {"Authorization": f"Bearer {self.token}"}
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        elif data is not None:
-            headers["Content-Type"] = "application/octet-stream"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port,
-                                                       timeout=HTTP_TIMEOUT_S)
-            try:
-                self.conn.request(method, path, body=data, headers=headers)
-                resp = self.conn.getresponse()
-                status, payload = resp.status, resp.read()
-                if resp.will_close:
-                    self._drop()
-                break
-            except (http.client.HTTPException, OSError) as e:
-                self._drop()
-                # A kept-alive connection the server closed meanwhile: one retry, for
-                # requests that are safe to repeat.
-                if attempt or method not in ("GET", "DELETE"):
-                    raise BenchError(f"{method} {path}: {e}") from None
-        if status not in ok:
-            raise BenchError(f"{method} {path}: HTTP {status}: "
-                             f"{payload[:300].decode(errors='replace')}")
-        if raw:
-            return status, payload
-        return status, (json.loads(payload) if payload else None)
-
-    def _drop(self):
-        c, self.conn = self.conn, None
-        if c is not None:
-            c.close()
-
-    def wait_task(self, task_id, t0, deadline_s=TASK_TIMEOUT_S):
-        """Polls a task to its end. Returns (end, marks): marks['running'] and marks[k] (first
-        time step >= k was seen) as monotonic times, for the per-step breakdown."""
-        marks = {}
-        deadline = t0 + deadline_s
-        while True:
-            status, t = self.call("GET", f"/v1/tasks/{task_id}", ok=(200, 404))
-            now = time.monotonic()
-            if status == 404:  # finished and gone: counts as done
-                return now, marks
-            if t["state"] in ("running", "succeeded", "failed"):
-                marks.setdefault("running", now)
-            for k in range(int(t.get("step") or 0) + 1):
-                marks.setdefault(k, now)
-            if t["state"] == "succeeded":
-                return now, marks
-            if t["state"] == "failed":
-                err = t.get("error") or {}
-                raise BenchError(f"task {task_id} ({t.get('kind')}) failed at step "
-                                 f"{t.get('step')}: {err.get('code')}: {err.get('message')}")
-            if now > deadline:
-                raise BenchError(f"task {task_id} still {t['state']} after {deadline_s} s")
-            time.sleep(POLL_S)
-
-
 # ---------------------------------------------------------------- commands
-
-
-def run(argv, timeout=CMD_TIMEOUT_S, check=True):
-    try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{' '.join(argv)}: no answer after {timeout} s") from None
-    if check and p.returncode != 0:
-        raise BenchError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:400]}")
-    return p
 
 
 def virsh(uri, *args, check=True, timeout=CMD_TIMEOUT_S):

@@ -1,66 +1,14 @@
 /* The store's hosts, server groups, migrations, task cancellation and the placement generation
  * (schema version 3). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <cmocka.h>
-
-#include "store/store.h"
-
-typedef struct Fixture {
-    char dir[64];
-    char path[96];
-    Store *s;
-    Flavor flavor;
-    Image image;
-    unsigned macs;
-} Fixture;
-
-static void
-fixture_paths(Fixture *f)
-{
-    snprintf(f->dir, sizeof(f->dir), "/tmp/nimbus-test-hosts-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/nimbus.db", f->dir);
-}
-
-/* A flavor and an image for the VMs to point at. */
-static void
-fixture_seed(Fixture *f)
-{
-    NbError *err = NULL;
-    nb_uuid_generate(f->flavor.id);
-    snprintf(f->flavor.name, sizeof(f->flavor.name), "small");
-    f->flavor.vcpus = 1;
-    f->flavor.ram_mib = 256;
-    f->flavor.disk_gib = 1;
-    nb_timestamp_now(f->flavor.created_at);
-    assert_int_equal(flavor_store_insert(f->s, &f->flavor, &err), 0);
-
-    nb_uuid_generate(f->image.id);
-    snprintf(f->image.name, sizeof(f->image.name), "tiny");
-    snprintf(f->image.volume, sizeof(f->image.volume), "image-%s", f->image.id);
-    snprintf(f->image.project, sizeof(f->image.project), NB_DEFAULT_PROJECT_ID);
-    f->image.state = IMAGE_STATE_ACTIVE;
-    nb_timestamp_now(f->image.created_at);
-    memcpy(f->image.updated_at, f->image.created_at, sizeof(f->image.updated_at));
-    assert_int_equal(image_store_insert(f->s, &f->image, &err), 0);
-}
+#include "store_fixture.h"
 
 static int
 setup(void **state)
 {
-    Fixture *f = calloc(1, sizeof(*f));
-    NbError *err = NULL;
-    fixture_paths(f);
-    assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    fixture_seed(f);
+    Fixture *f = fixture_new("hosts");
+    fixture_open_seeded(f, IMAGE_STATE_ACTIVE);
     *state = f;
     return 0;
 }
@@ -69,36 +17,8 @@ setup(void **state)
 static int
 setup_empty(void **state)
 {
-    Fixture *f = calloc(1, sizeof(*f));
-    fixture_paths(f);
-    *state = f;
+    *state = fixture_new("hosts");
     return 0;
-}
-
-static int
-teardown(void **state)
-{
-    Fixture *f = *state;
-    char path[128];
-    store_close(f->s);
-    const char *files[] = {"nimbus.db", "nimbus.db-wal", "nimbus.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-static void
-expect_code(NbError **err, const char *code)
-{
-    assert_non_null(*err);
-    if (strcmp((*err)->code, code) != 0)
-        fail_msg("got %s (%s), want %s", (*err)->code, (*err)->message, code);
-    nb_error_free(*err);
-    *err = NULL;
 }
 
 static void
@@ -1083,19 +1003,19 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup_empty, teardown),
-        cmocka_unit_test_setup_teardown(test_host_allocations, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_host_unique, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_host_writes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_host_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ensure_local, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_set_facts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_placement_generation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_host_list_scale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vm_placement_columns, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_task_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_image_copies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_host_allocations, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_host_unique, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_host_writes, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_host_delete, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_ensure_local, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_set_facts, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_placement_generation, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_host_list_scale, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vm_placement_columns, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_groups, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_cancel, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_image_copies, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,66 +1,11 @@
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-#include "store/store.h"
-
-typedef struct Fixture {
-    char dir[64];
-    char path[96];
-    Store *s;
-    Flavor flavor;
-    Image image;
-} Fixture;
+#include "store_fixture.h"
 
 static int
 setup(void **state)
 {
-    Fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/nimbus-test-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/nimbus.db", f->dir);
-    NbError *err = NULL;
-    assert_int_equal(store_open(f->path, &f->s, &err), 0);
-
-    nb_uuid_generate(f->flavor.id);
-    snprintf(f->flavor.name, sizeof(f->flavor.name), "small");
-    f->flavor.vcpus = 1;
-    f->flavor.ram_mib = 256;
-    f->flavor.disk_gib = 1;
-    nb_timestamp_now(f->flavor.created_at);
-    assert_int_equal(flavor_store_insert(f->s, &f->flavor, &err), 0);
-
-    nb_uuid_generate(f->image.id);
-    snprintf(f->image.name, sizeof(f->image.name), "tiny");
-    snprintf(f->image.volume, sizeof(f->image.volume), "image-%s", f->image.id);
-    snprintf(f->image.project, sizeof(f->image.project), NB_DEFAULT_PROJECT_ID);
-    f->image.state = IMAGE_STATE_QUEUED;
-    nb_timestamp_now(f->image.created_at);
-    memcpy(f->image.updated_at, f->image.created_at, sizeof(f->image.updated_at));
-    assert_int_equal(image_store_insert(f->s, &f->image, &err), 0);
+    Fixture *f = fixture_new("store");
+    fixture_open_seeded(f, IMAGE_STATE_QUEUED);
     *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    Fixture *f = *state;
-    char path[128];
-    store_close(f->s);
-    const char *files[] = {"nimbus.db", "nimbus.db-wal", "nimbus.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
-    free(f);
     return 0;
 }
 
@@ -92,15 +37,6 @@ make_vm(Fixture *f, const char *name, const char *mac, Vm *vm, Task *task)
     nb_timestamp_now(task->created_at);
     memcpy(task->updated_at, task->created_at, sizeof(task->updated_at));
     memcpy(vm->task_id, task->id, sizeof(vm->task_id));
-}
-
-static void
-expect_code(NbError **err, const char *code)
-{
-    assert_non_null(*err);
-    assert_string_equal((*err)->code, code);
-    nb_error_free(*err);
-    *err = NULL;
 }
 
 static void
@@ -397,15 +333,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_names_unique, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_claim_is_exclusive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_observe_and_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_image_transitions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_project_scope_and_quota, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_from_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_version, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_names_unique, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_claim_is_exclusive, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_observe_and_delete, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_image_transitions, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_project_scope_and_quota, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_from_history, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
