@@ -308,6 +308,12 @@ core_image_ensure_on(Core *core, const Image *img, const char *host_name, HvConn
 {
     if (streq(host_name, core->cfg.host_name))
         return 0; /* uploads land there */
+    /* Copied already: no need to queue behind a copy under way to some host. */
+    int ready = image_copy_get(core->store, img->id, host_name, err);
+    if (ready < 0)
+        return -1;
+    if (ready == IMAGE_COPY_READY)
+        return 0;
     pthread_mutex_lock(&core->copy_lock);
     int r = -1;
     int state = image_copy_get(core->store, img->id, host_name, err);
