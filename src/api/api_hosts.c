@@ -24,7 +24,7 @@ api_hosts_create(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Host h;
-    if (core_host_add(core, http_request_json(r), &h, &err) < 0)
+    if (host_ops_add(core, http_request_json(r), &h, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, host_to_json(&h));
 }
@@ -57,7 +57,7 @@ api_hosts_update(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Host h;
-    if (core_host_update(core, http_request_param(r, 0), http_request_json(r), &h, &err) < 0)
+    if (host_ops_update(core, http_request_param(r, 0), http_request_json(r), &h, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, host_to_json(&h));
 }
@@ -67,7 +67,7 @@ api_hosts_delete(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    if (core_host_remove(core, http_request_param(r, 0), &err) < 0)
+    if (host_ops_remove(core, http_request_param(r, 0), &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }
@@ -80,7 +80,7 @@ api_hosts_set_admin(HttpRequest *r, Core *core, HostAdmin admin)
     json_t *body = http_request_json(r);
     if (body && json_object_size(body) > 0)
         return http_reply_error(r, NB_ERR_INVALID_REQUEST, "this action takes no body");
-    if (core_host_set_admin(core, http_request_param(r, 0), admin, &h, &err) < 0)
+    if (host_ops_set_admin(core, http_request_param(r, 0), admin, &h, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 200, host_to_json(&h));
 }
@@ -107,7 +107,7 @@ api_hosts_maintenance(HttpRequest *r, void *ctx)
     json_t *body = http_request_json(r);
     if (body && json_object_size(body) > 0)
         return http_reply_error(r, NB_ERR_INVALID_REQUEST, "this action takes no body");
-    if (core_host_maintenance(core, http_request_param(r, 0), &h, &moving, &skipped, &err) < 0)
+    if (host_ops_maintenance(core, http_request_param(r, 0), &h, &moving, &skipped, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 202,
                     json_pack("{s:o, s:o, s:o}", "host", host_to_json(&h), "migrations", moving,

@@ -113,8 +113,8 @@ api_vms_migrate(HttpRequest *r, void *ctx)
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
     Task task;
-    if (vm_ops_migrate(ctx, api_lookup_scope(r, http_request_param(r, 0)), http_request_param(r, 0),
-                       http_request_json(r), &vm, &task, &err) < 0)
+    if (vm_migrate_queue(ctx, api_lookup_scope(r, http_request_param(r, 0)),
+                         http_request_param(r, 0), http_request_json(r), &vm, &task, &err) < 0)
         return http_reply_nb_error(r, err);
     reply_vm_and_task(r, &vm, &task);
     vm_clear(&vm);

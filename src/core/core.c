@@ -69,7 +69,7 @@ static void
 core_cleanup_after_crash(Core *core)
 {
     _cleanup_error_ NbError *err = NULL;
-    HvConn *hv = core_local_conn(core);
+    HvConn *hv = host_registry_local_conn(core);
     if (!hv)
         return;
     Image *imgs = NULL;
@@ -132,12 +132,12 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
     if (!db || core_make_dirs(cfg, err) < 0 || store_open(db, &core->store, err) < 0 ||
         placement_new(core, &core->placement) < 0 || hv_events_init(err) < 0 ||
-        core_hosts_start(core, err) < 0)
+        host_registry_start(core, err) < 0)
         goto fail;
     core_cleanup_after_crash(core);
     /* First sync before serving, so the API never shows a stale state after a restart. */
     size_t n_hosts = 0;
-    CoreHost **hosts = core_hosts_snapshot(core, &n_hosts);
+    CoreHost **hosts = host_registry_snapshot(core, &n_hosts);
     for (size_t i = 0; i < n_hosts; i++)
         reconciler_sync_host(core, hosts[i]);
     free(hosts);
@@ -159,7 +159,7 @@ core_stop(Core *core)
     reconciler_stop(core->reconciler);
     core->reconciler = NULL;
     task_engine_stop(core->tasks);
-    core_hosts_stop(core);
+    host_registry_stop(core);
     hv_events_shutdown();
     store_close(core->store);
     placement_free(core->placement);

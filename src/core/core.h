@@ -66,36 +66,43 @@ typedef struct Core {
 int core_start(const CoreConfig *cfg, Core **ret, NbError **err);
 void core_stop(Core *core);
 
-/* ---- hosts (hosts.c) ---- */
+/* ---- the host registry (host_registry.c) ---- */
 /* A reference to the host's connection, or NULL when it is down or unknown: hv_conn_free it. */
-HvConn *core_host_conn(Core *core, const char *host_name);
+HvConn *host_registry_conn(Core *core, const char *host_name);
 /* Whether the host has a connection (it may still drop at any moment). */
-bool core_host_is_up(Core *core, const char *host_name);
+bool host_registry_is_up(Core *core, const char *host_name);
 /* The connection to the daemon's own host ("local"), where images are uploaded. */
-HvConn *core_local_conn(Core *core);
+HvConn *host_registry_local_conn(Core *core);
 /* Loads the hosts from the store (registering "local" from the configuration) and connects to
  * each; only the local host must answer. */
-int core_hosts_start(Core *core, NbError **err);
-void core_hosts_stop(Core *core);
+int host_registry_start(Core *core, NbError **err);
+void host_registry_stop(Core *core);
 /* Connects (pool, network, facts) a host that has no connection; records up or down. */
-int core_host_connect(Core *core, CoreHost *h, NbError **err);
+int host_registry_connect(Core *core, CoreHost *h, NbError **err);
 /* Records the host down: its VMs become unknown. */
-void core_host_mark_down(Core *core, CoreHost *h, const char *why);
+void host_registry_mark_down(Core *core, CoreHost *h, const char *why);
 /* Copies of the registry entries (for iteration without the lock); free the array only. */
-CoreHost **core_hosts_snapshot(Core *core, size_t *ret_n);
-int core_host_add(Core *core, json_t *body, Host *ret, NbError **err);
-int core_host_remove(Core *core, const char *id_or_name, NbError **err);
-int core_host_set_admin(Core *core, const char *id_or_name, HostAdmin admin, Host *ret,
-                        NbError **err);
-int core_host_update(Core *core, const char *id_or_name, json_t *body, Host *ret, NbError **err);
+CoreHost **host_registry_snapshot(Core *core, size_t *ret_n);
+/* Registers a host just inserted in the store and starts connecting to it. */
+int host_registry_add(Core *core, const Host *h);
+/* Forgets a host deleted from the store: its connection is dropped. */
+void host_registry_remove(Core *core, const char *name);
+
+/* ---- the operator's host operations (host_ops.c) ---- */
+int host_ops_add(Core *core, json_t *body, Host *ret, NbError **err);
+int host_ops_remove(Core *core, const char *id_or_name, NbError **err);
+int host_ops_set_admin(Core *core, const char *id_or_name, HostAdmin admin, Host *ret,
+                       NbError **err);
+int host_ops_update(Core *core, const char *id_or_name, json_t *body, Host *ret, NbError **err);
 /* Puts the host in maintenance and queues a migration for each of its VMs: migrations gets
  * [{vm_id, vm_name, task_id}], skipped [{vm_id, vm_name, reason}]. */
-int core_host_maintenance(Core *core, const char *id_or_name, Host *ret, json_t **migrations,
-                          json_t **skipped, NbError **err);
+int host_ops_maintenance(Core *core, const char *id_or_name, Host *ret, json_t **migrations,
+                         json_t **skipped, NbError **err);
+/* ---- images on hosts (image_ops.c) ---- */
 /* Makes sure a host's pool has the image (copied over libvirt from the local host unless the
  * storage is shared). */
-int core_image_ensure_on(Core *core, const Image *img, const char *host_name, HvConn *dst,
-                         NbError **err);
+int image_ops_ensure_on(Core *core, const Image *img, const char *host_name, HvConn *dst,
+                        NbError **err);
 
 /* ---- placement (placement.c) ---- */
 int placement_new(Core *core, Placement **ret);
@@ -127,8 +134,8 @@ int vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Ta
                   NbError **err);
 /* Queues a migration of the VM: dest NULL lets the scheduler choose; offline moves a stopped
  * VM. */
-int vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *params,
-                   Vm *ret_vm, Task *ret_task, NbError **err);
+int vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *params,
+                     Vm *ret_vm, Task *ret_task, NbError **err);
 /* start, stop, reboot, pause, resume, delete: state check, claim, queue. params: JSON or NULL */
 int vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind kind,
                   json_t *params, Vm *ret_vm, Task *ret_task, NbError **err);

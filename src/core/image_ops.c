@@ -108,7 +108,7 @@ image_ops_upload_begin(Core *core, const char *scope, const char *id_or_name, in
     u->img = img;
     u->length = (uint64_t)length;
     u->pipe_r = u->pipe_w = -1;
-    u->hv = core_local_conn(core);
+    u->hv = host_registry_local_conn(core);
     *ret = u;
     return 0;
 }
@@ -287,7 +287,7 @@ image_ops_upload_abort(ImageUpload *u)
     image_upload_free(u, true);
 }
 
-/* Removes the copies made on other hosts (core_image_ensure_on). A host that is down keeps its
+/* Removes the copies made on other hosts (image_ops_ensure_on). A host that is down keeps its
  * copy and the record of it; the log names them for the operator. */
 static void
 image_ops_delete_copies(Core *core, const Image *img)
@@ -300,7 +300,7 @@ image_ops_delete_copies(Core *core, const Image *img)
     }
     for (size_t i = 0; hosts[i]; i++) {
         _cleanup_error_ NbError *e = NULL;
-        HvConn *c = core_host_conn(core, hosts[i]);
+        HvConn *c = host_registry_conn(core, hosts[i]);
         if (c && hv_vol_delete(c, core->cfg.pool_name, img->volume, &e) == 0)
             image_copy_delete(core->store, img->id, hosts[i], &e);
         else
@@ -322,7 +322,7 @@ image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError 
      * sweep removes; the other order could leave an image whose data is gone. */
     if (image_store_delete(core->store, img.id, err) < 0)
         return -1;
-    HvConn *hv = core_local_conn(core);
+    HvConn *hv = host_registry_local_conn(core);
     _cleanup_error_ NbError *e = NULL;
     if (hv && hv_vol_delete(hv, core->cfg.pool_name, img.volume, &e) < 0)
         log_warn("image %s: volume left for the start-up sweep: %s", img.id, e->message);
@@ -330,4 +330,50 @@ image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError 
     image_ops_delete_copies(core, &img);
     log_info("image %s (%s) deleted", img.id, img.name);
     return 0;
+}
+
+/* Gives a host the image before a VM needs it there. */
+int
+image_ops_ensure_on(Core *core, const Image *img, const char *host_name, HvConn *dst, NbError **err)
+{
+    if (streq(host_name, core->cfg.host_name))
+        return 0; /* uploads land there */
+    /* Copied already: no need to queue behind a copy under way to some host. */
+    int ready = image_copy_get(core->store, img->id, host_name, err);
+    if (ready < 0)
+        return -1;
+    if (ready == IMAGE_COPY_READY)
+        return 0;
+    pthread_mutex_lock(&core->copy_lock);
+    int r = -1;
+    int state = image_copy_get(core->store, img->id, host_name, err);
+    if (state < 0)
+        goto out;
+    if (state == IMAGE_COPY_READY) {
+        r = 0;
+        goto out;
+    }
+    if (state == IMAGE_COPY_NONE) {
+        /* Never copied there: if the host sees the volume, the pool is shared storage. */
+        int seen = hv_vol_exists(dst, core->cfg.pool_name, img->volume, err);
+        if (seen != 0) {
+            r = seen < 0 ? -1 : 0;
+            goto out;
+        }
+    }
+    /* Not there, or a copy cut short by a crash: copy (again). */
+    HvConn *src = host_registry_local_conn(core);
+    if (!src) {
+        nb_error_set(err, NB_ERR_HOST_DOWN, "the local host, which holds the images, is down");
+        goto out;
+    }
+    log_info("image %s: copying to host %s", img->id, host_name);
+    if (image_copy_set(core->store, img->id, host_name, IMAGE_COPY_COPYING, err) == 0 &&
+        hv_vol_copy(src, dst, core->cfg.pool_name, img->volume, err) == 0 &&
+        image_copy_set(core->store, img->id, host_name, IMAGE_COPY_READY, err) == 0)
+        r = 0;
+    hv_conn_free(src);
+out:
+    pthread_mutex_unlock(&core->copy_lock);
+    return r;
 }

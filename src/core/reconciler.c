@@ -166,7 +166,7 @@ reconciler_sync_host(Core *core, CoreHost *h)
     size_t n_doms = 0, n_vms = 0;
     Vm *vms = NULL;
 
-    HvConn *hv = core_host_conn(core, h->name);
+    HvConn *hv = host_registry_conn(core, h->name);
     if (!hv || hv_domain_list(hv, VM_DOMAIN_PREFIX, &doms, &n_doms, &err) < 0 ||
         vm_store_list_by_host(core->store, h->name, &vms, &n_vms, &err) < 0) {
         if (err)
@@ -276,7 +276,7 @@ reconciler_wait(Reconciler *r, unsigned seconds)
 static void
 reconciler_visit(Core *core, CoreHost *h, uint64_t now)
 {
-    HvConn *hv = core_host_conn(core, h->name);
+    HvConn *hv = host_registry_conn(core, h->name);
     bool had = hv != NULL;
     bool alive = hv && hv_conn_is_alive(hv);
     hv_conn_free(hv);
@@ -288,14 +288,14 @@ reconciler_visit(Core *core, CoreHost *h, uint64_t now)
         return;
     }
     if (had)
-        core_host_mark_down(core, h, "the libvirt connection was lost");
+        host_registry_mark_down(core, h, "the libvirt connection was lost");
     if (now < h->next_try_ms)
         return;
     _cleanup_error_ NbError *err = NULL;
-    if (core_host_connect(core, h, &err) < 0) {
+    if (host_registry_connect(core, h, &err) < 0) {
         log_warn("reconciler: host %s: reconnect failed (next try in %us): %s", h->name,
                  h->backoff_s, err->message);
-        core_host_mark_down(core, h, err->message);
+        host_registry_mark_down(core, h, err->message);
         return;
     }
     log_info("reconciler: host %s is up", h->name);
@@ -311,7 +311,7 @@ reconciler_thread(void *arg)
     /* A second's tick: each host keeps its own sync and reconnect schedule. */
     while (reconciler_wait(r, 1)) {
         size_t n = 0;
-        CoreHost **hosts = core_hosts_snapshot(core, &n);
+        CoreHost **hosts = host_registry_snapshot(core, &n);
         for (size_t i = 0; i < n; i++)
             reconciler_visit(core, hosts[i], nb_monotonic_ms());
         free(hosts);

@@ -62,8 +62,8 @@ migrate_params_text(const MigrateParams *mp)
 static int
 migrate_conns(Core *core, const MigrateParams *mp, HvConn **src, HvConn **dst, NbError **err)
 {
-    *src = core_host_conn(core, mp->source);
-    *dst = core_host_conn(core, mp->dest);
+    *src = host_registry_conn(core, mp->source);
+    *dst = host_registry_conn(core, mp->dest);
     if (*src && *dst)
         return 0;
     const char *down = *src ? mp->dest : mp->source;
@@ -147,7 +147,7 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbErr
     /* Local storage: the destination gets the image, the seed, and the disk (its data for an
      * offline move; an empty overlay that the live migration fills). */
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
-        core_image_ensure_on(core, &img, mp.dest, dst, err) < 0 ||
+        image_ops_ensure_on(core, &img, mp.dest, dst, err) < 0 ||
         hv_vol_copy(src, dst, vm_pool(core), seed_vol, err) < 0 ||
         migrate_copy_console_log(core, vm, src, dst, err) < 0)
         goto out;
@@ -308,7 +308,7 @@ migrate_drop_volumes(Core *core, const Vm *vm, const char *host, NbError **err)
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
     vm_console_volume(vm, log_vol);
-    HvConn *c = core_host_conn(core, host);
+    HvConn *c = host_registry_conn(core, host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
     int r = hv_vol_delete(c, vm_pool(core), disk_vol, err) == 0 &&
@@ -343,7 +343,7 @@ vm_observed_on(Core *core, const Vm *vm, const char *host)
     HvDomainState st = HV_DOMAIN_NONE;
     _cleanup_error_ NbError *err = NULL;
     vm_domain_name(vm, domain);
-    HvConn *c = core_host_conn(core, host);
+    HvConn *c = host_registry_conn(core, host);
     bool ok = c && hv_domain_get_state(c, domain, &st, &err) == 0;
     hv_conn_free(c);
     return ok ? vm_state_from_hv(st) : VM_STATE_UNKNOWN;
@@ -438,8 +438,8 @@ vm_migrate_request(json_t *params, char dest[NB_NAME_MAX + 1], MigrateParams *mp
 }
 
 int
-vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *params, Vm *ret_vm,
-               Task *ret_task, NbError **err)
+vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *params, Vm *ret_vm,
+                 Task *ret_task, NbError **err)
 {
     MigrateParams mp = {.shared = -1};
     char dest[NB_NAME_MAX + 1];
@@ -472,7 +472,7 @@ vm_ops_migrate(Core *core, const char *scope, const char *id_or_name, json_t *pa
         goto out;
     }
     mp.offline = cold;
-    if (!core_host_is_up(core, vm.host)) {
+    if (!host_registry_is_up(core, vm.host)) {
         nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down: its VMs cannot be migrated",
                      vm.host);
         goto out;

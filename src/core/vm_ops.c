@@ -47,7 +47,7 @@ vm_ops_console_read(Core *core, const Vm *vm, uint64_t max, char **ret, size_t *
 {
     char vol[96];
     vm_console_volume(vm, vol);
-    HvConn *c = core_host_conn(core, vm->host);
+    HvConn *c = host_registry_conn(core, vm->host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", vm->host);
     int r = hv_vol_read_tail(c, vm_pool(core), vol, max, ret, ret_len, err);
@@ -69,7 +69,7 @@ step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
     Image img;
     char vol[96];
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
-        core_image_ensure_on(core, &img, vm->host, hv, err) < 0)
+        image_ops_ensure_on(core, &img, vm->host, hv, err) < 0)
         return -1;
     vm_disk_volume(vm, vol);
     return hv_vol_create_linked_clone(hv, vm_pool(core), vol, img.volume,
@@ -423,7 +423,7 @@ vm_ops_run_task(Core *core, Task *task)
     log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
              task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
 
-    HvConn *hv = core_host_conn(core, vm.host);
+    HvConn *hv = host_registry_conn(core, vm.host);
     int r = 0;
     if (!hv || !hv_conn_is_alive(hv)) {
         nb_error_set(&err, NB_ERR_HOST_DOWN, "host '%s' is down", vm.host);
