@@ -69,6 +69,9 @@ void core_stop(Core *core);
 /* ---- the host registry (host_registry.c) ---- */
 /* A reference to the host's connection, or NULL when it is down or unknown: hv_conn_free it. */
 HvConn *host_registry_conn(Core *core, const char *host_name);
+/* up (connected), connecting (not yet reached since it was registered: a task may wait for it),
+ * or down (unreachable, or unknown). */
+HostConn host_registry_state(Core *core, const char *host_name);
 /* Whether the host has a connection (it may still drop at any moment). */
 bool host_registry_is_up(Core *core, const char *host_name);
 /* The connection to the daemon's own host ("local"), where images are uploaded. */

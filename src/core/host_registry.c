@@ -33,6 +33,19 @@ host_registry_conn(Core *core, const char *host_name)
     return c;
 }
 
+HostConn
+host_registry_state(Core *core, const char *host_name)
+{
+    pthread_mutex_lock(&core->hosts_lock);
+    CoreHost *h = host_registry_find_locked(core, host_name);
+    HostConn st = !h                 ? HOST_CONN_DOWN
+                  : h->hv            ? HOST_CONN_UP
+                  : h->down_recorded ? HOST_CONN_DOWN
+                                     : HOST_CONN_CONNECTING;
+    pthread_mutex_unlock(&core->hosts_lock);
+    return st;
+}
+
 bool
 host_registry_is_up(Core *core, const char *host_name)
 {
