@@ -54,6 +54,7 @@ static const struct {
     {NB_ERR_TOKEN_NOT_FOUND, 404},
     {NB_ERR_INVALID_PASSWORD, 400},
     {NB_ERR_INVALID_URI, 400},
+    {NB_ERR_INVALID_MARKER, 400},
     {NB_ERR_HOST_NOT_FOUND, 404},
     {NB_ERR_HOST_URI_TAKEN, 409},
     {NB_ERR_HOST_NOT_EMPTY, 409},
@@ -66,6 +67,7 @@ static const struct {
     /* Like HYPERVISOR_ERROR: the libvirt side of the migration failed. */
     /* A task's outcome, read from the task; a request that meets it has lost a race. */
     {NB_ERR_CANCELLED, 409},
+    {NB_ERR_STORE_UNAVAILABLE, 503},
 };
 
 static unsigned

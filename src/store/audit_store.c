@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+#define AUDIT_COLUMNS                                                                              \
+    "id, at, request_id, user_name, project_id, source, method, path, action, target, status, "    \
+    "result"
+
 int
 audit_store_insert(Store *s, const AuditEvent *e, NbError **err)
 {
@@ -51,15 +55,19 @@ int
 audit_store_list(Store *s, const char *project, const char *since, unsigned limit, AuditEvent **ret,
                  size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    /* A project's events walk audit_by_project; `?1 IS NULL OR project_id = ?1` would walk
+     * every project's. */
     if (store_prepare(s,
-                      "SELECT id, at, request_id, user_name, project_id, source, method, path, "
-                      "action, target, status, result FROM audit WHERE (?1 IS NULL OR "
-                      "project_id = ?1) AND (?2 IS NULL OR at >= ?2) ORDER BY id DESC LIMIT ?3",
+                      project ? "SELECT " AUDIT_COLUMNS " FROM audit WHERE project_id = ?1 "
+                                "AND (?2 IS NULL OR at >= ?2) ORDER BY id DESC LIMIT ?3"
+                              : "SELECT " AUDIT_COLUMNS " FROM audit WHERE (?2 IS NULL OR "
+                                "at >= ?2) ORDER BY id DESC LIMIT ?3",
                       &st, err) < 0)
         return -1;
-    store_bind_text(st, 1, project);
+    if (project)
+        sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
     store_bind_text(st, 2, since);
     sqlite3_bind_int(st, 3, (int)limit);
     return store_collect(s, st, sizeof(AuditEvent), audit_from_row, NULL, (void **)ret, ret_n, err);

@@ -13,7 +13,7 @@ static const char *const image_copy_states[] = {
 int
 image_copy_get(Store *s, const char *image_id, const char *host, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT state FROM image_copies WHERE image_id = ? AND host = ?", &st,
                       err) < 0)
@@ -57,7 +57,7 @@ image_copy_set(Store *s, const char *image_id, const char *host, ImageCopyState 
 int
 image_copy_list(Store *s, const char *image_id, char ***ret, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT host FROM image_copies WHERE image_id = ? ORDER BY host", &st,
                       err) < 0)

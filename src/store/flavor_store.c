@@ -2,8 +2,6 @@
 
 #include <stdlib.h>
 
-#define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at"
-
 static void
 flavor_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -41,18 +39,16 @@ flavor_store_insert(Store *s, const Flavor *f, NbError **err)
 int
 flavor_store_get(Store *s, const char *id_or_name, Flavor *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s,
-                                   "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1 OR "
-                                   "name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, NULL, flavor_from_row, ret, NB_ERR_FLAVOR_NOT_FOUND,
-                                   "flavor", err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_FLAVOR_BY_ID, STORE_SQL_FLAVOR_BY_NAME, id_or_name,
+                                   NULL, flavor_from_row, ret, NB_ERR_FLAVOR_NOT_FOUND, "flavor",
+                                   err);
 }
 
 int
 flavor_store_list(Store *s, Flavor **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT " FLAVOR_COLUMNS " FROM flavors ORDER BY name", &st, err) < 0)
         return -1;

@@ -4,10 +4,6 @@
 #include <string.h>
 
 /* Server groups; `members` is counted from vms.group_id as the row is read. */
-#define GROUP_SELECT                                                                               \
-    "SELECT id, name, policy, created_at, project, "                                               \
-    "(SELECT count(*) FROM vms WHERE group_id = groups.id) FROM groups "
-
 static void
 group_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -47,19 +43,16 @@ group_store_insert(Store *s, const Group *g, NbError **err)
 int
 group_store_get(Store *s, const char *scope, const char *id_or_name, Group *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s,
-                                   GROUP_SELECT "WHERE (id = ?1 OR name = ?1) "
-                                                "AND (?2 IS NULL OR project = ?2) "
-                                                "ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, scope, group_from_row, ret, NB_ERR_GROUP_NOT_FOUND,
-                                   "group", err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_GROUP_BY_ID, STORE_SQL_GROUP_BY_NAME, id_or_name,
+                                   scope, group_from_row, ret, NB_ERR_GROUP_NOT_FOUND, "group",
+                                   err);
 }
 
 int
 group_store_list(Store *s, const char *scope, Group **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, GROUP_SELECT "WHERE ?1 IS NULL OR project = ?1 ORDER BY name", &st, err) <
         0)
@@ -103,7 +96,7 @@ int
 group_store_member_hosts(Store *s, const char *group_id, HostCount **ret, size_t *ret_n,
                          NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "SELECT at, count(*) FROM ("

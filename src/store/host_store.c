@@ -13,35 +13,6 @@
     "free_ram_mib, disk_gib, disk_free_gib, hostname, cpu_model, libvirt_version, qemu_version, "  \
     "last_contact, error, created_at, updated_at"
 
-/* The host's columns (h) and the sums of what the claims (c) hold on it. */
-#define HOST_SELECT_COLUMNS                                                                        \
-    "SELECT h.id, h.name, h.uri, h.admin, h.conn, h.cpu_ratio, h.ram_ratio, h.disk_ratio, "        \
-    "h.labels, h.vcpus, h.ram_mib, h.free_ram_mib, h.disk_gib, h.disk_free_gib, h.hostname, "      \
-    "h.cpu_model, h.libvirt_version, h.qemu_version, h.last_contact, h.error, h.created_at, "      \
-    "h.updated_at, coalesce(sum(c.vcpus), 0), coalesce(sum(c.ram_mib), 0), "                       \
-    "coalesce(sum(c.disk_gib), 0), coalesce(sum(c.placed), 0) "
-
-/* Every host: one pass over vms, grouped by the host each claim is on. */
-#define HOST_SELECT_ALL                                                                            \
-    HOST_SELECT_COLUMNS                                                                            \
-    "FROM hosts h LEFT JOIN ("                                                                     \
-    "  SELECT host AS at, vcpus, ram_mib, disk_gib, 1 AS placed FROM vms"                          \
-    "  UNION ALL"                                                                                  \
-    "  SELECT migrate_to, vcpus, ram_mib, disk_gib, 0 FROM vms"                                    \
-    "  WHERE migrate_to IS NOT NULL AND migrate_to != host"                                        \
-    ") c ON c.at = h.name GROUP BY h.id ORDER BY h.name"
-
-/* One host by id, else by name (?1): only its own claims are read, through the indexes on
- * vms.host and vms.migrate_to. */
-#define HOST_SELECT_ONE                                                                            \
-    "WITH h AS (SELECT * FROM hosts WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT "       \
-    "1) " HOST_SELECT_COLUMNS "FROM h LEFT JOIN ("                                                 \
-    "  SELECT vcpus, ram_mib, disk_gib, 1 AS placed FROM vms WHERE host = (SELECT name FROM h)"    \
-    "  UNION ALL"                                                                                  \
-    "  SELECT vcpus, ram_mib, disk_gib, 0 FROM vms WHERE migrate_to = (SELECT name FROM h)"        \
-    "  AND migrate_to != host"                                                                     \
-    ") c ON 1 GROUP BY h.id"
-
 static void
 host_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -142,15 +113,15 @@ host_store_insert(Store *s, const Host *h, NbError **err)
 int
 host_store_get(Store *s, const char *id_or_name, Host *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s, HOST_SELECT_ONE, id_or_name, NULL, host_from_row, ret,
-                                   NB_ERR_HOST_NOT_FOUND, "host", err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, HOST_SELECT_ONE("id"), HOST_SELECT_ONE("name"), id_or_name,
+                                   NULL, host_from_row, ret, NB_ERR_HOST_NOT_FOUND, "host", err);
 }
 
 int
 host_store_list(Store *s, Host **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, HOST_SELECT_ALL, &st, err) < 0)
         return -1;
@@ -212,41 +183,19 @@ host_store_update(Store *s, const Host *h, NbError **err)
 }
 
 int
-host_store_set_facts(Store *s, const char *id, HostConn conn, const HostFacts *facts,
-                     const char *error, NbError **err)
+host_set_facts_locked(Store *s, const char *id, HostConn conn, const HostFacts *facts,
+                      const char *error, bool *ret_changed, NbError **err)
 {
-    STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *cur = NULL, *st = NULL;
     char now[NB_TIMESTAMP_LEN];
     nb_timestamp_now(now);
-    /* Facts columns are written only when facts is given (?3 = 1). */
-    if (store_prepare(s, "SELECT conn, vcpus, ram_mib, disk_gib FROM hosts WHERE id = ?", &cur,
-                      err) < 0 ||
-        store_prepare(s,
-                      "UPDATE hosts SET conn = ?2, error = ?4,"
-                      " last_contact = CASE WHEN ?2 = 'up' THEN ?5 ELSE last_contact END,"
-                      " vcpus = CASE WHEN ?3 THEN ?6 ELSE vcpus END,"
-                      " ram_mib = CASE WHEN ?3 THEN ?7 ELSE ram_mib END,"
-                      " free_ram_mib = CASE WHEN ?3 THEN ?8 ELSE free_ram_mib END,"
-                      " disk_gib = CASE WHEN ?3 THEN ?9 ELSE disk_gib END,"
-                      " disk_free_gib = CASE WHEN ?3 THEN ?10 ELSE disk_free_gib END,"
-                      " hostname = CASE WHEN ?3 THEN ?11 ELSE hostname END,"
-                      " cpu_model = CASE WHEN ?3 THEN ?12 ELSE cpu_model END,"
-                      " libvirt_version = CASE WHEN ?3 THEN ?13 ELSE libvirt_version END,"
-                      " qemu_version = CASE WHEN ?3 THEN ?14 ELSE qemu_version END"
-                      " WHERE id = ?1",
-                      &st, err) < 0 ||
-        store_begin(s, err) < 0)
+    if (store_prepare(s, STORE_SQL_HOST_FACTS_READ, &cur, err) < 0 ||
+        store_prepare(s, STORE_SQL_HOST_FACTS, &st, err) < 0)
         return -1;
     sqlite3_bind_text(cur, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(cur);
     if (rc != SQLITE_ROW) {
-        if (rc == SQLITE_DONE)
-            nb_error_set(err, NB_ERR_HOST_NOT_FOUND, "host '%.64s' not found", id);
-        else
-            store_db_error(s, "read host", err);
-        store_rollback(s);
-        return -1;
+        return rc == SQLITE_DONE ? 1 : store_db_error(s, "read host", err);
     }
     /* A periodic refresh that changes nothing a placement depends on leaves the generation, so
      * cached views of the hosts stay valid. */
@@ -273,8 +222,24 @@ host_store_set_facts(Store *s, const char *id, HostConn conn, const HostFacts *f
         store_bind_text(st, 13, facts->libvirt_version);
         store_bind_text(st, 14, facts->qemu_version);
     }
-    if (sqlite3_step(st) != SQLITE_DONE || store_commit(s, err) < 0) {
-        store_db_error(s, "set host facts", err);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "set host facts", err);
+    *ret_changed = changed;
+    return 0;
+}
+
+int
+host_store_set_facts(Store *s, const char *id, HostConn conn, const HostFacts *facts,
+                     const char *error, NbError **err)
+{
+    STORE_LOCKED(s);
+    bool changed = false;
+    if (store_begin(s, err) < 0)
+        return -1;
+    int rc = host_set_facts_locked(s, id, conn, facts, error, &changed, err);
+    if (rc == 1)
+        nb_error_set(err, NB_ERR_HOST_NOT_FOUND, "host '%.64s' not found", id);
+    if (rc != 0 || store_commit(s, err) < 0) {
         store_rollback(s);
         return -1;
     }

@@ -2,10 +2,6 @@
 
 #include <stdlib.h>
 
-#define IMAGE_COLUMNS                                                                              \
-    "id, name, state, format, size_bytes, virtual_size_bytes, volume, created_at, updated_at, "    \
-    "project"
-
 static void
 image_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -66,20 +62,17 @@ image_store_insert(Store *s, const Image *img, NbError **err)
 int
 image_store_get(Store *s, const char *scope, const char *id_or_name, Image *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s,
-                                   "SELECT " IMAGE_COLUMNS " FROM images WHERE (id = ?1 OR "
-                                   "name = ?1) AND (?2 IS NULL OR project = ?2) "
-                                   "ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, scope, image_from_row, ret, NB_ERR_IMAGE_NOT_FOUND,
-                                   "image", err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_IMAGE_BY_ID, STORE_SQL_IMAGE_BY_NAME, id_or_name,
+                                   scope, image_from_row, ret, NB_ERR_IMAGE_NOT_FOUND, "image",
+                                   err);
 }
 
 static int
 image_store_select(Store *s, const char *sql, const char *scope, Image **ret, size_t *ret_n,
                    NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;

@@ -2,9 +2,6 @@
 
 #include <string.h>
 
-#define PROJECT_COLUMNS                                                                            \
-    "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, created_at"
-
 static void
 project_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -52,11 +49,8 @@ project_store_insert(Store *s, const Project *p, NbError **err)
 int
 project_store_get(Store *s, const char *scope, const char *id_or_name, Project *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s,
-                                   "SELECT " PROJECT_COLUMNS " FROM projects WHERE (id = ?1 OR "
-                                   "name = ?1) AND (?2 IS NULL OR id = ?2) "
-                                   "ORDER BY id = ?1 DESC LIMIT 1",
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_PROJECT_BY_ID, STORE_SQL_PROJECT_BY_NAME,
                                    id_or_name, scope, project_from_row, ret,
                                    NB_ERR_PROJECT_NOT_FOUND, "project", err);
 }
@@ -64,7 +58,7 @@ project_store_get(Store *s, const char *scope, const char *id_or_name, Project *
 int
 project_store_list(Store *s, const char *scope, Project **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "SELECT " PROJECT_COLUMNS " FROM projects WHERE ?1 IS NULL OR id = ?1 "
@@ -142,7 +136,7 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
 int
 project_store_quota_usage(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     return project_usage_locked(s, project, in_use, err);
 }
 
@@ -153,8 +147,9 @@ project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUO
     Project p;
     int64_t in_use[_QUOTA_MAX];
     if (store_get_by_id_or_name(s, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1",
-                                project, NULL, project_from_row, &p, NB_ERR_PROJECT_NOT_FOUND,
-                                "project", err) < 0 ||
+                                "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", project,
+                                NULL, project_from_row, &p, NB_ERR_PROJECT_NOT_FOUND, "project",
+                                err) < 0 ||
         project_usage_locked(s, project, in_use, err) < 0)
         return -1;
     for (int i = 0; i < _QUOTA_MAX; i++) {

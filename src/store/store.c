@@ -1,5 +1,6 @@
 #include "store_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,7 +121,44 @@ static const char *const store_migrations[] = {
     "CREATE TABLE image_copies ("
     "  image_id TEXT NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
     "  updated_at TEXT NOT NULL, PRIMARY KEY (image_id, host));",
+    /* 4: a controller's scale (thousands of hosts, tens of thousands of VMs). Every hot query
+     * is an index search or walk (tests/unit/test_store_plan.c): look-ups by name when the
+     * scope is every project, keyset pages of VMs (name, id) and of tasks (created_at, id), the
+     * uses of an image or flavor, pruning by age. Usage is rolled up per VM and UTC day
+     * (vm_usage_daily) up to usage_rollup.upto, where vm_usage_carry holds each VM's state; the
+     * vm_events before it can then be pruned. */
+    "CREATE INDEX vms_page_all ON vms (name, id);"
+    "CREATE INDEX vms_page ON vms (project, name, id);"
+    "CREATE INDEX vms_by_image ON vms (image_id);"
+    "CREATE INDEX vms_by_flavor ON vms (flavor_id);"
+    "DROP INDEX vms_by_host;"
+    "CREATE INDEX vms_by_host ON vms (host, name, id);"
+    "CREATE INDEX images_by_name ON images (name);"
+    "CREATE INDEX flavors_by_name ON flavors (name);"
+    "CREATE INDEX groups_by_name ON groups (name);"
+    "CREATE INDEX users_by_project ON users (project_id);"
+    "DROP INDEX tasks_by_target;"
+    "CREATE INDEX tasks_by_target ON tasks (target_id, created_at, id);"
+    "CREATE INDEX tasks_page_all ON tasks (created_at, id);"
+    "CREATE INDEX tasks_page ON tasks (project, created_at, id);"
+    "CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;"
+    "CREATE INDEX vm_events_by_at ON vm_events (at);"
+    "CREATE INDEX vm_events_by_project_at ON vm_events (project, at);"
+    "CREATE INDEX audit_by_at ON audit (at);"
+    "CREATE TABLE vm_usage_daily ("
+    "  vm_id TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, day INTEGER NOT NULL,"
+    "  vcpu_hours REAL NOT NULL, ram_gib_hours REAL NOT NULL, disk_gib_hours REAL NOT NULL,"
+    "  running_hours REAL NOT NULL, PRIMARY KEY (vm_id, day));"
+    "CREATE INDEX vm_usage_daily_by_project ON vm_usage_daily (project, day);"
+    "CREATE TABLE vm_usage_carry ("
+    "  vm_id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,"
+    "  vcpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL,"
+    "  at TEXT NOT NULL);"
+    "CREATE INDEX vm_usage_carry_by_project ON vm_usage_carry (project, vm_id);"
+    "CREATE TABLE usage_rollup (id INTEGER PRIMARY KEY CHECK (id = 1), upto TEXT NOT NULL);",
 };
+
+__thread Store *store_tls_conn;
 
 int
 store_db_error(Store *s, const char *what, NbError **err)
@@ -128,12 +166,117 @@ store_db_error(Store *s, const char *what, NbError **err)
     return nb_error_set(err, NB_ERR_INTERNAL, "store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
+/* FNV-1a: SQL texts are a few hundred bytes; hashing one costs far less than preparing it. */
+static size_t
+store_sql_hash(const char *sql)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* The slot holding sql, or the empty slot where it would go. */
+static StoreStmtSlot *
+store_stmt_slot(Store *c, const char *sql)
+{
+    size_t mask = c->stmts_cap - 1;
+    for (size_t i = store_sql_hash(sql) & mask;; i = (i + 1) & mask) {
+        StoreStmtSlot *slot = &c->stmts[i];
+        if (!slot->st || streq(sqlite3_sql(slot->st), sql))
+            return slot;
+    }
+}
+
+static int
+store_stmt_cache_grow(Store *c)
+{
+    size_t old_cap = c->stmts_cap;
+    StoreStmtSlot *old = c->stmts;
+    size_t cap = old_cap ? old_cap * 2 : 64;
+    StoreStmtSlot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return -ENOMEM;
+    c->stmts = slots;
+    c->stmts_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].st)
+            *store_stmt_slot(c, sqlite3_sql(old[i].st)) = old[i];
+    free(old);
+    return 0;
+}
+
 int
 store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, NbError **err)
 {
-    if (sqlite3_prepare_v2(s->db, sql, -1, ret, NULL) != SQLITE_OK)
+    /* Load factor at most one half keeps probes short. */
+    if ((s->stmts_n + 1) * 2 > s->stmts_cap && store_stmt_cache_grow(s) < 0)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    StoreStmtSlot *slot = store_stmt_slot(s, sql);
+    if (slot->st && !slot->in_use) {
+        slot->in_use = true;
+        *ret = slot->st;
+        return 0;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
         return store_db_error(s, "prepare", err);
+    if (!slot->st) {
+        slot->st = st;
+        slot->in_use = true;
+        s->stmts_n++;
+    }
+    /* else: the cached copy is lent out (a nested use of the same SQL): this one is not
+     * cached and store_stmt_release finalizes it. */
+    *ret = st;
     return 0;
+}
+
+void
+store_stmt_release(sqlite3_stmt **stp)
+{
+    sqlite3_stmt *st = *stp;
+    if (!st)
+        return;
+    Store *c = store_tls_conn;
+    if (c && c->stmts && sqlite3_db_handle(st) == c->db) {
+        StoreStmtSlot *slot = store_stmt_slot(c, sqlite3_sql(st));
+        if (slot->st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            slot->in_use = false;
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+static void
+store_stmt_cache_free(Store *c)
+{
+    for (size_t i = 0; i < c->stmts_cap; i++)
+        sqlite3_finalize(c->stmts[i].st);
+    free(c->stmts);
+    c->stmts = NULL;
+    c->stmts_cap = c->stmts_n = 0;
+}
+
+Store *
+store_read_lock(Store *s)
+{
+    if (s->n_readers == 0)
+        return store_lock_conn(s);
+    for (unsigned i = 0; i < s->n_readers; i++) {
+        Store *r = s->readers[i];
+        if (pthread_mutex_trylock(&r->lock) == 0) {
+            r->saved_tls = store_tls_conn;
+            store_tls_conn = r;
+            return r;
+        }
+    }
+    /* Every reader is busy: queue on one of them, never on the writer. */
+    unsigned i = __atomic_fetch_add(&s->next_reader, 1, __ATOMIC_RELAXED) % s->n_readers;
+    return store_lock_conn(s->readers[i]);
 }
 
 int
@@ -221,10 +364,10 @@ store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
     return 0;
 }
 
-int
-store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *scope,
-                        StoreRowFn row_fn, void *ret, const char *not_found_code, const char *what,
-                        NbError **err)
+/* One row of sql (?1 key, ?2 scope when it has two parameters): 1 found, 0 not, -1 error. */
+static int
+store_get_one(Store *s, const char *sql, const char *key, const char *scope, StoreRowFn row_fn,
+              void *ret, NbError **err)
 {
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
@@ -234,11 +377,67 @@ store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *
         store_bind_text(st, 2, scope);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
-        return nb_error_set(err, not_found_code, "%s '%.64s' not found", what, key);
+        return 0;
     if (rc != SQLITE_ROW)
         return store_db_error(s, "get", err);
     row_fn(st, ret);
+    return 1;
+}
+
+int
+store_get_by_id_or_name(Store *s, const char *sql_by_id, const char *sql_by_name, const char *key,
+                        const char *scope, StoreRowFn row_fn, void *ret, const char *not_found_code,
+                        const char *what, NbError **err)
+{
+    int rc = store_get_one(s, sql_by_id, key, scope, row_fn, ret, err);
+    if (rc == 0)
+        rc = store_get_one(s, sql_by_name, key, scope, row_fn, ret, err);
+    if (rc == 0)
+        return nb_error_set(err, not_found_code, "%s '%.64s' not found", what, key);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Whether v is 1..max characters, each a letter, a digit or one of extra. */
+static bool
+store_marker_part_valid(const char *v, size_t len, size_t max, const char *extra)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (c == '\0' || !strchr(extra, c)))
+            return false;
+    }
+    return true;
+}
+
+int
+store_marker_parse(const char *marker, const char *key_chars, char *key, size_t key_len, char *id,
+                   size_t id_len, NbError **err)
+{
+    const char *sep = marker ? strchr(marker, '~') : NULL;
+    if (!sep || !store_marker_part_valid(marker, (size_t)(sep - marker), key_len - 1, key_chars) ||
+        !store_marker_part_valid(sep + 1, strlen(sep + 1), id_len - 1, "-"))
+        return nb_error_set(err, NB_ERR_INVALID_MARKER,
+                            "marker '%.64s' is not one a previous page returned", marker);
+    snprintf(key, key_len, "%.*s", (int)(sep - marker), marker);
+    snprintf(id, id_len, "%s", sep + 1);
     return 0;
+}
+
+void
+store_marker_make(char out[STORE_MARKER_MAX], const char *key, const char *id)
+{
+    snprintf(out, STORE_MARKER_MAX, "%s~%s", key, id);
+}
+
+unsigned
+store_page_limit(unsigned limit)
+{
+    if (limit == 0)
+        return STORE_PAGE_DEFAULT;
+    return limit > STORE_PAGE_MAX ? STORE_PAGE_MAX : limit;
 }
 
 uint64_t
@@ -286,33 +485,77 @@ store_migrate(Store *s, NbError **err)
     return 0;
 }
 
-int
-store_open(const char *path, Store **ret, NbError **err)
+/* Opens one connection with the pragmas every connection of the store shares. */
+static int
+store_conn_open(Store *c, const char *path, bool reader, bool sync_full, NbError **err)
 {
+    pthread_mutex_init(&c->lock, NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK)
+        return nb_error_set(err, NB_ERR_INTERNAL, "store: open %s: %s", path,
+                            c->db ? sqlite3_errmsg(c->db) : "out of memory");
+    sqlite3_busy_timeout(c->db, 5000);
+    /* WAL: readers see the last commit and never block the writer nor wait for it. NORMAL
+     * syncs at checkpoints only: a crash of nimbusd loses nothing committed (the WAL is in the
+     * OS's page cache), a power loss may lose the last transactions; FULL syncs every commit. */
+    const char *pragmas = reader      ? "PRAGMA query_only = 1; PRAGMA foreign_keys = ON;"
+                          : sync_full ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                        "PRAGMA foreign_keys = ON;"
+                                      : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                                        "PRAGMA foreign_keys = ON;";
+    return store_exec(c, pragmas, err);
+}
+
+static void
+store_conn_close(Store *c)
+{
+    store_stmt_cache_free(c);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->lock);
+}
+
+int
+store_open_opts(const char *path, const StoreOptions *o, Store **ret, NbError **err)
+{
+    StoreOptions opts = o ? *o : (StoreOptions){0};
+    unsigned n_readers = opts.readers ? opts.readers : STORE_DEFAULT_READERS;
+    /* An in-memory database is private to its connection: nothing to share with readers. */
+    if (!*path || streq(path, ":memory:") || strncmp(path, "file:", 5) == 0)
+        n_readers = 0;
     Store *s = calloc(1, sizeof(*s));
     if (!s)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    pthread_mutex_init(&s->lock, NULL);
     s->placement_gen = 1;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        nb_error_set(err, NB_ERR_INTERNAL, "store: open %s: %s", path,
-                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    if (store_conn_open(s, path, false, opts.sync_full, err) < 0 || store_migrate(s, err) < 0) {
         store_close(s);
         return -1;
     }
-    sqlite3_busy_timeout(s->db, 5000);
-    /* WAL + synchronous=FULL: a committed step survives kill -9 and power loss alike. */
-    if (store_exec(s,
-                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                   "PRAGMA foreign_keys = ON;",
-                   err) < 0 ||
-        store_migrate(s, err) < 0) {
+    s->readers = calloc(n_readers ? n_readers : 1, sizeof(*s->readers));
+    if (!s->readers) {
         store_close(s);
-        return -1;
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    }
+    for (unsigned i = 0; i < n_readers; i++) {
+        Store *r = calloc(1, sizeof(*r));
+        if (!r) {
+            store_close(s);
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        }
+        r->parent = s;
+        s->readers[s->n_readers++] = r;
+        if (store_conn_open(r, path, true, opts.sync_full, err) < 0) {
+            store_close(s);
+            return -1;
+        }
     }
     *ret = s;
     return 0;
+}
+
+int
+store_open(const char *path, Store **ret, NbError **err)
+{
+    return store_open_opts(path, NULL, ret, err);
 }
 
 void
@@ -320,7 +563,11 @@ store_close(Store *s)
 {
     if (!s)
         return;
-    sqlite3_close(s->db);
-    pthread_mutex_destroy(&s->lock);
+    for (unsigned i = 0; i < s->n_readers; i++) {
+        store_conn_close(s->readers[i]);
+        free(s->readers[i]);
+    }
+    free(s->readers);
+    store_conn_close(s);
     free(s);
 }

@@ -1,12 +1,14 @@
 /*
- * The SQLite store: schema, migrations, and one file per resource. One connection, WAL, guarded
- * by a mutex: every store_* call is atomic, and the calls that must change several rows together
- * (a VM and its task, a task's end and the VM it held) are single calls, each one transaction.
+ * The store: schema, migrations, and one file per resource. Every store_* call is atomic, and the
+ * calls that must change several rows together (a VM and its task, a task's end and the VM it
+ * held) are single calls, each one transaction. This interface names no SQLite type: the SQLite
+ * backend's insides (connections, statement cache) are in store_internal.h.
  */
 #pragma once
 
-#include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "../model/flavor.h"
 #include "../model/group.h"
@@ -28,6 +30,26 @@ int store_schema_version(Store *s);
  * host write but an unchanged facts refresh). Whoever caches a view of the hosts compares it
  * with the generation the view was built at. In memory only: it restarts with the daemon. */
 uint64_t store_placement_generation(Store *s);
+
+/* sync_full: synchronous=FULL (a power loss loses no committed transaction) instead of NORMAL
+ * (a crash of nimbusd loses none; a power loss may lose the last ones). readers: read-only
+ * connections for reads that must not wait behind the writer (0: the default, 4). */
+typedef struct StoreOptions {
+    bool sync_full;
+    unsigned readers;
+} StoreOptions;
+/* store_open with options (o NULL: the defaults, like store_open). */
+int store_open_opts(const char *path, const StoreOptions *o, Store **ret, NbError **err);
+
+/* Retention in days (0: keep forever). Defaults: STORE_RETENTION_DEFAULT. */
+typedef struct StoreRetention {
+    unsigned tasks_days, events_days, audit_days;
+} StoreRetention;
+#define STORE_RETENTION_DEFAULT ((StoreRetention){30, 90, 365})
+/* Deletes finished tasks (never pending or running ones), vm_events and audit rows older than
+ * their retention; vm_events are rolled up into per-VM daily usage first, so usage stays
+ * right. ret_counts (may be NULL): rows deleted from tasks, vm_events, audit. */
+int store_prune(Store *s, const StoreRetention *r, int64_t ret_counts[3], NbError **err);
 
 /* ---- flavors ---- */
 int flavor_store_insert(Store *s, const Flavor *f, NbError **err); /* NAME_TAKEN */
@@ -82,6 +104,17 @@ int vm_store_quota_check(Store *s, const Vm *vm, NbError **err);
 int vm_store_get(Store *s, const char *scope, const char *id_or_name, Vm *ret, NbError **err);
 int vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **err);
 void vm_list_free(Vm *vms, size_t n);
+
+#define STORE_MARKER_MAX 160
+/* A page holds limit rows: 0 means STORE_PAGE_DEFAULT, more than STORE_PAGE_MAX that many. */
+#define STORE_PAGE_DEFAULT 100
+#define STORE_PAGE_MAX 1000
+/* A page of VMs in a stable order (name, then id), user_data not loaded (NULL). marker: ""
+ * or NULL for the first page, else a ret_next_marker from an earlier page (opaque text, safe
+ * in a URL query without escaping); ret_next_marker is "" on the last page. Rows created or
+ * deleted during a walk never make another row appear twice or be skipped. INVALID_MARKER. */
+int vm_store_list_page(Store *s, const char *scope, const char *marker, unsigned limit, Vm **ret,
+                       size_t *ret_n, char ret_next_marker[STORE_MARKER_MAX], NbError **err);
 /* Takes the VM for a task: fails with VM_BUSY when another task holds it. On success the VM's
  * task_id is the task's, desired and state are set (state < 0 leaves it), and the task row is
  * inserted, all in one transaction. */
@@ -108,12 +141,47 @@ int vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, N
 /* Members of a server group, by name. */
 int vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, NbError **err);
 
+/* ---- batched observations (the reconciler's thread is the only caller) ---- */
+typedef enum StoreObsKind {
+    STORE_OBS_VM_STATE,  /* vm_id, host, state, desired (<0 leaves it) */
+    STORE_OBS_VM_IP,     /* vm_id, ip ("" clears) */
+    STORE_OBS_HOST_UP,   /* host_id, facts (has_facts false keeps the stored ones) */
+    STORE_OBS_HOST_DOWN, /* host_id, host (name), error: the host down, its VMs unknown */
+} StoreObsKind;
+typedef struct StoreObservation {
+    StoreObsKind kind;
+    char vm_id[NB_UUID_STRLEN];
+    char host_id[NB_UUID_STRLEN];
+    char host[NB_NAME_MAX + 1];
+    VmState state;
+    int desired;
+    char ip[64];
+    bool has_facts;
+    HostFacts facts;
+    char error[256];
+    /* VM_STATE: when libvirt was asked (a timestamp; "" for no guard). A VM row written since
+     * (a task ended, a claim) is newer than what was seen, and is left alone. */
+    char seen_at[NB_TIMESTAMP_LEN];
+    int applied; /* out: 1 when a row changed, else 0 */
+    VmState was; /* out, VM_STATE applied: the state before */
+} StoreObservation;
+/* Applies the observations in order, in one transaction. VM_STATE applies only while no task
+ * holds the VM, the VM is not in `error`, and vms.host = host (an event from a migration's
+ * other end changes nothing); it clears the ip unless running/paused, like vm_store_observe.
+ * HOST_UP/HOST_DOWN do what host_store_set_facts (and for DOWN vm_store_mark_host_unknown)
+ * do, bumping the placement generation under the same rules. */
+int store_observe_batch(Store *s, StoreObservation *obs, size_t n, NbError **err);
+
 /* ---- tasks ---- */
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
 /* Tasks of one VM (target_id), newest first; vm_id NULL: all, newest first, at most limit. */
 int task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
                     size_t *ret_n, NbError **err);
 void task_list_free(Task *tasks, size_t n);
+/* Tasks newest first (created_at, then id, descending); vm_id NULL: all. Same marker rules. */
+int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
+                         unsigned limit, Task **ret, size_t *ret_n,
+                         char ret_next_marker[STORE_MARKER_MAX], NbError **err);
 int task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err);
 int task_store_set_running(Store *s, const char *id, NbError **err);
 /* Persists progress: the next step to run (and resets the step's progress to -1). */

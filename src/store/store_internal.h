@@ -5,10 +5,33 @@
 
 #include "../util/strutil.h"
 #include "store.h"
+#include "store_sql.h"
+
+/* A connection's prepared statements, reused across calls: keyed by the SQL text. */
+typedef struct StoreStmtSlot {
+    sqlite3_stmt *st;
+    bool in_use; /* lent out by store_prepare, not yet given back by _cleanup_stmt_ */
+} StoreStmtSlot;
+
+/*
+ * A Store is the writer connection: every write goes through it, behind its mutex. It owns a
+ * pool of read-only connections (WAL readers), each itself a Store with its own mutex and
+ * statement cache (readers[i]->parent is the writer), so a read never waits behind a write.
+ */
+#define STORE_DEFAULT_READERS 4
 
 struct Store {
     sqlite3 *db;
     pthread_mutex_t lock;
+    StoreStmtSlot *stmts; /* open addressing, cap a power of two */
+    size_t stmts_cap, stmts_n;
+    Store *parent;   /* a reader: the writer it reads for; NULL for the writer */
+    Store **readers; /* the writer's read-only connections */
+    unsigned n_readers;
+    unsigned next_reader; /* round robin when every reader is busy */
+    /* The connection the calling thread holds (restored on unlock, so a nested lock of another
+     * store, as in tests, is harmless). */
+    Store *saved_tls;
     /* Bumped, with the lock held, by every write that changes what a host claims or offers
      * (store_placement_changed_locked); in memory only: readers compare it with the one their
      * cached view of the hosts was built at. */
@@ -17,24 +40,43 @@ struct Store {
     char local_host[NB_NAME_MAX + 1];
 };
 
-/* Locks the store for the scope of the calling block. */
+/* Which connection the calling thread holds: _cleanup_stmt_ gives statements back to its cache. */
+extern __thread Store *store_tls_conn;
+
+static inline Store *
+store_lock_conn(Store *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->saved_tls = store_tls_conn;
+    store_tls_conn = c;
+    return c;
+}
+
+/* Unlocks the connection locked for the scope of the calling block. */
 static inline void
 store_unlockp(Store **s)
 {
-    if (*s)
+    if (*s) {
+        store_tls_conn = (*s)->saved_tls;
         pthread_mutex_unlock(&(*s)->lock);
+    }
 }
+/* Locks the writer for the scope of the calling block. */
 #define STORE_LOCKED(s)                                                                            \
-    __attribute__((cleanup(store_unlockp), unused)) Store *_store_guard =                          \
-        (pthread_mutex_lock(&(s)->lock), (s))
+    __attribute__((cleanup(store_unlockp), unused)) Store *_store_guard = store_lock_conn(s)
 
-static inline void
-sqlite3_finalizep(sqlite3_stmt **st)
-{
-    if (*st)
-        sqlite3_finalize(*st);
-}
-#define _cleanup_stmt_ __attribute__((cleanup(sqlite3_finalizep)))
+/* Locks a read-only connection (the writer when there are none) for the calling block. */
+Store *store_read_lock(Store *s);
+/* For a function that only reads: from here on `s` is a locked reader connection. Use only in
+ * functions that write nothing and read no writer-only field (placement_gen, local_host). */
+#define STORE_READING(s)                                                                           \
+    __attribute__((cleanup(store_unlockp), unused)) Store *_store_guard = store_read_lock(s);      \
+    (s) = _store_guard
+
+/* Gives a statement from store_prepare back (reset, bindings cleared) or finalizes one that is
+ * not cached. */
+void store_stmt_release(sqlite3_stmt **st);
+#define _cleanup_stmt_ __attribute__((cleanup(store_stmt_release)))
 
 /* With the lock held, after a committed write that changes host claims or capacity. */
 static inline void
@@ -43,7 +85,9 @@ store_placement_changed_locked(Store *s)
     s->placement_gen++;
 }
 
-/* Prepares sql; on failure fills err with NB_ERR_INTERNAL. */
+/* The connection's cached statement for sql (prepared on first use), to be given back by
+ * _cleanup_stmt_ before the lock is released; a statement already lent out gets a fresh copy.
+ * On failure fills err with NB_ERR_INTERNAL. */
 int store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, NbError **err);
 int store_exec(Store *s, const char *sql, NbError **err);
 int store_db_error(Store *s, const char *what, NbError **err);
@@ -64,12 +108,32 @@ typedef void (*StoreRowFn)(sqlite3_stmt *st, void *elem);
  * clear_elem (may be NULL) releases what row_fn allocated, on failure. */
 int store_collect(Store *s, sqlite3_stmt *st, size_t elem_size, StoreRowFn row_fn,
                   void (*clear_elem)(void *elem), void **ret, size_t *ret_n, NbError **err);
-/* Looks a resource up by id, else by name: sql binds ?1 to the key and, if it has a second
- * parameter, ?2 to the project scope (NULL: every project). A miss, or a row of another project,
- * fills err with not_found_code ("<what> '<key>' not found"): the two cannot be told apart. */
-int store_get_by_id_or_name(Store *s, const char *sql, const char *key, const char *scope,
-                            StoreRowFn row_fn, void *ret, const char *not_found_code,
-                            const char *what, NbError **err);
+/* Looks a resource up by id (sql_by_id), else by name (sql_by_name): each binds ?1 to the key
+ * and, if it has a second parameter, ?2 to the project scope (NULL: every project). Two indexed
+ * queries rather than one `id = ?1 OR name = ?1`, which scans. A miss, or a row of another
+ * project, fills err with not_found_code ("<what> '<key>' not found"): the two cannot be told
+ * apart. */
+int store_get_by_id_or_name(Store *s, const char *sql_by_id, const char *sql_by_name,
+                            const char *key, const char *scope, StoreRowFn row_fn, void *ret,
+                            const char *not_found_code, const char *what, NbError **err);
+/* Page markers: "<key>~<id>", the sort key of the last row of a page. Both parts are kept to
+ * letters, digits and key_chars (the id: '-'), all safe in a URL query, and '~' is in neither.
+ * store_marker_parse fills key and id (NUL-terminated, at most key_len/id_len with the NUL) or
+ * fails with INVALID_MARKER. */
+int store_marker_parse(const char *marker, const char *key_chars, char *key, size_t key_len,
+                       char *id, size_t id_len, NbError **err);
+void store_marker_make(char out[STORE_MARKER_MAX], const char *key, const char *id);
+/* The number of rows a page holds: limit, or STORE_PAGE_DEFAULT for 0, at most STORE_PAGE_MAX. */
+unsigned store_page_limit(unsigned limit);
+
+/* host_store_set_facts within the caller's transaction: 0, 1 when there is no such host (err
+ * untouched), -1 on error. *ret_changed: whether the placement generation must be bumped once
+ * it commits. */
+int host_set_facts_locked(Store *s, const char *id, HostConn conn, const HostFacts *facts,
+                          const char *error, bool *ret_changed, NbError **err);
+/* Rolls vm_events up into vm_usage_daily up to the UTC midnight at or before upto (epoch
+ * seconds), within the caller's transaction (usage_store.c). */
+int usage_rollup_locked(Store *s, double upto, NbError **err);
 /* Quota (project_store.c), with the store lock held: refuses when adding `add` to what the
  * project uses would pass one of its limits. */
 int project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUOTA_MAX],

@@ -3,10 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TASK_COLUMNS                                                                               \
-    "id, kind, state, target_id, step, steps, params, error_code, error_message, created_at, "     \
-    "updated_at, finished_at, project, progress, cancel_requested"
-
 static void
 task_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -41,10 +37,7 @@ static int
 task_get_locked(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
 {
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND "
-                      "(?2 IS NULL OR project = ?2)",
-                      &st, err) < 0)
+    if (store_prepare(s, STORE_SQL_TASK_BY_ID, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     store_bind_text(st, 2, scope);
@@ -60,7 +53,7 @@ task_get_locked(Store *s, const char *scope, const char *id, Task *ret, NbError 
 int
 task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     return task_get_locked(s, scope, id, ret, err);
 }
 
@@ -81,29 +74,70 @@ int
 task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
                 size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " TASK_COLUMNS " FROM tasks WHERE (?1 IS NULL OR target_id = ?1) "
-                      "AND (?3 IS NULL OR project = ?3) ORDER BY created_at DESC, rowid DESC "
-                      "LIMIT ?2",
-                      &st, err) < 0)
+    /* The first page's statements, with the caller's limit as it is. */
+    const char *sql = vm_id   ? STORE_SQL_TASK_PAGE_VM
+                      : scope ? STORE_SQL_TASK_PAGE_SCOPED
+                              : STORE_SQL_TASK_PAGE_ALL;
+    if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    store_bind_text(st, 1, vm_id);
-    sqlite3_bind_int(st, 2, (int)limit);
-    store_bind_text(st, 3, scope);
+    if (vm_id || scope)
+        store_bind_text(st, 1, scope);
+    sqlite3_bind_text(st, 2, "\x7f", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit);
+    if (vm_id)
+        sqlite3_bind_text(st, 5, vm_id, -1, SQLITE_STATIC);
     return task_store_select(s, st, ret, ret_n, err);
+}
+
+int
+task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
+                     unsigned limit, Task **ret, size_t *ret_n,
+                     char ret_next_marker[STORE_MARKER_MAX], NbError **err)
+{
+    /* "\x7f" sorts after every timestamp: the first page starts from the newest task. */
+    char at[NB_TIMESTAMP_LEN] = "\x7f", id[NB_UUID_STRLEN] = "";
+    if (marker && *marker &&
+        store_marker_parse(marker, ":.-", at, sizeof(at), id, sizeof(id), err) < 0)
+        return -1;
+    limit = store_page_limit(limit);
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    const char *sql = vm_id   ? STORE_SQL_TASK_PAGE_VM
+                      : scope ? STORE_SQL_TASK_PAGE_SCOPED
+                              : STORE_SQL_TASK_PAGE_ALL;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    if (vm_id || scope)
+        store_bind_text(st, 1, scope);
+    sqlite3_bind_text(st, 2, at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)limit + 1);
+    if (vm_id)
+        sqlite3_bind_text(st, 5, vm_id, -1, SQLITE_STATIC);
+    Task *list = NULL;
+    size_t n = 0;
+    if (task_store_select(s, st, &list, &n, err) < 0)
+        return -1;
+    ret_next_marker[0] = '\0';
+    if (n > limit) {
+        task_clear(&list[limit]);
+        n = limit;
+        store_marker_make(ret_next_marker, list[n - 1].created_at, list[n - 1].id);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
 }
 
 int
 task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT " TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') "
-                      "ORDER BY created_at, rowid",
-                      &st, err) < 0)
+    if (store_prepare(s, STORE_SQL_TASK_UNFINISHED, &st, err) < 0)
         return -1;
     return task_store_select(s, st, ret, ret_n, err);
 }
@@ -284,7 +318,7 @@ task_store_request_cancel(Store *s, const char *scope, const char *id, Task *ret
 bool
 task_store_cancel_requested(Store *s, const char *id)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT cancel_requested FROM tasks WHERE id = ?", &st, NULL) < 0)
         return false;

@@ -5,7 +5,7 @@
 int
 token_store_count(Store *s, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT count(*) FROM tokens WHERE revoked_at IS NULL", &st, err) < 0)
         return -1;
@@ -38,15 +38,10 @@ token_store_insert(Store *s, const TokenInfo *t, const char *hash_hex, NbError *
 int
 token_store_lookup(Store *s, const char *hash_hex, Principal *ret)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     /* Timestamps are all RFC 3339 UTC with milliseconds, so they compare as strings. */
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT t.id, u.id, u.name, u.project_id, u.role FROM tokens t "
-                           "JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND "
-                           "t.revoked_at IS NULL AND (t.expires_at IS NULL OR "
-                           "t.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (store_prepare(s, STORE_SQL_TOKEN_LOOKUP, &st, NULL) < 0)
         return -1;
     sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
@@ -75,7 +70,7 @@ token_from_row(sqlite3_stmt *st, void *elem)
 int
 token_store_list(Store *s, const char *user_id, TokenInfo **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "SELECT id, name, user_id, created_at, expires_at, revoked_at FROM tokens "

@@ -3,8 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USER_COLUMNS "id, name, project_id, role, created_at"
-
 static void
 user_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -43,22 +41,18 @@ user_store_insert(Store *s, const User *u, const char *password_hash, NbError **
 int
 user_store_get(Store *s, const char *id_or_name, User *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(
-        s,
-        "SELECT " USER_COLUMNS " FROM users WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC "
-        "LIMIT 1",
-        id_or_name, NULL, user_from_row, ret, NB_ERR_USER_NOT_FOUND, "user", err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_USER_BY_ID, STORE_SQL_USER_BY_NAME, id_or_name,
+                                   NULL, user_from_row, ret, NB_ERR_USER_NOT_FOUND, "user", err);
 }
 
 int
 user_store_get_password_hash(Store *s, const char *name, User *ret, char **ret_hash)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT " USER_COLUMNS ", password_hash FROM users WHERE name = ?", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (store_prepare(s, "SELECT " USER_COLUMNS ", password_hash FROM users WHERE name = ?", &st,
+                      NULL) < 0)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
@@ -71,7 +65,7 @@ user_store_get_password_hash(Store *s, const char *name, User *ret, char **ret_h
 int
 user_store_list(Store *s, User **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT " USER_COLUMNS " FROM users ORDER BY name", &st, err) < 0)
         return -1;

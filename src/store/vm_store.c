@@ -3,11 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VM_COLUMNS                                                                                 \
-    "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
-    "disk_gib, mac, user_data, ip, error, created_at, updated_at, project, migrate_to, group_id, " \
-    "labels"
-
 static void
 vm_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -93,7 +88,7 @@ vm_quota_claim(const Vm *vm, int64_t add[_QUOTA_MAX])
 int
 vm_store_quota_check(Store *s, const Vm *vm, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     int64_t add[_QUOTA_MAX];
     vm_quota_claim(vm, add);
     return project_quota_check_locked(s, vm->project, add, err);
@@ -170,13 +165,9 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *re
 int
 vm_store_get(Store *s, const char *scope, const char *id_or_name, Vm *ret, NbError **err)
 {
-    STORE_LOCKED(s);
-    return store_get_by_id_or_name(s,
-                                   "SELECT " VM_COLUMNS " FROM vms WHERE (id = ?1 OR name = ?1) "
-                                   "AND (?2 IS NULL OR project = ?2) "
-                                   "ORDER BY id = ?1 DESC LIMIT 1",
-                                   id_or_name, scope, vm_from_row, ret, NB_ERR_VM_NOT_FOUND, "VM",
-                                   err);
+    STORE_READING(s);
+    return store_get_by_id_or_name(s, STORE_SQL_VM_BY_ID, STORE_SQL_VM_BY_NAME, id_or_name, scope,
+                                   vm_from_row, ret, NB_ERR_VM_NOT_FOUND, "VM", err);
 }
 
 static void
@@ -196,7 +187,7 @@ vm_list_free(Vm *vms, size_t n)
 int
 vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "SELECT " VM_COLUMNS " FROM vms WHERE ?1 IS NULL OR project = ?1 "
@@ -205,6 +196,41 @@ vm_store_list(Store *s, const char *scope, Vm **ret, size_t *ret_n, NbError **er
         return -1;
     store_bind_text(st, 1, scope);
     return store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)ret, ret_n, err);
+}
+
+int
+vm_store_list_page(Store *s, const char *scope, const char *marker, unsigned limit, Vm **ret,
+                   size_t *ret_n, char ret_next_marker[STORE_MARKER_MAX], NbError **err)
+{
+    char name[NB_NAME_MAX + 1] = "", id[NB_UUID_STRLEN] = "";
+    if (marker && *marker &&
+        store_marker_parse(marker, "._-", name, sizeof(name), id, sizeof(id), err) < 0)
+        return -1;
+    limit = store_page_limit(limit);
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, scope ? STORE_SQL_VM_PAGE_SCOPED : STORE_SQL_VM_PAGE_ALL, &st, err) < 0)
+        return -1;
+    if (scope)
+        sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+    /* ("", "") sorts before every row: the first page. */
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    /* One row more than asked tells whether another page follows. */
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)limit + 1);
+    Vm *list = NULL;
+    size_t n = 0;
+    if (store_collect(s, st, sizeof(Vm), vm_from_row, vm_clear_elem, (void **)&list, &n, err) < 0)
+        return -1;
+    ret_next_marker[0] = '\0';
+    if (n > limit) {
+        vm_clear(&list[limit]);
+        n = limit;
+        store_marker_make(ret_next_marker, list[n - 1].name, list[n - 1].id);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
 }
 
 /* vm_store_claim, and with dest also the start of a migration (migrate_to = dest), in the
@@ -217,12 +243,7 @@ vm_store_claim_full(Store *s, const char *vm_id, const Task *task, VmPower desir
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     char now[NB_TIMESTAMP_LEN];
     nb_timestamp_now(now);
-    if (store_prepare(s,
-                      "UPDATE vms SET task_id = ?1, desired = ?2, state = coalesce(?3, state), "
-                      "error = NULL, updated_at = ?4, migrate_to = coalesce(?6, migrate_to) "
-                      "WHERE id = ?5 AND task_id IS NULL",
-                      &st, err) < 0 ||
-        store_begin(s, err) < 0)
+    if (store_prepare(s, STORE_SQL_VM_CLAIM, &st, err) < 0 || store_begin(s, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, task->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, vm_power_to_string(desired), -1, SQLITE_STATIC);
@@ -275,12 +296,7 @@ vm_store_observe(Store *s, const char *vm_id, VmState state, int desired, NbErro
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     char now[NB_TIMESTAMP_LEN];
     nb_timestamp_now(now);
-    if (store_prepare(s,
-                      "UPDATE vms SET state = ?1, desired = coalesce(?2, desired), "
-                      "ip = CASE WHEN ?1 = 'running' OR ?1 = 'paused' THEN ip END, "
-                      "updated_at = ?3 WHERE id = ?4 AND task_id IS NULL "
-                      "AND (state != ?1 OR desired != coalesce(?2, desired))",
-                      &st, err) < 0)
+    if (store_prepare(s, STORE_SQL_VM_OBSERVE, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, vm_state_to_string(state), -1, SQLITE_STATIC);
     if (desired >= 0)
@@ -299,7 +315,7 @@ vm_store_set_ip(Store *s, const char *vm_id, const char *ip, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "UPDATE vms SET ip = ? WHERE id = ? AND ip IS NOT ?", &st, err) < 0)
+    if (store_prepare(s, STORE_SQL_VM_SET_IP, &st, err) < 0)
         return -1;
     store_bind_text(st, 1, ip);
     sqlite3_bind_text(st, 2, vm_id, -1, SQLITE_STATIC);
@@ -314,8 +330,7 @@ vm_store_mark_host_unknown(Store *s, const char *host, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "UPDATE vms SET state = 'unknown' WHERE host = ? AND state != 'unknown'",
-                      &st, err) < 0)
+    if (store_prepare(s, STORE_SQL_VM_MARK_UNKNOWN, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
@@ -366,7 +381,7 @@ static int
 vm_store_list_where(Store *s, const char *sql, const char *key, Vm **ret, size_t *ret_n,
                     NbError **err)
 {
-    STORE_LOCKED(s);
+    STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
@@ -377,8 +392,7 @@ vm_store_list_where(Store *s, const char *sql, const char *key, Vm **ret, size_t
 int
 vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, NbError **err)
 {
-    return vm_store_list_where(s, "SELECT " VM_COLUMNS " FROM vms WHERE host = ? ORDER BY name, id",
-                               host, ret, ret_n, err);
+    return vm_store_list_where(s, STORE_SQL_VM_BY_HOST, host, ret, ret_n, err);
 }
 
 int

@@ -48,6 +48,7 @@
 #define NB_ERR_TOKEN_NOT_FOUND "TOKEN_NOT_FOUND"
 #define NB_ERR_INVALID_PASSWORD "INVALID_PASSWORD"
 #define NB_ERR_INVALID_URI "INVALID_URI" /* a host's libvirt URI Nimbus does not accept */
+#define NB_ERR_INVALID_MARKER "INVALID_MARKER" /* a page marker this store did not hand out */
 #define NB_ERR_HOST_NOT_FOUND "HOST_NOT_FOUND"
 #define NB_ERR_HOST_URI_TAKEN "HOST_URI_TAKEN"
 #define NB_ERR_HOST_NOT_EMPTY "HOST_NOT_EMPTY" /* VMs are on it, or migrating to it */
@@ -58,3 +59,4 @@
 #define NB_ERR_NO_VALID_HOST "NO_VALID_HOST" /* no host fits the VM */
 #define NB_ERR_TASK_NOT_CANCELLABLE "TASK_NOT_CANCELLABLE"
 #define NB_ERR_CANCELLED "CANCELLED" /* a task stopped because a cancel was asked for */
+#define NB_ERR_STORE_UNAVAILABLE "STORE_UNAVAILABLE" /* health: the store does not answer */

@@ -1,5 +1,6 @@
 /* The store's hosts, server groups, migrations, task cancellation and the placement generation
  * (schema version 3). */
+#include <sqlite3.h>
 #include <time.h>
 
 #include "store_fixture.h"
@@ -19,89 +20,6 @@ setup_empty(void **state)
 {
     *state = fixture_new("hosts");
     return 0;
-}
-
-static void
-make_host(Host *h, const char *name, const char *uri)
-{
-    memset(h, 0, sizeof(*h));
-    nb_uuid_generate(h->id);
-    snprintf(h->name, sizeof(h->name), "%s", name);
-    snprintf(h->uri, sizeof(h->uri), "%s", uri);
-    h->admin = HOST_ADMIN_ENABLED;
-    h->conn = HOST_CONN_CONNECTING;
-    h->cpu_ratio = HOST_DEFAULT_CPU_RATIO;
-    h->ram_ratio = HOST_DEFAULT_RAM_RATIO;
-    h->disk_ratio = HOST_DEFAULT_DISK_RATIO;
-    nb_timestamp_now(h->created_at);
-    memcpy(h->updated_at, h->created_at, sizeof(h->updated_at));
-}
-
-static void
-insert_host(Fixture *f, Host *h, const char *name, const char *uri)
-{
-    NbError *err = NULL;
-    make_host(h, name, uri);
-    assert_int_equal(host_store_insert(f->s, h, &err), 0);
-}
-
-/* Inserts a VM of vcpus/ram/disk on host (in project, NULL: default), its create task finished
- * so that the VM is free for other tasks. */
-static void
-insert_vm(Fixture *f, const char *name, const char *host, const char *project, unsigned vcpus,
-          uint64_t ram_mib, uint64_t disk_gib, const char *group_id, Vm *vm)
-{
-    NbError *err = NULL;
-    Task t;
-    memset(vm, 0, sizeof(*vm));
-    nb_uuid_generate(vm->id);
-    snprintf(vm->name, sizeof(vm->name), "%s", name);
-    snprintf(vm->hostname, sizeof(vm->hostname), "%s", name);
-    snprintf(vm->host, sizeof(vm->host), "%s", host);
-    snprintf(vm->project, sizeof(vm->project), "%s", project ? project : NB_DEFAULT_PROJECT_ID);
-    snprintf(vm->mac, sizeof(vm->mac), "52:54:00:00:%02x:%02x", (f->macs >> 8) & 0xff,
-             f->macs & 0xff);
-    f->macs++;
-    if (group_id)
-        snprintf(vm->group_id, sizeof(vm->group_id), "%s", group_id);
-    memcpy(vm->image_id, f->image.id, sizeof(vm->image_id));
-    memcpy(vm->flavor_id, f->flavor.id, sizeof(vm->flavor_id));
-    vm->state = VM_STATE_BUILDING;
-    vm->desired = VM_POWER_RUNNING;
-    vm->vcpus = vcpus;
-    vm->ram_mib = ram_mib;
-    vm->disk_gib = disk_gib;
-    nb_timestamp_now(vm->created_at);
-    memcpy(vm->updated_at, vm->created_at, sizeof(vm->updated_at));
-    memset(&t, 0, sizeof(t));
-    nb_uuid_generate(t.id);
-    t.kind = TASK_KIND_VM_CREATE;
-    t.state = TASK_STATE_PENDING;
-    t.steps = 4;
-    t.progress = -1;
-    memcpy(t.target_id, vm->id, sizeof(t.target_id));
-    nb_timestamp_now(t.created_at);
-    memcpy(t.updated_at, t.created_at, sizeof(t.updated_at));
-    memcpy(vm->task_id, t.id, sizeof(vm->task_id));
-    assert_int_equal(vm_store_insert_with_task(f->s, vm, &t, NULL, &err), 0);
-    assert_int_equal(task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, VM_STATE_RUNNING,
-                                       VM_POWER_RUNNING, NULL, &err),
-                     0);
-    vm->task_id[0] = '\0';
-}
-
-static void
-make_task(Task *t, TaskKind kind, const char *vm_id)
-{
-    memset(t, 0, sizeof(*t));
-    nb_uuid_generate(t->id);
-    t->kind = kind;
-    t->state = TASK_STATE_PENDING;
-    t->steps = 3;
-    t->progress = -1;
-    snprintf(t->target_id, sizeof(t->target_id), "%s", vm_id);
-    nb_timestamp_now(t->created_at);
-    memcpy(t->updated_at, t->created_at, sizeof(t->updated_at));
 }
 
 static Host *
@@ -231,7 +149,7 @@ test_migrate_from_v2(void **state)
     sqlite3_close(db);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 3);
+    assert_int_equal(store_schema_version(f->s), 4);
     Vm vm;
     assert_int_equal(vm_store_get(f->s, NULL, "web1", &vm, &err), 0);
     assert_string_equal(vm.host, "local");
@@ -260,7 +178,7 @@ test_migrate_from_v2(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 3);
+    assert_int_equal(store_schema_version(f->s), 4);
 }
 
 /* ---- hosts ---- */

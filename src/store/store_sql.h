@@ -1,0 +1,172 @@
+/*
+ * The store's hot SQL, in one place so that the EXPLAIN QUERY PLAN test (tests/unit/
+ * test_store_plan.c) checks the very text the store runs: each must be an index search or walk,
+ * never a scan of a whole table.
+ */
+#pragma once
+
+#define VM_COLUMNS                                                                                 \
+    "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
+    "disk_gib, mac, user_data, ip, error, created_at, updated_at, project, migrate_to, group_id, " \
+    "labels"
+
+/* A page of VMs leaves user_data out (NULL): up to 64 KiB a VM that a list never shows. */
+#define VM_PAGE_COLUMNS                                                                            \
+    "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
+    "disk_gib, mac, NULL, ip, error, created_at, updated_at, project, migrate_to, group_id, "      \
+    "labels"
+
+#define STORE_SQL_VM_BY_ID                                                                         \
+    "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+/* Names are unique per project: with scope NULL the first of several is as good as any. */
+#define STORE_SQL_VM_BY_NAME                                                                       \
+    "SELECT " VM_COLUMNS " FROM vms WHERE name = ?1 AND (?2 IS NULL OR project = ?2) LIMIT 1"
+/* Keyset pages: the rows after the marker's (name, id), through vms_page_all/vms_page. */
+#define STORE_SQL_VM_PAGE_ALL                                                                      \
+    "SELECT " VM_PAGE_COLUMNS " FROM vms WHERE (name, id) > (?2, ?3) ORDER BY name, id LIMIT ?4"
+#define STORE_SQL_VM_PAGE_SCOPED                                                                   \
+    "SELECT " VM_PAGE_COLUMNS " FROM vms WHERE project = ?1 AND (name, id) > (?2, ?3) "            \
+    "ORDER BY name, id LIMIT ?4"
+#define STORE_SQL_VM_BY_HOST "SELECT " VM_COLUMNS " FROM vms WHERE host = ? ORDER BY name, id"
+#define STORE_SQL_VM_CLAIM                                                                         \
+    "UPDATE vms SET task_id = ?1, desired = ?2, state = coalesce(?3, state), "                     \
+    "error = NULL, updated_at = ?4, migrate_to = coalesce(?6, migrate_to) "                        \
+    "WHERE id = ?5 AND task_id IS NULL"
+#define STORE_SQL_VM_OBSERVE                                                                       \
+    "UPDATE vms SET state = ?1, desired = coalesce(?2, desired), "                                 \
+    "ip = CASE WHEN ?1 = 'running' OR ?1 = 'paused' THEN ip END, "                                 \
+    "updated_at = ?3 WHERE id = ?4 AND task_id IS NULL "                                           \
+    "AND (state != ?1 OR desired != coalesce(?2, desired))"
+/* store_observe_batch: the VM's state before, read with the same conditions as the update. */
+#define STORE_SQL_OBS_VM_READ                                                                      \
+    "SELECT state FROM vms WHERE id = ?1 AND task_id IS NULL AND state != 'error' AND host = ?2 "  \
+    "AND (?3 IS NULL OR updated_at < ?3)"
+#define STORE_SQL_OBS_VM_STATE                                                                     \
+    "UPDATE vms SET state = ?1, desired = coalesce(?2, desired), "                                 \
+    "ip = CASE WHEN ?1 = 'running' OR ?1 = 'paused' THEN ip END, "                                 \
+    "updated_at = ?3 WHERE id = ?4 AND task_id IS NULL AND state != 'error' AND host = ?5 "        \
+    "AND (state != ?1 OR desired != coalesce(?2, desired)) AND (?6 IS NULL OR updated_at < ?6)"
+#define STORE_SQL_VM_SET_IP "UPDATE vms SET ip = ? WHERE id = ? AND ip IS NOT ?"
+#define STORE_SQL_VM_MARK_UNKNOWN                                                                  \
+    "UPDATE vms SET state = 'unknown' WHERE host = ? AND state != 'unknown'"
+
+#define TASK_COLUMNS                                                                               \
+    "id, kind, state, target_id, step, steps, params, error_code, error_message, created_at, "     \
+    "updated_at, finished_at, project, progress, cancel_requested"
+
+#define STORE_SQL_TASK_BY_ID                                                                       \
+    "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+/* Newest first: the rows before the marker's (created_at, id). */
+#define STORE_SQL_TASK_PAGE_ALL                                                                    \
+    "SELECT " TASK_COLUMNS " FROM tasks WHERE (created_at, id) < (?2, ?3) "                        \
+    "ORDER BY created_at DESC, id DESC LIMIT ?4"
+#define STORE_SQL_TASK_PAGE_SCOPED                                                                 \
+    "SELECT " TASK_COLUMNS " FROM tasks WHERE project = ?1 AND (created_at, id) < (?2, ?3) "       \
+    "ORDER BY created_at DESC, id DESC LIMIT ?4"
+#define STORE_SQL_TASK_PAGE_VM                                                                     \
+    "SELECT " TASK_COLUMNS " FROM tasks WHERE target_id = ?5 AND (?1 IS NULL OR project = ?1) "    \
+    "AND (created_at, id) < (?2, ?3) ORDER BY created_at DESC, id DESC LIMIT ?4"
+#define STORE_SQL_TASK_UNFINISHED                                                                  \
+    "SELECT " TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') "                    \
+    "ORDER BY created_at, rowid"
+
+/* Timestamps are all RFC 3339 UTC with milliseconds, so they compare as strings. */
+#define STORE_SQL_TOKEN_LOOKUP                                                                     \
+    "SELECT t.id, u.id, u.name, u.project_id, u.role FROM tokens t "                               \
+    "JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND "                                       \
+    "t.revoked_at IS NULL AND (t.expires_at IS NULL OR "                                           \
+    "t.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+
+/* The host's columns (h) and the sums of what the claims (c) hold on it. */
+#define HOST_SELECT_COLUMNS                                                                        \
+    "SELECT h.id, h.name, h.uri, h.admin, h.conn, h.cpu_ratio, h.ram_ratio, h.disk_ratio, "        \
+    "h.labels, h.vcpus, h.ram_mib, h.free_ram_mib, h.disk_gib, h.disk_free_gib, h.hostname, "      \
+    "h.cpu_model, h.libvirt_version, h.qemu_version, h.last_contact, h.error, h.created_at, "      \
+    "h.updated_at, coalesce(sum(c.vcpus), 0), coalesce(sum(c.ram_mib), 0), "                       \
+    "coalesce(sum(c.disk_gib), 0), coalesce(sum(c.placed), 0) "
+
+/* Every host: one pass over vms, grouped by the host each claim is on. */
+#define HOST_SELECT_ALL                                                                            \
+    HOST_SELECT_COLUMNS                                                                            \
+    "FROM hosts h LEFT JOIN ("                                                                     \
+    "  SELECT host AS at, vcpus, ram_mib, disk_gib, 1 AS placed FROM vms"                          \
+    "  UNION ALL"                                                                                  \
+    "  SELECT migrate_to, vcpus, ram_mib, disk_gib, 0 FROM vms"                                    \
+    "  WHERE migrate_to IS NOT NULL AND migrate_to != host"                                        \
+    ") c ON c.at = h.name GROUP BY h.id ORDER BY h.name"
+
+/* One host whose column `key` is ?1: only its own claims are read, through the indexes on
+ * vms.host and vms.migrate_to. */
+#define HOST_SELECT_ONE(key)                                                                       \
+    "WITH h AS (SELECT * FROM hosts WHERE " key " = ?1) " HOST_SELECT_COLUMNS "FROM h LEFT JOIN (" \
+    "  SELECT vcpus, ram_mib, disk_gib, 1 AS placed FROM vms WHERE host = (SELECT name FROM h)"    \
+    "  UNION ALL"                                                                                  \
+    "  SELECT vcpus, ram_mib, disk_gib, 0 FROM vms WHERE migrate_to = (SELECT name FROM h)"        \
+    "  AND migrate_to != host"                                                                     \
+    ") c ON 1 GROUP BY h.id"
+
+#define STORE_SQL_HOST_FACTS_READ "SELECT conn, vcpus, ram_mib, disk_gib FROM hosts WHERE id = ?"
+/* Facts columns are written only when facts is given (?3 = 1). */
+#define STORE_SQL_HOST_FACTS                                                                       \
+    "UPDATE hosts SET conn = ?2, error = ?4,"                                                      \
+    " last_contact = CASE WHEN ?2 = 'up' THEN ?5 ELSE last_contact END,"                           \
+    " vcpus = CASE WHEN ?3 THEN ?6 ELSE vcpus END,"                                                \
+    " ram_mib = CASE WHEN ?3 THEN ?7 ELSE ram_mib END,"                                            \
+    " free_ram_mib = CASE WHEN ?3 THEN ?8 ELSE free_ram_mib END,"                                  \
+    " disk_gib = CASE WHEN ?3 THEN ?9 ELSE disk_gib END,"                                          \
+    " disk_free_gib = CASE WHEN ?3 THEN ?10 ELSE disk_free_gib END,"                               \
+    " hostname = CASE WHEN ?3 THEN ?11 ELSE hostname END,"                                         \
+    " cpu_model = CASE WHEN ?3 THEN ?12 ELSE cpu_model END,"                                       \
+    " libvirt_version = CASE WHEN ?3 THEN ?13 ELSE libvirt_version END,"                           \
+    " qemu_version = CASE WHEN ?3 THEN ?14 ELSE qemu_version END"                                  \
+    " WHERE id = ?1"
+
+/* Usage (usage_store.c): the carried states and the events since the roll-up, by VM then in
+ * order. ?1 the project, ?2 the roll-up's upto ("" when none yet), ?3 the end ("\x7f": none). */
+#define STORE_SQL_USAGE_RAW                                                                        \
+    "SELECT vm_id, name, state, vcpus, ram_mib, disk_gib, at, 0 AS seq, project "                  \
+    "FROM vm_usage_carry WHERE project = ?1 "                                                      \
+    "UNION ALL SELECT vm_id, name, state, vcpus, ram_mib, disk_gib, at, id, project "              \
+    "FROM vm_events WHERE project = ?1 AND at >= ?2 AND at < ?3 ORDER BY vm_id, seq"
+/* The rolled-up days of [?2, ?3) by VM, each weighing the part of it the window covers (?4: the
+ * UTC midnight at or before ?2). */
+#define STORE_SQL_USAGE_DAYS                                                                       \
+    "SELECT vm_id, max(name), sum(vcpu_hours * w), sum(ram_gib_hours * w), "                       \
+    "sum(disk_gib_hours * w), sum(running_hours * w) FROM ("                                       \
+    "  SELECT *, max(0, min(?3, day + 86400) - max(?2, day)) / 86400.0 AS w"                       \
+    "  FROM vm_usage_daily WHERE project = ?1 AND day >= ?4 AND day < ?3"                          \
+    ") GROUP BY vm_id ORDER BY vm_id"
+
+/* Gets by id, then by name (store_get_by_id_or_name); with scope NULL a name's first row. */
+#define IMAGE_COLUMNS                                                                              \
+    "id, name, state, format, size_bytes, virtual_size_bytes, volume, created_at, updated_at, "    \
+    "project"
+
+#define STORE_SQL_IMAGE_BY_ID                                                                      \
+    "SELECT " IMAGE_COLUMNS " FROM images WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+#define STORE_SQL_IMAGE_BY_NAME                                                                    \
+    "SELECT " IMAGE_COLUMNS " FROM images WHERE name = ?1 AND (?2 IS NULL OR project = ?2) "       \
+    "LIMIT 1"
+#define GROUP_SELECT                                                                               \
+    "SELECT id, name, policy, created_at, project, "                                               \
+    "(SELECT count(*) FROM vms WHERE group_id = groups.id) FROM groups "
+
+#define STORE_SQL_GROUP_BY_ID GROUP_SELECT "WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+#define STORE_SQL_GROUP_BY_NAME                                                                    \
+    GROUP_SELECT "WHERE name = ?1 AND (?2 IS NULL OR project = ?2) LIMIT 1"
+#define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at"
+
+#define STORE_SQL_FLAVOR_BY_ID "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1"
+#define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
+#define PROJECT_COLUMNS                                                                            \
+    "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, created_at"
+
+/* A project's scope is its own id. */
+#define STORE_SQL_PROJECT_BY_ID                                                                    \
+    "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1 AND (?2 IS NULL OR id = ?2)"
+#define STORE_SQL_PROJECT_BY_NAME                                                                  \
+    "SELECT " PROJECT_COLUMNS " FROM projects WHERE name = ?1 AND (?2 IS NULL OR id = ?2)"
+#define USER_COLUMNS "id, name, project_id, role, created_at"
+
+#define STORE_SQL_USER_BY_ID "SELECT " USER_COLUMNS " FROM users WHERE id = ?1"
+#define STORE_SQL_USER_BY_NAME "SELECT " USER_COLUMNS " FROM users WHERE name = ?1"
