@@ -122,6 +122,13 @@ host_fmt_last_contact(json_t *obj, const char *key)
     return !v || json_is_null(v) ? strdup("never") : output_fmt_plain(obj, key);
 }
 
+/* "yes" for a libvirt test-driver host (no QEMU behind it), "no" otherwise. */
+static char *
+host_fmt_simulated(json_t *obj, const char *key)
+{
+    return strdup(json_is_true(json_object_get(obj, key)) ? "yes" : "no");
+}
+
 static const OutputField host_columns[] = {
     {"NAME", "name", NULL, false},
     {"STATE", "state", NULL, false},
@@ -129,6 +136,7 @@ static const OutputField host_columns[] = {
     {"RAM", "ram_mib", host_fmt_ram, false},
     {"DISK", "disk_gib", host_fmt_disk, false},
     {"VMS", "vms", NULL, false},
+    {"SIM", "simulated", host_fmt_simulated, false},
     {"URI", "uri", NULL, true},
     {"LABELS", "labels", cli_fmt_labels, true},
     {"LAST-CONTACT", "last_contact", host_fmt_last_contact, true},
@@ -139,6 +147,7 @@ static const OutputField host_fields[] = {
     {"id", "id", NULL, false},
     {"name", "name", NULL, false},
     {"uri", "uri", NULL, false},
+    {"simulated", "simulated", host_fmt_simulated, false},
     {"state", "state", NULL, false},
     {"admin", "admin", NULL, false},
     {"connection", "connection", NULL, false},

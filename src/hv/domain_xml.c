@@ -24,6 +24,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(XmlWriter, xml_writer_free)
 static const char *const virt_type_table[_VIRT_TYPE_MAX] = {
     [VIRT_TYPE_KVM] = "kvm",
     [VIRT_TYPE_QEMU] = "qemu",
+    [VIRT_TYPE_TEST] = "test",
 };
 
 const char *

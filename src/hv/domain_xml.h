@@ -7,6 +7,7 @@
 typedef enum VirtType {
     VIRT_TYPE_KVM,
     VIRT_TYPE_QEMU, /* TCG: tests, and hosts without hardware virtualisation */
+    VIRT_TYPE_TEST, /* libvirt's test driver: simulated hosts, nothing runs */
     _VIRT_TYPE_MAX,
     _VIRT_TYPE_INVALID = -1,
 } VirtType;

@@ -61,6 +61,9 @@ int hv_conn_open(const char *uri, HvConn **ret, NbError **err);
 HvConn *hv_conn_ref(HvConn *c);
 void hv_conn_free(HvConn *c);
 const char *hv_conn_uri(const HvConn *c);
+/* Whether the connection is to libvirt's test driver (a simulated host, hv_sim.c): the domain
+ * type must then be "test", and volume data, console logs and migrations are simulated. */
+bool hv_conn_is_simulated(const HvConn *c);
 bool hv_conn_is_alive(HvConn *c);
 /* Registers the lifecycle and close callbacks for this connection (at most one of each). */
 int hv_conn_set_callbacks(HvConn *c, HvLifecycleCallback lifecycle, HvCloseCallback on_close,
@@ -103,6 +106,9 @@ int hv_domain_define(HvConn *c, const char *xml, NbError **err); /* redefines if
 int hv_domain_start(HvConn *c, const char *name, NbError **err); /* running already: 0 */
 /* ACPI shutdown, wait up to timeout_ms for shutoff, then destroy. Shut off already: 0. */
 int hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err);
+/* ACPI shutdown request, returning at once (hv_power.c): 1 when asked, 0 when the domain is absent
+ * or not running. The caller watches the state and destroys after its own timeout. */
+int hv_domain_shutdown(HvConn *c, const char *name, NbError **err);
 int hv_domain_destroy(HvConn *c, const char *name, NbError **err); /* not running: 0 */
 int hv_domain_reboot(HvConn *c, const char *name, NbError **err);
 int hv_domain_suspend(HvConn *c, const char *name, NbError **err); /* paused already: 0 */

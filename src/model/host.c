@@ -244,6 +244,53 @@ host_uri_check_remote(const char *uri, const char *scheme, const char *rest, NbE
     return 0;
 }
 
+/*
+ * test:///default, or test:///ABSOLUTE/PATH.xml: libvirt's test driver reads that file (on the
+ * daemon's machine) as the simulated host's definition. The path is kept to plain components
+ * ([A-Za-z0-9_-] and inner dots, none starting with '.'), so it cannot climb out with "..",
+ * name a hidden file, or carry a query that libvirt would interpret.
+ */
+static int
+host_uri_check_test(const char *uri, NbError **err)
+{
+    static const char usage[] = "test:///default or test:///ABSOLUTE/PATH.xml";
+    if (streq(uri, "test:///default"))
+        return 0;
+    if (!str_startswith(uri, "test:///"))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s': a simulated host is %s (no host part)", uri, usage);
+    const char *path = uri + strlen("test://");
+    size_t n = strlen(path);
+    if (n < strlen("/x.xml") || !streq(path + n - 4, ".xml"))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "uri '%.64s': a simulated host is %s; the file name must end in .xml",
+                            uri, usage);
+    if (strstr(path, ".."))
+        return nb_error_set(err, NB_ERR_INVALID_URI, "uri '%.64s': the path must not contain '..'",
+                            uri);
+    for (const char *c = path; *c; c++) {
+        if (*c == '/') {
+            if (c[1] == '/' || c[1] == '.' || c[1] == '\0')
+                return nb_error_set(err, NB_ERR_INVALID_URI,
+                                    "uri '%.64s': the path must be made of non-empty components "
+                                    "that do not start with '.'",
+                                    uri);
+        } else if (!is_alnum(*c) && *c != '.' && *c != '_' && *c != '-') {
+            return nb_error_set(err, NB_ERR_INVALID_URI,
+                                "uri '%.64s': the path may hold only letters, digits, '.', '_', "
+                                "'-' and '/'",
+                                uri);
+        }
+    }
+    return 0;
+}
+
+bool
+host_uri_is_simulated(const char *uri)
+{
+    return uri && str_startswith(uri, "test://");
+}
+
 int
 host_uri_validate(const char *uri, NbError **err)
 {
@@ -280,12 +327,8 @@ host_uri_validate(const char *uri, NbError **err)
                                 "uri '%.64s': a local host is exactly qemu:///system", uri);
         return 0;
     }
-    if (streq(scheme, "test")) {
-        if (!streq(uri, "test:///default"))
-            return nb_error_set(err, NB_ERR_INVALID_URI,
-                                "uri '%.64s': a simulated host is exactly test:///default", uri);
-        return 0;
-    }
+    if (streq(scheme, "test"))
+        return host_uri_check_test(uri, err);
     for (size_t i = 0; i < ELEMENTSOF(host_uri_remote_schemes); i++)
         if (streq(scheme, host_uri_remote_schemes[i]))
             return host_uri_check_remote(uri, scheme, sep + 3, err);
@@ -463,7 +506,7 @@ host_to_json(const Host *h)
     const HostFacts *f = &h->facts;
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, "
-        "s:o, s:o, s:o, s:s, s:s}",
+        "s:o, s:o, s:o, s:s, s:s, s:b}",
         "id", h->id, "name", h->name, "uri", h->uri, "state", host_state_word(h), "admin",
         host_admin_to_string(h->admin), "connection", host_conn_to_string(h->conn), "cpu_ratio",
         h->cpu_ratio, "ram_ratio", h->ram_ratio, "disk_ratio", h->disk_ratio, "labels",
@@ -476,5 +519,5 @@ host_to_json(const Host *h)
         json_string_or_null(f->libvirt_version), "qemu_version",
         json_string_or_null(f->qemu_version), "last_contact", json_string_or_null(h->last_contact),
         "error", json_string_or_null(h->error), "created_at", h->created_at, "updated_at",
-        h->updated_at);
+        h->updated_at, "simulated", host_uri_is_simulated(h->uri));
 }

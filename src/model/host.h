@@ -85,9 +85,12 @@ uint64_t host_capacity(uint64_t total, double ratio);
 
 /* libvirt URIs Nimbus accepts: qemu:///system, qemu+ssh://[user@]host[:port]/system,
  * qemu+tls://host[:port]/system, qemu+tcp://host[:port]/system for test hosts, with an optional
- * query of known keys (keyfile, no_verify, pkipath, no_tty, socket) and test:///default
- * (simulation). INVALID_URI otherwise. */
+ * query of known keys (keyfile, no_verify, pkipath, no_tty, socket), and for simulated hosts
+ * test:///default or test:///ABSOLUTE/PATH.xml (libvirt's test driver reading that file).
+ * INVALID_URI otherwise. */
 int host_uri_validate(const char *uri, NbError **err);
+/* Whether the URI names libvirt's test driver: a simulated host, with no QEMU behind it. */
+bool host_uri_is_simulated(const char *uri);
 /* The host part of a remote URI ("" for qemu:///system). */
 void host_uri_hostname(const char *uri, char *out, size_t len);
 

@@ -393,10 +393,12 @@ test_virt_type_strings(void **state)
 {
     assert_string_equal(virt_type_to_string(VIRT_TYPE_KVM), "kvm");
     assert_string_equal(virt_type_to_string(VIRT_TYPE_QEMU), "qemu");
+    assert_string_equal(virt_type_to_string(VIRT_TYPE_TEST), "test");
     assert_null(virt_type_to_string(_VIRT_TYPE_MAX));
     assert_null(virt_type_to_string(_VIRT_TYPE_INVALID));
     assert_int_equal(virt_type_from_string("kvm"), VIRT_TYPE_KVM);
     assert_int_equal(virt_type_from_string("qemu"), VIRT_TYPE_QEMU);
+    assert_int_equal(virt_type_from_string("test"), VIRT_TYPE_TEST);
     assert_int_equal(virt_type_from_string("KVM"), _VIRT_TYPE_INVALID);
     assert_int_equal(virt_type_from_string(""), _VIRT_TYPE_INVALID);
     assert_int_equal(virt_type_from_string(NULL), _VIRT_TYPE_INVALID);
@@ -410,6 +412,7 @@ main(void)
         {"golden_qemu_tcg", test_golden, NULL, NULL, (void *)"qemu_tcg"},
         {"golden_no_seed", test_golden, NULL, NULL, (void *)"no_seed"},
         {"golden_hostile_name", test_golden, NULL, NULL, (void *)"hostile_name"},
+        {"golden_sim_test", test_golden, NULL, NULL, (void *)"sim_test"},
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_hostile_strings_everywhere),
         cmocka_unit_test(test_whitespace_round_trip),

@@ -26,7 +26,9 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "hv/domain_xml.h"
 #include "hv/hv.h"
+#include "hv/hv_internal.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/strutil.h"
@@ -700,6 +702,202 @@ test_storage_teardown(void **state)
     free_names(names);
 }
 
+/* ---- simulated hosts (libvirt's test driver reading a host file) ---- */
+
+#define SIM_POOL "nimbus-sim"
+
+/* Private to this run: another run of this test may be going on beside it. */
+static char sim_dir[] = "/tmp/nimbus-test-hv-sim-XXXXXX";
+
+/* A host file as scripts/simhosts.py writes them: CPUs, memory, the network; no pool (Nimbus
+ * defines it). */
+static void
+sim_write_host(const char *path, unsigned cores, uint64_t mem_kib)
+{
+    _cleanup_fclose_ FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    fprintf(f,
+            "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>%u</cores>"
+            "<threads>1</threads><active>%u</active><mhz>2000</mhz><model>sim</model></cpu>"
+            "<memory>%" PRIu64 "</memory>"
+            "<network><name>default</name><bridge name='virbr0'/><forward/>"
+            "<ip address='192.168.122.1' netmask='255.255.255.0'><dhcp>"
+            "<range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>"
+            "</node>\n",
+            cores, cores, mem_kib);
+}
+
+static HvConn *
+sim_open(const char *file, unsigned cores, uint64_t mem_kib)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ char *path = str_printf("%s/%s", sim_dir, file);
+    _cleanup_free_ char *uri = str_printf("test://%s", path);
+    assert_non_null(uri);
+    sim_write_host(path, cores, mem_kib);
+    HvConn *c = NULL;
+    assert_ok(hv_conn_open(uri, &c, &err), err);
+    assert_true(hv_conn_is_simulated(c));
+    _cleanup_free_ char *pool = str_printf("%s/pool", sim_dir);
+    assert_ok(hv_pool_ensure(c, SIM_POOL, pool, &err), err);
+    /* Again: now the pool is read back (the test driver refuses the INACTIVE flag). */
+    assert_ok(hv_pool_ensure(c, SIM_POOL, pool, &err), err);
+    assert_ok(hv_network_ensure_active(c, "default", &err), err);
+    return c;
+}
+
+/* The capacity of a volume as the simulated host itself reports it. */
+static uint64_t
+sim_vol_capacity(HvConn *c, const char *vol)
+{
+    virStoragePoolPtr p = virStoragePoolLookupByName(c->conn, SIM_POOL);
+    assert_non_null(p);
+    virStorageVolPtr v = virStorageVolLookupByName(p, vol);
+    assert_non_null(v);
+    virStorageVolInfo info;
+    assert_int_equal(virStorageVolGetInfo(v, &info), 0);
+    virStorageVolFree(v);
+    virStoragePoolFree(p);
+    return info.capacity;
+}
+
+static void
+sim_assert_state(HvConn *c, const char *name, HvDomainState want)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvDomainState st = _HV_DOMAIN_STATE_MAX;
+    assert_ok(hv_domain_get_state(c, name, &st, &err), err);
+    if (st != want)
+        fail_msg("domain %s is %s, expected %s", name, hv_domain_state_to_string(st),
+                 hv_domain_state_to_string(want));
+}
+
+static void
+test_sim_host(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    assert_non_null(mkdtemp(sim_dir));
+    assert_false(hv_conn_is_simulated(conn));
+    assert_false(hv_conn_is_simulated(NULL));
+    HvConn *a = sim_open("a.xml", 12, 24ull << 20);
+    HvConn *b = sim_open("b.xml", 4, 8ull << 20);
+
+    /* Each file is its own hypervisor, with the capacity it gives. */
+    HostFacts fa, fb;
+    assert_ok(hv_host_facts(a, SIM_POOL, &fa, &err), err);
+    assert_ok(hv_host_facts(b, SIM_POOL, &fb, &err), err);
+    assert_int_equal(fa.vcpus, 12);
+    assert_int_equal(fa.ram_mib, 24 * 1024);
+    assert_int_equal(fb.vcpus, 4);
+    assert_int_equal(fb.ram_mib, 8 * 1024);
+    assert_int_equal(fa.disk_gib, 100); /* the test driver's fixed pool size */
+    assert_string_equal(fa.cpu_model, "sim");
+    assert_string_equal(fa.qemu_version, ""); /* no QEMU behind it */
+
+    /* An upload keeps the volume's size and drops the bytes; a short one fails and leaves
+     * nothing. */
+    UploadSource src = {.x = 7};
+    assert_ok(hv_vol_create_for_upload(a, SIM_POOL, "img", "raw", UPLOAD_SIZE, &err), err);
+    assert_ok(hv_vol_upload(a, SIM_POOL, "img", UPLOAD_SIZE, upload_source, &src, &err), err);
+    assert_int_equal(src.produced, UPLOAD_SIZE);
+    assert_int_equal(sim_vol_capacity(a, "img"), UPLOAD_SIZE);
+    src = (UploadSource){.x = 7};
+    assert_ok(hv_vol_create_for_upload(a, SIM_POOL, "short", "raw", UPLOAD_SIZE + 8, &err), err);
+    assert_int_equal(
+        hv_vol_upload(a, SIM_POOL, "short", UPLOAD_SIZE + 8, upload_source, &src, &err), -1);
+    nb_error_free(TAKE_PTR(err));
+    assert_int_equal(hv_vol_exists(a, SIM_POOL, "short", &err), 0);
+    src = (UploadSource){.x = 7, .fail_after = 1024 * 1024, .set_own_error = true};
+    assert_ok(hv_vol_create_for_upload(a, SIM_POOL, "bad", "raw", UPLOAD_SIZE, &err), err);
+    assert_int_equal(hv_vol_upload(a, SIM_POOL, "bad", UPLOAD_SIZE, upload_source, &src, &err), -1);
+    assert_string_equal(err->code, NB_ERR_IMAGE_CORRUPT);
+    nb_error_free(TAKE_PTR(err));
+    assert_int_equal(hv_vol_exists(a, SIM_POOL, "bad", &err), 0);
+
+    /* A VM's volumes and a domain of type test, through its lifecycle. */
+    const uint64_t cap = 1ull << 30;
+    assert_ok(hv_vol_create_linked_clone(a, SIM_POOL, "disk", "img", "raw", cap, &err), err);
+    assert_int_equal(sim_vol_capacity(a, "disk"), cap);
+    assert_ok(hv_vol_create_for_upload(a, SIM_POOL, "seed", "raw", 4096, &err), err);
+    _cleanup_free_ char *disk = NULL, *seed = NULL;
+    assert_ok(hv_vol_path(a, SIM_POOL, "disk", &disk, &err), err);
+    assert_ok(hv_vol_path(a, SIM_POOL, "seed", &seed, &err), err);
+    char uuid[NB_UUID_STRLEN], name[64];
+    assert_int_equal(nb_uuid_generate(uuid), 0);
+    snprintf(name, sizeof(name), "nimbus-%s", uuid);
+    DomainSpec spec = {
+        .uuid = uuid,
+        .domain_name = name,
+        .vm_name = "sim",
+        .project = "default",
+        .flavor_name = "f",
+        .image_id = uuid,
+        .virt_type = VIRT_TYPE_TEST,
+        .vcpus = 2,
+        .ram_mib = 256,
+        .disk_gib = 1,
+        .disk_path = disk,
+        .seed_path = seed,
+        .network = "default",
+        .mac = "52:54:00:00:00:01",
+        .console_log = "/nonexistent/console.log", /* nothing is written on a simulated host */
+        .created_at = "2026-01-01T00:00:00.000Z",
+    };
+    _cleanup_free_ char *xml = domain_xml_build(&spec);
+    assert_non_null(xml);
+    assert_ok(hv_domain_define(a, xml, &err), err);
+    assert_ok(hv_domain_start(a, name, &err), err);
+    sim_assert_state(a, name, HV_DOMAIN_RUNNING);
+    assert_ok(hv_domain_stop(a, name, 1000, &err), err);
+    sim_assert_state(a, name, HV_DOMAIN_SHUTOFF);
+    assert_ok(hv_domain_start(a, name, &err), err);
+    char ip[64];
+    assert_ok(hv_domain_get_ipv4(a, name, ip, sizeof(ip), &err), err);
+
+    /* A volume's tail: there are no bytes to read, so it is empty. */
+    char *tail = NULL;
+    size_t tail_len = 99;
+    assert_int_equal(hv_vol_read_tail(a, SIM_POOL, "seed", 1024, &tail, &tail_len, &err), 1);
+    assert_int_equal(tail_len, 0);
+    free(tail);
+    assert_int_equal(hv_vol_read_tail(a, SIM_POOL, "nothing", 1024, &tail, &tail_len, &err), 0);
+
+    /* Copies to another simulated host have the source's size; a migration moves the running
+     * domain, which the source forgets. */
+    assert_int_equal(hv_vol_exists(b, SIM_POOL, "img", &err), 0);
+    assert_ok(hv_vol_copy(a, b, SIM_POOL, "img", &err), err);
+    assert_int_equal(sim_vol_capacity(b, "img"), UPLOAD_SIZE);
+    assert_ok(hv_vol_copy(a, b, SIM_POOL, "seed", &err), err);
+    assert_ok(hv_vol_create_linked_clone(b, SIM_POOL, "disk", "img", "raw", cap, &err), err);
+    HvMigrateOptions o = {.copy_storage = true};
+    assert_ok(hv_domain_migrate(a, b, name, &o, &err), err);
+    sim_assert_state(b, name, HV_DOMAIN_RUNNING);
+    sim_assert_state(a, name, HV_DOMAIN_NONE);
+
+    /* A simulated host has no bytes for a real one, and no migration to or from one. */
+    assert_int_equal(hv_vol_copy(b, conn, SIM_POOL, "img", &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    nb_error_free(TAKE_PTR(err));
+    assert_int_equal(hv_domain_migrate(b, conn, name, &o, &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    nb_error_free(TAKE_PTR(err));
+
+    assert_ok(hv_domain_undefine(b, name, &err), err);
+    sim_assert_state(b, name, HV_DOMAIN_NONE);
+    const char *vols[] = {"img", "disk", "seed"};
+    for (size_t i = 0; i < ELEMENTSOF(vols); i++) {
+        assert_ok(hv_vol_delete(a, SIM_POOL, vols[i], &err), err);
+        assert_ok(hv_vol_delete(b, SIM_POOL, vols[i], &err), err);
+    }
+    hv_conn_free(a);
+    hv_conn_free(b);
+    for (size_t i = 0; i < 2; i++) {
+        _cleanup_free_ char *file = str_printf("%s/%s", sim_dir, i == 0 ? "a.xml" : "b.xml");
+        assert_int_equal(unlink(file), 0);
+    }
+    assert_int_equal(rmdir(sim_dir), 0);
+}
+
 int
 main(void)
 {
@@ -736,6 +934,7 @@ main(void)
         cmocka_unit_test(test_linked_clone),       cmocka_unit_test(test_vol_exists_delete_list),
         cmocka_unit_test(test_storage_teardown),   cmocka_unit_test(test_network_ensure_active),
         cmocka_unit_test(test_domain_lifecycle),   cmocka_unit_test(test_domain_missing),
+        cmocka_unit_test(test_sim_host),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -353,6 +353,9 @@ test_host_uri_accepts(void **state)
         "qemu+tcp://0.0.0.0:1/system",
         ("qemu+ssh://h:65535/system?no_tty=1&socket=/var/run/libvirt/libvirt-sock"),
         "qemu+ssh://a.b-c.d9/system?keyfile=C:x.y_z-1",
+        "test:///tmp/x/sim1.xml",
+        "test:///var/lib/nimbus-sim/host_0001.v2.xml",
+        "test:///a.xml",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         NbError *err = NULL;
@@ -376,6 +379,30 @@ test_host_uri_rejects(void **state)
         "QEMU:///system",
         "test:///default?x=1",
         "test:///other",
+        /* simulated hosts: an absolute, plain path to a .xml file, nothing else */
+        "test://h/tmp/sim.xml",
+        "test:///tmp/sim",
+        "test:///tmp/sim.XML",
+        "test:///tmp/sim.xml?x=1",
+        "test:///tmp/sim.xml#f",
+        "test:///.xml",
+        "test:///tmp/.sim.xml",
+        "test:///tmp/../etc/sim.xml",
+        "test:///tmp/a..xml",
+        "test:///tmp/./sim.xml",
+        "test:///tmp//sim.xml",
+        "test:////tmp/sim.xml",
+        "test:///tmp/si m.xml",
+        "test:///tmp/s;m.xml",
+        "test:///tmp/s$m.xml",
+        "test:///tmp/s%20m.xml",
+        "test:///tmp/s~m.xml",
+        "test:///tmp/s:m.xml",
+        "test:///tmp/s\\m.xml",
+        "test:///tmp/sim.xml/",
+        "test:tmp/sim.xml",
+        "test:/tmp/sim.xml",
+        "test://",
         "qemu+ext://",
         "qemu+ext:///system",
         "qemu+ext://h/system?command=rm",
@@ -659,7 +686,20 @@ test_host_json(void **state)
     assert_true(json_is_null(json_object_get(j, "last_contact")));
     assert_true(json_is_null(json_object_get(j, "error")));
     assert_true(json_is_null(json_object_get(j, "cpu_model")));
+    assert_true(json_is_false(json_object_get(j, "simulated")));
     json_decref(j);
+    /* A test-driver host says so, whichever form its URI takes. */
+    snprintf(h.uri, sizeof(h.uri), "test:///tmp/sim/node1.xml");
+    j = host_to_json(&h);
+    assert_true(json_is_true(json_object_get(j, "simulated")));
+    json_decref(j);
+    snprintf(h.uri, sizeof(h.uri), "test:///default");
+    j = host_to_json(&h);
+    assert_true(json_is_true(json_object_get(j, "simulated")));
+    json_decref(j);
+    assert_false(host_uri_is_simulated("qemu:///system"));
+    assert_false(host_uri_is_simulated("qemu+tcp://test/system"));
+    assert_false(host_uri_is_simulated(NULL));
 
     /* The one word: the connection first, then the operator's choice. */
     struct {
