@@ -257,9 +257,14 @@ image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err)
 
     _cleanup_free_ char *path = NULL;
     ImageProbeResult probe;
-    if (hv_vol_path(u->hv, u->core->cfg.pool_name, u->img.volume, &path, err) < 0 ||
-        image_probe_file(path, u->img.format, u->core->cfg.max_image_virtual_bytes, &probe, err) <
-            0) {
+    /* A simulated local host keeps no bytes (hv_sim.c): the header already probed is all
+     * there is to check. */
+    if (hv_conn_is_simulated(u->hv)
+            ? image_probe_header(u->header, u->header_len, u->core->cfg.max_image_virtual_bytes,
+                                 &probe, err) < 0
+            : hv_vol_path(u->hv, u->core->cfg.pool_name, u->img.volume, &path, err) < 0 ||
+                  image_probe_file(path, u->img.format, u->core->cfg.max_image_virtual_bytes,
+                                   &probe, err) < 0) {
         image_upload_free(u, true);
         return -1;
     }
@@ -332,19 +337,77 @@ image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError 
     return 0;
 }
 
-/* Gives a host the image before a VM needs it there. */
+/* One lock per (image, host) pair being given the image: copies of other images, or to other
+ * hosts, run side by side; a second task wanting a copy under way is told to come back later
+ * (it waits by timer, holding no worker), so each copy is made once. An entry exists while its
+ * holder works; Core.copy_lock guards the table. */
+typedef struct ImageCopyLock {
+    char image_id[NB_UUID_STRLEN];
+    char host[NB_NAME_MAX + 1];
+    struct ImageCopyLock *next;
+} ImageCopyLock;
+
+static ImageCopyLock *image_copy_locks;
+
+/* The pair's lock, taken; NULL with *busy set when another task holds it (a copy under way:
+ * the caller comes back later rather than wait in a worker), or NULL when out of memory. */
+static ImageCopyLock *
+image_copy_lock_take(Core *core, const char *image_id, const char *host, bool *busy)
+{
+    *busy = false;
+    pthread_mutex_lock(&core->copy_lock);
+    ImageCopyLock *l = image_copy_locks;
+    while (l && !(streq(l->image_id, image_id) && streq(l->host, host)))
+        l = l->next;
+    if (l) {
+        /* Only the holder keeps an entry: it is there, so the copy is under way. */
+        *busy = true;
+        pthread_mutex_unlock(&core->copy_lock);
+        return NULL;
+    }
+    l = calloc(1, sizeof(*l));
+    if (l) {
+        snprintf(l->image_id, sizeof(l->image_id), "%s", image_id);
+        snprintf(l->host, sizeof(l->host), "%s", host);
+        l->next = image_copy_locks;
+        image_copy_locks = l;
+    }
+    pthread_mutex_unlock(&core->copy_lock);
+    return l;
+}
+
+static void
+image_copy_lock_release(Core *core, ImageCopyLock *l)
+{
+    pthread_mutex_lock(&core->copy_lock);
+    ImageCopyLock **p = &image_copy_locks;
+    while (*p != l)
+        p = &(*p)->next;
+    *p = l->next;
+    pthread_mutex_unlock(&core->copy_lock);
+    free(l);
+}
+
+/* Gives a host the image before a VM needs it there. Once it is there (copied, or seen in a
+ * pool that is shared storage), image_copies says ready and later creates skip both the lock
+ * and the look. 0 when there, 1 when another task is copying it there now (try again later),
+ * -1. */
 int
 image_ops_ensure_on(Core *core, const Image *img, const char *host_name, HvConn *dst, NbError **err)
 {
     if (streq(host_name, core->cfg.host_name))
         return 0; /* uploads land there */
-    /* Copied already: no need to queue behind a copy under way to some host. */
     int ready = image_copy_get(core->store, img->id, host_name, err);
     if (ready < 0)
         return -1;
     if (ready == IMAGE_COPY_READY)
         return 0;
-    pthread_mutex_lock(&core->copy_lock);
+    bool busy;
+    ImageCopyLock *l = image_copy_lock_take(core, img->id, host_name, &busy);
+    if (!l && busy)
+        return 1;
+    if (!l)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     int r = -1;
     int state = image_copy_get(core->store, img->id, host_name, err);
     if (state < 0)
@@ -356,8 +419,11 @@ image_ops_ensure_on(Core *core, const Image *img, const char *host_name, HvConn 
     if (state == IMAGE_COPY_NONE) {
         /* Never copied there: if the host sees the volume, the pool is shared storage. */
         int seen = hv_vol_exists(dst, core->cfg.pool_name, img->volume, err);
-        if (seen != 0) {
-            r = seen < 0 ? -1 : 0;
+        if (seen < 0)
+            goto out;
+        if (seen) {
+            log_info("image %s: host %s sees it already (shared storage)", img->id, host_name);
+            r = image_copy_set(core->store, img->id, host_name, IMAGE_COPY_READY, err);
             goto out;
         }
     }
@@ -374,6 +440,6 @@ image_ops_ensure_on(Core *core, const Image *img, const char *host_name, HvConn 
         r = 0;
     hv_conn_free(src);
 out:
-    pthread_mutex_unlock(&core->copy_lock);
+    image_copy_lock_release(core, l);
     return r;
 }

@@ -1,7 +1,9 @@
 /*
- * The task engine: a queue of task ids and a fixed pool of workers. The journal is the store;
- * the queue only says what to run next, so losing it (a crash) loses nothing: at start-up every
- * unfinished task is queued again and resumes from its persisted step.
+ * The task engine: a queue of task ids, a timer queue of tasks waiting to run again, and a pool
+ * of workers. The journal is the store; the queues only say what to run next, so losing them (a
+ * crash, a stop) loses nothing: at start-up every unfinished task is queued again and resumes
+ * from its persisted step. Timers need no thread of their own: an idle worker sleeps until the
+ * earliest one is due.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -14,14 +16,17 @@
 
 typedef struct TaskQueueItem {
     char id[NB_UUID_STRLEN];
+    TaskRun run;
+    uint64_t due_ms; /* monotonic, in the timer queue */
     struct TaskQueueItem *next;
 } TaskQueueItem;
 
 struct TaskEngine {
     Core *core;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    TaskQueueItem *head, *tail;
+    pthread_cond_t cond;        /* on CLOCK_MONOTONIC, for the timed waits */
+    TaskQueueItem *head, *tail; /* ready, FIFO */
+    TaskQueueItem *timers;      /* waiting, by due_ms */
     bool stopping;
     unsigned n_workers;
     pthread_t *workers;
@@ -30,6 +35,7 @@ struct TaskEngine {
 void
 task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
 {
+    const TaskHandler *h = task_handlers_find(kind);
     memset(t, 0, sizeof(*t));
     nb_uuid_generate(t->id);
     t->progress = -1;
@@ -37,10 +43,37 @@ task_new(Task *t, TaskKind kind, const char *target_id, const char *params)
     t->state = TASK_STATE_PENDING;
     snprintf(t->target_id, sizeof(t->target_id), "%s", target_id);
     /* The store fills the task's project from its VM's. */
-    t->steps = vm_ops_step_count(kind);
+    t->steps = h ? h->step_count(kind) : 0;
     t->params = params ? strdup(params) : NULL;
     nb_timestamp_now(t->created_at);
     memcpy(t->updated_at, t->created_at, sizeof(t->updated_at));
+}
+
+/* With e->lock held. */
+static void
+task_engine_push_ready(TaskEngine *e, TaskQueueItem *item)
+{
+    item->next = NULL;
+    if (e->tail)
+        e->tail->next = item;
+    else
+        e->head = item;
+    e->tail = item;
+    pthread_cond_signal(&e->cond);
+}
+
+/* With e->lock held. */
+static void
+task_engine_push_timer(TaskEngine *e, TaskQueueItem *item)
+{
+    TaskQueueItem **p = &e->timers;
+    while (*p && (*p)->due_ms <= item->due_ms)
+        p = &(*p)->next;
+    item->next = *p;
+    *p = item;
+    /* A worker asleep until a later timer must look again. */
+    if (e->timers == item)
+        pthread_cond_signal(&e->cond);
 }
 
 void
@@ -54,43 +87,95 @@ task_engine_submit(TaskEngine *e, const char *task_id)
     }
     snprintf(item->id, sizeof(item->id), "%s", task_id);
     pthread_mutex_lock(&e->lock);
-    if (e->tail)
-        e->tail->next = item;
-    else
-        e->head = item;
-    e->tail = item;
-    pthread_cond_signal(&e->cond);
+    task_engine_push_ready(e, item);
     pthread_mutex_unlock(&e->lock);
+}
+
+/* The next task to run, or NULL once stopping. With e->lock held; waits. */
+static TaskQueueItem *
+task_engine_next(TaskEngine *e)
+{
+    for (;;) {
+        if (e->stopping)
+            return NULL;
+        uint64_t now = nb_monotonic_ms();
+        while (e->timers && e->timers->due_ms <= now) {
+            TaskQueueItem *due = e->timers;
+            e->timers = due->next;
+            task_engine_push_ready(e, due);
+        }
+        if (e->head) {
+            TaskQueueItem *item = e->head;
+            e->head = item->next;
+            if (!e->head)
+                e->tail = NULL;
+            return item;
+        }
+        if (!e->timers) {
+            pthread_cond_wait(&e->cond, &e->lock);
+            continue;
+        }
+        struct timespec until = {
+            .tv_sec = (time_t)(e->timers->due_ms / 1000),
+            .tv_nsec = (long)(e->timers->due_ms % 1000) * 1000000L,
+        };
+        pthread_cond_timedwait(&e->cond, &e->lock, &until);
+    }
+}
+
+/* Runs one turn of the task; > 0: run it again after that many ms. */
+static int64_t
+task_engine_run(TaskEngine *e, TaskQueueItem *item)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Task task;
+    if (task_store_get(e->core->store, NULL, item->id, &task, &err) < 0) {
+        log_error("tasks: cannot load task %s: %s", item->id, err->message);
+        return TASK_RUN_DONE;
+    }
+    int64_t r = TASK_RUN_DONE;
+    const TaskHandler *h = task_handlers_find(task.kind);
+    if (!h)
+        log_error("tasks: task %s has a kind no handler runs", task.id);
+    else if (task.state == TASK_STATE_PENDING || task.state == TASK_STATE_RUNNING) {
+        if (!item->run.first_run_ms)
+            item->run.first_run_ms = nb_monotonic_ms();
+        r = h->run(e->core, &task, &item->run);
+    }
+    task_clear(&task);
+    return r;
 }
 
 static void *
 task_worker(void *arg)
 {
     TaskEngine *e = arg;
+    pthread_mutex_lock(&e->lock);
     for (;;) {
-        pthread_mutex_lock(&e->lock);
-        while (!e->head && !e->stopping)
-            pthread_cond_wait(&e->cond, &e->lock);
-        if (e->stopping) {
-            pthread_mutex_unlock(&e->lock);
-            return NULL;
-        }
-        TaskQueueItem *item = e->head;
-        e->head = item->next;
-        if (!e->head)
-            e->tail = NULL;
+        TaskQueueItem *item = task_engine_next(e);
+        if (!item)
+            break;
         pthread_mutex_unlock(&e->lock);
-
-        _cleanup_error_ NbError *err = NULL;
-        Task task;
-        if (task_store_get(e->core->store, NULL, item->id, &task, &err) < 0) {
-            log_error("tasks: cannot load task %s: %s", item->id, err->message);
+        int64_t delay = task_engine_run(e, item);
+        pthread_mutex_lock(&e->lock);
+        if (delay > 0 && !e->stopping) {
+            item->due_ms = nb_monotonic_ms() + (uint64_t)delay;
+            task_engine_push_timer(e, item);
         } else {
-            if (task.state == TASK_STATE_PENDING || task.state == TASK_STATE_RUNNING)
-                vm_ops_run_task(e->core, &task);
-            task_clear(&task);
+            free(item);
         }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+static void
+task_queue_free(TaskQueueItem *item)
+{
+    while (item) {
+        TaskQueueItem *next = item->next;
         free(item);
+        item = next;
     }
 }
 
@@ -102,7 +187,11 @@ task_engine_start(Core *core, TaskEngine **ret, NbError **err)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     e->core = core;
     pthread_mutex_init(&e->lock, NULL);
-    pthread_cond_init(&e->cond, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cond, &attr);
+    pthread_condattr_destroy(&attr);
     e->workers = calloc(core->cfg.workers, sizeof(pthread_t));
     if (!e->workers) {
         free(e);
@@ -129,14 +218,12 @@ task_engine_stop(TaskEngine *e)
     e->stopping = true;
     pthread_cond_broadcast(&e->cond);
     pthread_mutex_unlock(&e->lock);
-    /* Workers finish the step they are in; the rest of each task resumes at the next start. */
+    /* Workers finish the step they are in (none waits in one); the rest of each task resumes at
+     * the next start. */
     for (unsigned i = 0; i < e->n_workers; i++)
         pthread_join(e->workers[i], NULL);
-    while (e->head) {
-        TaskQueueItem *next = e->head->next;
-        free(e->head);
-        e->head = next;
-    }
+    task_queue_free(e->head);
+    task_queue_free(e->timers);
     free(e->workers);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
@@ -153,7 +240,7 @@ task_engine_stopping(TaskEngine *e)
 }
 
 void
-core_crash_point(TaskKind kind, int step)
+task_crash_point(TaskKind kind, int step)
 {
     const char *spec = getenv("NIMBUS_TEST_CRASH_AT");
     if (!spec || !*spec)

@@ -2,13 +2,15 @@
  * Migration of a VM between hosts, as a journaled task (vm.migrate) run by vm_ops.c's task
  * runner: prepare the destination, move the domain (live, or offline for a stopped VM), switch
  * the VM's host in the store, clean the source up. A failure rolls back to wherever the domain
- * is.
+ * is. A live move blocks in libvirt for as long as it takes: it runs on a thread of its own
+ * (a MigrateJob) while the task, woken by timer, records its progress and turns a cancel
+ * request into an abort; no worker waits for it.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "vm_ops_internal.h"
@@ -58,9 +60,14 @@ migrate_params_text(const MigrateParams *mp)
     return text;
 }
 
-/* References to both ends; HOST_DOWN when one is not connected. */
+#define MIGRATE_HOST_WAIT_MS 60000
+#define MIGRATE_POLL_MS 500
+
+/* References to both ends: 0, or a delay in ms (> 0) while an end that nimbusd has not reached
+ * since it started may still come up, or HOST_DOWN. */
 static int
-migrate_conns(Core *core, const MigrateParams *mp, HvConn **src, HvConn **dst, NbError **err)
+migrate_conns(Core *core, const TaskRun *run, const MigrateParams *mp, HvConn **src, HvConn **dst,
+              NbError **err)
 {
     *src = host_registry_conn(core, mp->source);
     *dst = host_registry_conn(core, mp->dest);
@@ -70,6 +77,9 @@ migrate_conns(Core *core, const MigrateParams *mp, HvConn **src, HvConn **dst, N
     hv_conn_free(*src);
     hv_conn_free(*dst);
     *src = *dst = NULL;
+    if (host_registry_state(core, down) == HOST_CONN_CONNECTING &&
+        nb_monotonic_ms() - run->first_run_ms < MIGRATE_HOST_WAIT_MS)
+        return vm_ops_wait_ms(run->first_run_ms);
     return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", down);
 }
 
@@ -89,10 +99,10 @@ migrate_copy_console_log(Core *core, const Vm *vm, HvConn *src, HvConn *dst, NbE
     char vol[96];
     vm_console_volume(vm, vol);
     _cleanup_error_ NbError *e = NULL;
-    int seen = hv_vol_exists(src, vm_pool(core), vol, &e);
+    int seen = hv_vol_exists(src, vm_ops_pool(core), vol, &e);
     if (seen <= 0)
         return 0; /* no log yet (a VM never started), or unreadable: not worth failing for */
-    return hv_vol_copy(src, dst, vm_pool(core), vol, err);
+    return hv_vol_copy(src, dst, vm_ops_pool(core), vol, err);
 }
 
 /* Is the pool the same storage on both hosts? A probe volume made on the source either shows in
@@ -104,18 +114,19 @@ migrate_probe_shared(Core *core, const Task *task, HvConn *src, HvConn *dst, NbE
     _cleanup_free_ char *probe = str_printf("nimbus-probe-%s", task->id);
     if (!probe)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    if (hv_vol_create_for_upload(src, vm_pool(core), probe, "raw", 1, err) < 0)
+    if (hv_vol_create_for_upload(src, vm_ops_pool(core), probe, "raw", 1, err) < 0)
         return -1;
-    int seen = hv_vol_exists(dst, vm_pool(core), probe, err);
+    int seen = hv_vol_exists(dst, vm_ops_pool(core), probe, err);
     _cleanup_error_ NbError *e = NULL;
-    if (hv_vol_delete(src, vm_pool(core), probe, &e) < 0)
+    if (hv_vol_delete(src, vm_ops_pool(core), probe, &e) < 0)
         log_warn("migration probe %s left in the pool: %s", probe, e->message);
     /* The destination's libvirt lists the probe until its pool is refreshed again. */
     return seen;
 }
 
-int
-vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+static int
+vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run,
+                        NbError **err)
 {
     MigrateParams mp;
     HvConn *src = NULL, *dst = NULL;
@@ -124,9 +135,12 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbErr
     migrate_params_read(task, &mp);
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
-    if (migrate_check_cancel(core, task, err) < 0 || migrate_conns(core, &mp, &src, &dst, err) < 0)
+    if (migrate_check_cancel(core, task, err) < 0)
         return -1;
-    int r = -1;
+    int r = migrate_conns(core, run, &mp, &src, &dst, err);
+    if (r != 0)
+        return r;
+    r = -1;
     if (mp.shared < 0) {
         int shared = migrate_probe_shared(core, task, src, dst, err);
         if (shared < 0)
@@ -146,15 +160,24 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbErr
     }
     /* Local storage: the destination gets the image, the seed, and the disk (its data for an
      * offline move; an empty overlay that the live migration fills). */
-    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
-        image_ops_ensure_on(core, &img, mp.dest, dst, err) < 0 ||
-        hv_vol_copy(src, dst, vm_pool(core), seed_vol, err) < 0 ||
+    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
+        goto out;
+    r = image_ops_ensure_on(core, &img, mp.dest, dst, err);
+    if (r != 0) {
+        /* failed, or another task is copying the image there: look again later */
+        if (r > 0 && !run->wait_since_ms)
+            run->wait_since_ms = nb_monotonic_ms();
+        r = r < 0 ? -1 : vm_ops_wait_ms(run->wait_since_ms);
+        goto out;
+    }
+    r = -1;
+    if (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) < 0 ||
         migrate_copy_console_log(core, vm, src, dst, err) < 0)
         goto out;
     if (mp.offline)
-        r = hv_vol_copy(src, dst, vm_pool(core), disk_vol, err);
+        r = hv_vol_copy(src, dst, vm_ops_pool(core), disk_vol, err);
     else
-        r = hv_vol_create_linked_clone(dst, vm_pool(core), disk_vol, img.volume,
+        r = hv_vol_create_linked_clone(dst, vm_ops_pool(core), disk_vol, img.volume,
                                        image_format_to_string(img.format), vm->disk_gib << 30, err);
 out:
     hv_conn_free(src);
@@ -162,102 +185,168 @@ out:
     return r;
 }
 
-/* Follows a live migration: progress into the task, and a cancel request into an abort. */
-typedef struct MigrateWatch {
-    Core *core;
-    HvConn *src;
-    const char *task_id;
-    const char *domain;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} MigrateWatch;
+/* A live migration under way: hv_domain_migrate on its own thread. The task's timer turns poll
+ * it; the thread only runs the call and says when it is done. Jobs live in this daemon only: a
+ * restart ends the call (libvirt aborts a migration whose client went away, leaving the domain
+ * on the source) and the resumed task starts the move again. */
+typedef struct MigrateJob {
+    char task_id[NB_UUID_STRLEN];
+    char domain[64];
+    char uri[NB_URI_MAX + 16];
+    HvConn *src, *dst; /* references held by the job */
+    HvMigrateOptions opts;
+    bool done; /* under migrate_jobs_lock; the thread touches the job no more once set */
+    int rc;
+    NbError *err;
+    int last_pct; /* the poller's: progress last recorded */
+    bool aborted; /* the poller's: an abort was asked */
+    struct MigrateJob *next;
+} MigrateJob;
+
+static pthread_mutex_t migrate_jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static MigrateJob *migrate_jobs;
 
 static void *
-migrate_watch_thread(void *arg)
+migrate_job_thread(void *arg)
 {
-    MigrateWatch *w = arg;
-    int last = -1;
-    bool aborted = false;
-    pthread_mutex_lock(&w->lock);
-    while (!w->done) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 500 * 1000 * 1000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&w->cond, &w->lock, &until);
-        if (w->done)
-            break;
-        pthread_mutex_unlock(&w->lock);
-        _cleanup_error_ NbError *err = NULL;
-        int pct = -1;
-        if (hv_domain_job_progress(w->src, w->domain, &pct, &err) > 0 && pct != last) {
-            last = pct;
-            task_store_set_progress(w->core->store, w->task_id, pct, &err);
-        }
-        if (!aborted && task_store_cancel_requested(w->core->store, w->task_id)) {
-            log_info("task %s: cancel requested; aborting the migration", w->task_id);
-            aborted = hv_domain_abort_job(w->src, w->domain, &err) >= 0;
-        }
-        pthread_mutex_lock(&w->lock);
-    }
-    pthread_mutex_unlock(&w->lock);
+    MigrateJob *job = arg;
+    NbError *err = NULL;
+    int rc = hv_domain_migrate(job->src, job->dst, job->domain, &job->opts, &err);
+    pthread_mutex_lock(&migrate_jobs_lock);
+    job->rc = rc;
+    job->err = err;
+    job->done = true;
+    pthread_mutex_unlock(&migrate_jobs_lock);
     return NULL;
 }
 
+static MigrateJob *
+migrate_job_find(const char *task_id)
+{
+    pthread_mutex_lock(&migrate_jobs_lock);
+    MigrateJob *job = migrate_jobs;
+    while (job && !streq(job->task_id, task_id))
+        job = job->next;
+    pthread_mutex_unlock(&migrate_jobs_lock);
+    return job;
+}
+
+static void
+migrate_job_free(MigrateJob *job)
+{
+    hv_conn_free(job->src);
+    hv_conn_free(job->dst);
+    nb_error_free(job->err);
+    free(job);
+}
+
+/* Starts the live move; takes the references src and dst. MIGRATE_POLL_MS, or -1. */
 static int
-migrate_live(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
-             const MigrateParams *mp, NbError **err)
+migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
+                  const MigrateParams *mp, NbError **err)
 {
     char address[NB_URI_MAX + 1];
-    _cleanup_free_ char *uri = NULL;
+    MigrateJob *job = calloc(1, sizeof(*job));
+    if (!job) {
+        hv_conn_free(src);
+        hv_conn_free(dst);
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    }
+    snprintf(job->task_id, sizeof(job->task_id), "%s", task->id);
+    snprintf(job->domain, sizeof(job->domain), "%s", domain);
+    job->src = src;
+    job->dst = dst;
+    job->last_pct = -1;
     /* QEMU on the source connects to the destination's address as the controller knows it
      * (the destination's own hostname may not resolve from the source). */
     host_uri_hostname(hv_conn_uri(dst), address, sizeof(address));
     if (address[0])
-        uri = str_printf("tcp://%s", address);
-    HvMigrateOptions o = {
+        snprintf(job->uri, sizeof(job->uri), "tcp://%s", address);
+    job->opts = (HvMigrateOptions){
         .copy_storage = !mp->shared,
-        .migrate_uri = uri,
+        .migrate_uri = job->uri[0] ? job->uri : NULL,
         .bandwidth_mib = mp->bandwidth_mib,
     };
-    MigrateWatch w = {.core = core, .src = src, .task_id = task->id, .domain = domain};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond, NULL);
+    pthread_mutex_lock(&migrate_jobs_lock);
+    job->next = migrate_jobs;
+    migrate_jobs = job;
+    pthread_mutex_unlock(&migrate_jobs_lock);
     pthread_t th;
-    bool watching = pthread_create(&th, NULL, migrate_watch_thread, &w) == 0;
-    int r = hv_domain_migrate(src, dst, domain, &o, err);
-    if (watching) {
-        pthread_mutex_lock(&w.lock);
-        w.done = true;
-        pthread_cond_signal(&w.cond);
-        pthread_mutex_unlock(&w.lock);
-        pthread_join(th, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, migrate_job_thread, job);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_mutex_lock(&migrate_jobs_lock);
+        MigrateJob **p = &migrate_jobs;
+        while (*p != job)
+            p = &(*p)->next;
+        *p = job->next;
+        pthread_mutex_unlock(&migrate_jobs_lock);
+        migrate_job_free(job);
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot start the migration thread");
     }
-    pthread_mutex_destroy(&w.lock);
-    pthread_cond_destroy(&w.cond);
-    if (r < 0 && task_store_cancel_requested(core->store, task->id)) {
-        nb_error_free(TAKE_PTR(*err));
-        return nb_error_set(err, NB_ERR_CANCELLED, "the migration was cancelled");
-    }
-    return r;
+    log_info("task %s: live migration of %s started", task->id, domain);
+    return MIGRATE_POLL_MS;
 }
 
-int
-vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+/* One timer turn of a live move: MIGRATE_POLL_MS while it runs, then its outcome (0 or -1). */
+static int
+migrate_job_poll(Core *core, Task *task, MigrateJob *job, NbError **err)
+{
+    pthread_mutex_lock(&migrate_jobs_lock);
+    bool done = job->done;
+    if (done) {
+        MigrateJob **p = &migrate_jobs;
+        while (*p != job)
+            p = &(*p)->next;
+        *p = job->next;
+    }
+    pthread_mutex_unlock(&migrate_jobs_lock);
+    if (!done) {
+        _cleanup_error_ NbError *e = NULL;
+        int pct = -1;
+        if (hv_domain_job_progress(job->src, job->domain, &pct, &e) > 0 && pct != job->last_pct) {
+            job->last_pct = pct;
+            task_store_set_progress(core->store, task->id, pct, &e);
+        }
+        nb_error_free(TAKE_PTR(e));
+        if (!job->aborted && task_store_cancel_requested(core->store, task->id)) {
+            log_info("task %s: cancel requested; aborting the migration", task->id);
+            job->aborted = hv_domain_abort_job(job->src, job->domain, &e) >= 0;
+        }
+        return MIGRATE_POLL_MS;
+    }
+    int r = job->rc;
+    if (r < 0 && task_store_cancel_requested(core->store, task->id))
+        nb_error_set(err, NB_ERR_CANCELLED, "the migration was cancelled");
+    else if (r < 0 && job->err)
+        nb_error_propagate(err, TAKE_PTR(job->err));
+    else if (r < 0)
+        nb_error_set(err, NB_ERR_HYPERVISOR, "the migration failed");
+    migrate_job_free(job);
+    return r < 0 ? -1 : 0;
+}
+
+static int
+vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run, NbError **err)
 {
     MigrateParams mp;
     HvConn *src = NULL, *dst = NULL;
     char domain[64];
     HvDomainState on_src = HV_DOMAIN_NONE, on_dst = HV_DOMAIN_NONE;
+    MigrateJob *job = migrate_job_find(task->id);
+    if (job)
+        return migrate_job_poll(core, task, job, err);
     migrate_params_read(task, &mp);
     vm_domain_name(vm, domain);
-    if (migrate_check_cancel(core, task, err) < 0 || migrate_conns(core, &mp, &src, &dst, err) < 0)
+    if (migrate_check_cancel(core, task, err) < 0)
         return -1;
-    int r = -1;
+    int r = migrate_conns(core, run, &mp, &src, &dst, err);
+    if (r != 0)
+        return r;
+    r = -1;
     if (hv_domain_get_state(src, domain, &on_src, err) < 0 ||
         hv_domain_get_state(dst, domain, &on_dst, err) < 0)
         goto out;
@@ -275,11 +364,11 @@ vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError 
                          "needs it stopped");
             goto out;
         }
-        if (vm_build_domain_xml(core, vm, dst, &xml, err) == 0 &&
+        if (vm_ops_build_domain_xml(core, vm, dst, &xml, err) == 0 &&
             hv_domain_define(dst, xml, err) == 0 && hv_domain_undefine(src, domain, err) == 0)
             r = 0;
     } else {
-        r = migrate_live(core, task, domain, src, dst, &mp, err);
+        return migrate_job_start(core, task, domain, src, dst, &mp, err);
     }
 out:
     hv_conn_free(src);
@@ -287,8 +376,9 @@ out:
     return r;
 }
 
-int
-vm_migrate_step_switch(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+static int
+vm_migrate_step_switch(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run,
+                       NbError **err)
 {
     MigrateParams mp;
     migrate_params_read(task, &mp);
@@ -311,17 +401,18 @@ migrate_drop_volumes(Core *core, const Vm *vm, const char *host, NbError **err)
     HvConn *c = host_registry_conn(core, host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
-    int r = hv_vol_delete(c, vm_pool(core), disk_vol, err) == 0 &&
-                    hv_vol_delete(c, vm_pool(core), seed_vol, err) == 0 &&
-                    hv_vol_delete(c, vm_pool(core), log_vol, err) == 0
+    int r = hv_vol_delete(c, vm_ops_pool(core), disk_vol, err) == 0 &&
+                    hv_vol_delete(c, vm_ops_pool(core), seed_vol, err) == 0 &&
+                    hv_vol_delete(c, vm_ops_pool(core), log_vol, err) == 0
                 ? 0
                 : -1;
     hv_conn_free(c);
     return r;
 }
 
-int
-vm_migrate_step_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv_unused, NbError **err)
+static int
+vm_migrate_step_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run,
+                        NbError **err)
 {
     MigrateParams mp;
     migrate_params_read(task, &mp);
@@ -346,10 +437,10 @@ vm_observed_on(Core *core, const Vm *vm, const char *host)
     HvConn *c = host_registry_conn(core, host);
     bool ok = c && hv_domain_get_state(c, domain, &st, &err) == 0;
     hv_conn_free(c);
-    return ok ? vm_state_from_hv(st) : VM_STATE_UNKNOWN;
+    return ok ? vm_ops_state_from_hv(st) : VM_STATE_UNKNOWN;
 }
 
-void
+static void
 vm_migrate_finish(Core *core, Task *task, Vm *vm)
 {
     _cleanup_error_ NbError *err = NULL;
@@ -368,8 +459,8 @@ vm_migrate_finish(Core *core, Task *task, Vm *vm)
 /* A failed migration: the VM stays where its domain is (libvirt leaves a failed live migration
  * on the source, still running), the destination's claim is dropped, and the copies made for it
  * are removed. Returns the state to record. */
-int
-vm_migrate_rollback(Core *core, Task *task, Vm *vm)
+static int
+vm_migrate_rollback(Core *core, Task *task, Vm *vm, HvConn *hv_unused)
 {
     _cleanup_error_ NbError *err = NULL;
     MigrateParams mp;
@@ -393,48 +484,32 @@ vm_migrate_rollback(Core *core, Task *task, Vm *vm)
 
 /* ---- the API's entry point ---- */
 
-#define MIGRATE_BANDWIDTH_MAX_MIB 1000000
+static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_move,
+                                       vm_migrate_step_switch, vm_migrate_step_cleanup};
 
-/* Strict decode of {host?, offline?, bandwidth_mib?}. */
-static int
-vm_migrate_request(json_t *params, char dest[NB_NAME_MAX + 1], MigrateParams *mp,
-                   int *offline_given, NbError **err)
+/* desired is kept and the final state read from the destination (vm_migrate_finish). The steps
+ * connect to both ends themselves: the VM's host changes half-way. */
+static const VmTaskDef migrate_def = {
+    .steps = migrate_steps,
+    .n_steps = (int)ELEMENTSOF(migrate_steps),
+    .state_on_claim = -1,
+    .desired = VM_POWER_RUNNING,
+    .state_on_success = VM_STATE_RUNNING,
+    .own_conns = true,
+    .finish = vm_migrate_finish,
+    .rollback = vm_migrate_rollback,
+};
+
+int
+vm_migrate_step_count(TaskKind kind)
 {
-    dest[0] = '\0';
-    *offline_given = 0;
-    if (!params)
-        return 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach (params, key, v) {
-        if (!streq(key, "host") && !streq(key, "offline") && !streq(key, "bandwidth_mib"))
-            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown field '%.64s'", key);
-    }
-    json_t *bw = json_object_get(params, "bandwidth_mib");
-    if (bw) {
-        if (!json_is_integer(bw) || json_integer_value(bw) < 1 ||
-            json_integer_value(bw) > MIGRATE_BANDWIDTH_MAX_MIB)
-            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
-                                "field 'bandwidth_mib' must be an integer from 1 to %d (MiB/s)",
-                                MIGRATE_BANDWIDTH_MAX_MIB);
-        mp->bandwidth_mib = (uint64_t)json_integer_value(bw);
-    }
-    json_t *host = json_object_get(params, "host");
-    json_t *off = json_object_get(params, "offline");
-    if (host && !json_is_null(host)) {
-        const char *h = json_string_value(host);
-        if (!h || (!nb_name_is_valid(h) && !nb_uuid_is_valid(h)))
-            return nb_error_set(err, NB_ERR_INVALID_NAME,
-                                "field 'host' must be a host's name or id");
-        snprintf(dest, NB_NAME_MAX + 1, "%s", json_string_value(host));
-    }
-    if (off) {
-        if (!json_is_boolean(off))
-            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'offline' must be a boolean");
-        mp->offline = json_is_true(off);
-        *offline_given = 1;
-    }
-    return 0;
+    return kind == TASK_KIND_VM_MIGRATE ? migrate_def.n_steps : 0;
+}
+
+int64_t
+vm_migrate_run_task(Core *core, Task *task, TaskRun *run)
+{
+    return vm_ops_task_run(core, task, run, &migrate_def);
 }
 
 int
@@ -442,13 +517,17 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
                  Task *ret_task, NbError **err)
 {
     MigrateParams mp = {.shared = -1};
+    VmMigrateRequest req;
     char dest[NB_NAME_MAX + 1];
-    int offline_given;
     Vm vm;
     Task task;
-    if (vm_migrate_request(params, dest, &mp, &offline_given, err) < 0 ||
+    if (vm_request_parse_migrate(params, &req, err) < 0 ||
         vm_store_get(core->store, scope, id_or_name, &vm, err) < 0)
         return -1;
+    snprintf(dest, sizeof(dest), "%s", req.host);
+    mp.bandwidth_mib = req.bandwidth_mib;
+    bool offline_given = req.offline >= 0;
+    mp.offline = req.offline == 1;
     int r = -1;
     bool live = vm.state == VM_STATE_RUNNING || vm.state == VM_STATE_PAUSED;
     bool cold = vm.state == VM_STATE_STOPPED || vm.state == VM_STATE_CRASHED;
@@ -505,8 +584,10 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
         goto out;
     log_info("vm %s (%s): migration %s -> %s queued as task %s", vm.id, vm.name, mp.source, mp.dest,
              task.id);
+    /* The row as claimed, read before the task is queued (it may be over quickly). */
+    int got = vm_store_get(core->store, NULL, vm.id, ret_vm, err);
     task_engine_submit(core->tasks, task.id);
-    if (vm_store_get(core->store, NULL, vm.id, ret_vm, err) < 0) {
+    if (got < 0) {
         task_clear(&task);
         r = -1;
         goto out;

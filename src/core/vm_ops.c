@@ -12,21 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "seed.h"
 #include "vm_ops_internal.h"
 
-typedef struct VmTaskDef {
-    const VmStep *steps;
-    int n_steps;
-    VmState state_on_claim; /* -1: unchanged */
-    VmPower desired;
-    VmState state_on_success;
-} VmTaskDef;
-
 const char *
-vm_pool(const Core *core)
+vm_ops_pool(const Core *core)
 {
     return core->cfg.pool_name;
 }
@@ -50,7 +43,7 @@ vm_ops_console_read(Core *core, const Vm *vm, uint64_t max, char **ret, size_t *
     HvConn *c = host_registry_conn(core, vm->host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", vm->host);
-    int r = hv_vol_read_tail(c, vm_pool(core), vol, max, ret, ret_len, err);
+    int r = hv_vol_read_tail(c, vm_ops_pool(core), vol, max, ret, ret_len, err);
     hv_conn_free(c);
     if (r == 0) {
         *ret = strdup("");
@@ -63,16 +56,37 @@ vm_ops_console_read(Core *core, const Vm *vm, uint64_t max, char **ret, size_t *
 
 /* ---- create ---- */
 
+#define VM_WAIT_MIN_MS 250
+#define VM_WAIT_MAX_MS 5000
+
+int
+vm_ops_wait_ms(uint64_t since_ms)
+{
+    uint64_t now = nb_monotonic_ms();
+    uint64_t quarter = now > since_ms ? (now - since_ms) / 4 : 0;
+    if (quarter < VM_WAIT_MIN_MS)
+        return VM_WAIT_MIN_MS;
+    return quarter > VM_WAIT_MAX_MS ? VM_WAIT_MAX_MS : (int)quarter;
+}
+
 static int
-step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     Image img;
     char vol[96];
-    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0 ||
-        image_ops_ensure_on(core, &img, vm->host, hv, err) < 0)
+    if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
+    int there = image_ops_ensure_on(core, &img, vm->host, hv, err);
+    if (there < 0)
+        return -1;
+    if (there > 0) {
+        /* another task is copying the image there */
+        if (!run->wait_since_ms)
+            run->wait_since_ms = nb_monotonic_ms();
+        return vm_ops_wait_ms(run->wait_since_ms);
+    }
     vm_disk_volume(vm, vol);
-    return hv_vol_create_linked_clone(hv, vm_pool(core), vol, img.volume,
+    return hv_vol_create_linked_clone(hv, vm_ops_pool(core), vol, img.volume,
                                       image_format_to_string(img.format), vm->disk_gib << 30, err);
 }
 
@@ -91,7 +105,7 @@ seed_file_source(char *buf, size_t len, void *userdata, NbError **err)
 }
 
 static int
-step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     _cleanup_free_ char *work = str_printf("%s/tmp", core->cfg.state_dir);
     _cleanup_free_ char *iso = str_printf("%s/tmp/%s-seed.iso", core->cfg.state_dir, vm->id);
@@ -113,17 +127,17 @@ step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
     int r = -1;
     if (fd < 0 || fstat(fd, &stbuf) < 0)
         nb_error_set(err, NB_ERR_INTERNAL, "open seed: %s", strerror(errno));
-    else if (hv_vol_create_for_upload(hv, vm_pool(core), vol, "raw", (uint64_t)stbuf.st_size,
+    else if (hv_vol_create_for_upload(hv, vm_ops_pool(core), vol, "raw", (uint64_t)stbuf.st_size,
                                       err) == 0 &&
-             hv_vol_upload(hv, vm_pool(core), vol, (uint64_t)stbuf.st_size, seed_file_source, &fd,
-                           err) == 0)
+             hv_vol_upload(hv, vm_ops_pool(core), vol, (uint64_t)stbuf.st_size, seed_file_source,
+                           &fd, err) == 0)
         r = 0;
     unlink(iso);
     return r;
 }
 
 int
-vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err)
+vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err)
 {
     char disk_vol[96], seed_vol[96], domain[64];
     _cleanup_free_ char *disk_path = NULL, *seed_path = NULL, *console = NULL;
@@ -132,8 +146,8 @@ vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **
     vm_seed_volume(vm, seed_vol);
     vm_domain_name(vm, domain);
     if (flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
-        hv_vol_path(hv, vm_pool(core), disk_vol, &disk_path, err) < 0 ||
-        hv_vol_path(hv, vm_pool(core), seed_vol, &seed_path, err) < 0)
+        hv_vol_path(hv, vm_ops_pool(core), disk_vol, &disk_path, err) < 0 ||
+        hv_vol_path(hv, vm_ops_pool(core), seed_vol, &seed_path, err) < 0)
         return -1;
     console = vm_console_log_path(core, vm);
     if (!console)
@@ -145,7 +159,8 @@ vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **
         .project = "default",
         .flavor_name = flavor.name,
         .image_id = vm->image_id,
-        .virt_type = core->cfg.virt_type,
+        /* A simulated host (libvirt's test driver) runs only domains of type test. */
+        .virt_type = hv_conn_is_simulated(hv) ? VIRT_TYPE_TEST : core->cfg.virt_type,
         .vcpus = vm->vcpus,
         .ram_mib = vm->ram_mib,
         .disk_gib = vm->disk_gib,
@@ -163,16 +178,16 @@ vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **
 }
 
 static int
-step_define(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_define(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     _cleanup_free_ char *xml = NULL;
-    if (vm_build_domain_xml(core, vm, hv, &xml, err) < 0)
+    if (vm_ops_build_domain_xml(core, vm, hv, &xml, err) < 0)
         return -1;
     return hv_domain_define(hv, xml, err);
 }
 
 static int
-step_start(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_start(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -182,7 +197,7 @@ step_start(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 /* start of a VM whose domain vanished: define it again from the stored spec, if its disk is
  * still there (a VM is never silently given a blank disk). */
 static int
-step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64], disk_vol[96];
     HvDomainState st = HV_DOMAIN_NONE;
@@ -192,7 +207,7 @@ step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
     if (st != HV_DOMAIN_NONE)
         return 0;
     vm_disk_volume(vm, disk_vol);
-    int exists = hv_vol_exists(hv, vm_pool(core), disk_vol, err);
+    int exists = hv_vol_exists(hv, vm_ops_pool(core), disk_vol, err);
     if (exists < 0)
         return -1;
     if (!exists)
@@ -200,37 +215,64 @@ step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
                             "the VM's domain and disk are gone from the hypervisor; delete it");
     char seed_vol[96];
     vm_seed_volume(vm, seed_vol);
-    exists = hv_vol_exists(hv, vm_pool(core), seed_vol, err);
-    if (exists < 0 || (!exists && step_create_seed(core, task, vm, hv, err) < 0))
+    exists = hv_vol_exists(hv, vm_ops_pool(core), seed_vol, err);
+    if (exists < 0 || (!exists && step_create_seed(core, task, vm, hv, run, err) < 0))
         return -1;
     log_warn("vm %s: domain was missing; defining it again from the stored spec", vm->id);
-    return step_define(core, task, vm, hv, err);
+    return step_define(core, task, vm, hv, run, err);
 }
 
 /* ---- stop, reboot, pause, resume ---- */
 
+/* How often a graceful stop looks whether the guest is off yet. */
+#define VM_STOP_POLL_MS 250
+
+/* A graceful stop asks the guest once, then looks again by timer (no worker waits) until the
+ * guest is off or the timeout has passed, and then destroys. After a restart it asks again and
+ * the timeout starts afresh. */
 static int
-step_stop(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_stop(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
+    VmStopRequest req;
     vm_domain_name(vm, domain);
-    uint64_t timeout_ms = core->cfg.stop_timeout_ms;
-    bool force = false;
-    if (task->params) {
-        json_t *p = json_loads(task->params, 0, NULL);
-        json_t *t = json_object_get(p, "timeout");
-        if (json_is_integer(t))
-            timeout_ms = (uint64_t)json_integer_value(t) * 1000u;
-        force = json_is_true(json_object_get(p, "force"));
-        json_decref(p);
-    }
-    if (force)
+    vm_request_stop_from_text(task->params, &req);
+    uint64_t timeout_ms =
+        req.timeout_s >= 0 ? (uint64_t)req.timeout_s * 1000u : core->cfg.stop_timeout_ms;
+    if (req.force)
         return hv_domain_destroy(hv, domain, err);
-    return hv_domain_stop(hv, domain, timeout_ms, err);
+    HvDomainState st = HV_DOMAIN_NONE;
+    if (hv_domain_get_state(hv, domain, &st, err) < 0)
+        return -1;
+    if (st == HV_DOMAIN_NONE)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' not found", domain);
+    if (st == HV_DOMAIN_SHUTOFF)
+        return 0;
+    if (st == HV_DOMAIN_CRASHED)
+        return hv_domain_destroy(hv, domain, err); /* it will not shut down */
+    if (!run->wait_since_ms) {
+        _cleanup_error_ NbError *e = NULL;
+        int asked = hv_domain_shutdown(hv, domain, &e);
+        if (asked == 0)
+            return 0; /* went off meanwhile */
+        if (asked < 0) {
+            /* Not fatal: the guest may have no ACPI; destroy follows. */
+            log_info("vm %s: graceful shutdown refused (%s); destroying", vm->id, e->message);
+            return hv_domain_destroy(hv, domain, err);
+        }
+        run->wait_since_ms = nb_monotonic_ms();
+    }
+    uint64_t waited = nb_monotonic_ms() - run->wait_since_ms;
+    if (waited >= timeout_ms) {
+        log_info("vm %s: not shut down within %ju ms; destroying", vm->id, (uintmax_t)timeout_ms);
+        return hv_domain_destroy(hv, domain, err);
+    }
+    uint64_t left = timeout_ms - waited;
+    return (int)(left < VM_STOP_POLL_MS ? left : VM_STOP_POLL_MS);
 }
 
 static int
-step_reboot(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_reboot(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -238,7 +280,7 @@ step_reboot(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_pause(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_pause(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -246,7 +288,7 @@ step_pause(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_resume(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_resume(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -256,7 +298,7 @@ step_resume(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 /* ---- delete (also the rollback of a failed create) ---- */
 
 static int
-step_undefine(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_undefine(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char domain[64];
     vm_domain_name(vm, domain);
@@ -264,31 +306,31 @@ step_undefine(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
 }
 
 static int
-step_delete_disk(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char vol[96];
     vm_disk_volume(vm, vol);
-    return hv_vol_delete(hv, vm_pool(core), vol, err);
+    return hv_vol_delete(hv, vm_ops_pool(core), vol, err);
 }
 
 static int
-step_delete_seed(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_seed(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char vol[96];
     vm_seed_volume(vm, vol);
-    return hv_vol_delete(hv, vm_pool(core), vol, err);
+    return hv_vol_delete(hv, vm_ops_pool(core), vol, err);
 }
 
 static int
-step_delete_console_log(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err)
+step_delete_console_log(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char vol[96];
     vm_console_volume(vm, vol);
-    return hv_vol_delete(hv, vm_pool(core), vol, err);
+    return hv_vol_delete(hv, vm_ops_pool(core), vol, err);
 }
 
 VmState
-vm_state_from_hv(HvDomainState st)
+vm_ops_state_from_hv(HvDomainState st)
 {
     switch (st) {
     case HV_DOMAIN_RUNNING:
@@ -306,6 +348,23 @@ vm_state_from_hv(HvDomainState st)
     }
 }
 
+/* How long a task waits for a host that nimbusd has not reached yet since it started. */
+#define VM_TASK_HOST_WAIT_MS 60000
+
+/* Undoes a failed create: nothing of the VM stays on the hypervisor. */
+static int
+vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
+{
+    static const VmStep undo[] = {step_undefine, step_delete_disk, step_delete_seed};
+    TaskRun none = {0};
+    for (size_t i = 0; hv && i < ELEMENTSOF(undo); i++) {
+        _cleanup_error_ NbError *err = NULL;
+        if (undo[i](core, task, vm, hv, &none, &err) < 0)
+            log_error("vm %s: rollback step %zu failed: %s", vm->id, i, err->message);
+    }
+    return VM_STATE_ERROR;
+}
+
 static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_define, step_start};
 static const VmStep start_steps[] = {step_ensure_defined, step_start};
 static const VmStep stop_steps[] = {step_stop};
@@ -314,8 +373,6 @@ static const VmStep pause_steps[] = {step_pause};
 static const VmStep resume_steps[] = {step_resume};
 static const VmStep delete_steps[] = {step_undefine, step_delete_disk, step_delete_seed,
                                       step_delete_console_log};
-static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_move,
-                                       vm_migrate_step_switch, vm_migrate_step_cleanup};
 
 #define TASK_DEF(s, claim, want, done)                                                             \
     {                                                                                              \
@@ -324,8 +381,12 @@ static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_
     }
 
 static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
-    [TASK_KIND_VM_CREATE] =
-        TASK_DEF(create_steps, VM_STATE_BUILDING, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_CREATE] = {.steps = create_steps,
+                             .n_steps = (int)ELEMENTSOF(create_steps),
+                             .state_on_claim = VM_STATE_BUILDING,
+                             .desired = VM_POWER_RUNNING,
+                             .state_on_success = VM_STATE_RUNNING,
+                             .rollback = vm_create_rollback},
     [TASK_KIND_VM_START] = TASK_DEF(start_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
     [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
     [TASK_KIND_VM_REBOOT] = TASK_DEF(reboot_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
@@ -333,32 +394,38 @@ static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
     [TASK_KIND_VM_RESUME] = TASK_DEF(resume_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
     [TASK_KIND_VM_DELETE] =
         TASK_DEF(delete_steps, VM_STATE_DELETING, VM_POWER_DELETED, VM_STATE_DELETING),
-    /* desired is kept and the final state read from the destination (vm_migrate_finish) */
-    [TASK_KIND_VM_MIGRATE] = TASK_DEF(migrate_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
 };
+
+static const VmTaskDef *
+vm_ops_task_def(TaskKind kind)
+{
+    if ((int)kind < 0 || kind >= _TASK_KIND_MAX || !vm_task_defs[kind].steps)
+        return NULL;
+    return &vm_task_defs[kind];
+}
 
 int
 vm_ops_step_count(TaskKind kind)
 {
-    if ((int)kind < 0 || kind >= _TASK_KIND_MAX)
-        return 0;
-    return vm_task_defs[kind].n_steps;
+    const VmTaskDef *def = vm_ops_task_def(kind);
+    return def ? def->n_steps : 0;
 }
 
-/* Undoes a failed create: nothing of the VM stays on the hypervisor. */
-static void
-vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
+int64_t
+vm_ops_run_task(Core *core, Task *task, TaskRun *run)
 {
-    static const VmStep undo[] = {step_undefine, step_delete_disk, step_delete_seed};
-    for (size_t i = 0; i < ELEMENTSOF(undo); i++) {
+    const VmTaskDef *def = vm_ops_task_def(task->kind);
+    if (!def) {
         _cleanup_error_ NbError *err = NULL;
-        if (undo[i](core, task, vm, hv, &err) < 0)
-            log_error("vm %s: rollback step %zu failed: %s", vm->id, i, err->message);
+        task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_INTERNAL,
+                          "not a VM lifecycle task", -1, -1, NULL, &err);
+        return TASK_RUN_DONE;
     }
+    return vm_ops_task_run(core, task, run, def);
 }
 
 static void
-vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
+vm_task_fail(Core *core, Task *task, const VmTaskDef *def, Vm *vm, HvConn *hv, const NbError *e)
 {
     _cleanup_error_ NbError *err = NULL;
     const char *code = e ? e->code : NB_ERR_INTERNAL;
@@ -367,22 +434,20 @@ vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
 
     log_warn("task %s (%s) on vm %s failed at step %d: %s: %s", task->id,
              task_kind_to_string(task->kind), vm->id, task->step, code, msg);
-    if (task->kind == TASK_KIND_VM_CREATE) {
-        if (hv)
-            vm_create_rollback(core, task, vm, hv);
-        state = VM_STATE_ERROR;
-        desired = VM_POWER_STOPPED;
-    } else if (task->kind == TASK_KIND_VM_MIGRATE) {
-        state = vm_migrate_rollback(core, task, vm);
+    if (def->rollback) {
+        state = def->rollback(core, task, vm, hv);
     } else if (hv) {
         char domain[64];
         HvDomainState st = HV_DOMAIN_NONE;
         vm_domain_name(vm, domain);
         if (hv_domain_get_state(hv, domain, &st, &err) == 0)
-            state = vm_state_from_hv(st);
+            state = vm_ops_state_from_hv(st);
     } else {
         state = VM_STATE_UNKNOWN;
     }
+    /* A failed create leaves the VM to be started (created again) or deleted. */
+    if (task->kind == TASK_KIND_VM_CREATE)
+        desired = VM_POWER_STOPPED;
     /* A failed delete keeps the VM, in `deleting` no more: it shows what libvirt has. */
     if (task->kind == TASK_KIND_VM_DELETE && state < 0)
         state = VM_STATE_ERROR;
@@ -392,20 +457,31 @@ vm_task_fail(Core *core, Task *task, Vm *vm, HvConn *hv, const NbError *e)
         log_error("task %s: cannot record failure: %s", task->id, err->message);
 }
 
-int
-vm_ops_run_task(Core *core, Task *task)
+/* The VM's host is not connected: wait (by timer) for one nimbusd has not reached yet since it
+ * started, else fail. Returns the delay, or 0 with *err set. */
+static int64_t
+vm_task_host_wait(Core *core, const Task *task, const Vm *vm, const TaskRun *run, NbError **err)
+{
+    if (host_registry_state(core, vm->host) == HOST_CONN_CONNECTING &&
+        nb_monotonic_ms() - run->first_run_ms < VM_TASK_HOST_WAIT_MS) {
+        log_debug("task %s: host '%s' not reached yet; waiting", task->id, vm->host);
+        return vm_ops_wait_ms(run->first_run_ms);
+    }
+    nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", vm->host);
+    return 0;
+}
+
+int64_t
+vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def)
 {
     _cleanup_error_ NbError *err = NULL;
-    if ((int)task->kind < 0 || task->kind >= _TASK_KIND_MAX)
-        return -1;
-    const VmTaskDef *def = &vm_task_defs[task->kind];
     Vm vm;
     if (vm_store_get(core->store, NULL, task->target_id, &vm, &err) < 0) {
         /* The VM row went with a finished delete; nothing is left to do but close the task. */
         nb_error_free(TAKE_PTR(err));
         task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_VM_NOT_FOUND,
                           "the VM no longer exists", -1, -1, NULL, &err);
-        return -1;
+        return TASK_RUN_DONE;
     }
     if (!streq(vm.task_id, task->id)) {
         log_error("task %s: vm %s is held by task '%s'; closing this one", task->id, vm.id,
@@ -413,57 +489,71 @@ vm_ops_run_task(Core *core, Task *task)
         task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_VM_BUSY,
                           "the VM was held by another task", -1, -1, NULL, &err);
         vm_clear(&vm);
-        return -1;
+        return TASK_RUN_DONE;
     }
-    if (task_store_set_running(core->store, task->id, &err) < 0) {
-        log_error("task %s: %s", task->id, err->message);
-        vm_clear(&vm);
-        return -1;
+    if (task->state != TASK_STATE_RUNNING) {
+        if (task_store_set_running(core->store, task->id, &err) < 0) {
+            log_error("task %s: %s", task->id, err->message);
+            vm_clear(&vm);
+            return TASK_RUN_DONE;
+        }
+        task->state = TASK_STATE_RUNNING;
+        log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
+                 task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
     }
-    log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
-             task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
 
-    HvConn *hv = host_registry_conn(core, vm.host);
+    HvConn *hv = def->own_conns ? NULL : host_registry_conn(core, vm.host);
     int r = 0;
-    if (!hv || !hv_conn_is_alive(hv)) {
-        nb_error_set(&err, NB_ERR_HOST_DOWN, "host '%s' is down", vm.host);
-        r = -1;
+    int64_t delay = TASK_RUN_DONE;
+    if (!def->own_conns && (!hv || !hv_conn_is_alive(hv))) {
+        hv_conn_free(TAKE_PTR(hv));
+        delay = vm_task_host_wait(core, task, &vm, run, &err);
+        r = delay > 0 ? 1 : -1;
     }
     while (r == 0 && task->step < def->n_steps) {
         if (task_engine_stopping(core->tasks)) {
             log_info("task %s: daemon stopping; resumes at step %d on the next start", task->id,
                      task->step);
-            hv_conn_free(hv);
-            vm_clear(&vm);
-            return 0;
+            r = 1;
+            break;
         }
-        if (def->steps[task->step](core, task, &vm, hv, &err) < 0) {
+        int s = def->steps[task->step](core, task, &vm, hv, run, &err);
+        if (s < 0) {
             r = -1;
             break;
         }
-        core_crash_point(task->kind, task->step);
+        if (s > 0) {
+            delay = s; /* the step waits; the same step runs again then */
+            r = 1;
+            break;
+        }
+        task_crash_point(task->kind, task->step);
+        run->wait_since_ms = 0;
         task->step++;
         if (task_store_set_step(core->store, task->id, task->step, &err) < 0) {
             r = -1;
             break;
         }
     }
-    if (r < 0) {
-        vm_task_fail(core, task, &vm, hv, err);
+    if (r > 0) {
+        /* waiting, or left for the next start */
+    } else if (r < 0) {
+        vm_task_fail(core, task, def, &vm, hv, err);
+    } else if (def->finish) {
+        def->finish(core, task, &vm);
     } else if (task->kind == TASK_KIND_VM_DELETE) {
         if (task_store_finish_delete(core->store, task, &err) < 0)
             log_error("task %s: %s", task->id, err->message);
-    } else if (task->kind == TASK_KIND_VM_MIGRATE) {
-        vm_migrate_finish(core, task, &vm);
     } else if (task_store_finish(core->store, task, TASK_STATE_SUCCEEDED, NULL, NULL,
                                  (int)def->state_on_success, (int)def->desired, NULL, &err) < 0) {
         log_error("task %s: %s", task->id, err->message);
     }
     hv_conn_free(hv);
-    log_info("task %s (%s) on vm %s: %s", task->id, task_kind_to_string(task->kind), vm.id,
-             r < 0 ? "failed" : "succeeded");
+    if (r <= 0)
+        log_info("task %s (%s) on vm %s: %s", task->id, task_kind_to_string(task->kind), vm.id,
+                 r < 0 ? "failed" : "succeeded");
     vm_clear(&vm);
-    return r;
+    return r > 0 ? delay : TASK_RUN_DONE;
 }
 
 /* ---- entry points for the API ---- */
@@ -602,34 +692,6 @@ vm_action_allowed(TaskKind kind, VmState state)
     }
 }
 
-static int
-vm_stop_params(json_t *params, char **ret, NbError **err)
-{
-    static const char *const fields[] = {"force", "timeout", NULL};
-    *ret = NULL;
-    if (!params)
-        return 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach (params, key, v) {
-        bool known = false;
-        for (size_t i = 0; fields[i]; i++)
-            known |= streq(key, fields[i]);
-        if (!known)
-            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown field '%.64s'", key);
-    }
-    json_t *force = json_object_get(params, "force");
-    json_t *timeout = json_object_get(params, "timeout");
-    if (force && !json_is_boolean(force))
-        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'force' must be a boolean");
-    if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 0 ||
-                    json_integer_value(timeout) > 3600))
-        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
-                            "field 'timeout' must be an integer from 0 to 3600 (seconds)");
-    *ret = json_dumps(params, JSON_COMPACT);
-    return 0;
-}
-
 int
 vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind kind, json_t *params,
               Vm *ret_vm, Task *ret_task, NbError **err)
@@ -639,8 +701,12 @@ vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind ki
     _cleanup_free_ char *params_text = NULL;
 
     if (kind == TASK_KIND_VM_STOP) {
-        if (vm_stop_params(params, &params_text, err) < 0)
+        VmStopRequest req;
+        if (vm_request_parse_stop(params, &req, err) < 0)
             return -1;
+        params_text = vm_request_stop_to_text(&req);
+        if (!params_text)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     } else if (params && json_object_size(params) > 0) {
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "this action takes no body");
     }
@@ -670,9 +736,12 @@ vm_ops_action(Core *core, const char *scope, const char *id_or_name, TaskKind ki
     }
     log_info("vm %s (%s): %s queued as task %s", vm.id, vm.name, task_kind_to_string(kind),
              task.id);
-    task_engine_submit(core->tasks, task.id);
     vm_clear(&vm);
-    if (vm_store_get(core->store, NULL, task.target_id, ret_vm, err) < 0) {
+    /* The row as claimed, read before the task is queued: a quick delete may be over (the row
+     * gone) by the time anything after the submit reads it. */
+    int got = vm_store_get(core->store, NULL, task.target_id, ret_vm, err);
+    task_engine_submit(core->tasks, task.id);
+    if (got < 0) {
         task_clear(&task);
         return -1;
     }

@@ -1,23 +1,38 @@
-/* Shared by vm_ops.c (lifecycle tasks) and vm_migrate.c (the migration task) only. */
+/* Shared by vm_ops.c (lifecycle tasks, and the runner of every VM task) and vm_migrate.c (the
+ * migration task) only. */
 #pragma once
 
 #include "core.h"
 
-/* One idempotent step of a VM task; hv is the connection to the VM's host when the task began. */
-typedef int (*VmStep)(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
+/* One idempotent step of a VM task; hv is the connection to the VM's host when the turn began.
+ * Returns -1 (failed, *err set), 0 (done: the next step follows), or a delay in ms > 0 after
+ * which to run the same step again (a wait: it keeps what it needs in run or in the journal). */
+typedef int (*VmStep)(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err);
 
-const char *vm_pool(const Core *core);
+/* What a kind of VM task is: its steps and what it does to the VM's record. */
+typedef struct VmTaskDef {
+    const VmStep *steps;
+    int n_steps;
+    VmState state_on_claim; /* -1: unchanged */
+    VmPower desired;
+    VmState state_on_success;
+    bool own_conns; /* the steps connect to the hosts they need: the VM's host is not checked */
+    /* After the last step, instead of recording state_on_success (NULL: that). */
+    void (*finish)(Core *core, Task *task, Vm *vm);
+    /* After a failure: undoes what it must and returns the VM's state to record, -1: unchanged
+     * (NULL: the state read from the VM's host). */
+    int (*rollback)(Core *core, Task *task, Vm *vm, HvConn *hv);
+} VmTaskDef;
+
+/* Runs a VM task by its definition: the task handler's body for every VM kind. */
+int64_t vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def);
+
+/* How long a step waiting for something outside its control (a copy another task makes, a host
+ * not reached yet) sleeps before it looks again: a quarter of its wait so far (since_ms,
+ * monotonic), from 250 ms to 5 s, so that many waiting tasks cost little. */
+int vm_ops_wait_ms(uint64_t since_ms);
+
+const char *vm_ops_pool(const Core *core);
 /* The VM's domain XML, with the volume paths of the pool on the host behind hv. */
-int vm_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err);
-VmState vm_state_from_hv(HvDomainState st);
-
-/* ---- vm_migrate.c: the steps of vm.migrate, and its ends ---- */
-int vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
-int vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
-int vm_migrate_step_switch(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
-int vm_migrate_step_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv, NbError **err);
-/* After the last step: the task succeeded, the VM's state read from its new host. */
-void vm_migrate_finish(Core *core, Task *task, Vm *vm);
-/* After a failure: the VM stays where its domain is, the destination's claim is dropped and its
- * copies removed. Returns the VM's state to record. */
-int vm_migrate_rollback(Core *core, Task *task, Vm *vm);
+int vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err);
+VmState vm_ops_state_from_hv(HvDomainState st);

@@ -7,6 +7,8 @@ The pool directory is at the same path everywhere (the state dir under /tmp): sh
 import concurrent.futures
 import os
 import re
+import signal
+import sqlite3
 import time
 
 import pytest
@@ -101,6 +103,27 @@ def test_anti_affinity_spreads_and_refuses_a_fourth(cluster):
         nf.delete_all_vms(cluster)
         for g in ("web", "db"):
             cluster.api.ok("DELETE", f"/v1/groups/{g}", expect=204)
+
+
+def test_shared_storage_is_recorded_as_holding_the_image(cluster):
+    """Each host sees the image in the shared pool: nothing is copied, and image_copies says
+    ready, so later creates there skip the look and the copy lock."""
+    env = cluster
+    try:
+        vms = [create(env, f"shared{k}", wait=False) for k in range(6)]
+        nf.wait_tasks(env.api, [v["task"]["id"] for v in vms])
+        used = {env.api.vm(v["vm"]["id"])["host"] for v in vms}
+        db = sqlite3.connect(f"file:{env.daemon.state_dir}/nimbus.db?mode=ro", uri=True)
+        try:
+            rows = dict(db.execute("SELECT host, state FROM image_copies WHERE image_id = ?",
+                                   (env.image["id"],)).fetchall())
+        finally:
+            db.close()
+        assert all(rows.get(h) == "ready" for h in used), (used, rows)
+        log = open(env.daemon.log_path, encoding="utf-8", errors="replace").read()
+        assert f"image {env.image['id']}: copying to host" not in log
+    finally:
+        nf.delete_all_vms(env)
 
 
 def test_capacity_next_vm_goes_elsewhere_then_clear_error(cluster):
@@ -252,6 +275,36 @@ def test_maintenance_empties_a_host(cluster):
     finally:
         cluster.api.ok("POST", "/v1/hosts/kvm2/enable")
         nf.delete_all_vms(cluster)
+
+
+def libvirtd_pid(env, i):
+    m = re.search(rf"^kvm{i} .*libvirtd pid (\d+)", env.hosts.status(), re.M)
+    assert m, env.hosts.status()
+    return int(m.group(1))
+
+
+def test_task_waits_for_a_host_still_connecting(cluster):
+    """Right after nimbusd starts, a host it has not reached yet is `connecting`: a task for one
+    of its VMs waits for it (by timer) instead of failing HOST_DOWN at once."""
+    env = cluster
+    vm = create(env, "patient", host="kvm2")["vm"]
+    env.daemon.stop()
+    pid = libvirtd_pid(env, 2)
+    os.kill(pid, signal.SIGSTOP)  # its TCP port still accepts: the connect hangs
+    try:
+        env.daemon.start()
+        r = env.api.action(vm["id"], "stop", {"force": True}, wait=False)
+        task_id = r["task"]["id"]
+        nf.wait_until(lambda: env.api.task(task_id)["state"] == "running", 10, "the stop to run")
+        time.sleep(2)  # the task looks again meanwhile; it must not give up
+        t = env.api.task(task_id)
+        assert t["state"] == "running", t
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t = env.api.wait_task(task_id, timeout=60)
+    assert t["state"] == "succeeded", t
+    assert env.api.vm(vm["id"])["state"] == "stopped"
+    nf.delete_all_vms(env)
 
 
 def test_host_down_and_back(cluster):

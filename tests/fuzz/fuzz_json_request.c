@@ -17,6 +17,7 @@
 #include "model/tenancy.h"
 #include "model/validate.h"
 #include "model/vm.h"
+#include "model/vm_request.h"
 #include "util/error.h"
 
 /* A decoder's outcome: exactly one of success or an error with a code and a message. */
@@ -185,6 +186,36 @@ fuzz_group(json_t *body)
     check_outcome(r, err);
 }
 
+/* The bodies of POST /v1/vms/{id}/stop and /migrate; the stop request also round-trips through
+ * the task params it is stored as. */
+static void
+fuzz_vm_actions(json_t *body)
+{
+    VmStopRequest stop;
+    NbError *err = NULL;
+    int r = vm_request_parse_stop(body, &stop, &err);
+    if (r == 0) {
+        FUZZ_CHECK(stop.timeout_s >= -1 && stop.timeout_s <= VM_REQUEST_STOP_TIMEOUT_MAX_S);
+        char *text = vm_request_stop_to_text(&stop);
+        FUZZ_CHECK(text);
+        VmStopRequest back;
+        vm_request_stop_from_text(text, &back);
+        FUZZ_CHECK(back.force == stop.force && back.timeout_s == stop.timeout_s);
+        free(text);
+    }
+    check_outcome(r, err);
+
+    VmMigrateRequest mig;
+    err = NULL;
+    r = vm_request_parse_migrate(body, &mig, &err);
+    if (r == 0) {
+        FUZZ_CHECK(!mig.host[0] || nb_name_is_valid(mig.host) || nb_uuid_is_valid(mig.host));
+        FUZZ_CHECK(mig.offline >= -1 && mig.offline <= 1);
+        FUZZ_CHECK(mig.bandwidth_mib <= VM_REQUEST_MIGRATE_BANDWIDTH_MAX_MIB);
+    }
+    check_outcome(r, err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -202,6 +233,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_user(body);
         fuzz_host(body);
         fuzz_group(body);
+        fuzz_vm_actions(body);
     }
     json_decref(body);
     return 0;

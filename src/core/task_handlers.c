@@ -1,0 +1,25 @@
+/*
+ * Which code runs which kind of task: the one place that ties the generic engine (task.c) to
+ * the kinds. A new kind adds its row here.
+ */
+#include "core.h"
+
+static const TaskHandler task_handlers[] = {
+    {TASK_KIND_VM_CREATE, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_START, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_STOP, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_REBOOT, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_PAUSE, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_RESUME, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_DELETE, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_VM_MIGRATE, vm_migrate_step_count, vm_migrate_run_task},
+};
+
+const TaskHandler *
+task_handlers_find(TaskKind kind)
+{
+    for (size_t i = 0; i < sizeof(task_handlers) / sizeof(task_handlers[0]); i++)
+        if (task_handlers[i].kind == kind)
+            return &task_handlers[i];
+    return NULL;
+}
