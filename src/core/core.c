@@ -120,6 +120,43 @@ core_resume_tasks(Core *core, NbError **err)
     return 0;
 }
 
+/* Registers the daemon's own host in the store, then starts every host's worker. */
+static int
+core_hosts_start(Core *core, NbError **err)
+{
+    const CoreConfig *cfg = &core->cfg;
+    HostRegistryConfig rc = {
+        .local_name = cfg->host_name,
+        .pool_name = cfg->pool_name,
+        .pool_path = cfg->pool_path,
+        .network = cfg->network,
+        .sync_interval_s = cfg->sync_interval_s,
+        .connect_timeout_s = cfg->connect_timeout_s,
+    };
+    Host *hosts = NULL;
+    size_t n = 0;
+    if (host_registry_new(&rc, reconciler_report, core->reconciler, &core->registry) < 0)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    if (host_store_ensure_local(core->store, cfg->host_name, cfg->libvirt_uri, err) < 0 ||
+        host_store_list(core->store, &hosts, &n, err) < 0)
+        return -1;
+    int r = host_registry_start(core->registry, hosts, n, err);
+    free(hosts);
+    if (r < 0)
+        return -1;
+    /* The local host must answer (images are uploaded there, and the start-up clean-up looks
+     * at its pool); the others come up on their own time, while the API serves. */
+    uint64_t timeout_ms = (uint64_t)(cfg->connect_timeout_s ? cfg->connect_timeout_s : 15) * 1000;
+    if (host_registry_wait(core->registry, cfg->host_name, timeout_ms) != HOST_CONN_UP)
+        return nb_error_set(err, NB_ERR_HOST_DOWN, "cannot reach the local host (%s)",
+                            cfg->libvirt_uri);
+    /* Its first look applied before serving: after a restart, the API never shows the local
+     * VMs' states from before it. */
+    if (!reconciler_wait_local_synced(core->reconciler, timeout_ms))
+        log_warn("the local host's first sync is late; serving anyway");
+    return 0;
+}
+
 int
 core_start(const CoreConfig *cfg, Core **ret, NbError **err)
 {
@@ -127,22 +164,16 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     if (!core)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     core->cfg = *cfg;
-    pthread_mutex_init(&core->hosts_lock, NULL);
     pthread_mutex_init(&core->copy_lock, NULL);
     _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
-    if (!db || core_make_dirs(cfg, err) < 0 || store_open(db, &core->store, err) < 0 ||
+    if (!db || core_make_dirs(cfg, err) < 0 ||
+        store_open_opts(db, &cfg->store, &core->store, err) < 0 ||
         placement_new(core, &core->placement) < 0 || hv_events_init(err) < 0 ||
-        host_registry_start(core, err) < 0)
+        reconciler_new(core, &core->reconciler, err) < 0 || core_hosts_start(core, err) < 0)
         goto fail;
     core_cleanup_after_crash(core);
-    /* First sync before serving, so the API never shows a stale state after a restart. */
-    size_t n_hosts = 0;
-    CoreHost **hosts = host_registry_snapshot(core, &n_hosts);
-    for (size_t i = 0; i < n_hosts; i++)
-        reconciler_sync_host(core, hosts[i]);
-    free(hosts);
     if (task_engine_start(core, &core->tasks, err) < 0 || core_resume_tasks(core, err) < 0 ||
-        reconciler_start(core, &core->reconciler, err) < 0)
+        housekeeping_start(core, &core->housekeeping, err) < 0)
         goto fail;
     *ret = core;
     return 0;
@@ -156,14 +187,16 @@ core_stop(Core *core)
 {
     if (!core)
         return;
-    reconciler_stop(core->reconciler);
-    core->reconciler = NULL;
+    housekeeping_stop(core->housekeeping);
+    /* Hosts first: no worker reports after this, and none waits on a task. */
+    host_registry_stop(core->registry);
     task_engine_stop(core->tasks);
-    host_registry_stop(core);
+    reconciler_free(core->reconciler);
+    core->reconciler = NULL;
+    host_registry_free(core->registry);
     hv_events_shutdown();
     store_close(core->store);
     placement_free(core->placement);
-    pthread_mutex_destroy(&core->hosts_lock);
     pthread_mutex_destroy(&core->copy_lock);
     free(core);
 }

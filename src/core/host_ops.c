@@ -15,7 +15,7 @@ host_ops_add(Core *core, json_t *body, Host *ret, NbError **err)
     Host h;
     if (host_create_request_parse(body, &h, err) < 0 || host_store_insert(core->store, &h, err) < 0)
         return -1;
-    if (host_registry_add(core, &h) < 0)
+    if (host_registry_add_host(core->registry, &h) < 0)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     log_info("host %s (%s) added; connecting", h.name, h.uri);
     return host_store_get(core->store, h.id, ret, err);
@@ -37,7 +37,7 @@ host_ops_remove(Core *core, const char *id_or_name, NbError **err)
     placement_unlock(core->placement);
     if (r < 0)
         return -1;
-    host_registry_remove(core, h.name);
+    host_registry_remove_host(core->registry, h.name);
     log_info("host %s (%s) removed", h.name, h.uri);
     return 0;
 }

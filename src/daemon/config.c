@@ -24,9 +24,15 @@ daemon_config_defaults(DaemonConfig *c)
     c->host_name = strdup("local");
     c->placement = strdup("spread");
     c->log_level = strdup("info");
-    c->workers = 4;
+    c->workers = 16;
     c->stop_timeout_s = 60;
     c->sync_interval_s = 10;
+    c->connect_timeout_s = 15;
+    c->store_readers = 4;
+    c->retention_tasks_days = 30;
+    c->retention_events_days = 90;
+    c->retention_audit_days = 365;
+    c->prune_interval_s = 3600;
     c->max_image_size_gib = 2048;
 }
 
@@ -124,11 +130,29 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
     if (streq(key, "listen"))
         return set_listen(c, value, err);
     if (streq(key, "workers"))
-        return set_uint(&c->workers, key, value, 1, 64, err);
+        return set_uint(&c->workers, key, value, 1, 256, err);
     if (streq(key, "stop-timeout"))
         return set_uint(&c->stop_timeout_s, key, value, 0, 3600, err);
     if (streq(key, "sync-interval"))
         return set_uint(&c->sync_interval_s, key, value, 1, 3600, err);
+    if (streq(key, "connect-timeout"))
+        return set_uint(&c->connect_timeout_s, key, value, 1, 600, err);
+    if (streq(key, "store-sync")) {
+        if (!streq(value, "normal") && !streq(value, "full"))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "store-sync must be normal or full");
+        c->store_sync_full = streq(value, "full");
+        return 0;
+    }
+    if (streq(key, "store-readers"))
+        return set_uint(&c->store_readers, key, value, 1, 64, err);
+    if (streq(key, "retention-tasks-days"))
+        return set_uint(&c->retention_tasks_days, key, value, 0, 36500, err);
+    if (streq(key, "retention-events-days"))
+        return set_uint(&c->retention_events_days, key, value, 0, 36500, err);
+    if (streq(key, "retention-audit-days"))
+        return set_uint(&c->retention_audit_days, key, value, 0, 36500, err);
+    if (streq(key, "prune-interval"))
+        return set_uint(&c->prune_interval_s, key, value, 60, 7 * 86400, err);
     if (streq(key, "max-image-size-gib")) {
         unsigned v = 0;
         if (set_uint(&v, key, value, 1, 1024 * 1024, err) < 0)
@@ -178,7 +202,8 @@ int
 daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
 {
     VirtType vt = virt_type_from_string(c->virt_type);
-    if (vt == _VIRT_TYPE_INVALID)
+    /* "test" is not a choice: simulated hosts get it whatever this says (hv_conn_is_simulated). */
+    if (vt == _VIRT_TYPE_INVALID || vt == VIRT_TYPE_TEST)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "virt-type must be kvm or qemu");
     if (c->state_dir[0] != '/')
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "state-dir must be an absolute path");
@@ -199,6 +224,12 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         .workers = c->workers,
         .stop_timeout_ms = (uint64_t)c->stop_timeout_s * 1000u,
         .sync_interval_s = c->sync_interval_s,
+        .connect_timeout_s = c->connect_timeout_s,
+        .store = {.sync_full = c->store_sync_full, .readers = c->store_readers},
+        .retention = {.tasks_days = c->retention_tasks_days,
+                      .events_days = c->retention_events_days,
+                      .audit_days = c->retention_audit_days},
+        .prune_interval_s = c->prune_interval_s,
         .max_image_virtual_bytes = c->max_image_size_gib << 30,
     };
     return 0;

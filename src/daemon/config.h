@@ -22,6 +22,11 @@ typedef struct DaemonConfig {
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;
+    unsigned connect_timeout_s;
+    bool store_sync_full;
+    unsigned store_readers;
+    unsigned retention_tasks_days, retention_events_days, retention_audit_days;
+    unsigned prune_interval_s;
     uint64_t max_image_size_gib;
 } DaemonConfig;
 

@@ -30,9 +30,16 @@ usage(FILE *out)
             "  --host-name NAME       the name this host is registered under (default local)\n"
             "  --placement spread|pack  spread VMs over hosts, or fill hosts in turn (default "
             "spread)\n"
-            "  --workers N            task workers (default 4)\n"
+            "  --workers N            task workers (default 16)\n"
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
-            "  --sync-interval SECONDS reconciler full sync (default 10)\n"
+            "  --sync-interval SECONDS each host's look at its domains (default 10)\n"
+            "  --connect-timeout SECONDS a host not connected by then is down (default 15)\n"
+            "  --store-sync normal|full  SQLite synchronous mode (default normal)\n"
+            "  --store-readers N      read-only store connections (default 4)\n"
+            "  --retention-tasks-days N, --retention-events-days N, --retention-audit-days N\n"
+            "                         how long finished tasks, VM events and audit rows are\n"
+            "                         kept (defaults 30, 90, 365; 0 keeps them forever)\n"
+            "  --prune-interval SECONDS between two prunes of the journal (default 3600)\n"
             "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
             "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
             "  --tls-key FILE         and this PEM private key\n"
@@ -54,6 +61,13 @@ static const struct option long_options[] = {
     {"workers", required_argument, NULL, 0},
     {"stop-timeout", required_argument, NULL, 0},
     {"sync-interval", required_argument, NULL, 0},
+    {"connect-timeout", required_argument, NULL, 0},
+    {"store-sync", required_argument, NULL, 0},
+    {"store-readers", required_argument, NULL, 0},
+    {"retention-tasks-days", required_argument, NULL, 0},
+    {"retention-events-days", required_argument, NULL, 0},
+    {"retention-audit-days", required_argument, NULL, 0},
+    {"prune-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
     {"log-level", required_argument, NULL, 0},
     {"tls-cert", required_argument, NULL, 0},
@@ -177,7 +191,7 @@ main(int argc, char **argv)
         goto out;
     }
     token_path = str_printf("%s/admin.token", cfg.state_dir);
-    if (!token_path || auth_bootstrap_admin_token(core->store, token_path, &err) < 0) {
+    if (!token_path || auth_bootstrap_admin_token(core, token_path, &err) < 0) {
         log_error("cannot create the admin token: %s", err ? err->message : "out of memory");
         goto out;
     }

@@ -324,8 +324,10 @@ hv_domains_free(virDomainPtr *doms, int n)
     free(doms);
 }
 
-int
-hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n, NbError **err)
+/* One fallback per domain: libvirt before 1.2.8, or a driver without bulk stats. */
+static int
+hv_domain_list_one_by_one(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
+                          NbError **err)
 {
     virDomainPtr *doms = NULL;
     int n = virConnectListAllDomains(c->conn, &doms, 0);
@@ -362,6 +364,60 @@ hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
     }
 out:
     hv_domains_free(doms, n);
+    if (r < 0) {
+        free(infos);
+        return r;
+    }
+    *ret = infos;
+    *ret_n = count;
+    return 0;
+}
+
+int
+hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n, NbError **err)
+{
+    /* One round trip for every domain and its state: a host with hundreds of domains costs no
+     * more calls than one with a single domain. */
+    virDomainStatsRecordPtr *recs = NULL;
+    int n = virConnectGetAllDomainStats(c->conn, VIR_DOMAIN_STATS_STATE, &recs, 0);
+    if (n < 0) {
+        if (hv_last_error_code() == VIR_ERR_NO_SUPPORT)
+            return hv_domain_list_one_by_one(c, prefix, ret, ret_n, err);
+        return hv_error(err, "listing domains");
+    }
+    int r = 0;
+    size_t count = 0;
+    HvDomainInfo *infos = calloc(n > 0 ? (size_t)n : 1, sizeof(*infos));
+    if (!infos) {
+        r = nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainGetName(recs[i]->dom);
+        if (!name || !str_startswith(name, prefix ? prefix : ""))
+            continue;
+        HvDomainInfo *info = &infos[count];
+        if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
+            log_warn("skipping domain with an overlong name '%s'", name);
+            continue;
+        }
+        if (virDomainGetUUIDString(recs[i]->dom, info->uuid) < 0) {
+            r = hv_error(err, "reading the UUID of domain '%s'", name);
+            goto out;
+        }
+        int state = -1;
+        for (int j = 0; j < recs[i]->nparams; j++) {
+            virTypedParameterPtr p = &recs[i]->params[j];
+            if (strcmp(p->field, "state.state") == 0 && p->type == VIR_TYPED_PARAM_INT)
+                state = p->value.i;
+        }
+        if (state < 0)
+            continue; /* no state in the record: the next sync will tell */
+        info->state = hv_state_from_libvirt(state);
+        count++;
+    }
+out:
+    virDomainStatsRecordListFree(recs);
     if (r < 0) {
         free(infos);
         return r;

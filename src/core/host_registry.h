@@ -1,0 +1,89 @@
+/*
+ * The host registry, the bottom of core: one entry per host with its libvirt connection and a
+ * worker thread of its own that connects (with a deadline), notices a lost connection, backs
+ * off, and lists the host's domains and facts on a schedule. A slow or silent host occupies only
+ * its own worker. The registry does no store I/O: what the workers and libvirt's event thread
+ * see goes upward as HostReports through the callback it is handed (the reconciler's), which
+ * only queues.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../hv/hv.h"
+#include "../model/host.h"
+#include "../util/error.h"
+#include "../util/timeutil.h"
+
+struct Core;
+typedef struct HostRegistry HostRegistry;
+
+typedef enum HostReportKind {
+    HOST_REPORT_UP,    /* connected (first time or again); facts set */
+    HOST_REPORT_DOWN,  /* unreachable: error says why */
+    HOST_REPORT_SYNC,  /* a periodic look: domains (and facts when they changed) */
+    HOST_REPORT_EVENT, /* a libvirt lifecycle event: domain, event */
+} HostReportKind;
+
+typedef struct HostIp {
+    char domain[128];
+    char ip[64];
+} HostIp;
+
+/* Owned by whoever the callback hands it to: free with host_registry_report_free. */
+typedef struct HostReport {
+    HostReportKind kind;
+    char host_id[NB_UUID_STRLEN];
+    char host[NB_NAME_MAX + 1];
+    bool has_facts;
+    HostFacts facts;
+    bool touch; /* SYNC: time to record the contact again, facts changed or not */
+    char error[256];
+    char seen_at[NB_TIMESTAMP_LEN]; /* SYNC, EVENT: when libvirt was asked, or told us */
+    HvDomainInfo *domains;          /* SYNC */
+    size_t n_domains;
+    HostIp *ips; /* SYNC: addresses found for the domains the reconciler asked about */
+    size_t n_ips;
+    char domain[128]; /* EVENT */
+    HvEventKind event;
+} HostReport;
+void host_registry_report_free(HostReport *r);
+
+/* Called on a worker's or libvirt's event thread; must only queue. Takes the report. */
+typedef void (*HostReportFn)(HostReport *r, void *userdata);
+
+typedef struct HostRegistryConfig {
+    const char *local_name; /* the daemon's own host */
+    const char *pool_name;
+    const char *pool_path;
+    const char *network;
+    unsigned sync_interval_s;
+    unsigned connect_timeout_s; /* a connect not done by then reports the host down */
+} HostRegistryConfig;
+
+int host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *userdata,
+                      HostRegistry **ret);
+/* Registers the hosts and starts their workers; returns at once. */
+int host_registry_start(HostRegistry *reg, const Host *hosts, size_t n, NbError **err);
+/* Waits until the host is up, or down, or timeout_ms passed: the HostConn it reached. */
+HostConn host_registry_wait(HostRegistry *reg, const char *name, uint64_t timeout_ms);
+/* Stops the workers: waits for each at most until the deadline; a worker stuck in a libvirt
+ * call (a host that never answers) is left behind and never reports again. */
+void host_registry_stop(HostRegistry *reg);
+void host_registry_free(HostRegistry *reg);
+
+/* Registers a host just added and starts its worker. */
+int host_registry_add_host(HostRegistry *reg, const Host *h);
+/* Forgets a host: its worker ends and its connection is dropped. */
+void host_registry_remove_host(HostRegistry *reg, const char *name);
+/* A reference to the host's connection, or NULL when it has none: hv_conn_free it. */
+HvConn *host_registry_get_conn(HostRegistry *reg, const char *name);
+HostConn host_registry_get_state(HostRegistry *reg, const char *name);
+/* Asks the host's worker to look now (sync), e.g. after a task changed its domains. */
+void host_registry_poke(HostRegistry *reg, const char *name);
+/* Domains the reconciler wants an address for (running, none known): asked at the next look. */
+void host_registry_want_ips(HostRegistry *reg, const char *name, char **domains, size_t n);
+/* Counts of hosts by connection state (removed ones excluded). */
+void host_registry_counts(HostRegistry *reg, unsigned counts[_HOST_CONN_MAX]);

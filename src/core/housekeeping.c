@@ -1,0 +1,95 @@
+/*
+ * Housekeeping: a thread that prunes the journal (finished tasks, VM events, audit rows) by the
+ * retention settings, and with it rolls the usage history up into daily rows, so that neither
+ * the tables nor the usage computation grow with the age of the site.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "core.h"
+
+struct Housekeeping {
+    Core *core;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+};
+
+/* Sleeps up to ms; false once stopping. */
+static bool
+housekeeping_wait(Housekeeping *hk, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&hk->lock);
+    while (!hk->stopping) {
+        if (pthread_cond_timedwait(&hk->cond, &hk->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    bool go_on = !hk->stopping;
+    pthread_mutex_unlock(&hk->lock);
+    return go_on;
+}
+
+static void *
+housekeeping_thread(void *arg)
+{
+    Housekeeping *hk = arg;
+    const CoreConfig *cfg = &hk->core->cfg;
+    /* Not at the very start: a restart after a long stop has other things to do first. */
+    uint64_t wait_ms = 30 * 1000;
+    while (housekeeping_wait(hk, wait_ms)) {
+        _cleanup_error_ NbError *err = NULL;
+        int64_t counts[3] = {0};
+        if (store_prune(hk->core->store, &cfg->retention, counts, &err) < 0)
+            log_error("housekeeping: prune failed: %s", err->message);
+        else if (counts[0] || counts[1] || counts[2])
+            log_info("housekeeping: pruned %jd tasks, %jd VM events, %jd audit rows",
+                     (intmax_t)counts[0], (intmax_t)counts[1], (intmax_t)counts[2]);
+        wait_ms = (uint64_t)(cfg->prune_interval_s ? cfg->prune_interval_s : 3600) * 1000;
+    }
+    return NULL;
+}
+
+int
+housekeeping_start(Core *core, Housekeeping **ret, NbError **err)
+{
+    Housekeeping *hk = calloc(1, sizeof(*hk));
+    if (!hk)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    hk->core = core;
+    pthread_mutex_init(&hk->lock, NULL);
+    pthread_cond_init(&hk->cond, NULL);
+    if (pthread_create(&hk->thread, NULL, housekeeping_thread, hk) != 0) {
+        pthread_mutex_destroy(&hk->lock);
+        pthread_cond_destroy(&hk->cond);
+        free(hk);
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot start housekeeping");
+    }
+    *ret = hk;
+    return 0;
+}
+
+void
+housekeeping_stop(Housekeeping *hk)
+{
+    if (!hk)
+        return;
+    pthread_mutex_lock(&hk->lock);
+    hk->stopping = true;
+    pthread_cond_signal(&hk->cond);
+    pthread_mutex_unlock(&hk->lock);
+    pthread_join(hk->thread, NULL);
+    pthread_mutex_destroy(&hk->lock);
+    pthread_cond_destroy(&hk->cond);
+    free(hk);
+}
