@@ -38,6 +38,8 @@ run "build (clang, -Werror, ASan+UBSan)" build clang build-asan \
     -Db_sanitize=address,undefined -Db_lundef=false
 run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*.c" "src/*.h" "tests/*.c" "bench/*.c")'
 run "no banned calls" bash -c '! grep -nE "\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|gets|system|popen)\s*\(" $(git ls-files "src/*.c" "src/*.h")'
+run "layer rule" scripts/check-layers.sh build
+run "layer rule catches a slip" scripts/check-layers.sh --self-test build
 
 run "libvirtd" scripts/start-libvirt.sh
 run "test image" scripts/build-test-image.sh

@@ -1,9 +1,14 @@
-/* The resource handlers and the route table. */
+/* The resource handlers and the route table. The API reads the store only through
+ * store_query.h and writes only through core (scripts/check-layers.sh). */
 #pragma once
 
 #include <sodium.h>
 
 #include "../core/core.h"
+#include "../core/health.h"
+#include "../core/record_ops.h"
+#include "../core/tenancy_ops.h"
+#include "../store/store_query.h"
 #include "http.h"
 
 /* Who may use a route (HttpRoute.access), checked by auth_authorize before any body is read:
@@ -88,13 +93,22 @@ void api_tokens_create(HttpRequest *r, void *ctx);
 void api_tokens_list(HttpRequest *r, void *ctx);
 void api_tokens_revoke(HttpRequest *r, void *ctx);
 
+/* ---- api_page.c: ?limit=&marker= ---- */
+#define API_PAGE_DEFAULT 1000
+#define API_PAGE_MAX 1000
+/* The page asked for (marker NULL: the first page); on a bad limit replies 400 and returns -1.
+ * The marker itself is checked by the store (INVALID_MARKER). */
+int api_page_params(HttpRequest *r, unsigned *ret_limit, const char **ret_marker);
+/* 200 {collection: items, "next_marker": next or null on the last page}; takes items. */
+void api_reply_page(HttpRequest *r, const char *collection, json_t *items, const char *next_marker);
+
 /* ---- auth.c ---- */
 /* HttpServerConfig hooks: token -> Principal (malloc'd), its free, and the role check. */
 void *auth_authenticate(const char *token, void *ctx);
 void auth_principal_free(void *principal);
 bool auth_authorize(HttpRequest *r, void *ctx);
 /* Creates the admin token on first start and writes it to path (mode 0600). */
-int auth_bootstrap_admin_token(Store *store, const char *path, NbError **err);
+int auth_bootstrap_admin_token(Core *core, const char *path, NbError **err);
 int auth_hash_password(const char *password, char out[crypto_pwhash_STRBYTES], NbError **err);
 /* The caller's address without the port. */
 void auth_source_address(const HttpRequest *r, char *out, size_t len);

@@ -47,7 +47,7 @@ api_audit_request(HttpRequest *r, void *ctx)
              e.status && e.status < 400 ? "ok"
              : code                     ? code
                                         : "aborted");
-    if (audit_store_insert(core->store, &e, &err) < 0)
+    if (tenancy_ops_audit_record(core, &e, &err) < 0)
         log_error("audit: %s", err->message);
 }
 

@@ -22,11 +22,7 @@ api_flavors_create(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Flavor f;
-    if (flavor_from_request(http_request_json(r), &f, &err) < 0)
-        return http_reply_nb_error(r, err);
-    nb_uuid_generate(f.id);
-    nb_timestamp_now(f.created_at);
-    if (flavor_store_insert(core->store, &f, &err) < 0)
+    if (tenancy_ops_flavor_create(core, http_request_json(r), &f, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, flavor_to_json(&f));
 }
@@ -47,9 +43,7 @@ api_flavors_delete(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    Flavor f;
-    if (flavor_store_get(core->store, http_request_param(r, 0), &f, &err) < 0 ||
-        flavor_store_delete(core->store, f.id, &err) < 0)
+    if (tenancy_ops_flavor_delete(core, http_request_param(r, 0), &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }

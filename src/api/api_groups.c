@@ -23,14 +23,9 @@ api_groups_create(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    Group g = {0};
-    if (group_create_request_parse(http_request_json(r), g.name, &g.policy, &err) < 0)
-        return http_reply_nb_error(r, err);
-    nb_uuid_generate(g.id);
+    Group g;
     const Principal *who = http_request_principal(r);
-    memcpy(g.project, who->project_id, sizeof(g.project));
-    nb_timestamp_now(g.created_at);
-    if (group_store_insert(core->store, &g, &err) < 0)
+    if (tenancy_ops_group_create(core, http_request_json(r), who->project_id, &g, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, group_to_json(&g));
 }
@@ -64,9 +59,7 @@ api_groups_delete(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     const char *key = http_request_param(r, 0);
-    Group g;
-    if (group_store_get(core->store, api_lookup_scope(r, key), key, &g, &err) < 0 ||
-        group_store_delete(core->store, g.id, &err) < 0)
+    if (tenancy_ops_group_delete(core, api_lookup_scope(r, key), key, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }

@@ -25,15 +25,8 @@ api_images_create(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Image img;
-    if (image_from_request(http_request_json(r), &img, &err) < 0)
-        return http_reply_nb_error(r, err);
-    nb_uuid_generate(img.id);
-    memcpy(img.project, ((const Principal *)http_request_principal(r))->project_id,
-           sizeof(img.project));
-    snprintf(img.volume, sizeof(img.volume), "image-%s", img.id);
-    nb_timestamp_now(img.created_at);
-    memcpy(img.updated_at, img.created_at, sizeof(img.updated_at));
-    if (image_store_insert(core->store, &img, &err) < 0)
+    const Principal *who = http_request_principal(r);
+    if (record_ops_image_create(core, http_request_json(r), who->project_id, &img, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, image_to_json(&img));
 }

@@ -26,11 +26,7 @@ api_projects_create(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Project p;
-    if (project_from_request(http_request_json(r), &p, &err) < 0)
-        return http_reply_nb_error(r, err);
-    nb_uuid_generate(p.id);
-    nb_timestamp_now(p.created_at);
-    if (project_store_insert(core->store, &p, &err) < 0)
+    if (tenancy_ops_project_create(core, http_request_json(r), &p, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, project_to_json(&p));
 }
@@ -51,9 +47,7 @@ api_projects_delete(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
-    Project p;
-    if (project_store_get(core->store, NULL, http_request_param(r, 0), &p, &err) < 0 ||
-        project_store_delete(core->store, p.id, &err) < 0)
+    if (tenancy_ops_project_delete(core, http_request_param(r, 0), &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }
@@ -64,15 +58,11 @@ api_projects_set_quota(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Project p;
-    Quota q;
     json_t *body = http_request_json(r);
     if (!body)
         return http_reply_error(r, NB_ERR_INVALID_REQUEST, "a quota object is required");
-    if (quota_from_json(body, &q, &err) < 0 ||
-        project_store_get(core->store, NULL, http_request_param(r, 0), &p, &err) < 0 ||
-        project_store_set_quota(core->store, p.id, &q, &err) < 0)
+    if (tenancy_ops_project_set_quota(core, http_request_param(r, 0), body, &p, &err) < 0)
         return http_reply_nb_error(r, err);
-    p.quota = q;
     http_reply_json(r, 200, project_to_json(&p));
 }
 

@@ -67,8 +67,21 @@ const HttpRoute api_routes[] = {
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 
+/* Unauthenticated and polled: what it says is cheap to learn (health.h) and names nothing. A
+ * store that does not answer is 503 with the usual error body, so a load balancer sees it by the
+ * status alone. */
 void
 api_health(HttpRequest *r, void *ctx)
 {
-    http_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", NIMBUS_VERSION));
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    HealthReport h;
+    if (health_check(core, &h, &err) < 0)
+        return http_reply_nb_error(r, err);
+    json_t *hosts = json_pack("{s:I}", "total", (json_int_t)h.hosts_total);
+    for (int i = 0; i < _HOST_CONN_MAX; i++)
+        json_object_set_new(hosts, host_conn_to_string((HostConn)i), json_integer(h.hosts[i]));
+    http_reply_json(r, 200,
+                    json_pack("{s:s, s:s, s:s, s:o}", "status", "ok", "version", NIMBUS_VERSION,
+                              "store", "ok", "hosts", hosts));
 }

@@ -94,7 +94,7 @@ auth_new_secret(TokenSecret secret)
 
 /* Stores the hash of secret as a token of user_id (seconds 0: no expiry); fills info. */
 static int
-auth_store_token(Store *store, const TokenSecret secret, const char *user_id, const char *name,
+auth_store_token(Core *core, const TokenSecret secret, const char *user_id, const char *name,
                  uint64_t seconds, TokenInfo *info, NbError **err)
 {
     TokenHash hash;
@@ -107,16 +107,16 @@ auth_store_token(Store *store, const TokenSecret secret, const char *user_id, co
     if (seconds)
         nb_timestamp_format(now + (double)seconds, info->expires_at);
     auth_hash_hex(secret, hash);
-    return token_store_insert(store, info, hash, err);
+    return tenancy_ops_token_insert(core, info, hash, err);
 }
 
 /* Issues a token for user_id; fills info and the secret (shown once). */
 static int
-auth_issue_token(Store *store, const char *user_id, const char *name, uint64_t seconds,
+auth_issue_token(Core *core, const char *user_id, const char *name, uint64_t seconds,
                  TokenInfo *info, TokenSecret secret, NbError **err)
 {
     auth_new_secret(secret);
-    return auth_store_token(store, secret, user_id, name, seconds, info, err);
+    return auth_store_token(core, secret, user_id, name, seconds, info, err);
 }
 
 static json_t *
@@ -129,9 +129,9 @@ token_to_json(const TokenInfo *t)
 }
 
 int
-auth_bootstrap_admin_token(Store *store, const char *path, NbError **err)
+auth_bootstrap_admin_token(Core *core, const char *path, NbError **err)
 {
-    int n = token_store_count(store, err);
+    int n = token_store_count(core->store, err);
     if (n < 0)
         return -1;
     if (n > 0)
@@ -147,7 +147,7 @@ auth_bootstrap_admin_token(Store *store, const char *path, NbError **err)
     int r =
         write_full(fd, secret, strlen(secret)) < 0 || write_full(fd, "\n", 1) < 0 || fsync(fd) < 0
             ? nb_error_set(err, NB_ERR_INTERNAL, "write %s: %s", path, strerror(errno))
-            : auth_store_token(store, secret, NB_ADMIN_USER_ID, "bootstrap", 0, &info, err);
+            : auth_store_token(core, secret, NB_ADMIN_USER_ID, "bootstrap", 0, &info, err);
     sodium_memzero(secret, sizeof(secret));
     if (r < 0)
         return -1;
@@ -246,7 +246,7 @@ login_audit(Core *core, HttpRequest *r, const char *user, const char *project, u
     snprintf(e.target, sizeof(e.target), "%s", user);
     e.status = status;
     snprintf(e.result, sizeof(e.result), "%s", result);
-    if (audit_store_insert(core->store, &e, &err) < 0)
+    if (tenancy_ops_audit_record(core, &e, &err) < 0)
         log_error("audit: %s", err->message);
 }
 
@@ -312,8 +312,7 @@ api_auth_login(HttpRequest *r, void *ctx)
 
     TokenInfo info;
     TokenSecret secret;
-    if (auth_issue_token(core->store, user.id, "login", LOGIN_TOKEN_SECONDS, &info, secret, &err) <
-        0)
+    if (auth_issue_token(core, user.id, "login", LOGIN_TOKEN_SECONDS, &info, secret, &err) < 0)
         return http_reply_nb_error(r, err);
     login_audit(core, r, name, user.project_id, 201, "ok");
     http_reply_json(r, 201,
@@ -360,7 +359,7 @@ api_tokens_create(HttpRequest *r, void *ctx)
     }
     TokenInfo info;
     TokenSecret secret;
-    if (auth_issue_token(core->store, who->user_id, name, seconds, &info, secret, &err) < 0)
+    if (auth_issue_token(core, who->user_id, name, seconds, &info, secret, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *j = token_to_json(&info);
     json_object_set_new(j, "token", json_string(secret));
@@ -392,8 +391,8 @@ api_tokens_revoke(HttpRequest *r, void *ctx)
     Core *core = ctx;
     const Principal *who = http_request_principal(r);
     _cleanup_error_ NbError *err = NULL;
-    if (token_store_revoke(core->store, http_request_param(r, 0),
-                           who->role == ROLE_ADMIN ? NULL : who->user_id, &err) < 0)
+    if (tenancy_ops_token_revoke(core, http_request_param(r, 0),
+                                 who->role == ROLE_ADMIN ? NULL : who->user_id, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_empty(r, 204);
 }

@@ -156,8 +156,12 @@ static int
 task_list(Cli *cli, const Args *a)
 {
     const char *vm = args_get(a, "vm");
+    unsigned limit;
+    int r = resource_page_limit(a, &limit);
+    if (r != 0)
+        return r;
     if (!vm)
-        return resource_list(cli, &task_resource, "", args_has(a, "wide"));
+        return resource_list_pages(cli, &task_resource, "", limit, args_has(a, "wide"));
 
     /* The API filters by VM id; a name is resolved first. */
     _cleanup_free_ char *vm_id = NULL;
@@ -166,7 +170,7 @@ task_list(Cli *cli, const Args *a)
     } else {
         _cleanup_free_ char *path = NULL;
         json_auto_t *obj = NULL;
-        int r = api_path(cli, "vms", vm, NULL, &path);
+        r = api_path(cli, "vms", vm, NULL, &path);
         if (r == 0)
             r = api_call(cli, "GET", path, NULL, &obj);
         if (r != 0)
@@ -179,14 +183,14 @@ task_list(Cli *cli, const Args *a)
         vm_id = strdup(id);
     }
     Client *c;
-    int r = api_client(cli, &c);
+    r = api_client(cli, &c);
     if (r != 0)
         return r;
     _cleanup_free_ char *escaped = vm_id ? client_escape(c, vm_id) : NULL;
     _cleanup_free_ char *query = escaped ? str_printf("?vm=%s", escaped) : NULL;
     if (!query)
         return CLI_EXIT_API;
-    return resource_list(cli, &task_resource, query, args_has(a, "wide"));
+    return resource_list_pages(cli, &task_resource, query, limit, args_has(a, "wide"));
 }
 
 static int
@@ -208,13 +212,14 @@ task_cancel(Cli *cli, const Args *a)
     return CLI_EXIT_OK;
 }
 
-static const ArgSpec list_specs[] = {{"vm", true}, {"wide", false}};
+static const ArgSpec list_specs[] = {{"vm", true}, {"wide", false}, {"limit", true}};
 
 static const Command task_commands[] = {
     {"show", "ID", "Show a task.", NULL, task_show, NULL, 0, 1, 1, NULL},
-    {"list", "[--vm NAME|ID] [--wide]", "List tasks, newest first.",
-     "  --vm VM       only the tasks of this VM\n"
-     "  --wide        also show the target VM id, the progress and the finish time\n",
+    {"list", "[--vm NAME|ID] [--wide] [--limit N]", "List tasks, newest first.",
+     "  --vm VM                only the tasks of this VM\n"
+     "  --wide                 also show the target VM id, the progress and the finish "
+     "time\n" RESOURCE_LIMIT_HELP,
      task_list, list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},
     {"cancel", "ID", "Ask the server to cancel a running task (e.g. a migration).", NULL,
      task_cancel, NULL, 0, 1, 1, NULL},

@@ -239,7 +239,11 @@ vm_create(Cli *cli, const Args *a)
 static int
 vm_list(Cli *cli, const Args *a)
 {
-    return resource_list(cli, &vm_resource, "", args_has(a, "wide"));
+    unsigned limit;
+    int r = resource_page_limit(a, &limit);
+    if (r != 0)
+        return r;
+    return resource_list_pages(cli, &vm_resource, "", limit, args_has(a, "wide"));
 }
 
 static int
@@ -374,7 +378,7 @@ static const ArgSpec create_specs[] = {
     {"user-data", true},   {"group", true},  {"host", true},
     {"label", true, true}, {"wait", false},  {"timeout-wait", true},
 };
-static const ArgSpec list_specs[] = {{"wide", false}};
+static const ArgSpec list_specs[] = {{"wide", false}, {"limit", true}};
 static const ArgSpec console_specs[] = {{"bytes", true}};
 static const ArgSpec wait_specs[] = {{"wait", false}, {"timeout-wait", true}};
 static const ArgSpec stop_specs[] = {
@@ -399,9 +403,9 @@ static const Command vm_commands[] = {
      "  --host HOST            run on this host (admin)\n"
      "  --label KEY=VALUE      only on a host that has this label; repeatable\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
-    {"list", "[--wide]", "List VMs.",
-     "  --wide                 also show desired state, task and id\n", vm_list, list_specs,
-     ELEMENTSOF(list_specs), 0, 0, NULL},
+    {"list", "[--wide] [--limit N]", "List VMs, by name.",
+     "  --wide                 also show desired state, task and id\n" RESOURCE_LIMIT_HELP, vm_list,
+     list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},
     {"show", "NAME|ID", "Show a VM.", NULL, vm_show, NULL, 0, 1, 1, NULL},
     {"console-log", "NAME|ID [--bytes N]", "Print the end of the VM's serial console output.",
      "  --bytes N              how many bytes from the end (server default 65536)\n",

@@ -199,7 +199,14 @@ class Api:
         return self.ok("GET", path, expect=200, **kw)
 
     def vms(self):
-        return self.get("/v1/vms")["vms"]
+        """Every VM: all the pages of GET /v1/vms."""
+        out, marker = [], None
+        while True:
+            page = self.get("/v1/vms" + (f"?marker={urllib.parse.quote(marker)}" if marker else ""))
+            out += page["vms"]
+            marker = page.get("next_marker")
+            if not marker:
+                return out
 
     def images(self):
         return self.get("/v1/images")["images"]
