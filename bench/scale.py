@@ -56,31 +56,8 @@ def parse_ts(s):
 
 
 def many(fn, items, clients):
-    """fn(item) for each item, `clients` threads at a time; stops at the first error."""
-    results = [None] * len(items)
-    errors = []
-    it = iter(range(len(items)))
-    lock = threading.Lock()
-
-    def worker():
-        while not errors and not STOP.is_set():
-            with lock:
-                i = next(it, None)
-            if i is None:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as e:  # noqa: B036 - re-raised below
-                errors.append(e)
-
-    ts = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, clients))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        while t.is_alive():
-            t.join(0.2)
-    if errors:
-        raise errors[0]
+    """fn(item) for each item, `clients` threads at a time; stops at the first error or Ctrl-C."""
+    results = simhosts.parallel(fn, items, clients, stop=STOP)
     if STOP.is_set():
         raise Interrupted("interrupted")
     return results

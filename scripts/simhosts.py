@@ -255,30 +255,32 @@ class Api:
                     raise
 
 
-def parallel(fn, items, threads):
+def parallel(fn, items, threads, stop=None):
     """fn(item) for every item, `threads` at a time; returns the results in order. The first
-    exception is raised once all threads have stopped."""
+    exception is raised once all threads have stopped. stop (a threading.Event), once set, ends
+    the work early; the caller checks it."""
     results = [None] * len(items)
     errors = []
     it = iter(range(len(items)))
     lock = threading.Lock()
 
     def worker():
-        while not errors:
+        while not errors and not (stop and stop.is_set()):
             with lock:
                 i = next(it, None)
             if i is None:
                 return
             try:
                 results[i] = fn(items[i])
-            except Exception as e:  # noqa: BLE001 - re-raised below
+            except BaseException as e:  # noqa: B036 - re-raised below
                 errors.append(e)
 
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, threads))]
     for t in ts:
         t.start()
     for t in ts:
-        t.join()
+        while t.is_alive():  # in steps, so that Ctrl-C reaches the main thread
+            t.join(0.2)
     if errors:
         raise errors[0]
     return results

@@ -206,14 +206,7 @@ static bool
 reg_host_wait(RegHost *h, uint64_t ms)
 {
     HostRegistry *reg = h->reg;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, ms);
     pthread_mutex_lock(&reg->lock);
     while (!reg_host_done_locked(h) && !h->wake) {
         if (pthread_cond_timedwait(&h->cond, &reg->lock, &until) == ETIMEDOUT)
@@ -452,9 +445,7 @@ reg_watchdog(void *arg)
     HostRegistry *reg = arg;
     pthread_mutex_lock(&reg->lock);
     while (!reg->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += 1;
+        struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, 1000);
         pthread_cond_timedwait(&reg->cond, &reg->lock, &until);
         if (reg->stopping)
             break;
@@ -704,14 +695,7 @@ host_registry_stop(HostRegistry *reg)
         reg->watchdog_started = false;
     }
     /* One deadline for all: a thousand silent hosts must not cost a thousand waits. */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += REG_STOP_DEADLINE_MS / 1000;
-    until.tv_nsec += (long)(REG_STOP_DEADLINE_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, REG_STOP_DEADLINE_MS);
     size_t left = 0;
     for (size_t i = 0; i < n; i++) {
         RegHost *h = reg->hosts[i];

@@ -22,14 +22,7 @@ struct Housekeeping {
 static bool
 housekeeping_wait(Housekeeping *hk, uint64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&hk->lock);
     while (!hk->stopping) {
         if (pthread_cond_timedwait(&hk->cond, &hk->lock, &until) == ETIMEDOUT)

@@ -356,13 +356,7 @@ reconciler_thread(void *arg)
         if (!r->head && r->stopping)
             break;
         if (!r->stopping && r->queued < RECONCILER_BATCH) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += RECONCILER_LINGER_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, RECONCILER_LINGER_MS);
             while (!r->stopping && r->queued < RECONCILER_BATCH &&
                    pthread_cond_timedwait(&r->cond, &r->lock, &until) != ETIMEDOUT)
                 ;
@@ -417,14 +411,7 @@ reconciler_new(Core *core, Reconciler **ret, NbError **err)
 bool
 reconciler_wait_local_synced(Reconciler *r, uint64_t timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(timeout_ms / 1000);
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&r->lock);
     while (!r->local_synced && !r->stopping) {
         if (pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT)

@@ -324,6 +324,23 @@ hv_domains_free(virDomainPtr *doms, int n)
     free(doms);
 }
 
+/* The name and UUID of a listed domain: 1 when it is one of prefix's, 0 when it is not (or its
+ * name does not fit), -1 on error. */
+static int
+hv_domain_info_fill(virDomainPtr dom, const char *prefix, HvDomainInfo *info, NbError **err)
+{
+    const char *name = virDomainGetName(dom);
+    if (!name || !str_startswith(name, prefix ? prefix : ""))
+        return 0;
+    if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
+        log_warn("skipping domain with an overlong name '%s'", name);
+        return 0;
+    }
+    if (virDomainGetUUIDString(dom, info->uuid) < 0)
+        return hv_error(err, "reading the UUID of domain '%s'", name);
+    return 1;
+}
+
 /* One fallback per domain: libvirt before 1.2.8, or a driver without bulk stats. */
 static int
 hv_domain_list_one_by_one(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
@@ -342,19 +359,15 @@ hv_domain_list_one_by_one(HvConn *c, const char *prefix, HvDomainInfo **ret, siz
         goto out;
     }
     for (int i = 0; i < n; i++) {
-        const char *name = virDomainGetName(doms[i]);
-        if (!name || !str_startswith(name, prefix ? prefix : ""))
-            continue;
         HvDomainInfo *info = &infos[count];
-        if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
-            log_warn("skipping domain with an overlong name '%s'", name);
-            continue;
-        }
-        if (virDomainGetUUIDString(doms[i], info->uuid) < 0) {
-            r = hv_error(err, "reading the UUID of domain '%s'", name);
+        int got = hv_domain_info_fill(doms[i], prefix, info, err);
+        if (got < 0) {
+            r = -1;
             goto out;
         }
-        if (hv_dom_state(doms[i], name, &info->state, err) < 0) {
+        if (got == 0)
+            continue;
+        if (hv_dom_state(doms[i], info->name, &info->state, err) < 0) {
             r = -1;
             goto out;
         }
@@ -393,18 +406,14 @@ hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
         goto out;
     }
     for (int i = 0; i < n; i++) {
-        const char *name = virDomainGetName(recs[i]->dom);
-        if (!name || !str_startswith(name, prefix ? prefix : ""))
-            continue;
         HvDomainInfo *info = &infos[count];
-        if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
-            log_warn("skipping domain with an overlong name '%s'", name);
-            continue;
-        }
-        if (virDomainGetUUIDString(recs[i]->dom, info->uuid) < 0) {
-            r = hv_error(err, "reading the UUID of domain '%s'", name);
+        int got = hv_domain_info_fill(recs[i]->dom, prefix, info, err);
+        if (got < 0) {
+            r = -1;
             goto out;
         }
+        if (got == 0)
+            continue;
         int state = -1;
         for (int j = 0; j < recs[i]->nparams; j++) {
             virTypedParameterPtr p = &recs[i]->params[j];

@@ -174,9 +174,6 @@ int store_observe_batch(Store *s, StoreObservation *obs, size_t n, NbError **err
 
 /* ---- tasks ---- */
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
-/* Tasks of one VM (target_id), newest first; vm_id NULL: all, newest first, at most limit. */
-int task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
-                    size_t *ret_n, NbError **err);
 void task_list_free(Task *tasks, size_t n);
 /* Tasks newest first (created_at, then id, descending); vm_id NULL: all. Same marker rules. */
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,

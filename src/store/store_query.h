@@ -27,8 +27,6 @@ int vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret
 void vm_list_free(Vm *vms, size_t n);
 
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
-int task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
-                    size_t *ret_n, NbError **err);
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
                          unsigned limit, Task **ret, size_t *ret_n,
                          char ret_next_marker[STORE_MARKER_MAX], NbError **err);

@@ -71,28 +71,6 @@ task_store_select(Store *s, sqlite3_stmt *st, Task **ret, size_t *ret_n, NbError
 }
 
 int
-task_store_list(Store *s, const char *scope, const char *vm_id, unsigned limit, Task **ret,
-                size_t *ret_n, NbError **err)
-{
-    STORE_READING(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    /* The first page's statements, with the caller's limit as it is. */
-    const char *sql = vm_id   ? STORE_SQL_TASK_PAGE_VM
-                      : scope ? STORE_SQL_TASK_PAGE_SCOPED
-                              : STORE_SQL_TASK_PAGE_ALL;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    if (vm_id || scope)
-        store_bind_text(st, 1, scope);
-    sqlite3_bind_text(st, 2, "\x7f", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, limit);
-    if (vm_id)
-        sqlite3_bind_text(st, 5, vm_id, -1, SQLITE_STATIC);
-    return task_store_select(s, st, ret, ret_n, err);
-}
-
-int
 task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
                      unsigned limit, Task **ret, size_t *ret_n,
                      char ret_next_marker[STORE_MARKER_MAX], NbError **err)

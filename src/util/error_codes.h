@@ -47,7 +47,7 @@
 #define NB_ERR_USER_NOT_FOUND "USER_NOT_FOUND"
 #define NB_ERR_TOKEN_NOT_FOUND "TOKEN_NOT_FOUND"
 #define NB_ERR_INVALID_PASSWORD "INVALID_PASSWORD"
-#define NB_ERR_INVALID_URI "INVALID_URI" /* a host's libvirt URI Nimbus does not accept */
+#define NB_ERR_INVALID_URI "INVALID_URI"       /* a host's libvirt URI Nimbus does not accept */
 #define NB_ERR_INVALID_MARKER "INVALID_MARKER" /* a page marker this store did not hand out */
 #define NB_ERR_HOST_NOT_FOUND "HOST_NOT_FOUND"
 #define NB_ERR_HOST_URI_TAKEN "HOST_URI_TAKEN"

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <time.h>
 
 /* Wall-clock time as RFC 3339 UTC with milliseconds: "2026-11-22T02:09:57.123Z". */
 #define NB_TIMESTAMP_LEN 32
@@ -13,3 +14,5 @@ void nb_timestamp_format(double epoch, char out[NB_TIMESTAMP_LEN]);
 double nb_epoch_now(void);
 /* Monotonic milliseconds, for timeouts. */
 uint64_t nb_monotonic_ms(void);
+/* The clock's time ms from now, for pthread_cond_timedwait and friends. */
+struct timespec nb_deadline_after_ms(clockid_t clock, uint64_t ms);

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "store_fixture.h"
+#include "store_shipped_schema.h"
 
 static int
 setup(void **state)
@@ -34,91 +35,6 @@ find_host(Host *list, size_t n, const char *name)
 
 /* ---- schema ---- */
 
-/* Schema versions 1 and 2 as they shipped (migrations never change once shipped), to build a
- * version 2 database by hand. */
-static const char *const schema_v2[] = {
-    /* 1 */
-    "CREATE TABLE flavors ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  vcpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL,"
-    "  created_at TEXT NOT NULL, UNIQUE (project, name));"
-    "CREATE TABLE images ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  state TEXT NOT NULL, format TEXT, size_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  virtual_size_bytes INTEGER NOT NULL DEFAULT 0, volume TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (project, name));"
-    "CREATE TABLE vms ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  hostname TEXT NOT NULL, state TEXT NOT NULL, desired TEXT NOT NULL, task_id TEXT,"
-    "  host TEXT NOT NULL, image_id TEXT NOT NULL REFERENCES images (id),"
-    "  flavor_id TEXT NOT NULL REFERENCES flavors (id), vcpus INTEGER NOT NULL,"
-    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, mac TEXT NOT NULL UNIQUE,"
-    "  user_data TEXT, ip TEXT, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-    "  UNIQUE (project, name));"
-    "CREATE TABLE tasks ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', kind TEXT NOT NULL,"
-    "  state TEXT NOT NULL, target_id TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,"
-    "  steps INTEGER NOT NULL, params TEXT, error_code TEXT, error_message TEXT,"
-    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT);"
-    "CREATE INDEX tasks_by_target ON tasks (target_id, created_at);"
-    "CREATE INDEX tasks_unfinished ON tasks (state) WHERE state IN ('pending', 'running');"
-    "CREATE TABLE tokens ("
-    "  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
-    "  role TEXT NOT NULL DEFAULT 'admin', created_at TEXT NOT NULL, expires_at TEXT,"
-    "  revoked_at TEXT);",
-    /* 2: tenancy. Resources move into the default project; the bootstrap admin owns the
-     * existing tokens. vm_events is the metering journal, written by triggers so that no code
-     * path can change a VM's state without it being recorded. */
-    "CREATE TABLE projects ("
-    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, quota_vcpus INTEGER,"
-    "  quota_ram_mib INTEGER, quota_disk_gib INTEGER, quota_vms INTEGER, quota_images INTEGER,"
-    "  created_at TEXT NOT NULL);"
-    "INSERT INTO projects (id, name, created_at) VALUES ('" NB_DEFAULT_PROJECT_ID
-    "', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "UPDATE images SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "UPDATE vms SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "UPDATE tasks SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "CREATE TABLE users ("
-    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,"
-    "  project_id TEXT NOT NULL REFERENCES projects (id), role TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL);"
-    /* '!' is no argon2id string: the bootstrap admin cannot log in with a password. */
-    "INSERT INTO users (id, name, password_hash, project_id, role, created_at) VALUES "
-    "('" NB_ADMIN_USER_ID "', 'admin', '!', '" NB_DEFAULT_PROJECT_ID
-    "', 'admin', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "ALTER TABLE tokens ADD COLUMN user_id TEXT NOT NULL DEFAULT '" NB_ADMIN_USER_ID "';"
-    "CREATE INDEX tokens_by_user ON tokens (user_id);"
-    "CREATE TABLE audit ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, request_id TEXT NOT NULL,"
-    "  user_name TEXT, project_id TEXT, source TEXT NOT NULL, method TEXT NOT NULL,"
-    "  path TEXT NOT NULL, action TEXT NOT NULL, target TEXT, status INTEGER NOT NULL,"
-    "  result TEXT NOT NULL);"
-    "CREATE INDEX audit_by_project ON audit (project_id, id);"
-    "CREATE TABLE vm_events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL, project TEXT NOT NULL,"
-    "  name TEXT NOT NULL, state TEXT NOT NULL, vcpus INTEGER NOT NULL,"
-    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, at TEXT NOT NULL);"
-    "CREATE INDEX vm_events_by_project ON vm_events (project, vm_id, id);"
-    "INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  SELECT id, project, name, state, vcpus, ram_mib, disk_gib, created_at FROM vms;"
-    "CREATE TRIGGER vm_events_on_insert AFTER INSERT ON vms BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;"
-    "CREATE TRIGGER vm_events_on_state AFTER UPDATE OF state ON vms"
-    "  WHEN OLD.state IS NOT NEW.state BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;"
-    "CREATE TRIGGER vm_events_on_delete AFTER DELETE ON vms BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (OLD.id, OLD.project, OLD.name, 'deleted', OLD.vcpus, OLD.ram_mib, OLD.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;",
-};
-
 static void
 test_migrate_from_v2(void **state)
 {
@@ -126,8 +42,9 @@ test_migrate_from_v2(void **state)
     NbError *err = NULL;
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    for (size_t i = 0; i < sizeof(schema_v2) / sizeof(schema_v2[0]); i++)
-        assert_int_equal(sqlite3_exec(db, schema_v2[i], NULL, NULL, NULL), SQLITE_OK);
+    /* Versions 1 and 2 of the shipped schema. */
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(sqlite3_exec(db, shipped_schema[i], NULL, NULL, NULL), SQLITE_OK);
     /* A VM with a finished create task, as a version 2 daemon left them. */
     const char *rows =
         "PRAGMA user_version = 2;"

@@ -4,118 +4,7 @@
 
 #include "model/tenancy.h"
 #include "store_fixture.h"
-
-/* Migrations 1 to 3 as they shipped (migrations never change once shipped). */
-static const char *const schema_v3[] = {
-    /* 1 */
-    "CREATE TABLE flavors ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  vcpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL,"
-    "  created_at TEXT NOT NULL, UNIQUE (project, name));"
-    "CREATE TABLE images ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  state TEXT NOT NULL, format TEXT, size_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  virtual_size_bytes INTEGER NOT NULL DEFAULT 0, volume TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (project, name));"
-    "CREATE TABLE vms ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', name TEXT NOT NULL,"
-    "  hostname TEXT NOT NULL, state TEXT NOT NULL, desired TEXT NOT NULL, task_id TEXT,"
-    "  host TEXT NOT NULL, image_id TEXT NOT NULL REFERENCES images (id),"
-    "  flavor_id TEXT NOT NULL REFERENCES flavors (id), vcpus INTEGER NOT NULL,"
-    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, mac TEXT NOT NULL UNIQUE,"
-    "  user_data TEXT, ip TEXT, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-    "  UNIQUE (project, name));"
-    "CREATE TABLE tasks ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL DEFAULT 'default', kind TEXT NOT NULL,"
-    "  state TEXT NOT NULL, target_id TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,"
-    "  steps INTEGER NOT NULL, params TEXT, error_code TEXT, error_message TEXT,"
-    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT);"
-    "CREATE INDEX tasks_by_target ON tasks (target_id, created_at);"
-    "CREATE INDEX tasks_unfinished ON tasks (state) WHERE state IN ('pending', 'running');"
-    "CREATE TABLE tokens ("
-    "  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
-    "  role TEXT NOT NULL DEFAULT 'admin', created_at TEXT NOT NULL, expires_at TEXT,"
-    "  revoked_at TEXT);",
-    /* 2: tenancy. Resources move into the default project; the bootstrap admin owns the
-     * existing tokens. vm_events is the metering journal, written by triggers so that no code
-     * path can change a VM's state without it being recorded. */
-    "CREATE TABLE projects ("
-    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, quota_vcpus INTEGER,"
-    "  quota_ram_mib INTEGER, quota_disk_gib INTEGER, quota_vms INTEGER, quota_images INTEGER,"
-    "  created_at TEXT NOT NULL);"
-    "INSERT INTO projects (id, name, created_at) VALUES ('" NB_DEFAULT_PROJECT_ID
-    "', 'default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "UPDATE images SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "UPDATE vms SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "UPDATE tasks SET project = '" NB_DEFAULT_PROJECT_ID "';"
-    "CREATE TABLE users ("
-    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,"
-    "  project_id TEXT NOT NULL REFERENCES projects (id), role TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL);"
-    /* '!' is no argon2id string: the bootstrap admin cannot log in with a password. */
-    "INSERT INTO users (id, name, password_hash, project_id, role, created_at) VALUES "
-    "('" NB_ADMIN_USER_ID "', 'admin', '!', '" NB_DEFAULT_PROJECT_ID
-    "', 'admin', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "ALTER TABLE tokens ADD COLUMN user_id TEXT NOT NULL DEFAULT '" NB_ADMIN_USER_ID "';"
-    "CREATE INDEX tokens_by_user ON tokens (user_id);"
-    "CREATE TABLE audit ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, request_id TEXT NOT NULL,"
-    "  user_name TEXT, project_id TEXT, source TEXT NOT NULL, method TEXT NOT NULL,"
-    "  path TEXT NOT NULL, action TEXT NOT NULL, target TEXT, status INTEGER NOT NULL,"
-    "  result TEXT NOT NULL);"
-    "CREATE INDEX audit_by_project ON audit (project_id, id);"
-    "CREATE TABLE vm_events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL, project TEXT NOT NULL,"
-    "  name TEXT NOT NULL, state TEXT NOT NULL, vcpus INTEGER NOT NULL,"
-    "  ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL, at TEXT NOT NULL);"
-    "CREATE INDEX vm_events_by_project ON vm_events (project, vm_id, id);"
-    "INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  SELECT id, project, name, state, vcpus, ram_mib, disk_gib, created_at FROM vms;"
-    "CREATE TRIGGER vm_events_on_insert AFTER INSERT ON vms BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;"
-    "CREATE TRIGGER vm_events_on_state AFTER UPDATE OF state ON vms"
-    "  WHEN OLD.state IS NOT NEW.state BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (NEW.id, NEW.project, NEW.name, NEW.state, NEW.vcpus, NEW.ram_mib, NEW.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;"
-    "CREATE TRIGGER vm_events_on_delete AFTER DELETE ON vms BEGIN"
-    "  INSERT INTO vm_events (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
-    "  VALUES (OLD.id, OLD.project, OLD.name, 'deleted', OLD.vcpus, OLD.ram_mib, OLD.disk_gib,"
-    "          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
-    "END;",
-    /* 3: hosts, server groups, migration. vms.host stays a host's name (existing VMs keep
-     * 'local', the host the daemon registers at start); a VM being migrated claims resources on
-     * migrate_to as well. Tasks gain the progress of their current step and a cancel flag. */
-    "CREATE TABLE hosts ("
-    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, uri TEXT NOT NULL UNIQUE,"
-    "  admin TEXT NOT NULL DEFAULT 'enabled', conn TEXT NOT NULL DEFAULT 'connecting',"
-    "  cpu_ratio REAL NOT NULL DEFAULT 4.0, ram_ratio REAL NOT NULL DEFAULT 1.0,"
-    "  disk_ratio REAL NOT NULL DEFAULT 1.0, labels TEXT NOT NULL DEFAULT '',"
-    "  vcpus INTEGER NOT NULL DEFAULT 0, ram_mib INTEGER NOT NULL DEFAULT 0,"
-    "  free_ram_mib INTEGER NOT NULL DEFAULT 0, disk_gib INTEGER NOT NULL DEFAULT 0,"
-    "  disk_free_gib INTEGER NOT NULL DEFAULT 0, hostname TEXT, cpu_model TEXT,"
-    "  libvirt_version TEXT, qemu_version TEXT, last_contact TEXT, error TEXT,"
-    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
-    "CREATE TABLE groups ("
-    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, policy TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL, UNIQUE (project, name));"
-    "ALTER TABLE vms ADD COLUMN migrate_to TEXT;"
-    "ALTER TABLE vms ADD COLUMN group_id TEXT REFERENCES groups (id);"
-    "ALTER TABLE vms ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX vms_by_host ON vms (host);"
-    "CREATE INDEX vms_by_migrate_to ON vms (migrate_to) WHERE migrate_to IS NOT NULL;"
-    "CREATE INDEX vms_by_group ON vms (group_id) WHERE group_id IS NOT NULL;"
-    "ALTER TABLE tasks ADD COLUMN progress INTEGER NOT NULL DEFAULT -1;"
-    "ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
-    /* Copies of an image's volume in other hosts' pools (uploads land on the local host). */
-    "CREATE TABLE image_copies ("
-    "  image_id TEXT NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
-    "  updated_at TEXT NOT NULL, PRIMARY KEY (image_id, host));",
-};
+#include "store_shipped_schema.h"
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",
@@ -210,8 +99,8 @@ test_migrate_from_v3(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
-    for (size_t i = 0; i < sizeof(schema_v3) / sizeof(schema_v3[0]); i++)
-        assert_int_equal(sqlite3_exec(db, schema_v3[i], NULL, NULL, NULL), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(shipped_schema) / sizeof(shipped_schema[0]); i++)
+        assert_int_equal(sqlite3_exec(db, shipped_schema[i], NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3;", NULL, NULL, NULL), SQLITE_OK);
     char *msg = NULL;
     if (sqlite3_exec(db, v3_rows, NULL, NULL, &msg) != SQLITE_OK)

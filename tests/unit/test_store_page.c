@@ -429,8 +429,8 @@ test_observe_batch(void **state)
     assert_int_equal(obs[0].was, VM_STATE_UNKNOWN);
 }
 
-/* The unpaged lists: task_store_list (the page statements with the caller's limit) and
- * audit_store_list (a project's walk). */
+/* First pages of tasks (all, one VM's, another project's) and audit_store_list (a project's
+ * walk). */
 static void
 test_lists(void **state)
 {
@@ -439,26 +439,28 @@ test_lists(void **state)
     Vm a, b;
     Task ta, tb, *tasks = NULL;
     size_t n = 0;
+    char next[STORE_MARKER_MAX];
     insert_vm_held(f, "a", NULL, &a, &ta);
     insert_vm_held(f, "b", NULL, &b, &tb);
-    assert_int_equal(task_store_list(f->s, NULL, NULL, 10, &tasks, &n, &err), 0);
+    assert_int_equal(task_store_list_page(f->s, NULL, NULL, NULL, 10, &tasks, &n, next, &err), 0);
     assert_int_equal(n, 2);
     assert_true(strcmp(tasks[0].created_at, tasks[1].created_at) >= 0);
     task_list_free(tasks, n);
-    assert_int_equal(task_store_list(f->s, NULL, NULL, 1, &tasks, &n, &err), 0);
+    assert_int_equal(task_store_list_page(f->s, NULL, NULL, NULL, 1, &tasks, &n, next, &err), 0);
     assert_int_equal(n, 1);
     task_list_free(tasks, n);
-    assert_int_equal(task_store_list(f->s, NULL, NULL, 0, &tasks, &n, &err), 0);
-    assert_int_equal(n, 0);
-    free(tasks);
-    assert_int_equal(task_store_list(f->s, NB_DEFAULT_PROJECT_ID, b.id, 10, &tasks, &n, &err), 0);
+    assert_int_equal(
+        task_store_list_page(f->s, NB_DEFAULT_PROJECT_ID, b.id, NULL, 10, &tasks, &n, next, &err),
+        0);
     assert_int_equal(n, 1);
     assert_string_equal(tasks[0].id, tb.id);
     task_list_free(tasks, n);
-    assert_int_equal(task_store_list(f->s, "other", b.id, 10, &tasks, &n, &err), 0);
+    assert_int_equal(task_store_list_page(f->s, "other", b.id, NULL, 10, &tasks, &n, next, &err),
+                     0);
     assert_int_equal(n, 0);
     free(tasks);
-    assert_int_equal(task_store_list(f->s, "other", NULL, 10, &tasks, &n, &err), 0);
+    assert_int_equal(task_store_list_page(f->s, "other", NULL, NULL, 10, &tasks, &n, next, &err),
+                     0);
     assert_int_equal(n, 0);
     free(tasks);
 
