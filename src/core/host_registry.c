@@ -45,6 +45,8 @@ typedef struct RegHost {
     bool have_facts;
     HostFacts facts;
     uint64_t touched_ms; /* when a report last asked to record the contact */
+    bool have_digest;
+    uint64_t digest; /* of the last look's domains */
 } RegHost;
 
 struct HostRegistry {
@@ -55,7 +57,8 @@ struct HostRegistry {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* the watchdog's */
     bool stopping;
-    bool abandoned; /* a worker could not be joined: the registry must outlive the process */
+    bool abandoned;      /* a worker could not be joined: the registry must outlive the process */
+    size_t n_connecting; /* connects under way: the watchdog has nothing to check without one */
     RegHost **hosts;
     size_t n_hosts, cap_hosts;
     size_t *index; /* open addressing by name: positions in hosts + 1, 0 empty */
@@ -242,6 +245,7 @@ reg_host_try_connect(RegHost *h)
     HostRegistry *reg = h->reg;
     pthread_mutex_lock(&reg->lock);
     h->connect_started_ms = nb_monotonic_ms();
+    reg->n_connecting++;
     h->deadline_reported = false;
     pthread_mutex_unlock(&reg->lock);
 
@@ -253,6 +257,7 @@ reg_host_try_connect(RegHost *h)
 
     pthread_mutex_lock(&reg->lock);
     h->connect_started_ms = 0;
+    reg->n_connecting--;
     bool done = reg_host_done_locked(h);
     HostConn was = h->state;
     if (!done && r == 0) {
@@ -277,6 +282,7 @@ reg_host_try_connect(RegHost *h)
         h->facts = facts;
         h->have_facts = true;
         h->touched_ms = nb_monotonic_ms();
+        h->have_digest = false;
         h->backoff_s = 1;
         reg_report(reg, rep);
         hv_conn_free(c);
@@ -306,6 +312,8 @@ reg_facts_equal(const HostFacts *a, const HostFacts *b)
 }
 
 /* The addresses the reconciler asked for, looked up in the network's leases. */
+/* The addresses the reconciler asked for, looked up in the network's leases. The ones not found
+ * yet stay asked for, unless the reconciler has asked anew meanwhile. */
 static void
 reg_host_find_ips(RegHost *h, HvConn *c, HostReport *rep)
 {
@@ -318,6 +326,7 @@ reg_host_find_ips(RegHost *h, HvConn *c, HostReport *rep)
     pthread_mutex_unlock(&reg->lock);
     if (n)
         rep->ips = calloc(n, sizeof(*rep->ips));
+    size_t left = 0;
     for (size_t i = 0; i < n; i++) {
         _cleanup_error_ NbError *err = NULL;
         char ip[64] = "";
@@ -325,10 +334,41 @@ reg_host_find_ips(RegHost *h, HvConn *c, HostReport *rep)
             HostIp *hi = &rep->ips[rep->n_ips++];
             snprintf(hi->domain, sizeof(hi->domain), "%s", want[i]);
             memcpy(hi->ip, ip, sizeof(hi->ip));
+            free(want[i]);
+        } else {
+            want[left++] = want[i];
         }
-        free(want[i]);
     }
+    if (!want)
+        return;
+    pthread_mutex_lock(&reg->lock);
+    if (!h->want_ip && left) {
+        h->want_ip = want;
+        h->n_want_ip = left;
+        want = NULL;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    for (size_t i = 0; want && i < left; i++)
+        free(want[i]);
     free(want);
+}
+
+static int
+reg_domain_cmp(const void *a, const void *b)
+{
+    return strcmp(((const HvDomainInfo *)a)->name, ((const HvDomainInfo *)b)->name);
+}
+
+/* A digest of what a look saw (names and states, sorted), to tell a look that saw nothing new. */
+static uint64_t
+reg_domains_digest(const HvDomainInfo *d, size_t n)
+{
+    uint64_t x = 1469598103934665603u ^ n;
+    for (size_t i = 0; i < n; i++) {
+        x = (x ^ reg_hash(d[i].name)) * 1099511628211u;
+        x = (x ^ (uint64_t)d[i].state) * 1099511628211u;
+    }
+    return x;
 }
 
 static void
@@ -364,7 +404,19 @@ reg_host_sync(RegHost *h, HvConn *c)
         rep->touch = true;
         h->touched_ms = now;
     }
+    qsort(rep->domains, rep->n_domains, sizeof(*rep->domains), reg_domain_cmp);
     reg_host_find_ips(h, c, rep);
+    /* A look that saw what the last one saw, found no address and is not due to record the
+     * contact changes nothing: it goes no further than this thread. Every sixth look is
+     * reported whatever it saw, for drift that did not come from libvirt. */
+    uint64_t digest = reg_domains_digest(rep->domains, rep->n_domains);
+    bool same = h->have_digest && digest == h->digest;
+    h->digest = digest;
+    h->have_digest = true;
+    if (same && !rep->touch && !rep->has_facts && rep->n_ips == 0) {
+        host_registry_report_free(rep);
+        return;
+    }
     reg_report(reg, rep);
 }
 
@@ -449,6 +501,8 @@ reg_watchdog(void *arg)
         pthread_cond_timedwait(&reg->cond, &reg->lock, &until);
         if (reg->stopping)
             break;
+        if (!reg->n_connecting)
+            continue;
         uint64_t now = nb_monotonic_ms(), limit = (uint64_t)reg->connect_timeout_s * 1000;
         for (size_t i = 0; i < reg->n_hosts; i++) {
             RegHost *h = reg->hosts[i];

@@ -247,7 +247,6 @@ reconciler_sync(Reconciler *r, ObsList *l, HostReport *rep)
             memcpy(o->ip, rep->ips[i].ip, sizeof(o->ip));
         }
     }
-    qsort(rep->domains, rep->n_domains, sizeof(*rep->domains), reconciler_domain_cmp);
     bool *matched = calloc(rep->n_domains ? rep->n_domains : 1, sizeof(bool));
     char **want_ip = calloc(n_vms ? n_vms : 1, sizeof(char *));
     size_t n_want = 0;

@@ -120,8 +120,7 @@ int hv_domain_get_state(HvConn *c, const char *name, HvDomainState *ret, NbError
 int hv_domain_get_ipv4(HvConn *c, const char *name, char *buf, size_t len, NbError **err);
 
 typedef struct HvDomainInfo {
-    char name[128];
-    char uuid[37];
+    char name[128]; /* Nimbus names domains after their VM's id: the name is all it needs */
     HvDomainState state;
 } HvDomainInfo;
 /* Every domain (active and inactive) whose name starts with prefix. */

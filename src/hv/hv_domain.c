@@ -324,21 +324,18 @@ hv_domains_free(virDomainPtr *doms, int n)
     free(doms);
 }
 
-/* The name and UUID of a listed domain: 1 when it is one of prefix's, 0 when it is not (or its
- * name does not fit), -1 on error. */
-static int
-hv_domain_info_fill(virDomainPtr dom, const char *prefix, HvDomainInfo *info, NbError **err)
+/* The name of a listed domain: false when it is not one of prefix's (or its name does not fit). */
+static bool
+hv_domain_info_fill(virDomainPtr dom, const char *prefix, HvDomainInfo *info)
 {
     const char *name = virDomainGetName(dom);
     if (!name || !str_startswith(name, prefix ? prefix : ""))
-        return 0;
+        return false;
     if ((size_t)snprintf(info->name, sizeof(info->name), "%s", name) >= sizeof(info->name)) {
         log_warn("skipping domain with an overlong name '%s'", name);
-        return 0;
+        return false;
     }
-    if (virDomainGetUUIDString(dom, info->uuid) < 0)
-        return hv_error(err, "reading the UUID of domain '%s'", name);
-    return 1;
+    return true;
 }
 
 /* One fallback per domain: libvirt before 1.2.8, or a driver without bulk stats. */
@@ -360,12 +357,7 @@ hv_domain_list_one_by_one(HvConn *c, const char *prefix, HvDomainInfo **ret, siz
     }
     for (int i = 0; i < n; i++) {
         HvDomainInfo *info = &infos[count];
-        int got = hv_domain_info_fill(doms[i], prefix, info, err);
-        if (got < 0) {
-            r = -1;
-            goto out;
-        }
-        if (got == 0)
+        if (!hv_domain_info_fill(doms[i], prefix, info))
             continue;
         if (hv_dom_state(doms[i], info->name, &info->state, err) < 0) {
             r = -1;
@@ -407,12 +399,7 @@ hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
     }
     for (int i = 0; i < n; i++) {
         HvDomainInfo *info = &infos[count];
-        int got = hv_domain_info_fill(recs[i]->dom, prefix, info, err);
-        if (got < 0) {
-            r = -1;
-            goto out;
-        }
-        if (got == 0)
+        if (!hv_domain_info_fill(recs[i]->dom, prefix, info))
             continue;
         int state = -1;
         for (int j = 0; j < recs[i]->nparams; j++) {
