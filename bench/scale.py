@@ -261,6 +261,14 @@ class Bench:
         self.row("creates completed (task created -> last task finished)",
                  f"{a.vms / (last - first):.0f}/s ({last - first:.1f} s; clients saw "
                  f"{seen:.1f} s)")
+        # The rate by how many VMs were there already: the store grows, the rate must not sink.
+        done = sorted(parse_ts(t["finished_at"]) for t in ends)
+        step = max(1, a.vms // 5)
+        rates = []
+        for lo in range(0, a.vms - step + 1, step):
+            t0 = first if lo == 0 else done[lo - 1]
+            rates.append(f"{step / max(done[lo + step - 1] - t0, 1e-6):.0f}")
+        self.row(f"creates completed per {step} VMs, as the store fills", "/s, ".join(rates) + "/s")
 
         vms = self.list_all("vms")
         if len(vms) != a.vms or any(v["state"] != "running" for v in vms):

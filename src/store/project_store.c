@@ -140,6 +140,18 @@ project_store_quota_usage(Store *s, const char *project, int64_t in_use[_QUOTA_M
     return project_usage_locked(s, project, in_use, err);
 }
 
+/* Whether a limit applies to anything added: without one there is nothing to count (the usage sum
+ * walks every VM of the project). */
+static bool
+project_is_limited(const Project *p, const int64_t add[_QUOTA_MAX])
+{
+    for (int i = 0; i < _QUOTA_MAX; i++) {
+        if (add[i] > 0 && p->quota.limit[i] >= 0)
+            return true;
+    }
+    return false;
+}
+
 int
 project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUOTA_MAX],
                            NbError **err)
@@ -149,8 +161,11 @@ project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUO
     if (store_get_by_id_or_name(s, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1",
                                 "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", project,
                                 NULL, project_from_row, &p, NB_ERR_PROJECT_NOT_FOUND, "project",
-                                err) < 0 ||
-        project_usage_locked(s, project, in_use, err) < 0)
+                                err) < 0)
+        return -1;
+    if (!project_is_limited(&p, add))
+        return 0;
+    if (project_usage_locked(s, project, in_use, err) < 0)
         return -1;
     for (int i = 0; i < _QUOTA_MAX; i++) {
         if (add[i] > 0 && p.quota.limit[i] >= 0 && in_use[i] + add[i] > p.quota.limit[i])
