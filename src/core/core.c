@@ -126,7 +126,6 @@ core_hosts_start(Core *core, NbError **err)
 {
     const CoreConfig *cfg = &core->cfg;
     HostRegistryConfig rc = {
-        .local_name = cfg->host_name,
         .pool_name = cfg->pool_name,
         .pool_path = cfg->pool_path,
         .network = cfg->network,

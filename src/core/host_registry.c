@@ -50,7 +50,7 @@ typedef struct RegHost {
 } RegHost;
 
 struct HostRegistry {
-    char *local_name, *pool_name, *pool_path, *network;
+    char *pool_name, *pool_path, *network;
     unsigned sync_interval_s, connect_timeout_s;
     HostReportFn report;
     void *report_data;
@@ -536,7 +536,6 @@ host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *user
     HostRegistry *reg = calloc(1, sizeof(*reg));
     if (!reg)
         return -ENOMEM;
-    reg->local_name = strdup(cfg->local_name);
     reg->pool_name = strdup(cfg->pool_name);
     reg->pool_path = strdup(cfg->pool_path);
     reg->network = strdup(cfg->network);
@@ -550,7 +549,7 @@ host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *user
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&reg->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (!reg->local_name || !reg->pool_name || !reg->pool_path || !reg->network) {
+    if (!reg->pool_name || !reg->pool_path || !reg->network) {
         host_registry_free(reg);
         return -ENOMEM;
     }
@@ -690,18 +689,6 @@ host_registry_wait(HostRegistry *reg, const char *name, uint64_t timeout_ms)
 }
 
 void
-host_registry_poke(HostRegistry *reg, const char *name)
-{
-    pthread_mutex_lock(&reg->lock);
-    RegHost *h = reg_find_locked(reg, name);
-    if (h) {
-        h->wake = true;
-        pthread_cond_signal(&h->cond);
-    }
-    pthread_mutex_unlock(&reg->lock);
-}
-
-void
 host_registry_want_ips(HostRegistry *reg, const char *name, char **domains, size_t n)
 {
     pthread_mutex_lock(&reg->lock);
@@ -786,7 +773,6 @@ host_registry_free(HostRegistry *reg)
     }
     free(reg->hosts);
     free(reg->index);
-    free(reg->local_name);
     free(reg->pool_name);
     free(reg->pool_path);
     free(reg->network);

@@ -55,7 +55,6 @@ void host_registry_report_free(HostReport *r);
 typedef void (*HostReportFn)(HostReport *r, void *userdata);
 
 typedef struct HostRegistryConfig {
-    const char *local_name; /* the daemon's own host */
     const char *pool_name;
     const char *pool_path;
     const char *network;
@@ -81,8 +80,6 @@ void host_registry_remove_host(HostRegistry *reg, const char *name);
 /* A reference to the host's connection, or NULL when it has none: hv_conn_free it. */
 HvConn *host_registry_get_conn(HostRegistry *reg, const char *name);
 HostConn host_registry_get_state(HostRegistry *reg, const char *name);
-/* Asks the host's worker to look now (sync), e.g. after a task changed its domains. */
-void host_registry_poke(HostRegistry *reg, const char *name);
 /* Domains the reconciler wants an address for (running, none known): asked at the next look. */
 void host_registry_want_ips(HostRegistry *reg, const char *name, char **domains, size_t n);
 /* Counts of hosts by connection state (removed ones excluded). */
