@@ -23,6 +23,7 @@ import calendar
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -37,6 +38,18 @@ from benchlib import STOP, Api, BenchError, Interrupted, log
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import simhosts  # noqa: E402 - the test bed's own script
+
+# wrk: each request a random VM of the bench's, with the admin token.
+WRK_SCRIPT = """
+local ids = {}
+for line in io.lines("IDS") do ids[#ids + 1] = line end
+math.randomseed(1)
+request = function()
+  local id = ids[math.random(#ids)]
+  return wrk.format("GET", "/v1/vms/" .. id, {["Authorization"] = "Bearer TOKEN"})
+end
+delay = function() return DELAY end
+"""
 
 DAEMON_START_S = 600  # a bound for a hang: start-up with 15,000 VMs in the store is measured
 WAIT_S = 1800
@@ -81,8 +94,14 @@ class Bench:
         nimbusd = self.a.nimbusd
         if not os.access(nimbusd, os.X_OK):
             raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
+        local = "test:///default"
+        if self.a.scheme != "test":
+            # libvirtd keeps one test:///default for all its clients and all time: the local
+            # host gets a file of its own, like the others.
+            local = simhosts.write_hosts(os.path.join(self.work, "local"), 1, "local", "nimbus",
+                                         os.path.join(self.state, "pool"), self.a.scheme)[0][1]
         argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", self.state,
-                "--libvirt-uri", "test:///default", "--pool-name", "nimbus",
+                "--libvirt-uri", local, "--pool-name", "nimbus",
                 "--pool-path", os.path.join(self.state, "pool"),
                 "--sync-interval", str(self.a.sync_interval)]
         if self.a.workers:
@@ -212,7 +231,7 @@ class Bench:
         self.row("start-up to API serving (empty store)", f"{serving:.2f} s")
 
         hosts = simhosts.write_hosts(os.path.join(self.work, "hosts"), a.hosts, "sim",
-                                     "nimbus", os.path.join(self.state, "pool"))
+                                     "nimbus", os.path.join(self.state, "pool"), a.scheme)
         names = [h[0] for h in hosts]
         t1 = time.monotonic()
         many(lambda h: self.api.call("POST", "/v1/hosts", {"name": h[0], "uri": h[1]}), hosts,
@@ -242,10 +261,14 @@ class Bench:
         _, flavor = self.api.call("POST", "/v1/flavors", {"name": "scale", "vcpus": 1,
                                                           "ram_mib": 512, "disk_gib": 1})
 
+        # A network for them all: a project's default one is a /24 (253 addresses).
+        _, net = self.api.call("POST", "/v1/networks", {"name": "scale", "cidr": "10.64.0.0/14"})
+
         # -- creates
         def create(i):
             _, b = self.api.call("POST", "/v1/vms", {"name": f"s{i:05d}", "image": image["id"],
-                                                     "flavor": flavor["id"]})
+                                                     "flavor": flavor["id"],
+                                                     "networks": [{"network": net["id"]}]})
             return b["task"]["id"]
 
         t2 = time.monotonic()
@@ -292,9 +315,10 @@ class Bench:
         t3 = time.monotonic()
         many(get, picks, a.clients)
         wall = time.monotonic() - t3
-        self.row(f"GET /v1/vms/{{id}} ({a.clients} clients)",
+        self.row(f"GET /v1/vms/{{id}} ({a.clients} Python clients)",
                  f"{len(lat) / wall:.0f} req/s, p50 {pct(lat, 50) * 1000:.1f} ms, "
                  f"p99 {pct(lat, 99) * 1000:.1f} ms")
+        self.wrk_gets(ids)
         page = []
         size = 0
         for _ in range(5):
@@ -351,6 +375,39 @@ class Bench:
         d = time.monotonic() - t5
         self.row(f"deletes completed ({a.clients} clients)", f"{a.vms / d:.0f}/s ({d:.1f} s)")
 
+    def wrk_gets(self, ids):
+        """The same reads from wrk (C, two threads, keep-alive), if installed: the Python
+        clients' own scheduling on this 2-core machine is much of their p99. Two runs: as fast
+        as it goes, then paced at --wrk-rate (each connection waits between its requests), the
+        latency an API client sees at that load."""
+        wrk = shutil.which("wrk")
+        if not wrk:
+            log("wrk not installed (apt-get install wrk): no native-client GET figures")
+            return
+        ids_path = os.path.join(self.work, "ids.txt")
+        with open(ids_path, "w") as f:
+            f.write("\n".join(ids) + "\n")
+        pace_ms = 8
+        # A connection makes one request per pace plus the request's own time.
+        paced_conns = max(1, -(-self.a.wrk_rate * (pace_ms + 1) // 1000))
+        for conns, delay, what in ((self.a.clients, 0, "as fast as it goes"),
+                                   (paced_conns, pace_ms, f"paced at {self.a.wrk_rate}/s")):
+            script = os.path.join(self.work, "gets.lua")
+            with open(script, "w") as f:
+                f.write(WRK_SCRIPT.replace("IDS", ids_path).replace("TOKEN", self.api.token)
+                        .replace("DELAY", str(delay)))
+            out = subprocess.run([wrk, "-t2", f"-c{conns}", f"-d{self.a.wrk_seconds}s",
+                                  "--latency", "-s", script, self.api.base], check=True,
+                                 capture_output=True, text=True).stdout
+            lat = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", out, re.M))
+            rate = re.search(r"^Requests/sec:\s+(\S+)", out, re.M)
+            bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            if not rate or "99" not in lat or bad:
+                raise BenchError("wrk: unexpected output:\n" + out)
+            self.row(f"GET /v1/vms/{{id}} (wrk, {conns} connections, {what})",
+                     f"{float(rate.group(1)):.0f} req/s, p50 {lat['50']}, p90 {lat['90']}, "
+                     f"p99 {lat['99']}")
+
     def cleanup(self):
         STOP.set()
         if self.silent:
@@ -384,10 +441,16 @@ def main():
     ap.add_argument("--vms", type=int, default=15000, help="VMs (default 15000)")
     ap.add_argument("--clients", type=int, default=32, help="concurrent API clients (32)")
     ap.add_argument("--gets", type=int, default=20000, help="GET /v1/vms/{id} requests (20000)")
+    ap.add_argument("--wrk-seconds", type=int, default=10, help="each wrk GET run (10)")
+    ap.add_argument("--wrk-rate", type=int, default=5000, help="the paced wrk run's rate (5000)")
     ap.add_argument("--idle-seconds", type=int, default=20, help="idle CPU sample (20)")
     ap.add_argument("--sync-interval", type=int, default=10, help="nimbusd --sync-interval")
     ap.add_argument("--workers", type=int, help="nimbusd --workers (default: its own)")
     ap.add_argument("--no-silent-host", dest="silent_host", action="store_false")
+    ap.add_argument("--sim-in-libvirtd", dest="scheme", action="store_const", const="test+unix",
+                    default="test", help="run the simulated hypervisors in the local libvirtd "
+                    "(test+unix:// URIs) instead of in nimbusd, so that its RSS and CPU are its "
+                    "own; libvirtd must be running")
     ap.add_argument("--no-restart", dest="restart", action="store_false",
                     help="skip the restart figures")
     ap.add_argument("--nimbusd", default=os.path.join(REPO, "build", "src", "daemon", "nimbusd"))

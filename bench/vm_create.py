@@ -174,7 +174,9 @@ class Bench:
         argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", state,
                 "--libvirt-uri", self.args.libvirt_uri, "--virt-type", "qemu",
                 "--pool-name", self.pool_name, "--pool-path", os.path.join(state, "pool"),
-                "--workers", str(self.args.workers)]
+                "--workers", str(self.args.workers),
+                # Clear of the e2e daemons' pools (10.200-10.239) that may share the libvirtd.
+                "--default-network-pool", "10.250.0.0/16"]
         with open(self.daemon_log, "wb") as errf:
             # Own session: a Ctrl-C in the terminal reaches us, not the daemon; we stop it.
             self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -248,11 +250,12 @@ class Bench:
         vm_id = body["vm"]["id"]
         self.res.add("nimbus_vms", vm_id, name)
         end, m = self.api.wait_task(body["task"]["id"], t0)
-        # Create steps: 0 disk clone, 1 seed ISO + upload, 2 define, 3 start.
+        # Create steps: 0 disk clone, 1 seed ISO + upload, 2 network + DHCP entry, 3 define,
+        # 4 start.
         run_at = m.get("running", end)
-        at = [m.get(k, end) for k in range(1, 4)]
+        at = [m.get(k, end) for k in range(1, 5)]
         phases = {"api+queue": run_at - t0, "disk": at[0] - run_at, "seed": at[1] - at[0],
-                  "define": at[2] - at[1], "start": end - at[2]}
+                  "network": at[2] - at[1], "define": at[3] - at[2], "start": end - at[3]}
         return {"id": vm_id, "seconds": end - t0, "phases": phases}
 
     def nimbus_delete(self, vm_id, busy_wait_s=0):
@@ -287,7 +290,9 @@ class Bench:
 
     def warm_up(self):
         """One Nimbus VM, not measured: warms the caches and gives the pool, the image
-        volume and the domain XML the raw virsh runs copy."""
+        volume, the network and the domain XML the raw virsh runs copy. It stays (stopped) until
+        the end, so that its project's network stays on the host for both sides: Nimbus makes a
+        network on a host with its first VM there, which neither side's figures include."""
         log("warm-up VM (not measured)")
         vm = self.nimbus_create(f"bench-{self.tag}-warmup")
         domain = f"nimbus-{vm['id']}"
@@ -310,8 +315,15 @@ class Bench:
         fmt = backing.find("format")
         self.backing_format = fmt.get("type") if fmt is not None else "qcow2"
         self.template = xml
-        self.nimbus_delete(vm["id"])
-        log(f"pool {self.pool} ({self.pool_dir}), image volume {self.backing_path}")
+        self.network = root.find("./devices/interface/source").get("network")
+        net_ip = ET.fromstring(self.virsh("net-dumpxml", self.network)).find("ip")
+        self.net_prefix = net_ip.get("address").rsplit(".", 1)[0]
+        self.raw_ips = iter(range(100, 250))
+        self.raw_ip_of = {}
+        _, task = self.api.call("POST", f"/v1/vms/{vm['id']}/stop", {"force": True})
+        self.api.wait_task(task["task"]["id"], time.monotonic())
+        log(f"pool {self.pool} ({self.pool_dir}), image volume {self.backing_path}, "
+            f"network {self.network}")
 
     # ------------------------------------------------------------ raw virsh
 
@@ -332,8 +344,11 @@ class Bench:
                 src.set("file", disk)
             elif d.get("device") == "cdrom":
                 src.set("file", seed)
-        for m in root.findall("./devices/interface/mac"):
-            m.set("address", mac)
+        for iface in root.findall("./devices/interface"):
+            iface.find("mac").set("address", mac)
+            target = iface.find("target")  # Nimbus's tap name is its port's
+            if target is not None:
+                iface.remove(target)
         for lg in root.iter("log"):
             lg.set("file", console)
         return ET.tostring(root, encoding="unicode")
@@ -375,17 +390,26 @@ class Bench:
         with open(xml_path, "w") as f:
             f.write(self.raw_domain_xml(name, dom_uuid, disk_path, seed_path, mac,
                                         os.path.join(self.raw_dir, "console", f"{name}.log")))
-        v("create", xml_path)
+        # What Nimbus does for a VM's fixed address: a static DHCP entry in the network.
+        ip = f"{self.net_prefix}.{next(self.raw_ips)}"
+        self.raw_ip_of[name] = (mac, ip)
+        v("net-update", self.network, "add-last", "ip-dhcp-host",
+          f"<host mac='{mac}' ip='{ip}'/>", "--live", "--config")
         t4 = time.monotonic()
+        v("create", xml_path)
+        t5 = time.monotonic()
         shutil.rmtree(tmp, ignore_errors=True)
-        return {"name": name, "seconds": t4 - t0,
+        return {"name": name, "seconds": t5 - t0,
                 "phases": {"disk": t1 - t0, "genisoimage": t2 - t1, "seed upload": t3 - t2,
-                           "create": t4 - t3}}
+                           "dhcp entry": t4 - t3, "create": t5 - t4}}
 
     def raw_delete(self, name):
         t0 = time.monotonic()
         self.virsh("destroy", name)
         self.res.drop("raw_domains", name)
+        mac, ip = self.raw_ip_of.pop(name)
+        self.virsh("net-update", self.network, "delete", "ip-dhcp-host",
+                   f"<host mac='{mac}' ip='{ip}'/>", "--live", "--config")
         for vol in (f"{name}-disk.qcow2", f"{name}-seed.iso"):
             self.virsh("vol-delete", "--pool", self.pool, vol)
             self.res.drop("raw_vols", (self.pool, vol))
@@ -519,7 +543,7 @@ def report(b, results):
     w("per VM: Nimbus = POST /v1/vms -> task succeeded (domain running), polled every "
       f"{int(POLL_S * 1000)} ms;")
     w("        virsh  = vol-create-as (linked clone) + genisoimage + vol-create-as + vol-upload "
-      "(seed) + virsh create")
+      "(seed) + net-update (DHCP entry) + virsh create")
     w("")
     hdr = (f"{'mode':<12} {'Nimbus med':>10} {'p95':>7} {'virsh med':>10} {'p95':>7} "
            f"{'ratio med':>10} {'p95':>7}")

@@ -7,12 +7,15 @@ packages=(
     gcc clang meson ninja-build pkg-config clang-format libclang-rt-14-dev
     libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
     libsodium-dev libyaml-dev libxml2-dev libcmocka-dev
+    libnl-3-dev libnl-route-3-dev
     # run: libvirt, QEMU, the NoCloud seed
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     dnsmasq-base iptables genisoimage
     # test: the guest image, end-to-end tests
     syslinux syslinux-common mtools fdisk dosfstools linux-image-amd64 busybox-static kmod
     python3 python3-pytest libxml2-utils iproute2 procps
+    # nimbus-agent: its certificate and secret (start-agent.sh), its e2e test
+    openssl curl iputils-ping
 )
 
 missing=()

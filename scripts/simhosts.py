@@ -112,8 +112,9 @@ def host_xml(prefix, i, pool_name=None, pool_path=None, network="default"):
 """
 
 
-def write_hosts(directory, count, prefix="sim", pool_name=None, pool_path=None):
-    """Writes the host files; returns [(name, uri, vcpus, ram_mib)]."""
+def write_hosts(directory, count, prefix="sim", pool_name=None, pool_path=None, scheme="test"):
+    """Writes the host files; returns [(name, uri, vcpus, ram_mib)]. With scheme "test+unix"
+    the simulated hypervisors live in the local libvirtd instead of in nimbusd's process."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     hosts = []
@@ -125,7 +126,7 @@ def write_hosts(directory, count, prefix="sim", pool_name=None, pool_path=None):
             f.write(host_xml(prefix, i, pool_name, pool_path))
         os.replace(tmp, path)
         cores, mem_gib = SHAPES[i % len(SHAPES)]
-        hosts.append((name, "test://" + path, cores, mem_gib * 1024))
+        hosts.append((name, f"{scheme}://" + path, cores, mem_gib * 1024))
     return hosts
 
 

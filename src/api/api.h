@@ -73,6 +73,13 @@ void api_groups_list(HttpRequest *r, void *ctx);
 void api_groups_create(HttpRequest *r, void *ctx);
 void api_groups_get(HttpRequest *r, void *ctx);
 void api_groups_delete(HttpRequest *r, void *ctx);
+void api_networks_list(HttpRequest *r, void *ctx);
+void api_networks_create(HttpRequest *r, void *ctx);
+void api_networks_get(HttpRequest *r, void *ctx);
+void api_networks_delete(HttpRequest *r, void *ctx);
+void api_ports_list(HttpRequest *r, void *ctx);
+void api_vms_nic_add(HttpRequest *r, void *ctx);
+void api_vms_nic_remove(HttpRequest *r, void *ctx);
 void api_tasks_list(HttpRequest *r, void *ctx);
 void api_tasks_get(HttpRequest *r, void *ctx);
 void api_projects_list(HttpRequest *r, void *ctx);
@@ -92,6 +99,10 @@ void api_auth_whoami(HttpRequest *r, void *ctx);
 void api_tokens_create(HttpRequest *r, void *ctx);
 void api_tokens_list(HttpRequest *r, void *ctx);
 void api_tokens_revoke(HttpRequest *r, void *ctx);
+
+/* ---- api_networks.c ---- */
+/* GET /v1/vms/{id}'s "nics": [{slot, mac, ip, network_id, network (its name), port_id}]. */
+int api_vm_nics_json(Core *core, const Vm *vm, json_t **ret, NbError **err);
 
 /* ---- api_page.c: ?limit=&marker= ---- */
 #define API_PAGE_DEFAULT 1000

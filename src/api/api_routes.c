@@ -49,6 +49,8 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/vms/{}/resume", api_vms_resume, WRITE, "vm.resume"),
     R("POST", "/v1/vms/{}/migrate", api_vms_migrate, ADMIN, "vm.migrate"),
     R("GET", "/v1/vms/{}/console-log", api_vms_console_log, ANY, "vm.console-log"),
+    R("POST", "/v1/vms/{}/nics", api_vms_nic_add, WRITE, "vm.nic-add"),
+    R("DELETE", "/v1/vms/{}/nics/{}", api_vms_nic_remove, WRITE, "vm.nic-remove"),
     R("GET", "/v1/tasks", api_tasks_list, ANY, "task.list"),
     R("GET", "/v1/tasks/{}", api_tasks_get, ANY, "task.get"),
     R("POST", "/v1/tasks/{}/cancel", api_tasks_cancel, ADMIN, "task.cancel"),
@@ -64,6 +66,11 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/groups", api_groups_create, WRITE, "group.create"),
     R("GET", "/v1/groups/{}", api_groups_get, ANY, "group.get"),
     R("DELETE", "/v1/groups/{}", api_groups_delete, WRITE, "group.delete"),
+    R("GET", "/v1/networks", api_networks_list, ANY, "network.list"),
+    R("POST", "/v1/networks", api_networks_create, WRITE, "network.create"),
+    R("GET", "/v1/networks/{}", api_networks_get, ANY, "network.get"),
+    R("DELETE", "/v1/networks/{}", api_networks_delete, WRITE, "network.delete"),
+    R("GET", "/v1/ports", api_ports_list, ANY, "port.list"),
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 

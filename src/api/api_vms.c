@@ -56,10 +56,21 @@ api_vms_get(HttpRequest *r, void *ctx)
     Core *core = ctx;
     _cleanup_error_ NbError *err = NULL;
     Vm vm;
+    json_t *nics = NULL;
     if (vm_store_get(core->store, api_lookup_scope(r, http_request_param(r, 0)),
                      http_request_param(r, 0), &vm, &err) < 0)
         return http_reply_nb_error(r, err);
-    http_reply_json(r, 200, vm_to_json(&vm));
+    if (api_vm_nics_json(core, &vm, &nics, &err) < 0) {
+        vm_clear(&vm);
+        return http_reply_nb_error(r, err);
+    }
+    json_t *body = vm_to_json(&vm);
+    /* A VM with ports has fixed addresses: its first NIC's is the VM's, whatever a lease says. */
+    json_t *first = json_array_get(nics, 0);
+    if (first)
+        json_object_set(body, "ip", json_object_get(first, "ip"));
+    json_object_set_new(body, "nics", nics);
+    http_reply_json(r, 200, body);
     vm_clear(&vm);
 }
 

@@ -19,7 +19,8 @@ static const struct {
 } quota_keys[] = {
     {"vcpus", "vcpus", "vcpus"},        {"ram_mib", "ram", "ram (MiB)"},
     {"disk_gib", "disk", "disk (GiB)"}, {"vms", "vms", "vms"},
-    {"images", "images", "images"},
+    {"images", "images", "images"},     {"networks", "networks", "networks"},
+    {"ports", "ports", "ports (NICs)"}, {"secgroups", "secgroups", "security groups"},
 };
 
 static char *

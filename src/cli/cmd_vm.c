@@ -1,12 +1,15 @@
-/* nimbus vm create|list|show|console-log|start|stop|reboot|pause|resume|delete|migrate */
+/* nimbus vm create|list|show|console-log|start|stop|reboot|pause|resume|delete|migrate, and
+ * vm nic add|remove */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../model/network.h"
 #include "../model/validate.h"
 #include "../util/cleanup.h"
 #include "../util/strutil.h"
+#include "../util/uuid.h"
 #include "api.h"
 #include "args.h"
 #include "resource.h"
@@ -68,7 +71,22 @@ static const Resource vm_resource = {
     .n_fields = ELEMENTSOF(vm_fields),
 };
 
-/* The VM as "label: value" lines (migrate_to only while it migrates), or its JSON. */
+/* The network's name, else its id (a network this user cannot see by name). */
+static char *
+vm_fmt_nic_network(json_t *obj, const char *key)
+{
+    return output_fmt_plain(obj, json_is_string(json_object_get(obj, key)) ? key : "network_id");
+}
+
+static const OutputField vm_nic_columns[] = {
+    {"SLOT", "slot", NULL, false},
+    {"MAC", "mac", NULL, false},
+    {"IP", "ip", NULL, false},
+    {"NETWORK", "network", vm_fmt_nic_network, false},
+};
+
+/* The VM as "label: value" lines (migrate_to only while it migrates) then its NICs as a
+ * table, or its JSON. */
 static void
 vm_print(Cli *cli, json_t *vm)
 {
@@ -84,11 +102,18 @@ vm_print(Cli *cli, json_t *vm)
         return;
     if (!migrating)
         json_object_del(copy, "migrate_to");
+    json_object_del(copy, "nics");
     for (size_t i = 0; i < ELEMENTSOF(vm_fields); i++) {
         if (migrating || !streq(vm_fields[i].key, "migrate_to"))
             fields[n++] = vm_fields[i];
     }
     output_show(copy, fields, n);
+
+    json_t *nics = json_object_get(vm, "nics");
+    if (json_array_size(nics) == 0)
+        return;
+    printf("\n");
+    output_table(nics, vm_nic_columns, ELEMENTSOF(vm_nic_columns), false);
 }
 
 static int
@@ -178,6 +203,46 @@ vm_read_user_data(const Args *a, const char *path, json_t **ret)
     return 0;
 }
 
+/*
+ * The repeatable --network NET[:ip=IP] of vm create, in order, as the request's "networks"
+ * array: [{"network": NET, "ip"?: IP}]. Nothing is added when the option is absent (the
+ * server then gives the VM its project's default network).
+ */
+static int
+vm_networks_from_args(const Args *a, json_t *body)
+{
+    const char *vals[VM_NICS_MAX + 1];
+    size_t n = args_get_all(a, "network", vals, ELEMENTSOF(vals));
+    if (n == 0)
+        return 0;
+    if (n > VM_NICS_MAX)
+        return args_usage_error(a, "at most %d --network options (one per NIC)", VM_NICS_MAX);
+    json_t *arr = json_array();
+    if (!arr || json_object_set_new(body, "networks", arr) < 0)
+        return CLI_EXIT_API;
+    for (size_t i = 0; i < n; i++) {
+        const char *colon = strchr(vals[i], ':');
+        size_t len = colon ? (size_t)(colon - vals[i]) : strlen(vals[i]);
+        _cleanup_free_ char *net = strndup(vals[i], len);
+        if (!net)
+            return CLI_EXIT_API;
+        if (!nb_name_is_valid(net) && !nb_uuid_is_valid(net))
+            return args_usage_error(a, "--network '%s': '%s' is not a network's name or id",
+                                    vals[i], net);
+        json_t *nic = json_pack("{s:s}", "network", net);
+        if (!nic || json_array_append_new(arr, nic) < 0)
+            return CLI_EXIT_API;
+        if (!colon)
+            continue;
+        const char *ip = colon + 1;
+        if (!str_startswith(ip, "ip=") || !cli_ipv4_is_valid(ip + 3))
+            return args_usage_error(a, "--network '%s': after the name, only ':ip=A.B.C.D'",
+                                    vals[i]);
+        json_object_set_new(nic, "ip", json_string(ip + 3));
+    }
+    return 0;
+}
+
 static int
 vm_create(Cli *cli, const Args *a)
 {
@@ -222,6 +287,9 @@ vm_create(Cli *cli, const Args *a)
         if (r != 0)
             return r;
     }
+    r = vm_networks_from_args(a, body);
+    if (r != 0)
+        return r;
     if (user_data) {
         json_t *ud = NULL;
         r = vm_read_user_data(a, user_data, &ud);
@@ -373,10 +441,151 @@ vm_delete(Cli *cli, const Args *a)
     return vm_finish(cli, a, resp, wait_s, true, NULL);
 }
 
+static const OutputField vm_port_fields[] = {
+    {"id", "id", NULL, false},
+    {"network_id", "network_id", NULL, false},
+    {"vm_id", "vm_id", NULL, false},
+    {"slot", "slot", NULL, false},
+    {"mac", "mac", NULL, false},
+    {"ip", "ip", NULL, false},
+    {"created_at", "created_at", NULL, false},
+};
+
+/*
+ * What follows a 202 {port?, task} of nic add or remove: without --wait, the new port (add)
+ * and the task; with --wait, the VM with its NICs once the task ended, and the task's error
+ * when it failed.
+ */
+static int
+vm_nic_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s)
+{
+    json_t *task = json_object_get(resp, "task");
+    json_t *port = json_object_get(resp, "port");
+    const char *task_id = api_str(task, "id");
+    if (!task_id) {
+        fprintf(stderr, "error: INVALID_RESPONSE: expected a task\n");
+        return CLI_EXIT_API;
+    }
+    if (!args_has(a, "wait")) {
+        if (cli->json) {
+            output_json(resp);
+            return CLI_EXIT_OK;
+        }
+        if (json_is_object(port)) {
+            output_show(port, vm_port_fields, ELEMENTSOF(vm_port_fields));
+            printf("\n");
+        }
+        printf("task %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
+               api_str(task, "state") ?: "?");
+        return CLI_EXIT_OK;
+    }
+    json_auto_t *final = NULL;
+    int r = task_wait(cli, task_id, wait_s, &final);
+    if (r != 0)
+        return r;
+    json_auto_t *now = NULL;
+    r = resource_get(cli, &vm_resource, a->positional[0], &now);
+    if (r == 0)
+        vm_print(cli, now);
+    if (streq(api_str(final, "state"), "failed")) {
+        json_t *err = json_object_get(final, "error");
+        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
+        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
+        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
+        return CLI_EXIT_API;
+    }
+    return r;
+}
+
+static int
+vm_nic_add(Cli *cli, const Args *a)
+{
+    const char *network = args_get(a, "network"), *ip = args_get(a, "ip");
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    if (!network)
+        return args_usage_error(a, "--network is required");
+    if (!nb_name_is_valid(network) && !nb_uuid_is_valid(network))
+        return args_usage_error(a, "--network '%s' is not a network's name or id", network);
+    if (ip && !cli_ipv4_is_valid(ip))
+        return args_usage_error(a, "--ip '%s' is not an IPv4 address", ip);
+    json_auto_t *body = json_pack("{s:s}", "network", network);
+    if (!body)
+        return CLI_EXIT_API;
+    if (ip)
+        json_object_set_new(body, "ip", json_string(ip));
+    _cleanup_free_ char *path = NULL;
+    r = api_path(cli, "vms", a->positional[0], "/nics", &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "POST", path, body, &resp);
+    if (r != 0)
+        return r;
+    return vm_nic_finish(cli, a, resp, wait_s);
+}
+
+/* xx:xx:xx:xx:xx:xx in either case, into out in lower case (the API's form). */
+static bool
+vm_mac_normalize(const char *mac, char out[NB_MAC_STRLEN])
+{
+    if (strlen(mac) != NB_MAC_STRLEN - 1)
+        return false;
+    for (size_t i = 0; i < NB_MAC_STRLEN - 1; i++) {
+        char c = mac[i];
+        if (i % 3 == 2) {
+            if (c != ':')
+                return false;
+        } else if (c >= 'A' && c <= 'F') {
+            c = (char)(c - 'A' + 'a');
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+        out[i] = c;
+    }
+    out[NB_MAC_STRLEN - 1] = '\0';
+    return true;
+}
+
+static int
+vm_nic_remove(Cli *cli, const Args *a)
+{
+    char mac[NB_MAC_STRLEN];
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    if (!vm_mac_normalize(a->positional[1], mac))
+        return args_usage_error(a, "'%s' is not a MAC address (xx:xx:xx:xx:xx:xx)",
+                                a->positional[1]);
+    _cleanup_free_ char *suffix = str_printf("/nics/%s", mac);
+    _cleanup_free_ char *path = NULL;
+    if (!suffix)
+        return CLI_EXIT_API;
+    r = api_path(cli, "vms", a->positional[0], suffix, &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "DELETE", path, NULL, &resp);
+    if (r != 0)
+        return r;
+    return vm_nic_finish(cli, a, resp, wait_s);
+}
+
+/* Only listed in the group's help: cmd_vm hands "vm nic ..." to the nic commands. */
+static int
+vm_nic_group(Cli *cli, const Args *a)
+{
+    (void)cli;
+    return args_usage_error(a, "use 'nimbus vm nic add' or 'nimbus vm nic remove'");
+}
+
 static const ArgSpec create_specs[] = {
-    {"image", true},       {"flavor", true}, {"hostname", true},
-    {"user-data", true},   {"group", true},  {"host", true},
-    {"label", true, true}, {"wait", false},  {"timeout-wait", true},
+    {"image", true}, {"flavor", true},       {"hostname", true},    {"user-data", true},
+    {"group", true}, {"host", true},         {"label", true, true}, {"network", true, true},
+    {"wait", false}, {"timeout-wait", true},
 };
 static const ArgSpec list_specs[] = {{"wide", false}, {"limit", true}};
 static const ArgSpec console_specs[] = {{"bytes", true}};
@@ -385,6 +594,8 @@ static const ArgSpec stop_specs[] = {
     {"wait", false}, {"timeout-wait", true}, {"force", false}, {"timeout", true}};
 static const ArgSpec migrate_specs[] = {
     {"host", true}, {"offline", false}, {"wait", false}, {"timeout-wait", true}};
+static const ArgSpec nic_add_specs[] = {
+    {"network", true}, {"ip", true}, {"wait", false}, {"timeout-wait", true}};
 
 #define WAIT_HELP                                                                                  \
     "  --wait                 follow the task until it ends; exit 1 if it failed\n"                \
@@ -393,7 +604,7 @@ static const ArgSpec migrate_specs[] = {
 static const Command vm_commands[] = {
     {"create",
      "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--group GROUP] "
-     "[--host HOST] [--label KEY=VALUE]... [--wait]",
+     "[--host HOST] [--label KEY=VALUE]... [--network NET[:ip=IP]]... [--wait]",
      "Create and start a VM.",
      "  --image IMAGE          image name or id\n"
      "  --flavor FLAVOR        flavor name or id\n"
@@ -401,7 +612,11 @@ static const Command vm_commands[] = {
      "  --user-data FILE       cloud-init user-data, at most 64 KiB of text\n"
      "  --group GROUP          server group (name or id): placed by the group's policy\n"
      "  --host HOST            run on this host (admin)\n"
-     "  --label KEY=VALUE      only on a host that has this label; repeatable\n" WAIT_HELP,
+     "  --label KEY=VALUE      only on a host that has this label; repeatable\n"
+     "  --network NET[:ip=IP]  a NIC on network NET (name or id), with this fixed address\n"
+     "                         (default: the next free one); repeatable, one NIC each, in\n"
+     "                         order (eth0, eth1, ...), at most 8. Without it: one NIC on\n"
+     "                         the project's default network\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide] [--limit N]", "List VMs, by name.",
      "  --wide                 also show desired state, task and id\n" RESOURCE_LIMIT_HELP, vm_list,
@@ -430,11 +645,26 @@ static const Command vm_commands[] = {
      "                         With --wait, the progress is shown on stderr; Ctrl-C stops\n"
      "                         waiting, not the migration: see 'nimbus task cancel'.\n",
      vm_migrate, migrate_specs, ELEMENTSOF(migrate_specs), 1, 1, NULL},
+    {"nic", "add|remove ...", "Add or remove a NIC of a VM (see 'nimbus vm nic --help').", NULL,
+     vm_nic_group, NULL, 0, 0, 0, NULL},
+};
+
+static const Command vm_nic_commands[] = {
+    {"add", "NAME|ID --network NET [--ip IP] [--wait]",
+     "Add a NIC on a network to a VM (hot-plugged when it runs).",
+     "  --network NET          the network, name or id\n"
+     "  --ip IP                its fixed address (default: the next free one)\n" WAIT_HELP,
+     vm_nic_add, nic_add_specs, ELEMENTSOF(nic_add_specs), 1, 1, NULL},
+    {"remove", "NAME|ID MAC [--wait]", "Remove the VM's NIC with this MAC (see 'vm show').",
+     WAIT_HELP, vm_nic_remove, wait_specs, ELEMENTSOF(wait_specs), 2, 2, NULL},
 };
 
 int
 cmd_vm(Cli *cli, int argc, char **argv)
 {
+    if (argc >= 1 && streq(argv[0], "nic"))
+        return args_dispatch(cli, "vm nic", "Add or remove a VM's NICs.", vm_nic_commands,
+                             ELEMENTSOF(vm_nic_commands), argc - 1, argv + 1);
     return args_dispatch(cli, "vm", "Manage virtual machines.", vm_commands,
                          ELEMENTSOF(vm_commands), argc, argv);
 }

@@ -20,10 +20,11 @@ static const char global_help[] =
     "  flavor create NAME --vcpus N --ram MIB --disk GIB\n"
     "  flavor list | show NAME | delete NAME\n"
     "  vm create NAME --image IMAGE --flavor FLAVOR [--hostname H] [--user-data FILE]\n"
-    "            [--group G] [--host H] [--label K=V]... [--wait]\n"
+    "            [--group G] [--host H] [--label K=V]... [--network NET[:ip=IP]]... [--wait]\n"
     "  vm list | show NAME | console-log NAME [--bytes N]\n"
     "  vm start|stop|reboot|pause|resume|delete NAME [--wait]\n"
     "  vm migrate NAME [--host H] [--offline] [--wait]\n"
+    "  vm nic add NAME --network NET [--ip IP] [--wait] | nic remove NAME MAC [--wait]\n"
     "  task show ID | list [--vm NAME] | cancel ID\n"
     "  host add NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label K=V]...\n"
     "  host list | show NAME | enable NAME | disable NAME | remove NAME\n"
@@ -32,6 +33,11 @@ static const char global_help[] =
     "  host maintenance NAME [--wait]\n"
     "  group create NAME --policy affinity|anti-affinity|soft-anti-affinity\n"
     "  group list | show NAME | delete NAME\n"
+    "  network create NAME --cidr CIDR [--type nat|isolated|vxlan|bridged|vlan]\n"
+    "            [--gateway IP|none] [--dhcp on|off] [--dns IP]... [--mtu N] [--vni N]\n"
+    "            [--vlan N] [--bridge IF] [--parent IF] [--shared]\n"
+    "  network list | show NAME | delete NAME\n"
+    "  port list [--network NET]\n"
     "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
     "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
     "  user create NAME --project P --role admin|member|reader [--password-stdin]\n"
@@ -164,7 +170,7 @@ main(int argc, char **argv)
         {"logout", cmd_logout}, {"whoami", cmd_whoami},   {"project", cmd_project},
         {"user", cmd_user},     {"token", cmd_token},     {"quota", cmd_quota},
         {"usage", cmd_usage},   {"audit", cmd_audit},     {"host", cmd_host},
-        {"group", cmd_group},
+        {"group", cmd_group},   {"network", cmd_network}, {"port", cmd_port},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

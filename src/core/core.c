@@ -165,6 +165,7 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     core->cfg = *cfg;
     pthread_mutex_init(&core->copy_lock, NULL);
     _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
+    hv_events_set_loop(cfg->event_loop);
     if (!db || core_make_dirs(cfg, err) < 0 ||
         store_open_opts(db, &cfg->store, &core->store, err) < 0 ||
         placement_new(core, &core->placement) < 0 || hv_events_init(err) < 0 ||

@@ -34,6 +34,8 @@ typedef struct CoreConfig {
     StoreRetention retention;         /* how long the journal keeps finished work */
     unsigned prune_interval_s;        /* between two prunes */
     uint64_t max_image_virtual_bytes; /* refuse images claiming more */
+    HvEventLoop event_loop;           /* the loop libvirt's connections run on */
+    const char *default_network_pool; /* CIDR: projects' default networks, a /24 each */
 } CoreConfig;
 
 typedef struct Reconciler Reconciler;
@@ -107,9 +109,11 @@ void placement_free(Placement *p);
 void placement_lock(Placement *p);
 void placement_unlock(Placement *p);
 /* Chooses a host for vm (vcpus, ram, disk, labels, group_id set; host: an admin's explicit
- * choice or "") and inserts it with its task, all under the placement lock, so concurrent
- * creates never overbook. NO_VALID_HOST says why nothing fits. */
-int placement_create(Core *core, Vm *vm, const Task *task, NbError **err);
+ * choice or "") and inserts it with its task and its ports (vm_store_insert_with_task: the
+ * store allocates their addresses), all under the placement lock, so concurrent creates never
+ * overbook. NO_VALID_HOST says why nothing fits. */
+int placement_create(Core *core, Vm *vm, const Task *task, Port *ports, size_t n_ports,
+                     NbError **err);
 /* Chooses a destination for a migration (dest: an explicit choice, or NULL), with the placement
  * lock held: the caller claims it (vm_store_claim_for_migration) before unlocking. */
 int placement_pick_destination(Core *core, const Vm *vm, const char *dest,

@@ -164,7 +164,7 @@ placement_request(const Core *core, const Vm *vm, const char *only_host, const c
 }
 
 int
-placement_create(Core *core, Vm *vm, const Task *task, NbError **err)
+placement_create(Core *core, Vm *vm, const Task *task, Port *ports, size_t n_ports, NbError **err)
 {
     Placement *p = core->placement;
     SchedRequest req = placement_request(core, vm, vm->host[0] ? vm->host : NULL, NULL);
@@ -181,7 +181,7 @@ placement_create(Core *core, Vm *vm, const Task *task, NbError **err)
     if (i < 0)
         goto out;
     snprintf(vm->host, sizeof(vm->host), "%s", p->sched[i].name);
-    if (vm_store_insert_with_task(core->store, vm, task, &gen, err) < 0)
+    if (vm_store_insert_with_task(core->store, vm, task, ports, n_ports, &gen, err) < 0)
         goto out;
     placement_claim(p, i, vm, gen);
     r = 0;

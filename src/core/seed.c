@@ -2,12 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../model/network.h"
 #include "../model/validate.h"
 #include "../util/cleanup.h"
 #include "../util/spawn.h"
@@ -48,10 +51,43 @@ seed_meta_data(const SeedSpec *spec)
     return str_printf("instance-id: %s\nlocal-hostname: %s\n", spec->instance_id, spec->hostname);
 }
 
-char *
-seed_network_config(const SeedSpec *spec)
+/* Dotted quad of a host-order address; a local formatter keeps seed.c free of model code. */
+static void
+ip_format(uint32_t ip, char out[16])
 {
-    if (!spec || !mac_is_valid(spec->mac))
+    (void)snprintf(out, 16, "%u.%u.%u.%u", (unsigned)(ip >> 24), (unsigned)(ip >> 16) & 0xffu,
+                   (unsigned)(ip >> 8) & 0xffu, (unsigned)ip & 0xffu);
+}
+
+static bool
+nic_is_valid(const SeedNic *nic)
+{
+    if (!mac_is_valid(nic->mac))
+        return false;
+    if (nic->prefix < NETWORK_PREFIX_MIN || nic->prefix > NETWORK_PREFIX_MAX)
+        return false;
+    uint32_t mask = UINT32_MAX << (32 - nic->prefix);
+    uint32_t net = nic->ip & mask, bcast = net | ~mask;
+    if (nic->ip == net || nic->ip == bcast)
+        return false;
+    if (nic->gateway != 0 && ((nic->gateway & mask) != net || nic->gateway == net ||
+                              nic->gateway == bcast || nic->gateway == nic->ip))
+        return false;
+    if (nic->n_dns > NETWORK_DNS_MAX || (nic->n_dns > 0 && !nic->dns))
+        return false;
+    for (size_t i = 0; i < nic->n_dns; i++) {
+        if (nic->dns[i] == 0)
+            return false;
+    }
+    if (nic->mtu != 0 && (nic->mtu < NETWORK_MTU_MIN || nic->mtu > NETWORK_MTU_MAX))
+        return false;
+    return true;
+}
+
+static char *
+legacy_network_config(const char *mac)
+{
+    if (!mac_is_valid(mac))
         return NULL;
     return str_printf("version: 2\n"
                       "ethernets:\n"
@@ -60,7 +96,85 @@ seed_network_config(const SeedSpec *spec)
                       "      macaddress: \"%s\"\n"
                       "    set-name: eth0\n"
                       "    dhcp4: true\n",
-                      spec->mac);
+                      mac);
+}
+
+/* Appends one formatted piece to *buf; frees *buf and leaves it NULL when out of memory. */
+static void append(char **buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+append(char **buf, const char *fmt, ...)
+{
+    if (!*buf)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *piece = NULL;
+    if (vasprintf(&piece, fmt, ap) < 0)
+        piece = NULL;
+    va_end(ap);
+    char *joined = piece ? str_printf("%s%s", *buf, piece) : NULL;
+    free(*buf);
+    *buf = joined;
+}
+
+char *
+seed_network_config(const SeedSpec *spec)
+{
+    if (!spec)
+        return NULL;
+    if (spec->n_nics == 0)
+        return legacy_network_config(spec->mac);
+    if (!spec->nics || spec->n_nics > VM_NICS_MAX)
+        return NULL;
+    for (size_t i = 0; i < spec->n_nics; i++) {
+        if (!nic_is_valid(&spec->nics[i]))
+            return NULL;
+        /* Two entries matching one MAC would leave the guest to pick one. */
+        for (size_t j = 0; j < i; j++) {
+            if (streq(spec->nics[i].mac, spec->nics[j].mac))
+                return NULL;
+        }
+    }
+
+    char *out = strdup("version: 2\nethernets:\n");
+    bool routed = false;
+    for (size_t i = 0; i < spec->n_nics; i++) {
+        const SeedNic *nic = &spec->nics[i];
+        char ip[16];
+        ip_format(nic->ip, ip);
+        /* A comment, so cloud-init ignores it and still applies the static address (which
+         * equals the lease); the test guest reads it to exercise the DHCP path instead. */
+        if (nic->dhcp)
+            append(&out, "  # nimbus: dhcp\n");
+        append(&out,
+               "  eth%zu:\n"
+               "    match:\n"
+               "      macaddress: \"%s\"\n"
+               "    set-name: eth%zu\n"
+               "    dhcp4: false\n"
+               "    addresses: [%s/%u]\n",
+               i, nic->mac, i, ip, nic->prefix);
+        if (nic->mtu)
+            append(&out, "    mtu: %u\n", nic->mtu);
+        if (nic->n_dns > 0) {
+            append(&out, "    nameservers:\n      addresses: [");
+            for (size_t d = 0; d < nic->n_dns; d++) {
+                char dns[16];
+                ip_format(nic->dns[d], dns);
+                append(&out, "%s%s", d ? ", " : "", dns);
+            }
+            append(&out, "]\n");
+        }
+        /* One default route only: a second would make the guest's egress depend on order. */
+        if (nic->gateway && !routed) {
+            char gw[16];
+            ip_format(nic->gateway, gw);
+            append(&out, "    routes: [{to: default, via: %s}]\n", gw);
+            routed = true;
+        }
+    }
+    return out;
 }
 
 static int
@@ -163,8 +277,6 @@ seed_build_iso(const SeedSpec *spec, const char *work_dir, const char *out_path,
         return nb_error_set(err, NB_ERR_INVALID_HOSTNAME,
                             "hostname must be 1 to 63 letters, digits or '-', not starting or "
                             "ending with '-'");
-    if (!mac_is_valid(spec->mac))
-        return nb_error_set(err, NB_ERR_INTERNAL, "seed: MAC address is malformed");
     const char *user_data = spec->user_data ? spec->user_data : SEED_DEFAULT_USER_DATA;
     if (strlen(user_data) > NB_USER_DATA_MAX)
         return nb_error_set(err, NB_ERR_USER_DATA_TOO_LARGE, "user-data is larger than %d bytes",
@@ -174,7 +286,10 @@ seed_build_iso(const SeedSpec *spec, const char *work_dir, const char *out_path,
     _cleanup_free_ char *net = seed_network_config(spec);
     _cleanup_free_ char *base = safe_path(work_dir);
     _cleanup_free_ char *out = safe_path(out_path);
-    if (!meta || !net || !base || !out)
+    /* Every value it formats was validated: NULL here is a malformed NIC, not memory. */
+    if (!net)
+        return nb_error_set(err, NB_ERR_INTERNAL, "seed: a NIC's MAC or address is malformed");
+    if (!meta || !base || !out)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     _cleanup_free_ char *dir = str_printf("%s/seed-XXXXXX", base);
     _cleanup_free_ char *out_tmp = str_printf("%s.tmp-XXXXXX", out);

@@ -3,6 +3,7 @@
  * the kinds. A new kind adds its row here.
  */
 #include "core.h"
+#include "network_ops.h"
 
 static const TaskHandler task_handlers[] = {
     {TASK_KIND_VM_CREATE, vm_ops_step_count, vm_ops_run_task},
@@ -13,6 +14,8 @@ static const TaskHandler task_handlers[] = {
     {TASK_KIND_VM_RESUME, vm_ops_step_count, vm_ops_run_task},
     {TASK_KIND_VM_DELETE, vm_ops_step_count, vm_ops_run_task},
     {TASK_KIND_VM_MIGRATE, vm_migrate_step_count, vm_migrate_run_task},
+    {TASK_KIND_VM_NIC_ADD, network_ops_nic_step_count, network_ops_nic_run_task},
+    {TASK_KIND_VM_NIC_REMOVE, network_ops_nic_step_count, network_ops_nic_run_task},
 };
 
 const TaskHandler *

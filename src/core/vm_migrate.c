@@ -13,6 +13,7 @@
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "network_ops.h"
 #include "vm_ops_internal.h"
 
 /* Task params: {"source": host, "host": destination, "offline": bool, "shared": bool,
@@ -329,6 +330,34 @@ migrate_job_poll(Core *core, Task *task, MigrateJob *job, NbError **err)
     return r < 0 ? -1 : 0;
 }
 
+/* The ports' networks on one end of the migration: plugged on the destination before the move,
+ * unplugged from the source after it (or from the destination after a failure). */
+static int
+migrate_networks(Core *core, const Vm *vm, const char *host, bool plug, NbError **err)
+{
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    if (port_store_list_by_vm(core->store, vm->id, &ports, &n, err) < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    HvConn *c = host_registry_conn(core, host);
+    if (!c)
+        return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
+    int r = plug ? network_ops_plug(core, vm, host, c, ports, n, err)
+                 : network_ops_unplug(core, vm, host, c, ports, n, err);
+    hv_conn_free(c);
+    return r;
+}
+
+static int
+vm_migrate_step_plug(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run, NbError **err)
+{
+    MigrateParams mp;
+    migrate_params_read(task, &mp);
+    return migrate_networks(core, vm, mp.dest, true, err);
+}
+
 static int
 vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun *run, NbError **err)
 {
@@ -416,12 +445,13 @@ vm_migrate_step_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
 {
     MigrateParams mp;
     migrate_params_read(task, &mp);
-    if (mp.shared)
-        return 0;
     _cleanup_error_ NbError *e = NULL;
     /* The VM is already running on the destination: a source that cannot be cleaned now only
-     * leaves unused files, which the log names. */
-    if (migrate_drop_volumes(core, vm, mp.source, &e) < 0)
+     * leaves unused files and DHCP entries, which the log names. */
+    if (migrate_networks(core, vm, mp.source, false, &e) < 0)
+        log_warn("vm %s: network entries left on host %s: %s", vm->id, mp.source, e->message);
+    nb_error_free(TAKE_PTR(e));
+    if (!mp.shared && migrate_drop_volumes(core, vm, mp.source, &e) < 0)
         log_warn("vm %s: volumes left on host %s: %s", vm->id, mp.source, e->message);
     return 0;
 }
@@ -479,13 +509,17 @@ vm_migrate_rollback(Core *core, Task *task, Vm *vm, HvConn *hv_unused)
     if (mp.shared == 0 && on_dst == VM_STATE_MISSING &&
         migrate_drop_volumes(core, vm, mp.dest, &err) < 0)
         log_warn("vm %s: copies left on host %s: %s", vm->id, mp.dest, err->message);
+    nb_error_free(TAKE_PTR(err));
+    if (on_dst == VM_STATE_MISSING && migrate_networks(core, vm, mp.dest, false, &err) < 0)
+        log_warn("vm %s: network entries left on host %s: %s", vm->id, mp.dest, err->message);
     return (int)on_src;
 }
 
 /* ---- the API's entry point ---- */
 
-static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_move,
-                                       vm_migrate_step_switch, vm_migrate_step_cleanup};
+static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_plug,
+                                       vm_migrate_step_move, vm_migrate_step_switch,
+                                       vm_migrate_step_cleanup};
 
 /* desired is kept and the final state read from the destination (vm_migrate_finish). The steps
  * connect to both ends themselves: the VM's host changes half-way. */

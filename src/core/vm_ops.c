@@ -15,6 +15,7 @@
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "network_ops.h"
 #include "seed.h"
 #include "vm_ops_internal.h"
 
@@ -111,10 +112,32 @@ step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     _cleanup_free_ char *iso = str_printf("%s/tmp/%s-seed.iso", core->cfg.state_dir, vm->id);
     if (!work || !iso)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    _cleanup_free_ Port *ports = NULL;
+    size_t n_ports = 0;
+    Network nets[VM_NICS_MAX];
+    SeedNic nics[VM_NICS_MAX];
+    if (port_store_list_by_vm(core->store, vm->id, &ports, &n_ports, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n_ports && i < VM_NICS_MAX; i++) {
+        Network *n = &nets[i];
+        if (network_store_get(core->store, NULL, ports[i].network_id, n, err) < 0)
+            return -1;
+        /* The gateway's dnsmasq answers DNS (forwarding to the network's servers). */
+        nics[i] = (SeedNic){.mac = ports[i].mac,
+                            .ip = ports[i].ip,
+                            .prefix = n->prefix,
+                            .gateway = n->gateway,
+                            .dns = n->gateway ? &n->gateway : n->dns,
+                            .n_dns = n->gateway ? 1 : n->n_dns,
+                            .mtu = n->mtu == 1500 ? 0 : n->mtu,
+                            .dhcp = n->dhcp};
+    }
     SeedSpec spec = {
         .instance_id = vm->id,
         .hostname = vm->hostname,
-        .mac = vm->mac,
+        .mac = vm->mac, /* a VM from before ports: one NIC, DHCP */
+        .nics = nics,
+        .n_nics = n_ports < VM_NICS_MAX ? n_ports : VM_NICS_MAX,
         .user_data = vm->user_data,
     };
     if (seed_build_iso(&spec, work, iso, err) < 0)
@@ -152,6 +175,23 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     console = vm_console_log_path(core, vm);
     if (!console)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    /* A VM from before ports keeps its one NIC on the configured libvirt network. */
+    _cleanup_free_ Port *ports = NULL;
+    size_t n_ports = 0;
+    DomainNic nics[VM_NICS_MAX] = {{DOMAIN_NIC_NETWORK, core->cfg.network, vm->mac, NULL, 0}};
+    char net_names[VM_NICS_MAX][64], taps[VM_NICS_MAX][NETWORK_IFNAME_MAX + 1];
+    if (port_store_list_by_vm(core->store, vm->id, &ports, &n_ports, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n_ports && i < VM_NICS_MAX; i++) {
+        Network n;
+        if (network_store_get(core->store, NULL, ports[i].network_id, &n, err) < 0)
+            return -1;
+        network_libvirt_name(&n, net_names[i]);
+        port_tap_name(ports[i].id, taps[i]);
+        nics[i] = (DomainNic){DOMAIN_NIC_NETWORK, net_names[i], ports[i].mac, taps[i],
+                              n.mtu == 1500 ? 0 : n.mtu};
+    }
+    size_t n_nics = n_ports ? (n_ports < VM_NICS_MAX ? n_ports : VM_NICS_MAX) : 1;
     DomainSpec spec = {
         .uuid = vm->id,
         .domain_name = domain,
@@ -166,8 +206,10 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .disk_gib = vm->disk_gib,
         .disk_path = disk_path,
         .seed_path = seed_path,
-        .network = core->cfg.network,
-        .mac = vm->mac,
+        .nics = nics,
+        .n_nics = n_nics,
+        /* Room to hot-plug up to VM_NICS_MAX NICs, the same PCI layout whatever it has now. */
+        .hotplug_slots = (unsigned)(VM_NICS_MAX - n_nics),
         .console_log = console,
         .created_at = vm->created_at,
     };
@@ -175,6 +217,27 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     if (!*ret)
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot build the domain XML");
     return 0;
+}
+
+/* The VM's networks on its host, with its DHCP entries. */
+static int
+step_plug_networks(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    if (port_store_list_by_vm(core->store, vm->id, &ports, &n, err) < 0)
+        return -1;
+    return network_ops_plug(core, vm, vm->host, hv, ports, n, err);
+}
+
+static int
+step_unplug_networks(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    if (port_store_list_by_vm(core->store, vm->id, &ports, &n, err) < 0)
+        return -1;
+    return network_ops_unplug(core, vm, vm->host, hv, ports, n, err);
 }
 
 static int
@@ -355,7 +418,8 @@ vm_ops_state_from_hv(HvDomainState st)
 static int
 vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
 {
-    static const VmStep undo[] = {step_undefine, step_delete_disk, step_delete_seed};
+    static const VmStep undo[] = {step_undefine, step_unplug_networks, step_delete_disk,
+                                  step_delete_seed};
     TaskRun none = {0};
     for (size_t i = 0; hv && i < ELEMENTSOF(undo); i++) {
         _cleanup_error_ NbError *err = NULL;
@@ -365,14 +429,15 @@ vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     return VM_STATE_ERROR;
 }
 
-static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_define, step_start};
-static const VmStep start_steps[] = {step_ensure_defined, step_start};
+static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_plug_networks,
+                                      step_define, step_start};
+static const VmStep start_steps[] = {step_ensure_defined, step_plug_networks, step_start};
 static const VmStep stop_steps[] = {step_stop};
 static const VmStep reboot_steps[] = {step_reboot};
 static const VmStep pause_steps[] = {step_pause};
 static const VmStep resume_steps[] = {step_resume};
-static const VmStep delete_steps[] = {step_undefine, step_delete_disk, step_delete_seed,
-                                      step_delete_console_log};
+static const VmStep delete_steps[] = {step_undefine, step_unplug_networks, step_delete_disk,
+                                      step_delete_seed, step_delete_console_log};
 
 #define TASK_DEF(s, claim, want, done)                                                             \
     {                                                                                              \
@@ -558,17 +623,6 @@ vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def)
 
 /* ---- entry points for the API ---- */
 
-static int
-vm_random_mac(char out[NB_MAC_STRLEN])
-{
-    unsigned char b[3];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        return -1;
-    /* 52:54:00 is QEMU's locally administered prefix, as libvirt uses. */
-    snprintf(out, NB_MAC_STRLEN, "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
-    return 0;
-}
-
 int
 vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *ret_task,
               NbError **err)
@@ -616,6 +670,11 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         goto out;
     }
 
+    Port ports[VM_NICS_MAX];
+    size_t n_ports = 0;
+    if (network_ops_resolve_nics(core, who->project_id, req.nics, req.n_nics, ports, &n_ports,
+                                 err) < 0)
+        goto out;
     nb_uuid_generate(vm.id);
     memcpy(vm.project, who->project_id, sizeof(vm.project));
     snprintf(vm.name, sizeof(vm.name), "%s", req.name);
@@ -638,14 +697,19 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     task_new(&task, TASK_KIND_VM_CREATE, vm.id, NULL);
     memcpy(vm.task_id, task.id, sizeof(vm.task_id));
 
-    /* A MAC collision shows as a constraint on the mac column: draw again. */
+    /* A MAC collision shows as a constraint on a mac column: draw again. The VM's own mac is
+     * its first NIC's (kept for the VMs from before ports). */
     for (int attempt = 0;; attempt++) {
         _cleanup_error_ NbError *e = NULL;
-        if (vm_random_mac(vm.mac) < 0) {
+        bool drawn = true;
+        for (size_t i = 0; i < n_ports && drawn; i++)
+            drawn = network_ops_random_mac(ports[i].mac) == 0;
+        if (!drawn) {
             nb_error_set(err, NB_ERR_INTERNAL, "no randomness for a MAC address");
             break;
         }
-        if (placement_create(core, &vm, &task, &e) == 0) {
+        memcpy(vm.mac, ports[0].mac, sizeof(vm.mac));
+        if (placement_create(core, &vm, &task, ports, n_ports, &e) == 0) {
             r = 0;
             break;
         }
@@ -655,6 +719,11 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         }
     }
     if (r == 0) {
+        /* The fixed address of the first NIC is the VM's address from now on. */
+        _cleanup_error_ NbError *e = NULL;
+        ipv4_format(ports[0].ip, vm.ip);
+        if (vm_store_set_ip(core->store, vm.id, vm.ip, &e) < 0)
+            log_warn("vm %s: address not recorded: %s", vm.id, e->message);
         log_info("vm %s (%s): create on host %s queued as task %s", vm.id, vm.name, vm.host,
                  task.id);
         task_engine_submit(core->tasks, task.id);

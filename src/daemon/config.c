@@ -23,6 +23,8 @@ daemon_config_defaults(DaemonConfig *c)
     c->network = strdup("default");
     c->host_name = strdup("local");
     c->placement = strdup("spread");
+    c->event_loop = strdup("epoll");
+    c->default_network_pool = strdup("10.200.0.0/16");
     c->log_level = strdup("info");
     c->workers = 16;
     c->stop_timeout_s = 60;
@@ -48,6 +50,8 @@ daemon_config_free(DaemonConfig *c)
     free(c->network);
     free(c->host_name);
     free(c->placement);
+    free(c->event_loop);
+    free(c->default_network_pool);
     free(c->log_level);
     free(c->tls_cert);
     free(c->tls_key);
@@ -111,12 +115,19 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         const char *key;
         char **field;
     } strings[] = {
-        {"state-dir", &c->state_dir}, {"libvirt-uri", &c->libvirt_uri},
-        {"virt-type", &c->virt_type}, {"pool-name", &c->pool_name},
-        {"pool-path", &c->pool_path}, {"network", &c->network},
-        {"host-name", &c->host_name}, {"log-level", &c->log_level},
-        {"tls-cert", &c->tls_cert},   {"tls-key", &c->tls_key},
+        {"state-dir", &c->state_dir},
+        {"libvirt-uri", &c->libvirt_uri},
+        {"virt-type", &c->virt_type},
+        {"pool-name", &c->pool_name},
+        {"pool-path", &c->pool_path},
+        {"network", &c->network},
+        {"host-name", &c->host_name},
+        {"log-level", &c->log_level},
+        {"tls-cert", &c->tls_cert},
+        {"tls-key", &c->tls_key},
         {"placement", &c->placement},
+        {"event-loop", &c->event_loop},
+        {"default-network-pool", &c->default_network_pool},
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         if (streq(key, strings[i].key)) {
@@ -209,6 +220,8 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "state-dir must be an absolute path");
     if (!streq(c->placement, "spread") && !streq(c->placement, "pack"))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "placement must be spread or pack");
+    if (hv_event_loop_from_string(c->event_loop) == _HV_EVENT_LOOP_INVALID)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "event-loop must be epoll or libvirt");
     if (!nb_name_is_valid(c->host_name))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
                             "host-name must be a name: letters, digits, '.', '_' and '-'");
@@ -230,6 +243,8 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
                       .events_days = c->retention_events_days,
                       .audit_days = c->retention_audit_days},
         .prune_interval_s = c->prune_interval_s,
+        .event_loop = hv_event_loop_from_string(c->event_loop),
+        .default_network_pool = c->default_network_pool,
         .max_image_virtual_bytes = c->max_image_size_gib << 30,
     };
     return 0;

@@ -15,7 +15,9 @@ typedef struct DaemonConfig {
     char *pool_path; /* default <state_dir>/pool */
     char *network;
     char *host_name;
-    char *placement; /* spread or pack */
+    char *placement;            /* spread or pack */
+    char *event_loop;           /* epoll or libvirt */
+    char *default_network_pool; /* CIDR the projects' default networks are cut from */
     char *log_level;
     char *tls_cert; /* PEM files: HTTPS when both are set */
     char *tls_key;

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "network_xml.h"
 #include "util/cleanup.h"
 #include "util/strutil.h"
 #include "util/xml_writer.h"
@@ -51,14 +53,52 @@ present(const char *s)
 }
 
 static bool
+nic_valid(const DomainNic *n)
+{
+    if (!n || !present(n->source) || !network_xml_mac_is_valid(n->mac))
+        return false;
+    if (n->kind == DOMAIN_NIC_BRIDGE) {
+        if (!network_xml_ifname_is_valid(n->source))
+            return false;
+    } else if (n->kind != DOMAIN_NIC_NETWORK) {
+        return false;
+    }
+    /* libvirt hands out vnetN itself and would rename a tap asked for under that prefix. */
+    if (n->target_dev &&
+        (!network_xml_ifname_is_valid(n->target_dev) || str_startswith(n->target_dev, "vnet")))
+        return false;
+    return n->mtu == 0 || (n->mtu >= NETWORK_MTU_MIN && n->mtu <= NETWORK_MTU_MAX);
+}
+
+/* libvirt accepts two NICs with one MAC (or one tap name) and the guest or the host then
+ * breaks in odd ways: refuse it here. */
+static bool
+nics_valid(const DomainNic *nics, size_t n)
+{
+    if (!nics || n == 0 || n > VM_NICS_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!nic_valid(&nics[i]))
+            return false;
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(nics[i].mac, nics[j].mac) == 0 ||
+                (nics[i].target_dev && nics[j].target_dev &&
+                 streq(nics[i].target_dev, nics[j].target_dev)))
+                return false;
+        }
+    }
+    return true;
+}
+
+static bool
 spec_complete(const DomainSpec *s)
 {
     return s && present(s->uuid) && present(s->domain_name) && present(s->vm_name) &&
            present(s->project) && present(s->flavor_name) && present(s->image_id) &&
            virt_type_to_string(s->virt_type) && s->vcpus > 0 && s->ram_mib > 0 && s->disk_gib > 0 &&
            present(s->disk_path) && (!s->seed_path || present(s->seed_path)) &&
-           present(s->network) && present(s->mac) && present(s->console_log) &&
-           present(s->created_at);
+           nics_valid(s->nics, s->n_nics) && s->hotplug_slots <= DOMAIN_HOTPLUG_MAX &&
+           present(s->console_log) && present(s->created_at);
 }
 
 static void
@@ -94,6 +134,39 @@ write_metadata(XmlWriter *w, const DomainSpec *s, const char *ram, const char *d
 }
 
 static void
+write_nic(XmlWriter *w, const DomainNic *n)
+{
+    bool bridge = n->kind == DOMAIN_NIC_BRIDGE;
+    xml_writer_open(w, "interface", "type", bridge ? "bridge" : "network", NULL);
+    xml_writer_empty(w, "source", bridge ? "bridge" : "network", n->source, NULL);
+    xml_writer_empty(w, "mac", "address", n->mac, NULL);
+    xml_writer_empty(w, "model", "type", "virtio", NULL);
+    if (n->target_dev)
+        xml_writer_empty(w, "target", "dev", n->target_dev, NULL);
+    if (n->mtu != 0) {
+        char mtu[16];
+        snprintf(mtu, sizeof(mtu), "%u", n->mtu);
+        xml_writer_empty(w, "mtu", "size", mtu, NULL);
+    }
+    xml_writer_close(w);
+}
+
+/* Devices on q35's root bus (pcie.0) cannot be hot-plugged, and libvirt adds only the root
+ * ports the defined devices need, plus one. Explicit ports are used for the defined devices
+ * first, so there must be one for each of them as well: the USB controller libvirt adds, vda,
+ * each NIC, the balloon and the RNG (the SATA CD-ROM sits on the root bus). */
+#define DOMAIN_PCIE_FIXED_DEVICES 4
+
+static void
+write_pcie_ports(XmlWriter *w, const DomainSpec *s)
+{
+    xml_writer_empty(w, "controller", "type", "pci", "index", "0", "model", "pcie-root", NULL);
+    size_t ports = DOMAIN_PCIE_FIXED_DEVICES + s->n_nics + s->hotplug_slots;
+    for (size_t i = 0; i < ports; i++)
+        xml_writer_empty(w, "controller", "type", "pci", "model", "pcie-root-port", NULL);
+}
+
+static void
 write_devices(XmlWriter *w, const DomainSpec *s)
 {
     xml_writer_open(w, "devices", NULL);
@@ -114,11 +187,10 @@ write_devices(XmlWriter *w, const DomainSpec *s)
         xml_writer_close(w);
     }
 
-    xml_writer_open(w, "interface", "type", "network", NULL);
-    xml_writer_empty(w, "source", "network", s->network, NULL);
-    xml_writer_empty(w, "mac", "address", s->mac, NULL);
-    xml_writer_empty(w, "model", "type", "virtio", NULL);
-    xml_writer_close(w);
+    for (size_t i = 0; i < s->n_nics; i++)
+        write_nic(w, &s->nics[i]);
+    if (s->hotplug_slots > 0 && s->virt_type != VIRT_TYPE_TEST)
+        write_pcie_ports(w, s);
 
     xml_writer_open(w, "serial", "type", "pty", NULL);
     xml_writer_empty(w, "log", "file", s->console_log, "append", "on", NULL);
@@ -184,6 +256,19 @@ domain_xml_build(const DomainSpec *spec)
     write_devices(w, spec);
     xml_writer_close(w);
 
+    const char *doc = xml_writer_result(w);
+    return doc ? strdup(doc) : NULL;
+}
+
+char *
+domain_xml_nic(const DomainNic *nic)
+{
+    if (!nic_valid(nic))
+        return NULL;
+    _cleanup_(xml_writer_freep) XmlWriter *w = xml_writer_new();
+    if (!w)
+        return NULL;
+    write_nic(w, nic);
     const char *doc = xml_writer_result(w);
     return doc ? strdup(doc) : NULL;
 }

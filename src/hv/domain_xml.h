@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum VirtType {
@@ -15,6 +16,22 @@ typedef enum VirtType {
 const char *virt_type_to_string(VirtType t);
 VirtType virt_type_from_string(const char *s);
 
+typedef enum DomainNicKind {
+    DOMAIN_NIC_NETWORK, /* <interface type='network'>: a libvirt network */
+    DOMAIN_NIC_BRIDGE,  /* <interface type='bridge'>: an existing host bridge */
+    _DOMAIN_NIC_KIND_MAX,
+} DomainNicKind;
+
+typedef struct DomainNic {
+    DomainNicKind kind;
+    const char *source;     /* libvirt network name, or the bridge (an interface name) */
+    const char *mac;        /* xx:xx:xx:xx:xx:xx, unicast */
+    const char *target_dev; /* tap name (nbt...), or NULL: libvirt's vnetN */
+    unsigned mtu;           /* 0: no <mtu>; else NETWORK_MTU_MIN..NETWORK_MTU_MAX */
+} DomainNic;
+
+#define DOMAIN_HOTPLUG_MAX 16
+
 typedef struct DomainSpec {
     const char *uuid;        /* the VM id */
     const char *domain_name; /* "nimbus-<uuid>" */
@@ -25,14 +42,22 @@ typedef struct DomainSpec {
     VirtType virt_type;
     unsigned vcpus;
     uint64_t ram_mib;
-    uint64_t disk_gib;       /* metadata only */
-    const char *disk_path;   /* qcow2 overlay, virtio disk vda */
-    const char *seed_path;   /* NoCloud ISO as CD-ROM, may be NULL */
-    const char *network;     /* libvirt network name, e.g. "default" */
-    const char *mac;         /* 52:54:00:xx:xx:xx */
+    uint64_t disk_gib;     /* metadata only */
+    const char *disk_path; /* qcow2 overlay, virtio disk vda */
+    const char *seed_path; /* NoCloud ISO as CD-ROM, may be NULL */
+    const DomainNic *nics; /* 1..VM_NICS_MAX, in guest order; MACs and target devs unique */
+    size_t n_nics;
+    /* kvm/qemu: empty PCIe root ports kept for hot-plugging this many NICs (0..DOMAIN_HOTPLUG_MAX;
+     * ignored for test). 0 writes no controllers: libvirt then leaves one port free. A running
+     * domain's PCI layout must not change under a migration: keep n_nics + hotplug_slots fixed
+     * for a VM (VM_NICS_MAX), as hot-plugged NICs then take the spare ports. */
+    unsigned hotplug_slots;
     const char *console_log; /* serial console is logged here by virtlogd */
     const char *created_at;  /* metadata only */
 } DomainSpec;
 
 /* Returns newly allocated XML, or NULL if a required field is missing or allocation failed. */
 char *domain_xml_build(const DomainSpec *spec);
+/* One <interface> element alone (for hot-plug: virDomainAttachDeviceFlags), the same as
+ * domain_xml_build writes for that NIC. NULL if the NIC is invalid. */
+char *domain_xml_nic(const DomainNic *nic);

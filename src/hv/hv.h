@@ -49,7 +49,17 @@ typedef void (*HvLifecycleCallback)(const char *domain_name, const char *uuid, H
 /* Called from the event thread when the connection closes (libvirtd died, network). */
 typedef void (*HvCloseCallback)(void *userdata);
 
-/* Must be called once before any hv_conn_open: registers libvirt's default event loop and
+typedef enum HvEventLoop {
+    HV_EVENT_LOOP_EPOLL,   /* ours: a wakeup costs what is ready (1,500 hosts idle cheaply) */
+    HV_EVENT_LOOP_LIBVIRT, /* libvirt's default (GLib): every source looked at on each wakeup */
+    _HV_EVENT_LOOP_MAX,
+    _HV_EVENT_LOOP_INVALID = -1,
+} HvEventLoop;
+const char *hv_event_loop_to_string(HvEventLoop k);
+HvEventLoop hv_event_loop_from_string(const char *s);
+/* Which loop hv_events_init registers (once per process; later calls change nothing). */
+void hv_events_set_loop(HvEventLoop kind);
+/* Must be called once before any hv_conn_open: registers the event loop implementation and
  * starts a thread that runs it. */
 int hv_events_init(NbError **err);
 void hv_events_shutdown(void);
@@ -100,6 +110,43 @@ int hv_pool_list_volumes(HvConn *c, const char *pool, char ***ret, NbError **err
 /* ---- networks ---- */
 /* Starts the named network if defined and inactive; sets autostart. Idempotent. */
 int hv_network_ensure_active(HvConn *c, const char *network, NbError **err);
+
+/* ---- tenant networks and NICs (hv_network.c) ----
+ * The XML comes from network_xml.h and domain_xml.h. On a simulated host NIC attach and detach
+ * change the domain's persistent definition only (the test driver has no hot-plug). */
+/* Defines the network (persistent, autostart) from xml unless one of that name exists (it is
+ * then left as it is), and starts it if inactive. */
+int hv_net_ensure(HvConn *c, const char *name, const char *xml, NbError **err);
+/* Stops and undefines the network. Absent: 0. */
+int hv_net_remove(HvConn *c, const char *name, NbError **err);
+/* Adds a static DHCP host entry (network_xml_dhcp_host's <host mac ip/>) to the live network
+ * and its persistent definition, first deleting any entry with the same MAC or the same IP.
+ * NB_ERR_HYPERVISOR if the network is not defined. */
+int hv_net_dhcp_host_set(HvConn *c, const char *name, const char *host_xml, NbError **err);
+/* Deletes the entry with host_xml's MAC, whatever its IP. No network or no entry: 0. */
+int hv_net_dhcp_host_remove(HvConn *c, const char *name, const char *host_xml, NbError **err);
+/* Adds the NIC (domain_xml_nic) to the domain's definition, and to the running domain when it
+ * is active, wherever a NIC of that MAC is not there yet (so a retry is harmless).
+ * NB_ERR_HYPERVISOR if the domain does not exist. */
+int hv_domain_nic_attach(HvConn *c, const char *domain, const char *nic_xml, NbError **err);
+/* Removes the NIC of nic_xml's MAC from the definition and asks the running domain to unplug
+ * it. 0: gone from both (or no domain, or no such NIC); 1: the definition no longer has it but
+ * the guest has not released it yet (libvirt waits a few seconds for that and returns): call
+ * again later, which asks again and looks again. */
+int hv_domain_nic_detach(HvConn *c, const char *domain, const char *nic_xml, NbError **err);
+
+/* ---- security group filters (hv_nwfilter.c) ----
+ * One libvirt nwfilter per port (nwfilter_xml.h). A domain's interface references it; libvirt
+ * applies a redefinition live to every running interface that references it. On a simulated
+ * host (libvirt's test driver has no nwfilter) these calls change nothing and find nothing. */
+/* The filter's uuid: 1 and out (NB_UUID_STRLEN bytes) when it exists, 0 when absent. */
+int hv_nwfilter_uuid(HvConn *c, const char *name, char *out, NbError **err);
+/* Defines the filter from xml (which must be the filter called name), or redefines it in place:
+ * the existing filter's uuid is looked up and written into the XML (replacing any <uuid> in it).
+ * NB_ERR_INTERNAL when xml is not that filter's, NB_ERR_HYPERVISOR when libvirt refuses it. */
+int hv_nwfilter_define(HvConn *c, const char *name, const char *xml, NbError **err);
+/* Undefines the filter. Absent: 0. libvirt refuses while an interface references it. */
+int hv_nwfilter_undefine(HvConn *c, const char *name, NbError **err);
 
 /* ---- domains (by name) ---- */
 int hv_domain_define(HvConn *c, const char *xml, NbError **err); /* redefines if present */

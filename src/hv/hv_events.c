@@ -1,5 +1,5 @@
-/* libvirt's default event loop, run on a thread of its own. Keepalives, lifecycle events and
- * close callbacks are all dispatched from it. */
+/* libvirt's event loop, run on a thread of its own: ours (hv_eventloop.c, epoll) or libvirt's
+ * default one. Keepalives, lifecycle events and close callbacks are all dispatched from it. */
 #include "hv_internal.h"
 
 #include <errno.h>
@@ -14,6 +14,36 @@ static bool hv_events_registered; /* virEventRegisterDefaultImpl can only be don
 static bool hv_events_thread_running;
 static pthread_t hv_events_thread;
 static atomic_bool hv_events_quit;
+static HvEventLoop hv_events_kind = HV_EVENT_LOOP_EPOLL;
+static HvEventLoop hv_events_registered_kind;
+
+static const char *const hv_event_loop_names[_HV_EVENT_LOOP_MAX] = {
+    [HV_EVENT_LOOP_EPOLL] = "epoll",
+    [HV_EVENT_LOOP_LIBVIRT] = "libvirt",
+};
+
+const char *
+hv_event_loop_to_string(HvEventLoop k)
+{
+    return k >= 0 && k < _HV_EVENT_LOOP_MAX ? hv_event_loop_names[k] : NULL;
+}
+
+HvEventLoop
+hv_event_loop_from_string(const char *s)
+{
+    for (int i = 0; s && i < _HV_EVENT_LOOP_MAX; i++)
+        if (strcmp(s, hv_event_loop_names[i]) == 0)
+            return (HvEventLoop)i;
+    return _HV_EVENT_LOOP_INVALID;
+}
+
+void
+hv_events_set_loop(HvEventLoop kind)
+{
+    pthread_mutex_lock(&hv_events_lock);
+    hv_events_kind = kind;
+    pthread_mutex_unlock(&hv_events_lock);
+}
 
 bool
 hv_events_ready(void)
@@ -34,7 +64,13 @@ static void *
 hv_events_loop(void *arg)
 {
     while (!atomic_load(&hv_events_quit)) {
-        if (virEventRunDefaultImpl() < 0) {
+        if (hv_events_registered_kind == HV_EVENT_LOOP_EPOLL) {
+            int r = hv_eventloop_run_once();
+            if (r < 0) {
+                log_error("event loop: %s", strerror(-r));
+                break;
+            }
+        } else if (virEventRunDefaultImpl() < 0) {
             virErrorPtr e = virGetLastError();
             log_error("libvirt event loop: %s", e && e->message ? e->message : "unknown error");
             break;
@@ -57,10 +93,18 @@ hv_events_init(NbError **err)
             goto out;
         }
         virSetErrorFunc(NULL, hv_error_func_noop);
-        if (virEventRegisterDefaultImpl() < 0) {
+        if (hv_events_kind == HV_EVENT_LOOP_EPOLL) {
+            int e = hv_eventloop_register();
+            if (e < 0) {
+                r = nb_error_set(err, NB_ERR_INTERNAL, "setting up the event loop: %s",
+                                 strerror(-e));
+                goto out;
+            }
+        } else if (virEventRegisterDefaultImpl() < 0) {
             r = hv_error(err, "registering the libvirt event loop");
             goto out;
         }
+        hv_events_registered_kind = hv_events_kind;
         hv_events_registered = true;
     }
 
@@ -77,8 +121,8 @@ out:
     return r;
 }
 
-/* Fires once on the event thread so that virEventRunDefaultImpl returns and the loop sees the
- * quit flag. */
+/* Fires once on the event thread so that the loop's iteration returns and it sees the quit
+ * flag. */
 static void
 hv_events_wake(int timer, void *opaque)
 {

@@ -29,6 +29,10 @@ int hv_error(NbError **err, const char *fmt, ...) __attribute__((format(printf, 
 int hv_last_error_code(void);
 /* True once hv_events_init has registered the event loop implementation. */
 bool hv_events_ready(void);
+/* hv_eventloop.c: the epoll loop. register: before any connection (-errno); run_once: one
+ * iteration, on the event thread (-errno). */
+int hv_eventloop_register(void);
+int hv_eventloop_run_once(void);
 
 /* libvirt's object types are pointer typedefs, so these take a pointer to the pointer. Note
  * that every vir*Free resets libvirt's thread-local error: copy the error before scope exit. */

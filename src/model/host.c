@@ -244,22 +244,36 @@ host_uri_check_remote(const char *uri, const char *scheme, const char *rest, NbE
     return 0;
 }
 
+/* The two ways to reach libvirt's test driver: in nimbusd's own process, or in the local
+ * libvirtd over its UNIX socket (the simulated state then lives outside nimbusd, so that
+ * nimbusd's own memory can be measured). */
+static const char *
+host_uri_test_scheme(const char *uri)
+{
+    if (str_startswith(uri, "test://"))
+        return "test://";
+    if (str_startswith(uri, "test+unix://"))
+        return "test+unix://";
+    return NULL;
+}
+
 /*
- * test:///default, or test:///ABSOLUTE/PATH.xml: libvirt's test driver reads that file (on the
- * daemon's machine) as the simulated host's definition. The path is kept to plain components
- * ([A-Za-z0-9_-] and inner dots, none starting with '.'), so it cannot climb out with "..",
- * name a hidden file, or carry a query that libvirt would interpret.
+ * test:///default, or test:///ABSOLUTE/PATH.xml (or the same with test+unix): libvirt's test
+ * driver reads that file (on the daemon's machine) as the simulated host's definition. The path
+ * is kept to plain components ([A-Za-z0-9_-] and inner dots, none starting with '.'), so it
+ * cannot climb out with "..", name a hidden file, or carry a query that libvirt would interpret.
  */
 static int
 host_uri_check_test(const char *uri, NbError **err)
 {
-    static const char usage[] = "test:///default or test:///ABSOLUTE/PATH.xml";
-    if (streq(uri, "test:///default"))
+    static const char usage[] = "test:///default or test:///ABSOLUTE/PATH.xml (or test+unix:)";
+    const char *scheme = host_uri_test_scheme(uri);
+    const char *path = scheme ? uri + strlen(scheme) : NULL;
+    if (path && streq(path, "/default"))
         return 0;
-    if (!str_startswith(uri, "test:///"))
+    if (!path || path[0] != '/')
         return nb_error_set(err, NB_ERR_INVALID_URI,
                             "uri '%.64s': a simulated host is %s (no host part)", uri, usage);
-    const char *path = uri + strlen("test://");
     size_t n = strlen(path);
     if (n < strlen("/x.xml") || !streq(path + n - 4, ".xml"))
         return nb_error_set(err, NB_ERR_INVALID_URI,
@@ -288,7 +302,7 @@ host_uri_check_test(const char *uri, NbError **err)
 bool
 host_uri_is_simulated(const char *uri)
 {
-    return uri && str_startswith(uri, "test://");
+    return uri && host_uri_test_scheme(uri) != NULL;
 }
 
 int
@@ -327,7 +341,7 @@ host_uri_validate(const char *uri, NbError **err)
                                 "uri '%.64s': a local host is exactly qemu:///system", uri);
         return 0;
     }
-    if (streq(scheme, "test"))
+    if (streq(scheme, "test") || streq(scheme, "test+unix"))
         return host_uri_check_test(uri, err);
     for (size_t i = 0; i < ELEMENTSOF(host_uri_remote_schemes); i++)
         if (streq(scheme, host_uri_remote_schemes[i]))

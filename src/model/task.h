@@ -15,6 +15,8 @@ typedef enum TaskKind {
     TASK_KIND_VM_RESUME,
     TASK_KIND_VM_DELETE,
     TASK_KIND_VM_MIGRATE,
+    TASK_KIND_VM_NIC_ADD,
+    TASK_KIND_VM_NIC_REMOVE,
     _TASK_KIND_MAX,
     _TASK_KIND_INVALID = -1,
 } TaskKind;

@@ -14,8 +14,9 @@ static const char *const role_table[_ROLE_MAX] = {
 DEFINE_STRING_TABLE(role, Role, role_table)
 
 const char *const quota_resource_names[_QUOTA_MAX] = {
-    [QUOTA_VCPUS] = "vcpus", [QUOTA_RAM_MIB] = "ram_mib", [QUOTA_DISK_GIB] = "disk_gib",
-    [QUOTA_VMS] = "vms",     [QUOTA_IMAGES] = "images",
+    [QUOTA_VCPUS] = "vcpus", [QUOTA_RAM_MIB] = "ram_mib",     [QUOTA_DISK_GIB] = "disk_gib",
+    [QUOTA_VMS] = "vms",     [QUOTA_IMAGES] = "images",       [QUOTA_NETWORKS] = "networks",
+    [QUOTA_PORTS] = "ports", [QUOTA_SECGROUPS] = "secgroups",
 };
 
 int
@@ -25,9 +26,11 @@ quota_from_json(json_t *j, Quota *ret, NbError **err)
     for (int i = 0; i < _QUOTA_MAX; i++)
         q.limit[i] = -1;
     if (j && !json_is_null(j)) {
-        if (json_req_check_fields(
-                j, (const char *const[]){"vcpus", "ram_mib", "disk_gib", "vms", "images", NULL},
-                err) < 0)
+        /* Every resource may be limited: the names table is the list of allowed keys. */
+        const char *allowed[_QUOTA_MAX + 1] = {NULL};
+        for (int i = 0; i < _QUOTA_MAX; i++)
+            allowed[i] = quota_resource_names[i];
+        if (json_req_check_fields(j, allowed, err) < 0)
             return -1;
         for (int i = 0; i < _QUOTA_MAX; i++) {
             json_t *v = json_object_get(j, quota_resource_names[i]);

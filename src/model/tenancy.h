@@ -51,6 +51,9 @@ typedef enum QuotaResource {
     QUOTA_DISK_GIB,
     QUOTA_VMS,
     QUOTA_IMAGES,
+    QUOTA_NETWORKS,  /* networks the project owns (its default network too) */
+    QUOTA_PORTS,     /* NICs of its VMs, on any network */
+    QUOTA_SECGROUPS, /* security groups the project owns */
     _QUOTA_MAX,
 } QuotaResource;
 

@@ -8,6 +8,7 @@
 #define NB_NAME_MAX 63
 #define NB_HOSTNAME_MAX 63
 #define NB_USER_DATA_MAX (64 * 1024)
+#define NB_MAC_STRLEN 18 /* "52:54:00:xx:xx:xx" + NUL */
 
 /* Resource names: [A-Za-z0-9][A-Za-z0-9._-]{0,62}, and not a UUID (ids and names share URLs). */
 bool nb_name_is_valid(const char *name);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/strutil.h"
 #include "enum_table.h"
 #include "json_req.h"
 
@@ -65,11 +66,40 @@ vm_req_ref(json_t *body, const char *key, char buf[NB_NAME_MAX + 1], NbError **e
     return 0;
 }
 
+/* "networks": absent or null asks for nothing (the project's default network then). */
+static int
+vm_req_networks(json_t *body, VmCreateRequest *r, NbError **err)
+{
+    json_t *nets = json_object_get(body, "networks");
+    if (!nets || json_is_null(nets))
+        return 0;
+    if (!json_is_array(nets) || json_array_size(nets) == 0)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "field 'networks' must be an array of 1 to %d NICs", VM_NICS_MAX);
+    if (json_array_size(nets) > VM_NICS_MAX)
+        return nb_error_set(err, NB_ERR_TOO_MANY_NICS, "a VM has at most %d NICs (%zu asked)",
+                            VM_NICS_MAX, json_array_size(nets));
+    size_t i;
+    json_t *v;
+    json_array_foreach (nets, i, v) {
+        NicRequest *nic = &r->nics[i];
+        if (nic_request_parse(v, nic, err) < 0)
+            return -1;
+        /* Two NICs on one network are fine; two claiming the same address never can be. */
+        for (size_t k = 0; k < i; k++)
+            if (nic->ip && nic->ip == r->nics[k].ip && streq(nic->network, r->nics[k].network))
+                return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                    "networks: NICs %zu and %zu ask for the same address", k, i);
+    }
+    r->n_nics = json_array_size(nets);
+    return 0;
+}
+
 int
 vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
 {
     static const char *const fields[] = {"name",  "image", "flavor", "hostname", "user_data",
-                                         "group", "host",  "labels", NULL};
+                                         "group", "host",  "labels", "networks", NULL};
     VmCreateRequest r = {0};
     char hostname[256];
 
@@ -80,7 +110,8 @@ vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
         json_req_string(body, "flavor", 1, r.flavor, sizeof(r.flavor), err) < 0 ||
         json_req_string(body, "hostname", 0, hostname, sizeof(hostname), err) < 0 ||
         vm_req_ref(body, "group", r.group, err) < 0 || vm_req_ref(body, "host", r.host, err) < 0 ||
-        labels_from_json(json_object_get(body, "labels"), &r.labels, err) < 0)
+        labels_from_json(json_object_get(body, "labels"), &r.labels, err) < 0 ||
+        vm_req_networks(body, &r, err) < 0)
         return -1;
     if (hostname[0] && !nb_hostname_is_valid(hostname))
         return nb_error_set(err, NB_ERR_INVALID_HOSTNAME,

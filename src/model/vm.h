@@ -7,6 +7,7 @@
 #include "../util/timeutil.h"
 #include "../util/uuid.h"
 #include "labels.h"
+#include "network.h"
 #include "validate.h"
 
 /* What the VM is, as last observed (the hypervisor is authoritative for power state). */
@@ -38,8 +39,6 @@ const char *vm_state_to_string(VmState s);
 VmState vm_state_from_string(const char *s);
 const char *vm_power_to_string(VmPower p);
 VmPower vm_power_from_string(const char *s);
-
-#define NB_MAC_STRLEN 18
 
 typedef struct Vm {
     char id[NB_UUID_STRLEN];
@@ -75,8 +74,10 @@ void vm_seed_volume(const Vm *vm, char out[96]);
 /* The serial console log: a file virtlogd writes in the pool, read back over libvirt. */
 void vm_console_volume(const Vm *vm, char out[96]);
 
-/* Strict decode of {name, image, flavor, hostname?, user_data?, group?, host?, labels?}.
- * image/flavor/group/host are returned as given (id or name) for the caller to resolve. */
+/* Strict decode of {name, image, flavor, hostname?, user_data?, group?, host?, labels?,
+ * networks?}. image/flavor/group/host and each NIC's network are returned as given (id or name)
+ * for the caller to resolve. networks: [{"network", "ip"?}...], 1 to VM_NICS_MAX
+ * (TOO_MANY_NICS); the same network twice with the same explicit ip is INVALID_REQUEST. */
 typedef struct VmCreateRequest {
     char name[NB_NAME_MAX + 1];
     char image[NB_NAME_MAX + 1];
@@ -86,6 +87,8 @@ typedef struct VmCreateRequest {
     char group[NB_NAME_MAX + 1]; /* "" when absent */
     char host[NB_NAME_MAX + 1];  /* "" when absent; admins only */
     Labels labels;
+    NicRequest nics[VM_NICS_MAX]; /* in slot order; n_nics 0: none asked (the default network) */
+    size_t n_nics;
 } VmCreateRequest;
 
 int vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err);

@@ -252,7 +252,8 @@ int
 host_store_delete(Store *s, const char *id, NbError **err)
 {
     STORE_LOCKED(s);
-    _cleanup_stmt_ sqlite3_stmt *get = NULL, *used = NULL, *del = NULL, *copies = NULL;
+    _cleanup_stmt_ sqlite3_stmt *get = NULL, *used = NULL, *del = NULL, *copies = NULL,
+                                *nets = NULL;
     if (store_prepare(s, "SELECT name FROM hosts WHERE id = ?", &get, err) < 0 ||
         store_prepare(s,
                       "SELECT (SELECT count(*) FROM vms WHERE host = ?1) + "
@@ -260,6 +261,7 @@ host_store_delete(Store *s, const char *id, NbError **err)
                       &used, err) < 0 ||
         store_prepare(s, "DELETE FROM hosts WHERE id = ?", &del, err) < 0 ||
         store_prepare(s, "DELETE FROM image_copies WHERE host = ?", &copies, err) < 0 ||
+        store_prepare(s, "DELETE FROM network_hosts WHERE host = ?", &nets, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
     sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
@@ -297,8 +299,9 @@ host_store_delete(Store *s, const char *id, NbError **err)
     }
     sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(copies, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(nets, 1, name, -1, SQLITE_STATIC);
     if (sqlite3_step(del) != SQLITE_DONE || sqlite3_step(copies) != SQLITE_DONE ||
-        store_commit(s, err) < 0) {
+        sqlite3_step(nets) != SQLITE_DONE || store_commit(s, err) < 0) {
         store_db_error(s, "delete host", err);
         store_rollback(s);
         return -1;

@@ -2,6 +2,9 @@
 
 #include <string.h>
 
+/* The projects' quota columns, in QuotaResource order (PROJECT_COLUMNS and the UPDATE below). */
+_Static_assert(_QUOTA_MAX == 8, "a quota resource needs its projects column");
+
 static void
 project_from_row(sqlite3_stmt *st, void *elem)
 {
@@ -11,7 +14,7 @@ project_from_row(sqlite3_stmt *st, void *elem)
     for (int i = 0; i < _QUOTA_MAX; i++)
         p->quota.limit[i] =
             sqlite3_column_type(st, 2 + i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2 + i);
-    store_column_copy(st, 7, p->created_at, sizeof(p->created_at));
+    store_column_copy(st, 2 + _QUOTA_MAX, p->created_at, sizeof(p->created_at));
 }
 
 static void
@@ -31,13 +34,14 @@ project_store_insert(Store *s, const Project *p, NbError **err)
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
-                      "INSERT INTO projects (" PROJECT_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      "INSERT INTO projects (" PROJECT_COLUMNS
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
     project_bind_quota(st, 3, &p->quota);
-    sqlite3_bind_text(st, 8, p->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3 + _QUOTA_MAX, p->created_at, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_CONSTRAINT)
         return nb_error_set(err, NB_ERR_NAME_TAKEN, "a project named '%s' already exists", p->name);
@@ -76,11 +80,12 @@ project_store_set_quota(Store *s, const char *id, const Quota *q, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "UPDATE projects SET quota_vcpus = ?1, quota_ram_mib = ?2, "
-                      "quota_disk_gib = ?3, quota_vms = ?4, quota_images = ?5 WHERE id = ?6",
+                      "quota_disk_gib = ?3, quota_vms = ?4, quota_images = ?5, "
+                      "quota_networks = ?6, quota_ports = ?7, quota_secgroups = ?8 WHERE id = ?9",
                       &st, err) < 0)
         return -1;
     project_bind_quota(st, 1, q);
-    sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1 + _QUOTA_MAX, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         return store_db_error(s, "set quota", err);
     if (sqlite3_changes(s->db) == 0)
@@ -98,7 +103,8 @@ project_store_delete(Store *s, const char *id, NbError **err)
     if (store_prepare(s,
                       "SELECT (SELECT count(*) FROM vms WHERE project = ?1) + "
                       "(SELECT count(*) FROM images WHERE project = ?1) + "
-                      "(SELECT count(*) FROM users WHERE project_id = ?1)",
+                      "(SELECT count(*) FROM users WHERE project_id = ?1) + "
+                      "(SELECT count(*) FROM networks WHERE project = ?1)",
                       &used, err) < 0 ||
         store_prepare(s, "DELETE FROM projects WHERE id = ?", &del, err) < 0)
         return -1;
@@ -107,7 +113,7 @@ project_store_delete(Store *s, const char *id, NbError **err)
         return store_db_error(s, "count project contents", err);
     if (sqlite3_column_int64(used, 0) > 0)
         return nb_error_set(err, NB_ERR_PROJECT_NOT_EMPTY,
-                            "the project still has VMs, images or users");
+                            "the project still has VMs, images, users or networks");
     sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(del) != SQLITE_DONE)
         return store_db_error(s, "delete project", err);
@@ -121,7 +127,10 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
     if (store_prepare(s,
                       "SELECT coalesce(sum(vcpus), 0), coalesce(sum(ram_mib), 0), "
                       "coalesce(sum(disk_gib), 0), count(*), "
-                      "(SELECT count(*) FROM images WHERE project = ?1) "
+                      "(SELECT count(*) FROM images WHERE project = ?1), "
+                      "(SELECT count(*) FROM networks WHERE project = ?1), "
+                      "(SELECT count(*) FROM ports WHERE project = ?1), "
+                      "(SELECT count(*) FROM secgroups WHERE project = ?1) "
                       "FROM vms WHERE project = ?1",
                       &st, err) < 0)
         return -1;

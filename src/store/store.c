@@ -156,6 +156,59 @@ static const char *const store_migrations[] = {
     "  at TEXT NOT NULL);"
     "CREATE INDEX vm_usage_carry_by_project ON vm_usage_carry (project, vm_id);"
     "CREATE TABLE usage_rollup (id INTEGER PRIMARY KEY CHECK (id = 1), upto TEXT NOT NULL);",
+    /* 5: tenant networks and their ports (IPAM). Addresses are host-order integers, so a
+     * network's ports walk in address order through UNIQUE (network_id, ip), which is also the
+     * last guard against two ports sharing an address (as UNIQUE (mac) is for MACs). A port
+     * goes with its VM (ON DELETE CASCADE backs the explicit delete); a network cannot go while
+     * ports use it. network_hosts: where a network's host side (libvirt network, bridge) was
+     * made. Quotas gain networks and ports. Existing VMs get no ports: they keep their legacy
+     * NIC. */
+    "CREATE TABLE networks ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,"
+    "  net INTEGER NOT NULL, prefix INTEGER NOT NULL, gateway INTEGER,"
+    "  dhcp INTEGER NOT NULL, dns TEXT NOT NULL DEFAULT '', vni INTEGER, vlan INTEGER,"
+    "  bridge TEXT, parent TEXT, mtu INTEGER NOT NULL, shared INTEGER NOT NULL DEFAULT 0,"
+    "  is_default INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,"
+    "  UNIQUE (project, name));"
+    "CREATE INDEX networks_by_name ON networks (name, shared);"
+    "CREATE UNIQUE INDEX networks_one_default ON networks (project) WHERE is_default;"
+    "CREATE UNIQUE INDEX networks_by_vni ON networks (vni) WHERE vni IS NOT NULL;"
+    "CREATE TABLE ports ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL,"
+    "  network_id TEXT NOT NULL REFERENCES networks (id),"
+    "  vm_id TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE, slot INTEGER NOT NULL,"
+    "  mac TEXT NOT NULL UNIQUE, ip INTEGER NOT NULL, created_at TEXT NOT NULL,"
+    "  UNIQUE (network_id, ip), UNIQUE (vm_id, slot));"
+    "CREATE INDEX ports_by_project ON ports (project, network_id, ip);"
+    "CREATE TABLE network_hosts ("
+    "  network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,"
+    "  host TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (network_id, host));"
+    "ALTER TABLE projects ADD COLUMN quota_networks INTEGER;"
+    "ALTER TABLE projects ADD COLUMN quota_ports INTEGER;",
+    /* 6: security groups. A rule's remote end is a CIDR (remote_net/remote_prefix) or a group
+     * (remote_group), which cannot go while a rule names it (no cascade: SECGROUP_IN_USE first).
+     * The expression index is the last guard against a rule twice (NULLs are distinct in a plain
+     * UNIQUE). port_secgroups follows its port (a VM's delete deletes its ports); a group cannot
+     * go while a port uses it. Quotas gain secgroups. */
+    "CREATE TABLE secgroups ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, UNIQUE (project, name));"
+    "CREATE INDEX secgroups_by_name ON secgroups (name);"
+    "CREATE TABLE secgroup_rules ("
+    "  id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES secgroups (id) ON DELETE CASCADE,"
+    "  direction TEXT NOT NULL, protocol TEXT NOT NULL, port_min INTEGER NOT NULL DEFAULT 0,"
+    "  port_max INTEGER NOT NULL DEFAULT 0, remote_net INTEGER NOT NULL DEFAULT 0,"
+    "  remote_prefix INTEGER NOT NULL DEFAULT 0, remote_group TEXT REFERENCES secgroups (id),"
+    "  created_at TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX secgroup_rules_unique ON secgroup_rules (group_id, direction, protocol,"
+    "  port_min, port_max, remote_net, remote_prefix, coalesce(remote_group, ''));"
+    "CREATE INDEX secgroup_rules_by_remote ON secgroup_rules (remote_group)"
+    "  WHERE remote_group IS NOT NULL;"
+    "CREATE TABLE port_secgroups ("
+    "  port_id TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,"
+    "  group_id TEXT NOT NULL REFERENCES secgroups (id), PRIMARY KEY (port_id, group_id));"
+    "CREATE INDEX port_secgroups_by_group ON port_secgroups (group_id, port_id);"
+    "ALTER TABLE projects ADD COLUMN quota_secgroups INTEGER;",
 };
 
 __thread Store *store_tls_conn;

@@ -14,6 +14,8 @@
 #include "../model/group.h"
 #include "../model/host.h"
 #include "../model/image.h"
+#include "../model/network.h"
+#include "../model/secgroup.h"
 #include "../model/task.h"
 #include "../model/tenancy.h"
 #include "../model/vm.h"
@@ -96,9 +98,14 @@ int image_copy_delete(Store *s, const char *image_id, const char *host, NbError 
 /* Inserts the VM and its create task, the VM held by the task, after checking vm->project's
  * quota and that its group (if any) is one of its project's, all in one transaction: concurrent
  * creates cannot pass a limit. NAME_TAKEN, QUOTA_EXCEEDED, GROUP_NOT_FOUND. ret_gen (may be
- * NULL) receives the placement generation right after the insert, read under the same lock. */
-int vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *ret_gen,
-                              NbError **err);
+ * NULL) receives the placement generation right after the insert, read under the same lock.
+ * ports (n_ports 0..VM_NICS_MAX, may be NULL when 0): the VM's NICs, inserted in the same
+ * transaction; core sets network_id, mac, slot and ip (0: allocate), the store fills id,
+ * project, vm_id, ip and created_at (meaningful only on success). Each network must be the VM's
+ * project's or shared (NETWORK_NOT_FOUND). Adds IP_IN_USE, IP_OUTSIDE_NETWORK, NETWORK_FULL,
+ * MAC_TAKEN (of a port), TOO_MANY_NICS and QUOTA_EXCEEDED (ports). */
+int vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports, size_t n_ports,
+                              uint64_t *ret_gen, NbError **err);
 /* QUOTA_EXCEEDED if the VM would not fit its project's quota now (the insert checks again). */
 int vm_store_quota_check(Store *s, const Vm *vm, NbError **err);
 int vm_store_get(Store *s, const char *scope, const char *id_or_name, Vm *ret, NbError **err);
@@ -140,6 +147,106 @@ int vm_store_move(Store *s, const char *vm_id, const char *host, NbError **err);
 int vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, NbError **err);
 /* Members of a server group, by name. */
 int vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, NbError **err);
+
+/* ---- tenant networks (network_store.c) ----
+ * A project sees its own networks and the shared ones (scope NULL: every network). */
+/* NAME_TAKEN (per project), NETWORK_CIDR_OVERLAP (with a network of the same project, any type;
+ * a nat or isolated one with every nat or isolated network), NETWORK_INVALID_VNI (a VNI is
+ * taken), QUOTA_EXCEEDED (networks). n->bridge empty: derived from the id (network_bridge_name). */
+int network_store_insert(Store *s, const Network *n, NbError **err);
+/* By id, else by name: the scope's own network of that name first, then a shared one (scope
+ * NULL: any network of that name). NETWORK_NOT_FOUND. */
+int network_store_get(Store *s, const char *scope, const char *id_or_name, Network *ret,
+                      NbError **err);
+/* By name, then id. */
+int network_store_list(Store *s, const char *scope, Network **ret, size_t *ret_n, NbError **err);
+void network_list_free(Network *n, size_t count);
+/* Deletes one of the scope's own networks (a shared network of another project is not the
+ * scope's to delete: NETWORK_NOT_FOUND) and its host records: remove its host side first
+ * (network_store_hosts). NETWORK_IN_USE while ports use it, checked in the same transaction. */
+int network_store_delete(Store *s, const char *scope, const char *id, NbError **err);
+/* The project's default network, made in the same transaction when it has none: type nat, the
+ * first /24 of the pool (pool_net/pool_prefix, prefix 8..24) that overlaps no nat or isolated
+ * network and none of the project's, gateway .1, dhcp, mtu 1500, named "default" (or
+ * "default-2", ... when taken). Counts against the networks quota (QUOTA_EXCEEDED); NETWORK_FULL
+ * when the pool has no /24 left. Concurrent callers get the same network. */
+int network_store_ensure_default(Store *s, const char *project, uint32_t pool_net,
+                                 unsigned pool_prefix, Network *ret, NbError **err);
+/* The hosts a network's host side was made on: add (idempotent; NETWORK_NOT_FOUND), remove
+ * (absent: 0), list (by name; NULL-terminated, free with store_strv_free). */
+int network_store_host_add(Store *s, const char *network_id, const char *host, NbError **err);
+int network_store_host_remove(Store *s, const char *network_id, const char *host, NbError **err);
+int network_store_hosts(Store *s, const char *network_id, char ***ret_hosts, NbError **err);
+/* Frees a NULL-terminated array of strings and the array (NULL: nothing). */
+void store_strv_free(char **v);
+
+/* ---- ports: VMs' NICs (port_store.c) ---- */
+/* A VM's ports by slot. */
+int port_store_list_by_vm(Store *s, const char *vm_id, Port **ret, size_t *ret_n, NbError **err);
+/* The ports of the scope's VMs (NULL: every port) on network_id (NULL: every network), by
+ * network then address. */
+int port_store_list(Store *s, const char *scope, const char *network_id, Port **ret, size_t *ret_n,
+                    NbError **err);
+/* The VM's port with that MAC (any case). PORT_NOT_FOUND. */
+int port_store_get_by_mac(Store *s, const char *vm_id, const char *mac, Port *ret, NbError **err);
+/* Hot-plug: p has vm_id, network_id, mac and ip (0: allocate); fills id, project (the VM's),
+ * slot (the lowest free), ip and created_at. VM_NOT_FOUND, NETWORK_NOT_FOUND (not the VM's
+ * project's nor shared), TOO_MANY_NICS, IP_IN_USE, IP_OUTSIDE_NETWORK, NETWORK_FULL, MAC_TAKEN,
+ * QUOTA_EXCEEDED (ports). */
+int port_store_add(Store *s, Port *p, NbError **err);
+int port_store_delete(Store *s, const char *port_id, NbError **err); /* PORT_NOT_FOUND */
+/* Whether a VM other than except_vm, living on host or migrating to it, has a port on the
+ * network: 1, 0, or -1. (Whether the host still needs its copy of the network.) */
+int port_store_network_used_on_host(Store *s, const char *network_id, const char *host,
+                                    const char *except_vm, NbError **err);
+void port_list_free(Port *p, size_t n);
+
+/* ---- security groups (secgroup_store.c) ----
+ * A project's own groups only (scope NULL: every project's); another project's group is
+ * SECGROUP_NOT_FOUND, like a missing one. */
+/* Inserts g (id, project, name, description, created_at set by the caller) with Neutron's two
+ * default rules (egress any to 0.0.0.0/0, ingress any from the group's own members), one
+ * transaction. NAME_TAKEN (per project), QUOTA_EXCEEDED (secgroups). */
+int secgroup_store_insert(Store *s, const SecGroup *g, NbError **err);
+/* By id, else by name. SECGROUP_NOT_FOUND. */
+int secgroup_store_get(Store *s, const char *scope, const char *id_or_name, SecGroup *ret,
+                       NbError **err);
+/* By name, then id. */
+int secgroup_store_list(Store *s, const char *scope, SecGroup **ret, size_t *ret_n, NbError **err);
+/* Deletes the group and its rules. SECGROUP_IN_USE while a port is in it or a rule of another
+ * group names it as remote group (checked in the same transaction); SECGROUP_NOT_FOUND. */
+int secgroup_store_delete(Store *s, const char *scope, const char *id, NbError **err);
+/* Adds r to the group r->group_id (id or name, the scope's). r->remote_group, when set, is the
+ * id or name of a group of the same project (else SECGROUP_NOT_FOUND) and is stored as its id.
+ * Fills id, group_id, remote_group and created_at. The same rule twice: r becomes the existing
+ * one and 1 is returned (0: added). SECGROUP_NOT_FOUND, SECGROUP_RULE_INVALID (r not valid). */
+int secgroup_store_rule_add(Store *s, const char *scope, SecRule *r, NbError **err);
+/* Deletes a rule of one of the scope's groups. SECGROUP_RULE_NOT_FOUND. */
+int secgroup_store_rule_delete(Store *s, const char *scope, const char *rule_id, NbError **err);
+/* The group's rules, oldest first (no scope: the caller has resolved the group). */
+int secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
+                         NbError **err);
+/* Replaces the port's groups with groups[0..n) (ids or names of groups of the port's project;
+ * repeats count once; n 0 clears), one transaction. PORT_NOT_FOUND, SECGROUP_NOT_FOUND. */
+int secgroup_store_port_set(Store *s, const char *port_id, const char *const *groups, size_t n,
+                            NbError **err);
+/* The port's groups, by name. */
+int secgroup_store_port_groups(Store *s, const char *port_id, SecGroup **ret, size_t *ret_n,
+                               NbError **err);
+/* The ports in the group, by id. */
+int secgroup_store_group_ports(Store *s, const char *group_id, Port **ret, size_t *ret_n,
+                               NbError **err);
+/* The ports whose filters depend on the group: its members and the members of every group with
+ * a rule naming it as remote group (their hosts must rebuild those filters when the group's
+ * rules or members change), by id. */
+int secgroup_store_affected_ports(Store *s, const char *group_id, Port **ret, size_t *ret_n,
+                                  NbError **err);
+/* The addresses of the group's members' ports, ascending, without repeats (a remote group
+ * rule's expansion). *ret to free (NULL when none). */
+int secgroup_store_member_ips(Store *s, const char *group_id, uint32_t **ret, size_t *ret_n,
+                              NbError **err);
+void secgroup_list_free(SecGroup *g, size_t n);
+void secrule_list_free(SecRule *r, size_t n);
 
 /* ---- batched observations (the reconciler's thread is the only caller) ---- */
 typedef enum StoreObsKind {
@@ -224,7 +331,8 @@ int host_store_set_facts(Store *s, const char *id, HostConn conn, const HostFact
                          const char *error, NbError **err);
 /* HOST_NOT_EMPTY while a VM is on the host or migrating to it (checked in the same
  * transaction); HOST_IS_LOCAL for the daemon's own host; HOST_NOT_FOUND. The host's image copy
- * records go with it: a host added again under that name is checked afresh. */
+ * and network (network_store_hosts) records go with it: a host added again under that name is
+ * checked afresh. */
 int host_store_delete(Store *s, const char *id, NbError **err);
 /* Registers the daemon's own host: inserts it (defaults, enabled) when no host has that name,
  * else updates its uri if it changed (HOST_URI_TAKEN when another host has that uri). That host

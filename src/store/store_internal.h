@@ -138,3 +138,12 @@ int usage_rollup_locked(Store *s, double upto, NbError **err);
  * project uses would pass one of its limits. */
 int project_quota_check_locked(Store *s, const char *project, const int64_t add[_QUOTA_MAX],
                                NbError **err);
+/* Networks and ports (network_store.c, port_store.c), with the writer's lock held. */
+/* By id only, one the scope may use (its own or shared; NULL: any). NETWORK_NOT_FOUND. */
+int network_get_one_by_id_locked(Store *s, const char *scope, const char *id, Network *ret,
+                                 NbError **err);
+/* Inserts p (vm_id, network_id, slot, mac, ip 0: allocate) for a VM of project, within the
+ * caller's transaction: fills id, project, ip, created_at. The network must be the project's or
+ * shared. NETWORK_NOT_FOUND, TOO_MANY_NICS (slot), IP_OUTSIDE_NETWORK, IP_IN_USE, NETWORK_FULL,
+ * MAC_TAKEN. Quotas are the caller's. */
+int port_insert_locked(Store *s, const char *project, Port *p, NbError **err);

@@ -26,6 +26,27 @@ int vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, N
 int vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, NbError **err);
 void vm_list_free(Vm *vms, size_t n);
 
+int network_store_get(Store *s, const char *scope, const char *id_or_name, Network *ret,
+                      NbError **err);
+int network_store_list(Store *s, const char *scope, Network **ret, size_t *ret_n, NbError **err);
+void network_list_free(Network *n, size_t count);
+int port_store_list(Store *s, const char *scope, const char *network_id, Port **ret, size_t *ret_n,
+                    NbError **err);
+int port_store_list_by_vm(Store *s, const char *vm_id, Port **ret, size_t *ret_n, NbError **err);
+void port_list_free(Port *p, size_t n);
+
+int secgroup_store_get(Store *s, const char *scope, const char *id_or_name, SecGroup *ret,
+                       NbError **err);
+int secgroup_store_list(Store *s, const char *scope, SecGroup **ret, size_t *ret_n, NbError **err);
+int secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
+                         NbError **err);
+int secgroup_store_port_groups(Store *s, const char *port_id, SecGroup **ret, size_t *ret_n,
+                               NbError **err);
+int secgroup_store_group_ports(Store *s, const char *group_id, Port **ret, size_t *ret_n,
+                               NbError **err);
+void secgroup_list_free(SecGroup *g, size_t n);
+void secrule_list_free(SecRule *r, size_t n);
+
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
                          unsigned limit, Task **ret, size_t *ret_n,

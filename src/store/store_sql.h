@@ -159,7 +159,8 @@
 #define STORE_SQL_FLAVOR_BY_ID "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1"
 #define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
 #define PROJECT_COLUMNS                                                                            \
-    "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, created_at"
+    "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, "              \
+    "quota_networks, quota_ports, quota_secgroups, created_at"
 
 /* A project's scope is its own id. */
 #define STORE_SQL_PROJECT_BY_ID                                                                    \
@@ -170,3 +171,75 @@
 
 #define STORE_SQL_USER_BY_ID "SELECT " USER_COLUMNS " FROM users WHERE id = ?1"
 #define STORE_SQL_USER_BY_NAME "SELECT " USER_COLUMNS " FROM users WHERE name = ?1"
+
+#define NETWORK_COLUMNS                                                                            \
+    "id, project, name, type, net, prefix, gateway, dhcp, dns, vni, vlan, bridge, parent, mtu, "   \
+    "shared, is_default, created_at"
+/* A project sees its own networks and the shared ones (?2 NULL: every network). */
+#define STORE_SQL_NETWORK_BY_ID                                                                    \
+    "SELECT " NETWORK_COLUMNS " FROM networks WHERE id = ?1 AND (?2 IS NULL OR project = ?2 OR "   \
+    "shared)"
+/* By name: the project's own (UNIQUE (project, name)), else a shared one; for every project, the
+ * first of that name. */
+#define STORE_SQL_NETWORK_BY_NAME_OWN                                                              \
+    "SELECT " NETWORK_COLUMNS " FROM networks WHERE project = ?2 AND name = ?1"
+#define STORE_SQL_NETWORK_BY_NAME_SHARED                                                           \
+    "SELECT " NETWORK_COLUMNS " FROM networks WHERE name = ?1 AND shared = 1 LIMIT 1"
+#define STORE_SQL_NETWORK_BY_NAME_ANY                                                              \
+    "SELECT " NETWORK_COLUMNS " FROM networks WHERE name = ?1 ORDER BY shared DESC LIMIT 1"
+
+#define PORT_COLUMNS "id, project, network_id, vm_id, slot, mac, ip, created_at"
+#define STORE_SQL_PORTS_BY_VM "SELECT " PORT_COLUMNS " FROM ports WHERE vm_id = ?1 ORDER BY slot"
+/* A network's ports in address order: also IPAM's walk for the lowest free address. */
+#define STORE_SQL_PORTS_BY_NETWORK                                                                 \
+    "SELECT " PORT_COLUMNS " FROM ports WHERE network_id = ?1 AND (?2 IS NULL OR project = ?2) "   \
+    "ORDER BY ip"
+#define STORE_SQL_PORTS_BY_PROJECT                                                                 \
+    "SELECT " PORT_COLUMNS " FROM ports WHERE project = ?1 ORDER BY network_id, ip"
+#define STORE_SQL_PORT_IPS "SELECT ip FROM ports WHERE network_id = ?1 AND ip >= ?2 ORDER BY ip"
+#define STORE_SQL_PORT_MAX_IP "SELECT max(ip) FROM ports WHERE network_id = ?1"
+/* From the host's VMs (a few) to their ports, not from the network's ports (maybe thousands). */
+#define STORE_SQL_PORT_NETWORK_ON_HOST                                                             \
+    "SELECT 1 FROM vms v JOIN ports p ON p.vm_id = v.id"                                           \
+    " WHERE v.host = ?2 AND v.id != ?3 AND p.network_id = ?1"                                      \
+    " UNION ALL SELECT 1 FROM vms v JOIN ports p ON p.vm_id = v.id"                                \
+    " WHERE v.migrate_to = ?2 AND v.id != ?3 AND p.network_id = ?1 LIMIT 1"
+#define STORE_SQL_PORT_BY_MAC "SELECT " PORT_COLUMNS " FROM ports WHERE mac = ?1 AND vm_id = ?2"
+
+/* Security groups (secgroup_store.c). */
+#define SECGROUP_COLUMNS "id, project, name, description, created_at"
+#define STORE_SQL_SECGROUP_BY_ID                                                                   \
+    "SELECT " SECGROUP_COLUMNS " FROM secgroups WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+#define STORE_SQL_SECGROUP_BY_NAME                                                                 \
+    "SELECT " SECGROUP_COLUMNS " FROM secgroups WHERE name = ?1 AND (?2 IS NULL OR project = ?2) " \
+    "LIMIT 1"
+#define SECRULE_COLUMNS                                                                            \
+    "id, group_id, direction, protocol, port_min, port_max, remote_net, remote_prefix, "           \
+    "remote_group, created_at"
+#define STORE_SQL_SECRULES_OF_GROUP                                                                \
+    "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE group_id = ?1 ORDER BY created_at, id"
+/* The same rule (dedupe), through secgroup_rules_unique. */
+#define STORE_SQL_SECRULE_SAME                                                                     \
+    "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE group_id = ?1 AND direction = ?2 AND "   \
+    "protocol = ?3 AND port_min = ?4 AND port_max = ?5 AND remote_net = ?6 AND "                   \
+    "remote_prefix = ?7 AND coalesce(remote_group, '') = ?8"
+/* What keeps a group: the ports in it, and the rules of other groups naming it. */
+#define STORE_SQL_SECGROUP_USERS                                                                   \
+    "SELECT (SELECT count(*) FROM port_secgroups WHERE group_id = ?1), "                           \
+    "(SELECT count(*) FROM secgroup_rules WHERE remote_group = ?1 AND group_id != ?1)"
+#define STORE_SQL_SECGROUPS_OF_PORT                                                                \
+    "SELECT " SECGROUP_COLUMNS " FROM secgroups WHERE id IN "                                      \
+    "(SELECT group_id FROM port_secgroups WHERE port_id = ?1) ORDER BY name, id"
+#define STORE_SQL_PORTS_OF_SECGROUP                                                                \
+    "SELECT " PORT_COLUMNS " FROM ports WHERE id IN "                                              \
+    "(SELECT port_id FROM port_secgroups WHERE group_id = ?1) ORDER BY id"
+/* The ports whose filters change with the group's rules or members: its own, and those of the
+ * groups with a rule naming it as remote group. */
+#define STORE_SQL_PORTS_AFFECTED_BY_SECGROUP                                                       \
+    "SELECT " PORT_COLUMNS " FROM ports WHERE id IN "                                              \
+    "(SELECT port_id FROM port_secgroups WHERE group_id = ?1 UNION "                               \
+    "SELECT ps.port_id FROM secgroup_rules r JOIN port_secgroups ps ON ps.group_id = r.group_id "  \
+    "WHERE r.remote_group = ?1) ORDER BY id"
+#define STORE_SQL_SECGROUP_MEMBER_IPS                                                              \
+    "SELECT DISTINCT ip FROM ports WHERE id IN "                                                   \
+    "(SELECT port_id FROM port_secgroups WHERE group_id = ?1) ORDER BY ip"

@@ -219,12 +219,20 @@ task_store_finish_delete(Store *s, const Task *task, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     char now[NB_TIMESTAMP_LEN];
     nb_timestamp_now(now);
+    /* The VM's ports (NICs, their addresses) go with it. ON DELETE CASCADE does it already; the
+     * explicit delete keeps it so for a connection without foreign keys. */
+    _cleanup_stmt_ sqlite3_stmt *ports = NULL;
     if (store_prepare(s, "DELETE FROM vms WHERE id = ? AND task_id = ?", &st, err) < 0 ||
+        store_prepare(s,
+                      "DELETE FROM ports WHERE vm_id = ?1 AND NOT EXISTS "
+                      "(SELECT 1 FROM vms WHERE id = ?1)",
+                      &ports, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, task->target_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, task->id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE ||
+    sqlite3_bind_text(ports, 1, task->target_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(ports) != SQLITE_DONE ||
         task_finish_locked(s, task, TASK_STATE_SUCCEEDED, NULL, NULL, now, err) < 0 ||
         store_commit(s, err) < 0) {
         store_db_error(s, "finish delete", err);

@@ -94,10 +94,36 @@ vm_store_quota_check(Store *s, const Vm *vm, NbError **err)
     return project_quota_check_locked(s, vm->project, add, err);
 }
 
-int
-vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *ret_gen,
-                          NbError **err)
+/* With the lock held, after the VM's row: its ports, and that its own MAC is no other VM's
+ * port's. */
+static int
+vm_ports_insert_locked(Store *s, const Vm *vm, Port *ports, size_t n_ports, NbError **err)
 {
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "SELECT 1 FROM ports WHERE mac = ?1 AND vm_id != ?2", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, vm->mac, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, vm->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return nb_error_set(err, NB_ERR_MAC_TAKEN, "MAC address %s is taken", vm->mac);
+    if (rc != SQLITE_DONE)
+        return store_db_error(s, "check vm mac", err);
+    for (size_t i = 0; i < n_ports; i++) {
+        snprintf(ports[i].vm_id, sizeof(ports[i].vm_id), "%s", vm->id);
+        if (port_insert_locked(s, vm->project, &ports[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports, size_t n_ports,
+                          uint64_t *ret_gen, NbError **err)
+{
+    if (n_ports > VM_NICS_MAX)
+        return nb_error_set(err, NB_ERR_TOO_MANY_NICS, "a VM has at most %d NICs (%zu asked)",
+                            VM_NICS_MAX, n_ports);
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     _cleanup_free_ char *labels = labels_to_text(&vm->labels);
@@ -134,6 +160,7 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *re
     sqlite3_bind_text(st, 22, labels, -1, SQLITE_STATIC);
     int64_t add[_QUOTA_MAX];
     vm_quota_claim(vm, add);
+    add[QUOTA_PORTS] = (int64_t)n_ports;
     if (project_quota_check_locked(s, vm->project, add, err) < 0 ||
         (vm->group_id[0] && vm_group_check_locked(s, vm->group_id, vm->project, err) < 0)) {
         store_rollback(s);
@@ -152,7 +179,8 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, uint64_t *re
         store_rollback(s);
         return -1;
     }
-    if (task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
+    if (vm_ports_insert_locked(s, vm, ports, n_ports, err) < 0 ||
+        task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
         store_rollback(s);
         return -1;
     }

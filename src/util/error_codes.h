@@ -60,3 +60,27 @@
 #define NB_ERR_TASK_NOT_CANCELLABLE "TASK_NOT_CANCELLABLE"
 #define NB_ERR_CANCELLED "CANCELLED" /* a task stopped because a cancel was asked for */
 #define NB_ERR_STORE_UNAVAILABLE "STORE_UNAVAILABLE" /* health: the store does not answer */
+#define NB_ERR_NETWORK_NOT_FOUND "NETWORK_NOT_FOUND"
+#define NB_ERR_NETWORK_IN_USE "NETWORK_IN_USE" /* ports remain on it */
+#define NB_ERR_NETWORK_INVALID_CIDR "NETWORK_INVALID_CIDR"
+#define NB_ERR_NETWORK_CIDR_OVERLAP                                                                \
+    "NETWORK_CIDR_OVERLAP" /* with a network it would share hosts with */
+#define NB_ERR_NETWORK_INVALID_GATEWAY "NETWORK_INVALID_GATEWAY"
+#define NB_ERR_NETWORK_INVALID_TYPE "NETWORK_INVALID_TYPE"
+#define NB_ERR_NETWORK_TYPE_UNAVAILABLE "NETWORK_TYPE_UNAVAILABLE" /* valid, not built yet */
+#define NB_ERR_NETWORK_INVALID_VNI "NETWORK_INVALID_VNI"
+#define NB_ERR_NETWORK_INVALID_VLAN "NETWORK_INVALID_VLAN"
+#define NB_ERR_NETWORK_INVALID_IFNAME "NETWORK_INVALID_IFNAME" /* bridge or parent */
+#define NB_ERR_NETWORK_INVALID_MTU "NETWORK_INVALID_MTU"
+#define NB_ERR_NETWORK_FULL "NETWORK_FULL" /* no address left to allocate */
+#define NB_ERR_IP_INVALID "IP_INVALID"     /* not a dotted quad */
+#define NB_ERR_IP_OUTSIDE_NETWORK                                                                  \
+    "IP_OUTSIDE_NETWORK" /* or reserved: network, broadcast, gateway */
+#define NB_ERR_IP_IN_USE "IP_IN_USE"
+#define NB_ERR_PORT_NOT_FOUND "PORT_NOT_FOUND" /* also a NIC (by MAC) a VM does not have */
+#define NB_ERR_TOO_MANY_NICS "TOO_MANY_NICS"
+#define NB_ERR_AGENT_UNAVAILABLE "AGENT_UNAVAILABLE" /* connect, TLS, timeout */
+#define NB_ERR_SECGROUP_NOT_FOUND "SECGROUP_NOT_FOUND"
+#define NB_ERR_SECGROUP_IN_USE "SECGROUP_IN_USE" /* a port uses it, or a rule names it */
+#define NB_ERR_SECGROUP_RULE_INVALID "SECGROUP_RULE_INVALID"
+#define NB_ERR_SECGROUP_RULE_NOT_FOUND "SECGROUP_RULE_NOT_FOUND"

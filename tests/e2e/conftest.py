@@ -43,6 +43,11 @@ class Env:
 
     def teardown(self):
         if self.daemon.alive():
+            # The libvirt networks it made are named by the networks' ids: learn them all.
+            try:
+                self.remember(*(n["id"] for n in self.api.get("/v1/networks")["networks"]))
+            except Exception as e:  # noqa: BLE001 - teardown goes on; the pool check below
+                print(f"[{self.label}] networks not listed at teardown: {e!r}")
             self.daemon.stop(timeout=20)
         return nf.purge_environment(self.daemon, self.known_ids)
 

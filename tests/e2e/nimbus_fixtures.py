@@ -8,6 +8,7 @@ alone.
 """
 
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -290,7 +291,13 @@ class Api:
 class Daemon:
     """One nimbusd on one state dir. The API port changes on every start (port 0)."""
 
+    # Daemons of one session share the local libvirtd, and a libvirt network's subnet can be
+    # active only once per host: each daemon cuts its projects' default networks from its own.
+    count = 0
+
     def __init__(self, state_dir, pool_name, log_path, max_image_gib=2, extra_args=()):
+        self.net_pool = f"10.{200 + Daemon.count % 40}.0.0/16"
+        Daemon.count += 1
         self.state_dir = state_dir
         self.pool_name = pool_name
         self.pool_path = os.path.join(state_dir, "pool")
@@ -324,6 +331,7 @@ class Daemon:
                 "--pool-name", self.pool_name, "--pool-path", self.pool_path,
                 "--stop-timeout", "20", "--sync-interval", "2",
                 "--max-image-size-gib", str(self.max_image_gib), "--log-level", "debug",
+                "--default-network-pool", self.net_pool,
                 *self.extra_args]
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== {time.strftime('%H:%M:%S')} starting nimbusd"
@@ -426,6 +434,19 @@ class Cli:
             raise AssertionError(f"`nimbus {' '.join(args)}` exited {p.returncode}\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
         return p
+
+    def console(self, name):
+        """The VM's serial console log, read through `nimbus vm console-log`."""
+        return self.run("vm", "console-log", name, "--bytes", "1048576").stdout
+
+    def wait_console(self, name, needle, count=1, timeout=None):
+        timeout = BOOT_TIMEOUT if timeout is None else timeout
+        try:
+            return wait_until(lambda: self.console(name).count(needle) >= count, timeout,
+                              f"{count}x {needle!r} on {name}'s console", interval=1)
+        except Timeout:
+            raise Timeout(f"no {count}x {needle!r} on {name}'s console within {timeout}s; "
+                          f"tail:\n{self.console(name)[-2000:]}") from None
 
     def json(self, *args, **kw):
         p = self.run("--json", *args, **kw)
@@ -558,6 +579,29 @@ def check_consistency(api, daemon, known_ids=()):
 # teardown
 
 
+def libvirt_network_names():
+    out = virsh("net-list", "--all", "--name", check=False).stdout
+    return {l.strip() for l in out.splitlines() if l.strip()}
+
+
+def libvirt_networks_of(daemon, known_ids=()):
+    """The libvirt networks a daemon made: nimbus-net-<id> for the ids known, and those whose
+    address is in its default-network pool."""
+    pool = ipaddress.ip_network(daemon.net_pool)
+    mine = []
+    for name in libvirt_network_names():
+        if not name.startswith("nimbus-net-"):
+            continue
+        if name[len("nimbus-net-"):] in known_ids:
+            mine.append(name)
+            continue
+        xml = virsh("net-dumpxml", name, check=False).stdout
+        m = re.search(r"<ip address='([0-9.]+)'", xml)
+        if m and ipaddress.ip_address(m.group(1)) in pool:
+            mine.append(name)
+    return mine
+
+
 def purge_environment(daemon, known_ids=()):
     """Removes everything an environment created: its domains (by id or disk location), its
     pool, and its state dir. Safe to call twice; never raises."""
@@ -570,6 +614,16 @@ def purge_environment(daemon, known_ids=()):
                 errors.append(f"undefine {d}: {p.stderr.strip()}")
     except Exception as e:  # noqa: BLE001 - teardown must go on
         errors.append(f"domains: {e!r}")
+    try:
+        # Networks: by the ids seen, and any whose address lies in the daemon's default pool
+        # (the daemon may have died before telling its networks).
+        for net in libvirt_networks_of(daemon, known_ids):
+            virsh("net-destroy", net, check=False)
+            p = virsh("net-undefine", net, check=False)
+            if p.returncode != 0 and net in libvirt_network_names():
+                errors.append(f"net-undefine {net}: {p.stderr.strip()}")
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"networks: {e!r}")
     try:
         if pool_exists(daemon.pool_name):
             virsh("pool-destroy", daemon.pool_name, check=False)

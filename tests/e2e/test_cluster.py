@@ -58,6 +58,12 @@ def domains_on(env, i):
     return {l.strip() for l in p.stdout.splitlines() if l.strip().startswith("nimbus-")}
 
 
+def networks_on(env, i):
+    p = env.hosts.virsh(i, "net-list", "--all", "--name")
+    assert p.returncode == 0, p.stderr
+    return {l.strip() for l in p.stdout.splitlines() if l.strip().startswith("nimbus-net-")}
+
+
 def host_index(name):
     return HOSTS.index(name) + 1
 
@@ -193,11 +199,24 @@ def test_live_migration_keeps_the_guest_running(cluster):
     cluster.api.wait_console(vm["id"], "NIMBUS-READY")
     nf.wait_until(lambda: ticks(cluster, vm["id"]) >= 2, 60, "ticks before the move")
     dom = nf.vm_domain(vm["id"])
+    nic = cluster.api.vm(vm["id"])["nics"][0]
+    net = f"nimbus-net-{nic['network_id']}"
+    # the fixed address came by DHCP from kvm1's copy of the project's network
+    cluster.api.wait_console(vm["id"], f"NIMBUS-NIC eth0 {nic['mac']} {nic['ip']}/24 dhcp")
+    assert net in networks_on(cluster, 1), networks_on(cluster, 1)
     p = cluster.cli.run("vm", "migrate", "mover", "--host", "kvm2", "--wait")
     assert "mover" in p.stdout
     after = cluster.api.vm(vm["id"])
     assert after["host"] == "kvm2" and after["state"] == "running", after
     assert after["migrate_to"] is None, after
+    # the same address; the destination's network now carries its DHCP entry, the source's
+    # copy went with its last VM
+    assert after["ip"] == nic["ip"] and after["nics"] == [nic], after
+    assert net in networks_on(cluster, 2), networks_on(cluster, 2)
+    entry = cluster.hosts.virsh(2, "net-dumpxml", net).stdout
+    assert f"mac='{nic['mac']}'" in entry and f"ip='{nic['ip']}'" in entry, entry
+    if not [v for v in cluster.api.vms() if v["host"] == "kvm1"]:
+        assert net not in networks_on(cluster, 1), networks_on(cluster, 1)
     assert dom not in domains_on(cluster, 1)
     assert dom in domains_on(cluster, 2)
     assert cluster.hosts.virsh(2, "domstate", dom).stdout.strip() == "running"

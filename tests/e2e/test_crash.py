@@ -13,8 +13,11 @@ import pytest
 
 import nimbus_fixtures as nf
 
-CREATE_STEPS = ["disk", "seed", "define", "start"]
-DELETE_STEPS = ["undefine", "delete disk", "delete seed", "remove console log"]
+CREATE_STEPS = ["disk", "seed", "networks", "define", "start"]
+DELETE_STEPS = ["undefine", "unplug networks", "delete disk", "delete seed",
+                "remove console log"]
+NIC_ADD_STEPS = ["plug network", "attach"]
+NIC_REMOVE_STEPS = ["detach", "unplug network", "forget port"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,8 @@ def assert_vm_gone(env, vm_id, what):
     assert not os.path.exists(env.daemon.console_log_path(vm_id)), f"{what}: console log left"
 
 
-@pytest.mark.parametrize("step", range(4), ids=[f"{i}-{s}" for i, s in enumerate(CREATE_STEPS)])
+@pytest.mark.parametrize("step", range(len(CREATE_STEPS)),
+                         ids=[f"{i}-{s}" for i, s in enumerate(CREATE_STEPS)])
 def test_crash_during_create(cenv, step):
     env, name = cenv, f"crash-create-{step}"
     restart(env, crash_at=f"vm.create:{step}")
@@ -81,7 +85,7 @@ def test_crash_during_create(cenv, step):
     tasks = vm_tasks(env, vm["id"], "vm.create")
     assert len(tasks) == 1, f"expected one vm.create task: {tasks}"
     t = env.api.wait_task(tasks[0]["id"])
-    assert t["step"] == t["steps"] == 4, f"task did not run all steps: {t}"
+    assert t["step"] == t["steps"] == len(CREATE_STEPS), f"task did not run all steps: {t}"
     vm = env.api.wait_vm_state(vm["id"], "running")
     dom = nf.vm_domain(vm["id"])
     assert nf.domstate(dom) == "running", f"{dom}: {nf.domstate(dom)}"
@@ -92,7 +96,8 @@ def test_crash_during_create(cenv, step):
     assert_consistent(env, "after the clean-up delete")
 
 
-@pytest.mark.parametrize("step", range(4), ids=[f"{i}-{s}" for i, s in enumerate(DELETE_STEPS)])
+@pytest.mark.parametrize("step", range(len(DELETE_STEPS)),
+                         ids=[f"{i}-{s}" for i, s in enumerate(DELETE_STEPS)])
 def test_crash_during_delete(cenv, step):
     env, name = cenv, f"crash-delete-{step}"
     restart(env)
@@ -116,6 +121,57 @@ def test_crash_during_delete(cenv, step):
     assert_consistent(env, f"after a crash at vm.delete step {step}")
 
 
+def domain_macs(vm_id):
+    out = nf.virsh("domiflist", nf.vm_domain(vm_id)).stdout
+    return sorted(l.split()[-1] for l in out.splitlines()[2:] if l.strip())
+
+
+def nics_agree(env, vm_id, what):
+    """The VM's ports and its domain's NICs are the same set: no port without its NIC, no NIC
+    without its port."""
+    ports = sorted(n["mac"] for n in env.api.vm(vm_id)["nics"])
+    assert ports == domain_macs(vm_id), f"{what}: ports {ports}, domain {domain_macs(vm_id)}"
+
+
+@pytest.mark.parametrize("kind,step", [("vm.nic_add", i) for i in range(len(NIC_ADD_STEPS))]
+                         + [("vm.nic_remove", i) for i in range(len(NIC_REMOVE_STEPS))],
+                         ids=[f"add-{i}-{s}" for i, s in enumerate(NIC_ADD_STEPS)]
+                         + [f"remove-{i}-{s}" for i, s in enumerate(NIC_REMOVE_STEPS)])
+def test_crash_during_nic_change(cenv, kind, step):
+    env = cenv
+    name = f"crash-nic-{kind[7:]}-{step}"
+    restart(env)
+    vm = env.api.create_vm(name, env.image["id"], env.flavor["id"])["vm"]
+    env.remember(vm["id"])
+    env.api.wait_vm_state(vm["id"], "running")
+    net = env.api.vm(vm["id"])["nics"][0]["network_id"]
+    try:
+        if kind == "vm.nic_remove":
+            r = env.api.request("POST", f"/v1/vms/{vm['id']}/nics", {"network": net})
+            assert r.status == 202, r
+            env.api.wait_task(r.json["task"]["id"])
+            mac = r.json["port"]["mac"]
+        restart(env, crash_at=f"{kind}:{step}")
+        if kind == "vm.nic_add":
+            r = request_and_die(env, "POST", f"/v1/vms/{vm['id']}/nics", {"network": net})
+        else:
+            r = request_and_die(env, "DELETE", f"/v1/vms/{vm['id']}/nics/{mac}")
+        restart(env)
+        ts = vm_tasks(env, vm["id"], kind)
+        assert len(ts) == 1, f"expected one {kind} task: {ts}"
+        t = env.api.wait_task(ts[0]["id"])
+        assert t["step"] == t["steps"], f"task did not run all steps: {t}"
+        want = 2 if kind == "vm.nic_add" else 1
+        assert len(env.api.vm(vm["id"])["nics"]) == want, env.api.vm(vm["id"])
+        nics_agree(env, vm["id"], f"after a crash at {kind} step {step}")
+        assert_consistent(env, f"after a crash at {kind} step {step}")
+    finally:
+        if not env.daemon.alive():
+            env.daemon.start()
+        env.api.delete_vm(vm["id"])
+    assert_vm_gone(env, vm["id"], "after the clean-up delete")
+
+
 # (crash point, API action, body, state after) in an order where each action is allowed
 ACTION_CRASHES = [
     ("vm.pause:0", "pause", None, "paused"),
@@ -125,6 +181,8 @@ ACTION_CRASHES = [
     ("vm.start:0", "start", None, "running"),
     (None, "stop", {"force": True}, "stopped"),
     ("vm.start:1", "start", None, "running"),
+    (None, "stop", {"force": True}, "stopped"),
+    ("vm.start:2", "start", None, "running"),
 ]
 
 

@@ -10,19 +10,6 @@ import nimbus_fixtures as nf
 USER_DATA = "#!/bin/sh\necho hello-from-user-data-$((6*7))\n"
 
 
-def console(cli, name):
-    return cli.run("vm", "console-log", name, "--bytes", "1048576").stdout
-
-
-def wait_console(cli, name, needle, count=1, timeout=nf.BOOT_TIMEOUT):
-    try:
-        return nf.wait_until(lambda: console(cli, name).count(needle) >= count, timeout,
-                             f"{count}x {needle!r} on {name}'s console", interval=1)
-    except nf.Timeout:
-        raise nf.Timeout(f"no {count}x {needle!r} on {name}'s console within {timeout}s; "
-                         f"tail:\n{console(cli, name)[-1500:]}") from None
-
-
 def test_vm_lifecycle_through_cli(nimbus, tiny_image, tmp_path):
     cli, d = nimbus.cli, nimbus.daemon
 
@@ -51,8 +38,8 @@ def test_vm_lifecycle_through_cli(nimbus, tiny_image, tmp_path):
     assert nf.vm_volumes(vm_id) <= nf.volume_names(d.pool_name), "VM volumes missing"
 
     # the guest saw its hostname and ran the user-data
-    wait_console(cli, "web1", f"NIMBUS-READY hostname=web1 instance-id={vm_id}")
-    text = console(cli, "web1")
+    cli.wait_console("web1", f"NIMBUS-READY hostname=web1 instance-id={vm_id}")
+    text = cli.console("web1")
     assert "NIMBUS-HOSTNAME web1" in text, text[-1500:]
     assert "hello-from-user-data-42" in text, f"user-data output missing:\n{text[-1500:]}"
     assert "NIMBUS-USERDATA-DONE rc=0" in text, text[-1500:]
@@ -75,11 +62,11 @@ def test_vm_lifecycle_through_cli(nimbus, tiny_image, tmp_path):
     cli.run("vm", "start", "web1", "--wait")
     assert cli.json("vm", "show", "web1")["state"] == "running"
     assert nf.domstate(dom) == "running"
-    wait_console(cli, "web1", "NIMBUS-READY", count=2)
+    cli.wait_console("web1", "NIMBUS-READY", count=2)
 
     # reboot: a third boot
     cli.run("vm", "reboot", "web1", "--wait")
-    wait_console(cli, "web1", "NIMBUS-READY", count=3)
+    cli.wait_console("web1", "NIMBUS-READY", count=3)
     assert cli.json("vm", "show", "web1")["state"] == "running"
     assert nf.domstate(dom) == "running"
 

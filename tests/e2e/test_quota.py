@@ -55,10 +55,14 @@ def quota_of(api, p):
 def assert_in_use_matches(api, p, images):
     vms = api.vms()
     qu = quota_of(api, p)
+    # Each VM has one NIC on its project's default network (made with the first VM).
+    nets = [n for n in api.get("/v1/networks")["networks"] if n["project"] == p["id"]]
     real = {"vms": len(vms), "vcpus": sum(v["vcpus"] for v in vms),
             "ram_mib": sum(v["ram_mib"] for v in vms),
-            "disk_gib": sum(v["disk_gib"] for v in vms), "images": images}
-    assert qu["in_use"] == real, f"in_use {qu['in_use']} but the project really has {real}"
+            "disk_gib": sum(v["disk_gib"] for v in vms), "images": images,
+            "networks": len(nets), "ports": len(vms), "secgroups": 0}
+    seen = {k: qu["in_use"].get(k) for k in real}
+    assert seen == real, f"in_use {qu['in_use']} but the project really has {real}"
     return qu
 
 
@@ -114,7 +118,8 @@ def test_concurrent_creates_never_pass_vms_quota(qenv):
     tasks = [api.ok("DELETE", f"/v1/vms/{v['id']}", expect=202)["task"]["id"] for v in vms]
     nf.wait_tasks(api, tasks, timeout=240)
     qu = assert_in_use_matches(api, p, images=1)
-    assert qu["in_use"] == {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 1}, qu
+    assert qu["in_use"] == {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 1,
+                            "networks": 1, "ports": 0, "secgroups": 0}, qu
     for v in vms:
         assert nf.domstate(nf.vm_domain(v["id"])) is None, f"domain of {v['name']} left"
 
@@ -181,7 +186,8 @@ def test_failed_create_does_not_leak_quota(qenv):
         r = api.request("POST", "/v1/vms", body)
         assert (r.status, r.code) == (status, code), f"{body}: {r!r}"
         qu = quota_of(api, p)["in_use"]
-        assert qu == {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 2}, \
+        want = {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 2, "ports": 0}
+        assert {k: qu.get(k) for k in want} == want, \
             f"after a refused create ({code}) in_use is {qu}"
     # image creates that fail (bad name, duplicate) do not count either
     for body, status in (({"name": "bad name!"}, 400), ({"name": "leak-img"}, 409)):

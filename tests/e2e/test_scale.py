@@ -178,10 +178,15 @@ def test_scale(bed, e2e_root):
     flavor = bed.api.ok("POST", "/v1/flavors",
                         {"name": "scale", "vcpus": 1, "ram_mib": 512, "disk_gib": 1}, expect=201)
 
+    # -- a network wide enough for them all (a project's default one is a /24: 253 addresses)
+    net = bed.api.ok("POST", "/v1/networks", {"name": "scale", "cidr": "10.64.0.0/16"},
+                     expect=201)
+
     # -- VMs: created concurrently, all running, none on the silent host, within capacity
     def create(i):
         status, body = api.call("POST", "/v1/vms", {"name": f"s{i:05d}", "image": image["id"],
-                                                    "flavor": flavor["id"]})
+                                                    "flavor": flavor["id"],
+                                                    "networks": [{"network": net["id"]}]})
         assert status == 202, f"create s{i:05d}: {status} {body}"
         return body["task"]["id"]
 

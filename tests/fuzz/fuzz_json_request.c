@@ -14,6 +14,7 @@
 #include "model/group.h"
 #include "model/host.h"
 #include "model/image.h"
+#include "model/network.h"
 #include "model/tenancy.h"
 #include "model/validate.h"
 #include "model/vm.h"
@@ -216,6 +217,40 @@ fuzz_vm_actions(json_t *body)
     check_outcome(r, err);
 }
 
+/* POST /v1/networks, and one NIC of a VM create or a nic add: what a success returns is inside
+ * the documented ranges, and its CIDR, gateway and DNS servers agree with each other. */
+static void
+fuzz_network(json_t *body)
+{
+    Network n = {0};
+    NbError *err = NULL;
+    int r = network_from_request(body, &n, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(n.name));
+        FUZZ_CHECK(n.type >= 0 && n.type < _NETWORK_TYPE_MAX);
+        FUZZ_CHECK(n.prefix >= NETWORK_PREFIX_MIN && n.prefix <= NETWORK_PREFIX_MAX);
+        FUZZ_CHECK((n.net & ~cidr_mask(n.prefix)) == 0);
+        FUZZ_CHECK(!n.gateway || cidr_contains(n.net, n.prefix, n.gateway));
+        FUZZ_CHECK(n.mtu >= NETWORK_MTU_MIN && n.mtu <= NETWORK_MTU_MAX);
+        FUZZ_CHECK(n.n_dns <= NETWORK_DNS_MAX);
+        FUZZ_CHECK(n.type != NETWORK_TYPE_VXLAN || (n.vni >= 1 && n.vni <= NETWORK_VNI_MAX));
+        FUZZ_CHECK(n.type != NETWORK_TYPE_VLAN || (n.vlan >= 1 && n.vlan <= NETWORK_VLAN_MAX));
+        FUZZ_CHECK(!n.bridge[0] || network_ifname_is_valid(n.bridge));
+        FUZZ_CHECK(!n.parent[0] || network_ifname_is_valid(n.parent));
+        json_t *j = network_to_json(&n);
+        FUZZ_CHECK(j);
+        json_decref(j);
+    }
+    check_outcome(r, err);
+
+    NicRequest nic;
+    err = NULL;
+    r = nic_request_parse(body, &nic, &err);
+    if (r == 0)
+        FUZZ_CHECK(nic.network[0] && strlen(nic.network) <= NB_NAME_MAX);
+    check_outcome(r, err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -234,6 +269,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_host(body);
         fuzz_group(body);
         fuzz_vm_actions(body);
+        fuzz_network(body);
     }
     json_decref(body);
     return 0;

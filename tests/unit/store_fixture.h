@@ -139,7 +139,7 @@ insert_vm(Fixture *f, const char *name, const char *host, const char *project, u
     nb_timestamp_now(t.created_at);
     memcpy(t.updated_at, t.created_at, sizeof(t.updated_at));
     memcpy(vm->task_id, t.id, sizeof(vm->task_id));
-    assert_int_equal(vm_store_insert_with_task(f->s, vm, &t, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, vm, &t, NULL, 0, NULL, &err), 0);
     assert_int_equal(task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, VM_STATE_RUNNING,
                                        VM_POWER_RUNNING, NULL, &err),
                      0);

@@ -1,6 +1,6 @@
 #pragma once
 
-/* Migrations 1 to 3 as they shipped (migrations never change once shipped): the first N entries
+/* Migrations 1 to 5 as they shipped (migrations never change once shipped): the first N entries
  * build a database of schema version N by hand, for the tests of the migrations after it. */
 static const char *const shipped_schema[] = {
     /* 1 */
@@ -111,4 +111,68 @@ static const char *const shipped_schema[] = {
     "CREATE TABLE image_copies ("
     "  image_id TEXT NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
     "  updated_at TEXT NOT NULL, PRIMARY KEY (image_id, host));",
+    /* 4: a controller's scale (thousands of hosts, tens of thousands of VMs). Every hot query
+     * is an index search or walk (tests/unit/test_store_plan.c): look-ups by name when the
+     * scope is every project, keyset pages of VMs (name, id) and of tasks (created_at, id), the
+     * uses of an image or flavor, pruning by age. Usage is rolled up per VM and UTC day
+     * (vm_usage_daily) up to usage_rollup.upto, where vm_usage_carry holds each VM's state; the
+     * vm_events before it can then be pruned. */
+    "CREATE INDEX vms_page_all ON vms (name, id);"
+    "CREATE INDEX vms_page ON vms (project, name, id);"
+    "CREATE INDEX vms_by_image ON vms (image_id);"
+    "CREATE INDEX vms_by_flavor ON vms (flavor_id);"
+    "DROP INDEX vms_by_host;"
+    "CREATE INDEX vms_by_host ON vms (host, name, id);"
+    "CREATE INDEX images_by_name ON images (name);"
+    "CREATE INDEX flavors_by_name ON flavors (name);"
+    "CREATE INDEX groups_by_name ON groups (name);"
+    "CREATE INDEX users_by_project ON users (project_id);"
+    "DROP INDEX tasks_by_target;"
+    "CREATE INDEX tasks_by_target ON tasks (target_id, created_at, id);"
+    "CREATE INDEX tasks_page_all ON tasks (created_at, id);"
+    "CREATE INDEX tasks_page ON tasks (project, created_at, id);"
+    "CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;"
+    "CREATE INDEX vm_events_by_at ON vm_events (at);"
+    "CREATE INDEX vm_events_by_project_at ON vm_events (project, at);"
+    "CREATE INDEX audit_by_at ON audit (at);"
+    "CREATE TABLE vm_usage_daily ("
+    "  vm_id TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, day INTEGER NOT NULL,"
+    "  vcpu_hours REAL NOT NULL, ram_gib_hours REAL NOT NULL, disk_gib_hours REAL NOT NULL,"
+    "  running_hours REAL NOT NULL, PRIMARY KEY (vm_id, day));"
+    "CREATE INDEX vm_usage_daily_by_project ON vm_usage_daily (project, day);"
+    "CREATE TABLE vm_usage_carry ("
+    "  vm_id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,"
+    "  vcpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_gib INTEGER NOT NULL,"
+    "  at TEXT NOT NULL);"
+    "CREATE INDEX vm_usage_carry_by_project ON vm_usage_carry (project, vm_id);"
+    "CREATE TABLE usage_rollup (id INTEGER PRIMARY KEY CHECK (id = 1), upto TEXT NOT NULL);",
+    /* 5: tenant networks and their ports (IPAM). Addresses are host-order integers, so a
+     * network's ports walk in address order through UNIQUE (network_id, ip), which is also the
+     * last guard against two ports sharing an address (as UNIQUE (mac) is for MACs). A port
+     * goes with its VM (ON DELETE CASCADE backs the explicit delete); a network cannot go while
+     * ports use it. network_hosts: where a network's host side (libvirt network, bridge) was
+     * made. Quotas gain networks and ports. Existing VMs get no ports: they keep their legacy
+     * NIC. */
+    "CREATE TABLE networks ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,"
+    "  net INTEGER NOT NULL, prefix INTEGER NOT NULL, gateway INTEGER,"
+    "  dhcp INTEGER NOT NULL, dns TEXT NOT NULL DEFAULT '', vni INTEGER, vlan INTEGER,"
+    "  bridge TEXT, parent TEXT, mtu INTEGER NOT NULL, shared INTEGER NOT NULL DEFAULT 0,"
+    "  is_default INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,"
+    "  UNIQUE (project, name));"
+    "CREATE INDEX networks_by_name ON networks (name, shared);"
+    "CREATE UNIQUE INDEX networks_one_default ON networks (project) WHERE is_default;"
+    "CREATE UNIQUE INDEX networks_by_vni ON networks (vni) WHERE vni IS NOT NULL;"
+    "CREATE TABLE ports ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL,"
+    "  network_id TEXT NOT NULL REFERENCES networks (id),"
+    "  vm_id TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE, slot INTEGER NOT NULL,"
+    "  mac TEXT NOT NULL UNIQUE, ip INTEGER NOT NULL, created_at TEXT NOT NULL,"
+    "  UNIQUE (network_id, ip), UNIQUE (vm_id, slot));"
+    "CREATE INDEX ports_by_project ON ports (project, network_id, ip);"
+    "CREATE TABLE network_hosts ("
+    "  network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,"
+    "  host TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (network_id, host));"
+    "ALTER TABLE projects ADD COLUMN quota_networks INTEGER;"
+    "ALTER TABLE projects ADD COLUMN quota_ports INTEGER;",
 };

@@ -29,12 +29,16 @@
 #include <libxml/xpathInternals.h>
 
 #include "hv/domain_xml.h"
+#include "model/network.h"
 #include "util/cleanup.h"
+#include "util/strutil.h"
 
 #define NOVA_NS "http://openstack.org/xmlns/libvirt/nova/1.1"
 #define NIMBUS_NS "https://nimbus.dev/xmlns/vm/1"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+
+static const DomainNic base_nic = {DOMAIN_NIC_NETWORK, "default", "52:54:00:12:34:56", NULL, 0};
 
 static const DomainSpec base_spec = {
     .uuid = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b",
@@ -49,8 +53,8 @@ static const DomainSpec base_spec = {
     .disk_gib = 20,
     .disk_path = "/var/lib/nimbus/vms/6f1c2a3b/disk.qcow2",
     .seed_path = "/var/lib/nimbus/vms/6f1c2a3b/seed.iso",
-    .network = "default",
-    .mac = "52:54:00:12:34:56",
+    .nics = &base_nic,
+    .n_nics = 1,
     .console_log = "/var/lib/nimbus/vms/6f1c2a3b/console.log",
     .created_at = "2024-05-01T12:00:00.000Z",
 };
@@ -99,10 +103,29 @@ json_str(json_t *root, const char *key)
     return json_string_value(json_object_get(root, key));
 }
 
-/* Fills *spec with pointers into root, which must outlive it. */
+static const char *const nic_kinds[] = {
+    [DOMAIN_NIC_NETWORK] = "network", [DOMAIN_NIC_BRIDGE] = "bridge"};
+
+/* Fills *spec with pointers into root and nics, which must outlive it. */
 static void
-spec_from_json(json_t *root, DomainSpec *spec)
+spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
 {
+    json_t *jnics = json_object_get(root, "nics");
+    size_t n_nics = json_array_size(jnics);
+    assert_true(n_nics >= 1 && n_nics <= VM_NICS_MAX);
+    for (size_t i = 0; i < n_nics; i++) {
+        json_t *j = json_array_get(jnics, i);
+        const char *kind = json_str(j, "kind");
+        assert_non_null(kind);
+        nics[i] = (DomainNic){
+            .kind = streq(kind, "bridge") ? DOMAIN_NIC_BRIDGE : DOMAIN_NIC_NETWORK,
+            .source = json_str(j, "source"),
+            .mac = json_str(j, "mac"),
+            .target_dev = json_str(j, "target_dev"),
+            .mtu = (unsigned)json_integer_value(json_object_get(j, "mtu")),
+        };
+        assert_string_equal(kind, nic_kinds[nics[i].kind]);
+    }
     *spec = (DomainSpec){
         .uuid = json_str(root, "uuid"),
         .domain_name = json_str(root, "domain_name"),
@@ -116,8 +139,9 @@ spec_from_json(json_t *root, DomainSpec *spec)
         .disk_gib = (uint64_t)json_integer_value(json_object_get(root, "disk_gib")),
         .disk_path = json_str(root, "disk_path"),
         .seed_path = json_str(root, "seed_path"),
-        .network = json_str(root, "network"),
-        .mac = json_str(root, "mac"),
+        .nics = nics,
+        .n_nics = n_nics,
+        .hotplug_slots = (unsigned)json_integer_value(json_object_get(root, "hotplug_slots")),
         .console_log = json_str(root, "console_log"),
         .created_at = json_str(root, "created_at"),
     };
@@ -159,6 +183,49 @@ assert_xpath_u64(xmlDoc *doc, const char *expr, uint64_t want)
     assert_xpath(doc, expr, buf);
 }
 
+/* The <interface> elements, in order, under base (an XPath to their parent). */
+static void
+check_nics_at(xmlDoc *doc, const char *base, const DomainNic *nics, size_t n)
+{
+    char expr[256];
+    snprintf(expr, sizeof(expr), "count(%s/interface)", base);
+    assert_xpath_u64(doc, expr, n);
+    for (size_t i = 0; i < n; i++) {
+        const DomainNic *nic = &nics[i];
+        const char *kind = nic_kinds[nic->kind];
+        char at[128];
+        snprintf(at, sizeof(at), "%s/interface[%zu]", base, i + 1);
+        snprintf(expr, sizeof(expr), "%s/@type", at);
+        assert_xpath(doc, expr, kind);
+        snprintf(expr, sizeof(expr), "%s/source/@%s", at, kind);
+        assert_xpath(doc, expr, nic->source);
+        snprintf(expr, sizeof(expr), "count(%s/source/@*)", at);
+        assert_xpath(doc, expr, "1");
+        snprintf(expr, sizeof(expr), "%s/mac/@address", at);
+        assert_xpath(doc, expr, nic->mac);
+        snprintf(expr, sizeof(expr), "%s/model/@type", at);
+        assert_xpath(doc, expr, "virtio");
+        snprintf(expr, sizeof(expr), "count(%s/target)", at);
+        assert_xpath(doc, expr, nic->target_dev ? "1" : "0");
+        if (nic->target_dev) {
+            snprintf(expr, sizeof(expr), "%s/target/@dev", at);
+            assert_xpath(doc, expr, nic->target_dev);
+        }
+        snprintf(expr, sizeof(expr), "count(%s/mtu)", at);
+        assert_xpath(doc, expr, nic->mtu ? "1" : "0");
+        if (nic->mtu) {
+            snprintf(expr, sizeof(expr), "%s/mtu/@size", at);
+            assert_xpath_u64(doc, expr, nic->mtu);
+        }
+    }
+}
+
+static void
+check_nics(xmlDoc *doc, const DomainNic *nics, size_t n)
+{
+    check_nics_at(doc, "/domain/devices", nics, n);
+}
+
 /* Re-parses xml and checks that the values that matter survived, whatever the escaping did. */
 static void
 check_parsed(const char *xml, const DomainSpec *spec)
@@ -194,12 +261,24 @@ check_parsed(const char *xml, const DomainSpec *spec)
     assert_xpath(doc, "count(/domain/devices/disk[@device='cdrom'])", spec->seed_path ? "1" : "0");
     if (spec->seed_path)
         assert_xpath(doc, "/domain/devices/disk[@device='cdrom']/source/@file", spec->seed_path);
-    assert_xpath(doc, "/domain/devices/interface/source/@network", spec->network);
-    assert_xpath(doc, "/domain/devices/interface/mac/@address", spec->mac);
+    check_nics(doc, spec->nics, spec->n_nics);
     assert_xpath(doc, "/domain/devices/serial/log/@file", spec->console_log);
     assert_xpath(doc, "count(/domain/devices/graphics)", "0");
     /* Only the elements we wrote: no string smuggled in markup. */
-    unsigned elements = 51 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) + (spec->seed_path ? 5 : 0);
+    unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) + (spec->seed_path ? 5 : 0);
+    for (size_t i = 0; i < spec->n_nics; i++)
+        elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0);
+    /* Spare PCIe ports: one for each device on them (USB, vda, NICs, balloon, RNG) plus one per
+     * hot-pluggable NIC. */
+    size_t ports = 0;
+    if (spec->hotplug_slots && spec->virt_type != VIRT_TYPE_TEST)
+        ports = 4 + spec->n_nics + spec->hotplug_slots;
+    assert_xpath_u64(doc, "count(/domain/devices/controller[@model='pcie-root-port'])", ports);
+    assert_xpath(doc, "count(/domain/devices/controller[@model='pcie-root'])", ports ? "1" : "0");
+    if (ports) {
+        assert_xpath(doc, "/domain/devices/controller[@model='pcie-root']/@index", "0");
+        elements += 1 + ports;
+    }
     assert_xpath_u64(doc, "count(//*)", elements);
 }
 
@@ -256,7 +335,8 @@ test_golden(void **state)
     if (!root)
         fail_msg("%s: %s", json_path, jerr.text);
     DomainSpec spec;
-    spec_from_json(root, &spec);
+    DomainNic nics[VM_NICS_MAX];
+    spec_from_json(root, &spec, nics);
 
     _cleanup_free_ char *xml = domain_xml_build(&spec);
     assert_non_null(xml);
@@ -305,11 +385,31 @@ test_hostile_strings_everywhere(void **state)
     static const char hostile[] = "x'\"<>&/../<evil a='1'/>]]>";
     DomainSpec s = base_spec;
     s.uuid = s.domain_name = s.vm_name = s.project = s.flavor_name = s.image_id = hostile;
-    s.disk_path = s.seed_path = s.network = s.mac = s.console_log = s.created_at = hostile;
+    s.disk_path = s.seed_path = s.console_log = s.created_at = hostile;
+    /* A libvirt network's name is only escaped; a MAC or a bridge must be well-formed. */
+    DomainNic nic = base_nic;
+    nic.source = hostile;
+    s.nics = &nic;
     _cleanup_free_ char *xml = domain_xml_build(&s);
     assert_non_null(xml);
     assert_null(strstr(xml, "<evil"));
     check_parsed(xml, &s);
+
+    _cleanup_free_ char *one = domain_xml_nic(&nic);
+    assert_non_null(one);
+    assert_null(strstr(one, "<evil"));
+    nic.mac = hostile;
+    assert_null(domain_xml_build(&s));
+    assert_null(domain_xml_nic(&nic));
+    nic = base_nic;
+    nic.kind = DOMAIN_NIC_BRIDGE;
+    nic.source = hostile;
+    assert_null(domain_xml_build(&s));
+    assert_null(domain_xml_nic(&nic));
+    nic = base_nic;
+    nic.target_dev = hostile;
+    assert_null(domain_xml_build(&s));
+    assert_null(domain_xml_nic(&nic));
 }
 
 /* Tab, LF and CR are legal XML characters; they must come back unchanged from a parse. */
@@ -345,8 +445,7 @@ test_missing_fields(void **state)
         offsetof(DomainSpec, uuid),        offsetof(DomainSpec, domain_name),
         offsetof(DomainSpec, vm_name),     offsetof(DomainSpec, project),
         offsetof(DomainSpec, flavor_name), offsetof(DomainSpec, image_id),
-        offsetof(DomainSpec, disk_path),   offsetof(DomainSpec, network),
-        offsetof(DomainSpec, mac),         offsetof(DomainSpec, console_log),
+        offsetof(DomainSpec, disk_path),   offsetof(DomainSpec, console_log),
         offsetof(DomainSpec, created_at),
     };
     assert_null(domain_xml_build(NULL));
@@ -372,6 +471,19 @@ test_missing_fields(void **state)
     s = base_spec;
     s.disk_gib = 0;
     assert_null(domain_xml_build(&s));
+    s = base_spec;
+    s.hotplug_slots = DOMAIN_HOTPLUG_MAX + 1;
+    assert_null(domain_xml_build(&s));
+    s.hotplug_slots = DOMAIN_HOTPLUG_MAX;
+    _cleanup_free_ char *most = domain_xml_build(&s);
+    assert_non_null(most);
+    check_parsed(most, &s);
+    /* The test driver has no PCI: nothing for it. */
+    s.virt_type = VIRT_TYPE_TEST;
+    _cleanup_free_ char *test = domain_xml_build(&s);
+    assert_non_null(test);
+    assert_null(strstr(test, "<controller"));
+    check_parsed(test, &s);
     s = base_spec;
     s.virt_type = _VIRT_TYPE_INVALID;
     assert_null(domain_xml_build(&s));
@@ -404,6 +516,133 @@ test_virt_type_strings(void **state)
     assert_int_equal(virt_type_from_string(NULL), _VIRT_TYPE_INVALID);
 }
 
+static char *
+build_with(const DomainNic *nics, size_t n)
+{
+    DomainSpec s = base_spec;
+    s.nics = nics;
+    s.n_nics = n;
+    return domain_xml_build(&s);
+}
+
+static void
+test_nic_rules(void **state)
+{
+    DomainNic nics[VM_NICS_MAX + 1];
+    for (size_t i = 0; i < ELEMENTSOF(nics); i++) {
+        nics[i] = base_nic;
+        nics[i].mac =
+            (const char *[]){"52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03",
+                             "52:54:00:00:00:04", "52:54:00:00:00:05", "52:54:00:00:00:06",
+                             "52:54:00:00:00:07", "52:54:00:00:00:08", "52:54:00:00:00:09"}[i];
+    }
+    _cleanup_free_ char *eight = build_with(nics, VM_NICS_MAX);
+    assert_non_null(eight);
+    assert_null(build_with(nics, VM_NICS_MAX + 1));
+    assert_null(build_with(nics, 0));
+    assert_null(build_with(NULL, 1));
+
+    /* Every field of each NIC is checked, whichever NIC it is. */
+    static const char *const bad_macs[] = {
+        "",
+        "52:54:00:12:34",
+        "52:54:00:12:34:567",
+        "52-54-00-12-34-56",
+        "52:54:00:12:34:5g",
+        "53:54:00:12:34:56", /* multicast */
+        "52:54:00:12:34:56 ",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(bad_macs); i++) {
+        DomainNic two[2] = {base_nic, base_nic};
+        two[1].mac = bad_macs[i];
+        assert_null(build_with(two, 2));
+        assert_null(domain_xml_nic(&two[1]));
+    }
+    DomainNic two[2] = {base_nic, base_nic};
+    two[1].mac = "52:54:00:AB:cd:EF"; /* hex in either case */
+    _cleanup_free_ char *mixed = build_with(two, 2);
+    assert_non_null(mixed);
+    two[1].mac = "52:54:00:12:34:56"; /* the same MAC twice */
+    assert_null(build_with(two, 2));
+    two[1].mac = "52:54:00:12:34:57";
+    two[0].target_dev = two[1].target_dev = "nbt0123456789ab"; /* the same tap twice */
+    assert_null(build_with(two, 2));
+    two[1].target_dev = "nbt0123456789ac";
+    _cleanup_free_ char *taps = build_with(two, 2);
+    assert_non_null(taps);
+
+    static const char *const bad_devs[] = {"", "nbt0123456789abc", "vnet0", "-x", "a b", "a/b"};
+    for (size_t i = 0; i < ELEMENTSOF(bad_devs); i++) {
+        DomainNic n = base_nic;
+        n.target_dev = bad_devs[i];
+        assert_null(domain_xml_nic(&n));
+        n = base_nic;
+        n.kind = DOMAIN_NIC_BRIDGE;
+        n.source = bad_devs[i];
+        /* vnet* is libvirt's for taps only: a bridge may be called so. */
+        _cleanup_free_ char *xml = domain_xml_nic(&n);
+        if (str_startswith(bad_devs[i], "vnet"))
+            assert_non_null(xml);
+        else
+            assert_null(xml);
+    }
+    DomainNic n = base_nic;
+    n.source = NULL;
+    assert_null(domain_xml_nic(&n));
+    n.source = "";
+    assert_null(domain_xml_nic(&n));
+    n = base_nic;
+    n.kind = _DOMAIN_NIC_KIND_MAX;
+    assert_null(domain_xml_nic(&n));
+    n = base_nic;
+    static const unsigned bad_mtus[] = {1, NETWORK_MTU_MIN - 1, NETWORK_MTU_MAX + 1};
+    for (size_t i = 0; i < ELEMENTSOF(bad_mtus); i++) {
+        n.mtu = bad_mtus[i];
+        assert_null(domain_xml_nic(&n));
+    }
+    n.mtu = NETWORK_MTU_MIN;
+    _cleanup_free_ char *lo = domain_xml_nic(&n);
+    assert_non_null(lo);
+    n.mtu = NETWORK_MTU_MAX;
+    _cleanup_free_ char *hi = domain_xml_nic(&n);
+    assert_non_null(hi);
+    assert_null(domain_xml_nic(NULL));
+}
+
+/* The hot-plug element is the one the full domain has for that NIC. */
+static void
+test_nic_alone(void **state)
+{
+    static const DomainNic nics[] = {
+        {DOMAIN_NIC_NETWORK, "nimbus-net-x", "52:54:00:0a:00:01", "nbt1f2e3d4c5b6a", 1450},
+        {DOMAIN_NIC_BRIDGE, "br0", "52:54:00:0a:00:02", NULL, 0},
+    };
+    _cleanup_free_ char *full = build_with(nics, ELEMENTSOF(nics));
+    assert_non_null(full);
+    for (size_t i = 0; i < ELEMENTSOF(nics); i++) {
+        _cleanup_free_ char *one = domain_xml_nic(&nics[i]);
+        assert_non_null(one);
+        _cleanup_(xmlFreeDocp) xmlDoc *doc =
+            xmlReadMemory(one, (int)strlen(one), "nic.xml", NULL, XML_PARSE_NONET);
+        assert_non_null(doc);
+        check_nics_at(doc, "", &nics[i], 1);
+        assert_xpath_u64(doc, "count(//*)",
+                         4 + (nics[i].target_dev ? 1 : 0) + (nics[i].mtu ? 1 : 0));
+        /* Indented as in the domain, it is a verbatim part of it. */
+        _cleanup_free_ char *indented = NULL;
+        size_t len = 0;
+        _cleanup_fclose_ FILE *f = open_memstream(&indented, &len);
+        assert_non_null(f);
+        for (const char *line = one; *line;) {
+            size_t l = strcspn(line, "\n");
+            fprintf(f, "    %.*s\n", (int)l, line);
+            line += l + (line[l] == '\n');
+        }
+        assert_int_equal(fflush(f), 0);
+        assert_non_null(strstr(full, indented));
+    }
+}
+
 int
 main(void)
 {
@@ -413,12 +652,16 @@ main(void)
         {"golden_no_seed", test_golden, NULL, NULL, (void *)"no_seed"},
         {"golden_hostile_name", test_golden, NULL, NULL, (void *)"hostile_name"},
         {"golden_sim_test", test_golden, NULL, NULL, (void *)"sim_test"},
+        {"golden_multi_nic", test_golden, NULL, NULL, (void *)"multi_nic"},
+        {"golden_hotplug", test_golden, NULL, NULL, (void *)"hotplug"},
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_hostile_strings_everywhere),
         cmocka_unit_test(test_whitespace_round_trip),
         cmocka_unit_test(test_invalid_characters_refused),
         cmocka_unit_test(test_missing_fields),
         cmocka_unit_test(test_virt_type_strings),
+        cmocka_unit_test(test_nic_rules),
+        cmocka_unit_test(test_nic_alone),
     };
     xmlInitParser();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,7 +66,7 @@ test_migrate_from_v2(void **state)
     sqlite3_close(db);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), 6);
     Vm vm;
     assert_int_equal(vm_store_get(f->s, NULL, "web1", &vm, &err), 0);
     assert_string_equal(vm.host, "local");
@@ -95,7 +95,7 @@ test_migrate_from_v2(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), 6);
 }
 
 /* ---- hosts ---- */
@@ -408,7 +408,7 @@ test_placement_generation(void **state)
     memcpy(vm.task_id, t.id, sizeof(vm.task_id));
     gen = store_placement_generation(f->s);
     uint64_t ret_gen = 0;
-    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, &ret_gen, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, NULL, 0, &ret_gen, &err), 0);
     assert_true(ret_gen > gen);
     assert_int_equal(store_placement_generation(f->s), ret_gen);
 
@@ -578,7 +578,7 @@ test_vm_placement_columns(void **state)
     memcpy(l.updated_at, l.created_at, sizeof(l.updated_at));
     make_task(&t, TASK_KIND_VM_CREATE, l.id);
     memcpy(l.task_id, t.id, sizeof(l.task_id));
-    assert_int_equal(vm_store_insert_with_task(f->s, &l, &t, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &l, &t, NULL, 0, NULL, &err), 0);
     assert_int_equal(vm_store_get(f->s, NULL, "labelled", &got, &err), 0);
     assert_int_equal(got.labels.n, 2);
     assert_string_equal(got.labels.item[0], "gpu=");
@@ -687,7 +687,7 @@ test_groups(void **state)
     memcpy(sneaky.updated_at, sneaky.created_at, sizeof(sneaky.updated_at));
     make_task(&t, TASK_KIND_VM_CREATE, sneaky.id);
     memcpy(sneaky.task_id, t.id, sizeof(sneaky.task_id));
-    assert_int_equal(vm_store_insert_with_task(f->s, &sneaky, &t, NULL, &err), -1);
+    assert_int_equal(vm_store_insert_with_task(f->s, &sneaky, &t, NULL, 0, NULL, &err), -1);
     expect_code(&err, NB_ERR_GROUP_NOT_FOUND);
     Task none;
     assert_int_equal(task_store_get(f->s, NULL, t.id, &none, &err), -1);

@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@
 #include "hv/domain_xml.h"
 #include "hv/hv.h"
 #include "hv/hv_internal.h"
+#include "hv/network_xml.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/strutil.h"
@@ -837,8 +839,8 @@ test_sim_host(void **state)
         .disk_gib = 1,
         .disk_path = disk,
         .seed_path = seed,
-        .network = "default",
-        .mac = "52:54:00:00:00:01",
+        .nics = &(DomainNic){DOMAIN_NIC_NETWORK, "default", "52:54:00:00:00:01", NULL, 0},
+        .n_nics = 1,
         .console_log = "/nonexistent/console.log", /* nothing is written on a simulated host */
         .created_at = "2026-01-01T00:00:00.000Z",
     };
@@ -897,6 +899,645 @@ test_sim_host(void **state)
     assert_int_equal(rmdir(sim_dir), 0);
 }
 
+/* ---- tenant networks and NICs (hv_network.c) ---- */
+
+/* This run's names: another run of this test may go on beside it. */
+static char run_id[9];
+
+static size_t
+count_substr(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* A network's XML: its definition (inactive) or what runs. The test driver refuses the INACTIVE
+ * flag; there the live XML of an inactive network is its definition. */
+static char *
+net_xml(HvConn *c, const char *name, bool inactive)
+{
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    if (!net)
+        return NULL;
+    char *xml = virNetworkGetXMLDesc(net, inactive ? VIR_NETWORK_XML_INACTIVE : 0);
+    if (!xml && inactive && virGetLastErrorCode() == VIR_ERR_INVALID_ARG)
+        xml = virNetworkGetXMLDesc(net, 0);
+    virNetworkFree(net);
+    assert_non_null(xml);
+    return xml;
+}
+
+static char *
+dom_xml(HvConn *c, const char *name, bool inactive)
+{
+    virDomainPtr d = virDomainLookupByName(c->conn, name);
+    assert_non_null(d);
+    char *xml = virDomainGetXMLDesc(d, inactive ? VIR_DOMAIN_XML_INACTIVE : 0);
+    virDomainFree(d);
+    assert_non_null(xml);
+    return xml;
+}
+
+static bool
+net_exists(HvConn *c, const char *name)
+{
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    if (net)
+        virNetworkFree(net);
+    return net != NULL;
+}
+
+static void
+net_assert_state(HvConn *c, const char *name, int active, int autostart)
+{
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    assert_non_null(net);
+    assert_int_equal(virNetworkIsActive(net), active);
+    assert_int_equal(virNetworkIsPersistent(net), 1);
+    int a = -1;
+    assert_int_equal(virNetworkGetAutostart(net, &a), 0);
+    assert_int_equal(a, autostart);
+    virNetworkFree(net);
+}
+
+static void
+net_stop(HvConn *c, const char *name)
+{
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    assert_non_null(net);
+    assert_int_equal(virNetworkDestroy(net), 0);
+    virNetworkFree(net);
+}
+
+static void
+net_start(HvConn *c, const char *name)
+{
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    assert_non_null(net);
+    assert_int_equal(virNetworkCreate(net), 0);
+    virNetworkFree(net);
+}
+
+static char *
+host_xml(const char *mac, const char *ip)
+{
+    uint32_t a, b, c, d;
+    assert_int_equal(sscanf(ip, "%u.%u.%u.%u", &a, &b, &c, &d), 4);
+    NetXmlHost h = {mac, a << 24 | b << 16 | c << 8 | d};
+    char *x = network_xml_dhcp_host(&h);
+    assert_non_null(x);
+    return x;
+}
+
+/* How many DHCP entries the network has for mac, for ip, and for both together, in its live
+ * state and in its definition (each must agree). */
+static void
+assert_dhcp(HvConn *c, const char *name, const char *mac, const char *ip, size_t want)
+{
+    _cleanup_free_ char *entry = str_printf("<host mac='%s' ip='%s'/>", mac, ip);
+    for (int inactive = 0; inactive < 2; inactive++) {
+        _cleanup_free_ char *xml = net_xml(c, name, inactive);
+        if (count_substr(xml, entry) != want)
+            fail_msg("%s %s: %zu x %s, want %zu:\n%s", name, inactive ? "config" : "live",
+                     count_substr(xml, entry), entry, want, xml);
+    }
+}
+
+static size_t
+dhcp_entries(HvConn *c, const char *name, bool inactive)
+{
+    _cleanup_free_ char *xml = net_xml(c, name, inactive);
+    return count_substr(xml, "<host ");
+}
+
+static char *
+spec_xml(const char *name, const char *bridge, NetworkType type, const char *gw,
+         const NetXmlHost *hosts, size_t n_hosts)
+{
+    uint32_t g = 0;
+    if (gw) {
+        uint32_t a, b, c, d;
+        assert_int_equal(sscanf(gw, "%u.%u.%u.%u", &a, &b, &c, &d), 4);
+        g = a << 24 | b << 16 | c << 8 | d;
+    }
+    static const uint32_t dns[] = {0x01010101u};
+    NetXmlSpec s = {
+        .name = name,
+        .bridge = bridge,
+        .type = type,
+        .gateway = g,
+        .prefix = 24,
+        .dhcp = g != 0,
+        .dns = dns,
+        .n_dns = 1,
+        .mtu = 1500,
+        .hosts = hosts,
+        .n_hosts = n_hosts,
+    };
+    char *xml = network_xml_build(&s);
+    assert_non_null(xml);
+    return xml;
+}
+
+static HvConn *
+sim_default(void)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = NULL;
+    assert_ok(hv_conn_open("test:///default", &c, &err), err);
+    assert_true(hv_conn_is_simulated(c));
+    return c;
+}
+
+/* libvirt defines and starts every golden network as we write it. */
+static void
+test_net_golden_defined(void **state)
+{
+    static const char *const cases[] = {"nat", "isolated", "isolated_no_gateway",
+                                        "dns", "mtu",      "many_hosts"};
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = sim_default();
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        _cleanup_free_ char *path = str_printf("%s/network/%s.xml", GOLDEN_DIR, cases[i]);
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        char *xml = NULL;
+        size_t cap = 0;
+        ssize_t len = getdelim(&xml, &cap, '\0', f);
+        assert_true(len > 0);
+        char *start = strstr(xml, "<name>"), *end = strstr(xml, "</name>");
+        assert_non_null(start);
+        assert_non_null(end);
+        _cleanup_free_ char *name = strndup(start + 6, (size_t)(end - start - 6));
+        assert_ok(hv_net_ensure(c, name, xml, &err), err);
+        net_assert_state(c, name, 1, 1);
+        _cleanup_free_ char *back = net_xml(c, name, false);
+        /* Every host entry and forwarder survived libvirt's parse. */
+        assert_int_equal(count_substr(back, "<host "), count_substr(xml, "<host "));
+        assert_int_equal(count_substr(back, "<forwarder "), count_substr(xml, "<forwarder "));
+        assert_int_equal(count_substr(back, "<forward mode='nat'"),
+                         count_substr(xml, "<forward mode='nat'"));
+        assert_ok(hv_net_remove(c, name, &err), err);
+        assert_false(net_exists(c, name));
+        free(xml);
+    }
+    hv_conn_free(c);
+}
+
+static void
+test_net_ensure_remove(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = sim_default();
+    _cleanup_free_ char *name = str_printf("nimbus-test-hv-net-%s", run_id);
+    _cleanup_free_ char *bridge = str_printf("nbrhv%s", run_id);
+    static const NetXmlHost hosts[] = {{"52:54:00:aa:00:01", 0x0afe0a0au}}; /* 10.254.10.10 */
+    _cleanup_free_ char *xml =
+        spec_xml(name, bridge, NETWORK_TYPE_NAT, "10.254.10.1", hosts, ELEMENTSOF(hosts));
+
+    assert_ok(hv_net_ensure(c, name, xml, &err), err);
+    net_assert_state(c, name, 1, 1);
+    assert_dhcp(c, name, "52:54:00:aa:00:01", "10.254.10.10", 1);
+
+    /* Present: left as it is, whatever the XML now says. */
+    _cleanup_free_ char *other = spec_xml(name, bridge, NETWORK_TYPE_NAT, "10.254.10.1", NULL, 0);
+    assert_ok(hv_net_ensure(c, name, other, &err), err);
+    assert_dhcp(c, name, "52:54:00:aa:00:01", "10.254.10.10", 1);
+
+    /* Stopped, and not to autostart: started and set to autostart again. */
+    net_stop(c, name);
+    virNetworkPtr net = virNetworkLookupByName(c->conn, name);
+    assert_non_null(net);
+    assert_int_equal(virNetworkSetAutostart(net, 0), 0);
+    virNetworkFree(net);
+    net_assert_state(c, name, 0, 0);
+    assert_ok(hv_net_ensure(c, name, xml, &err), err);
+    net_assert_state(c, name, 1, 1);
+
+    /* Defined inactive: removed all the same; twice is fine. */
+    net_stop(c, name);
+    assert_ok(hv_net_remove(c, name, &err), err);
+    assert_false(net_exists(c, name));
+    assert_ok(hv_net_remove(c, name, &err), err);
+    assert_null(err);
+    assert_ok(hv_net_ensure(c, name, xml, &err), err);
+    assert_ok(hv_net_remove(c, name, &err), err);
+    assert_false(net_exists(c, name));
+
+    /* libvirt's refusal is the error. */
+    assert_int_equal(hv_net_ensure(c, name, "<network><name>", &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    assert_non_null(strstr(err->message, "defining network"));
+    assert_false(net_exists(c, name));
+    hv_conn_free(c);
+}
+
+static void
+test_net_dhcp_hosts(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = sim_default();
+    _cleanup_free_ char *name = str_printf("nimbus-test-hv-dhcp-%s", run_id);
+    _cleanup_free_ char *bridge = str_printf("nbrhd%s", run_id);
+    static const NetXmlHost hosts[] = {{"52:54:00:bb:00:01", 0x0afe0b02u}}; /* 10.254.11.2 */
+    _cleanup_free_ char *xml =
+        spec_xml(name, bridge, NETWORK_TYPE_ISOLATED, "10.254.11.1", hosts, ELEMENTSOF(hosts));
+    _cleanup_free_ char *b3 = host_xml("52:54:00:bb:00:02", "10.254.11.3");
+    _cleanup_free_ char *b4 = host_xml("52:54:00:bb:00:02", "10.254.11.4");
+    _cleanup_free_ char *c4 = host_xml("52:54:00:bb:00:03", "10.254.11.4");
+
+    /* No network: set is an error, remove is not. */
+    assert_int_equal(hv_net_dhcp_host_set(c, name, b3, &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    nb_error_free(TAKE_PTR(err));
+    assert_ok(hv_net_dhcp_host_remove(c, name, b3, &err), err);
+
+    assert_ok(hv_net_ensure(c, name, xml, &err), err);
+    assert_ok(hv_net_dhcp_host_set(c, name, b3, &err), err);
+    assert_dhcp(c, name, "52:54:00:bb:00:01", "10.254.11.2", 1);
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.3", 1);
+    assert_ok(hv_net_dhcp_host_set(c, name, b3, &err), err); /* again: still one */
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.3", 1);
+    assert_int_equal(dhcp_entries(c, name, false), 2);
+
+    /* Same MAC, new IP: the old entry goes. */
+    assert_ok(hv_net_dhcp_host_set(c, name, b4, &err), err);
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.3", 0);
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.4", 1);
+    assert_int_equal(dhcp_entries(c, name, false), 2);
+
+    /* Same IP, new MAC: likewise. */
+    assert_ok(hv_net_dhcp_host_set(c, name, c4, &err), err);
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.4", 0);
+    assert_dhcp(c, name, "52:54:00:bb:00:03", "10.254.11.4", 1);
+    assert_int_equal(dhcp_entries(c, name, false), 2);
+
+    /* Removal goes by MAC, whatever the IP; absent is fine. */
+    _cleanup_free_ char *c9 = host_xml("52:54:00:bb:00:03", "10.254.11.9");
+    assert_ok(hv_net_dhcp_host_remove(c, name, c9, &err), err);
+    assert_dhcp(c, name, "52:54:00:bb:00:03", "10.254.11.4", 0);
+    assert_ok(hv_net_dhcp_host_remove(c, name, c9, &err), err);
+    assert_int_equal(dhcp_entries(c, name, false), 1);
+
+    /* An inactive network: its definition changes, and the network starts with it. */
+    net_stop(c, name);
+    assert_ok(hv_net_dhcp_host_set(c, name, b3, &err), err);
+    assert_int_equal(hv_net_dhcp_host_remove(c, name, "<host ip='10.254.11.3'/>", &err), -1);
+    assert_string_equal(err->code, NB_ERR_INTERNAL); /* removal goes by MAC: it needs one */
+    nb_error_free(TAKE_PTR(err));
+    net_start(c, name);
+    assert_dhcp(c, name, "52:54:00:bb:00:02", "10.254.11.3", 1);
+    assert_int_equal(dhcp_entries(c, name, false), 2);
+
+    /* Not our <host> element: refused before libvirt sees it. */
+    assert_int_equal(hv_net_dhcp_host_set(c, name, "<host name='x'/>", &err), -1);
+    assert_string_equal(err->code, NB_ERR_INTERNAL);
+    nb_error_free(TAKE_PTR(err));
+    /* libvirt's own refusal (a MAC it cannot parse) comes back as the error. */
+    assert_int_equal(
+        hv_net_dhcp_host_set(c, name, "<host mac='52:54:00:bb:00' ip='10.254.11.7'/>", &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    assert_non_null(strstr(err->message, "DHCP entry of 52:54:00:bb:00 "));
+    assert_int_equal(dhcp_entries(c, name, false), 2);
+    nb_error_free(TAKE_PTR(err));
+
+    assert_ok(hv_net_remove(c, name, &err), err);
+    hv_conn_free(c);
+}
+
+/* A simulated host has no hot-plug: the definition changes. */
+static void
+test_nic_sim(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = sim_default();
+    char uuid[NB_UUID_STRLEN], name[64];
+    assert_int_equal(nb_uuid_generate(uuid), 0);
+    snprintf(name, sizeof(name), "nimbus-%s", uuid);
+    static const DomainNic first = {DOMAIN_NIC_NETWORK, "default", "52:54:00:cc:00:01", NULL, 0};
+    DomainSpec spec = {
+        .uuid = uuid,
+        .domain_name = name,
+        .vm_name = "nic-sim",
+        .project = "default",
+        .flavor_name = "f",
+        .image_id = uuid,
+        .virt_type = VIRT_TYPE_TEST,
+        .vcpus = 1,
+        .ram_mib = 64,
+        .disk_gib = 1,
+        .disk_path = "/nonexistent/disk.qcow2",
+        .nics = &first,
+        .n_nics = 1,
+        .console_log = "/nonexistent/console.log",
+        .created_at = "2026-01-01T00:00:00.000Z",
+    };
+    _cleanup_free_ char *xml = domain_xml_build(&spec);
+    assert_non_null(xml);
+    DomainNic second = {DOMAIN_NIC_NETWORK, "default", "52:54:00:cc:00:02", "nbtccc000002", 1400};
+    _cleanup_free_ char *nic = domain_xml_nic(&second);
+    assert_non_null(nic);
+
+    assert_int_equal(hv_domain_nic_attach(c, name, nic, &err), -1); /* no domain */
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    nb_error_free(TAKE_PTR(err));
+    assert_ok(hv_domain_nic_detach(c, name, nic, &err), err);
+
+    assert_ok(hv_domain_define(c, xml, &err), err);
+    assert_ok(hv_domain_start(c, name, &err), err);
+    assert_ok(hv_domain_nic_attach(c, name, nic, &err), err);
+    assert_ok(hv_domain_nic_attach(c, name, nic, &err), err);
+    _cleanup_free_ char *after = dom_xml(c, name, true);
+    assert_int_equal(count_substr(after, "<mac address='52:54:00:cc:00:02'/>"), 1);
+    assert_int_equal(count_substr(after, "<mac address='52:54:00:cc:00:01'/>"), 1);
+    assert_int_equal(count_substr(after, "<interface "), 2);
+    assert_non_null(strstr(after, "<target dev='nbtccc000002'/>"));
+
+    assert_ok(hv_domain_nic_detach(c, name, nic, &err), err);
+    _cleanup_free_ char *gone = dom_xml(c, name, true);
+    assert_int_equal(count_substr(gone, "52:54:00:cc:00:02"), 0);
+    assert_int_equal(count_substr(gone, "<mac address='52:54:00:cc:00:01'/>"), 1);
+    assert_ok(hv_domain_nic_detach(c, name, nic, &err), err);
+
+    assert_int_equal(hv_domain_nic_attach(c, name, "<interface/>", &err), -1);
+    assert_string_equal(err->code, NB_ERR_INTERNAL);
+    nb_error_free(TAKE_PTR(err));
+    assert_ok(hv_domain_undefine(c, name, &err), err);
+    hv_conn_free(c);
+}
+
+/* ---- the same against the real libvirtd (conn) ---- */
+
+/* 10.254.X.0/24 with no route on this machine, so a network there collides with nothing. */
+static unsigned
+free_subnet(void)
+{
+    /* Start where this run's id points, so that concurrent runs seldom race for one. */
+    unsigned start = (unsigned)strtoul(run_id, NULL, 16) % 50;
+    for (unsigned i = 0; i < 50; i++) {
+        unsigned x = 200 + (start + i) % 50;
+        uint32_t net = 0x0afe0000u | x << 8;
+        _cleanup_fclose_ FILE *f = fopen("/proc/net/route", "re");
+        assert_non_null(f);
+        char line[512];
+        bool used = false;
+        assert_non_null(fgets(line, sizeof(line), f)); /* header */
+        while (!used && fgets(line, sizeof(line), f)) {
+            char ifname[64];
+            unsigned dest, gw, flags, refcnt, use, metric, mask;
+            if (sscanf(line, "%63s %x %x %x %u %u %u %x", ifname, &dest, &gw, &flags, &refcnt, &use,
+                       &metric, &mask) != 8)
+                continue;
+            /* Little-endian in the file; the default route (mask 0) overlaps nothing here. */
+            dest = __builtin_bswap32(dest);
+            mask = __builtin_bswap32(mask);
+            used = mask != 0 && ((net & mask) == (dest & mask) || (dest & 0xffffff00u) == net);
+        }
+        if (!used)
+            return x;
+    }
+    fail_msg("no free 10.254.X.0/24 on this machine");
+    return 0;
+}
+
+static pid_t
+read_pid(const char *path)
+{
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    int pid = 0;
+    if (!f || fscanf(f, "%d", &pid) != 1)
+        return 0;
+    return pid;
+}
+
+static char *
+read_small(const char *path)
+{
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t cap = 0;
+    if (getdelim(&buf, &cap, '\0', f) < 0) {
+        free(buf);
+        return strdup("");
+    }
+    return buf;
+}
+
+static char real_net[64], real_dhcp_net[64], nic_dom[64], nic_disk[96];
+
+/* A NAT network with static DHCP on the real libvirtd: dnsmasq runs with our entries and
+ * follows every change. */
+static void
+test_net_real_dnsmasq(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    unsigned x = free_subnet();
+    _cleanup_free_ char *gw = str_printf("10.254.%u.1", x);
+    _cleanup_free_ char *ip_a = str_printf("10.254.%u.10", x);
+    _cleanup_free_ char *ip_b = str_printf("10.254.%u.11", x);
+    _cleanup_free_ char *ip_a2 = str_printf("10.254.%u.12", x);
+    _cleanup_free_ char *bridge = str_printf("nbrhr%s", run_id);
+    const NetXmlHost hosts[] = {{"52:54:00:dd:00:01", 0x0afe0000u | x << 8 | 10}};
+    _cleanup_free_ char *xml = spec_xml(real_dhcp_net, bridge, NETWORK_TYPE_NAT, gw, hosts, 1);
+
+    assert_ok(hv_net_ensure(conn, real_dhcp_net, xml, &err), err);
+    net_assert_state(conn, real_dhcp_net, 1, 1);
+    assert_dhcp(conn, real_dhcp_net, "52:54:00:dd:00:01", ip_a, 1);
+
+    _cleanup_free_ char *b = host_xml("52:54:00:dd:00:02", ip_b);
+    _cleanup_free_ char *a2 = host_xml("52:54:00:dd:00:01", ip_a2);
+    assert_ok(hv_net_dhcp_host_set(conn, real_dhcp_net, b, &err), err);
+    assert_ok(hv_net_dhcp_host_set(conn, real_dhcp_net, a2, &err), err);
+    assert_dhcp(conn, real_dhcp_net, "52:54:00:dd:00:01", ip_a, 0);
+    assert_dhcp(conn, real_dhcp_net, "52:54:00:dd:00:01", ip_a2, 1);
+    assert_dhcp(conn, real_dhcp_net, "52:54:00:dd:00:02", ip_b, 1);
+
+    /* What dnsmasq reads, when the libvirtd is this machine's. */
+    if (streq(test_uri, "qemu:///system")) {
+        _cleanup_free_ char *pidfile = str_printf("/run/libvirt/network/%s.pid", real_dhcp_net);
+        _cleanup_free_ char *hostsfile =
+            str_printf("/var/lib/libvirt/dnsmasq/%s.hostsfile", real_dhcp_net);
+        _cleanup_free_ char *conffile =
+            str_printf("/var/lib/libvirt/dnsmasq/%s.conf", real_dhcp_net);
+        pid_t pid = read_pid(pidfile);
+        assert_true(pid > 0);
+        assert_int_equal(kill(pid, 0), 0);
+        _cleanup_free_ char *cmdline_path = str_printf("/proc/%d/cmdline", (int)pid);
+        _cleanup_free_ char *cmdline = read_small(cmdline_path);
+        assert_non_null(strstr(cmdline, "dnsmasq"));
+        _cleanup_free_ char *conf = read_small(conffile);
+        _cleanup_free_ char *range = str_printf("dhcp-range=%s,static", gw);
+        assert_non_null(strstr(conf, range));
+        assert_non_null(strstr(conf, "server=1.1.1.1"));
+        _cleanup_free_ char *hf = read_small(hostsfile);
+        _cleanup_free_ char *want_a = str_printf("52:54:00:dd:00:01,%s\n", ip_a2);
+        _cleanup_free_ char *want_b = str_printf("52:54:00:dd:00:02,%s\n", ip_b);
+        if (!strstr(hf, want_a) || !strstr(hf, want_b) || count_substr(hf, "\n") != 2)
+            fail_msg("hostsfile %s:\n%s", hostsfile, hf);
+
+        assert_ok(hv_net_dhcp_host_remove(conn, real_dhcp_net, b, &err), err);
+        free(hf);
+        hf = read_small(hostsfile);
+        assert_null(strstr(hf, "52:54:00:dd:00:02"));
+        assert_non_null(strstr(hf, want_a));
+
+        assert_ok(hv_net_remove(conn, real_dhcp_net, &err), err);
+        /* dnsmasq is told to go; give it a moment. */
+        bool alive = true;
+        for (int i = 0; i < 100 && alive; i++) {
+            alive = kill(pid, 0) == 0;
+            if (alive)
+                usleep(50 * 1000);
+        }
+        assert_false(alive);
+        assert_int_equal(access(hostsfile, F_OK), -1);
+    } else {
+        assert_ok(hv_net_dhcp_host_remove(conn, real_dhcp_net, b, &err), err);
+        assert_dhcp(conn, real_dhcp_net, "52:54:00:dd:00:02", ip_b, 0);
+        assert_ok(hv_net_remove(conn, real_dhcp_net, &err), err);
+    }
+    assert_false(net_exists(conn, real_dhcp_net));
+}
+
+/* NIC hot-plug on a running QEMU domain (no guest OS: a live unplug stays pending). */
+static void
+test_nic_real(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ char *bridge = str_printf("nbrhn%s", run_id);
+    _cleanup_free_ char *net = spec_xml(real_net, bridge, NETWORK_TYPE_ISOLATED, NULL, NULL, 0);
+    assert_ok(hv_net_ensure(conn, real_net, net, &err), err);
+
+    /* Our own domain XML, with room for every NIC to come. */
+    char uuid[NB_UUID_STRLEN];
+    assert_int_equal(nb_uuid_generate(uuid), 0);
+    char out[512];
+    const char *argv[] = {"/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", nic_disk, "1M", NULL};
+    assert_int_equal(run_capture(argv, out, sizeof(out)), 0);
+    _cleanup_free_ char *tap0 = str_printf("nbthv%s0", run_id);
+    _cleanup_free_ char *log = str_printf("/tmp/%s-console.log", nic_dom);
+    DomainNic cold = {DOMAIN_NIC_NETWORK, real_net, "52:54:00:ee:00:00", tap0, 0};
+    DomainSpec spec = {
+        .uuid = uuid,
+        .domain_name = nic_dom,
+        .vm_name = "nic-real",
+        .project = "default",
+        .flavor_name = "f",
+        .image_id = uuid,
+        .virt_type = VIRT_TYPE_QEMU,
+        .vcpus = 1,
+        .ram_mib = 64,
+        .disk_gib = 1,
+        .disk_path = nic_disk,
+        .nics = &cold,
+        .n_nics = 1,
+        .hotplug_slots = VM_NICS_MAX - 1,
+        .console_log = log,
+        .created_at = "2026-01-01T00:00:00.000Z",
+    };
+    _cleanup_free_ char *dxml = domain_xml_build(&spec);
+    assert_non_null(dxml);
+    assert_ok(hv_domain_define(conn, dxml, &err), err);
+    assert_ok(hv_domain_start(conn, nic_dom, &err), err);
+
+    _cleanup_free_ char *tap = str_printf("nbthv%s", run_id);
+    DomainNic n = {DOMAIN_NIC_NETWORK, real_net, "52:54:00:EE:00:01", tap, 1400};
+    _cleanup_free_ char *nic = domain_xml_nic(&n);
+    assert_non_null(nic);
+    static const char mac_tag[] = "<mac address='52:54:00:ee:00:01'/>";
+
+    assert_ok(hv_domain_nic_attach(conn, nic_dom, nic, &err), err);
+    assert_ok(hv_domain_nic_attach(conn, nic_dom, nic, &err), err); /* a retry adds nothing */
+    _cleanup_free_ char *live = dom_xml(conn, nic_dom, false);
+    _cleanup_free_ char *config = dom_xml(conn, nic_dom, true);
+    assert_int_equal(count_substr(live, mac_tag), 1);
+    assert_int_equal(count_substr(config, mac_tag), 1);
+    _cleanup_free_ char *tap_target = str_printf("<target dev='%s'/>", tap);
+    assert_non_null(strstr(live, tap_target));
+    assert_non_null(strstr(live, "<mtu size='1400'/>"));
+    _cleanup_free_ char *sys = str_printf("/sys/class/net/%s/mtu", tap);
+    _cleanup_free_ char *mtu = read_small(sys);
+    assert_string_equal(mtu, "1400\n");
+
+    /* hotplug_slots kept a port for each NIC up to VM_NICS_MAX. */
+    for (unsigned i = 2; i < VM_NICS_MAX; i++) {
+        char mac[18];
+        snprintf(mac, sizeof(mac), "52:54:00:ee:00:%02x", i);
+        DomainNic more = {DOMAIN_NIC_NETWORK, real_net, mac, NULL, 0};
+        _cleanup_free_ char *more_xml = domain_xml_nic(&more);
+        assert_ok(hv_domain_nic_attach(conn, nic_dom, more_xml, &err), err);
+    }
+    free(live);
+    live = dom_xml(conn, nic_dom, false);
+    assert_int_equal(count_substr(live, "<interface "), VM_NICS_MAX);
+
+    /* The definition loses it at once; the running domain when the guest lets go. */
+    assert_ok(hv_domain_nic_detach(conn, nic_dom, nic, &err), err);
+    free(config);
+    config = dom_xml(conn, nic_dom, true);
+    assert_int_equal(count_substr(config, mac_tag), 0);
+
+    /* Shut off: the definition only, and the next start has it. */
+    assert_ok(hv_domain_destroy(conn, nic_dom, &err), err);
+    assert_ok(hv_domain_nic_attach(conn, nic_dom, nic, &err), err);
+    free(config);
+    config = dom_xml(conn, nic_dom, true);
+    assert_int_equal(count_substr(config, mac_tag), 1);
+    assert_ok(hv_domain_start(conn, nic_dom, &err), err);
+    free(live);
+    live = dom_xml(conn, nic_dom, false);
+    assert_int_equal(count_substr(live, mac_tag), 1);
+    assert_ok(hv_domain_destroy(conn, nic_dom, &err), err);
+    assert_ok(hv_domain_nic_detach(conn, nic_dom, nic, &err), err);
+    assert_ok(hv_domain_nic_detach(conn, nic_dom, nic, &err), err);
+    free(config);
+    config = dom_xml(conn, nic_dom, true);
+    assert_int_equal(count_substr(config, mac_tag), 0);
+
+    /* libvirt's refusal: a network that does not exist. */
+    DomainNic bad = {DOMAIN_NIC_NETWORK, "nimbus-test-hv-no-such-net", "52:54:00:ee:00:0f", NULL,
+                     0};
+    _cleanup_free_ char *bad_xml = domain_xml_nic(&bad);
+    assert_ok(hv_domain_start(conn, nic_dom, &err), err);
+    assert_int_equal(hv_domain_nic_attach(conn, nic_dom, bad_xml, &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    assert_non_null(strstr(err->message, "attaching NIC 52:54:00:ee:00:0f"));
+    nb_error_free(TAKE_PTR(err));
+
+    assert_ok(hv_domain_undefine(conn, nic_dom, &err), err);
+    assert_ok(hv_domain_nic_detach(conn, nic_dom, nic, &err), err); /* no domain */
+    unlink(nic_disk);
+    unlink(log);
+    assert_ok(hv_net_remove(conn, real_net, &err), err);
+    assert_false(net_exists(conn, real_net));
+}
+
+/* Whatever a failed run of this process left on the real libvirtd. */
+static void
+cleanup_net_leftovers(void)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (nic_dom[0])
+        hv_domain_undefine(conn, nic_dom, &err);
+    nb_error_free(TAKE_PTR(err));
+    if (real_net[0])
+        hv_net_remove(conn, real_net, &err);
+    nb_error_free(TAKE_PTR(err));
+    if (real_dhcp_net[0])
+        hv_net_remove(conn, real_dhcp_net, &err);
+    if (nic_disk[0])
+        unlink(nic_disk);
+    if (nic_dom[0]) {
+        _cleanup_free_ char *log = str_printf("/tmp/%s-console.log", nic_dom);
+        if (log)
+            unlink(log);
+    }
+}
+
 int
 main(void)
 {
@@ -923,20 +1564,39 @@ main(void)
     if (nb_uuid_generate(dom_uuid) < 0)
         return 1;
     snprintf(console_log, sizeof(console_log), "/tmp/%s-console.log", dom_name);
+    snprintf(run_id, sizeof(run_id), "%.8s", uuid);
+    snprintf(real_net, sizeof(real_net), "nimbus-test-hv-rn-%s", run_id);
+    snprintf(real_dhcp_net, sizeof(real_dhcp_net), "nimbus-test-hv-rd-%s", run_id);
+    /* Not under DOMAIN_PREFIX: a concurrent run's cleanup_leftovers would destroy it. */
+    snprintf(nic_dom, sizeof(nic_dom), "nimbus-test-hvnic-%s", run_id);
+    snprintf(nic_disk, sizeof(nic_disk), "/tmp/%s.qcow2", nic_dom);
 
     cleanup_leftovers();
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_state_strings),      cmocka_unit_test(test_open_bad_uri),
-        cmocka_unit_test(test_pool_ensure),        cmocka_unit_test(test_upload),
-        cmocka_unit_test(test_upload_small_qcow2), cmocka_unit_test(test_upload_fails),
-        cmocka_unit_test(test_linked_clone),       cmocka_unit_test(test_vol_exists_delete_list),
-        cmocka_unit_test(test_storage_teardown),   cmocka_unit_test(test_network_ensure_active),
-        cmocka_unit_test(test_domain_lifecycle),   cmocka_unit_test(test_domain_missing),
+        cmocka_unit_test(test_state_strings),
+        cmocka_unit_test(test_open_bad_uri),
+        cmocka_unit_test(test_pool_ensure),
+        cmocka_unit_test(test_upload),
+        cmocka_unit_test(test_upload_small_qcow2),
+        cmocka_unit_test(test_upload_fails),
+        cmocka_unit_test(test_linked_clone),
+        cmocka_unit_test(test_vol_exists_delete_list),
+        cmocka_unit_test(test_storage_teardown),
+        cmocka_unit_test(test_network_ensure_active),
+        cmocka_unit_test(test_domain_lifecycle),
+        cmocka_unit_test(test_domain_missing),
         cmocka_unit_test(test_sim_host),
+        cmocka_unit_test(test_net_golden_defined),
+        cmocka_unit_test(test_net_ensure_remove),
+        cmocka_unit_test(test_net_dhcp_hosts),
+        cmocka_unit_test(test_nic_sim),
+        cmocka_unit_test(test_net_real_dnsmasq),
+        cmocka_unit_test(test_nic_real),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
+    cleanup_net_leftovers();
     cleanup_leftovers();
     unlink(console_log);
     hv_conn_free(conn);

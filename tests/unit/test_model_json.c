@@ -356,6 +356,8 @@ test_host_uri_accepts(void **state)
         "test:///tmp/x/sim1.xml",
         "test:///var/lib/nimbus-sim/host_0001.v2.xml",
         "test:///a.xml",
+        "test+unix:///default",
+        "test+unix:///tmp/x/sim1.xml",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         NbError *err = NULL;
@@ -400,6 +402,11 @@ test_host_uri_rejects(void **state)
         "test:///tmp/s:m.xml",
         "test:///tmp/s\\m.xml",
         "test:///tmp/sim.xml/",
+        "test+unix://h/tmp/sim.xml",
+        "test+unix:///tmp/../sim.xml",
+        "test+unix:///other",
+        "test+tcp:///tmp/sim.xml",
+        "test+ssh://h/tmp/sim.xml",
         "test:tmp/sim.xml",
         "test:/tmp/sim.xml",
         "test://",

@@ -43,7 +43,7 @@ static void
 test_schema_version(void **state)
 {
     Fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), 6);
 }
 
 static void
@@ -60,8 +60,8 @@ test_names_unique(void **state)
     Task ta, tb;
     make_vm(f, "web1", "52:54:00:00:00:01", &a, &ta);
     make_vm(f, "web1", "52:54:00:00:00:02", &b, &tb);
-    assert_int_equal(vm_store_insert_with_task(f->s, &a, &ta, NULL, &err), 0);
-    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, NULL, &err), -1);
+    assert_int_equal(vm_store_insert_with_task(f->s, &a, &ta, NULL, 0, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, NULL, 0, NULL, &err), -1);
     expect_code(&err, NB_ERR_NAME_TAKEN);
     /* The failed insert left no task behind. */
     Task t;
@@ -69,7 +69,7 @@ test_names_unique(void **state)
     expect_code(&err, NB_ERR_TASK_NOT_FOUND);
 
     make_vm(f, "web2", "52:54:00:00:00:01", &b, &tb);
-    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, NULL, &err), -1);
+    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, NULL, 0, NULL, &err), -1);
     expect_code(&err, NB_ERR_MAC_TAKEN);
 }
 
@@ -81,7 +81,7 @@ test_claim_is_exclusive(void **state)
     Vm vm, got;
     Task create, stop, start;
     make_vm(f, "web1", "52:54:00:00:00:01", &vm, &create);
-    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, NULL, 0, NULL, &err), 0);
 
     /* Held by its create task: another claim is refused and inserts no task. */
     memset(&stop, 0, sizeof(stop));
@@ -131,7 +131,7 @@ test_observe_and_delete(void **state)
     Vm vm, got;
     Task create;
     make_vm(f, "web1", "52:54:00:00:00:01", &vm, &create);
-    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &create, NULL, 0, NULL, &err), 0);
     assert_int_equal(task_store_finish(f->s, &create, TASK_STATE_SUCCEEDED, NULL, NULL,
                                        VM_STATE_RUNNING, VM_POWER_RUNNING, NULL, &err),
                      0);
@@ -193,7 +193,7 @@ test_reopen_keeps_data(void **state)
     NbError *err = NULL;
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), 6);
     Flavor got;
     assert_int_equal(flavor_store_get(f->s, "small", &got, &err), 0);
     assert_string_equal(got.id, f->flavor.id);
@@ -253,7 +253,7 @@ test_project_scope_and_quota(void **state)
     Task t;
     make_vm(f, "web1", "52:54:00:00:00:01", &vm, &t);
     memcpy(vm.project, a.id, sizeof(vm.project));
-    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, NULL, 0, NULL, &err), 0);
     /* The task inherits its VM's project. */
     Task got_task;
     assert_int_equal(task_store_get(f->s, a.id, t.id, &got_task, &err), 0);
@@ -280,7 +280,7 @@ test_project_scope_and_quota(void **state)
     Task t2;
     make_vm(f, "web2", "52:54:00:00:00:02", &second, &t2);
     memcpy(second.project, a.id, sizeof(second.project));
-    assert_int_equal(vm_store_insert_with_task(f->s, &second, &t2, NULL, &err), -1);
+    assert_int_equal(vm_store_insert_with_task(f->s, &second, &t2, NULL, 0, NULL, &err), -1);
     expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
     assert_int_equal(task_store_get(f->s, NULL, t2.id, &got_task, &err), -1);
     expect_code(&err, NB_ERR_TASK_NOT_FOUND);
@@ -302,7 +302,7 @@ test_usage_from_history(void **state)
     Task t;
     make_vm(f, "web1", "52:54:00:00:00:01", &vm, &t);
     double t0 = nb_epoch_now();
-    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &vm, &t, NULL, 0, NULL, &err), 0);
     assert_int_equal(task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, VM_STATE_RUNNING,
                                        VM_POWER_RUNNING, NULL, &err),
                      0);

@@ -1,5 +1,6 @@
-/* Upgrading a database of the current release (schema version 3) to version 4: every row of every
- * table survives, and the new indexes and usage roll-ups work on the old rows. */
+/* Upgrading databases of earlier releases to the current schema: from version 3 (through 4),
+ * from version 4 and from version 5 (to 6): every row of every table survives, and the new indexes,
+ * usage roll-ups, networks, ports and security groups work with the old rows. */
 #include <sqlite3.h>
 
 #include "model/tenancy.h"
@@ -66,22 +67,83 @@ dump_row(void *arg, int n, char **values, char **names)
     return 0;
 }
 
-/* Every row of every version 3 table, as text. */
-static char *
-dump_tables(const char *path)
+/* The columns of table, "a, b, c" (a later migration may add some: the dump after it reads
+ * the columns there were before). */
+static void
+table_columns(sqlite3 *db, const char *table, char *out, size_t len)
+{
+    char sql[128];
+    sqlite3_stmt *st = NULL;
+    snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? ", " : "",
+                 (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    assert_true(out[0]);
+}
+
+typedef struct Dump {
+    char *text;
+    char cols[24][512]; /* each table's columns, from the first dump */
+} Dump;
+
+/* Every row of every table of the list, as text; the columns are the first dump's. */
+static void
+dump_tables(const char *path, const char *const *tables, size_t n, Dump *d)
 {
     sqlite3 *db = NULL;
-    char *out = calloc(1, 65536);
-    assert_non_null(out);
+    bool first = d->cols[0][0] == '\0';
+    free(d->text);
+    d->text = calloc(1, 65536);
+    assert_non_null(d->text);
+    assert_true(n <= 24);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    for (size_t i = 0; i < sizeof(v3_tables) / sizeof(v3_tables[0]); i++) {
-        char sql[128];
-        snprintf(out + strlen(out), 65536 - strlen(out), "[%s]\n", v3_tables[i]);
-        snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", v3_tables[i]);
-        assert_int_equal(sqlite3_exec(db, sql, dump_row, out, NULL), SQLITE_OK);
+    for (size_t i = 0; i < n; i++) {
+        char sql[768];
+        if (first)
+            table_columns(db, tables[i], d->cols[i], sizeof(d->cols[i]));
+        snprintf(d->text + strlen(d->text), 65536 - strlen(d->text), "[%s]\n", tables[i]);
+        snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY rowid", d->cols[i], tables[i]);
+        assert_int_equal(sqlite3_exec(db, sql, dump_row, d->text, NULL), SQLITE_OK);
     }
     sqlite3_close(db);
-    return out;
+}
+
+/* Every table of the list has rows. */
+static void
+assert_all_have_rows(const char *dump, const char *const *tables, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char tag[64];
+        snprintf(tag, sizeof(tag), "[%s]\n", tables[i]);
+        const char *at = strstr(dump, tag);
+        assert_non_null(at);
+        at += strlen(tag);
+        if (*at == '[' || *at == '\0')
+            fail_msg("table %s has no rows", tables[i]);
+    }
+}
+
+/* A database of schema `version` as the shipped migrations built it, with rows. */
+static void
+make_shipped_db(const char *path, int version, const char *rows)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    char bump[64];
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
+    assert_true((size_t)version <= sizeof(shipped_schema) / sizeof(shipped_schema[0]));
+    for (int i = 0; i < version; i++)
+        if (sqlite3_exec(db, shipped_schema[i], NULL, NULL, &msg) != SQLITE_OK)
+            fail_msg("schema %d: %s", i + 1, msg);
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", version);
+    assert_int_equal(sqlite3_exec(db, bump, NULL, NULL, NULL), SQLITE_OK);
+    if (sqlite3_exec(db, rows, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("rows: %s", msg);
+    sqlite3_close(db);
 }
 
 static int
@@ -96,31 +158,17 @@ test_migrate_from_v3(void **state)
 {
     Fixture *f = *state;
     NbError *err = NULL;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
-    for (size_t i = 0; i < sizeof(shipped_schema) / sizeof(shipped_schema[0]); i++)
-        assert_int_equal(sqlite3_exec(db, shipped_schema[i], NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3;", NULL, NULL, NULL), SQLITE_OK);
-    char *msg = NULL;
-    if (sqlite3_exec(db, v3_rows, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("rows: %s", msg);
-    sqlite3_close(db);
-    char *before = dump_tables(f->path);
-    /* Every table has rows. */
-    for (size_t i = 0; i < sizeof(v3_tables) / sizeof(v3_tables[0]); i++) {
-        char tag[64];
-        snprintf(tag, sizeof(tag), "[%s]\n", v3_tables[i]);
-        const char *at = strstr(before, tag);
-        assert_non_null(at);
-        at += strlen(tag);
-        if (*at == '[' || *at == '\0')
-            fail_msg("table %s has no rows", v3_tables[i]);
-    }
+    size_t n_tables = sizeof(v3_tables) / sizeof(v3_tables[0]);
+    make_shipped_db(f->path, 3, v3_rows);
+    Dump d = {0};
+    dump_tables(f->path, v3_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v3_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 4);
-    char *after = dump_tables(f->path);
+    assert_int_equal(store_schema_version(f->s), 6);
+    dump_tables(f->path, v3_tables, n_tables, &d);
+    char *after = d.text;
     assert_string_equal(before, after);
 
     /* The old rows through the new queries. */
@@ -172,9 +220,186 @@ test_migrate_from_v3(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), 6);
     free(before);
     free(after);
+}
+
+static const char *const v4_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",     "tokens", "projects",
+    "users",          "audit",          "hosts",        "vm_events", "groups", "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup",
+};
+
+/* What a version 4 daemon adds: the usage roll-ups. */
+static const char v4_rows[] =
+    "INSERT INTO vm_usage_daily (vm_id, project, name, day, vcpu_hours, ram_gib_hours,"
+    " disk_gib_hours, running_hours) VALUES ('v1', 'p2', 'web1', 1767225600, 48, 12, 72, 24);"
+    "INSERT INTO vm_usage_carry (vm_id, project, name, state, vcpus, ram_mib, disk_gib, at)"
+    " VALUES ('v1', 'p2', 'web1', 'running', 2, 512, 3, '2026-01-02T00:00:00.000Z');"
+    "INSERT INTO usage_rollup (id, upto) VALUES (1, '2026-01-02T00:00:00.000Z');";
+
+static void
+test_migrate_from_v4(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v4_tables) / sizeof(v4_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows)];
+    snprintf(rows, sizeof(rows), "%s%s", v3_rows, v4_rows);
+    make_shipped_db(f->path, 4, rows);
+    Dump d = {0};
+    dump_tables(f->path, v4_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v4_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 6);
+    dump_tables(f->path, v4_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+
+    /* The old project has no limit on the new resources. */
+    Project p;
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_VCPUS], 8);
+    assert_int_equal(p.quota.limit[QUOTA_NETWORKS], -1);
+    assert_int_equal(p.quota.limit[QUOTA_PORTS], -1);
+    /* An old VM has no ports; it may gain one (a hot-plugged NIC) on a new network. */
+    Port *ports = NULL;
+    size_t n = 0;
+    assert_int_equal(port_store_list_by_vm(f->s, "v1", &ports, &n, &err), 0);
+    assert_int_equal(n, 0);
+    port_list_free(ports, n);
+    Network net;
+    assert_int_equal(network_store_ensure_default(f->s, "p2", 0x0ac80000, 16, &net, &err), 0);
+    assert_string_equal(net.name, "default");
+    Port port = {0};
+    snprintf(port.vm_id, sizeof(port.vm_id), "v1");
+    snprintf(port.network_id, sizeof(port.network_id), "%s", net.id);
+    snprintf(port.mac, sizeof(port.mac), "52:54:00:aa:00:01");
+    assert_int_equal(port_store_add(f->s, &port, &err), 0);
+    assert_int_equal(port.ip, 0x0ac80002);
+    assert_int_equal(port.slot, 0);
+    assert_string_equal(port.project, "p2");
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_VMS], 2);
+    assert_int_equal(in_use[QUOTA_NETWORKS], 1);
+    assert_int_equal(in_use[QUOTA_PORTS], 1);
+    /* A quota on the new resources is kept and enforced. */
+    p.quota.limit[QUOTA_PORTS] = 1;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_PORTS], 1);
+    assert_int_equal(p.quota.limit[QUOTA_VCPUS], 8);
+    Port more = port;
+    snprintf(more.mac, sizeof(more.mac), "52:54:00:aa:00:02");
+    more.ip = 0;
+    assert_int_equal(port_store_add(f->s, &more, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    /* The usage roll-up carried over still counts. */
+    double from, to;
+    VmUsage *u = NULL;
+    assert_int_equal(nb_timestamp_parse("2026-01-01T00:00:00Z", &from), 0);
+    assert_int_equal(nb_timestamp_parse("2026-01-02T00:00:00Z", &to), 0);
+    assert_int_equal(usage_store_compute(f->s, "p2", from, to, to, &u, &n, &err), 0);
+    assert_true(n >= 1);
+    assert_string_equal(u[0].vm_id, "v1");
+    assert_true(u[0].vcpu_hours > 47.99 && u[0].vcpu_hours < 48.01);
+    free(u);
+    free(before);
+    free(d.text);
+}
+
+static const char *const v5_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",     "tokens", "projects",
+    "users",          "audit",          "hosts",        "vm_events", "groups", "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",  "ports",  "network_hosts",
+};
+
+/* What a version 5 daemon adds: a network of the old project, a port of v1 on it, a host record,
+ * and a network quota. */
+static const char v5_rows[] =
+    "UPDATE projects SET quota_networks = 3, quota_ports = 10 WHERE id = 'p2';"
+    "INSERT INTO networks (id, project, name, type, net, prefix, gateway, dhcp, dns, vni, vlan,"
+    " bridge, parent, mtu, shared, is_default, created_at) VALUES ('n1', 'p2', 'app', 'nat',"
+    " 168427520, 24, 168427521, 1, '1.1.1.1', NULL, NULL, 'nbrn1', NULL, 1500, 0, 1,"
+    " '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO ports (id, project, network_id, vm_id, slot, mac, ip, created_at) VALUES "
+    "('o1', 'p2', 'n1', 'v1', 0, '52:54:00:aa:00:01', 168427522, '2026-01-01T00:00:00.000Z'),"
+    "('o2', 'p2', 'n1', 'v2', 0, '52:54:00:aa:00:02', 168427523, '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO network_hosts (network_id, host, created_at) VALUES "
+    "('n1', 'local', '2026-01-01T00:00:00.000Z');";
+
+static void
+test_migrate_from_v5(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v5_tables) / sizeof(v5_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s", v3_rows, v4_rows, v5_rows);
+    make_shipped_db(f->path, 5, rows);
+    Dump d = {0};
+    dump_tables(f->path, v5_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v5_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 6);
+    dump_tables(f->path, v5_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+
+    /* The old project's quotas stay; secgroups are unlimited. */
+    Project p;
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_VCPUS], 8);
+    assert_int_equal(p.quota.limit[QUOTA_NETWORKS], 3);
+    assert_int_equal(p.quota.limit[QUOTA_PORTS], 10);
+    assert_int_equal(p.quota.limit[QUOTA_SECGROUPS], -1);
+    /* The old ports get groups; the group follows their members' addresses. */
+    SecGroup g = {0};
+    nb_uuid_generate(g.id);
+    snprintf(g.project, sizeof(g.project), "p2");
+    snprintf(g.name, sizeof(g.name), "web");
+    nb_timestamp_now(g.created_at);
+    assert_int_equal(secgroup_store_insert(f->s, &g, &err), 0);
+    const char *const groups[] = {"web"};
+    assert_int_equal(secgroup_store_port_set(f->s, "o1", groups, 1, &err), 0);
+    assert_int_equal(secgroup_store_port_set(f->s, "o2", groups, 1, &err), 0);
+    uint32_t *ips = NULL;
+    size_t n = 0;
+    assert_int_equal(secgroup_store_member_ips(f->s, g.id, &ips, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ips[0], 168427522);
+    assert_int_equal(ips[1], 168427523);
+    free(ips);
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_SECGROUPS], 1);
+    assert_int_equal(in_use[QUOTA_PORTS], 2);
+    /* A quota on secgroups is kept and enforced. */
+    p.quota.limit[QUOTA_SECGROUPS] = 1;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_SECGROUPS], 1);
+    assert_int_equal(p.quota.limit[QUOTA_PORTS], 10);
+    SecGroup g2 = g;
+    nb_uuid_generate(g2.id);
+    snprintf(g2.name, sizeof(g2.name), "db");
+    assert_int_equal(secgroup_store_insert(f->s, &g2, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    /* Deleting an old VM (its ports with it) frees the group. */
+    assert_int_equal(secgroup_store_delete(f->s, "p2", "web", &err), -1);
+    expect_code(&err, NB_ERR_SECGROUP_IN_USE);
+    assert_int_equal(port_store_delete(f->s, "o1", &err), 0);
+    assert_int_equal(port_store_delete(f->s, "o2", &err), 0);
+    assert_int_equal(secgroup_store_delete(f->s, "p2", "web", &err), 0);
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 6);
+    free(before);
+    free(d.text);
 }
 
 int
@@ -182,6 +407,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v4, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v5, setup_empty, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

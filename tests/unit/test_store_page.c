@@ -40,7 +40,7 @@ insert_vm_held(Fixture *f, const char *name, const char *project, Vm *vm, Task *
     memcpy(vm->updated_at, vm->created_at, sizeof(vm->updated_at));
     make_task(t, TASK_KIND_VM_CREATE, vm->id);
     memcpy(vm->task_id, t->id, sizeof(vm->task_id));
-    assert_int_equal(vm_store_insert_with_task(f->s, vm, t, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, vm, t, NULL, 0, NULL, &err), 0);
     vm->user_data = NULL;
 }
 

@@ -1,0 +1,36 @@
+/*
+ * The agent's host plumbing through rtnetlink (libnl-route-3): bridges, VXLAN devices with their
+ * flood FDB, and HTB/IFB shaping of taps. Every function is idempotent (it makes the host match
+ * the entry, whatever part of it already exists) and is only called with names that
+ * agent_model.c accepted. Errors: NbError with HYPERVISOR_ERROR and the netlink reason.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "agent_model.h"
+
+typedef struct AgentNet AgentNet;
+
+AgentNet *agent_net_new(NbError **err);
+void agent_net_free(AgentNet *n);
+
+/* The bridge (up, MTU), the VXLAN device nbx<vni> (id, dstport 4789, local, dev, nolearning,
+ * master bridge, MTU, up; recreated when its fixed attributes differ), and the all-zero-MAC flood
+ * entries equal to v->peers. */
+int agent_net_vxlan_ensure(AgentNet *n, const AgentVxlan *v, NbError **err);
+/* Deletes nbx<vni> and the bridge; absent devices are fine. */
+int agent_net_vxlan_remove(AgentNet *n, unsigned vni, const char *bridge, NbError **err);
+/* Whether the bridge and the VXLAN device exist, the VXLAN is in the bridge, both are up, and the
+ * flood entries are exactly the peers: the 30 s check. */
+bool agent_net_vxlan_intact(AgentNet *n, const AgentVxlan *v);
+
+bool agent_net_link_exists(AgentNet *n, const char *ifname);
+/* Deletes one of the agent's links; absent is fine. */
+int agent_net_link_remove(AgentNet *n, const char *ifname, NbError **err);
+/* Applies s to its tap, which must exist. */
+int agent_net_shaping_apply(AgentNet *n, const AgentShaping *s, NbError **err);
+/* Removes the agent's qdiscs from the tap (if it exists) and its IFB. */
+int agent_net_shaping_clear(AgentNet *n, const char *tap, NbError **err);
+/* Whether what s asks for is in place on an existing tap. */
+bool agent_net_shaping_intact(AgentNet *n, const AgentShaping *s);

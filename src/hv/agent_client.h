@@ -1,0 +1,40 @@
+/*
+ * nimbusd's client of a host's nimbus-agent (HTTPS, bearer secret, the agent's certificate
+ * verified against a CA file). One request per call, on its own connection, so an AgentClient
+ * may be shared by threads.
+ *
+ * Errors: AGENT_UNAVAILABLE when the agent cannot be reached or does not answer well (connect,
+ * TLS, timeouts: connect 5 s, total 15 s, a reply that is not the agent's JSON); otherwise the
+ * agent's own code (UNAUTHORIZED, INVALID_REQUEST, NETWORK_INVALID_IFNAME, NETWORK_INVALID_VNI,
+ * NETWORK_INVALID_MTU, IP_INVALID, NAME_TAKEN, HYPERVISOR_ERROR, ...) with its message.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/error.h"
+
+typedef struct AgentClient AgentClient;
+
+/* url: "https://HOST:PORT" (https only); secret_hex: the 64 hex chars of the host's secret;
+ * ca_file: the PEM the agent's certificate must chain to (its self-signed cert will do).
+ * INVALID_REQUEST on a bad argument. */
+AgentClient *agent_client_new(const char *url, const char *secret_hex, const char *ca_file,
+                              NbError **err);
+void agent_client_free(AgentClient *c);
+
+/* GET /v1/health. ret_version (may be NULL) is malloc'd. */
+int agent_health(AgentClient *c, char **ret_version, uint64_t *ret_uptime_s, NbError **err);
+/* PUT /v1/vxlan/{vni}: the bridge, the VXLAN device and exactly these flood peers. */
+int agent_vxlan_ensure(AgentClient *c, unsigned vni, const char *bridge, unsigned mtu,
+                       const char *local_ip, const char *dev, const char *const *peers,
+                       size_t n_peers, NbError **err);
+/* DELETE /v1/vxlan/{vni}; absent is fine. */
+int agent_vxlan_remove(AgentClient *c, unsigned vni, NbError **err);
+/* PUT /v1/shaping/{tap}; kbit/s, 0 = that direction unlimited. A tap that does not exist yet is
+ * shaped by the agent when it appears. */
+int agent_shaping_set(AgentClient *c, const char *tap, unsigned in_kbit, unsigned out_kbit,
+                      NbError **err);
+/* DELETE /v1/shaping/{tap}; absent is fine. */
+int agent_shaping_clear(AgentClient *c, const char *tap, NbError **err);

@@ -1,0 +1,265 @@
+/* The epoll event loop behind libvirt (hv_eventloop.c), driven through libvirt's own public
+ * virEvent* calls as libvirt's client code drives it: handles on pipes, timers, removal from
+ * inside a callback, free callbacks off the remover's stack. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+
+#include "hv/hv.h"
+
+#define WAIT_MS 5000
+
+typedef struct Probe {
+    atomic_int calls;
+    atomic_int last_events;
+    atomic_int freed;
+    atomic_bool freed_on_caller; /* the free callback ran on the thread that removed */
+    pthread_t remover;
+    int remove_self_after; /* >0: the callback removes its own watch or timer on that call */
+} Probe;
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls until *v reaches at least want, or WAIT_MS passes. */
+static bool
+wait_for(atomic_int *v, int want)
+{
+    for (int i = 0; i < WAIT_MS; i++) {
+        if (atomic_load(v) >= want)
+            return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+static void
+on_handle(int watch, int fd, int events, void *opaque)
+{
+    Probe *p = opaque;
+    int n = atomic_fetch_add(&p->calls, 1) + 1;
+    atomic_store(&p->last_events, events);
+    if (events & VIR_EVENT_HANDLE_READABLE) {
+        char buf[64];
+        ssize_t r = read(fd, buf, sizeof(buf));
+        (void)r;
+    }
+    if (p->remove_self_after && n == p->remove_self_after) {
+        p->remover = pthread_self();
+        virEventRemoveHandle(watch);
+    }
+}
+
+static void
+on_timer(int timer, void *opaque)
+{
+    Probe *p = opaque;
+    int n = atomic_fetch_add(&p->calls, 1) + 1;
+    if (p->remove_self_after && n == p->remove_self_after) {
+        p->remover = pthread_self();
+        virEventRemoveTimeout(timer);
+    }
+}
+
+static void
+on_free(void *opaque)
+{
+    Probe *p = opaque;
+    if (pthread_equal(pthread_self(), p->remover))
+        atomic_store(&p->freed_on_caller, true);
+    atomic_fetch_add(&p->freed, 1);
+}
+
+static int
+setup(void **state)
+{
+    NbError *err = NULL;
+    hv_events_set_loop(HV_EVENT_LOOP_EPOLL);
+    if (hv_events_init(&err) < 0) {
+        print_error("hv_events_init: %s\n", err->message);
+        nb_error_free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+test_handle_readable_disable_enable(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+    Probe p = {0};
+    p.remover = pthread_self();
+    int w = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &p, on_free);
+    assert_true(w > 0);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_true(wait_for(&p.calls, 1));
+    assert_int_equal(atomic_load(&p.last_events) & VIR_EVENT_HANDLE_READABLE,
+                     VIR_EVENT_HANDLE_READABLE);
+
+    /* Disabled: data waits, no call. */
+    virEventUpdateHandle(w, 0);
+    int before = atomic_load(&p.calls);
+    assert_int_equal(write(fds[1], "y", 1), 1);
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&p.calls), before);
+    /* Enabled again: the waiting byte is seen. */
+    virEventUpdateHandle(w, VIR_EVENT_HANDLE_READABLE);
+    assert_true(wait_for(&p.calls, before + 1));
+
+    assert_int_equal(virEventRemoveHandle(w), 0);
+    assert_int_equal(virEventRemoveHandle(w), -1); /* twice: refused */
+    assert_true(wait_for(&p.freed, 1));
+    assert_false(atomic_load(&p.freed_on_caller));
+    int after = atomic_load(&p.calls);
+    assert_int_equal(write(fds[1], "z", 1), 1);
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&p.calls), after);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void
+test_two_watches_on_one_fd(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+    Probe r = {0}, wr = {0};
+    /* libvirt allows one fd several times with disjoint events: the write end is writable. */
+    int a = virEventAddHandle(fds[1], VIR_EVENT_HANDLE_WRITABLE, on_handle, &wr, NULL);
+    int b = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &r, NULL);
+    assert_true(a > 0 && b > 0);
+    assert_true(wait_for(&wr.calls, 3)); /* level-triggered: again and again */
+    virEventRemoveHandle(a);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_true(wait_for(&r.calls, 1));
+    virEventRemoveHandle(b);
+
+    /* Same fd, two watches. */
+    Probe x = {0}, y = {0};
+    int c = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &x, NULL);
+    int d = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_WRITABLE, on_handle, &y, NULL);
+    assert_true(c > 0 && d > 0 && c != d);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_true(wait_for(&x.calls, 1));
+    /* A read end is never writable: y must not be called for x's data. */
+    assert_int_equal(atomic_load(&y.calls), 0);
+    virEventRemoveHandle(c);
+    virEventRemoveHandle(d);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void
+test_hangup_and_remove_from_callback(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+    Probe p = {0};
+    p.remove_self_after = 1;
+    int w = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &p, on_free);
+    assert_true(w > 0);
+    close(fds[1]); /* the reader sees a hang-up */
+    assert_true(wait_for(&p.calls, 1));
+    assert_true(atomic_load(&p.last_events) & VIR_EVENT_HANDLE_HANGUP);
+    assert_true(wait_for(&p.freed, 1));
+    /* Removed inside its callback: the free waited for the end of the iteration, and the
+     * hang-up (still there) brought no second call. */
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&p.calls), 1);
+    assert_int_equal(atomic_load(&p.freed), 1);
+    close(fds[0]);
+}
+
+static void
+test_timers(void **state)
+{
+    Probe every = {0}, periodic = {0}, off = {0}, self = {0};
+    int t0 = virEventAddTimeout(0, on_timer, &every, on_free);
+    int t1 = virEventAddTimeout(20, on_timer, &periodic, on_free);
+    int t2 = virEventAddTimeout(-1, on_timer, &off, on_free);
+    self.remove_self_after = 3;
+    int t3 = virEventAddTimeout(5, on_timer, &self, on_free);
+    assert_true(t0 > 0 && t1 > 0 && t2 > 0 && t3 > 0);
+    assert_true(wait_for(&every.calls, 50)); /* 0: on every iteration */
+    assert_true(wait_for(&periodic.calls, 3));
+    assert_true(wait_for(&self.freed, 1));
+    assert_int_equal(atomic_load(&self.calls), 3);
+    assert_int_equal(atomic_load(&off.calls), 0); /* -1: disabled */
+
+    every.remover = pthread_self();
+    assert_int_equal(virEventRemoveTimeout(t0), 0);
+    assert_true(wait_for(&every.freed, 1));
+    assert_false(atomic_load(&every.freed_on_caller));
+
+    /* Disabled, then enabled with an interval. */
+    virEventUpdateTimeout(t1, -1);
+    sleep_ms(30); /* a firing under way may still land */
+    int n = atomic_load(&periodic.calls);
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&periodic.calls), n);
+    virEventUpdateTimeout(t2, 10);
+    assert_true(wait_for(&off.calls, 2));
+    virEventRemoveTimeout(t1);
+    virEventRemoveTimeout(t2);
+    assert_true(wait_for(&periodic.freed, 1));
+    assert_true(wait_for(&off.freed, 1));
+    assert_int_equal(virEventRemoveTimeout(t2), -1);
+}
+
+/* Many fds and timers at once, as with hundreds of hosts: each ready fd reaches its own watch. */
+static void
+test_many_handles(void **state)
+{
+    enum { N = 300 };
+    static int fds[N][2];
+    static Probe probes[N];
+    static int watches[N];
+    memset(probes, 0, sizeof(probes));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pipe2(fds[i], O_CLOEXEC | O_NONBLOCK), 0);
+        watches[i] =
+            virEventAddHandle(fds[i][0], VIR_EVENT_HANDLE_READABLE, on_handle, &probes[i], NULL);
+        assert_true(watches[i] > 0);
+    }
+    for (int i = 0; i < N; i += 3)
+        assert_int_equal(write(fds[i][1], "x", 1), 1);
+    for (int i = 0; i < N; i += 3)
+        assert_true(wait_for(&probes[i].calls, 1));
+    sleep_ms(50);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(atomic_load(&probes[i].calls), i % 3 == 0 ? 1 : 0);
+    for (int i = 0; i < N; i++) {
+        virEventRemoveHandle(watches[i]);
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handle_readable_disable_enable),
+        cmocka_unit_test(test_two_watches_on_one_fd),
+        cmocka_unit_test(test_hangup_and_remove_from_callback),
+        cmocka_unit_test(test_timers),
+        cmocka_unit_test(test_many_handles),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,525 @@
+/*
+ * nwfilter_xml (pure) and hv_nwfilter (libvirt).
+ *
+ * Golden cases: each spec below gives GOLDEN_DIR/nwfilter/<case>.xml byte for byte
+ * (UPDATE_GOLDEN=1 rewrites them: review the diff); each document is re-parsed with libxml2 and
+ * checked against the spec, and each golden file is validated with
+ * `virt-xml-validate FILE nwfilter`.
+ *
+ * Then the real thing, on the local libvirtd (NIMBUS_TEST_LIBVIRT_URI, default qemu:///system;
+ * libvirt's test driver has no nwfilter): a filter from the builder is defined, redefined with
+ * another rule (the uuid kept, the new rule in libvirt's copy) and undefined. It fails, never
+ * skips, when libvirt cannot be reached. Its filters are named nimbus-test-n6-* and removed at
+ * the start (leftovers) and the end, whatever happened in between.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+
+#include "hv/hv_internal.h"
+#include "hv/nwfilter_xml.h"
+#include "util/cleanup.h"
+#include "util/strutil.h"
+#include "util/uuid.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+
+#define IP(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (d))
+#define GROUP_WEB "11111111-1111-4111-8111-111111111111"
+#define GROUP_DB "22222222-2222-4222-8222-222222222222"
+#define TEST_PREFIX "nimbus-test-n6-"
+
+static SecRule
+rule(SecRuleDirection dir, SecRuleProtocol proto, unsigned pmin, unsigned pmax, uint32_t net,
+     unsigned prefix, const char *remote_group)
+{
+    SecRule r = {.direction = dir,
+                 .protocol = proto,
+                 .port_min = pmin,
+                 .port_max = pmax,
+                 .remote_net = net,
+                 .remote_prefix = prefix};
+    snprintf(r.group_id, sizeof(r.group_id), GROUP_WEB);
+    if (remote_group)
+        snprintf(r.remote_group, sizeof(r.remote_group), "%s", remote_group);
+    return r;
+}
+
+/* ---- the golden specs ---- */
+
+static SecRule defaults_rules[2];
+static const uint32_t web_members[] = {IP(10, 200, 0, 6), IP(10, 200, 0, 5)};
+static const NwfMembers defaults_members[] = {{GROUP_WEB, web_members, 2}};
+
+static SecRule web_rules[8];
+static const uint32_t db_members[] = {IP(10, 200, 1, 9)};
+static const NwfMembers web_members_list[] = {{GROUP_DB, db_members, 1}};
+
+typedef struct Case {
+    const char *name;
+    NwFilterSpec spec;
+    size_t want_rules; /* accepts written for the groups' rules, after expansion */
+} Case;
+
+/* What tests/e2e/test_nwfilter_hv.py applies to a real guest (renamed): ssh and ping in,
+ * anything out; then 8080 in as well. */
+static SecRule e2e_rules[4];
+
+static Case cases[5];
+
+static void
+cases_init(void)
+{
+    secgroup_default_rules(GROUP_WEB, defaults_rules);
+    cases[0] = (Case){"defaults",
+                      {.name = "nimbus-port-7e57a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b",
+                       .uuid = "0f1e2d3c-4b5a-4968-8776-655443322110",
+                       .rules = defaults_rules,
+                       .n_rules = 2,
+                       .members = defaults_members,
+                       .n_members = 1},
+                      3};
+    /* Out of order, with a repeat, a remote group with one member and one with none. */
+    web_rules[0] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 8000, 8080, IP(10, 0, 0, 0), 8, NULL);
+    web_rules[1] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 80, 80, 0, 0, NULL);
+    web_rules[2] = rule(SECRULE_EGRESS, SECRULE_PROTO_UDP, 53, 53, IP(1, 1, 1, 1), 32, NULL);
+    web_rules[3] = rule(SECRULE_INGRESS, SECRULE_PROTO_ICMP, 0, 0, IP(192, 0, 2, 0), 24, NULL);
+    web_rules[4] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 80, 80, 0, 0, NULL);
+    web_rules[5] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 5432, 5432, 0, 0, GROUP_DB);
+    web_rules[6] = rule(SECRULE_INGRESS, SECRULE_PROTO_ANY, 0, 0, 0, 0,
+                        "33333333-3333-4333-8333-333333333333");
+    web_rules[7] = rule(SECRULE_EGRESS, SECRULE_PROTO_ANY, 0, 0, 0, 0, NULL);
+    cases[1] = (Case){"web",
+                      {.name = "nimbus-port-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                       .rules = web_rules,
+                       .n_rules = 8,
+                       .members = web_members_list,
+                       .n_members = 1},
+                      6};
+    e2e_rules[0] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 22, 22, 0, 0, NULL);
+    e2e_rules[1] = rule(SECRULE_INGRESS, SECRULE_PROTO_ICMP, 0, 0, 0, 0, NULL);
+    e2e_rules[2] = rule(SECRULE_EGRESS, SECRULE_PROTO_ANY, 0, 0, 0, 0, NULL);
+    e2e_rules[3] = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 8080, 8080, 0, 0, NULL);
+    cases[3] = (Case){"e2e_ssh",
+                      {.name = "nimbus-port-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                       .rules = e2e_rules,
+                       .n_rules = 3},
+                      3};
+    cases[4] = (Case){"e2e_ssh_8080",
+                      {.name = "nimbus-port-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                       .rules = e2e_rules,
+                       .n_rules = 4},
+                      4};
+    cases[2] = (Case){"no_groups", {.name = "nimbus-port-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"}, 0};
+}
+
+/* ---- helpers ---- */
+
+static char *
+read_text_file(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void
+write_text_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static char *
+xpath_string(xmlDoc *doc, const char *expr)
+{
+    xmlXPathContext *ctx = xmlXPathNewContext(doc);
+    assert_non_null(ctx);
+    _cleanup_free_ char *wrapped = str_printf("string(%s)", expr);
+    xmlXPathObject *obj = xmlXPathEvalExpression((const xmlChar *)wrapped, ctx);
+    assert_non_null(obj);
+    char *s = strdup(obj->stringval ? (const char *)obj->stringval : "");
+    xmlXPathFreeObject(obj);
+    xmlXPathFreeContext(ctx);
+    return s;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+assert_xpath(xmlDoc *doc, const char *want, const char *fmt, ...)
+{
+    char expr[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(expr, sizeof(expr), fmt, ap);
+    va_end(ap);
+    _cleanup_free_ char *got = xpath_string(doc, expr);
+    if (!streq(got, want))
+        fail_msg("%s: got '%s', want '%s'", expr, got, want);
+}
+
+/* Re-parses xml and checks its shape: the fixed rules first, want_rules stateful accepts in
+ * the middle, the two drops last, and nothing else. */
+static void
+check_parsed(const char *xml, const NwFilterSpec *s, size_t want_rules)
+{
+    _cleanup_(xmlFreeDocp) xmlDoc *doc =
+        xmlReadMemory(xml, (int)strlen(xml), "nwfilter.xml", NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    assert_xpath(doc, s->name, "/filter/@name");
+    assert_xpath(doc, "root", "/filter/@chain");
+    assert_xpath(doc, s->uuid ? s->uuid : "", "/filter/uuid");
+    assert_xpath(doc, s->uuid ? "1" : "0", "count(/filter/uuid)");
+    assert_xpath(doc, "1", "count(/filter/filterref)");
+    assert_xpath(doc, "clean-traffic", "/filter/filterref/@filter");
+    char n[16];
+    snprintf(n, sizeof(n), "%zu", want_rules + 6);
+    assert_xpath(doc, n, "count(/filter/rule)");
+    snprintf(n, sizeof(n), "%zu", want_rules);
+    assert_xpath(doc, n, "count(/filter/rule[@priority='500'])");
+    assert_xpath(doc, n,
+                 "count(/filter/rule[@priority='500' and @action='accept']/*[@state='NEW'])");
+    /* Each rule has exactly one protocol element. */
+    assert_xpath(doc, "0", "count(/filter/rule[count(*) != 1])");
+    /* The guest as a DHCP server: dropped before anything accepts it. */
+    assert_xpath(doc, "drop", "/filter/rule[1]/@action");
+    assert_xpath(doc, "out", "/filter/rule[1]/@direction");
+    assert_xpath(doc, "67", "/filter/rule[1]/ip/@srcportstart");
+    assert_xpath(doc, "68", "/filter/rule[1]/ip/@dstportstart");
+    assert_xpath(doc, "ESTABLISHED,RELATED", "/filter/rule[2]/all/@state");
+    assert_xpath(doc, "inout", "/filter/rule[2]/@direction");
+    /* Drop everything else, both ways, last. */
+    size_t last = want_rules + 6;
+    assert_xpath(doc, "drop", "/filter/rule[%zu]/@action", last - 1);
+    assert_xpath(doc, "in", "/filter/rule[%zu]/@direction", last - 1);
+    assert_xpath(doc, "1", "count(/filter/rule[%zu]/all)", last - 1);
+    assert_xpath(doc, "drop", "/filter/rule[%zu]/@action", last);
+    assert_xpath(doc, "out", "/filter/rule[%zu]/@direction", last);
+    assert_xpath(doc, "1000", "/filter/rule[%zu]/@priority", last);
+    /* Ingress names the remote as source, egress as destination. */
+    assert_xpath(doc, "0",
+                 "count(/filter/rule[@direction='in' and @priority='500']/*[@dstipaddr])");
+    assert_xpath(doc, "0",
+                 "count(/filter/rule[@direction='out' and @priority='500']/*[@srcipaddr])");
+}
+
+static char *
+find_program(const char *name)
+{
+    static const char *const dirs[] = {"/usr/local/bin", "/usr/bin", "/bin"};
+    for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+        char *full = str_printf("%s/%s", dirs[i], name);
+        assert_non_null(full);
+        if (access(full, X_OK) == 0)
+            return full;
+        free(full);
+    }
+    return NULL;
+}
+
+/* Exit status of `virt-xml-validate path nwfilter`, or -1 if it is not installed. */
+static int
+virt_xml_validate(const char *path)
+{
+    _cleanup_free_ char *prog = find_program("virt-xml-validate");
+    if (!prog)
+        return -1;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *const argv[] = {(char *)"virt-xml-validate", (char *)path, (char *)"nwfilter", NULL};
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 1);
+        execv(prog, argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* ---- golden cases ---- */
+
+static void
+test_golden(void **state)
+{
+    const Case *c = *state;
+    _cleanup_free_ char *path = str_printf("%s/nwfilter/%s.xml", GOLDEN_DIR, c->name);
+    assert_non_null(path);
+    _cleanup_free_ char *xml = nwfilter_xml_build(&c->spec);
+    assert_non_null(xml);
+    const char *update = getenv("UPDATE_GOLDEN");
+    if (update && streq(update, "1")) {
+        write_text_file(path, xml);
+    } else {
+        _cleanup_free_ char *want = read_text_file(path);
+        if (!want)
+            fail_msg("%s missing; run with UPDATE_GOLDEN=1 to create it", path);
+        assert_string_equal(xml, want);
+    }
+    check_parsed(xml, &c->spec, c->want_rules);
+    int rc = virt_xml_validate(path);
+    if (rc != 0)
+        fail_msg("virt-xml-validate %s nwfilter: exit status %d", path, rc);
+}
+
+/* ---- non-golden cases ---- */
+
+static void
+test_validator_rejects_bad_xml(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_nwfilter_xml.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char bad[] = "<filter name='x' chain='root'><rule action='accept' "
+                              "direction='sideways' priority='500'><all/></rule></filter>\n";
+    assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)(sizeof(bad) - 1));
+    close(fd);
+    int rc = virt_xml_validate(path);
+    unlink(path);
+    assert_true(rc > 0);
+}
+
+static void
+test_expansion(void **state)
+{
+    (void)state;
+    /* Members of a remote group: one /32 per address, in address order, written once even when
+     * two rules expand to the same. */
+    SecRule r[3] = {
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 22, 22, 0, 0, GROUP_DB),
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 22, 22, IP(10, 200, 1, 9), 32, NULL),
+        rule(SECRULE_EGRESS, SECRULE_PROTO_ANY, 0, 0, 0, 0, GROUP_DB),
+    };
+    const uint32_t ips[] = {IP(10, 200, 1, 9), IP(10, 200, 1, 3)};
+    NwfMembers m = {GROUP_DB, ips, 2};
+    NwFilterSpec s = {
+        .name = TEST_PREFIX "x", .rules = r, .n_rules = 3, .members = &m, .n_members = 1};
+    _cleanup_free_ char *xml = nwfilter_xml_build(&s);
+    assert_non_null(xml);
+    check_parsed(xml, &s, 4);
+    _cleanup_(xmlFreeDocp) xmlDoc *doc =
+        xmlReadMemory(xml, (int)strlen(xml), "f.xml", NULL, XML_PARSE_NONET);
+    assert_xpath(doc, "10.200.1.3", "/filter/rule[@priority='500'][1]/tcp/@srcipaddr");
+    assert_xpath(doc, "32", "/filter/rule[@priority='500'][1]/tcp/@srcipmask");
+    assert_xpath(doc, "22", "/filter/rule[@priority='500'][1]/tcp/@dstportstart");
+    assert_xpath(doc, "0", "count(/filter/rule[@priority='500'][1]/tcp/@dstportend)");
+    assert_xpath(doc, "10.200.1.9", "/filter/rule[@priority='500'][2]/tcp/@srcipaddr");
+    assert_xpath(doc, "10.200.1.3", "/filter/rule[@priority='500'][3]/all/@dstipaddr");
+    assert_xpath(doc, "10.200.1.9", "/filter/rule[@priority='500'][4]/all/@dstipaddr");
+}
+
+static void
+test_invalid_specs(void **state)
+{
+    (void)state;
+    SecRule ok = rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 22, 22, 0, 0, NULL);
+    SecRule bad[] = {
+        rule(SECRULE_INGRESS, SECRULE_PROTO_ICMP, 22, 22, 0, 0, NULL),
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 90, 80, 0, 0, NULL),
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 1, 65536, 0, 0, NULL),
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 0, 0, IP(10, 0, 0, 1), 8, NULL),
+        rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 0, 0, 0, 33, NULL),
+        rule((SecRuleDirection)7, SECRULE_PROTO_TCP, 0, 0, 0, 0, NULL),
+        rule(SECRULE_INGRESS, (SecRuleProtocol)9, 0, 0, 0, 0, NULL),
+    };
+    NwFilterSpec s = {.name = TEST_PREFIX "x", .rules = &ok, .n_rules = 1};
+    char *xml = nwfilter_xml_build(&s);
+    assert_non_null(xml);
+    free(xml);
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        s.rules = &bad[i];
+        if ((xml = nwfilter_xml_build(&s)) != NULL)
+            fail_msg("bad rule %zu accepted:\n%s", i, xml);
+    }
+    s.rules = &ok;
+    static const char *const names[] = {
+        "",    "-x",  "a b",
+        "x'y", "a/b", "a234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+        s.name = names[i];
+        assert_null(nwfilter_xml_build(&s));
+    }
+    s.name = "ok";
+    s.uuid = "not-a-uuid";
+    assert_null(nwfilter_xml_build(&s));
+    s.uuid = NULL;
+    s.n_rules = 1;
+    s.rules = NULL;
+    assert_null(nwfilter_xml_build(&s));
+    assert_null(nwfilter_xml_build(NULL));
+}
+
+static void
+test_interface_ref(void **state)
+{
+    (void)state;
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_port_name("7e57a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b", name);
+    assert_string_equal(name, "nimbus-port-7e57a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b");
+    _cleanup_free_ char *ref =
+        nwfilter_xml_interface_ref(name, IP(10, 200, 0, 2), "52:54:00:0a:00:01");
+    assert_non_null(ref);
+    assert_string_equal(ref,
+                        "<filterref filter='nimbus-port-7e57a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b'>\n"
+                        "  <parameter name='IP' value='10.200.0.2'/>\n"
+                        "  <parameter name='MAC' value='52:54:00:0a:00:01'/>\n"
+                        "</filterref>");
+    assert_null(nwfilter_xml_interface_ref(name, 0, "52:54:00:0a:00:01"));
+    assert_null(nwfilter_xml_interface_ref(name, IP(10, 0, 0, 1), "52:54:00:0a:00"));
+    assert_null(nwfilter_xml_interface_ref(name, IP(10, 0, 0, 1), "01:54:00:0a:00:01"));
+    assert_null(nwfilter_xml_interface_ref("x'", IP(10, 0, 0, 1), "52:54:00:0a:00:01"));
+}
+
+/* ---- libvirt ---- */
+
+static HvConn *conn;
+static const char *const libvirt_filters[] = {TEST_PREFIX "a", TEST_PREFIX "b"};
+
+static int
+libvirt_cleanup(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ELEMENTSOF(libvirt_filters); i++) {
+        _cleanup_error_ NbError *err = NULL;
+        if (hv_nwfilter_undefine(conn, libvirt_filters[i], &err) < 0)
+            fprintf(stderr, "cleanup: %s\n", err->message);
+    }
+    return 0;
+}
+
+/* libvirt's own copy of the filter. */
+static char *
+libvirt_xml(const char *name)
+{
+    virNWFilterPtr f = virNWFilterLookupByName(conn->conn, name);
+    assert_non_null(f);
+    char *xml = virNWFilterGetXMLDesc(f, 0);
+    virNWFilterFree(f);
+    assert_non_null(xml);
+    return xml;
+}
+
+static void
+test_libvirt_define_redefine_undefine(void **state)
+{
+    (void)state;
+    _cleanup_error_ NbError *err = NULL;
+    const char *name = libvirt_filters[0];
+    char uuid[NB_UUID_STRLEN], again[NB_UUID_STRLEN];
+    assert_int_equal(hv_nwfilter_uuid(conn, name, uuid, &err), 0);
+
+    SecRule rules[2];
+    secgroup_default_rules(GROUP_WEB, rules);
+    NwfMembers m = {GROUP_WEB, web_members, 2};
+    NwFilterSpec s = {.name = name, .rules = rules, .n_rules = 2, .members = &m, .n_members = 1};
+    _cleanup_free_ char *xml = nwfilter_xml_build(&s);
+    assert_non_null(xml);
+    if (hv_nwfilter_define(conn, name, xml, &err) < 0)
+        fail_msg("define: %s", err->message);
+    assert_int_equal(hv_nwfilter_uuid(conn, name, uuid, &err), 1);
+    assert_true(nb_uuid_is_valid(uuid));
+    _cleanup_free_ char *got = libvirt_xml(name);
+    assert_non_null(strstr(got, "filter='clean-traffic'"));
+    assert_null(strstr(got, "dstportstart='8080'"));
+
+    /* Another rule, the XML without a uuid: redefined in place, same uuid, the rule there. */
+    SecRule more[3] = {rules[0], rules[1],
+                       rule(SECRULE_INGRESS, SECRULE_PROTO_TCP, 8080, 8080, 0, 0, NULL)};
+    s.rules = more;
+    s.n_rules = 3;
+    _cleanup_free_ char *xml2 = nwfilter_xml_build(&s);
+    assert_non_null(xml2);
+    if (hv_nwfilter_define(conn, name, xml2, &err) < 0)
+        fail_msg("redefine: %s", err->message);
+    assert_int_equal(hv_nwfilter_uuid(conn, name, again, &err), 1);
+    assert_string_equal(again, uuid);
+    _cleanup_free_ char *got2 = libvirt_xml(name);
+    assert_non_null(strstr(got2, "dstportstart='8080'"));
+    /* Also with a stale uuid in the XML (the builder was given an old one). */
+    s.uuid = "0f1e2d3c-4b5a-4968-8776-655443322110";
+    s.n_rules = 2;
+    _cleanup_free_ char *xml3 = nwfilter_xml_build(&s);
+    if (hv_nwfilter_define(conn, name, xml3, &err) < 0)
+        fail_msg("redefine with a stale uuid: %s", err->message);
+    assert_int_equal(hv_nwfilter_uuid(conn, name, again, &err), 1);
+    assert_string_equal(again, uuid);
+    _cleanup_free_ char *got3 = libvirt_xml(name);
+    assert_null(strstr(got3, "dstportstart='8080'"));
+
+    /* XML of another filter is refused, libvirt untouched. */
+    assert_int_equal(hv_nwfilter_define(conn, libvirt_filters[1], xml2, &err), -1);
+    assert_string_equal(err->code, NB_ERR_INTERNAL);
+    nb_error_free(TAKE_PTR(err));
+    assert_int_equal(hv_nwfilter_uuid(conn, libvirt_filters[1], again, &err), 0);
+    /* libvirt refuses a broken filter: a hypervisor error. */
+    _cleanup_free_ char *broken = str_printf(
+        "<filter name='%s' chain='root'><rule action='fly'/></filter>", libvirt_filters[1]);
+    assert_int_equal(hv_nwfilter_define(conn, libvirt_filters[1], broken, &err), -1);
+    assert_string_equal(err->code, NB_ERR_HYPERVISOR);
+    nb_error_free(TAKE_PTR(err));
+
+    assert_int_equal(hv_nwfilter_undefine(conn, name, &err), 0);
+    assert_int_equal(hv_nwfilter_uuid(conn, name, again, &err), 0);
+    /* Absent: 0. */
+    assert_int_equal(hv_nwfilter_undefine(conn, name, &err), 0);
+}
+
+int
+main(void)
+{
+    cases_init();
+    const struct CMUnitTest pure[] = {
+        {"golden_defaults", test_golden, NULL, NULL, &cases[0]},
+        {"golden_web", test_golden, NULL, NULL, &cases[1]},
+        {"golden_no_groups", test_golden, NULL, NULL, &cases[2]},
+        {"golden_e2e_ssh", test_golden, NULL, NULL, &cases[3]},
+        {"golden_e2e_ssh_8080", test_golden, NULL, NULL, &cases[4]},
+        cmocka_unit_test(test_validator_rejects_bad_xml),
+        cmocka_unit_test(test_expansion),
+        cmocka_unit_test(test_invalid_specs),
+        cmocka_unit_test(test_interface_ref),
+    };
+    int failed = cmocka_run_group_tests_name("nwfilter_xml", pure, NULL, NULL);
+
+    const char *uri = getenv("NIMBUS_TEST_LIBVIRT_URI");
+    if (!uri || !*uri)
+        uri = "qemu:///system";
+    _cleanup_error_ NbError *err = NULL;
+    if (hv_events_init(&err) < 0 || hv_conn_open(uri, &conn, &err) < 0) {
+        fprintf(stderr, "test_nwfilter_xml: cannot reach libvirt at %s: %s\n", uri,
+                err && err->message ? err->message : "?");
+        return 1;
+    }
+    const struct CMUnitTest live[] = {
+        cmocka_unit_test_setup_teardown(test_libvirt_define_redefine_undefine, libvirt_cleanup,
+                                        libvirt_cleanup),
+    };
+    failed += cmocka_run_group_tests_name("hv_nwfilter", live, NULL, NULL);
+    hv_conn_free(conn);
+    return failed;
+}
