@@ -719,11 +719,7 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         }
     }
     if (r == 0) {
-        /* The fixed address of the first NIC is the VM's address from now on. */
-        _cleanup_error_ NbError *e = NULL;
-        ipv4_format(ports[0].ip, vm.ip);
-        if (vm_store_set_ip(core->store, vm.id, vm.ip, &e) < 0)
-            log_warn("vm %s: address not recorded: %s", vm.id, e->message);
+        ipv4_format(ports[0].ip, vm.ip); /* the store recorded it with the ports */
         log_info("vm %s (%s): create on host %s queued as task %s", vm.id, vm.name, vm.host,
                  task.id);
         task_engine_submit(core->tasks, task.id);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/network.h"
 #include "../model/validate.h"
 #include "../util/strutil.h"
 
@@ -222,6 +223,12 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "placement must be spread or pack");
     if (hv_event_loop_from_string(c->event_loop) == _HV_EVENT_LOOP_INVALID)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "event-loop must be epoll or libvirt");
+    uint32_t pool_net;
+    unsigned pool_prefix;
+    if (cidr_parse(c->default_network_pool, &pool_net, &pool_prefix) < 0 || pool_prefix > 24)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "default-network-pool must be a network of /8 to /24, host bits "
+                            "zero (like 10.200.0.0/16)");
     if (!nb_name_is_valid(c->host_name))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
                             "host-name must be a name: letters, digits, '.', '_' and '-'");

@@ -58,14 +58,14 @@ nic_valid(const DomainNic *n)
     if (!n || !present(n->source) || !network_xml_mac_is_valid(n->mac))
         return false;
     if (n->kind == DOMAIN_NIC_BRIDGE) {
-        if (!network_xml_ifname_is_valid(n->source))
+        if (!network_ifname_is_valid(n->source))
             return false;
     } else if (n->kind != DOMAIN_NIC_NETWORK) {
         return false;
     }
     /* libvirt hands out vnetN itself and would rename a tap asked for under that prefix. */
     if (n->target_dev &&
-        (!network_xml_ifname_is_valid(n->target_dev) || str_startswith(n->target_dev, "vnet")))
+        (!network_ifname_is_valid(n->target_dev) || str_startswith(n->target_dev, "vnet")))
         return false;
     return n->mtu == 0 || (n->mtu >= NETWORK_MTU_MIN && n->mtu <= NETWORK_MTU_MAX);
 }

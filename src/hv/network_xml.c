@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/validate.h"
 #include "util/cleanup.h"
 #include "util/strutil.h"
 #include "util/xml_writer.h"
@@ -17,12 +18,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(XmlWriter, xml_writer_free)
 
 #define NET_NAME_MAX 63
 #define DEFAULT_MTU 1500u
-
-static bool
-is_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
 
 static bool
 is_hex(char c)
@@ -38,25 +33,6 @@ hex_value(char c)
     if (c >= 'a' && c <= 'f')
         return (unsigned)(c - 'a' + 10);
     return (unsigned)(c - 'A' + 10);
-}
-
-/* [A-Za-z0-9][A-Za-z0-9_.-]{0,max-1} */
-static bool
-name_is_valid(const char *s, size_t max)
-{
-    if (!s || !is_alnum(s[0]))
-        return false;
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!is_alnum(s[n]) && s[n] != '_' && s[n] != '.' && s[n] != '-')
-            return false;
-    return n <= max;
-}
-
-bool
-network_xml_ifname_is_valid(const char *name)
-{
-    return name_is_valid(name, NETWORK_IFNAME_MAX);
 }
 
 bool
@@ -130,7 +106,7 @@ hosts_unique(const NetXmlHost *hosts, size_t n)
 static bool
 spec_valid(const NetXmlSpec *s)
 {
-    if (!s || !name_is_valid(s->name, NET_NAME_MAX) || !network_xml_ifname_is_valid(s->bridge))
+    if (!s || !nb_token_is_valid(s->name, NET_NAME_MAX) || !network_ifname_is_valid(s->bridge))
         return false;
     if (s->type != NETWORK_TYPE_NAT && s->type != NETWORK_TYPE_ISOLATED)
         return false;

@@ -42,4 +42,3 @@ char *network_xml_dhcp_host(const NetXmlHost *h);
  * colon-separated pairs of hex digits, unicast. An interface name: IFNAMSIZ-1 characters of
  * [A-Za-z0-9_.-], starting with a letter or digit. */
 bool network_xml_mac_is_valid(const char *mac);
-bool network_xml_ifname_is_valid(const char *name);

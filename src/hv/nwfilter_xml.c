@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "network_xml.h"
+#include "model/validate.h"
 #include "util/cleanup.h"
 #include "util/strutil.h"
 #include "util/uuid.h"
@@ -35,21 +36,9 @@ nwfilter_port_name(const char *port_id, char out[NWFILTER_NAME_MAX + 1])
 }
 
 static bool
-is_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static bool
 nwf_name_is_valid(const char *s)
 {
-    if (!s || !is_alnum(s[0]))
-        return false;
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!is_alnum(s[n]) && s[n] != '_' && s[n] != '.' && s[n] != '-')
-            return false;
-    return n <= NWFILTER_NAME_MAX;
+    return nb_token_is_valid(s, NWFILTER_NAME_MAX);
 }
 
 static bool

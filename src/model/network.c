@@ -165,18 +165,7 @@ network_ip_is_assignable(const Network *n, uint32_t ip)
 bool
 network_ifname_is_valid(const char *s)
 {
-    if (!s)
-        return false;
-    size_t len = strlen(s);
-    if (len == 0 || len > NETWORK_IFNAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-            return false;
-    }
-    return true;
+    return nb_token_is_valid(s, NETWORK_IFNAME_MAX);
 }
 
 /* An optional boolean field: absent leaves *ret. */

@@ -13,20 +13,26 @@ is_alnum_ascii(char c)
 }
 
 bool
-nb_name_is_valid(const char *name)
+nb_token_is_valid(const char *s, size_t max)
 {
-    if (!name || !is_alnum_ascii(name[0]))
+    if (!s || !is_alnum_ascii(s[0]))
         return false;
-    size_t n = strlen(name);
-    if (n > NB_NAME_MAX)
+    size_t n = strlen(s);
+    if (n > max)
         return false;
     for (size_t i = 1; i < n; i++) {
-        char c = name[i];
+        char c = s[i];
         if (!is_alnum_ascii(c) && c != '.' && c != '_' && c != '-')
             return false;
     }
+    return true;
+}
+
+bool
+nb_name_is_valid(const char *name)
+{
     /* A name shaped like a UUID would make "/v1/vms/<x>" ambiguous. */
-    return !nb_uuid_is_valid(name);
+    return nb_token_is_valid(name, NB_NAME_MAX) && !nb_uuid_is_valid(name);
 }
 
 int

@@ -10,6 +10,9 @@
 #define NB_USER_DATA_MAX (64 * 1024)
 #define NB_MAC_STRLEN 18 /* "52:54:00:xx:xx:xx" + NUL */
 
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,max-1}: the shape of names, and of what goes into host names
+ * (interfaces, libvirt objects) unescaped. */
+bool nb_token_is_valid(const char *s, size_t max);
 /* Resource names: [A-Za-z0-9][A-Za-z0-9._-]{0,62}, and not a UUID (ids and names share URLs). */
 bool nb_name_is_valid(const char *name);
 int nb_name_check(const char *what, const char *name, NbError **err);

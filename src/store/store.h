@@ -101,7 +101,8 @@ int image_copy_delete(Store *s, const char *image_id, const char *host, NbError 
  * NULL) receives the placement generation right after the insert, read under the same lock.
  * ports (n_ports 0..VM_NICS_MAX, may be NULL when 0): the VM's NICs, inserted in the same
  * transaction; core sets network_id, mac, slot and ip (0: allocate), the store fills id,
- * project, vm_id, ip and created_at (meaningful only on success). Each network must be the VM's
+ * project, vm_id, ip and created_at (meaningful only on success); the VM's ip becomes its first
+ * port's. Each network must be the VM's
  * project's or shared (NETWORK_NOT_FOUND). Adds IP_IN_USE, IP_OUTSIDE_NETWORK, NETWORK_FULL,
  * MAC_TAKEN (of a port), TOO_MANY_NICS and QUOTA_EXCEEDED (ports). */
 int vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports, size_t n_ports,

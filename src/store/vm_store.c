@@ -114,6 +114,18 @@ vm_ports_insert_locked(Store *s, const Vm *vm, Port *ports, size_t n_ports, NbEr
         if (port_insert_locked(s, vm->project, &ports[i], err) < 0)
             return -1;
     }
+    if (n_ports == 0)
+        return 0;
+    /* The VM's address is its first NIC's, fixed from now on. */
+    char ip[NB_IPV4_STRLEN];
+    ipv4_format(ports[0].ip, ip);
+    _cleanup_stmt_ sqlite3_stmt *up = NULL;
+    if (store_prepare(s, "UPDATE vms SET ip = ?1 WHERE id = ?2", &up, err) < 0)
+        return -1;
+    sqlite3_bind_text(up, 1, ip, -1, SQLITE_STATIC);
+    sqlite3_bind_text(up, 2, vm->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(up) != SQLITE_DONE)
+        return store_db_error(s, "record the vm's address", err);
     return 0;
 }
 

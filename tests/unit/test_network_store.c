@@ -167,6 +167,14 @@ test_allocation_order(void **state)
     assert_true(nb_uuid_is_valid(ports[0].id));
     assert_true(ports[0].created_at[0]);
 
+    /* The VM's address is its first NIC's, written in the same transaction. */
+    Vm stored;
+    char first[NB_IPV4_STRLEN];
+    assert_int_equal(vm_store_get(f->s, NULL, vm.id, &stored, &err), 0);
+    ipv4_format(ports[0].ip, first);
+    assert_string_equal(stored.ip, first);
+    vm_clear(&stored);
+
     /* What the store kept, by slot. */
     Port *got = NULL;
     size_t count = 0;

@@ -506,13 +506,13 @@ test_name_checks(void **state)
     assert_false(network_xml_mac_is_valid("52:54:00:ab:cd"));
     assert_false(network_xml_mac_is_valid("5254.00ab.cdef.0"));
     assert_false(network_xml_mac_is_valid(NULL));
-    assert_true(network_xml_ifname_is_valid("nbr0123456789ab"));
-    assert_true(network_xml_ifname_is_valid("br-ext_0.1"));
-    assert_false(network_xml_ifname_is_valid("nbr0123456789abc"));
-    assert_false(network_xml_ifname_is_valid(".x"));
-    assert_false(network_xml_ifname_is_valid("a:b"));
-    assert_false(network_xml_ifname_is_valid(""));
-    assert_false(network_xml_ifname_is_valid(NULL));
+    assert_true(network_ifname_is_valid("nbr0123456789ab"));
+    assert_true(network_ifname_is_valid("br-ext_0.1"));
+    assert_false(network_ifname_is_valid("nbr0123456789abc"));
+    assert_false(network_ifname_is_valid(".x"));
+    assert_false(network_ifname_is_valid("a:b"));
+    assert_false(network_ifname_is_valid(""));
+    assert_false(network_ifname_is_valid(NULL));
 }
 
 int
