@@ -65,9 +65,13 @@ def paging(make_env, e2e_root):
     env.flavor = api.ok("POST", "/v1/flavors",
                         {"name": "paging", "vcpus": 1, "ram_mib": 64, "disk_gib": 1}, expect=201)
 
+    # A network wide enough for them all: a project's default one is a /24.
+    api.ok("POST", "/v1/networks", {"name": "paging", "cidr": "10.65.0.0/16"}, expect=201)
+
     def create(name):
         r = api.request("POST", "/v1/vms", {"name": name, "image": "paging-img",
-                                            "flavor": "paging"})
+                                            "flavor": "paging",
+                                            "networks": [{"network": "paging"}]})
         assert r.status == 202, f"create {name}: {r!r}"
         return r.json["vm"]["id"]
 
