@@ -58,34 +58,8 @@ int
 image_copy_list(Store *s, const char *image_id, char ***ret, NbError **err)
 {
     STORE_READING(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "SELECT host FROM image_copies WHERE image_id = ? ORDER BY host", &st,
-                      err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, image_id, -1, SQLITE_STATIC);
-    size_t n = 0;
-    char **hosts = calloc(1, sizeof(*hosts));
-    int rc = SQLITE_DONE;
-    while (hosts && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char **grown = realloc(hosts, (n + 2) * sizeof(*hosts));
-        if (!grown)
-            break;
-        hosts = grown;
-        hosts[n] = store_column_strdup(st, 0);
-        hosts[++n] = NULL;
-        if (!hosts[n - 1])
-            break;
-    }
-    if (!hosts || rc != SQLITE_DONE) {
-        for (size_t i = 0; hosts && i < n; i++)
-            free(hosts[i]);
-        free(hosts);
-        return rc == SQLITE_DONE || rc == SQLITE_ROW
-                   ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory")
-                   : store_db_error(s, "list image copies", err);
-    }
-    *ret = hosts;
-    return 0;
+    return store_strv_query(s, "SELECT host FROM image_copies WHERE image_id = ?1 ORDER BY host",
+                            image_id, "list image copies", ret, err);
 }
 
 int

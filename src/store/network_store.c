@@ -62,14 +62,6 @@ network_list_free(Network *n, size_t count)
     free(n);
 }
 
-void
-store_strv_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* One row of sql (?1 key, ?2 scope): 1 found, 0 not, -1 error. */
 static int
 network_get_one(Store *s, const char *sql, const char *key, const char *scope, Network *ret,
@@ -505,31 +497,6 @@ int
 network_store_hosts(Store *s, const char *network_id, char ***ret_hosts, NbError **err)
 {
     STORE_READING(s);
-    _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "SELECT host FROM network_hosts WHERE network_id = ? ORDER BY host", &st,
-                      err) < 0)
-        return -1;
-    sqlite3_bind_text(st, 1, network_id, -1, SQLITE_STATIC);
-    size_t n = 0;
-    char **hosts = calloc(1, sizeof(*hosts));
-    int rc = SQLITE_DONE;
-    while (hosts && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char **grown = realloc(hosts, (n + 2) * sizeof(*hosts));
-        if (!grown)
-            break;
-        hosts = grown;
-        hosts[n] = store_column_strdup(st, 0);
-        hosts[n + 1] = NULL;
-        if (!hosts[n])
-            break;
-        n++;
-    }
-    if (!hosts || rc != SQLITE_DONE) {
-        store_strv_free(hosts);
-        return rc == SQLITE_DONE || rc == SQLITE_ROW
-                   ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory")
-                   : store_db_error(s, "list network hosts", err);
-    }
-    *ret_hosts = hosts;
-    return 0;
+    return store_strv_query(s, "SELECT host FROM network_hosts WHERE network_id = ?1 ORDER BY host",
+                            network_id, "list network hosts", ret_hosts, err);
 }

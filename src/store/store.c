@@ -377,6 +377,48 @@ store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t len)
     snprintf(buf, len, "%s", v ? (const char *)v : "");
 }
 
+void
+store_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+int
+store_strv_query(Store *s, const char *sql, const char *arg, const char *what, char ***ret,
+                 NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    size_t n = 0;
+    char **v = calloc(1, sizeof(*v));
+    int rc = SQLITE_DONE;
+    while (v && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char **grown = realloc(v, (n + 2) * sizeof(*v));
+        if (!grown) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        v = grown;
+        v[n + 1] = NULL;
+        if (!(v[n] = store_column_strdup(st, 0))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        n++;
+    }
+    if (!v || rc != SQLITE_DONE) {
+        store_strv_free(v);
+        return !v || rc == SQLITE_NOMEM ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory")
+                                        : store_db_error(s, what, err);
+    }
+    *ret = v;
+    return 0;
+}
+
 char *
 store_column_strdup(sqlite3_stmt *st, int col)
 {

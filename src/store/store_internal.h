@@ -101,6 +101,11 @@ int store_bind_text(sqlite3_stmt *st, int idx, const char *v);
 void store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t len);
 /* Column text duplicated, NULL for NULL. */
 char *store_column_strdup(sqlite3_stmt *st, int col);
+/* The first column of every row sql gives with ?1 bound to arg, as a NULL-terminated array of
+ * strings (store_strv_free). The caller holds the store (reading or locked). what names the
+ * query in an error. */
+int store_strv_query(Store *s, const char *sql, const char *arg, const char *what, char ***ret,
+                     NbError **err);
 
 /* Fills one element from the current row. */
 typedef void (*StoreRowFn)(sqlite3_stmt *st, void *elem);
