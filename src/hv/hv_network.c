@@ -6,6 +6,7 @@
  */
 #include "hv_internal.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,8 @@ xml_has_mac(const char *xml, const char *mac)
 
 /* What a network's DHCP <host> entries say of a MAC and an IP: the entry of the MAC names that
  * IP (exact), another entry has the MAC, another has the IP. libvirt writes each entry as
- * <host mac='..' ... ip='..'/> on one line. */
+ * <host mac='..' [name='..'] ip='..'/>, MAC first and in lower case. One pass of strstr over the
+ * document, no copies: a network may hold thousands of entries. */
 typedef struct HostEntries {
     bool exact, mac_elsewhere, ip_elsewhere;
 } HostEntries;
@@ -65,24 +67,23 @@ static HostEntries
 xml_host_entries(const char *xml, const char *mac, const char *ip)
 {
     HostEntries e = {0};
-    for (const char *p = strstr(xml, "<host "); p; p = strstr(p + 1, "<host ")) {
-        const char *end = strchr(p, '>');
-        if (!end)
-            break;
-        char emac[HV_MAC_LEN + 1] = "", eip[NB_IPV4_STRLEN] = "";
-        _cleanup_free_ char *one = strndup(p, (size_t)(end - p + 1));
-        if (!one)
-            break;
-        (void)xml_attr(one, " mac=", emac, sizeof(emac));
-        (void)xml_attr(one, " ip=", eip, sizeof(eip));
-        bool same_mac = strcasecmp(emac, mac) == 0, same_ip = strcmp(eip, ip) == 0;
-        if (same_mac && same_ip)
+    char mac_attr[HV_MAC_LEN + 16], ip_attr[NB_IPV4_STRLEN + 16];
+    snprintf(mac_attr, sizeof(mac_attr), " mac='%s'", mac);
+    for (char *c = mac_attr; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    snprintf(ip_attr, sizeof(ip_attr), " ip='%s'", ip);
+    const char *m = ip[0] || mac[0] ? strstr(xml, mac_attr) : NULL;
+    const char *m_end = m ? strchr(m, '>') : NULL;
+    for (const char *p = ip[0] ? strstr(xml, ip_attr) : NULL; p; p = strstr(p + 1, ip_attr)) {
+        if (m && m_end && p > m && p < m_end)
             e.exact = true;
-        else if (same_mac)
-            e.mac_elsewhere = true;
-        else if (same_ip)
+        else
             e.ip_elsewhere = true;
     }
+    if (m && !e.exact)
+        e.mac_elsewhere = true;
+    if (m && !ip[0])
+        e.exact = true; /* asked of the MAC alone */
     return e;
 }
 
