@@ -128,6 +128,17 @@ vm_wait_timeout(const Args *a, uint64_t *ret)
  * the task ended (or "deleted"), and the task's error when it failed. doing (e.g. "migrating"),
  * when not NULL, shows the task's progress while waiting as "<doing> <VM name>: 42%".
  */
+/* A task that ended failed: its error on stderr, the API's exit status. */
+static int
+vm_task_failed(json_t *task)
+{
+    json_t *err = json_object_get(task, "error");
+    _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
+    _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
+    fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
+    return CLI_EXIT_API;
+}
+
 static int
 vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting, const char *doing)
 {
@@ -173,11 +184,7 @@ vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting,
     if (r == 0)
         vm_print(cli, now);
     if (failed) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
+        return vm_task_failed(final);
     }
     return r;
 }
@@ -488,11 +495,7 @@ vm_nic_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s)
     if (r == 0)
         vm_print(cli, now);
     if (streq(api_str(final, "state"), "failed")) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
+        return vm_task_failed(final);
     }
     return r;
 }

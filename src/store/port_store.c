@@ -6,8 +6,8 @@
 
 #include "../util/uuid.h"
 
-static void
-port_from_row(sqlite3_stmt *st, void *elem)
+void
+port_store_from_row(sqlite3_stmt *st, void *elem)
 {
     Port *p = elem;
     memset(p, 0, sizeof(*p));
@@ -36,7 +36,7 @@ port_store_list_by_vm(Store *s, const char *vm_id, Port **ret, size_t *ret_n, Nb
     if (store_prepare(s, STORE_SQL_PORTS_BY_VM, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, vm_id, -1, SQLITE_STATIC);
-    return store_collect(s, st, sizeof(Port), port_from_row, NULL, (void **)ret, ret_n, err);
+    return store_collect(s, st, sizeof(Port), port_store_from_row, NULL, (void **)ret, ret_n, err);
 }
 
 int
@@ -56,7 +56,7 @@ port_store_list(Store *s, const char *scope, const char *network_id, Port **ret,
     } else if (scope) {
         sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
     }
-    return store_collect(s, st, sizeof(Port), port_from_row, NULL, (void **)ret, ret_n, err);
+    return store_collect(s, st, sizeof(Port), port_store_from_row, NULL, (void **)ret, ret_n, err);
 }
 
 int
@@ -81,7 +81,7 @@ port_store_get_by_mac(Store *s, const char *vm_id, const char *mac, Port *ret, N
         return nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "the VM has no NIC with MAC '%s'", lower);
     if (rc != SQLITE_ROW)
         return store_db_error(s, "get port", err);
-    port_from_row(st, ret);
+    port_store_from_row(st, ret);
     return 0;
 }
 

@@ -34,21 +34,6 @@ secrule_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 9, r->created_at, sizeof(r->created_at));
 }
 
-static void
-secgroup_port_from_row(sqlite3_stmt *st, void *elem)
-{
-    Port *p = elem;
-    memset(p, 0, sizeof(*p));
-    store_column_copy(st, 0, p->id, sizeof(p->id));
-    store_column_copy(st, 1, p->project, sizeof(p->project));
-    store_column_copy(st, 2, p->network_id, sizeof(p->network_id));
-    store_column_copy(st, 3, p->vm_id, sizeof(p->vm_id));
-    p->slot = (unsigned)sqlite3_column_int(st, 4);
-    store_column_copy(st, 5, p->mac, sizeof(p->mac));
-    p->ip = (uint32_t)sqlite3_column_int64(st, 6);
-    store_column_copy(st, 7, p->created_at, sizeof(p->created_at));
-}
-
 void
 secgroup_list_free(SecGroup *g, size_t n)
 {
@@ -332,7 +317,7 @@ secgroup_store_group_ports(Store *s, const char *group_id, Port **ret, size_t *r
 {
     STORE_READING(s);
     return secgroup_list_by(s, STORE_SQL_PORTS_OF_SECGROUP, group_id, sizeof(Port),
-                            secgroup_port_from_row, (void **)ret, ret_n, err);
+                            port_store_from_row, (void **)ret, ret_n, err);
 }
 
 int
@@ -341,7 +326,7 @@ secgroup_store_affected_ports(Store *s, const char *group_id, Port **ret, size_t
 {
     STORE_READING(s);
     return secgroup_list_by(s, STORE_SQL_PORTS_AFFECTED_BY_SECGROUP, group_id, sizeof(Port),
-                            secgroup_port_from_row, (void **)ret, ret_n, err);
+                            port_store_from_row, (void **)ret, ret_n, err);
 }
 
 static void

@@ -104,6 +104,8 @@ char *store_column_strdup(sqlite3_stmt *st, int col);
 /* The first column of every row sql gives with ?1 bound to arg, as a NULL-terminated array of
  * strings (store_strv_free). The caller holds the store (reading or locked). what names the
  * query in an error. */
+/* A ports row (PORT_COLUMNS) into a Port: store_collect's row reader for every port query. */
+void port_store_from_row(sqlite3_stmt *st, void *elem);
 int store_strv_query(Store *s, const char *sql, const char *arg, const char *what, char ***ret,
                      NbError **err);
 
