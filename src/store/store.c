@@ -209,6 +209,17 @@ static const char *const store_migrations[] = {
     "  group_id TEXT NOT NULL REFERENCES secgroups (id), PRIMARY KEY (port_id, group_id));"
     "CREATE INDEX port_secgroups_by_group ON port_secgroups (group_id, port_id);"
     "ALTER TABLE projects ADD COLUMN quota_secgroups INTEGER;",
+    /* 7: a host's nimbus-agent (its HTTPS URL and the host's secret, hex) and its underlay
+     * address and device for VXLAN; bandwidth limits per NIC in kbit/s (0: unlimited): a
+     * flavor's are copied onto the ports of a VM made with it, and a port's can change. */
+    "ALTER TABLE hosts ADD COLUMN agent_url TEXT;"
+    "ALTER TABLE hosts ADD COLUMN agent_secret TEXT;"
+    "ALTER TABLE hosts ADD COLUMN tunnel_ip TEXT;"
+    "ALTER TABLE hosts ADD COLUMN tunnel_dev TEXT;"
+    "ALTER TABLE flavors ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE flavors ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ports ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ports ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;",
 };
 
 __thread Store *store_tls_conn;

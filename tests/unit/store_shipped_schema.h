@@ -175,4 +175,28 @@ static const char *const shipped_schema[] = {
     "  host TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (network_id, host));"
     "ALTER TABLE projects ADD COLUMN quota_networks INTEGER;"
     "ALTER TABLE projects ADD COLUMN quota_ports INTEGER;",
+    /* 6: security groups. A rule's remote end is a CIDR (remote_net/remote_prefix) or a group
+     * (remote_group), which cannot go while a rule names it (no cascade: SECGROUP_IN_USE first).
+     * The expression index is the last guard against a rule twice (NULLs are distinct in a plain
+     * UNIQUE). port_secgroups follows its port (a VM's delete deletes its ports); a group cannot
+     * go while a port uses it. Quotas gain secgroups. */
+    "CREATE TABLE secgroups ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, UNIQUE (project, name));"
+    "CREATE INDEX secgroups_by_name ON secgroups (name);"
+    "CREATE TABLE secgroup_rules ("
+    "  id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES secgroups (id) ON DELETE CASCADE,"
+    "  direction TEXT NOT NULL, protocol TEXT NOT NULL, port_min INTEGER NOT NULL DEFAULT 0,"
+    "  port_max INTEGER NOT NULL DEFAULT 0, remote_net INTEGER NOT NULL DEFAULT 0,"
+    "  remote_prefix INTEGER NOT NULL DEFAULT 0, remote_group TEXT REFERENCES secgroups (id),"
+    "  created_at TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX secgroup_rules_unique ON secgroup_rules (group_id, direction, protocol,"
+    "  port_min, port_max, remote_net, remote_prefix, coalesce(remote_group, ''));"
+    "CREATE INDEX secgroup_rules_by_remote ON secgroup_rules (remote_group)"
+    "  WHERE remote_group IS NOT NULL;"
+    "CREATE TABLE port_secgroups ("
+    "  port_id TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,"
+    "  group_id TEXT NOT NULL REFERENCES secgroups (id), PRIMARY KEY (port_id, group_id));"
+    "CREATE INDEX port_secgroups_by_group ON port_secgroups (group_id, port_id);"
+    "ALTER TABLE projects ADD COLUMN quota_secgroups INTEGER;",
 };

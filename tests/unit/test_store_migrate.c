@@ -166,7 +166,7 @@ test_migrate_from_v3(void **state)
     assert_all_have_rows(before, v3_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 6);
+    assert_int_equal(store_schema_version(f->s), 7);
     dump_tables(f->path, v3_tables, n_tables, &d);
     char *after = d.text;
     assert_string_equal(before, after);
@@ -220,7 +220,7 @@ test_migrate_from_v3(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 6);
+    assert_int_equal(store_schema_version(f->s), 7);
     free(before);
     free(after);
 }
@@ -254,7 +254,7 @@ test_migrate_from_v4(void **state)
     assert_all_have_rows(before, v4_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 6);
+    assert_int_equal(store_schema_version(f->s), 7);
     dump_tables(f->path, v4_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -346,7 +346,7 @@ test_migrate_from_v5(void **state)
     assert_all_have_rows(before, v5_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 6);
+    assert_int_equal(store_schema_version(f->s), 7);
     dump_tables(f->path, v5_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -397,7 +397,70 @@ test_migrate_from_v5(void **state)
     assert_int_equal(secgroup_store_delete(f->s, "p2", "web", &err), 0);
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 6);
+    assert_int_equal(store_schema_version(f->s), 7);
+    free(before);
+    free(d.text);
+}
+
+static const char *const v6_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",
+    "tokens",         "projects",       "users",        "audit",
+    "hosts",          "vm_events",      "groups",       "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",
+    "ports",          "network_hosts",  "secgroups",    "secgroup_rules",
+    "port_secgroups",
+};
+
+/* What a version 6 daemon adds: a group of the old project with a rule, on the old port. */
+static const char v6_rows[] =
+    "INSERT INTO secgroups (id, project, name, created_at) VALUES "
+    "('g1', 'p2', 'web', '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO secgroup_rules (id, group_id, direction, protocol, port_min, port_max,"
+    " created_at) VALUES ('r1', 'g1', 'ingress', 'tcp', 80, 80, '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO port_secgroups (port_id, group_id) VALUES ('o1', 'g1');";
+
+/* Version 7 only adds columns: every old row reads back the same, and the new columns hold
+ * their defaults (no agent, unlimited bandwidth). */
+static void
+test_migrate_from_v6(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v6_tables) / sizeof(v6_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows);
+    make_shipped_db(f->path, 6, rows);
+    Dump d = {0};
+    dump_tables(f->path, v6_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v6_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 7);
+    store_close(f->s);
+    f->s = NULL;
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM hosts WHERE agent_url IS NULL"
+                                        " AND agent_secret IS NULL AND tunnel_ip IS NULL),"
+                                        " (SELECT count(*) FROM hosts),"
+                                        " (SELECT sum(net_in_kbit + net_out_kbit) FROM flavors),"
+                                        " (SELECT sum(net_in_kbit + net_out_kbit) FROM ports)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), sqlite3_column_int(st, 1));
+    assert_int_equal(sqlite3_column_int(st, 2), 0);
+    assert_int_equal(sqlite3_column_int(st, 3), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* The old columns of every table read back the same. */
+    dump_tables(f->path, v6_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
     free(before);
     free(d.text);
 }
@@ -409,6 +472,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v4, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v5, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v6, setup_empty, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
