@@ -4,6 +4,9 @@
  * one, so passwords, tokens and user-data cannot reach the log. Login records itself (auth.c):
  * its caller has no principal yet.
  */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "../util/log.h"
@@ -12,6 +15,43 @@
 
 #define AUDIT_DEFAULT_LIMIT 100
 #define AUDIT_MAX_LIMIT 1000
+
+/* Requests refused before authentication (no token, a bad, expired or revoked one) are audited
+ * too, with no user; anyone can send them, so they are admitted by a token bucket and a flood
+ * cannot fill the disk. What the bucket drops is counted and logged once a minute. */
+#define AUDIT_ANON_BURST 120.0
+#define AUDIT_ANON_PER_S 2.0
+
+static pthread_mutex_t audit_anon_lock = PTHREAD_MUTEX_INITIALIZER;
+static double audit_anon_tokens = AUDIT_ANON_BURST;
+static double audit_anon_at;
+static uint64_t audit_anon_dropped;
+static double audit_anon_reported_at;
+
+static bool
+audit_anonymous_admit(double now)
+{
+    pthread_mutex_lock(&audit_anon_lock);
+    audit_anon_tokens += (now - audit_anon_at) * AUDIT_ANON_PER_S;
+    if (audit_anon_tokens > AUDIT_ANON_BURST || audit_anon_at == 0)
+        audit_anon_tokens = AUDIT_ANON_BURST;
+    audit_anon_at = now;
+    bool admit = audit_anon_tokens >= 1.0;
+    if (admit)
+        audit_anon_tokens -= 1.0;
+    else
+        audit_anon_dropped++;
+    uint64_t report = 0;
+    if (audit_anon_dropped && now - audit_anon_reported_at >= 60.0) {
+        report = audit_anon_dropped;
+        audit_anon_dropped = 0;
+        audit_anon_reported_at = now;
+    }
+    pthread_mutex_unlock(&audit_anon_lock);
+    if (report)
+        log_warn("audit: %" PRIu64 " unauthenticated requests not recorded (rate limit)", report);
+    return admit;
+}
 
 void
 api_audit_request(HttpRequest *r, void *ctx)
@@ -23,15 +63,17 @@ api_audit_request(HttpRequest *r, void *ctx)
         (route && streq(route->action, "auth.login")))
         return;
     const Principal *who = http_request_principal(r);
-    if (!who)
-        return; /* refused before authentication: nobody to attribute it to */
+    if (!who && !audit_anonymous_admit(nb_epoch_now()))
+        return;
 
     AuditEvent e = {0};
     _cleanup_error_ NbError *err = NULL;
     nb_timestamp_now(e.at);
     snprintf(e.request_id, sizeof(e.request_id), "%s", http_request_id(r));
-    snprintf(e.user, sizeof(e.user), "%s", who->user_name);
-    snprintf(e.project_id, sizeof(e.project_id), "%s", who->project_id);
+    if (who) {
+        snprintf(e.user, sizeof(e.user), "%s", who->user_name);
+        snprintf(e.project_id, sizeof(e.project_id), "%s", who->project_id);
+    }
     auth_source_address(r, e.source, sizeof(e.source));
     snprintf(e.method, sizeof(e.method), "%s", method);
     snprintf(e.path, sizeof(e.path), "%s", http_request_path(r));
@@ -54,11 +96,13 @@ api_audit_request(HttpRequest *r, void *ctx)
 static json_t *
 audit_to_json(const AuditEvent *e)
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "id",
-                     (json_int_t)e->id, "at", e->at, "request_id", e->request_id, "user", e->user,
-                     "project_id", e->project_id, "source", e->source, "method", e->method, "path",
-                     e->path, "action", e->action, "target", e->target, "status", (int)e->status,
-                     "result", e->result);
+    /* Who is unknown for a failed login or a request without a valid token: null, not "". */
+    return json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "id",
+                     (json_int_t)e->id, "at", e->at, "request_id", e->request_id, "user",
+                     e->user[0] ? e->user : NULL, "project_id",
+                     e->project_id[0] ? e->project_id : NULL, "source", e->source, "method",
+                     e->method, "path", e->path, "action", e->action, "target", e->target, "status",
+                     (int)e->status, "result", e->result);
 }
 
 void

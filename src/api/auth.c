@@ -215,6 +215,20 @@ login_record_failure(const char *key, double now)
     f->last = now;
 }
 
+/* Takes back an attempt recorded at `at` that turned out right. Lock held. */
+static void
+login_forget(const char *key, double at)
+{
+    LoginFailures *f = login_slot(key, false);
+    if (!f)
+        return;
+    for (unsigned i = 0; i < f->n && i < LOGIN_MAX_PER_SOURCE; i++)
+        if (f->at[i] == at) {
+            f->at[i] = 0;
+            return;
+        }
+}
+
 /* The peer without its port: "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1". */
 void
 auth_source_address(const HttpRequest *r, char *out, size_t len)
@@ -237,7 +251,9 @@ login_audit(Core *core, HttpRequest *r, const char *user, const char *project, u
     _cleanup_error_ NbError *err = NULL;
     nb_timestamp_now(e.at);
     snprintf(e.request_id, sizeof(e.request_id), "%s", http_request_id(r));
-    snprintf(e.user, sizeof(e.user), "%s", user);
+    /* The user is known only once the login succeeded; the name tried is the target. */
+    if (status < 400)
+        snprintf(e.user, sizeof(e.user), "%s", user);
     snprintf(e.project_id, sizeof(e.project_id), "%s", project ? project : "");
     auth_source_address(r, e.source, sizeof(e.source));
     snprintf(e.method, sizeof(e.method), "POST");
@@ -268,12 +284,19 @@ api_auth_login(HttpRequest *r, void *ctx)
     auth_source_address(r, source, sizeof(source));
     snprintf(ukey, sizeof(ukey), "u:%s", name);
     snprintf(skey, sizeof(skey), "s:%s", source);
+    /* Each attempt counts as a failure from the moment it is let through, and is taken back
+     * only once it proved right: attempts sent at once cannot all pass the check while the
+     * first ones are still hashing. */
     double now = nb_epoch_now();
     pthread_mutex_lock(&login_lock);
     unsigned wait_user = login_wait(ukey, LOGIN_MAX_PER_USER, now);
     unsigned wait_source = login_wait(skey, LOGIN_MAX_PER_SOURCE, now);
-    pthread_mutex_unlock(&login_lock);
     unsigned wait = wait_user > wait_source ? wait_user : wait_source;
+    if (wait == 0) {
+        login_record_failure(ukey, now);
+        login_record_failure(skey, now);
+    }
+    pthread_mutex_unlock(&login_lock);
     if (wait > 0) {
         char retry[16];
         snprintf(retry, sizeof(retry), "%u", wait);
@@ -302,13 +325,14 @@ api_auth_login(HttpRequest *r, void *ctx)
             sodium_memzero(dummy, sizeof(dummy));
     }
     if (!ok) {
-        pthread_mutex_lock(&login_lock);
-        login_record_failure(ukey, now);
-        login_record_failure(skey, now);
-        pthread_mutex_unlock(&login_lock);
         login_audit(core, r, name, NULL, 401, NB_ERR_INVALID_CREDENTIALS);
         return http_reply_error(r, NB_ERR_INVALID_CREDENTIALS, "wrong user name or password");
     }
+
+    pthread_mutex_lock(&login_lock);
+    login_forget(ukey, now);
+    login_forget(skey, now);
+    pthread_mutex_unlock(&login_lock);
 
     TokenInfo info;
     TokenSecret secret;

@@ -2,6 +2,7 @@
 showing in the audit or the daemon's log (docs/security.md, docs/api/openapi.yaml). Own nimbusd, so the
 per-source login limit is not shared with other modules."""
 
+import concurrent.futures
 import json
 import secrets
 import time
@@ -217,6 +218,34 @@ def test_secrets_never_in_audit_or_log(auth):
         assert s not in log, f"a secret ({s[:6]}...) is in the daemon's log"
 
 
+def test_refused_requests_are_audited(auth):
+    """A write refused for want of a valid token (none, garbage, revoked) is in the audit log
+    with no user, the source and the route; a failed login has no user either, only the name
+    it tried as its target (null, never "")."""
+    a = auth
+    rid = a.admin.ok("POST", "/v1/tokens", {"name": "to-revoke"}, expect=201)
+    assert a.admin.request("DELETE", f"/v1/tokens/{rid['id']}").status == 204
+    cases = [("no token", None), ("garbage", "nbt_" + "x" * 40), ("revoked", rid["token"])]
+    for what, tok in cases:
+        r = a.admin.request("POST", "/v1/networks", {"name": f"anon-{what.replace(' ', '-')}",
+                                                     "cidr": "10.99.0.0/24"}, token=tok)
+        assert (r.status, r.code) == (401, "UNAUTHORIZED"), (what, r)
+    r = nf.login(a.admin, "carol", "not-carols-password")
+    assert r.status in (401, 429), r
+    events = nf.audit_events(a.admin, limit=1000)
+    anon = [e for e in events if e["path"] == "/v1/networks" and e["status"] == 401]
+    assert len(anon) == len(cases), anon
+    for e in anon:
+        assert e["user"] is None and e["project_id"] is None, e
+        assert e["source"] == "127.0.0.1" and e["method"] == "POST", e
+        assert e["result"] == "UNAUTHORIZED", e
+    failed = [e for e in events if e["action"] == "auth.login" and e["target"] == "carol"
+              and e["status"] != 201]
+    assert failed and all(e["user"] is None and e["project_id"] is None for e in failed), failed
+    ok = [e for e in events if e["action"] == "auth.login" and e["status"] == 201]
+    assert ok and all(e["user"] and e["project_id"] for e in ok), ok
+
+
 @pytest.mark.slow
 def test_expiry_and_rate_limit_lift(auth):
     """Waits (once, up to ~60 s minus the module's run time) for the 60 s token made at set-up to
@@ -255,5 +284,35 @@ def test_per_source_limit(make_env):
         assert r.headers.get("retry-after", "").isdigit(), r.headers
         # tokens already issued keep working; only logins are limited
         assert api.request("GET", "/v1/auth/whoami").status == 200
+    finally:
+        env.teardown()
+
+
+def test_concurrent_attempts_are_limited(make_env):
+    """Wrong passwords sent at once cannot slip past the limits while the first ones are still
+    being hashed: of 20 simultaneous attempts for one user at most 5 are evaluated (the others
+    get 429), and of all attempts from one address at most 20. Own nimbusd (it ends locked)."""
+    env = make_env("auth-burst")
+    env.daemon.start()
+    try:
+        api = env.api
+        api.ok("POST", "/v1/users", {"name": "burst", "password": "burst-password-1",
+                                     "project": "default", "role": "reader"}, expect=201)
+
+        def burst(pairs):
+            with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
+                return list(pool.map(lambda p: nf.login(api, *p).status, pairs))
+
+        first = burst([("burst", f"wrong-{i}-wrong") for i in range(20)])
+        assert set(first) <= {401, 429}, first
+        assert 1 <= first.count(401) <= 5, f"attempts evaluated for one user: {first}"
+        second = burst([(f"ghost-{i}", f"nope-{i}-nope") for i in range(30)])
+        assert set(second) <= {401, 429}, second
+        evaluated = first.count(401) + second.count(401)
+        assert evaluated <= 20, f"attempts evaluated from one address: {first} {second}"
+        print(f"evaluated: {first.count(401)} of 20 for one user, {evaluated} of 50 from one "
+              "address")
+        r = nf.login(api, "burst", "burst-password-1")
+        assert (r.status, r.code) == (429, "TOO_MANY_ATTEMPTS"), r
     finally:
         env.teardown()
