@@ -40,6 +40,7 @@ api_lookup_scope(HttpRequest *r, const char *key)
 }
 
 void api_health(HttpRequest *r, void *ctx);
+void api_ready(HttpRequest *r, void *ctx);
 void api_flavors_list(HttpRequest *r, void *ctx);
 void api_flavors_create(HttpRequest *r, void *ctx);
 void api_flavors_get(HttpRequest *r, void *ctx);

@@ -12,6 +12,7 @@
 
 const HttpRoute api_routes[] = {
     {"GET", "/v1/health", api_health, NULL, true, ANY, "health"},
+    {"GET", "/v1/ready", api_ready, NULL, true, ANY, "ready"},
     {"POST", "/v1/auth/login", api_auth_login, NULL, true, ANY, "auth.login"},
     R("GET", "/v1/auth/whoami", api_auth_whoami, ANY, "auth.whoami"),
     R("GET", "/v1/tokens", api_tokens_list, ANY, "token.list"),
@@ -91,4 +92,25 @@ api_health(HttpRequest *r, void *ctx)
     http_reply_json(r, 200,
                     json_pack("{s:s, s:s, s:s, s:o}", "status", "ok", "version", NIMBUS_VERSION,
                               "store", "ok", "hosts", hosts));
+}
+
+/* Readiness, for a load balancer or a service manager deciding whether to send work here:
+ * 200 when the store answers, the local host is connected and the task workers run; else 503
+ * with the same body, saying what failed. Unauthenticated like /v1/health, and as cheap. */
+void
+api_ready(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    ReadyReport rr;
+    health_ready(core, &rr);
+    const char *workers = rr.workers_ok ? "ok" : rr.tasks.stopping ? "stopping" : "stalled";
+    json_t *tasks = json_pack("{s:s, s:i, s:i, s:I, s:I, s:I}", "status", workers, "workers",
+                              (int)rr.tasks.workers, "busy", (int)rr.tasks.busy, "ready",
+                              (json_int_t)rr.tasks.ready, "waiting", (json_int_t)rr.tasks.waiting,
+                              "stalled_ms", (json_int_t)rr.tasks.stalled_ms);
+    http_reply_json(r, rr.ready ? 200 : 503,
+                    json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "status",
+                              rr.ready ? "ready" : "not_ready", "store", rr.store, "local_host",
+                              "name", core->cfg.host_name, "connection",
+                              host_conn_to_string(rr.local), "tasks", tasks));
 }

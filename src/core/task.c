@@ -29,6 +29,8 @@ struct TaskEngine {
     TaskQueueItem *timers;      /* waiting, by due_ms */
     bool stopping;
     unsigned n_workers;
+    unsigned busy;         /* workers inside a task's turn */
+    uint64_t last_pick_ms; /* when a worker last took a task from the ready queue */
     pthread_t *workers;
 };
 
@@ -109,6 +111,7 @@ task_engine_next(TaskEngine *e)
             e->head = item->next;
             if (!e->head)
                 e->tail = NULL;
+            e->last_pick_ms = now;
             return item;
         }
         if (!e->timers) {
@@ -155,9 +158,11 @@ task_worker(void *arg)
         TaskQueueItem *item = task_engine_next(e);
         if (!item)
             break;
+        e->busy++;
         pthread_mutex_unlock(&e->lock);
         int64_t delay = task_engine_run(e, item);
         pthread_mutex_lock(&e->lock);
+        e->busy--;
         if (delay > 0 && !e->stopping) {
             item->due_ms = nb_monotonic_ms() + (uint64_t)delay;
             task_engine_push_timer(e, item);
@@ -228,6 +233,28 @@ task_engine_stop(TaskEngine *e)
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);
+}
+
+void
+task_engine_stats(TaskEngine *e, TaskEngineStats *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    pthread_mutex_lock(&e->lock);
+    ret->workers = e->n_workers;
+    ret->busy = e->busy;
+    ret->stopping = e->stopping;
+    for (TaskQueueItem *i = e->head; i; i = i->next)
+        ret->ready++;
+    for (TaskQueueItem *i = e->timers; i; i = i->next)
+        ret->waiting++;
+    /* Tasks ready while every worker is busy and none was taken for a while: the workers are
+     * stuck (a libvirt call that never returns), not merely loaded. */
+    uint64_t now = nb_monotonic_ms();
+    if (e->head && e->busy == e->n_workers) {
+        uint64_t since = e->last_pick_ms ? e->last_pick_ms : now;
+        ret->stalled_ms = now > since ? now - since : 0;
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 bool

@@ -43,6 +43,13 @@ int task_engine_start(struct Core *core, TaskEngine **ret, NbError **err);
  * (the journal resumes them at the next start). */
 void task_engine_stop(TaskEngine *e);
 void task_engine_submit(TaskEngine *e, const char *task_id);
+typedef struct TaskEngineStats {
+    unsigned workers, busy;
+    size_t ready, waiting; /* queued now; waiting: on a timer */
+    uint64_t stalled_ms;   /* > 0: tasks are ready, every worker is busy, none taken since */
+    bool stopping;
+} TaskEngineStats;
+void task_engine_stats(TaskEngine *e, TaskEngineStats *ret);
 /* True once stopping: workers leave their task between two steps, to resume at the next start. */
 bool task_engine_stopping(TaskEngine *e);
 /* Fills a new pending task; params (JSON text or NULL) is copied. */
