@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """VM creation benchmark: Nimbus API versus the same work done with raw virsh.
 
-    bench/vm_create.py [--count N] [--concurrency C]
+    bench/vm_create.py [--count N] [--concurrency C] [--nics K]
                        [--keep-daemon-url URL --token T]
+
+With --nics K > 1 every VM (both sides) gets K NICs, one on each of K isolated networks with
+DHCP that the benchmark makes (10.249.<k>.0/24) and removes at the end.
 
 Without --keep-daemon-url it starts its own nimbusd (TCG, private state dir and
 storage pool), which it stops and removes again at the end.  Everything the
@@ -58,6 +61,8 @@ class Resources:
         self.lock = threading.Lock()
         self.nimbus_vms = {}  # id -> name
         self.raw_domains = set()
+        self.raw_filters = set()
+        self.networks = []  # Nimbus network ids made by the benchmark (--nics)
         self.raw_vols = set()  # (pool, volume)
         self.image_id = None
         self.flavor_id = None
@@ -240,13 +245,22 @@ class Bench:
                               {"name": name, "vcpus": 1, "ram_mib": 128, "disk_gib": 1})
         self.res.flavor_id = fl["id"]
         log(f"image {img['id']} ({len(data) >> 20} MiB) and flavor {fl['id']} ready")
+        for k in range(self.args.nics if self.args.nics > 1 else 0):
+            _, net = self.api.call("POST", "/v1/networks",
+                                   {"name": f"bench-{self.tag}-n{k}", "type": "isolated",
+                                    "cidr": f"10.249.{k}.0/24", "dhcp": True})
+            self.res.networks.append(net["id"])
+        if self.res.networks:
+            log(f"{len(self.res.networks)} networks for {self.args.nics} NICs a VM")
 
     # ------------------------------------------------------------ Nimbus
 
     def nimbus_create(self, name):
         t0 = time.monotonic()
-        _, body = self.api.call("POST", "/v1/vms", {"name": name, "image": self.res.image_id,
-                                                    "flavor": self.res.flavor_id})
+        req = {"name": name, "image": self.res.image_id, "flavor": self.res.flavor_id}
+        if self.res.networks:
+            req["networks"] = [{"network": n} for n in self.res.networks]
+        _, body = self.api.call("POST", "/v1/vms", req)
         vm_id = body["vm"]["id"]
         self.res.add("nimbus_vms", vm_id, name)
         end, m = self.api.wait_task(body["task"]["id"], t0)
@@ -315,19 +329,39 @@ class Bench:
         fmt = backing.find("format")
         self.backing_format = fmt.get("type") if fmt is not None else "qcow2"
         self.template = xml
-        self.network = root.find("./devices/interface/source").get("network")
-        net_ip = ET.fromstring(self.virsh("net-dumpxml", self.network)).find("ip")
-        self.net_prefix = net_ip.get("address").rsplit(".", 1)[0]
+        # Each NIC's network and the first three octets of its subnet, in the domain's order.
+        self.nets = []
+        for iface in root.findall("./devices/interface"):
+            net = iface.find("source").get("network")
+            net_ip = ET.fromstring(self.virsh("net-dumpxml", net)).find("ip")
+            self.nets.append((net, net_ip.get("address").rsplit(".", 1)[0]))
         self.raw_ips = iter(range(100, 250))
         self.raw_ip_of = {}
         _, task = self.api.call("POST", f"/v1/vms/{vm['id']}/stop", {"force": True})
         self.api.wait_task(task["task"]["id"], time.monotonic())
         log(f"pool {self.pool} ({self.pool_dir}), image volume {self.backing_path}, "
-            f"network {self.network}")
+            f"networks {', '.join(n for n, _ in self.nets)}")
 
     # ------------------------------------------------------------ raw virsh
 
-    def raw_domain_xml(self, name, dom_uuid, disk, seed, mac, console):
+    def raw_filter(self, name, k, template_filter, mac, ip):
+        """What Nimbus does for a port's security: its own nwfilter (a copy of the warm-up
+        port's, under a new name) with the NIC's MAC and IP as parameters."""
+        root = ET.fromstring(self.virsh("nwfilter-dumpxml", template_filter))
+        fname = f"{name}-nic{k}"
+        root.set("name", fname)
+        u = root.find("uuid")
+        if u is not None:
+            root.remove(u)
+        path = os.path.join(self.raw_dir, f"{fname}.xml")
+        with open(path, "w") as f:
+            f.write(ET.tostring(root, encoding="unicode"))
+        self.res.add("raw_filters", fname)
+        self.virsh("nwfilter-define", path)
+        os.unlink(path)
+        return fname
+
+    def raw_domain_xml(self, name, dom_uuid, disk, seed, nics, console):
         root = ET.fromstring(self.template)
         root.find("name").text = name
         root.find("uuid").text = dom_uuid
@@ -344,11 +378,20 @@ class Bench:
                 src.set("file", disk)
             elif d.get("device") == "cdrom":
                 src.set("file", seed)
-        for iface in root.findall("./devices/interface"):
+        for k, iface in enumerate(root.findall("./devices/interface")):
+            mac, ip = nics[k]
             iface.find("mac").set("address", mac)
             target = iface.find("target")  # Nimbus's tap name is its port's
             if target is not None:
                 iface.remove(target)
+            fref = iface.find("filterref")
+            if fref is not None:
+                fref.set("filter", self.raw_filter(name, k, fref.get("filter"), mac, ip))
+                for param in fref.findall("parameter"):
+                    if param.get("name") == "IP":
+                        param.set("value", ip)
+                    elif param.get("name") == "MAC":
+                        param.set("value", mac)
         for lg in root.iter("log"):
             lg.set("file", console)
         return ET.tostring(root, encoding="unicode")
@@ -359,7 +402,9 @@ class Bench:
         disk_path = os.path.join(self.pool_dir, disk_vol)
         seed_path = os.path.join(self.pool_dir, seed_vol)
         dom_uuid = str(uuid.uuid4())
-        mac = "52:54:00:%02x:%02x:%02x" % tuple(random.getrandbits(8) for _ in range(3))
+        host_part = next(self.raw_ips)
+        nics = [("52:54:00:%02x:%02x:%02x" % tuple(random.getrandbits(8) for _ in range(3)),
+                 f"{prefix}.{host_part}") for _, prefix in self.nets]
         tmp = tempfile.mkdtemp(prefix=f"{name}-", dir=self.raw_dir)
         iso = os.path.join(tmp, "seed.iso")
         self.res.add("raw_vols", (self.pool, disk_vol))
@@ -372,11 +417,12 @@ class Bench:
           "--backing-vol", self.backing_path, "--backing-vol-format", self.backing_format)
         t1 = time.monotonic()
         # The same NoCloud seed Nimbus writes (see src/core/seed.c), built the same way.
+        netcfg = "version: 2\nethernets:\n" + "".join(
+            f"  eth{k}:\n    match:\n      macaddress: \"{mac}\"\n    set-name: eth{k}\n"
+            f"    addresses: [{ip}/24]\n" for k, (mac, ip) in enumerate(nics))
         files = {"user-data": "#cloud-config\n{}\n",
                  "meta-data": f"instance-id: {dom_uuid}\nlocal-hostname: {name}\n",
-                 "network-config": ("version: 2\nethernets:\n  eth0:\n    match:\n"
-                                    f"      macaddress: \"{mac}\"\n    set-name: eth0\n"
-                                    "    dhcp4: true\n")}
+                 "network-config": netcfg}
         for fname, content in files.items():
             with open(os.path.join(tmp, fname), "w") as f:
                 f.write(content)
@@ -388,13 +434,13 @@ class Bench:
         t3 = time.monotonic()
         xml_path = os.path.join(tmp, "domain.xml")
         with open(xml_path, "w") as f:
-            f.write(self.raw_domain_xml(name, dom_uuid, disk_path, seed_path, mac,
+            f.write(self.raw_domain_xml(name, dom_uuid, disk_path, seed_path, nics,
                                         os.path.join(self.raw_dir, "console", f"{name}.log")))
-        # What Nimbus does for a VM's fixed address: a static DHCP entry in the network.
-        ip = f"{self.net_prefix}.{next(self.raw_ips)}"
-        self.raw_ip_of[name] = (mac, ip)
-        v("net-update", self.network, "add-last", "ip-dhcp-host",
-          f"<host mac='{mac}' ip='{ip}'/>", "--live", "--config")
+        # What Nimbus does for a VM's fixed addresses: a static DHCP entry in each network.
+        self.raw_ip_of[name] = nics
+        for (net, _), (mac, ip) in zip(self.nets, nics):
+            v("net-update", net, "add-last", "ip-dhcp-host", f"<host mac='{mac}' ip='{ip}'/>",
+              "--live", "--config")
         t4 = time.monotonic()
         v("create", xml_path)
         t5 = time.monotonic()
@@ -407,9 +453,13 @@ class Bench:
         t0 = time.monotonic()
         self.virsh("destroy", name)
         self.res.drop("raw_domains", name)
-        mac, ip = self.raw_ip_of.pop(name)
-        self.virsh("net-update", self.network, "delete", "ip-dhcp-host",
-                   f"<host mac='{mac}' ip='{ip}'/>", "--live", "--config")
+        for (net, _), (mac, ip) in zip(self.nets, self.raw_ip_of.pop(name)):
+            self.virsh("net-update", net, "delete", "ip-dhcp-host",
+                       f"<host mac='{mac}' ip='{ip}'/>", "--live", "--config")
+        for k in range(len(self.nets)):
+            if f"{name}-nic{k}" in self.res.raw_filters:
+                self.virsh("nwfilter-undefine", f"{name}-nic{k}")
+                self.res.drop("raw_filters", f"{name}-nic{k}")
         for vol in (f"{name}-disk.qcow2", f"{name}-seed.iso"):
             self.virsh("vol-delete", "--pool", self.pool, vol)
             self.res.drop("raw_vols", (self.pool, vol))
@@ -469,12 +519,19 @@ class Bench:
             v("destroy", name, check=False)
         for pool, vol in sorted(self.res.raw_vols):
             v("vol-delete", "--pool", pool, vol, check=False)
+        for fname in sorted(self.res.raw_filters):
+            v("nwfilter-undefine", fname, check=False)
         if self.api and (self.daemon is None or self.daemon.poll() is None):
             for vm_id in list(self.res.nimbus_vms):
                 try:
                     self.nimbus_delete(vm_id, busy_wait_s=TASK_TIMEOUT_S)
                 except BenchError as e:
                     log(f"clean-up: deleting VM {vm_id}: {e}")
+            for net in self.res.networks:
+                try:
+                    self.api.call("DELETE", f"/v1/networks/{net}", ok=(204, 404))
+                except BenchError as e:
+                    log(f"clean-up: deleting network {net}: {e}")
             for kind, rid in (("images", self.res.image_id), ("flavors", self.res.flavor_id)):
                 if rid:
                     try:
@@ -537,13 +594,14 @@ def report(b, results):
     w(f"NOTE: guests are TCG (software emulation) on a {os.cpu_count()}-core machine; the running guests")
     w("      compete with nimbusd and libvirtd for CPU. Figures are for comparison, not absolute.")
     w(f"N={a.count} VMs per mode, concurrency C={a.concurrency}, nimbusd workers={a.workers}; "
-      f"flavor 1 vCPU / 128 MiB / 1 GiB")
+      f"flavor 1 vCPU / 128 MiB / 1 GiB; {len(b.nets)} NIC(s) a VM")
     w(f"other domains already running on this libvirtd: {b.foreign}; load average "
       f"{b.load_before[0]:.2f} before, {b.load_after[0]:.2f} after")
     w("per VM: Nimbus = POST /v1/vms -> task succeeded (domain running), polled every "
       f"{int(POLL_S * 1000)} ms;")
     w("        virsh  = vol-create-as (linked clone) + genisoimage + vol-create-as + vol-upload "
-      "(seed) + net-update (DHCP entry) + virsh create")
+      "(seed) + net-update (DHCP entry, each NIC) + nwfilter-define (each NIC, when Nimbus "
+      "filters ports) + virsh create")
     w("")
     hdr = (f"{'mode':<12} {'Nimbus med':>10} {'p95':>7} {'virsh med':>10} {'p95':>7} "
            f"{'ratio med':>10} {'p95':>7}")
@@ -598,10 +656,13 @@ def main():
     ap.add_argument("--nimbusd", default=os.path.join(REPO, "build", "src", "daemon", "nimbusd"))
     ap.add_argument("--libvirt-uri", default="qemu:///system")
     ap.add_argument("--workers", type=int, default=4, help="nimbusd --workers (default 4)")
+    ap.add_argument("--nics", type=int, default=1, help="NICs a VM, 1-8 (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw figures here")
     a = ap.parse_args()
     if a.count < 1 or a.concurrency < 1 or a.workers < 1:
         ap.error("--count, --concurrency and --workers must be at least 1")
+    if not 1 <= a.nics <= 8:
+        ap.error("--nics must be from 1 to 8")
     if bool(a.keep_daemon_url) != bool(a.token):
         ap.error("--keep-daemon-url and --token go together")
 
