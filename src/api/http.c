@@ -582,7 +582,9 @@ request_finish(HttpRequest *r)
     }
     if (!request_authorize(r))
         return;
+    log_context_request(r->id);
     rt->handler(r, r->server->cfg.ctx);
+    log_context_request(NULL);
     connection_touch(r->conn);
 }
 
@@ -685,6 +687,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (st && r->stream_begun && !r->stream_ended && st->abort_cb)
         st->abort_cb(r->stream_state);
     const HttpServerConfig *cfg = &r->server->cfg;
+    log_context_request(r->id);
     if (cfg->on_complete && r->method)
         cfg->on_complete(r, cfg->ctx);
 
@@ -699,6 +702,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_info("http: %s %s %u %llu ms id=%s peer=%s (connection closed early, reason %d)",
                  method, path, r->queued ? r->status : 0u, (unsigned long long)ms, r->id, r->peer,
                  (int)toe);
+    log_context_request(NULL);
     request_free(r);
 }
 

@@ -143,7 +143,10 @@ task_engine_run(TaskEngine *e, TaskQueueItem *item)
     else if (task.state == TASK_STATE_PENDING || task.state == TASK_STATE_RUNNING) {
         if (!item->run.first_run_ms)
             item->run.first_run_ms = nb_monotonic_ms();
+        /* Every kind of task is about a VM (its target). */
+        log_context_task(task.id, task.target_id);
         r = h->run(e->core, &task, &item->run);
+        log_context_task(NULL, NULL);
     }
     task_clear(&task);
     return r;

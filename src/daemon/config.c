@@ -27,6 +27,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->event_loop = strdup("epoll");
     c->default_network_pool = strdup("10.200.0.0/16");
     c->log_level = strdup("info");
+    c->log_format = strdup("text");
     c->workers = 16;
     c->stop_timeout_s = 60;
     c->sync_interval_s = 10;
@@ -54,6 +55,7 @@ daemon_config_free(DaemonConfig *c)
     free(c->event_loop);
     free(c->default_network_pool);
     free(c->log_level);
+    free(c->log_format);
     free(c->tls_cert);
     free(c->tls_key);
 }
@@ -124,6 +126,7 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"network", &c->network},
         {"host-name", &c->host_name},
         {"log-level", &c->log_level},
+        {"log-format", &c->log_format},
         {"tls-cert", &c->tls_cert},
         {"tls-key", &c->tls_key},
         {"placement", &c->placement},

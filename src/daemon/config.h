@@ -19,6 +19,7 @@ typedef struct DaemonConfig {
     char *event_loop;           /* epoll or libvirt */
     char *default_network_pool; /* CIDR the projects' default networks are cut from */
     char *log_level;
+    char *log_format;
     char *tls_cert; /* PEM files: HTTPS when both are set */
     char *tls_key;
     unsigned workers;

@@ -47,6 +47,8 @@ usage(FILE *out)
             "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
             "  --tls-key FILE         and this PEM private key\n"
             "  --log-level LEVEL      debug, info, warn, error (default info)\n"
+            "  --log-format FORMAT    text, or json: one object a line, with request, task and\n"
+            "                         VM ids as fields (default text)\n"
             "  --version, --help\n");
 }
 
@@ -75,6 +77,7 @@ static const struct option long_options[] = {
     {"prune-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
     {"log-level", required_argument, NULL, 0},
+    {"log-format", required_argument, NULL, 0},
     {"tls-cert", required_argument, NULL, 0},
     {"tls-key", required_argument, NULL, 0},
     {"help", no_argument, NULL, 'h'},
@@ -178,6 +181,13 @@ main(int argc, char **argv)
         return 2;
     }
     log_set_level(level);
+    LogFormat format;
+    if (log_format_from_string(cfg.log_format, &format) < 0) {
+        fprintf(stderr, "nimbusd: --log-format must be text or json\n");
+        daemon_config_free(&cfg);
+        return 2;
+    }
+    log_set_format(format);
     if (!cfg.pool_path)
         cfg.pool_path = str_printf("%s/pool", cfg.state_dir);
     if (!cfg.tls_cert != !cfg.tls_key) {
