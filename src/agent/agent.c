@@ -126,10 +126,12 @@ send_reply(struct MHD_Connection *conn, Reply r, const char *method, const char 
     if (r.status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r.status == 405)
-        MHD_add_response_header(
-            resp, MHD_HTTP_HEADER_ALLOW,
-            str_startswith(url, "/v1/vxlan/") || str_startswith(url, "/v1/shaping/") ? "PUT, DELETE"
-                                                                                     : "GET");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                str_startswith(url, "/v1/vxlan/") ||
+                                        str_startswith(url, "/v1/shaping/") ||
+                                        str_startswith(url, "/v1/vlan/")
+                                    ? "PUT, DELETE"
+                                    : "GET");
     enum MHD_Result ret = MHD_queue_response(conn, r.status, resp);
     MHD_destroy_response(resp);
     /* The path is logged, never a header: the secret only travels in Authorization. */
@@ -163,9 +165,12 @@ vxlan_put(Agent *a, unsigned vni, json_t *body)
     if (agent_vxlan_from_json(body, vni, &v, &err) < 0)
         return reply_nb_error(TAKE_PTR(err));
     const AgentVxlan *user = agent_state_bridge_user(&a->state, v.bridge, vni);
-    if (user) {
+    if (user || agent_state_vlan_find(&a->state, v.bridge)) {
         char msg[96];
-        snprintf(msg, sizeof(msg), "bridge %s belongs to VNI %u", v.bridge, user->vni);
+        if (user)
+            snprintf(msg, sizeof(msg), "bridge %s belongs to VNI %u", v.bridge, user->vni);
+        else
+            snprintf(msg, sizeof(msg), "bridge %s belongs to a VLAN segment", v.bridge);
         agent_vxlan_clear(&v);
         return reply_error(NB_ERR_NAME_TAKEN, msg);
     }
@@ -225,6 +230,62 @@ vxlan_delete(Agent *a, unsigned vni)
     if (agent_state_copy(&a->state, &next) < 0)
         return reply_error(NB_ERR_INTERNAL, "out of memory");
     agent_state_vxlan_remove(&next, vni);
+    if (commit(a, &next, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    return (Reply){204, NULL};
+}
+
+static Reply
+vlan_put(Agent *a, const char *bridge, json_t *body)
+{
+    _cleanup_error_ NbError *err = NULL;
+    AgentVlan v;
+    if (agent_vlan_from_json(body, bridge, &v, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    const AgentVxlan *user = agent_state_bridge_user(&a->state, v.bridge, 0);
+    if (user) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "bridge %s belongs to VNI %u", v.bridge, user->vni);
+        return reply_error(NB_ERR_NAME_TAKEN, msg);
+    }
+    const AgentVlan *old = agent_state_vlan_find(&a->state, v.bridge);
+    if (agent_net_vlan_ensure(a->net, &v, &err) < 0) {
+        _cleanup_error_ NbError *undo_err = NULL;
+        if (old && agent_net_vlan_ensure(a->net, old, &undo_err) < 0)
+            log_error("%s: undoing a failed change failed too: %s", bridge, msg_of(undo_err));
+        log_warn("%s: %s", bridge, msg_of(err));
+        return reply_nb_error(TAKE_PTR(err));
+    }
+    AgentState next;
+    if (agent_state_copy(&a->state, &next) < 0)
+        return reply_error(NB_ERR_INTERNAL, "out of memory");
+    if (agent_state_vlan_put(&next, &v) < 0) {
+        agent_state_clear(&next);
+        return reply_error(NB_ERR_INTERNAL, "too many VLAN segments");
+    }
+    if (commit(a, &next, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    return (Reply){200, agent_vlan_to_json(&v)};
+}
+
+static Reply
+vlan_delete(Agent *a, const char *bridge)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (!agent_bridge_name_is_valid(bridge))
+        return reply_error(NB_ERR_NETWORK_INVALID_IFNAME,
+                           "a VLAN segment's bridge is named nbr and 12 lowercase hex digits");
+    if (agent_state_bridge_user(&a->state, bridge, 0))
+        return reply_error(NB_ERR_NAME_TAKEN, "that bridge belongs to a VXLAN");
+    /* Absent is done; devices left by a crash between apply and commit go too. */
+    if (agent_net_vlan_remove(a->net, bridge, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    if (!agent_state_vlan_find(&a->state, bridge))
+        return (Reply){204, NULL};
+    AgentState next;
+    if (agent_state_copy(&a->state, &next) < 0)
+        return reply_error(NB_ERR_INTERNAL, "out of memory");
+    agent_state_vlan_remove(&next, bridge);
     if (commit(a, &next, &err) < 0)
         return reply_nb_error(TAKE_PTR(err));
     return (Reply){204, NULL};
@@ -326,11 +387,23 @@ route(Agent *a, const char *method, const char *url, const Req *q)
     }
     const char *vni_s = str_startswith(url, "/v1/vxlan/") ? url + strlen("/v1/vxlan/") : NULL;
     const char *tap = str_startswith(url, "/v1/shaping/") ? url + strlen("/v1/shaping/") : NULL;
-    if ((!vni_s && !tap) || strchr(vni_s ? vni_s : tap, '/'))
+    const char *vlan_br = str_startswith(url, "/v1/vlan/") ? url + strlen("/v1/vlan/") : NULL;
+    const char *key = vni_s ? vni_s : tap ? tap : vlan_br;
+    if (!key || strchr(key, '/'))
         return reply_error(NB_ERR_NOT_FOUND, "no such route");
     if (!put && !del)
         return reply_error(NB_ERR_METHOD_NOT_ALLOWED, "method not allowed");
     Reply fail;
+    if (vlan_br) {
+        if (del)
+            return vlan_delete(a, vlan_br);
+        json_t *body = body_parse(q, &fail);
+        if (!body)
+            return fail;
+        Reply r = vlan_put(a, vlan_br, body);
+        json_decref(body);
+        return r;
+    }
     if (vni_s) {
         unsigned vni;
         if (agent_vni_parse(vni_s, &vni) < 0)
@@ -466,6 +539,16 @@ reconcile(Agent *a, bool at_start)
             log_error("VNI %u: cannot re-apply: %s", v->vni, msg_of(err));
         else if (at_start)
             log_info("VNI %u: applied (bridge %s, %zu peers)", v->vni, v->bridge, v->n_peers);
+    }
+    for (size_t i = 0; i < a->state.n_vlans; i++) {
+        const AgentVlan *v = &a->state.vlans[i];
+        if (!at_start && agent_net_vlan_intact(a->net, v))
+            continue;
+        _cleanup_error_ NbError *err = NULL;
+        if (agent_net_vlan_ensure(a->net, v, &err) < 0)
+            log_error("VLAN segment %s: cannot re-apply: %s", v->bridge, msg_of(err));
+        else
+            log_info("VLAN segment %s: applied (id %u on %s)", v->bridge, v->vlan, v->parent);
     }
     for (size_t i = 0; i < a->state.n_shaping; i++) {
         const AgentShaping *s = &a->state.shaping[i];
@@ -630,8 +713,8 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before MHD's thread, which inherits the mask */
     signal(SIGPIPE, SIG_IGN);
 
-    log_info("nimbus-agent %s: %zu VXLANs, %zu shaped taps in the state", AGENT_VERSION,
-             a.state.n_vxlans, a.state.n_shaping);
+    log_info("nimbus-agent %s: %zu VXLANs, %zu VLAN segments, %zu shaped taps in the state",
+             AGENT_VERSION, a.state.n_vxlans, a.state.n_vlans, a.state.n_shaping);
     reconcile(&a, true);
 
     struct MHD_Daemon *d = MHD_start_daemon(

@@ -60,7 +60,7 @@ agent_underlay_name_is_valid(const char *s)
             return false;
     }
     /* The underlay is someone else's device; one of ours as underlay would loop the overlay. */
-    static const char *const own[] = {"nbr", "nbx", "nbi", "nbt"};
+    static const char *const own[] = {"nbr", "nbx", "nbi", "nbt", "nbv"};
     for (size_t i = 0; i < ELEMENTSOF(own); i++)
         if (str_startswith(s, own[i]))
             return false;
@@ -71,6 +71,12 @@ void
 agent_vxlan_ifname(unsigned vni, char out[AGENT_IFNAME_MAX + 1])
 {
     snprintf(out, AGENT_IFNAME_MAX + 1, "nbx%u", vni);
+}
+
+void
+agent_vlan_ifname(const char *bridge, char out[AGENT_IFNAME_MAX + 1])
+{
+    snprintf(out, AGENT_IFNAME_MAX + 1, "nbv%s", bridge + 3);
 }
 
 void
@@ -275,6 +281,48 @@ agent_vxlan_to_json(const AgentVxlan *v)
 }
 
 int
+agent_vlan_from_json(json_t *body, const char *bridge, AgentVlan *ret, NbError **err)
+{
+    static const char *const fields[] = {"vlan", "parent", "mtu"};
+    if (!agent_bridge_name_is_valid(bridge))
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_IFNAME,
+                            "a VLAN segment's bridge is named nbr and 12 lowercase hex digits");
+    if (check_fields(body, fields, ELEMENTSOF(fields), err) < 0)
+        return -1;
+    AgentVlan v = {.mtu = 1500};
+    memcpy(v.bridge, bridge, strlen(bridge) + 1);
+    json_t *id = json_object_get(body, "vlan");
+    if (!json_is_integer(id) || json_integer_value(id) < 1 ||
+        json_integer_value(id) > (json_int_t)AGENT_VLAN_MAX)
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_VLAN, "'vlan' must be an integer 1..%u",
+                            AGENT_VLAN_MAX);
+    v.vlan = (unsigned)json_integer_value(id);
+    const char *parent;
+    if (get_string(body, "parent", &parent, err) < 0)
+        return -1;
+    if (!agent_underlay_name_is_valid(parent))
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_IFNAME,
+                            "'parent' must be a host interface name, not one of the agent's");
+    memcpy(v.parent, parent, strlen(parent) + 1);
+    if (get_uint(body, "mtu", false, AGENT_MTU_MAX, &v.mtu, err) < 0)
+        return -1;
+    if (v.mtu < AGENT_MTU_MIN)
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_MTU, "'mtu' must be %u..%u", AGENT_MTU_MIN,
+                            AGENT_MTU_MAX);
+    *ret = v;
+    return 0;
+}
+
+json_t *
+agent_vlan_to_json(const AgentVlan *v)
+{
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(v->bridge, dev);
+    return json_pack("{s:s, s:I, s:s, s:I, s:s}", "bridge", v->bridge, "vlan", (json_int_t)v->vlan,
+                     "parent", v->parent, "mtu", (json_int_t)v->mtu, "device", dev);
+}
+
+int
 agent_shaping_from_json(json_t *body, const char *tap, AgentShaping *ret, NbError **err)
 {
     static const char *const fields[] = {"in_kbit", "out_kbit"};
@@ -392,6 +440,50 @@ agent_state_vxlan_remove(AgentState *s, unsigned vni)
     return true;
 }
 
+AgentVlan *
+agent_state_vlan_find(AgentState *s, const char *bridge)
+{
+    for (size_t i = 0; i < s->n_vlans; i++)
+        if (streq(s->vlans[i].bridge, bridge))
+            return &s->vlans[i];
+    return NULL;
+}
+
+int
+agent_state_vlan_put(AgentState *s, const AgentVlan *v)
+{
+    AgentVlan *old = agent_state_vlan_find(s, v->bridge);
+    if (old) {
+        *old = *v;
+        return 0;
+    }
+    if (s->n_vlans >= AGENT_ENTRIES_MAX)
+        return -ENOSPC;
+    AgentVlan *a = realloc(s->vlans, (s->n_vlans + 1) * sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    s->vlans = a;
+    size_t at = 0;
+    while (at < s->n_vlans && strcmp(a[at].bridge, v->bridge) < 0)
+        at++;
+    memmove(&a[at + 1], &a[at], (s->n_vlans - at) * sizeof(*a));
+    a[at] = *v;
+    s->n_vlans++;
+    return 0;
+}
+
+bool
+agent_state_vlan_remove(AgentState *s, const char *bridge)
+{
+    AgentVlan *v = agent_state_vlan_find(s, bridge);
+    if (!v)
+        return false;
+    size_t at = (size_t)(v - s->vlans);
+    memmove(v, v + 1, (s->n_vlans - at - 1) * sizeof(*v));
+    s->n_vlans--;
+    return true;
+}
+
 AgentShaping *
 agent_state_shaping_find(AgentState *s, const char *tap)
 {
@@ -443,6 +535,7 @@ agent_state_clear(AgentState *s)
         agent_vxlan_clear(&s->vxlans[i]);
     free(s->vxlans);
     free(s->shaping);
+    free(s->vlans);
     *s = (AgentState){0};
 }
 
@@ -469,6 +562,15 @@ agent_state_copy(const AgentState *src, AgentState *dst)
         memcpy(c.shaping, src->shaping, src->n_shaping * sizeof(*c.shaping));
         c.n_shaping = src->n_shaping;
     }
+    if (src->n_vlans) {
+        c.vlans = malloc(src->n_vlans * sizeof(*c.vlans));
+        if (!c.vlans) {
+            agent_state_clear(&c);
+            return -ENOMEM;
+        }
+        memcpy(c.vlans, src->vlans, src->n_vlans * sizeof(*c.vlans));
+        c.n_vlans = src->n_vlans;
+    }
     *dst = c;
     return 0;
 }
@@ -476,7 +578,7 @@ agent_state_copy(const AgentState *src, AgentState *dst)
 json_t *
 agent_state_to_json(const AgentState *s)
 {
-    json_t *vx = json_array(), *sh = json_array();
+    json_t *vx = json_array(), *sh = json_array(), *vl = json_array();
     for (size_t i = 0; vx && i < s->n_vxlans; i++) {
         json_t *e = agent_vxlan_to_json(&s->vxlans[i]);
         /* "device" is derived from the VNI: shown to callers, never stored. */
@@ -488,21 +590,29 @@ agent_state_to_json(const AgentState *s)
         json_object_del(e, "ifb");
         json_array_append_new(sh, e);
     }
-    return json_pack("{s:i, s:o*, s:o*}", "version", STATE_VERSION, "vxlans", vx, "shaping", sh);
+    for (size_t i = 0; vl && i < s->n_vlans; i++) {
+        json_t *e = agent_vlan_to_json(&s->vlans[i]);
+        json_object_del(e, "device");
+        json_array_append_new(vl, e);
+    }
+    return json_pack("{s:i, s:o*, s:o*, s:o*}", "version", STATE_VERSION, "vxlans", vx, "shaping",
+                     sh, "vlans", vl);
 }
 
 int
 agent_state_from_json(json_t *j, AgentState *ret, NbError **err)
 {
-    static const char *const fields[] = {"version", "vxlans", "shaping"};
+    static const char *const fields[] = {"version", "vxlans", "shaping", "vlans"};
     if (check_fields(j, fields, ELEMENTSOF(fields), err) < 0)
         return -1;
     json_t *ver = json_object_get(j, "version");
     if (!json_is_integer(ver) || json_integer_value(ver) != STATE_VERSION)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "unknown state version");
     json_t *vx = json_object_get(j, "vxlans"), *sh = json_object_get(j, "shaping");
-    if (!json_is_array(vx) || !json_is_array(sh))
-        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "'vxlans' and 'shaping' must be arrays");
+    json_t *vl = json_object_get(j, "vlans");
+    if (!json_is_array(vx) || !json_is_array(sh) || (vl && !json_is_array(vl)))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "'vxlans', 'shaping' and 'vlans' must be arrays");
     AgentState s = {0};
     size_t i;
     json_t *e;
@@ -544,6 +654,22 @@ agent_state_from_json(json_t *j, AgentState *ret, NbError **err)
         if (r < 0 || agent_state_shaping_find(&s, a.tap) || agent_state_shaping_put(&s, &a) < 0) {
             agent_state_clear(&s);
             return nb_error_set(err, NB_ERR_INVALID_REQUEST, "shaping[%zu] is invalid", i);
+        }
+    }
+    json_array_foreach (vl, i, e) {
+        AgentVlan a;
+        json_t *bridge = json_object_get(e, "bridge");
+        json_t *copy = json_is_object(e) && json_is_string(bridge) ? json_copy(e) : NULL;
+        int r = -1;
+        if (copy) {
+            json_object_del(copy, "bridge");
+            r = agent_vlan_from_json(copy, json_string_value(bridge), &a, err);
+        }
+        json_decref(copy);
+        if (r < 0 || agent_state_vlan_find(&s, a.bridge) ||
+            agent_state_bridge_user(&s, a.bridge, 0) || agent_state_vlan_put(&s, &a) < 0) {
+            agent_state_clear(&s);
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST, "vlans[%zu] is invalid", i);
         }
     }
     *ret = s;

@@ -1,11 +1,12 @@
 /*
- * nimbus-agent's model: what it holds (VXLAN overlays, shaping of taps), the strict decoding of
- * its requests, the checks on every name it is given, and the state file. No netlink, no I/O
- * except the state file, so all of it is unit-tested without privileges.
+ * nimbus-agent's model: what it holds (VXLAN overlays, VLAN segments, shaping of taps), the strict
+ * decoding of its requests, the checks on every name it is given, and the state file. No netlink,
+ * no I/O except the state file, so all of it is unit-tested without privileges.
  *
  * The agent only ever touches devices whose names it owns: bridges nbr<12 hex>, VXLAN devices
- * nbx<vni>, IFBs nbi<12 hex> and taps nbt<12 hex> (shaping only). Any other name is refused, so
- * a caller holding the secret still cannot reconfigure the host's own interfaces.
+ * nbx<vni>, VLAN devices nbv<12 hex>, IFBs nbi<12 hex> and taps nbt<12 hex> (shaping only). Any
+ * other name is refused, so a caller holding the secret still cannot reconfigure the host's own
+ * interfaces.
  */
 #pragma once
 
@@ -23,6 +24,7 @@
 #define AGENT_PEERS_MAX 1024
 #define AGENT_ENTRIES_MAX 4096   /* VXLANs, and shaped taps, each */
 #define AGENT_KBIT_MAX 10000000u /* 10 Gbit/s; keeps bytes/s within HTB's 32-bit rate */
+#define AGENT_VLAN_MAX 4094u
 #define AGENT_VXLAN_PORT 4789
 #define AGENT_BODY_MAX (64 * 1024)
 #define AGENT_SECRET_HEX_LEN 64
@@ -37,6 +39,15 @@ typedef struct AgentVxlan {
     size_t n_peers;
 } AgentVxlan;
 
+/* A VLAN segment: the bridge nbr<12 hex> with the VLAN device nbv<the same 12 hex> (802.1Q id
+ * vlan on the host's parent NIC) as its uplink. Keyed by the bridge. */
+typedef struct AgentVlan {
+    char bridge[AGENT_IFNAME_MAX + 1];
+    unsigned vlan;
+    char parent[AGENT_IFNAME_MAX + 1];
+    unsigned mtu;
+} AgentVlan;
+
 typedef struct AgentShaping {
     char tap[AGENT_IFNAME_MAX + 1];
     unsigned in_kbit;  /* host -> guest: HTB on the tap's root; 0: unlimited */
@@ -48,6 +59,8 @@ typedef struct AgentState {
     size_t n_vxlans;
     AgentShaping *shaping; /* sorted by tap */
     size_t n_shaping;
+    AgentVlan *vlans; /* sorted by bridge */
+    size_t n_vlans;
 } AgentState;
 
 /* Names. */
@@ -57,6 +70,8 @@ bool agent_tap_name_is_valid(const char *s);    /* nbt[0-9a-f]{12} */
  * [A-Za-z0-9][A-Za-z0-9_.-]{0,14}, and none of the agent's own prefixes. */
 bool agent_underlay_name_is_valid(const char *s);
 void agent_vxlan_ifname(unsigned vni, char out[AGENT_IFNAME_MAX + 1]); /* nbx<vni> */
+/* The VLAN device of a bridge: nbv + the bridge's 12 hex. The bridge must be valid. */
+void agent_vlan_ifname(const char *bridge, char out[AGENT_IFNAME_MAX + 1]);
 /* The IFB of a tap: nbi + the tap's 12 hex. The tap must be valid. */
 void agent_ifb_ifname(const char *tap, char out[AGENT_IFNAME_MAX + 1]);
 /* The VNI in a path segment: decimal, no sign or leading zero, 1..AGENT_VNI_MAX. */
@@ -72,6 +87,10 @@ bool agent_ipv4_is_unicast(uint32_t ip);
  * the path. On success ret owns its peers (agent_vxlan_clear). */
 int agent_vxlan_from_json(json_t *body, unsigned vni, AgentVxlan *ret, NbError **err);
 json_t *agent_vxlan_to_json(const AgentVxlan *v);
+/* {"vlan": 1..4094, "parent": an underlay name, "mtu"?}; the bridge comes from the path
+ * (NETWORK_INVALID_IFNAME unless nbr<12 hex>; NETWORK_INVALID_VLAN). */
+int agent_vlan_from_json(json_t *body, const char *bridge, AgentVlan *ret, NbError **err);
+json_t *agent_vlan_to_json(const AgentVlan *v);
 int agent_shaping_from_json(json_t *body, const char *tap, AgentShaping *ret, NbError **err);
 json_t *agent_shaping_to_json(const AgentShaping *s);
 void agent_vxlan_clear(AgentVxlan *v);
@@ -85,6 +104,9 @@ const AgentVxlan *agent_state_bridge_user(const AgentState *s, const char *bridg
 /* Takes v's peers (v is left empty). 0, -ENOSPC (too many entries) or -ENOMEM. */
 int agent_state_vxlan_put(AgentState *s, AgentVxlan *v);
 bool agent_state_vxlan_remove(AgentState *s, unsigned vni);
+AgentVlan *agent_state_vlan_find(AgentState *s, const char *bridge);
+int agent_state_vlan_put(AgentState *s, const AgentVlan *v); /* 0, -ENOSPC or -ENOMEM */
+bool agent_state_vlan_remove(AgentState *s, const char *bridge);
 AgentShaping *agent_state_shaping_find(AgentState *s, const char *tap);
 int agent_state_shaping_put(AgentState *s, const AgentShaping *sh);
 bool agent_state_shaping_remove(AgentState *s, const char *tap);
@@ -92,7 +114,8 @@ void agent_state_clear(AgentState *s);
 /* Deep copy, for changes that must be undone if writing the state file fails. */
 int agent_state_copy(const AgentState *src, AgentState *dst);
 
-/* {"version":1,"vxlans":[...],"shaping":[...]}; the same strict decoding as requests. */
+/* {"version":1,"vxlans":[...],"shaping":[...],"vlans":[...]}; the same strict decoding as
+ * requests ("vlans" may be absent: a state file from before VLANs). */
 json_t *agent_state_to_json(const AgentState *s);
 int agent_state_from_json(json_t *j, AgentState *ret, NbError **err);
 /* DIR/state.json written atomically: a temporary file, fsync, rename, fsync of the directory.

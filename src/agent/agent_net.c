@@ -20,6 +20,7 @@
 #include <netlink/route/classifier.h>
 #include <netlink/route/cls/u32.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/qdisc.h>
 #include <netlink/route/qdisc/htb.h>
@@ -452,6 +453,158 @@ agent_net_vxlan_intact(AgentNet *n, const AgentVxlan *v)
         same = ip_in(v->peers, v->n_peers, d.ips[i]);
     free(d.ips);
     return same;
+}
+
+/* ---- VLAN ---- */
+
+/* The VLAN device as the kernel should make it: 802.1Q, id, on the parent, in the bridge. */
+static struct rtnl_link *
+vlan_link_new(const AgentVlan *v, const char *ifname, int parent_index, int bridge_index)
+{
+    struct rtnl_link *l = rtnl_link_vlan_alloc();
+    if (!l)
+        return NULL;
+    rtnl_link_set_name(l, ifname);
+    rtnl_link_set_link(l, parent_index);
+    rtnl_link_vlan_set_protocol(l, htons(ETH_P_8021Q));
+    rtnl_link_vlan_set_id(l, (uint16_t)v->vlan);
+    rtnl_link_set_mtu(l, v->mtu);
+    rtnl_link_set_master(l, bridge_index);
+    return l;
+}
+
+static bool
+vlan_matches(struct rtnl_link *l, const AgentVlan *v, int parent_index)
+{
+    return link_is_kind(l, "vlan") && rtnl_link_vlan_get_id(l) == (int)v->vlan &&
+           rtnl_link_get_link(l) == parent_index;
+}
+
+int
+agent_net_vlan_ensure(AgentNet *n, const AgentVlan *v, NbError **err)
+{
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(v->bridge, dev);
+    _cleanup_link_ struct rtnl_link *parent = link_get(n, v->parent);
+    if (!parent)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "the parent interface %s does not exist",
+                            v->parent);
+    int parent_index = rtnl_link_get_ifindex(parent);
+    bool made_bridge = !agent_net_link_exists(n, v->bridge);
+    if (link_make(n, v->bridge, "bridge", v->mtu, err) < 0)
+        return -1;
+    _cleanup_link_ struct rtnl_link *br = link_get(n, v->bridge);
+    if (!br)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "bridge %s vanished", v->bridge);
+    int br_index = rtnl_link_get_ifindex(br);
+
+    _cleanup_link_ struct rtnl_link *cur = link_get(n, dev);
+    if (cur && !vlan_matches(cur, v, parent_index)) {
+        /* The id and the parent are fixed at creation. */
+        log_info("%s differs from the asked VLAN: recreating it", dev);
+        if (link_delete(n, dev, err) < 0)
+            return -1;
+        rtnl_link_put(TAKE_PTR(cur));
+    }
+    if (!cur) {
+        _cleanup_link_ struct rtnl_link *l = vlan_link_new(v, dev, parent_index, br_index);
+        if (!l)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        int r = rtnl_link_add(n->sock, l, NLM_F_CREATE | NLM_F_EXCL);
+        if (r < 0) {
+            nl_fail(err, r, "cannot create the VLAN device", dev);
+            /* Nothing half-made: a bridge without its uplink would look like a segment. */
+            _cleanup_error_ NbError *undo = NULL;
+            if (made_bridge)
+                link_delete(n, v->bridge, &undo);
+            return -1;
+        }
+        log_info("created vlan %s (id %u on %s) in %s", dev, v->vlan, v->parent, v->bridge);
+    }
+    if (link_set(n, dev, v->mtu, br_index, err) < 0)
+        return -1;
+    return link_set(n, v->bridge, v->mtu, -1, err);
+}
+
+int
+agent_net_vlan_remove(AgentNet *n, const char *bridge, NbError **err)
+{
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(bridge, dev);
+    if (link_delete(n, dev, err) < 0)
+        return -1;
+    return link_delete(n, bridge, err);
+}
+
+bool
+agent_net_vlan_intact(AgentNet *n, const AgentVlan *v)
+{
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(v->bridge, dev);
+    _cleanup_link_ struct rtnl_link *br = link_get(n, v->bridge);
+    _cleanup_link_ struct rtnl_link *vl = link_get(n, dev);
+    _cleanup_link_ struct rtnl_link *parent = link_get(n, v->parent);
+    return br && vl && parent && link_is_kind(br, "bridge") &&
+           vlan_matches(vl, v, rtnl_link_get_ifindex(parent)) &&
+           rtnl_link_get_master(vl) == rtnl_link_get_ifindex(br) &&
+           (rtnl_link_get_flags(br) & IFF_UP) && (rtnl_link_get_flags(vl) & IFF_UP) &&
+           rtnl_link_get_mtu(br) == v->mtu;
+}
+
+/* Appends one line per attribute of the nested attributes in [head, head + len). */
+static void
+attrs_text(FILE *f, struct nlattr *head, int len, const char *prefix)
+{
+    struct nlattr *a;
+    int rem;
+    nla_for_each_attr(a, head, len, rem)
+    {
+        int type = nla_type(a);
+        char name[64];
+        snprintf(name, sizeof(name), "%s%d", prefix, type);
+        if (!strcmp(prefix, "") && type == IFLA_IFNAME)
+            fprintf(f, "IFLA_IFNAME %s\n", nla_get_string(a));
+        else if (!strcmp(prefix, "") && type == IFLA_MTU)
+            fprintf(f, "IFLA_MTU %u\n", nla_get_u32(a));
+        else if (!strcmp(prefix, "") && type == IFLA_LINK)
+            fprintf(f, "IFLA_LINK %u\n", nla_get_u32(a));
+        else if (!strcmp(prefix, "") && type == IFLA_MASTER)
+            fprintf(f, "IFLA_MASTER %u\n", nla_get_u32(a));
+        else if (!strcmp(prefix, "") && type == IFLA_LINKINFO)
+            attrs_text(f, nla_data(a), nla_len(a), "IFLA_INFO_");
+        else if (!strcmp(prefix, "IFLA_INFO_") && type == IFLA_INFO_KIND)
+            fprintf(f, "IFLA_INFO_KIND %s\n", nla_get_string(a));
+        else if (!strcmp(prefix, "IFLA_INFO_") && type == IFLA_INFO_DATA)
+            attrs_text(f, nla_data(a), nla_len(a), "IFLA_VLAN_");
+        else if (!strcmp(prefix, "IFLA_VLAN_") && type == IFLA_VLAN_ID)
+            fprintf(f, "IFLA_VLAN_ID %u\n", nla_get_u16(a));
+        else if (!strcmp(prefix, "IFLA_VLAN_") && type == IFLA_VLAN_PROTOCOL)
+            fprintf(f, "IFLA_VLAN_PROTOCOL 0x%04x\n", ntohs(nla_get_u16(a)));
+        else
+            fprintf(f, "%s %d bytes\n", name, nla_len(a));
+    }
+}
+
+char *
+agent_net_vlan_request_text(const AgentVlan *v, int parent_index, int bridge_index)
+{
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(v->bridge, dev);
+    _cleanup_link_ struct rtnl_link *l = vlan_link_new(v, dev, parent_index, bridge_index);
+    _cleanup_nlmsg_ struct nl_msg *m = NULL;
+    if (!l || rtnl_link_build_add_request(l, NLM_F_CREATE | NLM_F_EXCL, &m) < 0)
+        return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    struct nlmsghdr *h = nlmsg_hdr(m);
+    struct ifinfomsg *ifi = nlmsg_data(h);
+    fprintf(f, "RTM_NEWLINK flags 0x%x family %u\n", h->nlmsg_flags & ~NLM_F_ACK, ifi->ifi_family);
+    attrs_text(f, nlmsg_attrdata(h, sizeof(*ifi)), nlmsg_attrlen(h, sizeof(*ifi)), "");
+    fclose(f);
+    return text;
 }
 
 /* ---- shaping ---- */

@@ -1,7 +1,7 @@
 /*
  * The agent's host plumbing through rtnetlink (libnl-route-3): bridges, VXLAN devices with their
- * flood FDB, and HTB/IFB shaping of taps. Every function is idempotent (it makes the host match
- * the entry, whatever part of it already exists) and is only called with names that
+ * flood FDB, VLAN devices, and HTB/IFB shaping of taps. Every function is idempotent (it makes the
+ * host match the entry, whatever part of it already exists) and is only called with names that
  * agent_model.c accepted. Errors: NbError with HYPERVISOR_ERROR and the netlink reason.
  */
 #pragma once
@@ -24,6 +24,18 @@ int agent_net_vxlan_remove(AgentNet *n, unsigned vni, const char *bridge, NbErro
 /* Whether the bridge and the VXLAN device exist, the VXLAN is in the bridge, both are up, and the
  * flood entries are exactly the peers: the 30 s check. */
 bool agent_net_vxlan_intact(AgentNet *n, const AgentVxlan *v);
+
+/* The bridge (up, MTU) and its uplink nbv<hex>: an 802.1Q device with id v->vlan on v->parent
+ * (recreated when its id or parent differ), in the bridge, up. A kernel without 802.1Q
+ * refuses the VLAN device: HYPERVISOR_ERROR, and the bridge made for it is removed again. */
+int agent_net_vlan_ensure(AgentNet *n, const AgentVlan *v, NbError **err);
+/* Deletes nbv<hex> and the bridge; absent devices are fine. */
+int agent_net_vlan_remove(AgentNet *n, const char *bridge, NbError **err);
+bool agent_net_vlan_intact(AgentNet *n, const AgentVlan *v);
+/* The RTM_NEWLINK request agent_net_vlan_ensure sends for the VLAN device, given the parent's
+ * and the bridge's ifindex, as "attribute value" lines: what the kernel is asked to configure,
+ * for golden tests on a kernel without 802.1Q. malloc'd; NULL on failure. */
+char *agent_net_vlan_request_text(const AgentVlan *v, int parent_index, int bridge_index);
 
 bool agent_net_link_exists(AgentNet *n, const char *ifname);
 /* Deletes one of the agent's links; absent is fine. */

@@ -267,6 +267,48 @@ tap_path(const char *tap, char out[64], NbError **err)
     return 0;
 }
 
+/* The bridge goes into the path: nbr and 12 hex, so it cannot add segments or a query. */
+static int
+vlan_path(const char *bridge, char out[64], NbError **err)
+{
+    size_t n = bridge ? strlen(bridge) : 0;
+    bool ok = n == 15 && strncmp(bridge, "nbr", 3) == 0;
+    for (size_t i = 3; ok && i < n; i++)
+        ok = (bridge[i] >= '0' && bridge[i] <= '9') || (bridge[i] >= 'a' && bridge[i] <= 'f');
+    if (!ok)
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_IFNAME,
+                            "'%.32s' is not a segment's bridge name", bridge ? bridge : "");
+    snprintf(out, 64, "/v1/vlan/%s", bridge);
+    return 0;
+}
+
+int
+agent_vlan_ensure(AgentClient *c, const char *bridge, unsigned vlan, const char *parent,
+                  unsigned mtu, NbError **err)
+{
+    char path[64];
+    if (vlan_path(bridge, path, err) < 0)
+        return -1;
+    if (!parent)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "parent is required");
+    json_t *body = json_pack("{s:I, s:s, s:I}", "vlan", (json_int_t)vlan, "parent", parent, "mtu",
+                             (json_int_t)mtu);
+    if (!body)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "parent is not UTF-8");
+    int r = agent_request(c, "PUT", path, body, NULL, err);
+    json_decref(body);
+    return r;
+}
+
+int
+agent_vlan_remove(AgentClient *c, const char *bridge, NbError **err)
+{
+    char path[64];
+    if (vlan_path(bridge, path, err) < 0)
+        return -1;
+    return agent_request(c, "DELETE", path, NULL, NULL, err);
+}
+
 int
 agent_shaping_set(AgentClient *c, const char *tap, unsigned in_kbit, unsigned out_kbit,
                   NbError **err)

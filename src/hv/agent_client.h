@@ -32,6 +32,13 @@ int agent_vxlan_ensure(AgentClient *c, unsigned vni, const char *bridge, unsigne
                        size_t n_peers, NbError **err);
 /* DELETE /v1/vxlan/{vni}; absent is fine. */
 int agent_vxlan_remove(AgentClient *c, unsigned vni, NbError **err);
+/* PUT /v1/vlan/{bridge}: the bridge (nbr + 12 hex) with an 802.1Q device of id vlan on the
+ * host's interface parent as its uplink. A kernel without 802.1Q answers HYPERVISOR_ERROR and
+ * keeps nothing of it. */
+int agent_vlan_ensure(AgentClient *c, const char *bridge, unsigned vlan, const char *parent,
+                      unsigned mtu, NbError **err);
+/* DELETE /v1/vlan/{bridge}; absent is fine. */
+int agent_vlan_remove(AgentClient *c, const char *bridge, NbError **err);
 /* PUT /v1/shaping/{tap}; kbit/s, 0 = that direction unlimited. A tap that does not exist yet is
  * shaped by the agent when it appears. */
 int agent_shaping_set(AgentClient *c, const char *tap, unsigned in_kbit, unsigned out_kbit,

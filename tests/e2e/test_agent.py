@@ -233,7 +233,7 @@ def test_foreign_names_refused(hosts):
     assert "ingress" not in ns("nag1", "tc", "qdisc", "show", "dev", "eth0").stdout
     assert not re.search(r"\bnb[rxi]", ns("nag1", "ip", "-br", "link").stdout)
     status, body = a.request("GET", "/v1/state")
-    assert status == 200 and body == {"vxlans": [], "shaping": []}
+    assert status == 200 and body == {"vxlans": [], "shaping": [], "vlans": []}
 
 
 def test_refused_change_leaves_nothing(hosts):
@@ -248,11 +248,55 @@ def test_refused_change_leaves_nothing(hosts):
     assert status == 502 and body["error"]["code"] == "HYPERVISOR_ERROR", body
     assert not re.search(r"\bnb[rx]", ns("nag1", "ip", "-br", "link").stdout)
     status, state = a.request("GET", "/v1/state")
-    assert state == {"vxlans": [], "shaping": []}
+    assert state == {"vxlans": [], "shaping": [], "vlans": []}
     # Bodies over 64 KiB are refused.
     status, body = a.request("PUT", "/v1/vxlan/4547",
                              dict(vxlan_body("nag1", "nbr000000004547"), pad="x" * 70000))
     assert status == 413 and body["error"]["code"] == "BODY_TOO_LARGE"
+
+
+def kernel_has_8021q(n):
+    r = ns(n, "ip", "link", "add", "link", "eth0", "name", "nagq", "type", "vlan", "id", "9",
+           check=False)
+    ns(n, "ip", "link", "del", "nagq", check=False)
+    return r.returncode == 0
+
+
+def test_vlan_segment(hosts):
+    """A VLAN segment: the bridge with an 802.1Q device on the parent as its uplink. This
+    machine's kernel has no 802.1Q: the agent then answers HYPERVISOR_ERROR and keeps nothing
+    (no bridge, no state); tests/unit/test_agent_net.c checks the request it sends. On a kernel
+    with 802.1Q the segment is made and removed."""
+    a = hosts["nag1"]
+    br = "nbr0000000000aa"
+    for path, body, status, code in (
+            (f"/v1/vlan/{br}", {"vlan": 0, "parent": "eth0"}, 400, "NETWORK_INVALID_VLAN"),
+            (f"/v1/vlan/{br}", {"vlan": 4095, "parent": "eth0"}, 400, "NETWORK_INVALID_VLAN"),
+            (f"/v1/vlan/{br}", {"vlan": 42, "parent": "nbx4242"}, 400, "NETWORK_INVALID_IFNAME"),
+            ("/v1/vlan/eth0", {"vlan": 42, "parent": "eth0"}, 400, "NETWORK_INVALID_IFNAME"),
+            (f"/v1/vlan/{br}", {"vlan": 42, "parent": "eth0", "x": 1}, 400, "INVALID_REQUEST")):
+        got, answer = a.request("PUT", path, body)
+        assert (got, answer["error"]["code"]) == (status, code), (path, body, answer)
+    # A bridge of a VXLAN cannot become a segment's.
+    status, _ = a.request("PUT", "/v1/vxlan/4343", vxlan_body("nag1", "nbr000000004343"))
+    assert status == 200
+    status, body = a.request("PUT", "/v1/vlan/nbr000000004343", {"vlan": 42, "parent": "eth0"})
+    assert status == 409 and body["error"]["code"] == "NAME_TAKEN", body
+    assert a.request("DELETE", "/v1/vxlan/4343")[0] == 204
+
+    status, body = a.request("PUT", f"/v1/vlan/{br}", {"vlan": 42, "parent": "eth0"})
+    if kernel_has_8021q("nag1"):
+        assert status == 200 and body["device"] == "nbv0000000000aa", body
+        link = ns("nag1", "ip", "-d", "link", "show", "nbv0000000000aa").stdout
+        assert "vlan protocol 802.1Q id 42" in link and f"master {br}" in link, link
+        assert a.request("GET", "/v1/state")[1]["vlans"][0]["vlan"] == 42
+        assert a.request("DELETE", f"/v1/vlan/{br}")[0] == 204
+    else:
+        assert status == 502 and body["error"]["code"] == "HYPERVISOR_ERROR", body
+        assert "VLAN" in body["error"]["message"], body
+    assert not re.search(r"\bnb[rv]0000000000aa", ns("nag1", "ip", "-br", "link").stdout)
+    assert a.request("GET", "/v1/state")[1]["vlans"] == []
+    assert a.request("DELETE", f"/v1/vlan/{br}")[0] == 204  # absent is done
 
 
 def test_vxlan_overlay(hosts):

@@ -407,6 +407,111 @@ test_secret(void **state)
     rmdir(dir);
 }
 
+static void
+test_vlan_decode(void **state)
+{
+    json_t *j = parse("{\"vlan\":42,\"parent\":\"eth1\",\"mtu\":9000}");
+    AgentVlan v;
+    _cleanup_error_ NbError *err = NULL;
+    assert_int_equal(agent_vlan_from_json(j, "nbr0123456789ab", &v, &err), 0);
+    assert_int_equal(v.vlan, 42);
+    assert_string_equal(v.parent, "eth1");
+    assert_int_equal(v.mtu, 9000);
+    char dev[AGENT_IFNAME_MAX + 1];
+    agent_vlan_ifname(v.bridge, dev);
+    assert_string_equal(dev, "nbv0123456789ab");
+    json_t *out = agent_vlan_to_json(&v);
+    assert_string_equal(json_string_value(json_object_get(out, "device")), "nbv0123456789ab");
+    json_decref(out);
+    json_decref(j);
+    /* mtu defaults to 1500 */
+    j = parse("{\"vlan\":4094,\"parent\":\"bond0.7\"}");
+    assert_int_equal(agent_vlan_from_json(j, "nbr0123456789ab", &v, &err), 0);
+    assert_int_equal(v.mtu, 1500);
+    json_decref(j);
+
+    static const struct {
+        const char *bridge, *body, *code;
+    } bad[] = {
+        {"eth0", "{\"vlan\":42,\"parent\":\"eth1\"}", "NETWORK_INVALID_IFNAME"},
+        {"nbt0123456789ab", "{\"vlan\":42,\"parent\":\"eth1\"}", "NETWORK_INVALID_IFNAME"},
+        {"nbr0123456789ab", "{\"vlan\":0,\"parent\":\"eth1\"}", "NETWORK_INVALID_VLAN"},
+        {"nbr0123456789ab", "{\"vlan\":4095,\"parent\":\"eth1\"}", "NETWORK_INVALID_VLAN"},
+        {"nbr0123456789ab", "{\"vlan\":\"42\",\"parent\":\"eth1\"}", "NETWORK_INVALID_VLAN"},
+        {"nbr0123456789ab", "{\"parent\":\"eth1\"}", "NETWORK_INVALID_VLAN"},
+        {"nbr0123456789ab", "{\"vlan\":42}", "INVALID_REQUEST"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"nbr000000000001\"}",
+         "NETWORK_INVALID_IFNAME"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"nbv000000000001\"}",
+         "NETWORK_INVALID_IFNAME"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"eth 1\"}", "NETWORK_INVALID_IFNAME"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"a234567890123456\"}",
+         "NETWORK_INVALID_IFNAME"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"eth1\",\"mtu\":100}", "NETWORK_INVALID_MTU"},
+        {"nbr0123456789ab", "{\"vlan\":42,\"parent\":\"eth1\",\"qos\":1}", "INVALID_REQUEST"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        nb_error_free(TAKE_PTR(err));
+        j = parse(bad[i].body);
+        if (agent_vlan_from_json(j, bad[i].bridge, &v, &err) == 0)
+            fail_msg("accepted %s %s", bad[i].bridge, bad[i].body);
+        if (strcmp(err->code, bad[i].code) != 0)
+            fail_msg("%s %s: %s, not %s", bad[i].bridge, bad[i].body, err->code, bad[i].code);
+        json_decref(j);
+    }
+}
+
+/* VLAN segments in the state file: kept across a save and load; a state file from before VLANs
+ * (no "vlans") loads; one bridge cannot be both a VXLAN's and a VLAN segment's. */
+static void
+test_state_vlans(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    json_t *j = parse("{\"version\":1,\"vxlans\":[],\"shaping\":[]}");
+    AgentState s = {0};
+    assert_int_equal(agent_state_from_json(j, &s, &err), 0);
+    assert_int_equal(s.n_vlans, 0);
+    json_decref(j);
+
+    AgentVlan v = {.vlan = 42, .mtu = 1500};
+    snprintf(v.bridge, sizeof(v.bridge), "nbr00000000000b");
+    snprintf(v.parent, sizeof(v.parent), "eth1");
+    assert_int_equal(agent_state_vlan_put(&s, &v), 0);
+    snprintf(v.bridge, sizeof(v.bridge), "nbr00000000000a");
+    v.vlan = 7;
+    assert_int_equal(agent_state_vlan_put(&s, &v), 0);
+    assert_int_equal(s.n_vlans, 2);
+    assert_string_equal(s.vlans[0].bridge, "nbr00000000000a"); /* sorted */
+    char dir[] = "/tmp/test_agent_vlan.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(agent_state_save(&s, dir), 0);
+    AgentState back = {0};
+    assert_int_equal(agent_state_load(dir, &back, &err), 0);
+    assert_int_equal(back.n_vlans, 2);
+    assert_int_equal(back.vlans[1].vlan, 42);
+    assert_string_equal(back.vlans[1].parent, "eth1");
+    AgentState copy = {0};
+    assert_int_equal(agent_state_copy(&back, &copy), 0);
+    assert_true(agent_state_vlan_remove(&copy, "nbr00000000000a"));
+    assert_false(agent_state_vlan_remove(&copy, "nbr00000000000a"));
+    assert_int_equal(copy.n_vlans, 1);
+    assert_int_equal(back.n_vlans, 2);
+    agent_state_clear(&copy);
+    agent_state_clear(&back);
+    agent_state_clear(&s);
+    char path[64];
+    snprintf(path, sizeof(path), "%s/state.json", dir);
+    unlink(path);
+    rmdir(dir);
+
+    j = parse("{\"version\":1,\"vxlans\":[{\"vni\":5,\"bridge\":\"nbr00000000000a\","
+              "\"mtu\":1450,\"local\":\"10.0.0.1\",\"dev\":\"eth0\",\"peers\":[]}],"
+              "\"shaping\":[],\"vlans\":[{\"bridge\":\"nbr00000000000a\",\"vlan\":7,"
+              "\"parent\":\"eth1\",\"mtu\":1500}]}");
+    assert_int_equal(agent_state_from_json(j, &s, &err), -1);
+    json_decref(j);
+}
+
 int
 main(void)
 {
@@ -417,6 +522,8 @@ main(void)
         cmocka_unit_test(test_vxlan_decode),
         cmocka_unit_test(test_vxlan_too_many_peers),
         cmocka_unit_test(test_shaping_decode),
+        cmocka_unit_test(test_vlan_decode),
+        cmocka_unit_test(test_state_vlans),
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_secret),
     };
