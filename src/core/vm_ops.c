@@ -165,10 +165,12 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     char disk_vol[96], seed_vol[96], domain[64];
     _cleanup_free_ char *disk_path = NULL, *seed_path = NULL, *console = NULL;
     Flavor flavor;
+    Project project;
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
     vm_domain_name(vm, domain);
     if (flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
+        project_store_get(core->store, NULL, vm->project, &project, err) < 0 ||
         hv_vol_path(hv, vm_ops_pool(core), disk_vol, &disk_path, err) < 0 ||
         hv_vol_path(hv, vm_ops_pool(core), seed_vol, &seed_path, err) < 0)
         return -1;
@@ -196,7 +198,8 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .uuid = vm->id,
         .domain_name = domain,
         .vm_name = vm->name,
-        .project = "default",
+        .project = project.name,
+        .project_id = vm->project,
         .flavor_name = flavor.name,
         .image_id = vm->image_id,
         /* A simulated host (libvirt's test driver) runs only domains of type test. */

@@ -118,9 +118,10 @@ write_metadata(XmlWriter *w, const DomainSpec *s, const char *ram, const char *d
     xml_writer_text_element(w, "nova:ephemeral", "0", NULL);
     xml_writer_text_element(w, "nova:vcpus", vcpus, NULL);
     xml_writer_close(w);
-    /* Nimbus projects are identified by name only, so the name doubles as the project id. */
+    /* Exporters label a VM's series with the owner project's name and id from here. */
     xml_writer_open(w, "nova:owner", NULL);
-    xml_writer_text_element(w, "nova:project", s->project, "uuid", s->project, NULL);
+    xml_writer_text_element(w, "nova:project", s->project, "uuid",
+                            s->project_id ? s->project_id : s->project, NULL);
     xml_writer_close(w);
     xml_writer_empty(w, "nova:root", "type", "image", "uuid", s->image_id, NULL);
     xml_writer_close(w);

@@ -36,7 +36,8 @@ typedef struct DomainSpec {
     const char *uuid;        /* the VM id */
     const char *domain_name; /* "nimbus-<uuid>" */
     const char *vm_name;     /* user string: title and metadata only */
-    const char *project;     /* metadata only; "default" for now */
+    const char *project;     /* metadata only: the project's name */
+    const char *project_id;  /* metadata only: its id (NULL: the name stands for it) */
     const char *flavor_name; /* metadata only */
     const char *image_id;    /* metadata only */
     VirtType virt_type;

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -369,6 +370,20 @@ def test_member_refused_admin_endpoints(ten):
     if r.status != 200:
         failures.append(f"a-member GET own quota -> {r!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_domain_metadata_names_the_project(ten):
+    """The Nova metadata block in the domain XML names the VM's own project (exporters running
+    on the hosts label its series with it)."""
+    t = ten
+    xml = nf.virsh("dumpxml", t.dom).stdout
+    root = ET.fromstring(xml)
+    ns = {"nova": "http://openstack.org/xmlns/libvirt/nova/1.1"}
+    proj = root.find("./metadata/nova:instance/nova:owner/nova:project", ns)
+    assert proj is not None, xml
+    assert (proj.text, proj.get("uuid")) == ("proj-a", t.pa["id"]), xml
+    assert root.find("./metadata/nova:instance/nova:name", ns).text == "vm-a"
+    assert root.find("./metadata/nova:instance/nova:flavor", ns).get("name") == "t-small"
 
 
 def test_member_manages_own_project(ten):
