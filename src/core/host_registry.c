@@ -1,7 +1,13 @@
 /*
- * The host registry: one entry and one worker thread per host (see host_registry.h). Workers
- * block in libvirt calls on their own host only; a host that never answers keeps its worker in
- * virConnectOpen, and the watchdog reports it down when the connect deadline passes.
+ * The host registry (see host_registry.h): one entry per host, and a few threads for all of
+ * them. Looks (syncs, liveness checks, dropping a lost connection) are jobs on a fixed pool of
+ * workers, taken in the order of a timer heap of the hosts' next looks. Connects go to
+ * connector threads, started on demand and ended when idle, because virConnectOpen has no
+ * deadline: a connect to a host that never answers holds its connector, the watchdog reports
+ * the host down when the connect deadline passes and no longer counts that connector, so
+ * another one takes the queue on. A look stuck in a host that went silent (libvirt's keepalive
+ * ends it within about 20 s) is stood in for the same way. A host has at most one job (look or
+ * connect) at a time, so its job state needs no lock.
  */
 #include "host_registry.h"
 
@@ -21,29 +27,37 @@
 /* How many times less often a quiet host is looked at (reg_host_next_look). */
 #define REG_QUIET_FACTOR 3
 #define REG_STOP_DEADLINE_MS 2500
+/* Workers looking at hosts. A look is one bulk call of a few milliseconds, and 1,500 hosts every
+ * 10 s are 150 looks a second: a few workers do; the rest is room for slow hosts. */
+#define REG_WORKERS 8
+/* Connects at once (not counting the ones past their deadline). A connect is several round trips
+ * (over ssh, a process start and a handshake first), so it waits far more than it computes. */
+#define REG_CONNECTORS_MAX 32
+/* A connector with nothing to do for this long ends. */
+#define REG_CONNECTOR_IDLE_MS 5000
 /* libvirt calls go deep into libxml2 and the RPC code, but nowhere near the default 8 MiB. */
-#define REG_WORKER_STACK (512 * 1024)
+#define REG_THREAD_STACK (512 * 1024)
 
 typedef struct RegHost {
     HostRegistry *reg;
     char id[NB_UUID_STRLEN];
     char name[NB_NAME_MAX + 1];
     char uri[NB_URI_MAX + 1];
-    pthread_cond_t cond;
-    pthread_t thread;
-    bool thread_started;
-    bool thread_joined;
     /* under reg->lock */
     HvConn *hv;
     HostConn state;
     bool removed;
-    bool wake;
     bool busy;                   /* a lifecycle event came since the last look */
+    bool wake;                   /* the connection closed during a job: look again at once */
     uint64_t connect_started_ms; /* 0 when no connect is under way */
     bool deadline_reported;
+    bool connect_overdue; /* its connect passed the deadline: its connector is not counted */
     char **want_ip;
     size_t n_want_ip;
-    /* the worker's own */
+    uint64_t due_ms;         /* in the heap: when to look next */
+    size_t heap_pos;         /* position in reg->heap + 1; 0: not in it (in a job, or gone) */
+    struct RegHost *cq_next; /* in the connect queue */
+    /* the host's job's own (one job at a time) */
     unsigned backoff_s;
     bool have_facts;
     HostFacts facts;
@@ -52,20 +66,42 @@ typedef struct RegHost {
     uint64_t digest; /* of the last look's domains */
 } RegHost;
 
+/* A worker or a connector, under reg->lock; freed by its thread as it ends. */
+typedef struct RegThread {
+    HostRegistry *reg;
+    bool connector;
+    uint64_t job_started_ms; /* workers: 0 when idle */
+    bool stuck;              /* workers: in one look past the limit, another one stands in */
+    struct RegThread *prev, *next;
+} RegThread;
+
 struct HostRegistry {
     char *pool_name, *pool_path, *network;
     unsigned sync_interval_s, connect_timeout_s;
     HostReportFn report;
     void *report_data;
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* the watchdog's */
+    pthread_cond_t cond;         /* the watchdog's */
+    pthread_cond_t work_cond;    /* workers: a look is due, or the timer waiter is wanted */
+    pthread_cond_t timer_cond;   /* the timer waiter: the heap's top changed */
+    bool timer_waiting;          /* a worker waits for the heap's top to be due */
+    pthread_cond_t connect_cond; /* connectors: the queue has a host */
+    pthread_cond_t gone_cond;    /* a thread ended */
     bool stopping;
-    bool abandoned;      /* a worker could not be joined: the registry must outlive the process */
+    bool abandoned; /* a thread could not be waited for: the registry must outlive the process */
     size_t n_connecting; /* connects under way: the watchdog has nothing to check without one */
     RegHost **hosts;
     size_t n_hosts, cap_hosts;
     size_t *index; /* open addressing by name: positions in hosts + 1, 0 empty */
     size_t cap_index;
+    RegHost **heap; /* min-heap by due_ms, room for every host */
+    size_t n_heap;
+    RegHost *cq_head, *cq_tail; /* hosts waiting for a connector */
+    RegThread *threads;
+    size_t n_threads;
+    size_t n_workers, n_workers_stuck;
+    size_t n_connectors, n_connectors_idle, n_connectors_overdue;
+    bool workers_started;
     pthread_t watchdog;
     bool watchdog_started;
 };
@@ -174,6 +210,140 @@ reg_report_down(RegHost *h, const char *why)
     reg_report(h->reg, r);
 }
 
+/* ---- the timer heap of next looks (under the lock) ---- */
+
+static void
+reg_heap_swap(HostRegistry *reg, size_t i, size_t j)
+{
+    RegHost *a = reg->heap[i];
+    reg->heap[i] = reg->heap[j];
+    reg->heap[j] = a;
+    reg->heap[i]->heap_pos = i + 1;
+    reg->heap[j]->heap_pos = j + 1;
+}
+
+static void
+reg_heap_fix(HostRegistry *reg, size_t i)
+{
+    while (i > 0 && reg->heap[(i - 1) / 2]->due_ms > reg->heap[i]->due_ms) {
+        reg_heap_swap(reg, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < reg->n_heap && reg->heap[l]->due_ms < reg->heap[m]->due_ms)
+            m = l;
+        if (r < reg->n_heap && reg->heap[r]->due_ms < reg->heap[m]->due_ms)
+            m = r;
+        if (m == i)
+            return;
+        reg_heap_swap(reg, i, m);
+        i = m;
+    }
+}
+
+/* Cannot fail: the heap has room for every host (reg_add_locked), and a host is in it once. */
+static void
+reg_heap_put(HostRegistry *reg, RegHost *h, uint64_t due_ms)
+{
+    h->due_ms = due_ms;
+    if (!h->heap_pos) {
+        reg->heap[reg->n_heap++] = h;
+        h->heap_pos = reg->n_heap;
+    }
+    reg_heap_fix(reg, h->heap_pos - 1);
+    if (h->heap_pos == 1) {
+        /* A new earliest look: the timer waiter waits for it instead, or a worker takes it. */
+        pthread_cond_signal(&reg->timer_cond);
+        pthread_cond_signal(&reg->work_cond);
+    }
+}
+
+static void
+reg_heap_remove(HostRegistry *reg, RegHost *h)
+{
+    size_t i = h->heap_pos - 1;
+    h->heap_pos = 0;
+    if (i == --reg->n_heap)
+        return;
+    reg->heap[i] = reg->heap[reg->n_heap];
+    reg->heap[i]->heap_pos = i + 1;
+    reg_heap_fix(reg, i);
+}
+
+/* ---- the threads ---- */
+
+static void *reg_worker(void *arg);
+static void *reg_connector(void *arg);
+
+/* With the lock held. */
+static int
+reg_thread_start_locked(HostRegistry *reg, bool connector)
+{
+    RegThread *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->reg = reg;
+    t->connector = connector;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, REG_THREAD_STACK);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t tid;
+    int e = pthread_create(&tid, &attr, connector ? reg_connector : reg_worker, t);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        free(t);
+        log_error("host registry: cannot start a %s: %s", connector ? "connector" : "worker",
+                  strerror(e));
+        return -e;
+    }
+    t->next = reg->threads;
+    if (reg->threads)
+        reg->threads->prev = t;
+    reg->threads = t;
+    reg->n_threads++;
+    if (connector)
+        reg->n_connectors++;
+    else
+        reg->n_workers++;
+    return 0;
+}
+
+/* With the lock held, by the thread itself as it ends; t is freed by the caller after unlocking
+ * (nobody else reaches it once it is out of the list). */
+static void
+reg_thread_end_locked(RegThread *t)
+{
+    HostRegistry *reg = t->reg;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        reg->threads = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    if (t->connector)
+        reg->n_connectors--;
+    else
+        reg->n_workers--;
+    if (t->stuck)
+        reg->n_workers_stuck--;
+    reg->n_threads--;
+    pthread_cond_broadcast(&reg->gone_cond);
+}
+
+/* With the lock held: a connector for the queue's next host, if one is idle or may start. */
+static void
+reg_connectors_wake_locked(HostRegistry *reg)
+{
+    if (!reg->cq_head || reg->stopping)
+        return;
+    if (reg->n_connectors_idle)
+        pthread_cond_signal(&reg->connect_cond);
+    else if (reg->n_connectors - reg->n_connectors_overdue < REG_CONNECTORS_MAX)
+        reg_thread_start_locked(reg, true);
+}
+
 /* ---- libvirt callbacks (event thread): only queue or wake ---- */
 
 static void
@@ -192,120 +362,25 @@ reg_on_lifecycle(const char *domain_name, const char *uuid, HvEventKind kind, vo
     pthread_mutex_unlock(&h->reg->lock);
 }
 
+/* The connection closed: look at the host now (the look finds it dead and drops it). */
 static void
 reg_on_close(void *userdata)
 {
     RegHost *h = userdata;
     pthread_mutex_lock(&h->reg->lock);
-    h->wake = true;
-    pthread_cond_signal(&h->cond);
+    if (h->heap_pos)
+        reg_heap_put(h->reg, h, 0);
+    else
+        h->wake = true;
     pthread_mutex_unlock(&h->reg->lock);
 }
 
-/* ---- the worker ---- */
+/* ---- a host's jobs ---- */
 
 static bool
 reg_host_done_locked(const RegHost *h)
 {
     return h->reg->stopping || h->removed;
-}
-
-/* Sleeps up to ms, or until woken; false when the worker must end. */
-static bool
-reg_host_wait(RegHost *h, uint64_t ms)
-{
-    HostRegistry *reg = h->reg;
-    struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, ms);
-    pthread_mutex_lock(&reg->lock);
-    while (!reg_host_done_locked(h) && !h->wake) {
-        if (pthread_cond_timedwait(&h->cond, &reg->lock, &until) == ETIMEDOUT)
-            break;
-    }
-    h->wake = false;
-    bool go_on = !reg_host_done_locked(h);
-    pthread_mutex_unlock(&reg->lock);
-    return go_on;
-}
-
-static int
-reg_host_connect(RegHost *h, HvConn **ret, HostFacts *facts, NbError **err)
-{
-    HostRegistry *reg = h->reg;
-    HvConn *c = NULL;
-    if (hv_conn_open(h->uri, &c, err) < 0 ||
-        hv_conn_set_callbacks(c, reg_on_lifecycle, reg_on_close, h, err) < 0 ||
-        hv_pool_ensure(c, reg->pool_name, reg->pool_path, err) < 0 ||
-        hv_network_ensure_active(c, reg->network, err) < 0 ||
-        hv_host_facts(c, reg->pool_name, facts, err) < 0) {
-        hv_conn_free(c);
-        return -1;
-    }
-    *ret = c;
-    return 0;
-}
-
-/* One connect attempt; false when the worker must end. */
-static bool
-reg_host_try_connect(RegHost *h)
-{
-    HostRegistry *reg = h->reg;
-    pthread_mutex_lock(&reg->lock);
-    h->connect_started_ms = nb_monotonic_ms();
-    reg->n_connecting++;
-    h->deadline_reported = false;
-    pthread_mutex_unlock(&reg->lock);
-
-    _cleanup_error_ NbError *err = NULL;
-    HvConn *c = NULL;
-    HostFacts facts;
-    memset(&facts, 0, sizeof(facts));
-    int r = reg_host_connect(h, &c, &facts, &err);
-
-    pthread_mutex_lock(&reg->lock);
-    h->connect_started_ms = 0;
-    reg->n_connecting--;
-    bool done = reg_host_done_locked(h);
-    HostConn was = h->state;
-    if (!done && r == 0) {
-        h->hv = hv_conn_ref(c);
-        h->state = HOST_CONN_UP;
-    } else if (!done) {
-        h->state = HOST_CONN_DOWN;
-    }
-    pthread_mutex_unlock(&reg->lock);
-    if (done) {
-        hv_conn_free(c);
-        return false;
-    }
-    if (r == 0) {
-        log_info("host %s (%s): connected; %u CPUs, %ju MiB, pool %ju GiB", h->name, h->uri,
-                 facts.vcpus, (uintmax_t)facts.ram_mib, (uintmax_t)facts.disk_gib);
-        HostReport *rep = reg_report_new(h, HOST_REPORT_UP);
-        if (rep) {
-            rep->has_facts = true;
-            rep->facts = facts;
-        }
-        h->facts = facts;
-        h->have_facts = true;
-        h->touched_ms = nb_monotonic_ms();
-        h->have_digest = false;
-        h->backoff_s = 1;
-        reg_report(reg, rep);
-        hv_conn_free(c);
-        return true;
-    }
-    /* Reported once per outage: the watchdog may already have said so at the deadline. */
-    if (was != HOST_CONN_DOWN) {
-        log_error("host %s (%s) is down: %s; its VMs are now unknown", h->name, h->uri,
-                  err->message);
-        reg_report_down(h, err->message);
-    } else {
-        log_warn("host %s: reconnect failed (next try in %us): %s", h->name, h->backoff_s,
-                 err->message);
-    }
-    unsigned wait_s = h->backoff_s;
-    h->backoff_s = h->backoff_s * 2 > REG_BACKOFF_MAX_S ? REG_BACKOFF_MAX_S : h->backoff_s * 2;
-    return reg_host_wait(h, (uint64_t)wait_s * 1000);
 }
 
 static bool
@@ -458,15 +533,6 @@ reg_host_next_look(RegHost *h, bool quiet)
     return interval - interval / 10 + reg_jitter(h, interval / 5 + 1);
 }
 
-static HvConn *
-reg_host_conn_ref(RegHost *h)
-{
-    pthread_mutex_lock(&h->reg->lock);
-    HvConn *c = hv_conn_ref(h->hv);
-    pthread_mutex_unlock(&h->reg->lock);
-    return c;
-}
-
 /* Drops the host's connection; with a reason, records it down. */
 static void
 reg_host_drop_conn(RegHost *h, const char *why)
@@ -485,34 +551,278 @@ reg_host_drop_conn(RegHost *h, const char *why)
     }
 }
 
-static void *
-reg_host_worker(void *arg)
+/* The end of a host's job: its next look in ms, or, once the host is removed, its connection
+ * dropped and nothing more. */
+static void
+reg_host_schedule(RegHost *h, uint64_t ms)
 {
-    RegHost *h = arg;
-    for (;;) {
-        HvConn *c = reg_host_conn_ref(h);
-        if (!c) {
-            if (!reg_host_try_connect(h))
-                break;
-            continue;
-        }
-        if (!hv_conn_is_alive(c)) {
-            hv_conn_free(c);
-            reg_host_drop_conn(h, "the libvirt connection was lost");
-            if (!reg_host_wait(h, 1000))
-                break;
-            continue;
-        }
-        bool quiet = reg_host_sync(h, c);
-        hv_conn_free(c);
-        if (!reg_host_wait(h, reg_host_next_look(h, quiet)))
-            break;
+    HostRegistry *reg = h->reg;
+    pthread_mutex_lock(&reg->lock);
+    bool done = reg_host_done_locked(h);
+    if (!done)
+        reg_heap_put(reg, h, h->wake ? 0 : nb_monotonic_ms() + ms);
+    h->wake = false;
+    pthread_mutex_unlock(&reg->lock);
+    if (done)
+        reg_host_drop_conn(h, NULL);
+}
+
+static void
+reg_host_connect_later(RegHost *h)
+{
+    HostRegistry *reg = h->reg;
+    pthread_mutex_lock(&reg->lock);
+    if (!reg_host_done_locked(h)) {
+        h->cq_next = NULL;
+        if (reg->cq_tail)
+            reg->cq_tail->cq_next = h;
+        else
+            reg->cq_head = h;
+        reg->cq_tail = h;
+        reg_connectors_wake_locked(reg);
     }
-    reg_host_drop_conn(h, NULL);
+    pthread_mutex_unlock(&reg->lock);
+}
+
+static int
+reg_host_connect(RegHost *h, HvConn **ret, HostFacts *facts, NbError **err)
+{
+    HostRegistry *reg = h->reg;
+    HvConn *c = NULL;
+    /* libvirt's test driver in nimbusd's own process (test:///, no transport) has no connection
+     * to lose, and takes a close callback without ever freeing its context. */
+    bool in_process = str_startswith(h->uri, "test://");
+    if (hv_conn_open(h->uri, &c, err) < 0 ||
+        hv_conn_set_callbacks(c, reg_on_lifecycle, in_process ? NULL : reg_on_close, h, err) < 0 ||
+        hv_pool_ensure(c, reg->pool_name, reg->pool_path, err) < 0 ||
+        hv_network_ensure_active(c, reg->network, err) < 0 ||
+        hv_host_facts(c, reg->pool_name, facts, err) < 0) {
+        hv_conn_free(c);
+        return -1;
+    }
+    *ret = c;
+    return 0;
+}
+
+/* A connector's job: one connect attempt; then the first look at once, or another attempt after
+ * the backoff. */
+static void
+reg_host_try_connect(RegHost *h)
+{
+    HostRegistry *reg = h->reg;
+    pthread_mutex_lock(&reg->lock);
+    if (reg_host_done_locked(h)) {
+        pthread_mutex_unlock(&reg->lock);
+        reg_host_drop_conn(h, NULL);
+        return;
+    }
+    h->connect_started_ms = nb_monotonic_ms();
+    reg->n_connecting++;
+    h->deadline_reported = false;
+    pthread_mutex_unlock(&reg->lock);
+
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *c = NULL;
+    HostFacts facts;
+    memset(&facts, 0, sizeof(facts));
+    int r = reg_host_connect(h, &c, &facts, &err);
+
+    pthread_mutex_lock(&reg->lock);
+    h->connect_started_ms = 0;
+    reg->n_connecting--;
+    if (h->connect_overdue) {
+        /* This connector counts again; the one that stood in ends when idle. */
+        h->connect_overdue = false;
+        reg->n_connectors_overdue--;
+    }
+    bool done = reg_host_done_locked(h);
+    HostConn was = h->state;
+    if (!done && r == 0) {
+        h->hv = hv_conn_ref(c);
+        h->state = HOST_CONN_UP;
+    } else if (!done) {
+        h->state = HOST_CONN_DOWN;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (done) {
+        hv_conn_free(c);
+        return;
+    }
+    if (r == 0) {
+        log_info("host %s (%s): connected; %u CPUs, %ju MiB, pool %ju GiB", h->name, h->uri,
+                 facts.vcpus, (uintmax_t)facts.ram_mib, (uintmax_t)facts.disk_gib);
+        HostReport *rep = reg_report_new(h, HOST_REPORT_UP);
+        if (rep) {
+            rep->has_facts = true;
+            rep->facts = facts;
+        }
+        h->facts = facts;
+        h->have_facts = true;
+        h->touched_ms = nb_monotonic_ms();
+        h->have_digest = false;
+        h->backoff_s = 1;
+        reg_report(reg, rep);
+        hv_conn_free(c);
+        reg_host_schedule(h, 0);
+        return;
+    }
+    /* Reported once per outage: the watchdog may already have said so at the deadline. */
+    if (was != HOST_CONN_DOWN) {
+        log_error("host %s (%s) is down: %s; its VMs are now unknown", h->name, h->uri,
+                  err->message);
+        reg_report_down(h, err->message);
+    } else {
+        log_warn("host %s: reconnect failed (next try in %us): %s", h->name, h->backoff_s,
+                 err->message);
+    }
+    unsigned wait_s = h->backoff_s;
+    h->backoff_s = h->backoff_s * 2 > REG_BACKOFF_MAX_S ? REG_BACKOFF_MAX_S : h->backoff_s * 2;
+    reg_host_schedule(h, (uint64_t)wait_s * 1000);
+}
+
+/* A worker's job: one look at the host, or what it needs first (a connect, or dropping a lost
+ * connection); then its next look is scheduled. */
+static void
+reg_host_look(RegHost *h)
+{
+    pthread_mutex_lock(&h->reg->lock);
+    bool done = reg_host_done_locked(h);
+    HvConn *c = hv_conn_ref(h->hv);
+    pthread_mutex_unlock(&h->reg->lock);
+    if (done) {
+        hv_conn_free(c);
+        reg_host_drop_conn(h, NULL);
+        return;
+    }
+    if (!c) {
+        reg_host_connect_later(h);
+        return;
+    }
+    if (!hv_conn_is_alive(c)) {
+        hv_conn_free(c);
+        reg_host_drop_conn(h, "the libvirt connection was lost");
+        reg_host_schedule(h, 1000);
+        return;
+    }
+    bool quiet = reg_host_sync(h, c);
+    hv_conn_free(c);
+    reg_host_schedule(h, reg_host_next_look(h, quiet));
+}
+
+static void *
+reg_worker(void *arg)
+{
+    RegThread *t = arg;
+    HostRegistry *reg = t->reg;
+    pthread_mutex_lock(&reg->lock);
+    /* One too many once a stuck worker's look came back: then one of them ends. */
+    while (!reg->stopping && reg->n_workers - reg->n_workers_stuck <= REG_WORKERS) {
+        RegHost *h = reg->n_heap ? reg->heap[0] : NULL;
+        uint64_t now = nb_monotonic_ms();
+        if (!h) {
+            pthread_cond_wait(&reg->work_cond, &reg->lock);
+            continue;
+        }
+        if (h->due_ms > now) {
+            /* One worker waits for the next look to be due, the others until they are wanted:
+             * a thousand looks a minute must not wake every worker each time. */
+            if (reg->timer_waiting) {
+                pthread_cond_wait(&reg->work_cond, &reg->lock);
+                continue;
+            }
+            struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, h->due_ms - now);
+            reg->timer_waiting = true;
+            pthread_cond_timedwait(&reg->timer_cond, &reg->lock, &until);
+            reg->timer_waiting = false;
+            continue;
+        }
+        reg_heap_remove(reg, h);
+        /* Another worker for the next due look, or to wait for it while this one looks. */
+        if (reg->n_heap)
+            pthread_cond_signal(&reg->work_cond);
+        t->job_started_ms = now;
+        pthread_mutex_unlock(&reg->lock);
+        reg_host_look(h);
+        pthread_mutex_lock(&reg->lock);
+        t->job_started_ms = 0;
+        if (t->stuck) {
+            t->stuck = false;
+            reg->n_workers_stuck--;
+        }
+    }
+    reg_thread_end_locked(t);
+    pthread_mutex_unlock(&reg->lock);
+    free(t);
     return NULL;
 }
 
-/* ---- the watchdog: connect deadlines ---- */
+static void *
+reg_connector(void *arg)
+{
+    RegThread *t = arg;
+    HostRegistry *reg = t->reg;
+    pthread_mutex_lock(&reg->lock);
+    while (!reg->stopping) {
+        RegHost *h = reg->cq_head;
+        if (!h) {
+            struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, REG_CONNECTOR_IDLE_MS);
+            reg->n_connectors_idle++;
+            int e = pthread_cond_timedwait(&reg->connect_cond, &reg->lock, &until);
+            reg->n_connectors_idle--;
+            if (e == ETIMEDOUT && !reg->cq_head)
+                break;
+            continue;
+        }
+        reg->cq_head = h->cq_next;
+        if (!reg->cq_head)
+            reg->cq_tail = NULL;
+        h->cq_next = NULL;
+        /* More in the queue: another connector, up to the limit. */
+        reg_connectors_wake_locked(reg);
+        pthread_mutex_unlock(&reg->lock);
+        reg_host_try_connect(h);
+        pthread_mutex_lock(&reg->lock);
+        /* Over the limit again (a connect past its deadline came back): this one ends. */
+        if (reg->n_connectors - reg->n_connectors_overdue > REG_CONNECTORS_MAX)
+            break;
+    }
+    reg_thread_end_locked(t);
+    pthread_mutex_unlock(&reg->lock);
+    free(t);
+    return NULL;
+}
+
+/* ---- the watchdog: connect deadlines, stuck looks ---- */
+
+static void
+reg_watch_connects_locked(HostRegistry *reg, uint64_t now)
+{
+    uint64_t limit = (uint64_t)reg->connect_timeout_s * 1000;
+    for (size_t i = 0; i < reg->n_hosts; i++) {
+        RegHost *h = reg->hosts[i];
+        if (!h->connect_started_ms || now - h->connect_started_ms < limit)
+            continue;
+        if (!h->connect_overdue) {
+            /* Its connector may hang for good: it no longer counts, another one may start. */
+            h->connect_overdue = true;
+            reg->n_connectors_overdue++;
+        }
+        if (h->removed || h->deadline_reported)
+            continue;
+        h->deadline_reported = true;
+        if (h->state == HOST_CONN_DOWN)
+            continue; /* still down from before: said already */
+        h->state = HOST_CONN_DOWN;
+        HostReport *r = reg_report_new(h, HOST_REPORT_DOWN);
+        if (r) {
+            snprintf(r->error, sizeof(r->error), "no answer within %us (connect deadline)",
+                     reg->connect_timeout_s);
+            log_error("host %s (%s) is down: %s", h->name, h->uri, r->error);
+            /* The lock is held: hand it over directly, reg_report would lock again. */
+            reg->report(r, reg->report_data);
+        }
+    }
+}
 
 static void *
 reg_watchdog(void *arg)
@@ -524,27 +834,25 @@ reg_watchdog(void *arg)
         pthread_cond_timedwait(&reg->cond, &reg->lock, &until);
         if (reg->stopping)
             break;
-        if (!reg->n_connecting)
-            continue;
-        uint64_t now = nb_monotonic_ms(), limit = (uint64_t)reg->connect_timeout_s * 1000;
-        for (size_t i = 0; i < reg->n_hosts; i++) {
-            RegHost *h = reg->hosts[i];
-            if (h->removed || !h->connect_started_ms || h->deadline_reported ||
-                now - h->connect_started_ms < limit)
+        uint64_t now = nb_monotonic_ms();
+        if (reg->n_connecting)
+            reg_watch_connects_locked(reg, now);
+        /* A look held up past the connect deadline (a host gone silent, until keepalive ends
+         * the call): another worker stands in. */
+        uint64_t limit = (uint64_t)reg->connect_timeout_s * 1000;
+        for (RegThread *t = reg->threads; t; t = t->next) {
+            if (t->connector || t->stuck || !t->job_started_ms || now - t->job_started_ms < limit)
                 continue;
-            h->deadline_reported = true;
-            if (h->state == HOST_CONN_DOWN)
-                continue; /* still down from before: said already */
-            h->state = HOST_CONN_DOWN;
-            HostReport *r = reg_report_new(h, HOST_REPORT_DOWN);
-            if (r) {
-                snprintf(r->error, sizeof(r->error), "no answer within %us (connect deadline)",
-                         reg->connect_timeout_s);
-                log_error("host %s (%s) is down: %s", h->name, h->uri, r->error);
-                /* The lock is held: hand it over directly, reg_report would lock again. */
-                reg->report(r, reg->report_data);
-            }
+            t->stuck = true;
+            reg->n_workers_stuck++;
+            log_warn("host registry: a look has taken over %us; another worker stands in",
+                     reg->connect_timeout_s);
         }
+        while (reg->n_workers - reg->n_workers_stuck < REG_WORKERS &&
+               reg_thread_start_locked(reg, false) == 0) {
+        }
+        /* Also a retry, should starting a connector have failed before. */
+        reg_connectors_wake_locked(reg);
     }
     pthread_mutex_unlock(&reg->lock);
     return NULL;
@@ -571,6 +879,10 @@ host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *user
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&reg->cond, &ca);
+    pthread_cond_init(&reg->work_cond, &ca);
+    pthread_cond_init(&reg->timer_cond, &ca);
+    pthread_cond_init(&reg->connect_cond, &ca);
+    pthread_cond_init(&reg->gone_cond, &ca);
     pthread_condattr_destroy(&ca);
     if (!reg->pool_name || !reg->pool_path || !reg->network) {
         host_registry_free(reg);
@@ -580,12 +892,25 @@ host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *user
     return 0;
 }
 
-/* With the lock held: a new entry, its worker started. */
+/* With the lock held: a new entry, queued for its first connect. */
 static int
 reg_add_locked(HostRegistry *reg, const Host *src)
 {
     if (reg_find_locked(reg, src->name))
         return 0; /* registered already */
+    if (reg->n_hosts == reg->cap_hosts) {
+        size_t cap = reg->cap_hosts ? reg->cap_hosts * 2 : 64;
+        RegHost **grown = realloc(reg->hosts, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        reg->hosts = grown;
+        /* The heap grows with the hosts, so that putting a host in it never fails. */
+        grown = realloc(reg->heap, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        reg->heap = grown;
+        reg->cap_hosts = cap;
+    }
     RegHost *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
@@ -595,45 +920,18 @@ reg_add_locked(HostRegistry *reg, const Host *src)
     snprintf(h->uri, sizeof(h->uri), "%s", src->uri);
     h->state = HOST_CONN_CONNECTING;
     h->backoff_s = 1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (reg->n_hosts == reg->cap_hosts) {
-        size_t cap = reg->cap_hosts ? reg->cap_hosts * 2 : 64;
-        RegHost **grown = realloc(reg->hosts, cap * sizeof(*grown));
-        if (!grown) {
-            pthread_cond_destroy(&h->cond);
-            free(h);
-            return -ENOMEM;
-        }
-        reg->hosts = grown;
-        reg->cap_hosts = cap;
-    }
     reg->hosts[reg->n_hosts++] = h;
     if (reg->n_hosts * 2 + 2 > reg->cap_index) {
         if (reg_index_rebuild_locked(reg) < 0) {
             reg->n_hosts--;
-            pthread_cond_destroy(&h->cond);
             free(h);
             return -ENOMEM;
         }
     } else {
         reg_index_put(reg->index, reg->cap_index, reg->hosts, reg->n_hosts - 1);
     }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, REG_WORKER_STACK);
-    int e = pthread_create(&h->thread, &attr, reg_host_worker, h);
-    pthread_attr_destroy(&attr);
-    if (e != 0) {
-        /* Kept in the registry, down: a later add or restart tries again. */
-        h->state = HOST_CONN_DOWN;
-        log_error("host %s: cannot start its worker: %s", h->name, strerror(e));
-        return -e;
-    }
-    h->thread_started = true;
+    /* Its first look finds no connection and queues the connect. */
+    reg_heap_put(reg, h, 0);
     return 0;
 }
 
@@ -644,6 +942,9 @@ host_registry_start(HostRegistry *reg, const Host *hosts, size_t n, NbError **er
     int r = 0;
     for (size_t i = 0; i < n && r == 0; i++)
         r = reg_add_locked(reg, &hosts[i]);
+    while (r == 0 && !reg->workers_started && reg->n_workers < REG_WORKERS)
+        r = reg_thread_start_locked(reg, false);
+    reg->workers_started = r == 0;
     if (r == 0 && !reg->watchdog_started) {
         int e = pthread_create(&reg->watchdog, NULL, reg_watchdog, reg);
         r = -e;
@@ -671,7 +972,10 @@ host_registry_remove_host(HostRegistry *reg, const char *name)
     RegHost *h = reg_find_locked(reg, name);
     if (h) {
         h->removed = true;
-        pthread_cond_signal(&h->cond);
+        /* Waiting for its next look: a worker drops its connection now. In a job: the job's end
+         * does. */
+        if (h->heap_pos)
+            reg_heap_put(reg, h, 0);
         /* Its slot stays (callbacks may still point at it); the name may be used again. */
         reg_index_rebuild_locked(reg);
     }
@@ -698,10 +1002,47 @@ host_registry_get_state(HostRegistry *reg, const char *name)
     return st;
 }
 
+/* A host someone waits for connects first: at start-up the API waits for the local host, which
+ * must not queue behind a thousand others. */
+static void
+reg_connect_first(HostRegistry *reg, const char *name)
+{
+    pthread_mutex_lock(&reg->lock);
+    RegHost *h = reg_find_locked(reg, name);
+    bool queued = false;
+    RegHost *prev = NULL;
+    for (RegHost *q = reg->cq_head; h && q; prev = q, q = q->cq_next) {
+        if (q != h)
+            continue;
+        if (prev)
+            prev->cq_next = h->cq_next;
+        else
+            reg->cq_head = h->cq_next;
+        if (reg->cq_tail == h)
+            reg->cq_tail = prev;
+        queued = true;
+        break;
+    }
+    /* Not yet tried (a host down and backing off keeps its backoff). */
+    if (h && !queued && h->heap_pos && !h->hv && h->state == HOST_CONN_CONNECTING) {
+        reg_heap_remove(reg, h); /* its look would only queue the connect */
+        queued = true;
+    }
+    if (queued) {
+        h->cq_next = reg->cq_head;
+        reg->cq_head = h;
+        if (!reg->cq_tail)
+            reg->cq_tail = h;
+        reg_connectors_wake_locked(reg);
+    }
+    pthread_mutex_unlock(&reg->lock);
+}
+
 HostConn
 host_registry_wait(HostRegistry *reg, const char *name, uint64_t timeout_ms)
 {
     uint64_t until = nb_monotonic_ms() + timeout_ms;
+    reg_connect_first(reg, name);
     for (;;) {
         HostConn st = host_registry_get_state(reg, name);
         if (st != HOST_CONN_CONNECTING || nb_monotonic_ms() >= until)
@@ -750,31 +1091,38 @@ host_registry_stop(HostRegistry *reg)
     pthread_mutex_lock(&reg->lock);
     reg->stopping = true;
     pthread_cond_signal(&reg->cond);
-    for (size_t i = 0; i < reg->n_hosts; i++)
-        pthread_cond_signal(&reg->hosts[i]->cond);
-    size_t n = reg->n_hosts;
+    pthread_cond_broadcast(&reg->work_cond);
+    pthread_cond_broadcast(&reg->timer_cond);
+    pthread_cond_broadcast(&reg->connect_cond);
     pthread_mutex_unlock(&reg->lock);
     if (reg->watchdog_started) {
         pthread_join(reg->watchdog, NULL);
         reg->watchdog_started = false;
     }
-    /* One deadline for all: a thousand silent hosts must not cost a thousand waits. */
-    struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, REG_STOP_DEADLINE_MS);
-    size_t left = 0;
-    for (size_t i = 0; i < n; i++) {
-        RegHost *h = reg->hosts[i];
-        if (!h->thread_started || h->thread_joined)
-            continue;
-        if (pthread_timedjoin_np(h->thread, NULL, &until) == 0) {
-            h->thread_joined = true;
-        } else {
-            pthread_detach(h->thread);
-            left++;
-        }
+    /* One deadline for all: threads in a call to a host that never answers are left behind. */
+    struct timespec until = nb_deadline_after_ms(CLOCK_MONOTONIC, REG_STOP_DEADLINE_MS);
+    pthread_mutex_lock(&reg->lock);
+    while (reg->n_threads) {
+        if (pthread_cond_timedwait(&reg->gone_cond, &reg->lock, &until) == ETIMEDOUT)
+            break;
     }
+    size_t left = reg->n_threads;
+    /* The connections go now, also when a thread is left behind (it holds its own reference):
+     * libvirt closes them while the process still runs. */
+    HvConn **conns = calloc(reg->n_hosts ? reg->n_hosts : 1, sizeof(*conns));
+    size_t n_conns = 0;
+    for (size_t i = 0; conns && i < reg->n_hosts; i++) {
+        if (reg->hosts[i]->hv)
+            conns[n_conns++] = reg->hosts[i]->hv;
+        reg->hosts[i]->hv = NULL;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    for (size_t i = 0; i < n_conns; i++)
+        hv_conn_free(conns[i]);
+    free(conns);
     if (left) {
         reg->abandoned = true;
-        log_warn("host registry: %zu host workers are stuck in libvirt calls; left behind", left);
+        log_warn("host registry: %zu threads are stuck in libvirt calls; left behind", left);
     }
 }
 
@@ -784,22 +1132,26 @@ host_registry_free(HostRegistry *reg)
     if (!reg)
         return;
     if (reg->abandoned)
-        return; /* a stuck worker still points here; the process is about to end */
+        return; /* a stuck thread still points here; the process is about to end */
     for (size_t i = 0; i < reg->n_hosts; i++) {
         RegHost *h = reg->hosts[i];
         hv_conn_free(h->hv);
         for (size_t j = 0; j < h->n_want_ip; j++)
             free(h->want_ip[j]);
         free(h->want_ip);
-        pthread_cond_destroy(&h->cond);
         free(h);
     }
     free(reg->hosts);
+    free(reg->heap);
     free(reg->index);
     free(reg->pool_name);
     free(reg->pool_path);
     free(reg->network);
     pthread_mutex_destroy(&reg->lock);
     pthread_cond_destroy(&reg->cond);
+    pthread_cond_destroy(&reg->work_cond);
+    pthread_cond_destroy(&reg->timer_cond);
+    pthread_cond_destroy(&reg->connect_cond);
+    pthread_cond_destroy(&reg->gone_cond);
     free(reg);
 }

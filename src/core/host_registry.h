@@ -1,8 +1,9 @@
 /*
- * The host registry, the bottom of core: one entry per host with its libvirt connection and a
- * worker thread of its own that connects (with a deadline), notices a lost connection, backs
- * off, and lists the host's domains and facts on a schedule. A slow or silent host occupies only
- * its own worker. The registry does no store I/O: what the workers and libvirt's event thread
+ * The host registry, the bottom of core: one entry per host with its libvirt connection. A fixed
+ * pool of workers looks at the hosts on a schedule (their domains and facts) and notices lost
+ * connections; connector threads connect them (with a deadline) and back off. A slow or silent
+ * host occupies only the thread in a call to it, and the watchdog has another thread stand in
+ * for that one. The registry does no store I/O: what the workers and libvirt's event thread
  * see goes upward as HostReports through the callback it is handed (the reconciler's), which
  * only queues.
  */
@@ -51,7 +52,7 @@ typedef struct HostReport {
 } HostReport;
 void host_registry_report_free(HostReport *r);
 
-/* Called on a worker's or libvirt's event thread; must only queue. Takes the report. */
+/* Called on a registry thread or libvirt's event thread; must only queue. Takes the report. */
 typedef void (*HostReportFn)(HostReport *r, void *userdata);
 
 typedef struct HostRegistryConfig {
@@ -64,18 +65,18 @@ typedef struct HostRegistryConfig {
 
 int host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *userdata,
                       HostRegistry **ret);
-/* Registers the hosts and starts their workers; returns at once. */
+/* Registers the hosts and starts the workers; returns at once. */
 int host_registry_start(HostRegistry *reg, const Host *hosts, size_t n, NbError **err);
 /* Waits until the host is up, or down, or timeout_ms passed: the HostConn it reached. */
 HostConn host_registry_wait(HostRegistry *reg, const char *name, uint64_t timeout_ms);
-/* Stops the workers: waits for each at most until the deadline; a worker stuck in a libvirt
- * call (a host that never answers) is left behind and never reports again. */
+/* Stops the registry's threads: waits for them at most until one deadline; a thread stuck in a
+ * libvirt call (a host that never answers) is left behind and never reports again. */
 void host_registry_stop(HostRegistry *reg);
 void host_registry_free(HostRegistry *reg);
 
-/* Registers a host just added and starts its worker. */
+/* Registers a host just added; it connects at once. */
 int host_registry_add_host(HostRegistry *reg, const Host *h);
-/* Forgets a host: its worker ends and its connection is dropped. */
+/* Forgets a host: its connection is dropped, and it is looked at no more. */
 void host_registry_remove_host(HostRegistry *reg, const char *name);
 /* A reference to the host's connection, or NULL when it has none: hv_conn_free it. */
 HvConn *host_registry_get_conn(HostRegistry *reg, const char *name);
