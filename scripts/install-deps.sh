@@ -6,7 +6,7 @@ packages=(
     # build
     gcc clang meson ninja-build pkg-config clang-format libclang-rt-14-dev
     libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-    libsodium-dev libyaml-dev libxml2-dev libcmocka-dev
+    libsodium-dev libyaml-dev libxml2-dev libcmocka-dev libgnutls28-dev
     libnl-3-dev libnl-route-3-dev
     # run: libvirt, QEMU, the NoCloud seed
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
@@ -16,6 +16,8 @@ packages=(
     python3 python3-pytest libxml2-utils iproute2 procps
     # nimbus-agent: its certificate and secret (start-agent.sh), its e2e test
     openssl curl iputils-ping
+    # metrics: a real Prometheus scrapes nimbusd; promtool checks the shipped alert rules
+    prometheus
 )
 
 missing=()

@@ -20,22 +20,33 @@
 #     every later command for the host enters them with nsenter -t <holder>.
 #   - its own virtlogd and libvirtd (libvirtd listens on TCP without auth or TLS:
 #     qemu+tcp://10.77.0.<10+I>/system) and its own NAT network "default" (virbr0,
-#     192.168.122.0/24, a separate one in each namespace).
+#     192.168.122.0/24, a separate one in each namespace);
+#   - its own nimbus-agent (scripts/start-agent.sh, when the agent is built: $NIMBUS_AGENT, else
+#     $NIMBUS_BUILD_DIR/src/agent/nimbus-agent) on https://10.77.0.<10+I>:8775, its secret, cert
+#     and state under kvmI/agent/; every host's cert.pem is gathered in agents-ca.pem in the state
+#     dir, the bundle to give nimbusd as agent-ca-file. The VXLAN underlay is eth0.
 # Everything else (/tmp, /var/lib/nimbus, the source tree) is the root namespace's filesystem,
 # the same path on every host: it plays shared storage, so live migration works between hosts.
 #
-# Only one set of test hosts can exist on a machine (the bridge and namespace names are fixed);
-# start tears down whatever an earlier run left behind first. Processes are only ever ended by
+# NIMBUS_TESTHOSTS_SET=S (1..9; default 0) makes a separate set that can run beside set 0:
+# namespaces nbS_hostI, veths nbS_vI/nbS_pI, bridge nbtestS, subnet 10.(77+S).0.0/24, state dir
+# /run/nimbus-testhosts-S. One set of each number can exist on a machine; start tears down
+# whatever an earlier run of that set left behind first. Processes are only ever ended by
 # pid, and only pids that live in one of our network namespaces.
 set -euo pipefail
 
 MAX_HOSTS=8
-BRIDGE=nbtest0
-SUBNET=10.77.0
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SET=${NIMBUS_TESTHOSTS_SET:-0}
+[[ "$SET" =~ ^[0-9]$ ]] || { echo "testhosts: NIMBUS_TESTHOSTS_SET must be 0..9" >&2; exit 2; }
+BRIDGE=nbtest$SET
+SUBNET=10.$((77 + SET)).0
+if [ "$SET" = 0 ]; then NS=nbhost VETH=nbv PEER=nbp; else NS=nb${SET}_host VETH=nb${SET}_v PEER=nb${SET}_p; fi
 READY_TIMEOUT=30 # seconds for a libvirtd to answer over TCP
 WARM_CAPS=/var/cache/nimbus-testhosts/qemu-capabilities
 
 state=/run/nimbus-testhosts
+[ "$SET" = 0 ] || state=/run/nimbus-testhosts-$SET
 
 die() {
     echo "testhosts: $*" >&2
@@ -73,7 +84,7 @@ alive() { # pid
 # after this check, so a recycled pid never hits someone else's process.
 pid_in_host() { # pid, i
     local ns
-    ns=$(stat -L -c %i "/run/netns/nbhost$2" 2>/dev/null) || return 1
+    ns=$(stat -L -c %i "/run/netns/$NS$2" 2>/dev/null) || return 1
     [ "$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null)" = "$ns" ]
 }
 
@@ -141,11 +152,12 @@ seed_capabilities() { # dst dir
 
 save_capabilities() { # src dir
     compgen -G "$1/*.xml" >/dev/null || return 0
-    rm -rf "$WARM_CAPS.tmp"
-    mkdir -p "$WARM_CAPS.tmp"
-    cp -p "$1"/*.xml "$WARM_CAPS.tmp/"
+    local tmp=$WARM_CAPS.tmp$SET # two sets may save at once
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    cp -p "$1"/*.xml "$tmp/"
     rm -rf "$WARM_CAPS"
-    mv "$WARM_CAPS.tmp" "$WARM_CAPS"
+    mv "$tmp" "$WARM_CAPS"
 }
 
 # Sets key = value in a libvirt config file, replacing any uncommented setting of key.
@@ -244,8 +256,25 @@ start_daemons() { # i
     wait_answers "$1"
 }
 
+agent_binary() {
+    echo "${NIMBUS_AGENT:-${NIMBUS_BUILD_DIR:-$REPO/build}/src/agent/nimbus-agent}"
+}
+
+# The host's nimbus-agent, in its network namespace (the bridges and VXLAN devices it makes are
+# the host's). Without a built agent the host has none: it runs VMs, but no vxlan networks.
+start_agent() { # i
+    local ip
+    ip=$(host_ip "$1")
+    if [ ! -x "$(agent_binary)" ]; then
+        echo "testhosts: kvm$1: no agent ($(agent_binary) is not built)" >&2
+        return 0
+    fi
+    NIMBUS_AGENT=$(agent_binary) "$REPO/scripts/start-agent.sh" "$(host_dir "$1")/agent" \
+        --netns "$NS$1" --listen "$ip:8775" --san "$ip" --san "kvm$1" --check-interval 5
+}
+
 start_host() { # i
-    local i=$1 dir ns=nbhost$1 ip d
+    local i=$1 dir ns=$NS$1 ip d
     dir=$(host_dir "$i")
     ip=$(host_ip "$i")
 
@@ -259,10 +288,10 @@ start_host() { # i
     write_resolver "$dir"
 
     ip netns add "$ns"
-    ip link add "nbv$i" type veth peer name "nbp$i"
-    ip link set "nbp$i" netns "$ns"
-    ip link set "nbv$i" master "$BRIDGE" up
-    ip -n "$ns" link set "nbp$i" name eth0
+    ip link add "$VETH$i" type veth peer name "$PEER$i"
+    ip link set "$PEER$i" netns "$ns"
+    ip link set "$VETH$i" master "$BRIDGE" up
+    ip -n "$ns" link set "$PEER$i" name eth0
     ip -n "$ns" addr add "$ip/24" dev eth0
     ip -n "$ns" link set lo up
     ip -n "$ns" link set eth0 up
@@ -280,6 +309,7 @@ start_host() { # i
     done
 
     start_daemons "$i"
+    start_agent "$i"
     # Autostarted from the config written above; start it if libvirt did not.
     local info
     info=$(in_host "$i" virsh -q -c qemu:///system net-info default)
@@ -295,13 +325,13 @@ known_hosts() {
         for d in "$state"/kvm*; do
             [ -d "$d" ] && echo "${d##*/kvm}"
         done
-        ip netns list 2>/dev/null | sed -n 's/^nbhost\([0-9]\+\).*/\1/p'
-        ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: nbv\([0-9]\+\)@.*/\1/p'
+        ip netns list 2>/dev/null | sed -n "s/^$NS\\([0-9]\\+\\).*/\\1/p"
+        ip -o link show 2>/dev/null | sed -n "s/^[0-9]*: $VETH\\([0-9]\\+\\)@.*/\\1/p"
     } | grep -E '^[0-9]+$' | sort -un
 }
 
 stop_host() { # i
-    local i=$1 dir ns=nbhost$1 pid f dom pids
+    local i=$1 dir ns=$NS$1 pid f dom pids
     dir=$(host_dir "$i")
 
     if [ -e "/run/netns/$ns" ]; then
@@ -318,7 +348,8 @@ stop_host() { # i
             # driver.pid is libvirtd's own (the QEMU driver's lock), the others are guests'.
             [ "${f##*/}" = driver.pid ] || signal_pidfile KILL "$f" "$i"
         done
-        for f in "$dir/libvirtd.pid" "$dir/virtlogd.pid" "$dir"/run/network/*.pid; do
+        for f in "$dir/libvirtd.pid" "$dir/virtlogd.pid" "$dir"/run/network/*.pid \
+            "$dir/agent/agent.pid"; do
             signal_pidfile TERM "$f" "$i"
         done
         # Give libvirtd a moment to exit cleanly, then SIGKILL whatever still lives in the
@@ -339,7 +370,7 @@ stop_host() { # i
         ip netns del "$ns" 2>/dev/null || true
     fi
     # Deleting the namespace destroys eth0 and so its peer; this is for half-made hosts.
-    ip link del "nbv$i" 2>/dev/null || true
+    ip link del "$VETH$i" 2>/dev/null || true
 }
 
 cmd_stop() {
@@ -355,6 +386,7 @@ cmd_stop() {
     # Only what start made: the kvmI dirs, then the state dir if that leaves it empty.
     if [ -d "$state" ]; then
         rm -rf "${state:?}"/kvm[0-9]*
+        rm -f "$state/agents-ca.pem"
         rmdir "$state" 2>/dev/null || true
     fi
 }
@@ -387,6 +419,13 @@ cmd_start() { # n
         die "could not start the hosts (cleaned up)"
     fi
     save_capabilities "$(host_dir 1)/cache/qemu/capabilities"
+    # One CA bundle for nimbusd: each agent's self-signed certificate.
+    : >"$state/agents-ca.pem.tmp"
+    for i in $(seq 1 "$n"); do
+        c="$(host_dir "$i")/agent/cert.pem"
+        [ -s "$c" ] && cat "$c" >>"$state/agents-ca.pem.tmp"
+    done
+    mv "$state/agents-ca.pem.tmp" "$state/agents-ca.pem"
     for i in $(seq 1 "$n"); do
         echo "kvm$i $(host_uri "$i")"
     done
@@ -414,7 +453,7 @@ cmd_kill_libvirtd() { # i
     local pid
     host_arg "$1"
     pid=$(pidfile_pid "$(host_dir "$1")/libvirtd.pid") || die "kvm$1: libvirtd is not running"
-    pid_in_host "$pid" "$1" || die "kvm$1: pid $pid in libvirtd.pid is not in nbhost$1"
+    pid_in_host "$pid" "$1" || die "kvm$1: pid $pid in libvirtd.pid is not in $NS$1"
     kill -KILL "$pid"
     while alive "$pid"; do sleep 0.05; done
 }

@@ -18,6 +18,7 @@ enum {
     API_ACCESS_ANY,
     API_ACCESS_WRITE,
     API_ACCESS_ADMIN,
+    API_ACCESS_METRICS, /* GET /metrics: the metrics role and admins */
 };
 
 extern const HttpRoute api_routes[];
@@ -41,6 +42,13 @@ api_lookup_scope(HttpRequest *r, const char *key)
 
 void api_health(HttpRequest *r, void *ctx);
 void api_ready(HttpRequest *r, void *ctx);
+/* ---- api_metrics.c ---- */
+void api_metrics(HttpRequest *r, void *ctx);
+/* HttpServerConfig.on_complete: the audit (api_audit_request) and the request metrics. */
+void api_on_complete(HttpRequest *r, void *ctx);
+/* The served certificate (PEM, its first certificate), so that /metrics exports its expiry as
+ * nimbus_tls_cert_expiry_timestamp_seconds. -1 when it cannot be parsed. */
+int api_metrics_set_tls_cert(const char *pem);
 void api_flavors_list(HttpRequest *r, void *ctx);
 void api_flavors_create(HttpRequest *r, void *ctx);
 void api_flavors_get(HttpRequest *r, void *ctx);
@@ -79,6 +87,16 @@ void api_networks_create(HttpRequest *r, void *ctx);
 void api_networks_get(HttpRequest *r, void *ctx);
 void api_networks_delete(HttpRequest *r, void *ctx);
 void api_ports_list(HttpRequest *r, void *ctx);
+void api_ports_update(HttpRequest *r, void *ctx);
+void api_secgroups_list(HttpRequest *r, void *ctx);
+void api_secgroups_create(HttpRequest *r, void *ctx);
+void api_secgroups_get(HttpRequest *r, void *ctx);
+void api_secgroups_delete(HttpRequest *r, void *ctx);
+void api_secgroups_rules_list(HttpRequest *r, void *ctx);
+void api_secgroups_rules_add(HttpRequest *r, void *ctx);
+void api_secgroups_rules_delete(HttpRequest *r, void *ctx);
+void api_vms_secgroup_add(HttpRequest *r, void *ctx);
+void api_vms_secgroup_remove(HttpRequest *r, void *ctx);
 void api_vms_nic_add(HttpRequest *r, void *ctx);
 void api_vms_nic_remove(HttpRequest *r, void *ctx);
 void api_tasks_list(HttpRequest *r, void *ctx);

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "../core/network_ops.h"
+#include "../core/network_shaping.h"
+#include "../model/bandwidth.h"
+#include "../core/secgroup_ops.h"
 #include "../model/network.h"
 #include "../util/strutil.h"
 #include "api.h"
@@ -75,10 +78,28 @@ api_ports_list(HttpRequest *r, void *ctx)
     if (port_store_list(core->store, api_scope(r), qnetwork ? net.id : NULL, &list, &n, &err) < 0)
         return http_reply_nb_error(r, err);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, port_to_json(&list[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = port_to_json(&list[i]);
+        json_object_set_new(p, "secgroups", secgroup_ops_port_groups_json(core, list[i].id));
+        json_array_append_new(arr, p);
+    }
     port_list_free(list, n);
     http_reply_json(r, 200, json_pack("{s:o}", "ports", arr));
+}
+
+/* PATCH /v1/ports/{id}: the port's bandwidth limits, live on its VM's host (network_shaping.h). */
+void
+api_ports_update(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Port p;
+    if (network_shaping_port_update(core, http_request_principal(r), http_request_param(r, 0),
+                                    http_request_json(r), &p, &err) < 0)
+        return http_reply_nb_error(r, err);
+    json_t *j = port_to_json(&p);
+    json_object_set_new(j, "secgroups", secgroup_ops_port_groups_json(core, p.id));
+    http_reply_json(r, 200, j);
 }
 
 void
@@ -152,10 +173,15 @@ api_vm_nics_json(Core *core, const Vm *vm, json_t **ret, NbError **err)
         }
         char ip[NB_IPV4_STRLEN];
         ipv4_format(ports[i].ip, ip);
-        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "slot",
-                                             (json_int_t)ports[i].slot, "mac", ports[i].mac, "ip",
-                                             ip, "network_id", ports[i].network_id, "network",
-                                             net.name, "port_id", ports[i].id));
+        json_t *nic = json_pack(
+            "{s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "slot", (json_int_t)ports[i].slot, "mac",
+            ports[i].mac, "ip", ip, "network_id", ports[i].network_id, "network", net.name,
+            "port_id", ports[i].id, "secgroups", secgroup_ops_port_groups_json(core, ports[i].id));
+        json_object_set_new(nic, "net_in_mbit",
+                            json_integer(bandwidth_kbit_to_mbit(ports[i].net_in_kbit)));
+        json_object_set_new(nic, "net_out_mbit",
+                            json_integer(bandwidth_kbit_to_mbit(ports[i].net_out_kbit)));
+        json_array_append_new(arr, nic);
     }
     port_list_free(ports, n);
     *ret = arr;

@@ -13,6 +13,7 @@
 const HttpRoute api_routes[] = {
     {"GET", "/v1/health", api_health, NULL, true, ANY, "health"},
     {"GET", "/v1/ready", api_ready, NULL, true, ANY, "ready"},
+    R("GET", "/metrics", api_metrics, API_ACCESS_METRICS, "metrics.read"),
     {"POST", "/v1/auth/login", api_auth_login, NULL, true, ANY, "auth.login"},
     R("GET", "/v1/auth/whoami", api_auth_whoami, ANY, "auth.whoami"),
     R("GET", "/v1/tokens", api_tokens_list, ANY, "token.list"),
@@ -52,6 +53,8 @@ const HttpRoute api_routes[] = {
     R("GET", "/v1/vms/{}/console-log", api_vms_console_log, ANY, "vm.console-log"),
     R("POST", "/v1/vms/{}/nics", api_vms_nic_add, WRITE, "vm.nic-add"),
     R("DELETE", "/v1/vms/{}/nics/{}", api_vms_nic_remove, WRITE, "vm.nic-remove"),
+    R("POST", "/v1/vms/{}/secgroups", api_vms_secgroup_add, WRITE, "vm.secgroup-add"),
+    R("DELETE", "/v1/vms/{}/secgroups/{}", api_vms_secgroup_remove, WRITE, "vm.secgroup-remove"),
     R("GET", "/v1/tasks", api_tasks_list, ANY, "task.list"),
     R("GET", "/v1/tasks/{}", api_tasks_get, ANY, "task.get"),
     R("POST", "/v1/tasks/{}/cancel", api_tasks_cancel, ADMIN, "task.cancel"),
@@ -72,6 +75,15 @@ const HttpRoute api_routes[] = {
     R("GET", "/v1/networks/{}", api_networks_get, ANY, "network.get"),
     R("DELETE", "/v1/networks/{}", api_networks_delete, WRITE, "network.delete"),
     R("GET", "/v1/ports", api_ports_list, ANY, "port.list"),
+    R("PATCH", "/v1/ports/{}", api_ports_update, WRITE, "port.update"),
+    R("GET", "/v1/secgroups", api_secgroups_list, ANY, "secgroup.list"),
+    R("POST", "/v1/secgroups", api_secgroups_create, WRITE, "secgroup.create"),
+    R("GET", "/v1/secgroups/{}", api_secgroups_get, ANY, "secgroup.get"),
+    R("DELETE", "/v1/secgroups/{}", api_secgroups_delete, WRITE, "secgroup.delete"),
+    R("GET", "/v1/secgroups/{}/rules", api_secgroups_rules_list, ANY, "secgroup.rule-list"),
+    R("POST", "/v1/secgroups/{}/rules", api_secgroups_rules_add, WRITE, "secgroup.rule-add"),
+    R("DELETE", "/v1/secgroups/{}/rules/{}", api_secgroups_rules_delete, WRITE,
+      "secgroup.rule-delete"),
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/metrics.h"
 #include "../model/json_req.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
@@ -65,10 +66,23 @@ auth_authorize(HttpRequest *r, void *ctx)
 {
     const HttpRoute *route = http_request_route(r);
     const Principal *who = http_request_principal(r);
-    if (!route || route->public_route || route->access == API_ACCESS_ANY)
+    if (!route || route->public_route)
         return true;
     if (!who)
         return false;
+    /* A scraper's credential reads the metrics and manages its own tokens, nothing of any
+     * project: the ANY routes (reads scoped to its project) are refused too. */
+    if (who->role == ROLE_METRICS) {
+        bool ok = route->access == API_ACCESS_METRICS ||
+                  (route->action && (str_startswith(route->action, "token.") ||
+                                     streq(route->action, "auth.whoami")));
+        if (!ok)
+            http_reply_error(r, NB_ERR_FORBIDDEN, "role %s may not %s", role_to_string(who->role),
+                             route->action ? route->action : "do this");
+        return ok;
+    }
+    if (route->access == API_ACCESS_ANY)
+        return true;
     bool ok =
         who->role == ROLE_ADMIN || (route->access == API_ACCESS_WRITE && who->role == ROLE_MEMBER);
     if (!ok)
@@ -325,6 +339,7 @@ api_auth_login(HttpRequest *r, void *ctx)
             sodium_memzero(dummy, sizeof(dummy));
     }
     if (!ok) {
+        metrics_login_failure();
         login_audit(core, r, name, NULL, 401, NB_ERR_INVALID_CREDENTIALS);
         return http_reply_error(r, NB_ERR_INVALID_CREDENTIALS, "wrong user name or password");
     }

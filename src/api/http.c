@@ -330,6 +330,12 @@ http_request_route(const HttpRequest *r)
     return r->route;
 }
 
+uint64_t
+http_request_start_ms(const HttpRequest *r)
+{
+    return r->start_ms;
+}
+
 unsigned
 http_request_status(const HttpRequest *r)
 {

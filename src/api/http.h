@@ -30,6 +30,8 @@ const char *http_request_peer(const HttpRequest *r); /* "127.0.0.1:53422" */
 void *http_request_ctx(const HttpRequest *r);
 /* What authenticate returned for this request; NULL on public routes. */
 void *http_request_principal(const HttpRequest *r);
+/* Monotonic ms (nb_monotonic_ms) when the request arrived. */
+uint64_t http_request_start_ms(const HttpRequest *r);
 /* The matched route, or NULL. */
 const HttpRoute *http_request_route(const HttpRequest *r);
 /* The reply's status (0 if none was sent) and, for error replies, its code (else NULL). */

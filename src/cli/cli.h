@@ -58,6 +58,7 @@ int cmd_host(Cli *cli, int argc, char **argv);
 int cmd_group(Cli *cli, int argc, char **argv);
 int cmd_network(Cli *cli, int argc, char **argv);
 int cmd_port(Cli *cli, int argc, char **argv);
+int cmd_secgroup(Cli *cli, int argc, char **argv);
 
 /*
  * GET /v1/auth/whoami. Returns an exit code; on success *ret is the answer, to json_decref.
@@ -93,6 +94,8 @@ int task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t
 int cli_labels_from_args(const Args *a, json_t *labels);
 /* An array of strings as "a, b", "-" when empty (an OutputFormatFn). */
 char *cli_fmt_strings(json_t *obj, const char *key);
+/* Mbit/s, "unlimited" for 0 (an OutputFormatFn; cmd_port.c). */
+char *cli_fmt_mbit(json_t *obj, const char *key);
 /* A dotted-quad IPv4 address other than 0.0.0.0: the form only, the server checks the rest. */
 bool cli_ipv4_is_valid(const char *s);
 /* An object of labels as "k1=v1,k2=v2", "-" when there are none (an OutputFormatFn). */

@@ -1,6 +1,7 @@
 /* nimbus flavor create|list|show|delete */
 #include <stdio.h>
 
+#include "../model/bandwidth.h"
 #include "../model/flavor.h"
 #include "../model/validate.h"
 #include "../util/cleanup.h"
@@ -9,9 +10,14 @@
 #include "resource.h"
 
 static const OutputField flavor_columns[] = {
-    {"NAME", "name", NULL, false},         {"VCPUS", "vcpus", NULL, false},
-    {"RAM(MiB)", "ram_mib", NULL, false},  {"DISK(GiB)", "disk_gib", NULL, false},
-    {"CREATED", "created_at", NULL, true}, {"ID", "id", NULL, true},
+    {"NAME", "name", NULL, false},
+    {"VCPUS", "vcpus", NULL, false},
+    {"RAM(MiB)", "ram_mib", NULL, false},
+    {"DISK(GiB)", "disk_gib", NULL, false},
+    {"IN(Mbit/s)", "net_in_mbit", cli_fmt_mbit, false},
+    {"OUT(Mbit/s)", "net_out_mbit", cli_fmt_mbit, false},
+    {"CREATED", "created_at", NULL, true},
+    {"ID", "id", NULL, true},
 };
 
 static const OutputField flavor_fields[] = {
@@ -20,6 +26,8 @@ static const OutputField flavor_fields[] = {
     {"vcpus", "vcpus", NULL, false},
     {"ram_mib", "ram_mib", NULL, false},
     {"disk_gib", "disk_gib", NULL, false},
+    {"net_in_mbit", "net_in_mbit", cli_fmt_mbit, false},
+    {"net_out_mbit", "net_out_mbit", cli_fmt_mbit, false},
     {"created_at", "created_at", NULL, false},
 };
 
@@ -35,7 +43,7 @@ static int
 flavor_create(Cli *cli, const Args *a)
 {
     const char *name = a->positional[0];
-    uint64_t vcpus = 0, ram = 0, disk = 0;
+    uint64_t vcpus = 0, ram = 0, disk = 0, net_in = 0, net_out = 0;
     if (!nb_name_is_valid(name))
         return args_usage_error(a,
                                 "invalid name '%s': use [A-Za-z0-9][A-Za-z0-9._-]{0,62}, "
@@ -48,11 +56,17 @@ flavor_create(Cli *cli, const Args *a)
         r = args_get_u64(a, "ram", NB_FLAVOR_RAM_MIB_MIN, NB_FLAVOR_RAM_MIB_MAX, &ram);
     if (r == 0)
         r = args_get_u64(a, "disk", 1, NB_FLAVOR_DISK_GIB_MAX, &disk);
+    if (r == 0)
+        r = args_get_u64(a, "net-in", 0, NB_BANDWIDTH_MBIT_MAX, &net_in);
+    if (r == 0)
+        r = args_get_u64(a, "net-out", 0, NB_BANDWIDTH_MBIT_MAX, &net_out);
     if (r != 0)
         return r;
 
-    json_auto_t *body = json_pack("{s:s, s:I, s:I, s:I}", "name", name, "vcpus", (json_int_t)vcpus,
-                                  "ram_mib", (json_int_t)ram, "disk_gib", (json_int_t)disk);
+    json_auto_t *body =
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "name", name, "vcpus", (json_int_t)vcpus,
+                  "ram_mib", (json_int_t)ram, "disk_gib", (json_int_t)disk, "net_in_mbit",
+                  (json_int_t)net_in, "net_out_mbit", (json_int_t)net_out);
     json_auto_t *flavor = NULL;
     if (!body)
         return CLI_EXIT_API;
@@ -81,14 +95,19 @@ flavor_delete(Cli *cli, const Args *a)
     return resource_delete(cli, &flavor_resource, a->positional[0]);
 }
 
-static const ArgSpec create_specs[] = {{"vcpus", true}, {"ram", true}, {"disk", true}};
+static const ArgSpec create_specs[] = {
+    {"vcpus", true}, {"ram", true}, {"disk", true}, {"net-in", true}, {"net-out", true}};
 static const ArgSpec list_specs[] = {{"wide", false}};
 
 static const Command flavor_commands[] = {
-    {"create", "NAME --vcpus N --ram MIB --disk GIB", "Create a flavor (a VM size).",
+    {"create", "NAME --vcpus N --ram MIB --disk GIB [--net-in MBIT] [--net-out MBIT]",
+     "Create a flavor (a VM size).",
      "  --vcpus N     virtual CPUs\n"
      "  --ram MIB     memory in MiB\n"
-     "  --disk GIB    root disk size in GiB\n",
+     "  --disk GIB    root disk size in GiB\n"
+     "  --net-in N    each NIC's limit of what the VM receives, Mbit/s (0: unlimited, the "
+     "default)\n"
+     "  --net-out N   each NIC's limit of what the VM sends, Mbit/s (0: unlimited)\n",
      flavor_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide]", "List flavors.", "  --wide        also show the creation time and id\n",
      flavor_list, list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},

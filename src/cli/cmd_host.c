@@ -129,6 +129,14 @@ host_fmt_simulated(json_t *obj, const char *key)
     return strdup(json_is_true(json_object_get(obj, key)) ? "yes" : "no");
 }
 
+/* The agent's URL, or "none"; the API never returns the secret. */
+static char *
+host_fmt_agent(json_t *obj, const char *key)
+{
+    const char *url = json_string_value(json_object_get(json_object_get(obj, key), "url"));
+    return strdup(url ? url : "none");
+}
+
 static const OutputField host_columns[] = {
     {"NAME", "name", NULL, false},
     {"STATE", "state", NULL, false},
@@ -164,6 +172,9 @@ static const OutputField host_fields[] = {
     {"ram_ratio", "ram_ratio", host_fmt_ratio, false},
     {"disk_ratio", "disk_ratio", host_fmt_ratio, false},
     {"labels", "labels", cli_fmt_labels, false},
+    {"agent", "agent", host_fmt_agent, false},
+    {"tunnel_ip", "tunnel_ip", NULL, false},
+    {"tunnel_dev", "tunnel_dev", NULL, false},
     {"vms", "vms", NULL, false},
     {"created_at", "created_at", NULL, false},
     {"updated_at", "updated_at", NULL, false},
@@ -241,6 +252,36 @@ host_ratios_from_args(const Args *a, json_t *body)
     return 0;
 }
 
+/* The agent's secret, from a file (never argv, which every local user can read in ps): its
+ * first line, trimmed. The server checks the format. */
+static int
+host_agent_from_args(const Args *a, json_t *body)
+{
+    const char *file = args_get(a, "agent-secret-file");
+    const char *url = args_get(a, "agent-url");
+    const char *tip = args_get(a, "tunnel-ip"), *tdev = args_get(a, "tunnel-dev");
+    if (url && json_object_set_new(body, "agent_url", json_string(url)) < 0)
+        return args_usage_error(a, "--agent-url must be UTF-8 text");
+    if (tip && json_object_set_new(body, "tunnel_ip", json_string(tip)) < 0)
+        return args_usage_error(a, "--tunnel-ip must be UTF-8 text");
+    if (tdev && json_object_set_new(body, "tunnel_dev", json_string(tdev)) < 0)
+        return args_usage_error(a, "--tunnel-dev must be UTF-8 text");
+    if (!file)
+        return 0;
+    _cleanup_fclose_ FILE *f = fopen(file, "re");
+    char buf[256] = "";
+    if (!f || !fgets(buf, sizeof(buf), f))
+        return args_usage_error(a, "cannot read --agent-secret-file %s: %s", file,
+                                f ? "it is empty" : strerror(errno));
+    size_t n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    json_t *v = json_string(buf);
+    explicit_bzero(buf, sizeof(buf));
+    if (!v || json_object_set_new(body, "agent_secret", v) < 0)
+        return args_usage_error(a, "--agent-secret-file must hold the agent's secret (64 hex)");
+    return 0;
+}
+
 static int
 host_add(Cli *cli, const Args *a)
 {
@@ -256,6 +297,8 @@ host_add(Cli *cli, const Args *a)
     if (!body)
         return args_usage_error(a, "--uri must be UTF-8 text");
     int r = host_ratios_from_args(a, body);
+    if (r == 0)
+        r = host_agent_from_args(a, body);
     if (r != 0)
         return r;
     if (args_has(a, "label")) {
@@ -533,8 +576,9 @@ host_remove(Cli *cli, const Args *a)
 }
 
 static const ArgSpec add_specs[] = {
-    {"uri", true},        {"cpu-ratio", true},   {"ram-ratio", true},
-    {"disk-ratio", true}, {"label", true, true},
+    {"uri", true},         {"cpu-ratio", true}, {"ram-ratio", true},         {"disk-ratio", true},
+    {"label", true, true}, {"agent-url", true}, {"agent-secret-file", true}, {"tunnel-ip", true},
+    {"tunnel-dev", true},
 };
 static const ArgSpec list_specs[] = {{"wide", false}};
 static const ArgSpec set_specs[] = {
@@ -550,11 +594,16 @@ static const ArgSpec maintenance_specs[] = {{"wait", false}, {"timeout-wait", tr
 
 static const Command host_commands[] = {
     {"add",
-     "NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label KEY=VALUE]...",
+     "NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label KEY=VALUE]... "
+     "[--agent-secret-file F [--agent-url URL]] [--tunnel-ip IP --tunnel-dev DEV]",
      "Add a hypervisor host; nimbusd connects to it.",
      "  --uri URI              libvirt URI, e.g. "
      "qemu+ssh://root@kvm1.example.org/system\n" RATIO_HELP
-     "  --label KEY=VALUE      a label VMs can ask for; repeatable\n",
+     "  --label KEY=VALUE      a label VMs can ask for; repeatable\n"
+     "  --agent-secret-file F  the host's nimbus-agent secret (64 hex), read from this file\n"
+     "  --agent-url URL        the agent (default https://<the URI's host>:8775)\n"
+     "  --tunnel-ip IP         the host's VXLAN underlay address (vxlan networks)\n"
+     "  --tunnel-dev DEV       and the host interface that has it\n",
      host_add, add_specs, ELEMENTSOF(add_specs), 1, 1, NULL},
     {"list", "[--wide]", "List hosts with what is used of their capacity.",
      "  --wide                 also show the URI, labels, last contact and id\n", host_list,

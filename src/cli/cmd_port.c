@@ -1,6 +1,10 @@
-/* nimbus port list: the NICs of VMs on networks, with their fixed addresses */
+/* nimbus port list|set: the NICs of VMs on networks, with their fixed addresses and bandwidth
+ * limits */
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
+#include "../model/bandwidth.h"
 #include "../model/validate.h"
 #include "../util/cleanup.h"
 #include "../util/strutil.h"
@@ -15,6 +19,9 @@ static const OutputField port_columns[] = {
     {"NETWORK", "network", NULL, false},
     {"VM", "vm_id", NULL, false},
     {"SLOT", "slot", NULL, false},
+    {"SECGROUPS", "secgroups", cli_fmt_strings, false},
+    {"IN(Mbit/s)", "net_in_mbit", cli_fmt_mbit, false},
+    {"OUT(Mbit/s)", "net_out_mbit", cli_fmt_mbit, false},
     {"CREATED", "created_at", NULL, true},
     {"ID", "id", NULL, true},
 };
@@ -82,18 +89,100 @@ port_list(Cli *cli, const Args *a)
     return CLI_EXIT_OK;
 }
 
+char *
+cli_fmt_mbit(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v) && json_integer_value(v) == 0)
+        return strdup("unlimited");
+    return output_fmt_plain(obj, key);
+}
+
+/* The id of the port arg names: its id, or a MAC of one of the caller's ports. NULL after
+ * printing why. */
+static char *
+port_resolve(Cli *cli, const char *arg)
+{
+    if (nb_uuid_is_valid(arg))
+        return strdup(arg);
+    json_auto_t *resp = NULL;
+    if (api_call(cli, "GET", "/v1/ports", NULL, &resp) != 0)
+        return NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach (json_object_get(resp, "ports"), i, p) {
+        const char *mac = api_str(p, "mac");
+        if (mac && strcasecmp(mac, arg) == 0 && api_str(p, "id"))
+            return strdup(api_str(p, "id"));
+    }
+    fprintf(stderr, "error: PORT_NOT_FOUND: no port with id or MAC '%s'\n", arg);
+    return NULL;
+}
+
+static int
+port_set(Cli *cli, const Args *a)
+{
+    uint64_t in = 0, out = 0;
+    bool has_in = args_has(a, "net-in"), has_out = args_has(a, "net-out");
+    if (!has_in && !has_out)
+        return args_usage_error(a, "give --net-in, --net-out or both");
+    int r = args_get_u64(a, "net-in", 0, NB_BANDWIDTH_MBIT_MAX, &in);
+    if (r == 0)
+        r = args_get_u64(a, "net-out", 0, NB_BANDWIDTH_MBIT_MAX, &out);
+    if (r != 0)
+        return r;
+    json_auto_t *body = json_object();
+    if (!body ||
+        (has_in && json_object_set_new(body, "net_in_mbit", json_integer((json_int_t)in)) < 0) ||
+        (has_out && json_object_set_new(body, "net_out_mbit", json_integer((json_int_t)out)) < 0))
+        return CLI_EXIT_API;
+    _cleanup_free_ char *id = port_resolve(cli, a->positional[0]);
+    if (!id)
+        return CLI_EXIT_API;
+    _cleanup_free_ char *path = NULL;
+    r = api_path(cli, "ports", id, "", &path);
+    if (r != 0)
+        return r;
+    json_auto_t *port = NULL;
+    r = api_call(cli, "PATCH", path, body, &port);
+    if (r != 0)
+        return r;
+    if (cli->json) {
+        output_json(port);
+        return CLI_EXIT_OK;
+    }
+    static const OutputField fields[] = {
+        {"id", "id", NULL, false},
+        {"mac", "mac", NULL, false},
+        {"ip", "ip", NULL, false},
+        {"vm_id", "vm_id", NULL, false},
+        {"net_in_mbit", "net_in_mbit", cli_fmt_mbit, false},
+        {"net_out_mbit", "net_out_mbit", cli_fmt_mbit, false},
+    };
+    output_show(port, fields, ELEMENTSOF(fields));
+    return CLI_EXIT_OK;
+}
+
 static const ArgSpec list_specs[] = {{"network", true}, {"wide", false}};
+static const ArgSpec set_specs[] = {{"net-in", true}, {"net-out", true}};
 
 static const Command port_commands[] = {
     {"list", "[--network NAME|ID] [--wide]", "List ports: VMs' NICs and their addresses.",
      "  --network NAME|ID      only the ports of this network\n"
      "  --wide                 also show creation time and id\n",
      port_list, list_specs, ELEMENTSOF(list_specs), 0, 0, NULL},
+    {"set", "PORT [--net-in MBIT] [--net-out MBIT]",
+     "Change a port's bandwidth limits (live on a running VM).",
+     "  PORT           the port's id, or its MAC\n"
+     "  --net-in N     limit of what the VM receives on this NIC, Mbit/s (0: unlimited)\n"
+     "  --net-out N    limit of what it sends, Mbit/s (0: unlimited)\n",
+     port_set, set_specs, ELEMENTSOF(set_specs), 1, 1, NULL},
 };
 
 int
 cmd_port(Cli *cli, int argc, char **argv)
 {
-    return args_dispatch(cli, "port", "List ports: the NICs of VMs on networks.", port_commands,
-                         ELEMENTSOF(port_commands), argc, argv);
+    return args_dispatch(cli, "port",
+                         "List ports (the NICs of VMs on networks), change their limits.",
+                         port_commands, ELEMENTSOF(port_commands), argc, argv);
 }

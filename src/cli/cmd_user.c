@@ -50,7 +50,8 @@ user_print(Cli *cli, json_t *user)
 static bool
 user_role_is_valid(const char *role)
 {
-    return streq(role, "admin") || streq(role, "member") || streq(role, "reader");
+    return streq(role, "admin") || streq(role, "member") || streq(role, "reader") ||
+           streq(role, "metrics");
 }
 
 static int
@@ -66,7 +67,7 @@ user_create(Cli *cli, const Args *a)
     if (!project || !*project || !role)
         return args_usage_error(a, "--project and --role are required");
     if (!user_role_is_valid(role))
-        return args_usage_error(a, "--role must be admin, member or reader");
+        return args_usage_error(a, "--role must be admin, member, reader or metrics");
 
     _cleanup_free_ char *prompt = str_printf("Password for %s: ", name);
     if (!prompt)
@@ -135,11 +136,12 @@ static const ArgSpec create_specs[] = {
 static const ArgSpec list_specs[] = {{"wide", false}};
 
 static const Command user_commands[] = {
-    {"create", "NAME --project NAME|ID --role admin|member|reader [--password-stdin]",
+    {"create", "NAME --project NAME|ID --role admin|member|reader|metrics [--password-stdin]",
      "Create a user; the password is asked twice on the terminal.",
      "  --project P       the user's project (name or id)\n"
      "  --role ROLE       admin: everything; member: its project's VMs and images;\n"
      "                    reader: read-only on its project\n"
+     "                    metrics: GET /metrics only (a Prometheus scraper)\n"
      "  --password-stdin  read the password (8 to 1024 bytes) from the first line of\n"
      "                    standard input\n",
      user_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},

@@ -83,6 +83,9 @@ static const OutputField vm_nic_columns[] = {
     {"MAC", "mac", NULL, false},
     {"IP", "ip", NULL, false},
     {"NETWORK", "network", vm_fmt_nic_network, false},
+    {"SECGROUPS", "secgroups", cli_fmt_strings, false},
+    {"IN(Mbit/s)", "net_in_mbit", cli_fmt_mbit, false},
+    {"OUT(Mbit/s)", "net_out_mbit", cli_fmt_mbit, false},
 };
 
 /* The VM as "label: value" lines (migrate_to only while it migrates) then its NICs as a
@@ -210,6 +213,27 @@ vm_read_user_data(const Args *a, const char *path, json_t **ret)
     return 0;
 }
 
+/* The repeatable --secgroup NAME as the request's "secgroups" (absent: the server gives each new
+ * port the project's default group). */
+static int
+vm_secgroups_from_args(const Args *a, json_t *body)
+{
+    const char *vals[ARGS_MAX_REPEATED];
+    size_t n = args_get_all(a, "secgroup", vals, ELEMENTSOF(vals));
+    if (n == 0)
+        return 0;
+    json_t *arr = json_array();
+    if (!arr || json_object_set_new(body, "secgroups", arr) < 0)
+        return CLI_EXIT_API;
+    for (size_t i = 0; i < n; i++) {
+        if (!nb_name_is_valid(vals[i]) && !nb_uuid_is_valid(vals[i]))
+            return args_usage_error(a, "--secgroup '%s' is not a security group's name or id",
+                                    vals[i]);
+        json_array_append_new(arr, json_string(vals[i]));
+    }
+    return 0;
+}
+
 /*
  * The repeatable --network NET[:ip=IP] of vm create, in order, as the request's "networks"
  * array: [{"network": NET, "ip"?: IP}]. Nothing is added when the option is absent (the
@@ -295,6 +319,8 @@ vm_create(Cli *cli, const Args *a)
             return r;
     }
     r = vm_networks_from_args(a, body);
+    if (r == 0)
+        r = vm_secgroups_from_args(a, body);
     if (r != 0)
         return r;
     if (user_data) {
@@ -500,6 +526,41 @@ vm_nic_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s)
     return r;
 }
 
+/* vm secgroup add|remove VM GROUP: every NIC of the VM joins or leaves the group; prints the
+ * NICs with their groups. */
+static int
+vm_secgroup_change(Cli *cli, const Args *a)
+{
+    bool add = streq(a->cmd->data, "add");
+    const char *group = a->positional[1];
+    if (!nb_name_is_valid(group) && !nb_uuid_is_valid(group))
+        return args_usage_error(a, "'%s' is not a security group's name or id", group);
+    _cleanup_free_ char *suffix = add ? strdup("/secgroups") : str_printf("/secgroups/%s", group);
+    _cleanup_free_ char *path = NULL;
+    if (!suffix)
+        return CLI_EXIT_API;
+    int r = api_path(cli, "vms", a->positional[0], suffix, &path);
+    if (r != 0)
+        return r;
+    json_auto_t *body = add ? json_pack("{s:s}", "secgroup", group) : NULL;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, add ? "POST" : "DELETE", path, body, &resp);
+    if (r != 0)
+        return r;
+    if (cli->json) {
+        output_json(resp);
+        return CLI_EXIT_OK;
+    }
+    output_table(json_object_get(resp, "nics"), vm_nic_columns, ELEMENTSOF(vm_nic_columns), false);
+    return CLI_EXIT_OK;
+}
+
+static int
+vm_secgroup_group(Cli *cli, const Args *a)
+{
+    return args_usage_error(a, "use 'nimbus vm secgroup add' or 'nimbus vm secgroup remove'");
+}
+
 static int
 vm_nic_add(Cli *cli, const Args *a)
 {
@@ -519,6 +580,9 @@ vm_nic_add(Cli *cli, const Args *a)
         return CLI_EXIT_API;
     if (ip)
         json_object_set_new(body, "ip", json_string(ip));
+    r = vm_secgroups_from_args(a, body);
+    if (r != 0)
+        return r;
     _cleanup_free_ char *path = NULL;
     r = api_path(cli, "vms", a->positional[0], "/nics", &path);
     if (r != 0)
@@ -586,9 +650,9 @@ vm_nic_group(Cli *cli, const Args *a)
 }
 
 static const ArgSpec create_specs[] = {
-    {"image", true}, {"flavor", true},       {"hostname", true},    {"user-data", true},
-    {"group", true}, {"host", true},         {"label", true, true}, {"network", true, true},
-    {"wait", false}, {"timeout-wait", true},
+    {"image", true}, {"flavor", true},       {"hostname", true},       {"user-data", true},
+    {"group", true}, {"host", true},         {"label", true, true},    {"network", true, true},
+    {"wait", false}, {"timeout-wait", true}, {"secgroup", true, true},
 };
 static const ArgSpec list_specs[] = {{"wide", false}, {"limit", true}};
 static const ArgSpec console_specs[] = {{"bytes", true}};
@@ -597,8 +661,11 @@ static const ArgSpec stop_specs[] = {
     {"wait", false}, {"timeout-wait", true}, {"force", false}, {"timeout", true}};
 static const ArgSpec migrate_specs[] = {
     {"host", true}, {"offline", false}, {"wait", false}, {"timeout-wait", true}};
-static const ArgSpec nic_add_specs[] = {
-    {"network", true}, {"ip", true}, {"wait", false}, {"timeout-wait", true}};
+static const ArgSpec nic_add_specs[] = {{"network", true},
+                                        {"ip", true},
+                                        {"wait", false},
+                                        {"timeout-wait", true},
+                                        {"secgroup", true, true}};
 
 #define WAIT_HELP                                                                                  \
     "  --wait                 follow the task until it ends; exit 1 if it failed\n"                \
@@ -607,7 +674,8 @@ static const ArgSpec nic_add_specs[] = {
 static const Command vm_commands[] = {
     {"create",
      "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--group GROUP] "
-     "[--host HOST] [--label KEY=VALUE]... [--network NET[:ip=IP]]... [--wait]",
+     "[--host HOST] [--label KEY=VALUE]... [--network NET[:ip=IP]]... [--secgroup G]... "
+     "[--wait]",
      "Create and start a VM.",
      "  --image IMAGE          image name or id\n"
      "  --flavor FLAVOR        flavor name or id\n"
@@ -619,7 +687,9 @@ static const Command vm_commands[] = {
      "  --network NET[:ip=IP]  a NIC on network NET (name or id), with this fixed address\n"
      "                         (default: the next free one); repeatable, one NIC each, in\n"
      "                         order (eth0, eth1, ...), at most 8. Without it: one NIC on\n"
-     "                         the project's default network\n" WAIT_HELP,
+     "                         the project's default network\n"
+     "  --secgroup G           a security group of every NIC (name or id); repeatable.\n"
+     "                         Without it: the project's 'default' group\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide] [--limit N]", "List VMs, by name.",
      "  --wide                 also show desired state, task and id\n" RESOURCE_LIMIT_HELP, vm_list,
@@ -650,13 +720,25 @@ static const Command vm_commands[] = {
      vm_migrate, migrate_specs, ELEMENTSOF(migrate_specs), 1, 1, NULL},
     {"nic", "add|remove ...", "Add or remove a NIC of a VM (see 'nimbus vm nic --help').", NULL,
      vm_nic_group, NULL, 0, 0, 0, NULL},
+    {"secgroup", "add|remove ...",
+     "Put a VM in a security group or take it out (see 'nimbus vm secgroup --help').", NULL,
+     vm_secgroup_group, NULL, 0, 0, 0, NULL},
+};
+
+static const Command vm_secgroup_commands[] = {
+    {"add", "NAME|ID GROUP", "Put every NIC of the VM in the security group (applied live).", NULL,
+     vm_secgroup_change, NULL, 0, 2, 2, "add"},
+    {"remove", "NAME|ID GROUP", "Take every NIC of the VM out of the security group.", NULL,
+     vm_secgroup_change, NULL, 0, 2, 2, "remove"},
 };
 
 static const Command vm_nic_commands[] = {
-    {"add", "NAME|ID --network NET [--ip IP] [--wait]",
+    {"add", "NAME|ID --network NET [--ip IP] [--secgroup G]... [--wait]",
      "Add a NIC on a network to a VM (hot-plugged when it runs).",
      "  --network NET          the network, name or id\n"
-     "  --ip IP                its fixed address (default: the next free one)\n" WAIT_HELP,
+     "  --ip IP                its fixed address (default: the next free one)\n"
+     "  --secgroup G           a security group of the NIC; repeatable (default: "
+     "'default')\n" WAIT_HELP,
      vm_nic_add, nic_add_specs, ELEMENTSOF(nic_add_specs), 1, 1, NULL},
     {"remove", "NAME|ID MAC [--wait]", "Remove the VM's NIC with this MAC (see 'vm show').",
      WAIT_HELP, vm_nic_remove, wait_specs, ELEMENTSOF(wait_specs), 2, 2, NULL},
@@ -665,6 +747,10 @@ static const Command vm_nic_commands[] = {
 int
 cmd_vm(Cli *cli, int argc, char **argv)
 {
+    if (argc >= 1 && streq(argv[0], "secgroup"))
+        return args_dispatch(cli, "vm secgroup", "Change the security groups of a VM's NICs.",
+                             vm_secgroup_commands, ELEMENTSOF(vm_secgroup_commands), argc - 1,
+                             argv + 1);
     if (argc >= 1 && streq(argv[0], "nic"))
         return args_dispatch(cli, "vm nic", "Add or remove a VM's NICs.", vm_nic_commands,
                              ELEMENTSOF(vm_nic_commands), argc - 1, argv + 1);

@@ -20,11 +20,14 @@ static const char global_help[] =
     "  flavor create NAME --vcpus N --ram MIB --disk GIB\n"
     "  flavor list | show NAME | delete NAME\n"
     "  vm create NAME --image IMAGE --flavor FLAVOR [--hostname H] [--user-data FILE]\n"
-    "            [--group G] [--host H] [--label K=V]... [--network NET[:ip=IP]]... [--wait]\n"
+    "            [--group G] [--host H] [--label K=V]... [--network NET[:ip=IP]]...\n"
+    "            [--secgroup G]... [--wait]\n"
     "  vm list | show NAME | console-log NAME [--bytes N]\n"
     "  vm start|stop|reboot|pause|resume|delete NAME [--wait]\n"
     "  vm migrate NAME [--host H] [--offline] [--wait]\n"
-    "  vm nic add NAME --network NET [--ip IP] [--wait] | nic remove NAME MAC [--wait]\n"
+    "  vm nic add NAME --network NET [--ip IP] [--secgroup G]... [--wait]\n"
+    "  vm nic remove NAME MAC [--wait]\n"
+    "  vm secgroup add|remove NAME GROUP\n"
     "  task show ID | list [--vm NAME] | cancel ID\n"
     "  host add NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label K=V]...\n"
     "  host list | show NAME | enable NAME | disable NAME | remove NAME\n"
@@ -38,9 +41,12 @@ static const char global_help[] =
     "            [--vlan N] [--bridge IF] [--parent IF] [--shared]\n"
     "  network list | show NAME | delete NAME\n"
     "  port list [--network NET]\n"
+    "  secgroup create NAME [--description D] | list | show NAME | delete NAME\n"
+    "  secgroup rule add GROUP --ingress|--egress [--proto tcp|udp|icmp|any] [--port N[-M]]\n"
+    "            [--cidr A.B.C.D/N | --remote-group G] | rule list GROUP | rule delete GROUP ID\n"
     "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
     "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
-    "  user create NAME --project P --role admin|member|reader [--password-stdin]\n"
+    "  user create NAME --project P --role admin|member|reader|metrics [--password-stdin]\n"
     "  user list | show NAME | delete NAME\n"
     "  token create [--name N] [--expires 30d] | list | revoke ID\n"
     "  quota show [--project P]\n"
@@ -165,12 +171,25 @@ main(int argc, char **argv)
         const char *name;
         int (*run)(Cli *cli, int argc, char **argv);
     } groups[] = {
-        {"vm", cmd_vm},         {"image", cmd_image},     {"flavor", cmd_flavor},
-        {"task", cmd_task},     {"version", cmd_version}, {"login", cmd_login},
-        {"logout", cmd_logout}, {"whoami", cmd_whoami},   {"project", cmd_project},
-        {"user", cmd_user},     {"token", cmd_token},     {"quota", cmd_quota},
-        {"usage", cmd_usage},   {"audit", cmd_audit},     {"host", cmd_host},
-        {"group", cmd_group},   {"network", cmd_network}, {"port", cmd_port},
+        {"vm", cmd_vm},
+        {"image", cmd_image},
+        {"flavor", cmd_flavor},
+        {"task", cmd_task},
+        {"version", cmd_version},
+        {"login", cmd_login},
+        {"logout", cmd_logout},
+        {"whoami", cmd_whoami},
+        {"project", cmd_project},
+        {"user", cmd_user},
+        {"token", cmd_token},
+        {"quota", cmd_quota},
+        {"usage", cmd_usage},
+        {"audit", cmd_audit},
+        {"host", cmd_host},
+        {"group", cmd_group},
+        {"network", cmd_network},
+        {"port", cmd_port},
+        {"secgroup", cmd_secgroup},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

@@ -137,6 +137,8 @@ core_hosts_start(Core *core, NbError **err)
     if (host_registry_new(&rc, reconciler_report, core->reconciler, &core->registry) < 0)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     if (host_store_ensure_local(core->store, cfg->host_name, cfg->libvirt_uri, err) < 0 ||
+        host_store_set_agent(core->store, cfg->host_name, cfg->agent_url, cfg->agent_secret,
+                             cfg->tunnel_ip, cfg->tunnel_dev, err) < 0 ||
         host_store_list(core->store, &hosts, &n, err) < 0)
         return -1;
     int r = host_registry_start(core->registry, hosts, n, err);

@@ -36,6 +36,12 @@ typedef struct CoreConfig {
     uint64_t max_image_virtual_bytes; /* refuse images claiming more */
     HvEventLoop event_loop;           /* the loop libvirt's connections run on */
     const char *default_network_pool; /* CIDR: projects' default networks, a /24 each */
+    /* The local host's nimbus-agent (agent_url NULL: none) and VXLAN underlay; the CA bundle
+     * every host's agent certificate must chain to. */
+    const char *agent_url;
+    char agent_secret[HOST_AGENT_SECRET_LEN + 1];
+    const char *agent_ca_file;
+    const char *tunnel_ip, *tunnel_dev;
 } CoreConfig;
 
 typedef struct Reconciler Reconciler;

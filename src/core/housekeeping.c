@@ -11,6 +11,7 @@
 
 #include "../util/log.h"
 #include "core.h"
+#include "network_vxlan.h"
 
 struct Housekeeping {
     Core *core;
@@ -52,25 +53,51 @@ housekeeping_prune(Housekeeping *hk)
                  (intmax_t)counts[0], (intmax_t)counts[1], (intmax_t)counts[2]);
 }
 
+/* Returns free heap memory, and says at debug level what the heap holds: in use against free
+ * is how much the arenas are fragmented, the figure to look at when nimbusd's RSS grows. */
+static void
+housekeeping_trim(void)
+{
+    struct mallinfo2 before = mallinfo2();
+    malloc_trim(0);
+    struct mallinfo2 after = mallinfo2();
+    log_debug("housekeeping: heap %zu KiB in use, %zu KiB free (%zu KiB before the trim), "
+              "%zu KiB in %zu mmapped blocks",
+              after.uordblks / 1024, after.fordblks / 1024, before.fordblks / 1024,
+              after.hblkhd / 1024, after.hblks);
+}
+
 static void *
 housekeeping_thread(void *arg)
 {
     Housekeeping *hk = arg;
     const CoreConfig *cfg = &hk->core->cfg;
     uint64_t prune_ms = (uint64_t)(cfg->prune_interval_s ? cfg->prune_interval_s : 3600) * 1000;
+    /* The hosts' networks are looked at every few syncs: a host that lost a bridge, a VXLAN
+     * device or a libvirt network (a reboot) gets it back without waiting long. */
+    uint64_t watch_ms = (uint64_t)(cfg->sync_interval_s ? cfg->sync_interval_s : 10) * 3000;
     /* Not at the very start: a restart after a long stop has other things to do first. */
-    uint64_t next_prune = nb_monotonic_ms() + 30 * 1000;
+    uint64_t now = nb_monotonic_ms();
+    uint64_t next_prune = now + 30 * 1000, next_trim = now + HOUSEKEEPING_TRIM_MS;
+    uint64_t next_watch = now + watch_ms;
     for (;;) {
-        uint64_t now = nb_monotonic_ms();
-        uint64_t until_prune = next_prune > now ? next_prune - now : 0;
-        if (!housekeeping_wait(hk, until_prune < HOUSEKEEPING_TRIM_MS ? until_prune
-                                                                      : HOUSEKEEPING_TRIM_MS))
+        now = nb_monotonic_ms();
+        uint64_t next = next_prune < next_trim ? next_prune : next_trim;
+        next = next < next_watch ? next : next_watch;
+        if (!housekeeping_wait(hk, next > now ? next - now : 0))
             break;
+        if (nb_monotonic_ms() >= next_watch) {
+            network_vxlan_watch(hk->core);
+            next_watch = nb_monotonic_ms() + watch_ms;
+        }
         if (nb_monotonic_ms() >= next_prune) {
             housekeeping_prune(hk);
             next_prune = nb_monotonic_ms() + prune_ms;
         }
-        malloc_trim(0);
+        if (nb_monotonic_ms() >= next_trim) {
+            housekeeping_trim();
+            next_trim = nb_monotonic_ms() + HOUSEKEEPING_TRIM_MS;
+        }
     }
     return NULL;
 }

@@ -18,6 +18,10 @@
 #include "../hv/network_xml.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "network_segment.h"
+#include "network_vxlan.h"
+#include "network_shaping.h"
+#include "secgroup_ops.h"
 #include "vm_ops_internal.h"
 
 #define NET_LOCK_STRIPES 64
@@ -40,7 +44,8 @@ net_lock_for(const char *host)
 static bool
 net_type_is_built(NetworkType t)
 {
-    return t == NETWORK_TYPE_NAT || t == NETWORK_TYPE_ISOLATED;
+    return t == NETWORK_TYPE_NAT || t == NETWORK_TYPE_ISOLATED || t == NETWORK_TYPE_VXLAN ||
+           t == NETWORK_TYPE_BRIDGED || t == NETWORK_TYPE_VLAN;
 }
 
 int
@@ -71,6 +76,19 @@ network_ops_create(Core *core, const Principal *who, json_t *body, Network *ret,
                             "%s networks need nimbus-agent on the hosts, which this nimbusd does "
                             "not drive yet; use nat or isolated",
                             network_type_to_string(n.type));
+    /* One DHCP server per network would need a namespace on one of its hosts (a later phase);
+     * the guests get their fixed addresses from network-config meanwhile. */
+    if (n.type == NETWORK_TYPE_VXLAN && n.dhcp)
+        return nb_error_set(err, NB_ERR_NETWORK_DHCP_UNAVAILABLE,
+                            "DHCP on vxlan networks is not served yet; guests get their fixed "
+                            "addresses from cloud-init's network-config (leave dhcp false)");
+    /* A provider network's DHCP is the provider's (or none): Nimbus does not answer on it. */
+    if ((n.type == NETWORK_TYPE_BRIDGED || n.type == NETWORK_TYPE_VLAN) && n.dhcp)
+        return nb_error_set(err, NB_ERR_NETWORK_DHCP_UNAVAILABLE,
+                            "Nimbus serves no DHCP on %s networks (the provider's network has "
+                            "its own); guests get their fixed addresses from cloud-init's "
+                            "network-config (leave dhcp false)",
+                            network_type_to_string(n.type));
     nb_uuid_generate(n.id);
     memcpy(n.project, who->project_id, sizeof(n.project));
     n.is_default = false;
@@ -93,6 +111,14 @@ net_remove_from_hosts(Core *core, const Network *n)
     _cleanup_error_ NbError *err = NULL;
     char **hosts = NULL;
     char name[64];
+    if (n->type == NETWORK_TYPE_VXLAN) {
+        network_vxlan_remove_everywhere(core, n);
+        return;
+    }
+    if (n->type == NETWORK_TYPE_BRIDGED || n->type == NETWORK_TYPE_VLAN) {
+        network_segment_remove_everywhere(core, n);
+        return;
+    }
     network_libvirt_name(n, name);
     if (network_store_hosts(core->store, n->id, &hosts, &err) < 0) {
         log_warn("network %s: cannot list its hosts: %s", n->id, err->message);
@@ -167,15 +193,15 @@ static char *
 net_xml(const Network *n, const Port *ports, size_t n_ports)
 {
     char name[64];
-    char macs[VM_NICS_MAX][NB_MAC_STRLEN];
-    NetXmlHost hosts[VM_NICS_MAX];
+    /* A VM's ports, or every port on the host (its periodic check). */
+    _cleanup_free_ NetXmlHost *hosts = calloc(n_ports ? n_ports : 1, sizeof(*hosts));
     size_t k = 0;
-    for (size_t i = 0; n->dhcp && i < n_ports && k < VM_NICS_MAX; i++) {
+    if (!hosts)
+        return NULL;
+    for (size_t i = 0; n->dhcp && i < n_ports; i++) {
         if (!streq(ports[i].network_id, n->id))
             continue;
-        memcpy(macs[k], ports[i].mac, NB_MAC_STRLEN);
-        hosts[k] = (NetXmlHost){.mac = macs[k], .ip = ports[i].ip};
-        k++;
+        hosts[k++] = (NetXmlHost){.mac = ports[i].mac, .ip = ports[i].ip};
     }
     network_libvirt_name(n, name);
     NetXmlSpec spec = {
@@ -251,6 +277,10 @@ net_plug_one(Core *core, const Network *net, const char *host, HvConn *hv, const
              const Port *ports, size_t n_ports, NbError **err)
 {
     char name[64];
+    if (net->type == NETWORK_TYPE_VXLAN)
+        return network_vxlan_plug(core, net, host, err);
+    if (net->type == NETWORK_TYPE_BRIDGED || net->type == NETWORK_TYPE_VLAN)
+        return network_segment_plug(core, net, host, err);
     network_libvirt_name(net, name);
     _cleanup_free_ char *xml = net_xml(net, ports, n_ports);
     if (!xml)
@@ -268,6 +298,10 @@ net_unplug_one(Core *core, const Network *net, const char *host, HvConn *hv, con
                const Port *ports, size_t n_ports, NbError **err)
 {
     char name[64];
+    if (net->type == NETWORK_TYPE_VXLAN)
+        return network_vxlan_unplug(core, net, host, vm->id, err);
+    if (net->type == NETWORK_TYPE_BRIDGED || net->type == NETWORK_TYPE_VLAN)
+        return network_segment_unplug(core, net, host, vm->id, err);
     network_libvirt_name(net, name);
     if (net_dhcp_entries(net, hv, ports, n_ports, false, err) < 0)
         return -1;
@@ -282,17 +316,95 @@ net_unplug_one(Core *core, const Network *net, const char *host, HvConn *hv, con
     return network_store_host_remove(core->store, net->id, host, err);
 }
 
+/* An unplug removes the record under the host's lock, while the VM (and so its ports) is still
+ * there. */
+int
+network_ops_recorded_on(Core *core, const char *network_id, const char *host, NbError **err)
+{
+    char **hosts = NULL;
+    if (network_store_hosts(core->store, network_id, &hosts, err) < 0)
+        return -1;
+    int found = 0;
+    for (size_t i = 0; hosts && hosts[i] && !found; i++)
+        found = streq(hosts[i], host);
+    store_strv_free(hosts);
+    return found;
+}
+
+int
+network_ops_host_check(Core *core, const char *host, HvConn *hv, NbError **err)
+{
+    Network *nets = NULL;
+    size_t n = 0;
+    if (network_store_list_on_host(core->store, host, &nets, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (nets[i].type != NETWORK_TYPE_NAT && nets[i].type != NETWORK_TYPE_ISOLATED)
+            continue;
+        /* With the DHCP entries of the VMs there, in case it has to be defined anew. */
+        _cleanup_free_ Port *ports = NULL;
+        size_t n_ports = 0;
+        _cleanup_error_ NbError *e = NULL;
+        char name[64];
+        network_libvirt_name(&nets[i], name);
+        pthread_mutex_t *lock = net_lock_for(host);
+        pthread_mutex_lock(lock);
+        /* Looked at again under the lock: a network removed meanwhile is not made again. The
+         * common case (defined and active) costs a lookup; the XML with every DHCP entry of the
+         * host is built only for a network that is gone. */
+        _cleanup_error_ NbError *absent = NULL;
+        int used = network_ops_recorded_on(core, nets[i].id, host, &e);
+        if (used > 0)
+            used = port_store_network_used_on_host(core->store, nets[i].id, host, "", &e);
+        if (used > 0 && hv_network_ensure_active(hv, name, &absent) < 0 &&
+            network_store_ports_on_host(core->store, nets[i].id, host, &ports, &n_ports, &e) == 0) {
+            log_info("network %s: missing on host %s (%s); making it again", nets[i].id, host,
+                     absent->message);
+            _cleanup_free_ char *xml = net_xml(&nets[i], ports, n_ports);
+            if (!xml)
+                nb_error_set(&e, NB_ERR_INTERNAL, "cannot build the network's XML");
+            else
+                hv_net_ensure(hv, name, xml, &e);
+        }
+        pthread_mutex_unlock(lock);
+        if (e)
+            log_warn("network %s: check on host %s: %s", nets[i].id, host, e->message);
+    }
+    network_list_free(nets, n);
+    return 0;
+}
+
+DomainNic
+network_ops_domain_nic(const Network *n, char source[64], const char *mac, const char *tap)
+{
+    /* vxlan and vlan networks are the agent's bridge on the host, bridged ones the operator's:
+     * not libvirt networks. */
+    bool bridge = n->type == NETWORK_TYPE_VXLAN || n->type == NETWORK_TYPE_BRIDGED ||
+                  n->type == NETWORK_TYPE_VLAN;
+    if (bridge)
+        snprintf(source, 64, "%s", n->bridge);
+    else
+        network_libvirt_name(n, source);
+    return (DomainNic){bridge ? DOMAIN_NIC_BRIDGE : DOMAIN_NIC_NETWORK, source, mac, tap,
+                       n->mtu == 1500 ? 0 : n->mtu};
+}
+
 int
 network_ops_plug(Core *core, const Vm *vm, const char *host, HvConn *hv, const Port *ports,
                  size_t n_ports, NbError **err)
 {
-    return net_for_each(core, host, hv, vm, ports, n_ports, net_plug_one, err);
+    if (network_shaping_plug(core, host, ports, n_ports, err) < 0 ||
+        net_for_each(core, host, hv, vm, ports, n_ports, net_plug_one, err) < 0)
+        return -1;
+    return secgroup_ops_plug(core, host, hv, ports, n_ports, err);
 }
 
 int
 network_ops_unplug(Core *core, const Vm *vm, const char *host, HvConn *hv, const Port *ports,
                    size_t n_ports, NbError **err)
 {
+    secgroup_ops_unplug(core, host, hv, ports, n_ports, vm->state == VM_STATE_DELETING);
+    network_shaping_unplug(core, host, ports, n_ports);
     return net_for_each(core, host, hv, vm, ports, n_ports, net_unplug_one, err);
 }
 
@@ -352,15 +464,16 @@ nic_task_port(Core *core, const Task *task, Port *ret, NbError **err)
 }
 
 static char *
-nic_xml(Core *core, const Port *p, NbError **err)
+nic_xml(Core *core, HvConn *hv, const Port *p, NbError **err)
 {
     Network net;
-    char name[64], tap[NETWORK_IFNAME_MAX + 1];
+    char name[64], tap[NETWORK_IFNAME_MAX + 1], filter[NWFILTER_NAME_MAX + 1];
     if (network_store_get(core->store, NULL, p->network_id, &net, err) < 0)
         return NULL;
-    network_libvirt_name(&net, name);
     port_tap_name(p->id, tap);
-    DomainNic nic = {DOMAIN_NIC_NETWORK, name, p->mac, tap, net.mtu == 1500 ? 0 : net.mtu};
+    DomainNic nic = network_ops_domain_nic(&net, name, p->mac, tap);
+    nic.filter = secgroup_ops_filter_name(hv, p, filter);
+    nic.filter_ip = p->ip;
     char *xml = domain_xml_nic(&nic);
     if (!xml)
         nb_error_set(err, NB_ERR_INTERNAL, "cannot build the NIC's XML");
@@ -385,11 +498,14 @@ step_nic_attach(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
     int got = nic_task_port(core, task, &p, err);
     if (got <= 0)
         return got < 0 ? -1 : nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "the port is gone");
-    _cleanup_free_ char *xml = nic_xml(core, &p, err);
+    _cleanup_free_ char *xml = nic_xml(core, hv, &p, err);
     if (!xml)
         return -1;
     vm_domain_name(vm, domain);
-    return hv_domain_nic_attach(hv, domain, xml, err);
+    if (hv_domain_nic_attach(hv, domain, xml, err) < 0)
+        return -1;
+    /* On a running guest the tap exists now: shaped at once, not at the agent's next check. */
+    return network_shaping_plug(core, vm->host, &p, 1, err);
 }
 
 static int
@@ -400,7 +516,7 @@ step_nic_detach(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
     int got = nic_task_port(core, task, &p, err);
     if (got <= 0)
         return got < 0 ? -1 : 0; /* forgotten already: a retry after the last step */
-    _cleanup_free_ char *xml = nic_xml(core, &p, err);
+    _cleanup_free_ char *xml = nic_xml(core, hv, &p, err);
     if (!xml)
         return -1;
     vm_domain_name(vm, domain);
@@ -431,9 +547,11 @@ step_nic_unplug(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
     size_t n = 0;
     if (port_store_list_by_vm(core->store, vm->id, &ports, &n, err) < 0)
         return -1;
+    secgroup_ops_unplug(core, vm->host, hv, &p, 1, true);
     for (size_t i = 0; i < n; i++) {
         if (!streq(ports[i].id, p.id) && streq(ports[i].network_id, p.network_id)) {
             /* Another NIC of the VM stays on the network: only this entry goes. */
+            network_shaping_unplug(core, vm->host, &p, 1);
             Network net;
             if (network_store_get(core->store, NULL, p.network_id, &net, err) < 0)
                 return -1;
@@ -556,10 +674,15 @@ network_ops_nic_add(Core *core, const Principal *who, const char *vm_id_or_name,
     NicRequest req;
     Vm vm;
     Network net;
-    if (nic_request_parse(body, &req, err) < 0 ||
+    SecGroupList groups;
+    json_auto_t *rest = NULL;
+    if (secgroup_ops_request(body, &rest, &groups, err) < 0 ||
+        nic_request_parse(rest, &req, err) < 0 ||
         nic_vm_get(core, who, vm_id_or_name, &vm, err) < 0)
         return -1;
     int r = -1;
+    if (secgroup_ops_resolve(core, vm.project, &groups, err) < 0)
+        goto out;
     /* The network as the VM's own project sees it (an admin's call included). */
     if (network_store_get(core->store, vm.project, req.network, &net, err) < 0)
         goto out;
@@ -569,6 +692,11 @@ network_ops_nic_add(Core *core, const Principal *who, const char *vm_id_or_name,
                      network_type_to_string(net.type));
         goto out;
     }
+    /* Refused before a port is made: the VM's host cannot carry it. */
+    if (net.type == NETWORK_TYPE_VXLAN && network_vxlan_check_host(core, vm.host, err) < 0)
+        goto out;
+    if (network_segment_check_host(core, &net, vm.host, err) < 0)
+        goto out;
     Port p = {.ip = req.ip};
     memcpy(p.vm_id, vm.id, sizeof(p.vm_id));
     memcpy(p.network_id, net.id, sizeof(p.network_id));
@@ -586,7 +714,8 @@ network_ops_nic_add(Core *core, const Principal *who, const char *vm_id_or_name,
         }
     }
     /* The port exists before the task that plugs it: if the claim fails, it goes again. */
-    if (nic_queue(core, &vm, TASK_KIND_VM_NIC_ADD, p.id, ret_task, err) < 0) {
+    if (secgroup_ops_ports_set(core, &p, 1, &groups, err) < 0 ||
+        nic_queue(core, &vm, TASK_KIND_VM_NIC_ADD, p.id, ret_task, err) < 0) {
         _cleanup_error_ NbError *e = NULL;
         if (port_store_delete(core->store, p.id, &e) < 0)
             log_error("port %s: cannot forget it after a failed claim: %s", p.id, e->message);

@@ -41,6 +41,8 @@ int network_ops_drop_default(Core *core, const char *project, NbError **err);
  * NETWORK_FULL / QUOTA_EXCEEDED (the default network). ret_ports holds VM_NICS_MAX. */
 int network_ops_resolve_nics(Core *core, const char *project, const NicRequest *nics, size_t n_nics,
                              Port *ret_ports, size_t *ret_n, NbError **err);
+/* Whether the store records the network on host (network_hosts): 1, 0 or -1. */
+int network_ops_recorded_on(Core *core, const char *network_id, const char *host, NbError **err);
 /* A random MAC in QEMU's 52:54:00 prefix. -1 without randomness. */
 int network_ops_random_mac(char out[NB_MAC_STRLEN]);
 /* Makes the networks of these ports of the VM exist on host (behind hv), with the ports' DHCP
@@ -51,6 +53,14 @@ int network_ops_plug(Core *core, const Vm *vm, const char *host, HvConn *hv, con
  * Idempotent. */
 int network_ops_unplug(Core *core, const Vm *vm, const char *host, HvConn *hv, const Port *ports,
                        size_t n_ports, NbError **err);
+/* The periodic check of host's libvirt networks (nat, isolated): each one the store says the host
+ * has, and a VM there uses, is defined and active (a host that lost it gets it back, with its
+ * VMs' DHCP entries). Problems are logged. */
+int network_ops_host_check(Core *core, const char *host, HvConn *hv, NbError **err);
+/* The NIC of a port on network n, as the domain XML has it: on the libvirt network, or on the
+ * agent's bridge for vxlan (source gets the name, 64 bytes), with the network's MTU. */
+DomainNic network_ops_domain_nic(const Network *n, char source[64], const char *mac,
+                                 const char *tap);
 /* The task handler of vm.nic_add and vm.nic_remove. */
 int network_ops_nic_step_count(TaskKind kind);
 int64_t network_ops_nic_run_task(Core *core, Task *task, TaskRun *run);

@@ -13,6 +13,7 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "core.h"
+#include "metrics.h"
 
 typedef struct TaskQueueItem {
     char id[NB_UUID_STRLEN];
@@ -147,6 +148,10 @@ task_engine_run(TaskEngine *e, TaskQueueItem *item)
         log_context_task(task.id, task.target_id);
         r = h->run(e->core, &task, &item->run);
         log_context_task(NULL, NULL);
+        /* Done and not merely left for the next start: the task ended. */
+        if (r == TASK_RUN_DONE && !task_engine_stopping(e))
+            metrics_task_observe(task.kind,
+                                 (double)(nb_monotonic_ms() - item->run.first_run_ms) / 1000.0);
     }
     task_clear(&task);
     return r;

@@ -10,6 +10,7 @@
 #include "tenancy_ops.h"
 
 #include "network_ops.h"
+#include "secgroup_ops.h"
 
 int
 tenancy_ops_flavor_create(Core *core, json_t *body, Flavor *ret, NbError **err)
@@ -45,9 +46,10 @@ tenancy_ops_project_delete(Core *core, const char *id_or_name, NbError **err)
 {
     Project p;
     if (project_store_get(core->store, NULL, id_or_name, &p, err) < 0 ||
-        network_ops_drop_default(core, p.id, err) < 0)
+        network_ops_drop_default(core, p.id, err) < 0 ||
+        project_store_delete(core->store, p.id, err) < 0)
         return -1;
-    return project_store_delete(core->store, p.id, err);
+    return secgroup_ops_drop_project(core, p.id, err);
 }
 
 int

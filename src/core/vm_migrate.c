@@ -13,6 +13,7 @@
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "network_shaping.h"
 #include "network_ops.h"
 #include "vm_ops_internal.h"
 
@@ -484,6 +485,8 @@ vm_migrate_finish(Core *core, Task *task, Vm *vm)
         log_error("task %s: %s", task->id, err->message);
     else
         log_info("vm %s: now on host %s", vm->id, mp.dest);
+    if (state == VM_STATE_RUNNING || state == VM_STATE_PAUSED)
+        network_shaping_vm_running(core, vm, mp.dest);
 }
 
 /* A failed migration: the VM stays where its domain is (libvirt leaves a failed live migration

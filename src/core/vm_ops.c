@@ -16,6 +16,8 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "network_ops.h"
+#include "network_shaping.h"
+#include "secgroup_ops.h"
 #include "seed.h"
 #include "vm_ops_internal.h"
 
@@ -182,16 +184,17 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     size_t n_ports = 0;
     DomainNic nics[VM_NICS_MAX] = {{DOMAIN_NIC_NETWORK, core->cfg.network, vm->mac, NULL, 0}};
     char net_names[VM_NICS_MAX][64], taps[VM_NICS_MAX][NETWORK_IFNAME_MAX + 1];
+    char filters[VM_NICS_MAX][NWFILTER_NAME_MAX + 1];
     if (port_store_list_by_vm(core->store, vm->id, &ports, &n_ports, err) < 0)
         return -1;
     for (size_t i = 0; i < n_ports && i < VM_NICS_MAX; i++) {
         Network n;
         if (network_store_get(core->store, NULL, ports[i].network_id, &n, err) < 0)
             return -1;
-        network_libvirt_name(&n, net_names[i]);
         port_tap_name(ports[i].id, taps[i]);
-        nics[i] = (DomainNic){DOMAIN_NIC_NETWORK, net_names[i], ports[i].mac, taps[i],
-                              n.mtu == 1500 ? 0 : n.mtu};
+        nics[i] = network_ops_domain_nic(&n, net_names[i], ports[i].mac, taps[i]);
+        nics[i].filter = secgroup_ops_filter_name(hv, &ports[i], filters[i]);
+        nics[i].filter_ip = ports[i].ip;
     }
     size_t n_nics = n_ports ? (n_ports < VM_NICS_MAX ? n_ports : VM_NICS_MAX) : 1;
     DomainSpec spec = {
@@ -257,7 +260,10 @@ step_start(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **e
 {
     char domain[64];
     vm_domain_name(vm, domain);
-    return hv_domain_start(hv, domain, err);
+    if (hv_domain_start(hv, domain, err) < 0)
+        return -1;
+    network_shaping_vm_running(core, vm, vm->host);
+    return 0;
 }
 
 /* start of a VM whose domain vanished: define it again from the stored spec, if its disk is
@@ -636,8 +642,11 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     Group group;
     Vm vm = {0};
     Task task;
+    SecGroupList groups;
+    json_auto_t *rest = NULL;
 
-    if (vm_create_request_parse(body, &req, err) < 0)
+    if (secgroup_ops_request(body, &rest, &groups, err) < 0 ||
+        vm_create_request_parse(rest, &req, err) < 0)
         return -1;
     int r = -1;
     if (req.host[0]) {
@@ -676,7 +685,8 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     Port ports[VM_NICS_MAX];
     size_t n_ports = 0;
     if (network_ops_resolve_nics(core, who->project_id, req.nics, req.n_nics, ports, &n_ports,
-                                 err) < 0)
+                                 err) < 0 ||
+        secgroup_ops_resolve(core, who->project_id, &groups, err) < 0)
         goto out;
     nb_uuid_generate(vm.id);
     memcpy(vm.project, who->project_id, sizeof(vm.project));
@@ -720,6 +730,13 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
             nb_error_propagate(err, TAKE_PTR(e));
             break;
         }
+    }
+    /* Before the task runs: its plug builds the ports' filters from their groups. A crash
+     * right here leaves the ports in no group, where their filters let nothing in or out. */
+    if (r == 0) {
+        _cleanup_error_ NbError *e = NULL;
+        if (secgroup_ops_ports_set(core, ports, n_ports, &groups, &e) < 0)
+            log_error("vm %s: its ports are in no security group: %s", vm.id, e->message);
     }
     if (r == 0) {
         ipv4_format(ports[0].ip, vm.ip); /* the store recorded it with the ports */

@@ -37,6 +37,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->retention_events_days = 90;
     c->retention_audit_days = 365;
     c->prune_interval_s = 3600;
+    c->metrics_interval_s = 15;
     c->max_image_size_gib = 2048;
 }
 
@@ -58,6 +59,11 @@ daemon_config_free(DaemonConfig *c)
     free(c->log_format);
     free(c->tls_cert);
     free(c->tls_key);
+    free(c->agent_url);
+    free(c->agent_secret_file);
+    free(c->agent_ca_file);
+    free(c->tunnel_ip);
+    free(c->tunnel_dev);
 }
 
 static int
@@ -132,6 +138,11 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"placement", &c->placement},
         {"event-loop", &c->event_loop},
         {"default-network-pool", &c->default_network_pool},
+        {"agent-url", &c->agent_url},
+        {"agent-secret-file", &c->agent_secret_file},
+        {"agent-ca-file", &c->agent_ca_file},
+        {"tunnel-ip", &c->tunnel_ip},
+        {"tunnel-dev", &c->tunnel_dev},
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         if (streq(key, strings[i].key)) {
@@ -168,6 +179,8 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         return set_uint(&c->retention_audit_days, key, value, 0, 36500, err);
     if (streq(key, "prune-interval"))
         return set_uint(&c->prune_interval_s, key, value, 60, 7 * 86400, err);
+    if (streq(key, "metrics-interval"))
+        return set_uint(&c->metrics_interval_s, key, value, 0, 3600, err);
     if (streq(key, "max-image-size-gib")) {
         unsigned v = 0;
         if (set_uint(&v, key, value, 1, 1024 * 1024, err) < 0)
@@ -210,6 +223,57 @@ daemon_config_load_file(DaemonConfig *c, const char *path, NbError **err)
         if (daemon_config_set(c, trim(s), trim(eq + 1), &e) < 0)
             return nb_error_set(err, e->code, "%s:%u: %s", path, lineno, e->message);
     }
+    return 0;
+}
+
+/* The local host's agent settings: the secret read from its file (64 hex, a trailing newline
+ * is fine), the URL defaulting to the agent on this machine. */
+static int
+config_agent(const DaemonConfig *c, CoreConfig *ret, NbError **err)
+{
+    if (c->agent_url && !c->agent_secret_file)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "agent-url needs agent-secret-file");
+    if ((c->agent_secret_file || c->agent_url) && !c->agent_ca_file)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "an agent needs agent-ca-file (the PEM its certificate chains to)");
+    if (!c->tunnel_ip != !c->tunnel_dev)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "tunnel-ip and tunnel-dev go together");
+    if (c->tunnel_ip && !c->agent_secret_file)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "tunnel-ip needs the local agent (agent-secret-file)");
+    uint32_t ip;
+    if (c->tunnel_ip && (ipv4_parse(c->tunnel_ip, &ip) < 0 || ip == 0 || ip == UINT32_MAX))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "tunnel-ip must be an IPv4 address");
+    if (c->tunnel_dev && !network_ifname_is_valid(c->tunnel_dev))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "tunnel-dev must be an interface name");
+    if (c->agent_url && host_agent_url_validate(c->agent_url, err) < 0)
+        return -1;
+    ret->agent_url = c->agent_url ? c->agent_url : "https://127.0.0.1:8775";
+    ret->agent_ca_file = c->agent_ca_file;
+    ret->tunnel_ip = c->tunnel_ip;
+    ret->tunnel_dev = c->tunnel_dev;
+    if (!c->agent_secret_file) {
+        ret->agent_url = NULL;
+        return 0;
+    }
+    _cleanup_fclose_ FILE *f = fopen(c->agent_secret_file, "re");
+    char buf[128] = "";
+    if (!f || !fgets(buf, sizeof(buf), f))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "cannot read agent-secret-file %s: %s",
+                            c->agent_secret_file, f ? "it is empty" : strerror(errno));
+    char *s = trim(buf);
+    size_t n = strlen(s);
+    bool hex = n == HOST_AGENT_SECRET_LEN;
+    for (size_t i = 0; hex && i < n; i++)
+        hex = isxdigit((unsigned char)s[i]);
+    if (!hex)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "agent-secret-file %s must hold %d hex characters",
+                            c->agent_secret_file, HOST_AGENT_SECRET_LEN);
+    for (size_t i = 0; i < n; i++)
+        ret->agent_secret[i] = (char)tolower((unsigned char)s[i]);
+    ret->agent_secret[n] = '\0';
+    explicit_bzero(buf, sizeof(buf));
     return 0;
 }
 
@@ -257,5 +321,5 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         .default_network_pool = c->default_network_pool,
         .max_image_virtual_bytes = c->max_image_size_gib << 30,
     };
-    return 0;
+    return config_agent(c, ret, err);
 }

@@ -22,6 +22,12 @@ typedef struct DaemonConfig {
     char *log_format;
     char *tls_cert; /* PEM files: HTTPS when both are set */
     char *tls_key;
+    /* The local host's nimbus-agent and VXLAN underlay; the CA bundle for every host's agent. */
+    char *agent_url;
+    char *agent_secret_file;
+    char *agent_ca_file;
+    char *tunnel_ip;
+    char *tunnel_dev;
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;
@@ -30,6 +36,7 @@ typedef struct DaemonConfig {
     unsigned store_readers;
     unsigned retention_tasks_days, retention_events_days, retention_audit_days;
     unsigned prune_interval_s;
+    unsigned metrics_interval_s; /* between two collections of host and VM metrics; 0: off */
     uint64_t max_image_size_gib;
 } DaemonConfig;
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../api/api.h"
+#include "../core/metrics.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "config.h"
@@ -44,8 +45,14 @@ usage(FILE *out)
             "                         kept (defaults 30, 90, 365; 0 keeps them forever)\n"
             "  --prune-interval SECONDS between two prunes of the journal (default 3600)\n"
             "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
+            "  --metrics-interval SECONDS between two collections of host and VM metrics for\n"
+            "                         GET /metrics (default 15; 0: off)\n"
             "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
             "  --tls-key FILE         and this PEM private key\n"
+            "  --agent-url URL        this host's nimbus-agent (default https://127.0.0.1:8775)\n"
+            "  --agent-secret-file FILE  its secret (64 hex); without it the host has no agent\n"
+            "  --agent-ca-file FILE   PEM bundle every host's agent certificate must chain to\n"
+            "  --tunnel-ip IP, --tunnel-dev DEV  this host's VXLAN underlay address and device\n"
             "  --log-level LEVEL      debug, info, warn, error (default info)\n"
             "  --log-format FORMAT    text, or json: one object a line, with request, task and\n"
             "                         VM ids as fields (default text)\n"
@@ -76,10 +83,16 @@ static const struct option long_options[] = {
     {"retention-audit-days", required_argument, NULL, 0},
     {"prune-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
+    {"metrics-interval", required_argument, NULL, 0},
     {"log-level", required_argument, NULL, 0},
     {"log-format", required_argument, NULL, 0},
     {"tls-cert", required_argument, NULL, 0},
     {"tls-key", required_argument, NULL, 0},
+    {"agent-url", required_argument, NULL, 0},
+    {"agent-secret-file", required_argument, NULL, 0},
+    {"agent-ca-file", required_argument, NULL, 0},
+    {"tunnel-ip", required_argument, NULL, 0},
+    {"tunnel-dev", required_argument, NULL, 0},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -163,6 +176,7 @@ main(int argc, char **argv)
     CoreConfig core_cfg;
     Core *core = NULL;
     HttpServer *server = NULL;
+    MetricsCollector *collector = NULL;
     _cleanup_free_ char *token_path = NULL, *tls_cert = NULL, *tls_key = NULL;
     _cleanup_error_ NbError *err = NULL;
     int rc = EXIT_FAILURE;
@@ -231,6 +245,11 @@ main(int argc, char **argv)
         log_error("cannot create the admin token: %s", err ? err->message : "out of memory");
         goto out;
     }
+    if (tls_cert && api_metrics_set_tls_cert(tls_cert) < 0)
+        log_warn("cannot read the expiry of %s: /metrics will not export it", cfg.tls_cert);
+    int mrc = metrics_collector_start(core, cfg.metrics_interval_s, &collector);
+    if (mrc < 0)
+        log_warn("cannot start the metrics collector: %s", strerror(-mrc));
     HttpServerConfig http = {
         .listen_host = cfg.listen_host,
         .port = cfg.port,
@@ -239,7 +258,7 @@ main(int argc, char **argv)
         .authenticate = auth_authenticate,
         .principal_free = auth_principal_free,
         .authorize = auth_authorize,
-        .on_complete = api_audit_request,
+        .on_complete = api_on_complete,
         .tls_cert_pem = tls_cert,
         .tls_key_pem = tls_key,
     };
@@ -263,6 +282,7 @@ main(int argc, char **argv)
     rc = EXIT_SUCCESS;
 out:
     http_server_stop(server);
+    metrics_collector_stop(collector);
     core_stop(core);
     daemon_config_free(&cfg);
     return rc;

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "network_xml.h"
+#include "nwfilter_xml.h"
 #include "util/cleanup.h"
 #include "util/strutil.h"
 #include "util/xml_writer.h"
@@ -66,6 +67,9 @@ nic_valid(const DomainNic *n)
     /* libvirt hands out vnetN itself and would rename a tap asked for under that prefix. */
     if (n->target_dev &&
         (!network_ifname_is_valid(n->target_dev) || str_startswith(n->target_dev, "vnet")))
+        return false;
+    if (n->filter && (!nb_token_is_valid(n->filter, NWFILTER_NAME_MAX) || n->filter_ip == 0 ||
+                      n->filter_ip == UINT32_MAX))
         return false;
     return n->mtu == 0 || (n->mtu >= NETWORK_MTU_MIN && n->mtu <= NETWORK_MTU_MAX);
 }
@@ -148,6 +152,14 @@ write_nic(XmlWriter *w, const DomainNic *n)
         char mtu[16];
         snprintf(mtu, sizeof(mtu), "%u", n->mtu);
         xml_writer_empty(w, "mtu", "size", mtu, NULL);
+    }
+    if (n->filter) {
+        char ip[NB_IPV4_STRLEN];
+        ipv4_format(n->filter_ip, ip);
+        xml_writer_open(w, "filterref", "filter", n->filter, NULL);
+        xml_writer_empty(w, "parameter", "name", "IP", "value", ip, NULL);
+        xml_writer_empty(w, "parameter", "name", "MAC", "value", n->mac, NULL);
+        xml_writer_close(w);
     }
     xml_writer_close(w);
 }

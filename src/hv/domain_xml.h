@@ -28,6 +28,10 @@ typedef struct DomainNic {
     const char *mac;        /* xx:xx:xx:xx:xx:xx, unicast */
     const char *target_dev; /* tap name (nbt...), or NULL: libvirt's vnetN */
     unsigned mtu;           /* 0: no <mtu>; else NETWORK_MTU_MIN..NETWORK_MTU_MAX */
+    /* The port's security-group filter (nwfilter_xml.h), or NULL: none. Its <filterref> passes
+     * filter_ip and the MAC to clean-traffic, which drops anything else the guest sends. */
+    const char *filter;
+    uint32_t filter_ip; /* host order; required with filter */
 } DomainNic;
 
 #define DOMAIN_HOTPLUG_MAX 16

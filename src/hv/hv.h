@@ -199,3 +199,30 @@ int hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrat
 int hv_domain_job_progress(HvConn *c, const char *name, int *ret, NbError **err);
 /* Aborts the domain's current job: 1 when asked, 0 when there was nothing to abort. */
 int hv_domain_abort_job(HvConn *c, const char *name, NbError **err);
+
+/* ---- domain statistics for metrics (hv_stats.c) ---- */
+typedef struct HvBlockStats {
+    char dev[32]; /* target device: vda */
+    uint64_t read_bytes, read_requests, write_bytes, write_requests;
+} HvBlockStats;
+typedef struct HvIfaceStats {
+    char dev[32]; /* target device: vnet3 */
+    uint64_t rx_bytes, rx_packets, rx_errors, rx_drops;
+    uint64_t tx_bytes, tx_packets, tx_errors, tx_drops;
+} HvIfaceStats;
+typedef struct HvDomainStats {
+    char name[128];
+    HvDomainState state;
+    uint64_t cpu_time_ns;
+    uint64_t memory_kib, max_memory_kib; /* balloon current and maximum */
+    unsigned vcpus;
+    HvBlockStats *blocks;
+    size_t n_blocks;
+    HvIfaceStats *ifaces;
+    size_t n_ifaces;
+} HvDomainStats;
+/* Every domain whose name starts with prefix, with its state, CPU, balloon, vCPU, interface and
+ * block statistics, in one virConnectGetAllDomainStats call. */
+int hv_domain_stats_all(HvConn *c, const char *prefix, HvDomainStats **ret, size_t *ret_n,
+                        NbError **err);
+void hv_domain_stats_free(HvDomainStats *s, size_t n);

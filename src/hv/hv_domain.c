@@ -34,8 +34,8 @@ hv_domain_get(HvConn *c, const char *name, virDomainPtr *ret, NbError **err)
     return r < 0 ? -1 : 0;
 }
 
-static HvDomainState
-hv_state_from_libvirt(int state)
+HvDomainState
+hv_domain_state_from_libvirt(int state)
 {
     switch (state) {
     case VIR_DOMAIN_RUNNING:
@@ -63,7 +63,7 @@ hv_dom_state(virDomainPtr dom, const char *name, HvDomainState *ret, NbError **e
         }
         return hv_error(err, "getting the state of domain '%s'", name);
     }
-    *ret = hv_state_from_libvirt(state);
+    *ret = hv_domain_state_from_libvirt(state);
     return 0;
 }
 
@@ -409,7 +409,7 @@ hv_domain_list(HvConn *c, const char *prefix, HvDomainInfo **ret, size_t *ret_n,
         }
         if (state < 0)
             continue; /* no state in the record: the next sync will tell */
-        info->state = hv_state_from_libvirt(state);
+        info->state = hv_domain_state_from_libvirt(state);
         count++;
     }
 out:

@@ -27,6 +27,8 @@ struct HvConn {
 int hv_error(NbError **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* libvirt's last error code on this thread (VIR_ERR_OK when none). */
 int hv_last_error_code(void);
+/* libvirt's virDomainState as Nimbus's. */
+HvDomainState hv_domain_state_from_libvirt(int state);
 /* True once hv_events_init has registered the event loop implementation. */
 bool hv_events_ready(void);
 /* hv_eventloop.c: the epoll loop. register: before any connection (-errno); run_once: one

@@ -2,12 +2,14 @@
 
 #include <string.h>
 
+#include "bandwidth.h"
 #include "json_req.h"
 
 int
 flavor_from_request(json_t *body, Flavor *ret, NbError **err)
 {
-    static const char *const fields[] = {"name", "vcpus", "ram_mib", "disk_gib", NULL};
+    static const char *const fields[] = {"name",        "vcpus",        "ram_mib", "disk_gib",
+                                         "net_in_mbit", "net_out_mbit", NULL};
     Flavor f = {0};
     uint64_t vcpus = 0;
 
@@ -16,7 +18,9 @@ flavor_from_request(json_t *body, Flavor *ret, NbError **err)
         json_req_uint(body, "vcpus", 1, NB_FLAVOR_VCPUS_MAX, &vcpus, err) < 0 ||
         json_req_uint(body, "ram_mib", NB_FLAVOR_RAM_MIB_MIN, NB_FLAVOR_RAM_MIB_MAX, &f.ram_mib,
                       err) < 0 ||
-        json_req_uint(body, "disk_gib", 1, NB_FLAVOR_DISK_GIB_MAX, &f.disk_gib, err) < 0)
+        json_req_uint(body, "disk_gib", 1, NB_FLAVOR_DISK_GIB_MAX, &f.disk_gib, err) < 0 ||
+        bandwidth_field_parse(body, "net_in_mbit", &f.net_in_kbit, NULL, err) < 0 ||
+        bandwidth_field_parse(body, "net_out_mbit", &f.net_out_kbit, NULL, err) < 0)
         return -1;
     f.vcpus = (unsigned)vcpus;
     *ret = f;
@@ -26,7 +30,9 @@ flavor_from_request(json_t *body, Flavor *ret, NbError **err)
 json_t *
 flavor_to_json(const Flavor *f)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "id", f->id, "name", f->name, "vcpus",
-                     (json_int_t)f->vcpus, "ram_mib", (json_int_t)f->ram_mib, "disk_gib",
-                     (json_int_t)f->disk_gib, "created_at", f->created_at);
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s}", "id", f->id, "name", f->name,
+                     "vcpus", (json_int_t)f->vcpus, "ram_mib", (json_int_t)f->ram_mib, "disk_gib",
+                     (json_int_t)f->disk_gib, "net_in_mbit", bandwidth_kbit_to_mbit(f->net_in_kbit),
+                     "net_out_mbit", bandwidth_kbit_to_mbit(f->net_out_kbit), "created_at",
+                     f->created_at);
 }

@@ -19,10 +19,12 @@ typedef struct Flavor {
     unsigned vcpus;
     uint64_t ram_mib;
     uint64_t disk_gib;
+    uint32_t net_in_kbit; /* copied onto each port of its VMs; 0: unlimited (bandwidth.h) */
+    uint32_t net_out_kbit;
     char created_at[NB_TIMESTAMP_LEN];
 } Flavor;
 
-/* Strict decode of a create request: {name, vcpus, ram_mib, disk_gib}; unknown fields refused.
- * Fills everything but id and created_at. */
+/* Strict decode of a create request: {name, vcpus, ram_mib, disk_gib, net_in_mbit?,
+ * net_out_mbit?}; unknown fields refused. Fills everything but id and created_at. */
 int flavor_from_request(json_t *body, Flavor *ret, NbError **err);
 json_t *flavor_to_json(const Flavor *f);

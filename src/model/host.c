@@ -7,6 +7,7 @@
 #include "../util/strutil.h"
 #include "enum_table.h"
 #include "json_req.h"
+#include "network.h"
 
 static const char *const host_admin_table[_HOST_ADMIN_MAX] = {
     [HOST_ADMIN_ENABLED] = "enabled",
@@ -374,7 +375,119 @@ host_uri_hostname(const char *uri, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)n, host);
 }
 
+int
+host_agent_url_validate(const char *url, NbError **err)
+{
+    static const char prefix[] = "https://";
+    if (!url || !str_startswith(url, prefix))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "agent_url must be https://HOST[:PORT] (the agent speaks HTTPS only)");
+    const char *host = url + strlen(prefix);
+    size_t n = strlen(host);
+    if (n > 0 && host[n - 1] == '/')
+        n--;
+    const char *colon = memchr(host, ':', n);
+    size_t hlen = colon ? (size_t)(colon - host) : n;
+    if (!host_uri_host_is_valid(host, hlen) ||
+        (colon && !host_uri_port_is_valid(colon + 1, n - hlen - 1)))
+        return nb_error_set(err, NB_ERR_INVALID_URI,
+                            "agent_url must be https://HOST[:PORT]: HOST a DNS name or an IPv4 "
+                            "address, PORT 1..65535, nothing after it");
+    return 0;
+}
+
 /* ---- requests ---- */
+
+/* An optional string field of at most max bytes (no NUL inside): *ret NULL when absent or
+ * null. */
+static int
+host_req_string(json_t *body, const char *key, size_t max, const char *code, const char **ret,
+                NbError **err)
+{
+    json_t *v = json_object_get(body, key);
+    *ret = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field '%s' must be a string", key);
+    if (json_string_length(v) > max || memchr(json_string_value(v), '\0', json_string_length(v)))
+        return nb_error_set(err, code, "field '%s' is too long (at most %zu bytes)", key, max);
+    *ret = json_string_value(v);
+    return 0;
+}
+
+/* agent_url, agent_secret, tunnel_ip, tunnel_dev: see host.h. */
+static int
+host_req_agent(json_t *body, Host *h, NbError **err)
+{
+    const char *url, *secret, *tip, *tdev;
+    if (host_req_string(body, "agent_url", NB_URI_MAX, NB_ERR_INVALID_URI, &url, err) < 0 ||
+        host_req_string(body, "agent_secret", HOST_AGENT_SECRET_LEN, NB_ERR_INVALID_REQUEST,
+                        &secret, err) < 0 ||
+        host_req_string(body, "tunnel_ip", HOST_IPV4_STRLEN - 1, NB_ERR_IP_INVALID, &tip, err) <
+            0 ||
+        host_req_string(body, "tunnel_dev", HOST_IFNAME_MAX, NB_ERR_NETWORK_INVALID_IFNAME, &tdev,
+                        err) < 0)
+        return -1;
+    if (secret) {
+        if (strlen(secret) != HOST_AGENT_SECRET_LEN)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "agent_secret must be %d hex characters", HOST_AGENT_SECRET_LEN);
+        for (size_t i = 0; i < HOST_AGENT_SECRET_LEN; i++) {
+            char c = secret[i];
+            if (!is_digit(c) && !(c >= 'a' && c <= 'f') && !(c >= 'A' && c <= 'F'))
+                return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                    "agent_secret must be %d hex characters",
+                                    HOST_AGENT_SECRET_LEN);
+            /* Lowercase: the agent compares the bearer token byte for byte. */
+            h->agent_secret[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+        }
+        h->agent_secret[HOST_AGENT_SECRET_LEN] = '\0';
+    }
+    if (url) {
+        if (!secret)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "agent_url needs agent_secret (the agent refuses requests "
+                                "without it)");
+        if (host_agent_url_validate(url, err) < 0)
+            return -1;
+        snprintf(h->agent_url, sizeof(h->agent_url), "%s", url);
+    } else if (secret) {
+        char host[NB_URI_MAX + 1];
+        host_uri_hostname(h->uri, host, sizeof(host));
+        if (!host[0])
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "uri '%.64s' names no remote host: give agent_url", h->uri);
+        /* The URI was validated: its host is at most 253 bytes, and this fits. */
+        snprintf(h->agent_url, sizeof(h->agent_url), "https://%.240s:%d", host, HOST_AGENT_PORT);
+        if (host_agent_url_validate(h->agent_url, err) < 0)
+            return -1;
+    }
+    if (tip) {
+        uint32_t ip;
+        if (ipv4_parse(tip, &ip) < 0 || ip == 0 || ip == UINT32_MAX || (ip >> 28) == 14 ||
+            (ip >> 24) == 127)
+            return nb_error_set(err, NB_ERR_IP_INVALID,
+                                "tunnel_ip '%.16s' must be a unicast IPv4 address", tip);
+        snprintf(h->tunnel_ip, sizeof(h->tunnel_ip), "%s", tip);
+    }
+    if (tdev) {
+        if (!network_ifname_is_valid(tdev) || str_startswith(tdev, "nb"))
+            return nb_error_set(
+                err, NB_ERR_NETWORK_INVALID_IFNAME,
+                "tunnel_dev must be a host interface name ([A-Za-z0-9][A-Za-z0-9_.-]"
+                "{0,14}, not one of Nimbus's nb* devices)");
+        snprintf(h->tunnel_dev, sizeof(h->tunnel_dev), "%s", tdev);
+    }
+    if (!tip != !tdev)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "tunnel_ip and tunnel_dev go together (the VXLAN underlay's address "
+                            "and its device)");
+    if (tip && !h->agent_url[0])
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "a tunnel needs the host's agent: give agent_secret (and agent_url)");
+    return 0;
+}
 
 /* An optional ratio: absent or null leaves *ret; a number in (0, HOST_RATIO_MAX] otherwise.
  * *given tells whether the field was there. */
@@ -413,8 +526,9 @@ host_req_ratios_and_labels(json_t *body, Host *h, bool *given, NbError **err)
 int
 host_create_request_parse(json_t *body, Host *ret, NbError **err)
 {
-    static const char *const fields[] = {"name",       "uri",    "cpu_ratio", "ram_ratio",
-                                         "disk_ratio", "labels", NULL};
+    static const char *const fields[] = {"name",       "uri",        "cpu_ratio", "ram_ratio",
+                                         "disk_ratio", "labels",     "agent_url", "agent_secret",
+                                         "tunnel_ip",  "tunnel_dev", NULL};
     Host h = {
         .admin = HOST_ADMIN_ENABLED,
         .conn = HOST_CONN_CONNECTING,
@@ -441,7 +555,7 @@ host_create_request_parse(json_t *body, Host *ret, NbError **err)
     if (host_uri_validate(json_string_value(uri), err) < 0)
         return -1;
     memcpy(h.uri, json_string_value(uri), json_string_length(uri) + 1);
-    if (host_req_ratios_and_labels(body, &h, &given, err) < 0)
+    if (host_req_ratios_and_labels(body, &h, &given, err) < 0 || host_req_agent(body, &h, err) < 0)
         return -1;
     if (nb_uuid_generate(h.id) < 0)
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot generate a host id");
@@ -514,11 +628,20 @@ host_resource_json(uint64_t used, uint64_t total, double ratio, const uint64_t *
     return j;
 }
 
+/* {"url", "secret_set"} or null: the secret itself never leaves the store. */
+static json_t *
+host_agent_json(const Host *h)
+{
+    if (!h->agent_url[0])
+        return json_null();
+    return json_pack("{s:s, s:b}", "url", h->agent_url, "secret_set", h->agent_secret[0] != '\0');
+}
+
 json_t *
 host_to_json(const Host *h)
 {
     const HostFacts *f = &h->facts;
-    return json_pack(
+    json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, "
         "s:o, s:o, s:o, s:s, s:s, s:b}",
         "id", h->id, "name", h->name, "uri", h->uri, "state", host_state_word(h), "admin",
@@ -534,4 +657,10 @@ host_to_json(const Host *h)
         json_string_or_null(f->qemu_version), "last_contact", json_string_or_null(h->last_contact),
         "error", json_string_or_null(h->error), "created_at", h->created_at, "updated_at",
         h->updated_at, "simulated", host_uri_is_simulated(h->uri));
+    if (j) {
+        json_object_set_new(j, "agent", host_agent_json(h));
+        json_object_set_new(j, "tunnel_ip", json_string_or_null(h->tunnel_ip));
+        json_object_set_new(j, "tunnel_dev", json_string_or_null(h->tunnel_dev));
+    }
+    return j;
 }

@@ -13,6 +13,10 @@
 
 #define NB_URI_MAX 255
 #define NB_LOCAL_HOST_NAME "local"
+#define HOST_AGENT_SECRET_LEN 64 /* hex characters: the agent's 32-byte secret */
+#define HOST_AGENT_PORT 8775
+#define HOST_IPV4_STRLEN 16
+#define HOST_IFNAME_MAX 15
 
 /* What the operator decided. */
 typedef enum HostAdmin {
@@ -63,6 +67,12 @@ typedef struct Host {
     char error[256];                     /* why it is down, or "" */
     char created_at[NB_TIMESTAMP_LEN];
     char updated_at[NB_TIMESTAMP_LEN];
+    /* Its nimbus-agent ("" for none): the secret is a credential, kept out of every JSON and
+     * log line. The tunnel is the VXLAN underlay: the address peers send to, and its device. */
+    char agent_url[NB_URI_MAX + 1];
+    char agent_secret[HOST_AGENT_SECRET_LEN + 1];
+    char tunnel_ip[HOST_IPV4_STRLEN];
+    char tunnel_dev[HOST_IFNAME_MAX + 1];
     /* filled by the store: what VMs placed on it, or migrating to it, claim */
     uint64_t vcpus_used;
     uint64_t ram_used_mib;
@@ -94,8 +104,16 @@ bool host_uri_is_simulated(const char *uri);
 /* The host part of a remote URI ("" for qemu:///system). */
 void host_uri_hostname(const char *uri, char *out, size_t len);
 
-/* Strict decode of {name, uri, cpu_ratio?, ram_ratio?, disk_ratio?, labels?}; defaults for the
- * missing ratios. Ratios must lie in (0, 64]. */
+/* An agent URL: https://HOST[:PORT] (HOST a DNS name or an IPv4 address), nothing after it.
+ * INVALID_URI otherwise. */
+int host_agent_url_validate(const char *url, NbError **err);
+
+/* Strict decode of {name, uri, cpu_ratio?, ram_ratio?, disk_ratio?, labels?, agent_url?,
+ * agent_secret?, tunnel_ip?, tunnel_dev?}; defaults for the missing ratios. Ratios must lie in
+ * (0, 64]. agent_secret is 64 hex (INVALID_REQUEST); agent_url (INVALID_URI) defaults to
+ * https://<the URI's host>:8775 when a secret is given, and needs one; tunnel_ip is a unicast
+ * IPv4 address (IP_INVALID), tunnel_dev an interface name (NETWORK_INVALID_IFNAME), and each
+ * needs the other and an agent. */
 int host_create_request_parse(json_t *body, Host *ret, NbError **err);
 /* Strict decode of {cpu_ratio?, ram_ratio?, disk_ratio?, labels?} onto h (a PATCH). */
 int host_update_request_parse(json_t *body, Host *h, NbError **err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../util/strutil.h"
+#include "bandwidth.h"
 #include "enum_table.h"
 #include "json_req.h"
 
@@ -193,7 +194,8 @@ net_req_type_field(json_t *body, const char *key, NetworkType owner, NetworkType
     if (t != owner && v)
         return nb_error_set(err, code, "field '%s' is only for networks of type '%s'", key,
                             network_type_to_string(owner));
-    if (t == owner && !v)
+    /* A vxlan network's VNI may be left to the store (the lowest free one from 4096). */
+    if (t == owner && !v && !streq(key, "vni"))
         return nb_error_set(err, code, "a network of type '%s' needs field '%s'",
                             network_type_to_string(owner), key);
     *ret = v;
@@ -305,6 +307,13 @@ network_from_request(json_t *body, Network *ret, NbError **err)
         return nb_error_set(err, NB_ERR_NETWORK_INVALID_TYPE,
                             "type must be \"nat\", \"isolated\", \"vxlan\", \"bridged\" or "
                             "\"vlan\"");
+    /* A vxlan network is a bare L2 segment across hosts: no DHCP unless asked for. */
+    json_t *dhcp = json_object_get(body, "dhcp");
+    /* Nimbus serves DHCP only where it makes the network's host side with libvirt. */
+    if ((n.type == NETWORK_TYPE_VXLAN || n.type == NETWORK_TYPE_BRIDGED ||
+         n.type == NETWORK_TYPE_VLAN) &&
+        (!dhcp || json_is_null(dhcp)))
+        n.dhcp = false;
     if (cidr_parse(cidr, &n.net, &n.prefix) < 0)
         return nb_error_set(err, NB_ERR_NETWORK_INVALID_CIDR,
                             "cidr '%s' is not a network a.b.c.d/N with its host bits zero", cidr);
@@ -384,9 +393,11 @@ port_to_json(const Port *p)
 {
     char ip[NB_IPV4_STRLEN];
     ipv4_format(p->ip, ip);
-    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s}", "id", p->id, "network_id",
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:s}", "id", p->id, "network_id",
                      p->network_id, "vm_id", p->vm_id, "slot", (json_int_t)p->slot, "mac", p->mac,
-                     "ip", ip, "created_at", p->created_at);
+                     "ip", ip, "net_in_mbit", bandwidth_kbit_to_mbit(p->net_in_kbit),
+                     "net_out_mbit", bandwidth_kbit_to_mbit(p->net_out_kbit), "created_at",
+                     p->created_at);
 }
 
 int

@@ -35,6 +35,7 @@ NetworkType network_type_from_string(const char *s);
 #define NETWORK_PREFIX_MIN 8  /* no /0 to /7: absurd for one segment */
 #define NETWORK_PREFIX_MAX 30 /* /31 and /32 leave no room for a gateway and a guest */
 #define NETWORK_VNI_MAX 16777215u
+#define NETWORK_VNI_AUTO_MIN 4096u /* VNIs the store picks start here */
 #define NETWORK_VLAN_MAX 4094u
 #define NETWORK_MTU_MIN 576u
 #define NETWORK_MTU_MAX 9000u
@@ -68,7 +69,8 @@ typedef struct Network {
  *    shared?}
  * type defaults to "nat"; cidr is "a.b.c.d/N" with host bits zero; gateway defaults to the
  * first address (nat and dhcp need one; "none" for an isolated network without DHCP); dhcp
- * defaults to true; vni/vlan/bridge/parent are required by, and only allowed for, their type;
+ * defaults to true (false for vxlan); vni/vlan/bridge/parent are only allowed for their type and
+ * required by it, except vni (0 when absent: the store picks the lowest free from 4096);
  * mtu defaults to network_mtu(). Fills everything but id, project, bridge (unless bridged),
  * is_default and created_at. Stable codes: NETWORK_INVALID_CIDR, NETWORK_INVALID_GATEWAY,
  * NETWORK_INVALID_TYPE, NETWORK_INVALID_VNI, NETWORK_INVALID_VLAN, NETWORK_INVALID_IFNAME,
@@ -106,9 +108,14 @@ typedef struct Port {
     char mac[NB_MAC_STRLEN];
     uint32_t ip;
     char created_at[NB_TIMESTAMP_LEN];
+    /* Limits in kbit/s, 0: unlimited (bandwidth.h): the VM's flavor's when the port was made,
+     * then the port's own (PATCH /v1/ports/{id}). */
+    uint32_t net_in_kbit;  /* what the guest receives */
+    uint32_t net_out_kbit; /* what it sends */
 } Port;
 
-json_t *port_to_json(const Port *p); /* {id, network_id, vm_id, slot, mac, ip, created_at} */
+/* {id, network_id, vm_id, slot, mac, ip, net_in_mbit, net_out_mbit, created_at} */
+json_t *port_to_json(const Port *p);
 
 /* One NIC asked for: {"network": id-or-name, "ip"?: "a.b.c.d"} (in vm create's "networks"
  * array and in nic add). */

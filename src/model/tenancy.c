@@ -10,6 +10,7 @@ static const char *const role_table[_ROLE_MAX] = {
     [ROLE_ADMIN] = "admin",
     [ROLE_MEMBER] = "member",
     [ROLE_READER] = "reader",
+    [ROLE_METRICS] = "metrics",
 };
 DEFINE_STRING_TABLE(role, Role, role_table)
 
@@ -92,7 +93,7 @@ user_create_request_parse(json_t *body, UserCreateRequest *ret, NbError **err)
     r.role = role_from_string(role);
     if (r.role == _ROLE_INVALID)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
-                            "role must be \"admin\", \"member\" or \"reader\"");
+                            "role must be \"admin\", \"member\", \"reader\" or \"metrics\"");
     json_t *pw = json_object_get(body, "password");
     if (!json_is_string(pw))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST, "field 'password' must be a string");

@@ -18,9 +18,10 @@
 #define NB_PASSWORD_MAX 1024
 
 typedef enum Role {
-    ROLE_ADMIN,  /* everything, every project */
-    ROLE_MEMBER, /* its project's VMs and images */
-    ROLE_READER, /* reads its project */
+    ROLE_ADMIN,   /* everything, every project */
+    ROLE_MEMBER,  /* its project's VMs and images */
+    ROLE_READER,  /* reads its project */
+    ROLE_METRICS, /* reads GET /metrics only (a Prometheus scraper), and manages its tokens */
     _ROLE_MAX,
     _ROLE_INVALID = -1,
 } Role;

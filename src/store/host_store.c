@@ -11,7 +11,7 @@
 #define HOST_COLUMNS                                                                               \
     "id, name, uri, admin, conn, cpu_ratio, ram_ratio, disk_ratio, labels, vcpus, ram_mib, "       \
     "free_ram_mib, disk_gib, disk_free_gib, hostname, cpu_model, libvirt_version, qemu_version, "  \
-    "last_contact, error, created_at, updated_at"
+    "last_contact, error, created_at, updated_at, agent_url, agent_secret, tunnel_ip, tunnel_dev"
 
 static void
 host_from_row(sqlite3_stmt *st, void *elem)
@@ -44,6 +44,10 @@ host_from_row(sqlite3_stmt *st, void *elem)
     h->ram_used_mib = (uint64_t)sqlite3_column_int64(st, 23);
     h->disk_used_gib = (uint64_t)sqlite3_column_int64(st, 24);
     h->vms = (unsigned)sqlite3_column_int64(st, 25);
+    store_column_copy(st, 26, h->agent_url, sizeof(h->agent_url));
+    store_column_copy(st, 27, h->agent_secret, sizeof(h->agent_secret));
+    store_column_copy(st, 28, h->tunnel_ip, sizeof(h->tunnel_ip));
+    store_column_copy(st, 29, h->tunnel_dev, sizeof(h->tunnel_dev));
 }
 
 /* Maps a failed insert or update of a host row to the column that clashed. */
@@ -69,7 +73,7 @@ host_insert_locked(Store *s, const Host *h, NbError **err)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     if (store_prepare(s,
                       "INSERT INTO hosts (" HOST_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, h->id, -1, SQLITE_STATIC);
@@ -94,6 +98,10 @@ host_insert_locked(Store *s, const Host *h, NbError **err)
     store_bind_text(st, 20, h->error);
     sqlite3_bind_text(st, 21, h->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 22, h->updated_at, -1, SQLITE_STATIC);
+    store_bind_text(st, 23, h->agent_url);
+    store_bind_text(st, 24, h->agent_secret);
+    store_bind_text(st, 25, h->tunnel_ip);
+    store_bind_text(st, 26, h->tunnel_dev);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
         return host_constraint_error(s, rc, h->name, h->uri, "insert host", err);
@@ -307,6 +315,32 @@ host_store_delete(Store *s, const char *id, NbError **err)
         return -1;
     }
     store_placement_changed_locked(s);
+    return 0;
+}
+
+int
+host_store_set_agent(Store *s, const char *name, const char *agent_url, const char *agent_secret,
+                     const char *tunnel_ip, const char *tunnel_dev, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
+    if (store_prepare(s,
+                      "UPDATE hosts SET agent_url = ?, agent_secret = ?, tunnel_ip = ?, "
+                      "tunnel_dev = ?, updated_at = ? WHERE name = ?",
+                      &st, err) < 0)
+        return -1;
+    store_bind_text(st, 1, agent_url);
+    store_bind_text(st, 2, agent_secret);
+    store_bind_text(st, 3, tunnel_ip);
+    store_bind_text(st, 4, tunnel_dev);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "set host agent", err);
+    if (sqlite3_changes(s->db) == 0)
+        return nb_error_set(err, NB_ERR_HOST_NOT_FOUND, "host '%.64s' not found", name);
     return 0;
 }
 

@@ -234,7 +234,29 @@ network_insert_locked(Store *s, const Network *n, NbError **err)
     if (network_overlap_check_locked(s, n->project, n->type, n->net, n->prefix, err) < 0)
         return -1;
     int rc;
-    _cleanup_stmt_ sqlite3_stmt *vni = NULL, *st = NULL;
+    _cleanup_stmt_ sqlite3_stmt *vni = NULL, *st = NULL, *pick = NULL;
+    Network picked;
+    if (n->type == NETWORK_TYPE_VXLAN && n->vni == 0) {
+        /* The lowest free VNI from NETWORK_VNI_AUTO_MIN, in this transaction: 1..4095 stay for
+         * operators who number their own segments. */
+        if (store_prepare(s,
+                          "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM networks WHERE vni = ?1) "
+                          "THEN ?1 ELSE (SELECT min(a.vni) + 1 FROM networks a WHERE a.vni >= ?1 "
+                          "AND NOT EXISTS (SELECT 1 FROM networks b WHERE b.vni = a.vni + 1)) END",
+                          &pick, err) < 0)
+            return -1;
+        sqlite3_bind_int64(pick, 1, NETWORK_VNI_AUTO_MIN);
+        if (sqlite3_step(pick) != SQLITE_ROW)
+            return store_db_error(s, "pick a vni", err);
+        sqlite3_int64 v = sqlite3_column_int64(pick, 0);
+        if (v < NETWORK_VNI_AUTO_MIN || v > NETWORK_VNI_MAX)
+            return nb_error_set(err, NB_ERR_NETWORK_INVALID_VNI,
+                                "no VNI is free from %u to %u; give one", NETWORK_VNI_AUTO_MIN,
+                                NETWORK_VNI_MAX);
+        picked = *n;
+        picked.vni = (unsigned)v;
+        n = &picked;
+    }
     if (n->type == NETWORK_TYPE_VXLAN) {
         if (store_prepare(s, "SELECT 1 FROM networks WHERE vni = ?", &vni, err) < 0)
             return -1;
@@ -499,4 +521,35 @@ network_store_hosts(Store *s, const char *network_id, char ***ret_hosts, NbError
     STORE_READING(s);
     return store_strv_query(s, "SELECT host FROM network_hosts WHERE network_id = ?1 ORDER BY host",
                             network_id, "list network hosts", ret_hosts, err);
+}
+
+int
+network_store_list_on_host(Store *s, const char *host, Network **ret, size_t *ret_n, NbError **err)
+{
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " NETWORK_COLUMNS " FROM networks WHERE id IN "
+                      "(SELECT network_id FROM network_hosts WHERE host = ?1) ORDER BY id",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    return store_collect(s, st, sizeof(Network), network_from_row, NULL, (void **)ret, ret_n, err);
+}
+
+int
+network_store_ports_on_host(Store *s, const char *network_id, const char *host, Port **ret,
+                            size_t *ret_n, NbError **err)
+{
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " PORT_COLUMNS " FROM ports WHERE network_id = ?1 AND vm_id IN "
+                      "(SELECT id FROM vms WHERE host = ?2 UNION SELECT id FROM vms WHERE "
+                      "migrate_to = ?2) ORDER BY ip",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, network_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    return store_collect(s, st, sizeof(Port), port_store_from_row, NULL, (void **)ret, ret_n, err);
 }

@@ -19,6 +19,8 @@ port_store_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 5, p->mac, sizeof(p->mac));
     p->ip = (uint32_t)sqlite3_column_int64(st, 6);
     store_column_copy(st, 7, p->created_at, sizeof(p->created_at));
+    p->net_in_kbit = (uint32_t)sqlite3_column_int64(st, 8);
+    p->net_out_kbit = (uint32_t)sqlite3_column_int64(st, 9);
 }
 
 void
@@ -187,6 +189,28 @@ port_exists_locked(Store *s, const char *sql, const char *a, const char *b, int6
     return rc == SQLITE_DONE ? 0 : store_db_error(s, "check port", err);
 }
 
+/* With the lock held, the VM's row written: p gets the bandwidth limits of the VM's flavor. In
+ * the store, so that a VM's first ports and a NIC added later cannot disagree with the flavor,
+ * however they are made (a VM whose flavor row is gone keeps 0: unlimited). */
+static int
+port_flavor_bandwidth_locked(Store *s, Port *p, NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT f.net_in_kbit, f.net_out_kbit FROM vms v JOIN flavors f"
+                      " ON f.id = v.flavor_id WHERE v.id = ?1",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, p->vm_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    p->net_in_kbit = p->net_out_kbit = 0;
+    if (rc == SQLITE_ROW) {
+        p->net_in_kbit = (uint32_t)sqlite3_column_int64(st, 0);
+        p->net_out_kbit = (uint32_t)sqlite3_column_int64(st, 1);
+    }
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_error(s, "read flavor limits", err);
+}
+
 int
 port_insert_locked(Store *s, const char *project, Port *p, NbError **err)
 {
@@ -223,11 +247,14 @@ port_insert_locked(Store *s, const char *project, Port *p, NbError **err)
         return -1;
     if (rc)
         return nb_error_set(err, NB_ERR_MAC_TAKEN, "MAC address %s is taken", p->mac);
+    if (port_flavor_bandwidth_locked(s, p, err) < 0)
+        return -1;
     nb_uuid_generate(p->id);
     nb_timestamp_now(p->created_at);
     snprintf(p->project, sizeof(p->project), "%s", project);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "INSERT INTO ports (" PORT_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    if (store_prepare(s,
+                      "INSERT INTO ports (" PORT_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
@@ -238,6 +265,8 @@ port_insert_locked(Store *s, const char *project, Port *p, NbError **err)
     sqlite3_bind_text(st, 6, p->mac, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, p->ip);
     sqlite3_bind_text(st, 8, p->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, p->net_in_kbit);
+    sqlite3_bind_int64(st, 10, p->net_out_kbit);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         return 0;
@@ -310,5 +339,45 @@ port_store_delete(Store *s, const char *port_id, NbError **err)
         return store_db_error(s, "delete port", err);
     if (sqlite3_changes(s->db) == 0)
         return nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "port '%.64s' not found", port_id);
+    return 0;
+}
+
+int
+port_store_get(Store *s, const char *scope, const char *id, Port *ret, NbError **err)
+{
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " PORT_COLUMNS " FROM ports WHERE id = ?1 AND (?2 IS NULL OR "
+                      "project = ?2)",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    store_bind_text(st, 2, scope);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "port '%.64s' not found", id);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, "get port", err);
+    port_store_from_row(st, ret);
+    return 0;
+}
+
+int
+port_store_set_bandwidth(Store *s, const char *id, uint32_t in_kbit, uint32_t out_kbit,
+                         NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "UPDATE ports SET net_in_kbit = ?2, net_out_kbit = ?3 WHERE id = ?1", &st,
+                      err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, in_kbit);
+    sqlite3_bind_int64(st, 3, out_kbit);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "set port limits", err);
+    if (sqlite3_changes(s->db) == 0)
+        return nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "port '%.64s' not found", id);
     return 0;
 }

@@ -178,6 +178,13 @@ int network_store_ensure_default(Store *s, const char *project, uint32_t pool_ne
 int network_store_host_add(Store *s, const char *network_id, const char *host, NbError **err);
 int network_store_host_remove(Store *s, const char *network_id, const char *host, NbError **err);
 int network_store_hosts(Store *s, const char *network_id, char ***ret_hosts, NbError **err);
+/* The networks whose host side was made on host (network_hosts), by id: what a host's periodic
+ * check re-ensures. */
+int network_store_list_on_host(Store *s, const char *host, Network **ret, size_t *ret_n,
+                               NbError **err);
+/* The network's ports whose VM is on host or migrating to it, by address. */
+int network_store_ports_on_host(Store *s, const char *network_id, const char *host, Port **ret,
+                                size_t *ret_n, NbError **err);
 /* Frees a NULL-terminated array of strings and the array (NULL: nothing). */
 void store_strv_free(char **v);
 
@@ -193,9 +200,15 @@ int port_store_get_by_mac(Store *s, const char *vm_id, const char *mac, Port *re
 /* Hot-plug: p has vm_id, network_id, mac and ip (0: allocate); fills id, project (the VM's),
  * slot (the lowest free), ip and created_at. VM_NOT_FOUND, NETWORK_NOT_FOUND (not the VM's
  * project's nor shared), TOO_MANY_NICS, IP_IN_USE, IP_OUTSIDE_NETWORK, NETWORK_FULL, MAC_TAKEN,
- * QUOTA_EXCEEDED (ports). */
+ * QUOTA_EXCEEDED (ports). Every port inserted (here and with its VM) gets its VM's flavor's
+ * bandwidth limits (net_in_kbit, net_out_kbit), in the same transaction. */
 int port_store_add(Store *s, Port *p, NbError **err);
 int port_store_delete(Store *s, const char *port_id, NbError **err); /* PORT_NOT_FOUND */
+/* A port by id, of the scope's project (NULL: any). PORT_NOT_FOUND. */
+int port_store_get(Store *s, const char *scope, const char *id, Port *ret, NbError **err);
+/* A port's own limits, kbit/s (0: unlimited). PORT_NOT_FOUND. */
+int port_store_set_bandwidth(Store *s, const char *id, uint32_t in_kbit, uint32_t out_kbit,
+                             NbError **err);
 /* Whether a VM other than except_vm, living on host or migrating to it, has a port on the
  * network: 1, 0, or -1. (Whether the host still needs its copy of the network.) */
 int port_store_network_used_on_host(Store *s, const char *network_id, const char *host,
@@ -339,6 +352,11 @@ int host_store_delete(Store *s, const char *id, NbError **err);
  * else updates its uri if it changed (HOST_URI_TAKEN when another host has that uri). That host
  * then cannot be deleted. */
 int host_store_ensure_local(Store *s, const char *name, const char *uri, NbError **err);
+/* Sets (NULL or "": clears) the agent and tunnel of the host by name: the daemon's settings for
+ * its own host. HOST_NOT_FOUND. */
+int host_store_set_agent(Store *s, const char *name, const char *agent_url,
+                         const char *agent_secret, const char *tunnel_ip, const char *tunnel_dev,
+                         NbError **err);
 
 /* ---- server groups (group_store.c) ---- */
 int group_store_insert(Store *s, const Group *g, NbError **err); /* NAME_TAKEN per project */

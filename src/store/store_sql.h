@@ -83,7 +83,8 @@
     "h.labels, h.vcpus, h.ram_mib, h.free_ram_mib, h.disk_gib, h.disk_free_gib, h.hostname, "      \
     "h.cpu_model, h.libvirt_version, h.qemu_version, h.last_contact, h.error, h.created_at, "      \
     "h.updated_at, coalesce(sum(c.vcpus), 0), coalesce(sum(c.ram_mib), 0), "                       \
-    "coalesce(sum(c.disk_gib), 0), coalesce(sum(c.placed), 0) "
+    "coalesce(sum(c.disk_gib), 0), coalesce(sum(c.placed), 0), h.agent_url, h.agent_secret, "      \
+    "h.tunnel_ip, h.tunnel_dev "
 
 /* Every host: one pass over vms, grouped by the host each claim is on. */
 #define HOST_SELECT_ALL                                                                            \
@@ -154,7 +155,7 @@
 #define STORE_SQL_GROUP_BY_ID GROUP_SELECT "WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
 #define STORE_SQL_GROUP_BY_NAME                                                                    \
     GROUP_SELECT "WHERE name = ?1 AND (?2 IS NULL OR project = ?2) LIMIT 1"
-#define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at"
+#define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at, net_in_kbit, net_out_kbit"
 
 #define STORE_SQL_FLAVOR_BY_ID "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1"
 #define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
@@ -188,7 +189,8 @@
 #define STORE_SQL_NETWORK_BY_NAME_ANY                                                              \
     "SELECT " NETWORK_COLUMNS " FROM networks WHERE name = ?1 ORDER BY shared DESC LIMIT 1"
 
-#define PORT_COLUMNS "id, project, network_id, vm_id, slot, mac, ip, created_at"
+#define PORT_COLUMNS                                                                               \
+    "id, project, network_id, vm_id, slot, mac, ip, created_at, net_in_kbit, net_out_kbit"
 #define STORE_SQL_PORTS_BY_VM "SELECT " PORT_COLUMNS " FROM ports WHERE vm_id = ?1 ORDER BY slot"
 /* A network's ports in address order: also IPAM's walk for the lowest free address. */
 #define STORE_SQL_PORTS_BY_NETWORK                                                                 \

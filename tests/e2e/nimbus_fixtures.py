@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -478,7 +479,13 @@ def join_test_hosts(env, hosts, tiny_image, names=("kvm1", "kvm2", "kvm3")):
     so placement has exactly these, and gets an image (env.image) and a flavor (env.flavor)."""
     env.hosts = hosts
     for i, name in enumerate(names, start=1):
-        env.api.ok("POST", "/v1/hosts", {"name": name, "uri": hosts.uri(i)}, expect=201)
+        body = {"name": name, "uri": hosts.uri(i)}
+        secret_file = hosts.agent_secret_file(i)
+        if secret_file:  # the host's agent and VXLAN underlay (vxlan networks, NIC limits)
+            with open(secret_file) as f:
+                body.update(agent_url=hosts.agent_url(i), agent_secret=f.read().strip(),
+                            tunnel_ip=hosts.tunnel_ip(i), tunnel_dev=hosts.tunnel_dev(i))
+        env.api.ok("POST", "/v1/hosts", body, expect=201)
     for name in names:
         wait_until(lambda n=name: env.api.get(f"/v1/hosts/{n}")["state"] == "up", 60,
                    f"host {name} up")
@@ -705,3 +712,30 @@ def iso_utc(epoch):
 
 def wait_tasks(api, task_ids, timeout=TASK_TIMEOUT, expect="succeeded"):
     return [api.wait_task(t, timeout=timeout, expect=expect) for t in task_ids]
+
+
+class LocalAgent:
+    """A nimbus-agent on 127.0.0.1 started by scripts/start-agent.sh (its secret and certificate
+    in `directory`), and the nimbusd settings that use it. stop() ends it by its pid."""
+
+    def __init__(self, directory, *extra):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = directory
+        p = subprocess.run([os.path.join(REPO, "scripts", "start-agent.sh"), directory,
+                            "--listen", f"127.0.0.1:{self.port}", *extra],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, NIMBUS_BUILD_DIR=BUILD_DIR))
+        assert p.returncode == 0, f"start-agent.sh failed:\n{p.stdout}\n{p.stderr}"
+        with open(os.path.join(directory, "agent.pid")) as f:
+            self.pid = int(f.read().strip())
+        self.daemon_args = ["--agent-url", f"https://127.0.0.1:{self.port}",
+                            "--agent-secret-file", os.path.join(directory, "secret"),
+                            "--agent-ca-file", os.path.join(directory, "cert.pem")]
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass

@@ -60,6 +60,12 @@ def assert_consistent(env, what):
     assert problems == [], f"{what}: store and libvirt disagree:\n  " + "\n  ".join(problems)
 
 
+def port_filters(port_ids):
+    """Those of the ports whose security-group filter (nimbus-port-<id>) libvirt has."""
+    out = nf.virsh("nwfilter-list").stdout
+    return {p for p in port_ids if f"nimbus-port-{p}" in out}
+
+
 def assert_vm_gone(env, vm_id, what):
     assert env.api.vm(vm_id) is None, f"{what}: VM row still there: {env.api.vm(vm_id)}"
     left_doms = {d for d in nf.domain_names() if vm_id in d}
@@ -90,9 +96,12 @@ def test_crash_during_create(cenv, step):
     dom = nf.vm_domain(vm["id"])
     assert nf.domstate(dom) == "running", f"{dom}: {nf.domstate(dom)}"
     assert_consistent(env, f"after a crash at vm.create step {step}")
+    ports = {n["port_id"] for n in env.api.vm(vm["id"])["nics"]}
+    assert port_filters(ports) == ports, f"a port without its filter: {ports}"
 
     env.api.delete_vm(vm["id"])
     assert_vm_gone(env, vm["id"], "after the clean-up delete")
+    assert not port_filters(ports), f"filters left after the delete: {port_filters(ports)}"
     assert_consistent(env, "after the clean-up delete")
 
 
@@ -145,12 +154,14 @@ def test_crash_during_nic_change(cenv, kind, step):
     env.remember(vm["id"])
     env.api.wait_vm_state(vm["id"], "running")
     net = env.api.vm(vm["id"])["nics"][0]["network_id"]
+    ports = {n["port_id"] for n in env.api.vm(vm["id"])["nics"]}
     try:
         if kind == "vm.nic_remove":
             r = env.api.request("POST", f"/v1/vms/{vm['id']}/nics", {"network": net})
             assert r.status == 202, r
             env.api.wait_task(r.json["task"]["id"])
             mac = r.json["port"]["mac"]
+            ports.add(r.json["port"]["id"])
         restart(env, crash_at=f"{kind}:{step}")
         if kind == "vm.nic_add":
             r = request_and_die(env, "POST", f"/v1/vms/{vm['id']}/nics", {"network": net})
@@ -165,11 +176,18 @@ def test_crash_during_nic_change(cenv, kind, step):
         assert len(env.api.vm(vm["id"])["nics"]) == want, env.api.vm(vm["id"])
         nics_agree(env, vm["id"], f"after a crash at {kind} step {step}")
         assert_consistent(env, f"after a crash at {kind} step {step}")
+        # each port has its filter, and a port forgotten has none left behind
+        now = {n["port_id"] for n in env.api.vm(vm["id"])["nics"]}
+        if r is not None and kind == "vm.nic_add":
+            ports.add(r.json["port"]["id"])
+        assert port_filters(ports) == now, f"filters {port_filters(ports)}, ports {now}"
+        ports |= now
     finally:
         if not env.daemon.alive():
             env.daemon.start()
         env.api.delete_vm(vm["id"])
     assert_vm_gone(env, vm["id"], "after the clean-up delete")
+    assert not port_filters(ports), f"filters left after the delete: {port_filters(ports)}"
 
 
 # (crash point, API action, body, state after) in an order where each action is allowed

@@ -30,7 +30,11 @@ import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO, "scripts", "testhosts.sh")
-SUBNET = "10.77.0"
+# NIMBUS_TESTHOSTS_SET=S (1..9) runs a separate set beside set 0 (scripts/testhosts.sh): its
+# own namespaces, bridge, state dir and subnet 10.(77+S).0.0/24.
+SET = int(os.environ.get("NIMBUS_TESTHOSTS_SET", "0") or 0)
+SUBNET = f"10.{77 + SET}.0"
+DEFAULT_STATE = "/run/nimbus-testhosts" + (f"-{SET}" if SET else "")
 
 
 class TestHosts:
@@ -97,6 +101,33 @@ class TestHosts:
     def uri(self, i):
         """The libvirt URI of host i, usable from the root namespace (and from other hosts)."""
         return f"qemu+tcp://{self.ip(i)}/system"
+
+    # --- its nimbus-agent -------------------------------------------------------------------
+
+    def agent_dir(self, i):
+        """Host i's agent directory (cert.pem, secret, state/, agent.log), made by
+        scripts/start-agent.sh inside the test hosts' state dir."""
+        return os.path.join(self.state_dir or DEFAULT_STATE, f"kvm{i}", "agent")
+
+    def agent_url(self, i):
+        return f"https://{self.ip(i)}:8775"
+
+    def agent_secret_file(self, i):
+        """The file with host i's agent secret, or None when the host has no agent (not built)."""
+        f = os.path.join(self.agent_dir(i), "secret")
+        return f if os.path.exists(f) else None
+
+    def agent_ca_file(self):
+        """Every host's agent certificate in one PEM bundle: nimbusd's agent-ca-file."""
+        return os.path.join(self.state_dir or DEFAULT_STATE, "agents-ca.pem")
+
+    def tunnel_ip(self, i):
+        """The VXLAN underlay address of host i (its eth0), and tunnel_dev() its device."""
+        return self.ip(i)
+
+    @staticmethod
+    def tunnel_dev(i):
+        return "eth0"
 
     def exec(self, i, *argv, check=False, timeout=60):
         """Runs argv inside host i (its network, mount and UTS namespaces); returns the

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "model/bandwidth.h"
 #include "model/flavor.h"
 #include "model/group.h"
 #include "model/host.h"
@@ -64,6 +65,8 @@ fuzz_flavor(json_t *body)
         FUZZ_CHECK(f.vcpus >= 1 && f.vcpus <= NB_FLAVOR_VCPUS_MAX);
         FUZZ_CHECK(f.ram_mib >= NB_FLAVOR_RAM_MIB_MIN && f.ram_mib <= NB_FLAVOR_RAM_MIB_MAX);
         FUZZ_CHECK(f.disk_gib >= 1 && f.disk_gib <= NB_FLAVOR_DISK_GIB_MAX);
+        FUZZ_CHECK(f.net_in_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && f.net_in_kbit % 1000 == 0);
+        FUZZ_CHECK(f.net_out_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && f.net_out_kbit % 1000 == 0);
         json_t *j = flavor_to_json(&f);
         FUZZ_CHECK(j);
         json_decref(j);
@@ -164,6 +167,12 @@ fuzz_host(json_t *body)
         FUZZ_CHECK(h.disk_ratio > 0 && h.disk_ratio <= HOST_RATIO_MAX);
         check_labels(&h.labels);
         nb_error_free(uri_err);
+        /* An agent comes with its secret; a tunnel with an agent; the URL is https. */
+        FUZZ_CHECK(!h.agent_url[0] || strlen(h.agent_secret) == HOST_AGENT_SECRET_LEN);
+        FUZZ_CHECK(!h.agent_secret[0] || host_agent_url_validate(h.agent_url, NULL) == 0);
+        FUZZ_CHECK(!h.tunnel_ip[0] == !h.tunnel_dev[0]);
+        FUZZ_CHECK(!h.tunnel_ip[0] || h.agent_url[0]);
+        FUZZ_CHECK(!h.tunnel_dev[0] || network_ifname_is_valid(h.tunnel_dev));
     }
     check_outcome(r, err);
     err = NULL;
@@ -251,6 +260,21 @@ fuzz_network(json_t *body)
     check_outcome(r, err);
 }
 
+/* PATCH /v1/ports/{id}: at least one limit, each a whole number of Mbit/s in range. */
+static void
+fuzz_bandwidth(json_t *body)
+{
+    BandwidthPatch p;
+    NbError *err = NULL;
+    int r = bandwidth_patch_from_request(body, &p, &err);
+    if (r == 0) {
+        FUZZ_CHECK(p.has_in || p.has_out);
+        FUZZ_CHECK(p.in_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && p.in_kbit % 1000 == 0);
+        FUZZ_CHECK(p.out_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && p.out_kbit % 1000 == 0);
+    }
+    check_outcome(r, err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -270,6 +294,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_group(body);
         fuzz_vm_actions(body);
         fuzz_network(body);
+        fuzz_bandwidth(body);
     }
     json_decref(body);
     return 0;

@@ -123,7 +123,10 @@ spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
             .mac = json_str(j, "mac"),
             .target_dev = json_str(j, "target_dev"),
             .mtu = (unsigned)json_integer_value(json_object_get(j, "mtu")),
+            .filter = json_str(j, "filter"),
         };
+        if (json_str(j, "filter_ip"))
+            assert_int_equal(ipv4_parse(json_str(j, "filter_ip"), &nics[i].filter_ip), 0);
         assert_string_equal(kind, nic_kinds[nics[i].kind]);
     }
     *spec = (DomainSpec){
@@ -212,6 +215,18 @@ check_nics_at(xmlDoc *doc, const char *base, const DomainNic *nics, size_t n)
             snprintf(expr, sizeof(expr), "%s/target/@dev", at);
             assert_xpath(doc, expr, nic->target_dev);
         }
+        snprintf(expr, sizeof(expr), "count(%s/filterref)", at);
+        assert_xpath(doc, expr, nic->filter ? "1" : "0");
+        if (nic->filter) {
+            char ip[NB_IPV4_STRLEN];
+            ipv4_format(nic->filter_ip, ip);
+            snprintf(expr, sizeof(expr), "%s/filterref/@filter", at);
+            assert_xpath(doc, expr, nic->filter);
+            snprintf(expr, sizeof(expr), "%s/filterref/parameter[@name='IP']/@value", at);
+            assert_xpath(doc, expr, ip);
+            snprintf(expr, sizeof(expr), "%s/filterref/parameter[@name='MAC']/@value", at);
+            assert_xpath(doc, expr, nic->mac);
+        }
         snprintf(expr, sizeof(expr), "count(%s/mtu)", at);
         assert_xpath(doc, expr, nic->mtu ? "1" : "0");
         if (nic->mtu) {
@@ -268,7 +283,8 @@ check_parsed(const char *xml, const DomainSpec *spec)
     /* Only the elements we wrote: no string smuggled in markup. */
     unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) + (spec->seed_path ? 5 : 0);
     for (size_t i = 0; i < spec->n_nics; i++)
-        elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0);
+        elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0) +
+                    (spec->nics[i].filter ? 3 : 0);
     /* Spare PCIe ports: one for each device on them (USB, vda, NICs, balloon, RNG) plus one per
      * hot-pluggable NIC. */
     size_t ports = 0;
@@ -587,6 +603,19 @@ test_nic_rules(void **state)
         else
             assert_null(xml);
     }
+    /* A filter needs a valid name and the port's address for clean-traffic. */
+    DomainNic f = base_nic;
+    f.filter = "nimbus-port-x";
+    assert_null(domain_xml_nic(&f));
+    f.filter_ip = UINT32_MAX;
+    assert_null(domain_xml_nic(&f));
+    f.filter_ip = 0x0a000005;
+    f.filter = "bad name";
+    assert_null(domain_xml_nic(&f));
+    f.filter = "nimbus-port-x";
+    _cleanup_free_ char *fx = domain_xml_nic(&f);
+    assert_non_null(fx);
+    assert_non_null(strstr(fx, "<parameter name='IP' value='10.0.0.5'/>"));
     DomainNic n = base_nic;
     n.source = NULL;
     assert_null(domain_xml_nic(&n));
@@ -655,6 +684,7 @@ main(void)
         {"golden_sim_test", test_golden, NULL, NULL, (void *)"sim_test"},
         {"golden_multi_nic", test_golden, NULL, NULL, (void *)"multi_nic"},
         {"golden_hotplug", test_golden, NULL, NULL, (void *)"hotplug"},
+        {"golden_nic_filter", test_golden, NULL, NULL, (void *)"nic_filter"},
         {"golden_project_meta", test_golden, NULL, NULL, (void *)"project_meta"},
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_hostile_strings_everywhere),

@@ -605,6 +605,84 @@ test_host_request(void **state)
     expect_host_error(big, NB_ERR_INVALID_URI);
 }
 
+#define SECRET "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define AGENT_HOST "{\"name\":\"kvm1\",\"uri\":\"qemu+tcp://10.77.0.11/system\","
+
+static void
+test_host_request_agent(void **state)
+{
+    NbError *err = NULL;
+    Host h;
+    /* The secret alone: the URL is the URI's host on the agent's port; upper-case hex folded. */
+    json_t *j = parse(AGENT_HOST "\"agent_secret\":\"0123456789ABCDEF0123456789abcdef0123456789"
+                                 "abcdef0123456789abcdef\",\"tunnel_ip\":\"10.77.0.11\","
+                                 "\"tunnel_dev\":\"eth0\"}");
+    assert_int_equal(host_create_request_parse(j, &h, &err), 0);
+    json_decref(j);
+    assert_string_equal(h.agent_url, "https://10.77.0.11:8775");
+    assert_string_equal(h.agent_secret, SECRET);
+    assert_string_equal(h.tunnel_ip, "10.77.0.11");
+    assert_string_equal(h.tunnel_dev, "eth0");
+    /* The JSON tells that a secret is set, never the secret. */
+    j = host_to_json(&h);
+    char *text = json_dumps(j, 0);
+    assert_null(strstr(text, SECRET));
+    assert_null(strstr(text, "0123456789ABCDEF"));
+    json_t *agent = json_object_get(j, "agent");
+    assert_string_equal(json_string_value(json_object_get(agent, "url")),
+                        "https://10.77.0.11:8775");
+    assert_true(json_is_true(json_object_get(agent, "secret_set")));
+    assert_string_equal(json_string_value(json_object_get(j, "tunnel_ip")), "10.77.0.11");
+    free(text);
+    json_decref(j);
+
+    j = parse(AGENT_HOST "\"agent_url\":\"https://agent.example:9000\",\"agent_secret\":\"" SECRET
+                         "\"}");
+    assert_int_equal(host_create_request_parse(j, &h, &err), 0);
+    json_decref(j);
+    assert_string_equal(h.agent_url, "https://agent.example:9000");
+    assert_string_equal(h.tunnel_ip, "");
+    j = host_to_json(&(Host){.cpu_ratio = 1});
+    assert_true(json_is_null(json_object_get(j, "agent")));
+    assert_true(json_is_null(json_object_get(j, "tunnel_ip")));
+    json_decref(j);
+
+    expect_host_error(AGENT_HOST
+                      "\"agent_url\":\"http://10.77.0.11:8775\",\"agent_secret\":\"" SECRET "\"}",
+                      NB_ERR_INVALID_URI);
+    expect_host_error(AGENT_HOST "\"agent_url\":\"https://10.77.0.11:8775/x\",\"agent_secret\":"
+                                 "\"" SECRET "\"}",
+                      NB_ERR_INVALID_URI);
+    expect_host_error(AGENT_HOST "\"agent_url\":\"https://-x:8775\",\"agent_secret\":\"" SECRET
+                                 "\"}",
+                      NB_ERR_INVALID_URI);
+    expect_host_error(AGENT_HOST "\"agent_url\":\"https://10.77.0.11:8775\"}",
+                      NB_ERR_INVALID_REQUEST);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"abc\"}", NB_ERR_INVALID_REQUEST);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "x\"}", NB_ERR_INVALID_REQUEST);
+    expect_host_error(AGENT_HOST "\"agent_secret\":7}", NB_ERR_INVALID_REQUEST);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "\",\"tunnel_ip\":\"10.77.0\","
+                                 "\"tunnel_dev\":\"eth0\"}",
+                      NB_ERR_IP_INVALID);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "\",\"tunnel_ip\":\"224.0.0.1\","
+                                 "\"tunnel_dev\":\"eth0\"}",
+                      NB_ERR_IP_INVALID);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "\",\"tunnel_ip\":\"10.77.0.11\","
+                                 "\"tunnel_dev\":\"eth 0\"}",
+                      NB_ERR_NETWORK_INVALID_IFNAME);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "\",\"tunnel_ip\":\"10.77.0.11\","
+                                 "\"tunnel_dev\":\"nbr0\"}",
+                      NB_ERR_NETWORK_INVALID_IFNAME);
+    expect_host_error(AGENT_HOST "\"agent_secret\":\"" SECRET "\",\"tunnel_ip\":\"10.77.0.11\"}",
+                      NB_ERR_INVALID_REQUEST);
+    expect_host_error(AGENT_HOST "\"tunnel_ip\":\"10.77.0.11\",\"tunnel_dev\":\"eth0\"}",
+                      NB_ERR_INVALID_REQUEST);
+    /* A simulated host has no host part to default the URL from. */
+    expect_host_error("{\"name\":\"n\",\"uri\":\"test:///default\",\"agent_secret\":\"" SECRET
+                      "\"}",
+                      NB_ERR_INVALID_REQUEST);
+}
+
 static void
 test_host_update_request(void **state)
 {
@@ -867,6 +945,7 @@ main(void)
         cmocka_unit_test(test_host_uri_rejects),
         cmocka_unit_test(test_host_uri_hostname),
         cmocka_unit_test(test_host_request),
+        cmocka_unit_test(test_host_request_agent),
         cmocka_unit_test(test_host_update_request),
         cmocka_unit_test(test_host_json),
         cmocka_unit_test(test_group_request),

@@ -165,6 +165,14 @@ test_network_request_defaults(void **state)
     assert_int_equal(network_from_request(j, &n, &err), 0);
     assert_int_equal(n.vni, 16777215);
     assert_int_equal(n.mtu, 1450);
+    assert_false(n.dhcp); /* no DHCP on a vxlan network unless asked for */
+    json_decref(j);
+
+    /* No vni: 0, for the store to pick; dhcp as asked. */
+    j = parse("{\"name\":\"ov\",\"type\":\"vxlan\",\"cidr\":\"10.20.0.0/16\",\"dhcp\":true}");
+    assert_int_equal(network_from_request(j, &n, &err), 0);
+    assert_int_equal(n.vni, 0);
+    assert_true(n.dhcp);
     json_decref(j);
 }
 
@@ -297,8 +305,6 @@ test_network_request_errors(void **state)
         {"{\"name\":\"a\",\"type\":\"isolated\",\"cidr\":\"10.0.0.0/24\",\"gateway\":\"none\"}",
          NB_ERR_NETWORK_INVALID_GATEWAY}, /* dhcp needs one */
         /* vni */
-        {"{\"name\":\"a\",\"type\":\"vxlan\",\"cidr\":\"10.0.0.0/24\"}",
-         NB_ERR_NETWORK_INVALID_VNI},
         {"{\"name\":\"a\",\"type\":\"vxlan\",\"cidr\":\"10.0.0.0/24\",\"vni\":0}",
          NB_ERR_NETWORK_INVALID_VNI},
         {"{\"name\":\"a\",\"type\":\"vxlan\",\"cidr\":\"10.0.0.0/24\",\"vni\":16777216}",
@@ -393,11 +399,14 @@ test_port_json(void **state)
               .slot = 2,
               .mac = "52:54:00:12:34:56",
               .ip = IP(10, 0, 0, 7),
-              .created_at = "2026-01-01T00:00:00.000Z"};
+              .created_at = "2026-01-01T00:00:00.000Z",
+              .net_in_kbit = 8000,
+              .net_out_kbit = 0};
     json_t *j = port_to_json(&p);
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     assert_string_equal(text, "{\"created_at\":\"2026-01-01T00:00:00.000Z\",\"id\":\"port-1\","
                               "\"ip\":\"10.0.0.7\",\"mac\":\"52:54:00:12:34:56\","
+                              "\"net_in_mbit\":8,\"net_out_mbit\":0,"
                               "\"network_id\":\"net-1\",\"slot\":2,\"vm_id\":\"vm-1\"}");
     free(text);
     json_decref(j);

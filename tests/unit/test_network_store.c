@@ -414,6 +414,48 @@ test_mac_rules(void **state)
     expect_code(&err, NB_ERR_TOO_MANY_NICS);
 }
 
+/* A vxlan network without a VNI gets the lowest free one from 4096, as stored. */
+static unsigned
+auto_vni(Fixture *f, const char *name, const char *cidr)
+{
+    char body[256];
+    Network n, got;
+    NbError *err = NULL;
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"type\":\"vxlan\",\"cidr\":\"%s\"}", name,
+             cidr);
+    net_ok(f, NULL, body, &n);
+    assert_int_equal(n.vni, 0);
+    assert_int_equal(network_store_get(f->s, NULL, n.id, &got, &err), 0);
+    return got.vni;
+}
+
+static void
+test_vni_allocation(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    Network n;
+    net_ok(f, NULL, "{\"name\":\"low\",\"type\":\"vxlan\",\"vni\":5,\"cidr\":\"10.1.0.0/24\"}", &n);
+    assert_int_equal(auto_vni(f, "a", "10.2.0.0/24"), 4096);
+    assert_int_equal(auto_vni(f, "b", "10.3.0.0/24"), 4097);
+    net_ok(f, NULL, "{\"name\":\"given\",\"type\":\"vxlan\",\"vni\":4098,\"cidr\":\"10.4.0.0/24\"}",
+           &n);
+    assert_int_equal(auto_vni(f, "c", "10.5.0.0/24"), 4099);
+    /* A freed VNI is taken again, the lowest first. */
+    Network a;
+    assert_int_equal(network_store_get(f->s, NULL, "a", &a, &err), 0);
+    assert_int_equal(network_store_delete(f->s, NULL, a.id, &err), 0);
+    assert_int_equal(auto_vni(f, "d", "10.6.0.0/24"), 4096);
+    assert_int_equal(auto_vni(f, "e", "10.7.0.0/24"), 4100);
+    /* A taken VNI given explicitly is refused. */
+    assert_int_equal(add_network(f, NULL,
+                                 "{\"name\":\"dup\",\"type\":\"vxlan\",\"vni\":4097,"
+                                 "\"cidr\":\"10.8.0.0/24\"}",
+                                 &n, &err),
+                     -1);
+    expect_code(&err, NB_ERR_NETWORK_INVALID_VNI);
+}
+
 static void
 test_overlap_rules(void **state)
 {
@@ -917,6 +959,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_network_used_on_host, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mac_rules, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_overlap_rules, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vni_allocation, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_scoping, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_quotas, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_hot_plug, setup, fixture_teardown),

@@ -1,0 +1,629 @@
+/*
+ * Security groups: the API's operations and the host side of the ports' filters.
+ *
+ * A port's filter is built from the store whenever it is written (plug, or a change to a group
+ * it depends on), never patched: the store is the truth and a rebuild from it is idempotent. A
+ * host's filters are written under that host's lock stripe, each after reading the store inside
+ * the lock, so the last writer always writes what the store says last. A live update redefines
+ * only filters that exist on the host: a VM not plugged yet gets its filter from its own plug,
+ * and an unplugged one is not brought back by an update that read the store before it went.
+ */
+#include "secgroup_ops.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../hv/nwfilter_xml.h"
+#include "../model/json_req.h"
+#include "../model/validate.h"
+#include "../util/log.h"
+#include "../util/strutil.h"
+
+#define SG_LOCK_STRIPES 64
+#define SG_DEFAULT_NAME "default"
+
+static pthread_mutex_t sg_locks[SG_LOCK_STRIPES] = {[0 ... SG_LOCK_STRIPES - 1] =
+                                                        PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *
+sg_lock_for(const char *host)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const char *c = host; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211u;
+    return &sg_locks[h % SG_LOCK_STRIPES];
+}
+
+/* ---- a port's filter from the store ---- */
+
+/* Whether ip is among skip[0..n). */
+static bool
+sg_ip_in(uint32_t ip, const uint32_t *skip, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (skip[i] == ip)
+            return true;
+    return false;
+}
+
+/* The XML of p's filter: its groups' rules, each remote group's member addresses but those in
+ * skip (ports about to be forgotten). NULL with *err. */
+static char *
+sg_port_filter_xml(Core *core, const Port *p, const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    _cleanup_free_ SecGroup *groups = NULL;
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n_groups = 0, n_rules = 0;
+    if (secgroup_store_port_groups(core->store, p->id, &groups, &n_groups, err) < 0)
+        return NULL;
+    for (size_t i = 0; i < n_groups; i++) {
+        _cleanup_free_ SecRule *some = NULL;
+        size_t n = 0;
+        if (secgroup_store_rules(core->store, groups[i].id, &some, &n, err) < 0)
+            return NULL;
+        if (n == 0)
+            continue;
+        SecRule *all = realloc(rules, (n_rules + n) * sizeof(*all));
+        if (!all) {
+            nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+            return NULL;
+        }
+        memcpy(all + n_rules, some, n * sizeof(*all));
+        rules = all;
+        n_rules += n;
+    }
+    /* One member list per remote group the rules name. */
+    NwfMembers members[SECGROUP_OPS_PORT_GROUPS_MAX * 8];
+    uint32_t *ips[ELEMENTSOF(members)];
+    size_t n_members = 0;
+    char *xml = NULL;
+    for (size_t i = 0; i < n_rules; i++) {
+        if (!rules[i].remote_group[0])
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < n_members && !seen; j++)
+            seen = streq(members[j].group_id, rules[i].remote_group);
+        if (seen)
+            continue;
+        if (n_members == ELEMENTSOF(members)) {
+            nb_error_set(err, NB_ERR_INTERNAL, "port %s: too many remote groups", p->id);
+            goto out;
+        }
+        size_t n_ips = 0;
+        ips[n_members] = NULL;
+        if (secgroup_store_member_ips(core->store, rules[i].remote_group, &ips[n_members], &n_ips,
+                                      err) < 0)
+            goto out;
+        size_t k = 0;
+        for (size_t j = 0; j < n_ips; j++)
+            if (!sg_ip_in(ips[n_members][j], skip, n_skip))
+                ips[n_members][k++] = ips[n_members][j];
+        members[n_members] = (NwfMembers){rules[i].remote_group, ips[n_members], k};
+        n_members++;
+    }
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_port_name(p->id, name);
+    NwFilterSpec spec = {
+        .name = name,
+        .rules = rules,
+        .n_rules = n_rules,
+        .members = members,
+        .n_members = n_members,
+    };
+    xml = nwfilter_xml_build(&spec);
+    if (!xml)
+        nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of port %s", p->id);
+out:
+    for (size_t j = 0; j < n_members; j++)
+        free(ips[j]);
+    return xml;
+}
+
+const char *
+secgroup_ops_filter_name(HvConn *hv, const Port *p, char *out)
+{
+    if (!hv || hv_conn_is_simulated(hv))
+        return NULL;
+    nwfilter_port_name(p->id, out);
+    return out;
+}
+
+/* Writes p's filter on a host, under its lock. only_if_present: a live update, which must not
+ * make a filter its port's NIC no longer needs. */
+static int
+sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool only_if_present,
+                const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+    nwfilter_port_name(p->id, name);
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    int r = 0;
+    if (only_if_present)
+        r = hv_nwfilter_uuid(hv, name, uuid, err);
+    if (r == 1 || (!only_if_present && r == 0)) {
+        _cleanup_free_ char *xml = sg_port_filter_xml(core, p, skip, n_skip, err);
+        r = xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
+    }
+    pthread_mutex_unlock(lock);
+    return r < 0 ? -1 : 0;
+}
+
+/* ---- live updates ---- */
+
+/* Rebuilds the filters of these ports where they exist, host by host (a VM's host). A host that
+ * is down keeps its old filters until the VM's next plug there (start, migration). */
+static void
+sg_refresh(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t n_skip)
+{
+    uint64_t t0 = nb_monotonic_ms();
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = streq(ports[j].id, ports[i].id);
+        if (seen)
+            continue;
+        _cleanup_error_ NbError *err = NULL;
+        Vm vm;
+        if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
+            continue; /* the VM went meanwhile, and its filters with it */
+        HvConn *hv = vm.host[0] ? host_registry_conn(core, vm.host) : NULL;
+        if (!hv && vm.host[0])
+            log_warn("port %s: host %s is down; its filter is rebuilt at the VM's next plug",
+                     ports[i].id, vm.host);
+        if (hv && !hv_conn_is_simulated(hv)) {
+            if (sg_filter_write(core, vm.host, hv, &ports[i], true, skip, n_skip, &err) < 0)
+                log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
+                         err->message);
+            else
+                done++;
+        }
+        hv_conn_free(hv);
+        vm_clear(&vm);
+    }
+    if (n > 0)
+        log_info("security groups: %zu filter%s rebuilt in %ju ms", done, done == 1 ? "" : "s",
+                 (uintmax_t)(nb_monotonic_ms() - t0));
+}
+
+/* The filters that depend on the group's rules: its members'. */
+static void
+sg_refresh_group_members(Core *core, const char *group_id)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    if (secgroup_store_group_ports(core->store, group_id, &ports, &n, &err) < 0) {
+        log_warn("security group %s: filters not updated: %s", group_id, err->message);
+        return;
+    }
+    sg_refresh(core, ports, n, NULL, 0);
+}
+
+/* After ports joined or left the group (or are leaving: skip): their own filters, and those
+ * whose remote-group rules name the group. */
+static void
+sg_refresh_membership(Core *core, const char *group_id, const Port *changed, size_t n_changed,
+                      const uint32_t *skip, size_t n_skip)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    if (secgroup_store_affected_ports(core->store, group_id, &ports, &n, &err) < 0) {
+        log_warn("security group %s: filters not updated: %s", group_id, err->message);
+        return;
+    }
+    if (n_changed > 0) {
+        Port *all = realloc(ports, (n + n_changed) * sizeof(*all));
+        if (!all)
+            return;
+        memcpy(all + n, changed, n_changed * sizeof(*all));
+        ports = all;
+        n += n_changed;
+    }
+    sg_refresh(core, ports, n, skip, n_skip);
+}
+
+/* The filters (other than these ports' own) whose remote-group rules name a group of these ports:
+ * their member lists changed. skip: addresses to leave out (ports about to be forgotten). */
+static void
+sg_refresh_dependents(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t n_skip)
+{
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_error_ NbError *err = NULL;
+        _cleanup_free_ SecGroup *groups = NULL;
+        size_t n_groups = 0;
+        if (secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, &err) < 0) {
+            log_warn("port %s: %s", ports[i].id, err->message);
+            continue;
+        }
+        for (size_t g = 0; g < n_groups; g++) {
+            _cleanup_free_ Port *deps = NULL;
+            size_t n_deps = 0, k = 0;
+            if (secgroup_store_affected_ports(core->store, groups[g].id, &deps, &n_deps, &err) <
+                0) {
+                log_warn("security group %s: %s", groups[g].id, err->message);
+                nb_error_free(TAKE_PTR(err));
+                continue;
+            }
+            for (size_t d = 0; d < n_deps; d++) {
+                bool own = false;
+                for (size_t j = 0; j < n && !own; j++)
+                    own = streq(deps[d].id, ports[j].id);
+                if (!own)
+                    deps[k++] = deps[d];
+            }
+            sg_refresh(core, deps, k, skip, n_skip);
+        }
+    }
+}
+
+void
+secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *ports, size_t n,
+                    bool leaving)
+{
+    if (!hv || hv_conn_is_simulated(hv))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_error_ NbError *err = NULL;
+        char name[NWFILTER_NAME_MAX + 1];
+        nwfilter_port_name(ports[i].id, name);
+        pthread_mutex_t *lock = sg_lock_for(host);
+        pthread_mutex_lock(lock);
+        /* A filter left behind is harmless (nothing references it) and goes with the next
+         * unplug or delete of its port: it must not fail the VM's delete. */
+        if (hv_nwfilter_undefine(hv, name, &err) < 0)
+            log_warn("port %s: filter %s left on host %s: %s", ports[i].id, name, host,
+                     err->message);
+        pthread_mutex_unlock(lock);
+    }
+    if (!leaving)
+        return;
+    uint32_t skip[VM_NICS_MAX];
+    size_t n_skip = 0;
+    for (size_t i = 0; i < n && n_skip < VM_NICS_MAX; i++)
+        skip[n_skip++] = ports[i].ip;
+    sg_refresh_dependents(core, ports, n, skip, n_skip);
+}
+
+int
+secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *ports, size_t n,
+                  NbError **err)
+{
+    if (hv_conn_is_simulated(hv))
+        return 0;
+    /* A port new on this host (create, NIC add, migration) changes the member lists of its
+     * groups: the filters naming them are rebuilt first, so that a crash before the port's own
+     * filter exists finds it still absent here and does this again. */
+    bool fresh = false;
+    for (size_t i = 0; i < n && !fresh; i++) {
+        char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+        nwfilter_port_name(ports[i].id, name);
+        int r = hv_nwfilter_uuid(hv, name, uuid, err);
+        if (r < 0)
+            return -1;
+        fresh = r == 0;
+    }
+    if (fresh)
+        sg_refresh_dependents(core, ports, n, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+        if (sg_filter_write(core, host, hv, &ports[i], false, NULL, 0, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* ---- requests ---- */
+
+int
+secgroup_ops_request(json_t *body, json_t **ret_rest, SecGroupList *ret, NbError **err)
+{
+    *ret = (SecGroupList){0};
+    json_t *list = json_is_object(body) ? json_object_get(body, "secgroups") : NULL;
+    if (!list || json_is_null(list)) {
+        if (json_is_object(body) && list) {
+            *ret_rest = json_copy(body);
+            if (!*ret_rest)
+                return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+            json_object_del(*ret_rest, "secgroups");
+        } else {
+            *ret_rest = json_incref(body);
+        }
+        return 0;
+    }
+    if (!json_is_array(list))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                            "field 'secgroups' must be a list of security group names");
+    if (json_array_size(list) > SECGROUP_OPS_PORT_GROUPS_MAX)
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "at most %d security groups per port",
+                            SECGROUP_OPS_PORT_GROUPS_MAX);
+    size_t i;
+    json_t *v;
+    json_array_foreach (list, i, v) {
+        const char *s = json_string_value(v);
+        if (!s || (!nb_name_is_valid(s) && !nb_uuid_is_valid(s)))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "'secgroups' must hold security group names or ids");
+        snprintf(ret->names[i], sizeof(ret->names[i]), "%s", s);
+    }
+    ret->n = json_array_size(list);
+    ret->given = true;
+    *ret_rest = json_copy(body);
+    if (!*ret_rest)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    json_object_del(*ret_rest, "secgroups");
+    return 0;
+}
+
+/* The project's default group, made on first use (Neutron's defaults: see secgroup.h). */
+static int
+sg_ensure_default(Core *core, const char *project, SecGroup *ret, NbError **err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        _cleanup_error_ NbError *e = NULL;
+        if (secgroup_store_get(core->store, project, SG_DEFAULT_NAME, ret, &e) == 0)
+            return 0;
+        if (!streq(e->code, NB_ERR_SECGROUP_NOT_FOUND))
+            return nb_error_propagate(err, TAKE_PTR(e));
+        SecGroup g = {0};
+        nb_uuid_generate(g.id);
+        memcpy(g.project, project, sizeof(g.project));
+        snprintf(g.name, sizeof(g.name), "%s", SG_DEFAULT_NAME);
+        snprintf(g.description, sizeof(g.description), "%s", "Default security group");
+        nb_timestamp_now(g.created_at);
+        nb_error_free(TAKE_PTR(e));
+        if (secgroup_store_insert(core->store, &g, &e) == 0) {
+            log_info("security group %s: the default group of project %s", g.id, project);
+            *ret = g;
+            return 0;
+        }
+        /* Made by a concurrent request: read it again. */
+        if (!streq(e->code, NB_ERR_NAME_TAKEN))
+            return nb_error_propagate(err, TAKE_PTR(e));
+    }
+    return nb_error_set(err, NB_ERR_INTERNAL, "cannot make the default security group");
+}
+
+int
+secgroup_ops_resolve(Core *core, const char *project, SecGroupList *l, NbError **err)
+{
+    SecGroup g;
+    if (!l->given) {
+        if (sg_ensure_default(core, project, &g, err) < 0)
+            return -1;
+        snprintf(l->names[0], sizeof(l->names[0]), "%s", g.id);
+        l->n = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        /* "default" exists in every project, as in Neutron: named before first use, it is made. */
+        if ((streq(l->names[i], SG_DEFAULT_NAME)
+                 ? sg_ensure_default(core, project, &g, err)
+                 : secgroup_store_get(core->store, project, l->names[i], &g, err)) < 0)
+            return -1;
+        snprintf(l->names[i], sizeof(l->names[i]), "%s", g.id);
+    }
+    return 0;
+}
+
+int
+secgroup_ops_ports_set(Core *core, const Port *ports, size_t n, const SecGroupList *l,
+                       NbError **err)
+{
+    const char *ids[SECGROUP_OPS_PORT_GROUPS_MAX];
+    for (size_t i = 0; i < l->n; i++)
+        ids[i] = l->names[i];
+    for (size_t i = 0; i < n; i++)
+        if (secgroup_store_port_set(core->store, ports[i].id, ids, l->n, err) < 0)
+            return -1;
+    return 0;
+}
+
+json_t *
+secgroup_ops_port_groups_json(Core *core, const char *port_id)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ SecGroup *groups = NULL;
+    size_t n = 0;
+    json_t *arr = json_array();
+    if (!arr || secgroup_store_port_groups(core->store, port_id, &groups, &n, &err) < 0)
+        return arr;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(groups[i].name));
+    return arr;
+}
+
+/* ---- the API's operations ---- */
+
+/* Who sees which group: an admin names any project's group by id, and by name only their own
+ * project's (a name like "default" is in every project). */
+static const char *
+sg_scope(const Principal *who, const char *key)
+{
+    return who->role == ROLE_ADMIN && nb_uuid_is_valid(key) ? NULL : who->project_id;
+}
+
+int
+secgroup_ops_create(Core *core, const Principal *who, json_t *body, SecGroup *ret, NbError **err)
+{
+    SecGroup g;
+    if (secgroup_from_request(body, &g, err) < 0)
+        return -1;
+    nb_uuid_generate(g.id);
+    memcpy(g.project, who->project_id, sizeof(g.project));
+    nb_timestamp_now(g.created_at);
+    if (secgroup_store_insert(core->store, &g, err) < 0)
+        return -1;
+    log_info("security group %s (%s) created in project %s", g.id, g.name, g.project);
+    *ret = g;
+    return 0;
+}
+
+int
+secgroup_ops_delete(Core *core, const Principal *who, const char *id_or_name, NbError **err)
+{
+    SecGroup g;
+    if (secgroup_store_get(core->store, sg_scope(who, id_or_name), id_or_name, &g, err) < 0 ||
+        secgroup_store_delete(core->store, NULL, g.id, err) < 0)
+        return -1;
+    log_info("security group %s (%s) deleted", g.id, g.name);
+    return 0;
+}
+
+int
+secgroup_ops_rule_add(Core *core, const Principal *who, const char *group, json_t *body,
+                      SecRule *ret, NbError **err)
+{
+    SecGroup g;
+    SecRule r;
+    if (secrule_from_request(body, &r, err) < 0 ||
+        secgroup_store_get(core->store, sg_scope(who, group), group, &g, err) < 0)
+        return -1;
+    memcpy(r.group_id, g.id, sizeof(r.group_id));
+    int same = secgroup_store_rule_add(core->store, NULL, &r, err);
+    if (same < 0)
+        return -1;
+    *ret = r;
+    if (same)
+        return 1;
+    log_info("security group %s (%s): rule %s added", g.id, g.name, r.id);
+    sg_refresh_group_members(core, g.id);
+    return 0;
+}
+
+int
+secgroup_ops_rule_delete(Core *core, const Principal *who, const char *group, const char *rule_id,
+                         NbError **err)
+{
+    SecGroup g;
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n = 0;
+    if (secgroup_store_get(core->store, sg_scope(who, group), group, &g, err) < 0 ||
+        secgroup_store_rules(core->store, g.id, &rules, &n, err) < 0)
+        return -1;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = streq(rules[i].id, rule_id);
+    if (!found)
+        return nb_error_set(err, NB_ERR_SECGROUP_RULE_NOT_FOUND,
+                            "security group '%s' has no rule '%.64s'", g.name, rule_id);
+    if (secgroup_store_rule_delete(core->store, NULL, rule_id, err) < 0)
+        return -1;
+    log_info("security group %s (%s): rule %s deleted", g.id, g.name, rule_id);
+    sg_refresh_group_members(core, g.id);
+    return 0;
+}
+
+/* Adds (add) or removes the group g to/from every port of the VM. */
+static int
+sg_vm_change(Core *core, const Principal *who, const char *vm_key, const char *group, bool add,
+             NbError **err)
+{
+    Vm vm;
+    SecGroup g;
+    if (vm_store_get(core->store, principal_scope(who), vm_key, &vm, err) < 0)
+        return -1;
+    int r = -1;
+    _cleanup_free_ Port *ports = NULL;
+    size_t n = 0;
+    /* The group of the VM's own project, whoever asks. */
+    if (secgroup_store_get(core->store, vm.project, group, &g, err) < 0 ||
+        port_store_list_by_vm(core->store, vm.id, &ports, &n, err) < 0)
+        goto out;
+    if (n == 0) {
+        nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                     "VM '%s' is from before ports and security groups; it has none", vm.name);
+        goto out;
+    }
+    bool changed = false, member = false;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ SecGroup *cur = NULL;
+        size_t n_cur = 0, k = 0;
+        const char *ids[SECGROUP_OPS_PORT_GROUPS_MAX];
+        bool in = false;
+        if (secgroup_store_port_groups(core->store, ports[i].id, &cur, &n_cur, err) < 0)
+            goto out;
+        for (size_t j = 0; j < n_cur; j++) {
+            if (streq(cur[j].id, g.id)) {
+                in = true;
+                if (!add)
+                    continue;
+            }
+            if (k < ELEMENTSOF(ids))
+                ids[k++] = cur[j].id;
+        }
+        member = member || in;
+        if (in == add)
+            continue;
+        if (add) {
+            if (k == ELEMENTSOF(ids)) {
+                nb_error_set(err, NB_ERR_INVALID_REQUEST, "at most %d security groups per port",
+                             SECGROUP_OPS_PORT_GROUPS_MAX);
+                goto out;
+            }
+            ids[k++] = g.id;
+        }
+        if (secgroup_store_port_set(core->store, ports[i].id, ids, k, err) < 0)
+            goto out;
+        changed = true;
+    }
+    if (!add && !member) {
+        nb_error_set(err, NB_ERR_SECGROUP_NOT_FOUND, "VM '%s' is not in security group '%s'",
+                     vm.name, g.name);
+        goto out;
+    }
+    if (changed) {
+        log_info("vm %s (%s): %s security group %s (%s)", vm.id, vm.name, add ? "joined" : "left",
+                 g.id, g.name);
+        sg_refresh_membership(core, g.id, ports, n, NULL, 0);
+    }
+    r = 0;
+out:
+    vm_clear(&vm);
+    return r;
+}
+
+int
+secgroup_ops_vm_add(Core *core, const Principal *who, const char *vm, json_t *body, NbError **err)
+{
+    static const char *const fields[] = {"secgroup", NULL};
+    char group[NB_NAME_MAX + 1];
+    if (json_req_check_fields(body, fields, err) < 0 ||
+        json_req_string(body, "secgroup", 1, group, sizeof(group), err) < 0)
+        return -1;
+    return sg_vm_change(core, who, vm, group, true, err);
+}
+
+int
+secgroup_ops_vm_remove(Core *core, const Principal *who, const char *vm, const char *group,
+                       NbError **err)
+{
+    return sg_vm_change(core, who, vm, group, false, err);
+}
+
+int
+secgroup_ops_drop_project(Core *core, const char *project, NbError **err)
+{
+    _cleanup_free_ SecGroup *groups = NULL;
+    size_t n = 0;
+    if (secgroup_store_list(core->store, project, &groups, &n, err) < 0)
+        return -1;
+    /* Rules naming another group of the project go first: they would keep it. */
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n_rules = 0;
+        if (secgroup_store_rules(core->store, groups[i].id, &rules, &n_rules, err) < 0)
+            return -1;
+        for (size_t j = 0; j < n_rules; j++)
+            if (rules[j].remote_group[0] &&
+                secgroup_store_rule_delete(core->store, NULL, rules[j].id, err) < 0)
+                return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (secgroup_store_delete(core->store, NULL, groups[i].id, err) < 0)
+            return -1;
+    if (n > 0)
+        log_info("project %s: its %zu security group%s deleted", project, n, n == 1 ? "" : "s");
+    return 0;
+}

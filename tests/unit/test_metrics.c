@@ -1,0 +1,174 @@
+/* The exposition writer and the control-plane metrics (src/core/metrics.c). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/metrics.h"
+
+static void
+test_histogram_buckets(void **state)
+{
+    (void)state;
+    static const double bounds[] = {0.1, 1, 10};
+    MetricsHistogram h;
+    metrics_histogram_init(&h, bounds, 3);
+    /* A value equal to a bound belongs to that bucket (le: less than or equal). */
+    const double obs[] = {0.05, 0.1, 0.5, 1, 5, 50, 100};
+    for (size_t i = 0; i < sizeof(obs) / sizeof(obs[0]); i++)
+        metrics_histogram_observe(&h, obs[i]);
+    assert_int_equal(h.counts[0], 2);
+    assert_int_equal(h.counts[1], 2);
+    assert_int_equal(h.counts[2], 1);
+    assert_int_equal(h.counts[3], 2);
+    assert_int_equal(h.count, 7);
+    MetricsBuf b = {0};
+    metrics_histogram_write(&b, "x_seconds", "kind=\"a\"", &h);
+    assert_false(b.oom);
+    assert_string_equal(b.data, "x_seconds_bucket{kind=\"a\",le=\"0.1\"} 2\n"
+                                "x_seconds_bucket{kind=\"a\",le=\"1\"} 4\n"
+                                "x_seconds_bucket{kind=\"a\",le=\"10\"} 5\n"
+                                "x_seconds_bucket{kind=\"a\",le=\"+Inf\"} 7\n"
+                                "x_seconds_sum{kind=\"a\"} 156.65\n"
+                                "x_seconds_count{kind=\"a\"} 7\n");
+    metrics_buf_free(&b);
+    /* Without labels: no empty braces on _sum and _count. */
+    MetricsHistogram e;
+    metrics_histogram_init(&e, bounds, 1);
+    metrics_histogram_write(&b, "y", "", &e);
+    assert_string_equal(b.data,
+                        "y_bucket{le=\"0.1\"} 0\ny_bucket{le=\"+Inf\"} 0\ny_sum 0\ny_count 0\n");
+    metrics_buf_free(&b);
+}
+
+static void
+test_label_escaping(void **state)
+{
+    (void)state;
+    MetricsBuf b = {0};
+    metrics_buf_label_value(&b, "a\"b\\c\nd");
+    assert_string_equal(b.data, "a\\\"b\\\\c\\nd");
+    metrics_buf_free(&b);
+    metrics_buf_label_value(&b, "plain");
+    assert_string_equal(b.data, "plain");
+    metrics_buf_free(&b);
+    metrics_buf_label_value(&b, "");
+    assert_int_equal(b.len, 0);
+    metrics_buf_free(&b);
+}
+
+static void
+test_values(void **state)
+{
+    (void)state;
+    MetricsBuf b = {0};
+    metrics_buf_value(&b, 3);
+    metrics_buf_append(&b, " ", 1);
+    metrics_buf_value(&b, 0.25);
+    metrics_buf_append(&b, " ", 1);
+    metrics_buf_value(&b, INFINITY);
+    metrics_buf_append(&b, " ", 1);
+    metrics_buf_value(&b, NAN);
+    metrics_buf_append(&b, " ", 1);
+    metrics_buf_value(&b, 17179869184.0);
+    assert_string_equal(b.data, "3 0.25 +Inf NaN 17179869184");
+    metrics_buf_free(&b);
+}
+
+static void
+test_family_names(void **state)
+{
+    (void)state;
+    MetricsBuf b = {0};
+    metrics_write_family(&b, METRICS_FORMAT_TEXT, "a_total", "counter", "h");
+    assert_string_equal(b.data, "# HELP a_total h\n# TYPE a_total counter\n");
+    metrics_buf_free(&b);
+    /* OpenMetrics: the counter's family has no _total; gauges keep their name. */
+    metrics_write_family(&b, METRICS_FORMAT_OPENMETRICS, "a_total", "counter", "h");
+    metrics_write_family(&b, METRICS_FORMAT_OPENMETRICS, "g_total", "gauge", "h");
+    assert_string_equal(b.data,
+                        "# HELP a h\n# TYPE a counter\n# HELP g_total h\n# TYPE g_total gauge\n");
+    metrics_buf_free(&b);
+    assert_non_null(strstr(metrics_content_type(METRICS_FORMAT_OPENMETRICS),
+                           "application/openmetrics-text; version=1.0.0"));
+    assert_non_null(strstr(metrics_content_type(METRICS_FORMAT_TEXT), "version=0.0.4"));
+}
+
+static unsigned long long
+sample_value(const char *text, const char *series)
+{
+    const char *p = strstr(text, series);
+    if (!p)
+        return ~0ULL;
+    return strtoull(p + strlen(series) + 1, NULL, 10);
+}
+
+static void
+test_api_and_task_observations(void **state)
+{
+    (void)state;
+    metrics_reset();
+    static const char pattern[] = "/v1/vms/{}";
+    metrics_api_observe(pattern, "GET", 200, 0.003);
+    metrics_api_observe(pattern, "GET", 200, 0.2);
+    metrics_api_observe(pattern, "GET", 404, 0.001);
+    metrics_api_observe(NULL, "BREW", 404, 0.001); /* unknown route and method: bounded */
+    metrics_task_observe(TASK_KIND_VM_CREATE, 12);
+    metrics_task_observe((TaskKind)99, 1); /* ignored */
+    metrics_login_failure();
+    MetricsBuf b = {0};
+    metrics_write_process(&b, METRICS_FORMAT_TEXT);
+    assert_false(b.oom);
+    const char *t = b.data;
+    assert_int_equal(
+        sample_value(
+            t, "nimbus_api_requests_total{route=\"/v1/vms/{}\",method=\"GET\",status=\"200\"}"),
+        2);
+    assert_int_equal(
+        sample_value(
+            t, "nimbus_api_requests_total{route=\"/v1/vms/{}\",method=\"GET\",status=\"404\"}"),
+        1);
+    assert_int_equal(
+        sample_value(t,
+                     "nimbus_api_requests_total{route=\"other\",method=\"other\",status=\"404\"}"),
+        1);
+    assert_int_equal(sample_value(t, "nimbus_api_request_duration_seconds_bucket{route=\"/v1/vms/"
+                                     "{}\",method=\"GET\",le=\"0.005\"}"),
+                     2);
+    assert_int_equal(sample_value(t, "nimbus_api_request_duration_seconds_count{route=\"/v1/vms/"
+                                     "{}\",method=\"GET\"}"),
+                     3);
+    assert_int_equal(sample_value(t, "nimbus_task_duration_seconds_bucket{kind=\"vm.create\",le="
+                                     "\"10\"}"),
+                     0);
+    assert_int_equal(sample_value(t, "nimbus_task_duration_seconds_bucket{kind=\"vm.create\",le="
+                                     "\"30\"}"),
+                     1);
+    assert_int_equal(sample_value(t, "\nnimbus_login_failures_total"), 1);
+    /* Every family is announced once, before its samples. */
+    const char *type = strstr(t, "# TYPE nimbus_api_requests_total counter");
+    assert_non_null(type);
+    assert_true(type < strstr(t, "nimbus_api_requests_total{"));
+    assert_null(strstr(type + 1, "# TYPE nimbus_api_requests_total "));
+    metrics_buf_free(&b);
+    metrics_reset();
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_histogram_buckets),
+        cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_family_names),
+        cmocka_unit_test(test_api_and_task_observations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
