@@ -40,6 +40,9 @@ run "clang-format" bash -c 'clang-format --dry-run -Werror $(git ls-files "src/*
 run "no banned calls" bash -c '! grep -nE "\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|gets|system|popen)\s*\(" $(git ls-files "src/*.c" "src/*.h")'
 run "layer rule" scripts/check-layers.sh build
 run "layer rule catches a slip" scripts/check-layers.sh --self-test build
+# The Debian packages: built, lintian, installed into a fresh Debian 12 root, checked, purged
+# (3 to 4.5 minutes here, measured). NIMBUS_TEST_PACKAGES=0 skips it.
+[ "${NIMBUS_TEST_PACKAGES:-1}" = 0 ] || run "Debian packages" scripts/test-packages.sh
 
 run "libvirtd" scripts/start-libvirt.sh
 run "test image" scripts/build-test-image.sh
