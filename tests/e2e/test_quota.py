@@ -60,7 +60,9 @@ def assert_in_use_matches(api, p, images):
     real = {"vms": len(vms), "vcpus": sum(v["vcpus"] for v in vms),
             "ram_mib": sum(v["ram_mib"] for v in vms),
             "disk_gib": sum(v["disk_gib"] for v in vms), "images": images,
-            "networks": len(nets), "ports": len(vms), "secgroups": 0}
+            "networks": len(nets), "ports": len(vms),
+            # the project's default security group, made with its first VM
+            "secgroups": len(api.get("/v1/secgroups")["secgroups"])}
     seen = {k: qu["in_use"].get(k) for k in real}
     assert seen == real, f"in_use {qu['in_use']} but the project really has {real}"
     return qu
@@ -118,8 +120,9 @@ def test_concurrent_creates_never_pass_vms_quota(qenv):
     tasks = [api.ok("DELETE", f"/v1/vms/{v['id']}", expect=202)["task"]["id"] for v in vms]
     nf.wait_tasks(api, tasks, timeout=240)
     qu = assert_in_use_matches(api, p, images=1)
+    # The project's default network and default security group stay with the project.
     assert qu["in_use"] == {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 1,
-                            "networks": 1, "ports": 0, "secgroups": 0}, qu
+                            "networks": 1, "ports": 0, "secgroups": 1}, qu
     for v in vms:
         assert nf.domstate(nf.vm_domain(v["id"])) is None, f"domain of {v['name']} left"
 
