@@ -196,6 +196,26 @@ link_make(AgentNet *n, const char *ifname, const char *kind, unsigned mtu, NbErr
     return 0;
 }
 
+/* A segment on the host: the bridge, up at its MTU, with its uplink (a VXLAN or VLAN device)
+ * in it and up. The uplink's own attributes are the caller's to check. */
+static bool
+segment_intact(struct rtnl_link *br, struct rtnl_link *uplink, unsigned mtu)
+{
+    return link_is_kind(br, "bridge") &&
+           rtnl_link_get_master(uplink) == rtnl_link_get_ifindex(br) &&
+           (rtnl_link_get_flags(br) & IFF_UP) && (rtnl_link_get_flags(uplink) & IFF_UP) &&
+           rtnl_link_get_mtu(br) == mtu;
+}
+
+/* Deletes a segment's uplink, then its bridge; absent devices are fine. */
+static int
+segment_delete(AgentNet *n, const char *uplink, const char *bridge, NbError **err)
+{
+    if (link_delete(n, uplink, err) < 0)
+        return -1;
+    return link_delete(n, bridge, err);
+}
+
 /* ---- VXLAN ---- */
 
 static bool
@@ -426,9 +446,7 @@ agent_net_vxlan_remove(AgentNet *n, unsigned vni, const char *bridge, NbError **
 {
     char vx[AGENT_IFNAME_MAX + 1];
     agent_vxlan_ifname(vni, vx);
-    if (link_delete(n, vx, err) < 0)
-        return -1;
-    return link_delete(n, bridge, err);
+    return segment_delete(n, vx, bridge, err);
 }
 
 bool
@@ -439,11 +457,8 @@ agent_net_vxlan_intact(AgentNet *n, const AgentVxlan *v)
     _cleanup_link_ struct rtnl_link *br = link_get(n, v->bridge);
     _cleanup_link_ struct rtnl_link *vxl = link_get(n, vx);
     _cleanup_link_ struct rtnl_link *dev = link_get(n, v->dev);
-    if (!br || !vxl || !dev || !link_is_kind(br, "bridge") ||
-        !vxlan_matches(vxl, v, rtnl_link_get_ifindex(dev)) ||
-        rtnl_link_get_master(vxl) != rtnl_link_get_ifindex(br) ||
-        !(rtnl_link_get_flags(br) & IFF_UP) || !(rtnl_link_get_flags(vxl) & IFF_UP) ||
-        rtnl_link_get_mtu(br) != v->mtu)
+    if (!br || !vxl || !dev || !vxlan_matches(vxl, v, rtnl_link_get_ifindex(dev)) ||
+        !segment_intact(br, vxl, v->mtu))
         return false;
     FdbDump d;
     if (fdb_list(n, rtnl_link_get_ifindex(vxl), &d) < 0)
@@ -531,9 +546,7 @@ agent_net_vlan_remove(AgentNet *n, const char *bridge, NbError **err)
 {
     char dev[AGENT_IFNAME_MAX + 1];
     agent_vlan_ifname(bridge, dev);
-    if (link_delete(n, dev, err) < 0)
-        return -1;
-    return link_delete(n, bridge, err);
+    return segment_delete(n, dev, bridge, err);
 }
 
 bool
@@ -544,11 +557,8 @@ agent_net_vlan_intact(AgentNet *n, const AgentVlan *v)
     _cleanup_link_ struct rtnl_link *br = link_get(n, v->bridge);
     _cleanup_link_ struct rtnl_link *vl = link_get(n, dev);
     _cleanup_link_ struct rtnl_link *parent = link_get(n, v->parent);
-    return br && vl && parent && link_is_kind(br, "bridge") &&
-           vlan_matches(vl, v, rtnl_link_get_ifindex(parent)) &&
-           rtnl_link_get_master(vl) == rtnl_link_get_ifindex(br) &&
-           (rtnl_link_get_flags(br) & IFF_UP) && (rtnl_link_get_flags(vl) & IFF_UP) &&
-           rtnl_link_get_mtu(br) == v->mtu;
+    return br && vl && parent && vlan_matches(vl, v, rtnl_link_get_ifindex(parent)) &&
+           segment_intact(br, vl, v->mtu);
 }
 
 /* Appends one line per attribute of the nested attributes in [head, head + len). */
