@@ -54,8 +54,8 @@ typedef struct Network {
     bool dhcp;
     uint32_t dns[NETWORK_DNS_MAX];
     size_t n_dns;
-    unsigned vni;                        /* vxlan only: 1..NETWORK_VNI_MAX */
-    unsigned vlan;                       /* vlan only: 1..NETWORK_VLAN_MAX */
+    unsigned vni;  /* vxlan only: 1..NETWORK_VNI_MAX (0 in a request: none given) */
+    unsigned vlan; /* vlan only: 1..NETWORK_VLAN_MAX */
     char bridge[NETWORK_IFNAME_MAX + 1]; /* bridged: the host's bridge; else derived (below) */
     char parent[NETWORK_IFNAME_MAX + 1]; /* vlan only: the parent NIC */
     unsigned mtu;                        /* the guest MTU; network_mtu() when 0 was asked */

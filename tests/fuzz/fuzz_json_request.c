@@ -242,7 +242,8 @@ fuzz_network(json_t *body)
         FUZZ_CHECK(!n.gateway || cidr_contains(n.net, n.prefix, n.gateway));
         FUZZ_CHECK(n.mtu >= NETWORK_MTU_MIN && n.mtu <= NETWORK_MTU_MAX);
         FUZZ_CHECK(n.n_dns <= NETWORK_DNS_MAX);
-        FUZZ_CHECK(n.type != NETWORK_TYPE_VXLAN || (n.vni >= 1 && n.vni <= NETWORK_VNI_MAX));
+        /* vni 0: not given, the store picks one. */
+        FUZZ_CHECK(n.vni <= NETWORK_VNI_MAX && (n.type == NETWORK_TYPE_VXLAN || n.vni == 0));
         FUZZ_CHECK(n.type != NETWORK_TYPE_VLAN || (n.vlan >= 1 && n.vlan <= NETWORK_VLAN_MAX));
         FUZZ_CHECK(!n.bridge[0] || network_ifname_is_valid(n.bridge));
         FUZZ_CHECK(!n.parent[0] || network_ifname_is_valid(n.parent));
