@@ -35,7 +35,7 @@ sg_lock_for(const char *host)
     return &sg_locks[h % SG_LOCK_STRIPES];
 }
 
-/* ---- a port's filter from the store ---- */
+/* ---- filters from the store ---- */
 
 /* Whether ip is among skip[0..n). */
 static bool
@@ -47,77 +47,99 @@ sg_ip_in(uint32_t ip, const uint32_t *skip, size_t n)
     return false;
 }
 
-/* The XML of p's filter: its groups' rules, each remote group's member addresses but those in
- * skip (ports about to be forgotten). NULL with *err. */
-static char *
-sg_port_filter_xml(Core *core, const Port *p, const uint32_t *skip, size_t n_skip, NbError **err)
+/* The union of the port's groups' rules: *ret to free. */
+static int
+sg_port_rules(Core *core, const Port *p, SecRule **ret, size_t *ret_n, NbError **err)
 {
     _cleanup_free_ SecGroup *groups = NULL;
     _cleanup_free_ SecRule *rules = NULL;
     size_t n_groups = 0, n_rules = 0;
     if (secgroup_store_port_groups(core->store, p->id, &groups, &n_groups, err) < 0)
-        return NULL;
+        return -1;
     for (size_t i = 0; i < n_groups; i++) {
         _cleanup_free_ SecRule *some = NULL;
         size_t n = 0;
         if (secgroup_store_rules(core->store, groups[i].id, &some, &n, err) < 0)
-            return NULL;
+            return -1;
         if (n == 0)
             continue;
         SecRule *all = realloc(rules, (n_rules + n) * sizeof(*all));
-        if (!all) {
-            nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-            return NULL;
-        }
+        if (!all)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
         memcpy(all + n_rules, some, n * sizeof(*all));
         rules = all;
         n_rules += n;
     }
-    /* One member list per remote group the rules name. */
-    NwfMembers members[SECGROUP_OPS_PORT_GROUPS_MAX * 8];
-    uint32_t *ips[ELEMENTSOF(members)];
-    size_t n_members = 0;
-    char *xml = NULL;
-    for (size_t i = 0; i < n_rules; i++) {
+    *ret = TAKE_PTR(rules);
+    *ret_n = n_rules;
+    return 0;
+}
+
+/* The XML of a remote-group rule's member filter: the remote group's member addresses but those
+ * in skip (ports about to be forgotten). NULL with *err. */
+static char *
+sg_remote_filter_xml(Core *core, const SecRule *r, const uint32_t *skip, size_t n_skip,
+                     NbError **err)
+{
+    _cleanup_free_ uint32_t *ips = NULL;
+    size_t n = 0, k = 0;
+    if (secgroup_store_member_ips(core->store, r->remote_group, &ips, &n, err) < 0)
+        return NULL;
+    for (size_t j = 0; j < n; j++)
+        if (!sg_ip_in(ips[j], skip, n_skip))
+            ips[k++] = ips[j];
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_remote_name(r->id, name);
+    char *xml = nwfilter_xml_build_remote(name, NULL, r, ips, k);
+    if (!xml)
+        nb_error_set(err, NB_ERR_INTERNAL, "cannot build the member filter of rule %s", r->id);
+    return xml;
+}
+
+/* Writes a remote-group rule's member filter on a host; the caller holds the host's lock.
+ * only_if_present: a live update, which rewrites it where ports use it and makes it nowhere
+ * else; otherwise it is made when absent (a port's filter is about to reference it) and left
+ * as it is when present (live updates keep it current). */
+static int
+sg_remote_write_locked(Core *core, HvConn *hv, const SecRule *r, bool only_if_present,
+                       const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+    nwfilter_remote_name(r->id, name);
+    int present = hv_nwfilter_uuid(hv, name, uuid, err);
+    if (present < 0)
+        return -1;
+    if (present != (int)only_if_present)
+        return 0;
+    _cleanup_free_ char *xml = sg_remote_filter_xml(core, r, skip, n_skip, err);
+    return xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
+}
+
+/* Undefines a filter on a host, under the host's lock. */
+static int
+sg_undefine(const char *host, HvConn *hv, const char *name, NbError **err)
+{
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    int r = hv_nwfilter_undefine(hv, name, err);
+    pthread_mutex_unlock(lock);
+    return r;
+}
+
+/* Undefines the member filters of these rules on a host where no port filter references them
+ * any more: libvirt refuses to undefine a filter in use, which is the reference count. */
+static void
+sg_remote_forget(const char *host, HvConn *hv, const SecRule *rules, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
         if (!rules[i].remote_group[0])
             continue;
-        bool seen = false;
-        for (size_t j = 0; j < n_members && !seen; j++)
-            seen = streq(members[j].group_id, rules[i].remote_group);
-        if (seen)
-            continue;
-        if (n_members == ELEMENTSOF(members)) {
-            nb_error_set(err, NB_ERR_INTERNAL, "port %s: too many remote groups", p->id);
-            goto out;
-        }
-        size_t n_ips = 0;
-        ips[n_members] = NULL;
-        if (secgroup_store_member_ips(core->store, rules[i].remote_group, &ips[n_members], &n_ips,
-                                      err) < 0)
-            goto out;
-        size_t k = 0;
-        for (size_t j = 0; j < n_ips; j++)
-            if (!sg_ip_in(ips[n_members][j], skip, n_skip))
-                ips[n_members][k++] = ips[n_members][j];
-        members[n_members] = (NwfMembers){rules[i].remote_group, ips[n_members], k};
-        n_members++;
+        _cleanup_error_ NbError *err = NULL;
+        char name[NWFILTER_NAME_MAX + 1];
+        nwfilter_remote_name(rules[i].id, name);
+        if (sg_undefine(host, hv, name, &err) < 0)
+            log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
     }
-    char name[NWFILTER_NAME_MAX + 1];
-    nwfilter_port_name(p->id, name);
-    NwFilterSpec spec = {
-        .name = name,
-        .rules = rules,
-        .n_rules = n_rules,
-        .members = members,
-        .n_members = n_members,
-    };
-    xml = nwfilter_xml_build(&spec);
-    if (!xml)
-        nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of port %s", p->id);
-out:
-    for (size_t j = 0; j < n_members; j++)
-        free(ips[j]);
-    return xml;
 }
 
 const char *
@@ -129,11 +151,12 @@ secgroup_ops_filter_name(HvConn *hv, const Port *p, char *out)
     return out;
 }
 
-/* Writes p's filter on a host, under its lock. only_if_present: a live update, which must not
- * make a filter its port's NIC no longer needs. */
+/* Writes p's filter on a host, under its lock, after the member filters it references that the
+ * host lacks. only_if_present: a live update, which must not make a filter its port's NIC no
+ * longer needs. */
 static int
 sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool only_if_present,
-                const uint32_t *skip, size_t n_skip, NbError **err)
+                NbError **err)
 {
     char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
     nwfilter_port_name(p->id, name);
@@ -143,8 +166,19 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
     if (only_if_present)
         r = hv_nwfilter_uuid(hv, name, uuid, err);
     if (r == 1 || (!only_if_present && r == 0)) {
-        _cleanup_free_ char *xml = sg_port_filter_xml(core, p, skip, n_skip, err);
-        r = xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n = 0;
+        r = sg_port_rules(core, p, &rules, &n, err);
+        for (size_t i = 0; i < n && r >= 0; i++)
+            if (rules[i].remote_group[0])
+                r = sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err);
+        if (r >= 0) {
+            NwFilterSpec spec = {.name = name, .rules = rules, .n_rules = n};
+            _cleanup_free_ char *xml = nwfilter_xml_build(&spec);
+            r = xml ? hv_nwfilter_define(hv, name, xml, err)
+                    : nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of port %s",
+                                   p->id);
+        }
     }
     pthread_mutex_unlock(lock);
     return r < 0 ? -1 : 0;
@@ -152,10 +186,52 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
 
 /* ---- live updates ---- */
 
-/* Rebuilds the filters of these ports where they exist, host by host (a VM's host). A host that
- * is down keeps its old filters until the VM's next plug there (start, migration). */
+typedef char SgHost[NB_NAME_MAX + 1];
+
+/* The hosts of the ports' VMs, each once: *ret to free; their count. */
+static size_t
+sg_hosts_of(Core *core, const Port *ports, size_t n, SgHost **ret)
+{
+    *ret = NULL;
+    SgHost *hosts = calloc(n ? n : 1, sizeof(*hosts));
+    if (!hosts)
+        return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_error_ NbError *err = NULL;
+        Vm vm;
+        if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
+            continue; /* the VM went meanwhile, and its filters with it */
+        bool seen = !vm.host[0];
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = streq(hosts[j], vm.host);
+        if (!seen)
+            memcpy(hosts[k++], vm.host, sizeof(vm.host));
+        vm_clear(&vm);
+    }
+    *ret = hosts;
+    return k;
+}
+
+/* A host's connection for a live update, or NULL (down: logged; simulated: no filters). */
+static HvConn *
+sg_conn(Core *core, const char *host, const char *what)
+{
+    HvConn *hv = host_registry_conn(core, host);
+    if (!hv)
+        log_warn("%s: host %s is down; its filters are rebuilt when it next plugs them", what,
+                 host);
+    if (hv && hv_conn_is_simulated(hv)) {
+        hv_conn_free(hv);
+        return NULL;
+    }
+    return hv;
+}
+
+/* Rebuilds the filters of these ports where they exist, host by host (a VM's host), after their
+ * groups' rules or their own groups changed. */
 static void
-sg_refresh(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t n_skip)
+sg_refresh(Core *core, const Port *ports, size_t n)
 {
     uint64_t t0 = nb_monotonic_ms();
     size_t done = 0;
@@ -168,13 +244,10 @@ sg_refresh(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t
         _cleanup_error_ NbError *err = NULL;
         Vm vm;
         if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
-            continue; /* the VM went meanwhile, and its filters with it */
-        HvConn *hv = vm.host[0] ? host_registry_conn(core, vm.host) : NULL;
-        if (!hv && vm.host[0])
-            log_warn("port %s: host %s is down; its filter is rebuilt at the VM's next plug",
-                     ports[i].id, vm.host);
-        if (hv && !hv_conn_is_simulated(hv)) {
-            if (sg_filter_write(core, vm.host, hv, &ports[i], true, skip, n_skip, &err) < 0)
+            continue;
+        HvConn *hv = vm.host[0] ? sg_conn(core, vm.host, ports[i].id) : NULL;
+        if (hv) {
+            if (sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0)
                 log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
                          err->message);
             else
@@ -184,11 +257,59 @@ sg_refresh(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t
         vm_clear(&vm);
     }
     if (n > 0)
-        log_info("security groups: %zu filter%s rebuilt in %ju ms", done, done == 1 ? "" : "s",
+        log_info("security groups: %zu port filter%s rebuilt in %ju ms", done, done == 1 ? "" : "s",
                  (uintmax_t)(nb_monotonic_ms() - t0));
 }
 
-/* The filters that depend on the group's rules: its members'. */
+/* The group's members changed (or are about to: skip holds the addresses of ports about to be
+ * forgotten): rewrites the member filter of every rule naming it as remote group, once per host
+ * that has it. The port filters referencing them stay as they are. */
+static void
+sg_refresh_remote(Core *core, const char *group_id, const uint32_t *skip, size_t n_skip)
+{
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n_rules = 0, done = 0;
+    uint64_t t0 = nb_monotonic_ms();
+    if (secgroup_store_rules_naming(core->store, group_id, &rules, &n_rules, &err) < 0) {
+        log_warn("security group %s: member filters not updated: %s", group_id, err->message);
+        return;
+    }
+    for (size_t i = 0; i < n_rules; i++) {
+        /* The hosts that may have it: those of the ports in the rule's own group. */
+        _cleanup_free_ Port *ports = NULL;
+        _cleanup_free_ SgHost *hosts = NULL;
+        size_t n_ports = 0;
+        if (secgroup_store_group_ports(core->store, rules[i].group_id, &ports, &n_ports, &err) <
+            0) {
+            log_warn("rule %s: member filters not updated: %s", rules[i].id, err->message);
+            nb_error_free(TAKE_PTR(err));
+            continue;
+        }
+        size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
+        for (size_t h = 0; h < n_hosts; h++) {
+            HvConn *hv = sg_conn(core, hosts[h], rules[i].id);
+            if (!hv)
+                continue;
+            pthread_mutex_t *lock = sg_lock_for(hosts[h]);
+            pthread_mutex_lock(lock);
+            if (sg_remote_write_locked(core, hv, &rules[i], true, skip, n_skip, &err) < 0) {
+                log_warn("rule %s: member filter not updated on host %s: %s", rules[i].id, hosts[h],
+                         err->message);
+                nb_error_free(TAKE_PTR(err));
+            } else {
+                done++;
+            }
+            pthread_mutex_unlock(lock);
+            hv_conn_free(hv);
+        }
+    }
+    if (n_rules > 0)
+        log_info("security group %s: members changed, %zu member filter%s rewritten in %ju ms",
+                 group_id, done, done == 1 ? "" : "s", (uintmax_t)(nb_monotonic_ms() - t0));
+}
+
+/* After a rule of the group was added or deleted: its members' port filters. */
 static void
 sg_refresh_group_members(Core *core, const char *group_id)
 {
@@ -199,38 +320,16 @@ sg_refresh_group_members(Core *core, const char *group_id)
         log_warn("security group %s: filters not updated: %s", group_id, err->message);
         return;
     }
-    sg_refresh(core, ports, n, NULL, 0);
+    sg_refresh(core, ports, n);
 }
 
-/* After ports joined or left the group (or are leaving: skip): their own filters, and those
- * whose remote-group rules name the group. */
-static void
-sg_refresh_membership(Core *core, const char *group_id, const Port *changed, size_t n_changed,
-                      const uint32_t *skip, size_t n_skip)
-{
-    _cleanup_error_ NbError *err = NULL;
-    _cleanup_free_ Port *ports = NULL;
-    size_t n = 0;
-    if (secgroup_store_affected_ports(core->store, group_id, &ports, &n, &err) < 0) {
-        log_warn("security group %s: filters not updated: %s", group_id, err->message);
-        return;
-    }
-    if (n_changed > 0) {
-        Port *all = realloc(ports, (n + n_changed) * sizeof(*all));
-        if (!all)
-            return;
-        memcpy(all + n, changed, n_changed * sizeof(*all));
-        ports = all;
-        n += n_changed;
-    }
-    sg_refresh(core, ports, n, skip, n_skip);
-}
-
-/* The filters (other than these ports' own) whose remote-group rules name a group of these ports:
- * their member lists changed. skip: addresses to leave out (ports about to be forgotten). */
+/* These ports are new in their groups (or leave them: skip holds their addresses): the member
+ * filters naming those groups. */
 static void
 sg_refresh_dependents(Core *core, const Port *ports, size_t n, const uint32_t *skip, size_t n_skip)
 {
+    char seen[SECGROUP_OPS_PORT_GROUPS_MAX * VM_NICS_MAX][NB_UUID_STRLEN];
+    size_t n_seen = 0;
     for (size_t i = 0; i < n; i++) {
         _cleanup_error_ NbError *err = NULL;
         _cleanup_free_ SecGroup *groups = NULL;
@@ -240,22 +339,14 @@ sg_refresh_dependents(Core *core, const Port *ports, size_t n, const uint32_t *s
             continue;
         }
         for (size_t g = 0; g < n_groups; g++) {
-            _cleanup_free_ Port *deps = NULL;
-            size_t n_deps = 0, k = 0;
-            if (secgroup_store_affected_ports(core->store, groups[g].id, &deps, &n_deps, &err) <
-                0) {
-                log_warn("security group %s: %s", groups[g].id, err->message);
-                nb_error_free(TAKE_PTR(err));
+            bool done = false;
+            for (size_t j = 0; j < n_seen && !done; j++)
+                done = streq(seen[j], groups[g].id);
+            if (done)
                 continue;
-            }
-            for (size_t d = 0; d < n_deps; d++) {
-                bool own = false;
-                for (size_t j = 0; j < n && !own; j++)
-                    own = streq(deps[d].id, ports[j].id);
-                if (!own)
-                    deps[k++] = deps[d];
-            }
-            sg_refresh(core, deps, k, skip, n_skip);
+            if (n_seen < ELEMENTSOF(seen))
+                memcpy(seen[n_seen++], groups[g].id, NB_UUID_STRLEN);
+            sg_refresh_remote(core, groups[g].id, skip, n_skip);
         }
     }
 }
@@ -270,14 +361,16 @@ secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *ports,
         _cleanup_error_ NbError *err = NULL;
         char name[NWFILTER_NAME_MAX + 1];
         nwfilter_port_name(ports[i].id, name);
-        pthread_mutex_t *lock = sg_lock_for(host);
-        pthread_mutex_lock(lock);
         /* A filter left behind is harmless (nothing references it) and goes with the next
          * unplug or delete of its port: it must not fail the VM's delete. */
-        if (hv_nwfilter_undefine(hv, name, &err) < 0)
+        if (sg_undefine(host, hv, name, &err) < 0)
             log_warn("port %s: filter %s left on host %s: %s", ports[i].id, name, host,
                      err->message);
-        pthread_mutex_unlock(lock);
+        /* The member filters only it used on this host. */
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n_rules = 0;
+        if (sg_port_rules(core, &ports[i], &rules, &n_rules, &err) == 0)
+            sg_remote_forget(host, hv, rules, n_rules);
     }
     if (!leaving)
         return;
@@ -295,8 +388,8 @@ secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *ports, s
     if (hv_conn_is_simulated(hv))
         return 0;
     /* A port new on this host (create, NIC add, migration) changes the member lists of its
-     * groups: the filters naming them are rebuilt first, so that a crash before the port's own
-     * filter exists finds it still absent here and does this again. */
+     * groups: the member filters naming them are rewritten first, so that a crash before the
+     * port's own filter exists finds it still absent here and does this again. */
     bool fresh = false;
     for (size_t i = 0; i < n && !fresh; i++) {
         char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
@@ -309,7 +402,7 @@ secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *ports, s
     if (fresh)
         sg_refresh_dependents(core, ports, n, NULL, 0);
     for (size_t i = 0; i < n; i++)
-        if (sg_filter_write(core, host, hv, &ports[i], false, NULL, 0, err) < 0)
+        if (sg_filter_write(core, host, hv, &ports[i], false, err) < 0)
             return -1;
     return 0;
 }
@@ -502,9 +595,10 @@ secgroup_ops_rule_delete(Core *core, const Principal *who, const char *group, co
     if (secgroup_store_get(core->store, sg_scope(who, group), group, &g, err) < 0 ||
         secgroup_store_rules(core->store, g.id, &rules, &n, err) < 0)
         return -1;
-    bool found = false;
+    const SecRule *found = NULL;
     for (size_t i = 0; i < n && !found; i++)
-        found = streq(rules[i].id, rule_id);
+        if (streq(rules[i].id, rule_id))
+            found = &rules[i];
     if (!found)
         return nb_error_set(err, NB_ERR_SECGROUP_RULE_NOT_FOUND,
                             "security group '%s' has no rule '%.64s'", g.name, rule_id);
@@ -512,6 +606,22 @@ secgroup_ops_rule_delete(Core *core, const Principal *who, const char *group, co
         return -1;
     log_info("security group %s (%s): rule %s deleted", g.id, g.name, rule_id);
     sg_refresh_group_members(core, g.id);
+    if (found->remote_group[0]) {
+        /* Its member filter, on the hosts whose port filters referenced it. */
+        _cleanup_error_ NbError *e = NULL;
+        _cleanup_free_ Port *ports = NULL;
+        _cleanup_free_ SgHost *hosts = NULL;
+        size_t n_ports = 0;
+        if (secgroup_store_group_ports(core->store, g.id, &ports, &n_ports, &e) == 0) {
+            size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
+            for (size_t h = 0; h < n_hosts; h++) {
+                HvConn *hv = sg_conn(core, hosts[h], rule_id);
+                if (hv)
+                    sg_remote_forget(hosts[h], hv, found, 1);
+                hv_conn_free(hv);
+            }
+        }
+    }
     return 0;
 }
 
@@ -576,7 +686,18 @@ sg_vm_change(Core *core, const Principal *who, const char *vm_key, const char *g
     if (changed) {
         log_info("vm %s (%s): %s security group %s (%s)", vm.id, vm.name, add ? "joined" : "left",
                  g.id, g.name);
-        sg_refresh_membership(core, g.id, ports, n, NULL, 0);
+        /* Their own filters (the group's rules joined or left them), then the member filters
+         * naming the group; a member filter of the group's rules the VM's host no longer uses
+         * goes. */
+        sg_refresh(core, ports, n);
+        sg_refresh_remote(core, g.id, NULL, 0);
+        HvConn *hv = !add && vm.host[0] ? sg_conn(core, vm.host, vm.id) : NULL;
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n_rules = 0;
+        _cleanup_error_ NbError *e = NULL;
+        if (hv && secgroup_store_rules(core->store, g.id, &rules, &n_rules, &e) == 0)
+            sg_remote_forget(vm.host, hv, rules, n_rules);
+        hv_conn_free(hv);
     }
     r = 0;
 out:

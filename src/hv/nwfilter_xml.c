@@ -20,7 +20,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(XmlWriter, xml_writer_free)
 #define PRIO_RULE "500"
 #define PRIO_DROP "1000"
 
-/* One rule as written: a remote-group rule becomes one of these per member address. */
+/* One accept as written: a rule with a CIDR, or one member address of a remote-group rule in
+ * its member filter. */
 typedef struct NwfRule {
     SecRuleDirection direction;
     SecRuleProtocol protocol;
@@ -33,6 +34,12 @@ void
 nwfilter_port_name(const char *port_id, char out[NWFILTER_NAME_MAX + 1])
 {
     snprintf(out, NWFILTER_NAME_MAX + 1, "nimbus-port-%s", port_id);
+}
+
+void
+nwfilter_remote_name(const char *rule_id, char out[NWFILTER_NAME_MAX + 1])
+{
+    snprintf(out, NWFILTER_NAME_MAX + 1, "nimbus-sgr-%s", rule_id);
 }
 
 static bool
@@ -52,7 +59,7 @@ nwf_rule_is_valid(const SecRule *r)
         (!l4 || r->port_min < 1 || r->port_min > r->port_max || r->port_max > SECRULE_PORT_MAX))
         return false;
     if (r->remote_group[0])
-        return true;
+        return nb_uuid_is_valid(r->id); /* its member filter is named by it */
     return r->remote_prefix <= 32 && !(r->remote_net & ~cidr_mask(r->remote_prefix));
 }
 
@@ -75,56 +82,59 @@ nwf_rule_cmp(const void *pa, const void *pb)
     return 0;
 }
 
-static const NwfMembers *
-nwf_members_of(const NwFilterSpec *spec, const char *group_id)
+static int
+nwf_str_cmp(const void *pa, const void *pb)
 {
-    for (size_t i = 0; i < spec->n_members; i++)
-        if (spec->members[i].group_id && streq(spec->members[i].group_id, group_id))
-            return &spec->members[i];
-    return NULL;
+    return strcmp(*(const char *const *)pa, *(const char *const *)pb);
 }
 
-/* The rules to write, expanded, sorted and without repeats: *ret to free. -1 when invalid. */
-static int
-nwf_expand(const NwFilterSpec *spec, NwfRule **ret, size_t *ret_n)
+/* Sorts list[0..n) and drops repeats; the new count. */
+static size_t
+nwf_sort_unique(NwfRule *list, size_t n)
 {
-    size_t cap = 0;
-    for (size_t i = 0; i < spec->n_rules; i++) {
-        const SecRule *r = &spec->rules[i];
-        if (!nwf_rule_is_valid(r))
-            return -1;
-        const NwfMembers *m = r->remote_group[0] ? nwf_members_of(spec, r->remote_group) : NULL;
-        if (m && m->n_ips && !m->ips)
-            return -1;
-        cap += r->remote_group[0] ? (m ? m->n_ips : 0) : 1;
-    }
-    NwfRule *list = calloc(cap ? cap : 1, sizeof(*list));
-    if (!list)
-        return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < spec->n_rules; i++) {
-        const SecRule *r = &spec->rules[i];
-        NwfRule base = {r->direction, r->protocol,   r->port_min,
-                        r->port_max,  r->remote_net, r->remote_prefix};
-        if (!r->remote_group[0]) {
-            list[n++] = base;
-            continue;
-        }
-        const NwfMembers *m = nwf_members_of(spec, r->remote_group);
-        for (size_t k = 0; m && k < m->n_ips; k++) {
-            list[n] = base;
-            list[n].net = m->ips[k];
-            list[n].prefix = 32;
-            n++;
-        }
-    }
     qsort(list, n, sizeof(*list), nwf_rule_cmp);
     size_t out = 0;
     for (size_t i = 0; i < n; i++)
         if (out == 0 || nwf_rule_cmp(&list[out - 1], &list[i]) != 0)
             list[out++] = list[i];
+    return out;
+}
+
+/* The CIDR rules to write, sorted and without repeats (*ret), and the remote-group rules' ids,
+ * sorted and without repeats (*ret_refs, pointing into spec): both to free. -1 when invalid. */
+static int
+nwf_expand(const NwFilterSpec *spec, NwfRule **ret, size_t *ret_n, const char ***ret_refs,
+           size_t *ret_n_refs)
+{
+    for (size_t i = 0; i < spec->n_rules; i++)
+        if (!nwf_rule_is_valid(&spec->rules[i]))
+            return -1;
+    size_t cap = spec->n_rules ? spec->n_rules : 1;
+    NwfRule *list = calloc(cap, sizeof(*list));
+    const char **refs = calloc(cap, sizeof(*refs));
+    if (!list || !refs) {
+        free(list);
+        free(refs);
+        return -1;
+    }
+    size_t n = 0, n_refs = 0;
+    for (size_t i = 0; i < spec->n_rules; i++) {
+        const SecRule *r = &spec->rules[i];
+        if (r->remote_group[0])
+            refs[n_refs++] = r->id;
+        else
+            list[n++] = (NwfRule){r->direction, r->protocol,   r->port_min,
+                                  r->port_max,  r->remote_net, r->remote_prefix};
+    }
+    qsort(refs, n_refs, sizeof(*refs), nwf_str_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n_refs; i++)
+        if (k == 0 || !streq(refs[k - 1], refs[i]))
+            refs[k++] = refs[i];
     *ret = list;
-    *ret_n = out;
+    *ret_n = nwf_sort_unique(list, n);
+    *ret_refs = refs;
+    *ret_n_refs = k;
     return 0;
 }
 
@@ -173,11 +183,12 @@ char *
 nwfilter_xml_build(const NwFilterSpec *spec)
 {
     if (!spec || !nwf_name_is_valid(spec->name) || (spec->uuid && !nb_uuid_is_valid(spec->uuid)) ||
-        (spec->n_rules && !spec->rules) || (spec->n_members && !spec->members))
+        (spec->n_rules && !spec->rules))
         return NULL;
     _cleanup_free_ NwfRule *rules = NULL;
-    size_t n = 0;
-    if (nwf_expand(spec, &rules, &n) < 0)
+    _cleanup_free_ const char **refs = NULL;
+    size_t n = 0, n_refs = 0;
+    if (nwf_expand(spec, &rules, &n, &refs, &n_refs) < 0)
         return NULL;
     _cleanup_(xml_writer_freep) XmlWriter *w = xml_writer_new();
     if (!w)
@@ -208,12 +219,45 @@ nwfilter_xml_build(const NwFilterSpec *spec)
     xml_writer_close(w);
     for (size_t i = 0; i < n; i++)
         nwf_write_rule(w, &rules[i]);
+    /* The remote-group rules' member filters: their accepts (PRIO_RULE) join this chain. */
+    for (size_t i = 0; i < n_refs; i++) {
+        char name[NWFILTER_NAME_MAX + 1];
+        nwfilter_remote_name(refs[i], name);
+        xml_writer_empty(w, "filterref", "filter", name, NULL);
+    }
     xml_writer_open(w, "rule", "action", "drop", "direction", "in", "priority", PRIO_DROP, NULL);
     xml_writer_empty(w, "all", NULL);
     xml_writer_close(w);
     xml_writer_open(w, "rule", "action", "drop", "direction", "out", "priority", PRIO_DROP, NULL);
     xml_writer_empty(w, "all", NULL);
     xml_writer_close(w);
+    xml_writer_close(w);
+    const char *doc = xml_writer_result(w);
+    return doc ? strdup(doc) : NULL;
+}
+
+char *
+nwfilter_xml_build_remote(const char *name, const char *uuid, const SecRule *rule,
+                          const uint32_t *ips, size_t n_ips)
+{
+    if (!nwf_name_is_valid(name) || (uuid && !nb_uuid_is_valid(uuid)) || !rule ||
+        !rule->remote_group[0] || !nwf_rule_is_valid(rule) || (n_ips && !ips))
+        return NULL;
+    _cleanup_free_ NwfRule *list = calloc(n_ips ? n_ips : 1, sizeof(*list));
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < n_ips; i++)
+        list[i] =
+            (NwfRule){rule->direction, rule->protocol, rule->port_min, rule->port_max, ips[i], 32};
+    size_t n = nwf_sort_unique(list, n_ips);
+    _cleanup_(xml_writer_freep) XmlWriter *w = xml_writer_new();
+    if (!w)
+        return NULL;
+    xml_writer_open(w, "filter", "name", name, "chain", "root", NULL);
+    if (uuid)
+        xml_writer_text_element(w, "uuid", uuid, NULL);
+    for (size_t i = 0; i < n; i++)
+        nwf_write_rule(w, &list[i]);
     xml_writer_close(w);
     const char *doc = xml_writer_result(w);
     return doc ? strdup(doc) : NULL;

@@ -304,6 +304,15 @@ secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_
 }
 
 int
+secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
+                            NbError **err)
+{
+    STORE_READING(s);
+    return secgroup_list_by(s, STORE_SQL_SECRULES_NAMING_GROUP, group_id, sizeof(SecRule),
+                            secrule_from_row, (void **)ret, ret_n, err);
+}
+
+int
 secgroup_store_port_groups(Store *s, const char *port_id, SecGroup **ret, size_t *ret_n,
                            NbError **err)
 {

@@ -240,6 +240,9 @@ int secgroup_store_rule_delete(Store *s, const char *scope, const char *rule_id,
 /* The group's rules, oldest first (no scope: the caller has resolved the group). */
 int secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                          NbError **err);
+/* The rules, of any group, naming the group as remote group, by id. */
+int secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
+                                NbError **err);
 /* Replaces the port's groups with groups[0..n) (ids or names of groups of the port's project;
  * repeats count once; n 0 clears), one transaction. PORT_NOT_FOUND, SECGROUP_NOT_FOUND. */
 int secgroup_store_port_set(Store *s, const char *port_id, const char *const *groups, size_t n,

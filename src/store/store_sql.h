@@ -220,6 +220,9 @@
     "remote_group, created_at"
 #define STORE_SQL_SECRULES_OF_GROUP                                                                \
     "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE group_id = ?1 ORDER BY created_at, id"
+/* The rules, of any group, naming the group as remote group. */
+#define STORE_SQL_SECRULES_NAMING_GROUP                                                            \
+    "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE remote_group = ?1 ORDER BY id"
 /* The same rule (dedupe), through secgroup_rules_unique. */
 #define STORE_SQL_SECRULE_SAME                                                                     \
     "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE group_id = ?1 AND direction = ?2 AND "   \
