@@ -10,7 +10,8 @@ creates --vms VMs with --clients concurrent API clients, and prints a table: sta
 serving (empty store, and again on a restart with every host and VM in it), all hosts connected,
 a sync sweep (after the restart, until every VM has been looked at again), creates accepted and
 completed per second, GET /v1/vms/{id} requests per second and p99, a 1,000-VM page, nimbusd's
-RSS and its CPU while idle. Then it deletes everything, stops nimbusd and the silent host by pid
+RSS and its CPU while idle (with no scraper, the metrics collector paused, and with /metrics
+scraped every 15 s). Then it deletes everything, stops nimbusd and the silent host by pid
 and removes its files, also on error and Ctrl-C. No QEMU, no libvirtd: what the simulation
 leaves out is in docs/scale.md. Nothing here asserts on timings.
 
@@ -90,6 +91,19 @@ class Bench:
 
     # ------------------------------------------------------------ nimbusd
 
+    def idle_cpu(self, seconds, scrape_every=0):
+        """nimbusd's CPU over seconds (run time, clock ticks), as a fraction of one core;
+        with scrape_every, GET /metrics that often (the first at once)."""
+        c0, r0, w0 = self.cpu_seconds(), self.run_seconds(), time.monotonic()
+        next_scrape = w0
+        while time.monotonic() - w0 < seconds and not STOP.is_set():
+            if scrape_every and time.monotonic() >= next_scrape:
+                self.api.call("GET", "/metrics", raw=True)
+                next_scrape += scrape_every
+            time.sleep(0.2)
+        wall = time.monotonic() - w0
+        return (self.run_seconds() - r0) / wall, (self.cpu_seconds() - c0) / wall
+
     def start_daemon(self):
         nimbusd = self.a.nimbusd
         if not os.access(nimbusd, os.X_OK):
@@ -103,7 +117,10 @@ class Bench:
         argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", self.state,
                 "--libvirt-uri", local, "--pool-name", "nimbus",
                 "--pool-path", os.path.join(self.state, "pool"),
-                "--sync-interval", str(self.a.sync_interval)]
+                "--sync-interval", str(self.a.sync_interval),
+                # the metrics collector pauses a minute after the last scrape: the idle figure
+                # is taken without a scraper, then again with one (docs/monitoring.md)
+                "--metrics-interval", "15", "--metrics-idle-after", "60"]
         if self.a.workers:
             argv += ["--workers", str(self.a.workers)]
         with open(self.log_path, "ab") as f:
@@ -145,6 +162,14 @@ class Bench:
                 return "".join(f.readlines()[-n:])
         except OSError:
             return ""
+
+    def log_has(self, text):
+        """Whether the daemon's log has text in what it wrote since the last call."""
+        with open(self.log_path, errors="replace") as f:
+            f.seek(getattr(self, "_log_seen", 0))
+            chunk = f.read()
+            self._log_seen = f.tell()
+        return text in chunk
 
     def proc_status(self):
         out = {}
@@ -330,15 +355,21 @@ class Bench:
         self.row(f"one page of {n_page} VMs", f"median {statistics.median(page) * 1000:.0f} ms, "
                  f"{size / 1024:.0f} KiB")
 
-        # -- idle: after two looks at every host, which record the new VMs' addresses
+        # -- idle: after two looks at every host, which record the new VMs' addresses, and
+        # once the metrics collector has paused (no scrape for a minute)
         time.sleep(2 + 2 * a.sync_interval)
-        c0, r0, w0 = self.cpu_seconds(), self.run_seconds(), time.monotonic()
-        time.sleep(a.idle_seconds)
-        wall = time.monotonic() - w0
-        idle = (self.run_seconds() - r0) / wall
-        idle_ticks = (self.cpu_seconds() - c0) / wall
+        t_pause = time.monotonic()
+        while not self.log_has("metrics: no scrape for"):
+            if time.monotonic() - t_pause > 180 or STOP.is_set():
+                raise BenchError("the metrics collector did not pause:\n" + self.tail())
+            time.sleep(1)
+        idle, idle_ticks = self.idle_cpu(a.idle_seconds)
         st = self.proc_status()
-        self.row(f"idle CPU ({a.idle_seconds} s, sync every {a.sync_interval} s)",
+        self.row(f"idle CPU ({a.idle_seconds} s, sync every {a.sync_interval} s, no scraper)",
+                 f"{idle * 100:.1f}% of one core (clock-tick accounting: {idle_ticks * 100:.1f}%)")
+        # the same with Prometheus's part played: /metrics every 15 s, the collector at work
+        idle, idle_ticks = self.idle_cpu(a.scraped_idle_seconds, scrape_every=15)
+        self.row(f"idle CPU ({a.scraped_idle_seconds} s, /metrics scraped every 15 s)",
                  f"{idle * 100:.1f}% of one core (clock-tick accounting: {idle_ticks * 100:.1f}%)")
         self.row("nimbusd RSS (now / peak)",
                  f"{st['VmRSS'] / 1024:.0f} MiB / {st['VmHWM'] / 1024:.0f} MiB, "
@@ -444,6 +475,8 @@ def main():
     ap.add_argument("--wrk-seconds", type=int, default=10, help="each wrk GET run (10)")
     ap.add_argument("--wrk-rate", type=int, default=5000, help="the paced wrk run's rate (5000)")
     ap.add_argument("--idle-seconds", type=int, default=20, help="idle CPU sample (20)")
+    ap.add_argument("--scraped-idle-seconds", type=int, default=60,
+                    help="idle CPU sample with /metrics scraped every 15 s (60)")
     ap.add_argument("--sync-interval", type=int, default=10, help="nimbusd --sync-interval")
     ap.add_argument("--workers", type=int, help="nimbusd --workers (default: its own)")
     ap.add_argument("--no-silent-host", dest="silent_host", action="store_false")

@@ -73,8 +73,11 @@ struct Core;
 typedef struct MetricsCollector MetricsCollector;
 /* Starts the thread that, every interval_s seconds, asks each connected host for its domains'
  * statistics with one bulk call and counts tasks, VMs and quota usage in the store. interval_s
- * 0: no thread; a scrape then has the control-plane figures only. */
-int metrics_collector_start(struct Core *core, unsigned interval_s, MetricsCollector **ret);
+ * 0: no thread; a scrape then has the control-plane figures only. After idle_after_s seconds
+ * without a scrape (at least 4 intervals; 0: never) it pauses until the next scrape, which then
+ * waits for a fresh collection (10 s at most). */
+int metrics_collector_start(struct Core *core, unsigned interval_s, unsigned idle_after_s,
+                            MetricsCollector **ret);
 void metrics_collector_stop(MetricsCollector *mc);
 /* The whole exposition: this process's metrics, the in-memory task engine and host registry
  * figures, and the collector's last collection (mc may be NULL). Never calls libvirt. */

@@ -3,6 +3,12 @@
  * asks each connected host for all its domains' statistics in one call, and renders what it
  * found into a cache. A scrape copies the cache: it never waits for libvirt or a slow host, and
  * the registry's workers and the API's threads never do the collector's work.
+ *
+ * It collects while someone scrapes: after idle_after seconds (at least METRICS_IDLE_INTERVALS
+ * intervals; 0: never) without a scrape it pauses until the next one, which a site without
+ * Prometheus would otherwise pay for (a collection is about a second of CPU at 15,000 VMs).
+ * That scrape finds the cache old and waits, for METRICS_STALE_WAIT_S at most, for the
+ * collection it wakes; after that scrapes copy the cache again.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -123,14 +129,24 @@ static const MetricsFamilyDef families[_F_MAX] = {
                         "When the last collection ended."},
 };
 
+#define METRICS_IDLE_INTERVALS 4
+#define METRICS_STALE_WAIT_S 10
+
 struct MetricsCollector {
     Core *core;
     unsigned interval_s;
+    unsigned idle_after_s; /* 0: never pauses */
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* wakes the collector: stop, or a scrape while it idles */
+    pthread_cond_t done; /* a collection ended (or stop): wakes scrapes waiting for one */
+    /* Guarded by lock: */
     bool stopping;
-    MetricsBuf cache[_F_MAX]; /* each family's sample lines; guarded by lock */
+    bool idle;                /* waiting for a scrape */
+    uint64_t last_scrape_ms;  /* monotonic */
+    uint64_t collected_ms;    /* monotonic end of the last collection, 0: none yet */
+    uint64_t generation;      /* collections done */
+    MetricsBuf cache[_F_MAX]; /* each family's sample lines */
 };
 
 static MetricsCollector *metrics_current;
@@ -206,38 +222,26 @@ vm_counts_find(const MetricsVmCounts *c, size_t n, const char *key)
     return none;
 }
 
-typedef struct VmIndex {
-    const char *id;
-    const Vm *vm;
-} VmIndex;
-
 static int
-cmp_vmindex(const void *a, const void *b)
+cmp_vm_labels(const void *a, const void *b)
 {
-    return strcmp(((const VmIndex *)a)->id, ((const VmIndex *)b)->id);
+    return strcmp(((const MetricsVmLabels *)a)->id, ((const MetricsVmLabels *)b)->id);
 }
 
-/* One host's domains, matched to their VMs (the host's own, read for it alone: the collector
- * never holds every VM at once): domains that are not Nimbus VMs are skipped. */
+/* One host's domains, matched to their VMs (the host's own, read for it alone and only the
+ * columns that label a series: the collector never holds every VM row at once): domains that
+ * are not Nimbus VMs are skipped. */
 static void
 collect_host_domains(MetricsCollector *mc, const Host *h, const IdName *projects, size_t n_projects,
                      const IdName *flavors, size_t n_flavors, MetricsBuf *f)
 {
-    Vm *host_vms = NULL;
+    _cleanup_free_ MetricsVmLabels *vms = NULL;
     size_t n_vms = 0;
     _cleanup_error_ NbError *verr = NULL;
-    if (vm_store_list_by_host(mc->core->store, h->name, &host_vms, &n_vms, &verr) < 0) {
+    if (metrics_store_host_vms(mc->core->store, h->name, &vms, &n_vms, &verr) < 0) {
         log_warn("metrics: host %s: %s", h->name, verr->message);
         return;
     }
-    _cleanup_free_ VmIndex *vms = calloc(n_vms + 1, sizeof(*vms));
-    if (!vms) {
-        vm_list_free(host_vms, n_vms);
-        return;
-    }
-    for (size_t i = 0; i < n_vms; i++)
-        vms[i] = (VmIndex){host_vms[i].id, &host_vms[i]};
-    qsort(vms, n_vms, sizeof(*vms), cmp_vmindex);
     MetricsBuf hl = {0};
     label(&hl, "host", h->name);
     HvConn *conn = host_registry_get_conn(mc->core->registry, h->name);
@@ -255,11 +259,12 @@ collect_host_domains(MetricsCollector *mc, const Host *h, const IdName *projects
     MetricsBuf l = {0};
     for (size_t i = 0; i < n; i++) {
         const HvDomainStats *d = &st[i];
-        VmIndex key = {.id = d->name + strlen(VM_DOMAIN_PREFIX)};
-        const VmIndex *vi = n_vms ? bsearch(&key, vms, n_vms, sizeof(*vms), cmp_vmindex) : NULL;
-        if (!vi)
+        MetricsVmLabels key;
+        snprintf(key.id, sizeof(key.id), "%s", d->name + strlen(VM_DOMAIN_PREFIX));
+        const MetricsVmLabels *vm =
+            n_vms ? bsearch(&key, vms, n_vms, sizeof(*vms), cmp_vm_labels) : NULL;
+        if (!vm)
             continue;
-        const Vm *vm = vi->vm;
         l.len = 0;
         label(&l, "domain", d->name);
         label(&l, "vm", vm->name);
@@ -301,7 +306,6 @@ collect_host_domains(MetricsCollector *mc, const Host *h, const IdName *projects
     metrics_buf_free(&l);
     metrics_buf_free(&hl);
     hv_domain_stats_free(st, n);
-    vm_list_free(host_vms, n_vms);
 }
 
 static void
@@ -476,6 +480,11 @@ metrics_collect(MetricsCollector *mc)
     }
     pthread_mutex_unlock(&mc->lock);
 out:
+    pthread_mutex_lock(&mc->lock);
+    mc->collected_ms = nb_monotonic_ms();
+    mc->generation++;
+    pthread_cond_broadcast(&mc->done);
+    pthread_mutex_unlock(&mc->lock);
     for (int i = 0; i < _F_MAX; i++)
         metrics_buf_free(&f[i]);
     free(pnames);
@@ -490,6 +499,28 @@ out:
     malloc_trim(0);
 }
 
+static void
+deadline_after_ms(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* How long without a scrape pauses the collector; UINT64_MAX: never. */
+static uint64_t
+idle_after_ms(const MetricsCollector *mc)
+{
+    if (mc->idle_after_s == 0)
+        return UINT64_MAX;
+    uint64_t s = (uint64_t)mc->interval_s * METRICS_IDLE_INTERVALS;
+    return (s > mc->idle_after_s ? s : mc->idle_after_s) * 1000;
+}
+
 static void *
 metrics_collector_main(void *arg)
 {
@@ -498,10 +529,16 @@ metrics_collector_main(void *arg)
         metrics_collect(mc);
         pthread_mutex_lock(&mc->lock);
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += mc->interval_s;
+        deadline_after_ms(&until, (uint64_t)mc->interval_s * 1000);
         while (!mc->stopping && pthread_cond_timedwait(&mc->cond, &mc->lock, &until) != ETIMEDOUT)
             ;
+        if (!mc->stopping && nb_monotonic_ms() - mc->last_scrape_ms > idle_after_ms(mc)) {
+            log_info("metrics: no scrape for %ju s; collecting again at the next one",
+                     (uintmax_t)(idle_after_ms(mc) / 1000));
+            mc->idle = true;
+            while (!mc->stopping && mc->idle)
+                pthread_cond_wait(&mc->cond, &mc->lock);
+        }
         bool stop = mc->stopping;
         pthread_mutex_unlock(&mc->lock);
         if (stop)
@@ -510,8 +547,30 @@ metrics_collector_main(void *arg)
     return NULL;
 }
 
+/* A scrape: noted; an idle collector is woken, and a cache older than two intervals (the
+ * collector was idle, or is slow) waited on for one collection, boundedly. Under mc->lock. */
+static void
+metrics_scrape_locked(MetricsCollector *mc)
+{
+    uint64_t now = nb_monotonic_ms();
+    mc->last_scrape_ms = now;
+    if (mc->idle) {
+        mc->idle = false;
+        pthread_cond_broadcast(&mc->cond);
+    }
+    if (mc->collected_ms && now - mc->collected_ms <= 2 * (uint64_t)mc->interval_s * 1000)
+        return;
+    uint64_t gen = mc->generation;
+    struct timespec until;
+    deadline_after_ms(&until, METRICS_STALE_WAIT_S * 1000);
+    while (!mc->stopping && mc->generation == gen &&
+           pthread_cond_timedwait(&mc->done, &mc->lock, &until) != ETIMEDOUT)
+        ;
+}
+
 int
-metrics_collector_start(Core *core, unsigned interval_s, MetricsCollector **ret)
+metrics_collector_start(Core *core, unsigned interval_s, unsigned idle_after_s,
+                        MetricsCollector **ret)
 {
     *ret = NULL;
     if (interval_s == 0)
@@ -521,15 +580,19 @@ metrics_collector_start(Core *core, unsigned interval_s, MetricsCollector **ret)
         return -ENOMEM;
     mc->core = core;
     mc->interval_s = interval_s;
+    mc->idle_after_s = idle_after_s;
     pthread_mutex_init(&mc->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&mc->cond, &ca);
+    pthread_cond_init(&mc->done, &ca);
     pthread_condattr_destroy(&ca);
+    mc->last_scrape_ms = nb_monotonic_ms(); /* a first scrape soon after start finds figures */
     int rc = pthread_create(&mc->thread, NULL, metrics_collector_main, mc);
     if (rc != 0) {
         pthread_cond_destroy(&mc->cond);
+        pthread_cond_destroy(&mc->done);
         pthread_mutex_destroy(&mc->lock);
         free(mc);
         return -rc;
@@ -548,6 +611,7 @@ metrics_collector_stop(MetricsCollector *mc)
     pthread_mutex_lock(&mc->lock);
     mc->stopping = true;
     pthread_cond_broadcast(&mc->cond);
+    pthread_cond_broadcast(&mc->done);
     pthread_mutex_unlock(&mc->lock);
     /* A host gone silent in the middle of its call holds the thread until libvirt's keepalive
      * gives up on it: nimbusd's stop does not wait for that. The thread then touches nothing but
@@ -562,6 +626,7 @@ metrics_collector_stop(MetricsCollector *mc)
     for (int i = 0; i < _F_MAX; i++)
         metrics_buf_free(&mc->cache[i]);
     pthread_cond_destroy(&mc->cond);
+    pthread_cond_destroy(&mc->done);
     pthread_mutex_destroy(&mc->lock);
     free(mc);
 }
@@ -591,6 +656,7 @@ metrics_render(Core *core, MetricsCollector *mc, MetricsFormat f, MetricsBuf *ou
     if (!mc)
         return;
     pthread_mutex_lock(&mc->lock);
+    metrics_scrape_locked(mc);
     for (int i = 0; i < _F_MAX; i++) {
         if (!mc->cache[i].len)
             continue;

@@ -38,6 +38,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->retention_audit_days = 365;
     c->prune_interval_s = 3600;
     c->metrics_interval_s = 15;
+    c->metrics_idle_after_s = 300;
     c->max_image_size_gib = 2048;
 }
 
@@ -181,6 +182,8 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         return set_uint(&c->prune_interval_s, key, value, 60, 7 * 86400, err);
     if (streq(key, "metrics-interval"))
         return set_uint(&c->metrics_interval_s, key, value, 0, 3600, err);
+    if (streq(key, "metrics-idle-after"))
+        return set_uint(&c->metrics_idle_after_s, key, value, 0, 7 * 86400, err);
     if (streq(key, "max-image-size-gib")) {
         unsigned v = 0;
         if (set_uint(&v, key, value, 1, 1024 * 1024, err) < 0)

@@ -37,6 +37,8 @@ typedef struct DaemonConfig {
     unsigned retention_tasks_days, retention_events_days, retention_audit_days;
     unsigned prune_interval_s;
     unsigned metrics_interval_s; /* between two collections of host and VM metrics; 0: off */
+    /* The collector pauses after this long without a scrape (at least 4 intervals); 0: never. */
+    unsigned metrics_idle_after_s;
     uint64_t max_image_size_gib;
 } DaemonConfig;
 

@@ -47,6 +47,9 @@ usage(FILE *out)
             "  --max-image-size-gib N refuse images larger than this (default 2048)\n"
             "  --metrics-interval SECONDS between two collections of host and VM metrics for\n"
             "                         GET /metrics (default 15; 0: off)\n"
+            "  --metrics-idle-after SECONDS without a scrape after which the collection pauses\n"
+            "                         until the next scrape (default 300, at least 4 intervals;\n"
+            "                         0: never pauses)\n"
             "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
             "  --tls-key FILE         and this PEM private key\n"
             "  --agent-url URL        this host's nimbus-agent (default https://127.0.0.1:8775)\n"
@@ -84,6 +87,7 @@ static const struct option long_options[] = {
     {"prune-interval", required_argument, NULL, 0},
     {"max-image-size-gib", required_argument, NULL, 0},
     {"metrics-interval", required_argument, NULL, 0},
+    {"metrics-idle-after", required_argument, NULL, 0},
     {"log-level", required_argument, NULL, 0},
     {"log-format", required_argument, NULL, 0},
     {"tls-cert", required_argument, NULL, 0},
@@ -247,7 +251,8 @@ main(int argc, char **argv)
     }
     if (tls_cert && api_metrics_set_tls_cert(tls_cert) < 0)
         log_warn("cannot read the expiry of %s: /metrics will not export it", cfg.tls_cert);
-    int mrc = metrics_collector_start(core, cfg.metrics_interval_s, &collector);
+    int mrc =
+        metrics_collector_start(core, cfg.metrics_interval_s, cfg.metrics_idle_after_s, &collector);
     if (mrc < 0)
         log_warn("cannot start the metrics collector: %s", strerror(-mrc));
     HttpServerConfig http = {

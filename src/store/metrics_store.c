@@ -84,3 +84,30 @@ metrics_store_vm_counts(Store *s, bool by_host, MetricsVmCounts **ret, size_t *r
     *ret_n = n;
     return 0;
 }
+
+static void
+metrics_vm_labels_from_row(sqlite3_stmt *st, void *elem)
+{
+    MetricsVmLabels *v = elem;
+    store_column_copy(st, 0, v->id, sizeof(v->id));
+    store_column_copy(st, 1, v->name, sizeof(v->name));
+    store_column_copy(st, 2, v->project, sizeof(v->project));
+    store_column_copy(st, 3, v->flavor_id, sizeof(v->flavor_id));
+}
+
+int
+metrics_store_host_vms(Store *s, const char *host, MetricsVmLabels **ret, size_t *ret_n,
+                       NbError **err)
+{
+    STORE_READING(s);
+    *ret = NULL;
+    *ret_n = 0;
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    /* vms_by_host finds them; the ORDER BY sorts a host's few rows. */
+    if (store_prepare(s, "SELECT id, name, project, flavor_id FROM vms WHERE host = ?1 ORDER BY id",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    return store_collect(s, st, sizeof(MetricsVmLabels), metrics_vm_labels_from_row, NULL,
+                         (void **)ret, ret_n, err);
+}

@@ -25,6 +25,18 @@ typedef struct MetricsVmCounts {
 int metrics_store_vm_counts(Store *s, bool by_host, MetricsVmCounts **ret, size_t *ret_n,
                             NbError **err);
 
+/* What labels one VM's series: the collector's view of a VM row, without the rest of it. */
+typedef struct MetricsVmLabels {
+    char id[NB_UUID_STRLEN];
+    char name[NB_NAME_MAX + 1];
+    char project[NB_UUID_STRLEN];
+    char flavor_id[NB_UUID_STRLEN];
+} MetricsVmLabels;
+
+/* The VMs on one host, sorted by id (strcmp's order, for bsearch). *ret to free. */
+int metrics_store_host_vms(Store *s, const char *host, MetricsVmLabels **ret, size_t *ret_n,
+                           NbError **err);
+
 /* Tasks in the journal by kind and state (kinds or states this build does not know are left
  * out), in one grouped query. */
 int metrics_store_task_counts(Store *s, MetricsTaskCounts *ret, NbError **err);

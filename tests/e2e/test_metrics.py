@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 
@@ -237,6 +238,32 @@ def test_simulated_host(make_env):
         assert one(s, "nimbus_host_vcpus", host="local") > 0
         # test:///default's own domain "test" is no Nimbus VM: skipped
         assert not [k for k in s if k[0].startswith("libvirt_domain_")], s
+    finally:
+        env.daemon.stop()
+
+
+def test_collector_pauses_without_scrapes(make_env):
+    """--metrics-idle-after: no scrape for that long (at least 4 intervals) pauses the collector;
+    the next scrape wakes it and gets a collection made after it asked."""
+    env = make_env("metrics-idle")
+    env.daemon.extra_args += ["--libvirt-uri", "test:///default", "--metrics-interval", "1",
+                              "--metrics-idle-after", "2"]
+    env.daemon.start()
+    try:
+        first = one(metrics(env), "nimbus_metrics_collection_timestamp_seconds")
+        nf.wait_until(lambda: "metrics: no scrape for 4 s" in env.daemon.log_tail(200), 30,
+                      "the collector pausing after 4 intervals without a scrape")
+        time.sleep(3)  # the cache is now older than two intervals: a scrape waits for a fresh one
+        t0 = time.time()
+        s = metrics(env)
+        took = time.time() - t0
+        when = one(s, "nimbus_metrics_collection_timestamp_seconds")
+        assert when > first and when >= t0 - 0.05, (first, when, t0)
+        assert one(s, "libvirt_up", host="local") == 1
+        # collecting again: the next scrapes copy a cache at most two intervals old
+        nf.wait_until(lambda: one(metrics(env), "nimbus_metrics_collection_timestamp_seconds")
+                      > when, 10, "a collection after the wake-up")
+        print(f"\nfirst scrape after the pause waited {took:.2f} s for a collection")
     finally:
         env.daemon.stop()
 
