@@ -9,7 +9,8 @@
 #   - domains nimbus-* whose every disk lies under /tmp (the tests' state dirs), destroyed and
 #     undefined; a domain with a disk elsewhere (an all-in-one install) is left alone;
 #   - networks nimbus-net-*, nimbus-e2e-*, nimbus-test-*, nimbus-bench-* no remaining domain uses;
-#   - network filters nimbus-port-* / nimbus-sgr-* no remaining domain or filter refers to;
+#   - network filters nimbus-port-*, nimbus-sg-*, nimbus-sgr-* no remaining domain refers to
+#     (ports' filters first: the others are referenced by them);
 #   - storage pools whose target directory lies under /tmp;
 #   - bridges nbr<12 hex> left with no port and no libvirt network behind them;
 #   - the namespaces of scripts/testhosts.sh (nbhostN, nbS_hostN) and tests/e2e/test_agent.py
@@ -54,7 +55,7 @@ for n in $("${V[@]}" net-list --all --name | grep -E '^nimbus-(net|e2e|test|benc
     say "network $n"
 done
 
-for f in $("${V[@]}" nwfilter-list | awk '{print $2}' | grep -E '^nimbus-(port|sgr)-' || true); do
+for f in $("${V[@]}" nwfilter-list | awk '{print $2}' | grep -E '^nimbus-(port|sg|sgr)-' || true); do
     grep -qxF "$f" <<<"$used_filters" && continue
     "${V[@]}" nwfilter-undefine "$f" >/dev/null 2>&1 && say "network filter $f"
 done

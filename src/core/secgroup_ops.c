@@ -1,12 +1,15 @@
 /*
  * Security groups: the API's operations and the host side of the ports' filters.
  *
- * A port's filter is built from the store whenever it is written (plug, or a change to a group
- * it depends on), never patched: the store is the truth and a rebuild from it is idempotent. A
- * host's filters are written under that host's lock stripe, each after reading the store inside
- * the lock, so the last writer always writes what the store says last. A live update redefines
- * only filters that exist on the host: a VM not plugged yet gets its filter from its own plug,
- * and an unplugged one is not brought back by an update that read the store before it went.
+ * Three levels of filters on a host (nwfilter_xml.h): a port's (its groups), a group's (its
+ * rules) and a remote-group rule's member list. Each is built from the store whenever it is
+ * written, never patched: the store is the truth and a rebuild from it is idempotent. A host's
+ * filters are written under that host's lock stripe, each after reading the store inside the
+ * lock, so the last writer always writes what the store says last. A live update redefines only
+ * filters that exist on the host: a VM not plugged yet gets its filters from its own plug, and
+ * an unplugged one's are not brought back by an update that read the store before it went. A
+ * plug makes what the port's filter references and the host lacks, first; an unplug undefines
+ * what no running interface on the host uses any more (libvirt refuses the rest).
  */
 #include "secgroup_ops.h"
 
@@ -47,36 +50,8 @@ sg_ip_in(uint32_t ip, const uint32_t *skip, size_t n)
     return false;
 }
 
-/* The union of the port's groups' rules: *ret to free. */
-static int
-sg_port_rules(Core *core, const Port *p, SecRule **ret, size_t *ret_n, NbError **err)
-{
-    _cleanup_free_ SecGroup *groups = NULL;
-    _cleanup_free_ SecRule *rules = NULL;
-    size_t n_groups = 0, n_rules = 0;
-    if (secgroup_store_port_groups(core->store, p->id, &groups, &n_groups, err) < 0)
-        return -1;
-    for (size_t i = 0; i < n_groups; i++) {
-        _cleanup_free_ SecRule *some = NULL;
-        size_t n = 0;
-        if (secgroup_store_rules(core->store, groups[i].id, &some, &n, err) < 0)
-            return -1;
-        if (n == 0)
-            continue;
-        SecRule *all = realloc(rules, (n_rules + n) * sizeof(*all));
-        if (!all)
-            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        memcpy(all + n_rules, some, n * sizeof(*all));
-        rules = all;
-        n_rules += n;
-    }
-    *ret = TAKE_PTR(rules);
-    *ret_n = n_rules;
-    return 0;
-}
-
-/* The XML of a remote-group rule's member filter: the remote group's member addresses but those
- * in skip (ports about to be forgotten). NULL with *err. */
+/* A remote-group rule's member filter from the store: the remote group's member addresses but
+ * those in skip (ports about to be forgotten). NULL with *err. */
 static char *
 sg_remote_filter_xml(Core *core, const SecRule *r, const uint32_t *skip, size_t n_skip,
                      NbError **err)
@@ -96,23 +71,81 @@ sg_remote_filter_xml(Core *core, const SecRule *r, const uint32_t *skip, size_t 
     return xml;
 }
 
-/* Writes a remote-group rule's member filter on a host; the caller holds the host's lock.
- * only_if_present: a live update, which rewrites it where ports use it and makes it nowhere
- * else; otherwise it is made when absent (a port's filter is about to reference it) and left
- * as it is when present (live updates keep it current). */
+/* Writes a filter on a host; the caller holds the host's lock. only_if_present: a live update,
+ * which rewrites it where it is and makes it nowhere else. Otherwise it is made when absent (a
+ * filter about to be written references it) and left as it is when present (live updates keep
+ * it current). build: its XML from the store, called only when it is to be written. */
+typedef char *(*SgBuildFn)(Core *core, const void *what, const uint32_t *skip, size_t n_skip,
+                           NbError **err);
+
 static int
-sg_remote_write_locked(Core *core, HvConn *hv, const SecRule *r, bool only_if_present,
-                       const uint32_t *skip, size_t n_skip, NbError **err)
+sg_write_locked(Core *core, HvConn *hv, const char *name, bool only_if_present, SgBuildFn build,
+                const void *what, const uint32_t *skip, size_t n_skip, NbError **err)
 {
-    char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
-    nwfilter_remote_name(r->id, name);
+    char uuid[NB_UUID_STRLEN];
     int present = hv_nwfilter_uuid(hv, name, uuid, err);
     if (present < 0)
         return -1;
     if (present != (int)only_if_present)
         return 0;
-    _cleanup_free_ char *xml = sg_remote_filter_xml(core, r, skip, n_skip, err);
+    _cleanup_free_ char *xml = build(core, what, skip, n_skip, err);
     return xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
+}
+
+static char *
+sg_remote_build(Core *core, const void *rule, const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    return sg_remote_filter_xml(core, rule, skip, n_skip, err);
+}
+
+static int
+sg_remote_write_locked(Core *core, HvConn *hv, const SecRule *r, bool only_if_present,
+                       const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_remote_name(r->id, name);
+    return sg_write_locked(core, hv, name, only_if_present, sg_remote_build, r, skip, n_skip, err);
+}
+
+/* A group's filter from the store: its rules. */
+static char *
+sg_group_build(Core *core, const void *group_id, const uint32_t *skip, size_t n_skip, NbError **err)
+{
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n = 0;
+    if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
+        return NULL;
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_group_name(group_id, name);
+    char *xml = nwfilter_xml_build_group(name, NULL, rules, n);
+    if (!xml)
+        nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of security group %s",
+                     (const char *)group_id);
+    return xml;
+}
+
+/* Writes a group's filter on a host (the caller holds its lock), after the member filters of its
+ * remote-group rules that the host lacks. only_if_present as for sg_write_locked. */
+static int
+sg_group_write_locked(Core *core, HvConn *hv, const char *group_id, bool only_if_present,
+                      NbError **err)
+{
+    char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+    nwfilter_group_name(group_id, name);
+    int present = hv_nwfilter_uuid(hv, name, uuid, err);
+    if (present < 0)
+        return -1;
+    if (present != (int)only_if_present)
+        return 0;
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n = 0;
+    if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (rules[i].remote_group[0] &&
+            sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err) < 0)
+            return -1;
+    return sg_write_locked(core, hv, name, only_if_present, sg_group_build, group_id, NULL, 0, err);
 }
 
 /* Undefines a filter on a host, under the host's lock. */
@@ -126,19 +159,45 @@ sg_undefine(const char *host, HvConn *hv, const char *name, NbError **err)
     return r;
 }
 
-/* Undefines the member filters of these rules on a host where no port filter references them
- * any more: libvirt refuses to undefine a filter in use, which is the reference count. */
+/* Undefines a deleted remote-group rule's member filter on a host (its group's filter no longer
+ * references it). */
 static void
-sg_remote_forget(const char *host, HvConn *hv, const SecRule *rules, size_t n)
+sg_remote_forget_on(Core *core, const char *host, HvConn *hv, const void *rule)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!rules[i].remote_group[0])
-            continue;
+    _cleanup_error_ NbError *err = NULL;
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_remote_name(((const SecRule *)rule)->id, name);
+    if (sg_undefine(host, hv, name, &err) < 0)
+        log_warn("nwfilter %s left on host %s: %s", name, host, err->message);
+}
+
+/* Undefines these groups' filters on a host, then their remote-group rules' member filters,
+ * where no running guest's interface there uses them any more: libvirt refuses to undefine a
+ * filter in use, which is the reference count. */
+static void
+sg_forget_groups(Core *core, const char *host, HvConn *hv, const SecGroup *groups, size_t n)
+{
+    for (size_t g = 0; g < n; g++) {
         _cleanup_error_ NbError *err = NULL;
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n_rules = 0;
         char name[NWFILTER_NAME_MAX + 1];
-        nwfilter_remote_name(rules[i].id, name);
-        if (sg_undefine(host, hv, name, &err) < 0)
+        nwfilter_group_name(groups[g].id, name);
+        if (sg_undefine(host, hv, name, &err) < 0) {
             log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
+            continue; /* in use: so are its member filters */
+        }
+        if (secgroup_store_rules(core->store, groups[g].id, &rules, &n_rules, &err) < 0)
+            continue;
+        for (size_t i = 0; i < n_rules; i++) {
+            if (!rules[i].remote_group[0])
+                continue;
+            nwfilter_remote_name(rules[i].id, name);
+            if (sg_undefine(host, hv, name, &err) < 0) {
+                log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
+                nb_error_free(TAKE_PTR(err));
+            }
+        }
     }
 }
 
@@ -151,9 +210,9 @@ secgroup_ops_filter_name(HvConn *hv, const Port *p, char *out)
     return out;
 }
 
-/* Writes p's filter on a host, under its lock, after the member filters it references that the
- * host lacks. only_if_present: a live update, which must not make a filter its port's NIC no
- * longer needs. */
+/* Writes p's filter on a host, under its lock, after the group and member filters it references
+ * that the host lacks. only_if_present: a live update, which must not make a filter its port's
+ * NIC no longer needs. */
 static int
 sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool only_if_present,
                 NbError **err)
@@ -166,14 +225,18 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
     if (only_if_present)
         r = hv_nwfilter_uuid(hv, name, uuid, err);
     if (r == 1 || (!only_if_present && r == 0)) {
-        _cleanup_free_ SecRule *rules = NULL;
+        _cleanup_free_ SecGroup *groups = NULL;
         size_t n = 0;
-        r = sg_port_rules(core, p, &rules, &n, err);
-        for (size_t i = 0; i < n && r >= 0; i++)
-            if (rules[i].remote_group[0])
-                r = sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err);
+        const char *ids[SECGROUP_OPS_PORT_GROUPS_MAX];
+        r = secgroup_store_port_groups(core->store, p->id, &groups, &n, err);
+        if (r >= 0 && n > ELEMENTSOF(ids))
+            r = nb_error_set(err, NB_ERR_INTERNAL, "port %s: %zu security groups", p->id, n);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+            ids[i] = groups[i].id;
+            r = sg_group_write_locked(core, hv, groups[i].id, false, err);
+        }
         if (r >= 0) {
-            NwFilterSpec spec = {.name = name, .rules = rules, .n_rules = n};
+            NwFilterSpec spec = {.name = name, .groups = ids, .n_groups = n};
             _cleanup_free_ char *xml = nwfilter_xml_build(&spec);
             r = xml ? hv_nwfilter_define(hv, name, xml, err)
                     : nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of port %s",
@@ -228,99 +291,111 @@ sg_conn(Core *core, const char *host, const char *what)
     return hv;
 }
 
-/* Rebuilds the filters of these ports where they exist, host by host (a VM's host), after their
- * groups' rules or their own groups changed. */
+/* The hosts that may have the group's filter (those of its ports), and their connections: calls
+ * fn for each host that is up. */
+typedef void (*SgHostFn)(Core *core, const char *host, HvConn *hv, const void *arg);
+
 static void
-sg_refresh(Core *core, const Port *ports, size_t n)
+sg_for_group_hosts(Core *core, const char *group_id, SgHostFn fn, const void *arg)
 {
-    uint64_t t0 = nb_monotonic_ms();
-    size_t done = 0;
+    _cleanup_error_ NbError *err = NULL;
+    _cleanup_free_ Port *ports = NULL;
+    _cleanup_free_ SgHost *hosts = NULL;
+    size_t n_ports = 0;
+    if (secgroup_store_group_ports(core->store, group_id, &ports, &n_ports, &err) < 0) {
+        log_warn("security group %s: filters not updated: %s", group_id, err->message);
+        return;
+    }
+    size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
+    for (size_t h = 0; h < n_hosts; h++) {
+        HvConn *hv = sg_conn(core, hosts[h], group_id);
+        if (hv)
+            fn(core, hosts[h], hv, arg);
+        hv_conn_free(hv);
+    }
+}
+
+/* Rebuilds the filters of these ports where they exist, host by host (a VM's host), after their
+ * groups changed. */
+static void
+sg_refresh_ports(Core *core, const Port *ports, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = streq(ports[j].id, ports[i].id);
-        if (seen)
-            continue;
         _cleanup_error_ NbError *err = NULL;
         Vm vm;
         if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
             continue;
         HvConn *hv = vm.host[0] ? sg_conn(core, vm.host, ports[i].id) : NULL;
-        if (hv) {
-            if (sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0)
-                log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
-                         err->message);
-            else
-                done++;
-        }
+        if (hv && sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0)
+            log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
+                     err->message);
         hv_conn_free(hv);
         vm_clear(&vm);
     }
-    if (n > 0)
-        log_info("security groups: %zu port filter%s rebuilt in %ju ms", done, done == 1 ? "" : "s",
-                 (uintmax_t)(nb_monotonic_ms() - t0));
+}
+
+static void
+sg_group_refresh_on(Core *core, const char *host, HvConn *hv, const void *group_id)
+{
+    _cleanup_error_ NbError *err = NULL;
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    if (sg_group_write_locked(core, hv, group_id, true, &err) < 0)
+        log_warn("security group %s: filter not updated on host %s: %s", (const char *)group_id,
+                 host, err->message);
+    pthread_mutex_unlock(lock);
+}
+
+/* A rule of the group was added or deleted: the group's filter on each host that has it. */
+static void
+sg_refresh_group(Core *core, const char *group_id)
+{
+    uint64_t t0 = nb_monotonic_ms();
+    sg_for_group_hosts(core, group_id, sg_group_refresh_on, group_id);
+    log_info("security group %s: rules changed, its filters rewritten in %ju ms", group_id,
+             (uintmax_t)(nb_monotonic_ms() - t0));
+}
+
+typedef struct SgRemoteArg {
+    const SecRule *rule;
+    const uint32_t *skip;
+    size_t n_skip;
+} SgRemoteArg;
+
+static void
+sg_remote_refresh_on(Core *core, const char *host, HvConn *hv, const void *arg)
+{
+    const SgRemoteArg *a = arg;
+    _cleanup_error_ NbError *err = NULL;
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    if (sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0)
+        log_warn("rule %s: member filter not updated on host %s: %s", a->rule->id, host,
+                 err->message);
+    pthread_mutex_unlock(lock);
 }
 
 /* The group's members changed (or are about to: skip holds the addresses of ports about to be
  * forgotten): rewrites the member filter of every rule naming it as remote group, once per host
- * that has it. The port filters referencing them stay as they are. */
+ * that has it (the hosts of the rule's own group's ports). */
 static void
 sg_refresh_remote(Core *core, const char *group_id, const uint32_t *skip, size_t n_skip)
 {
     _cleanup_error_ NbError *err = NULL;
     _cleanup_free_ SecRule *rules = NULL;
-    size_t n_rules = 0, done = 0;
+    size_t n_rules = 0;
     uint64_t t0 = nb_monotonic_ms();
     if (secgroup_store_rules_naming(core->store, group_id, &rules, &n_rules, &err) < 0) {
         log_warn("security group %s: member filters not updated: %s", group_id, err->message);
         return;
     }
     for (size_t i = 0; i < n_rules; i++) {
-        /* The hosts that may have it: those of the ports in the rule's own group. */
-        _cleanup_free_ Port *ports = NULL;
-        _cleanup_free_ SgHost *hosts = NULL;
-        size_t n_ports = 0;
-        if (secgroup_store_group_ports(core->store, rules[i].group_id, &ports, &n_ports, &err) <
-            0) {
-            log_warn("rule %s: member filters not updated: %s", rules[i].id, err->message);
-            nb_error_free(TAKE_PTR(err));
-            continue;
-        }
-        size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
-        for (size_t h = 0; h < n_hosts; h++) {
-            HvConn *hv = sg_conn(core, hosts[h], rules[i].id);
-            if (!hv)
-                continue;
-            pthread_mutex_t *lock = sg_lock_for(hosts[h]);
-            pthread_mutex_lock(lock);
-            if (sg_remote_write_locked(core, hv, &rules[i], true, skip, n_skip, &err) < 0) {
-                log_warn("rule %s: member filter not updated on host %s: %s", rules[i].id, hosts[h],
-                         err->message);
-                nb_error_free(TAKE_PTR(err));
-            } else {
-                done++;
-            }
-            pthread_mutex_unlock(lock);
-            hv_conn_free(hv);
-        }
+        SgRemoteArg a = {&rules[i], skip, n_skip};
+        sg_for_group_hosts(core, rules[i].group_id, sg_remote_refresh_on, &a);
     }
     if (n_rules > 0)
         log_info("security group %s: members changed, %zu member filter%s rewritten in %ju ms",
-                 group_id, done, done == 1 ? "" : "s", (uintmax_t)(nb_monotonic_ms() - t0));
-}
-
-/* After a rule of the group was added or deleted: its members' port filters. */
-static void
-sg_refresh_group_members(Core *core, const char *group_id)
-{
-    _cleanup_error_ NbError *err = NULL;
-    _cleanup_free_ Port *ports = NULL;
-    size_t n = 0;
-    if (secgroup_store_group_ports(core->store, group_id, &ports, &n, &err) < 0) {
-        log_warn("security group %s: filters not updated: %s", group_id, err->message);
-        return;
-    }
-    sg_refresh(core, ports, n);
+                 group_id, n_rules, n_rules == 1 ? "" : "s", (uintmax_t)(nb_monotonic_ms() - t0));
 }
 
 /* These ports are new in their groups (or leave them: skip holds their addresses): the member
@@ -366,11 +441,11 @@ secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *ports,
         if (sg_undefine(host, hv, name, &err) < 0)
             log_warn("port %s: filter %s left on host %s: %s", ports[i].id, name, host,
                      err->message);
-        /* The member filters only it used on this host. */
-        _cleanup_free_ SecRule *rules = NULL;
-        size_t n_rules = 0;
-        if (sg_port_rules(core, &ports[i], &rules, &n_rules, &err) == 0)
-            sg_remote_forget(host, hv, rules, n_rules);
+        /* The group and member filters only it used on this host. */
+        _cleanup_free_ SecGroup *groups = NULL;
+        size_t n_groups = 0;
+        if (secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, &err) == 0)
+            sg_forget_groups(core, host, hv, groups, n_groups);
     }
     if (!leaving)
         return;
@@ -581,7 +656,7 @@ secgroup_ops_rule_add(Core *core, const Principal *who, const char *group, json_
     if (same)
         return 1;
     log_info("security group %s (%s): rule %s added", g.id, g.name, r.id);
-    sg_refresh_group_members(core, g.id);
+    sg_refresh_group(core, g.id);
     return 0;
 }
 
@@ -605,23 +680,9 @@ secgroup_ops_rule_delete(Core *core, const Principal *who, const char *group, co
     if (secgroup_store_rule_delete(core->store, NULL, rule_id, err) < 0)
         return -1;
     log_info("security group %s (%s): rule %s deleted", g.id, g.name, rule_id);
-    sg_refresh_group_members(core, g.id);
-    if (found->remote_group[0]) {
-        /* Its member filter, on the hosts whose port filters referenced it. */
-        _cleanup_error_ NbError *e = NULL;
-        _cleanup_free_ Port *ports = NULL;
-        _cleanup_free_ SgHost *hosts = NULL;
-        size_t n_ports = 0;
-        if (secgroup_store_group_ports(core->store, g.id, &ports, &n_ports, &e) == 0) {
-            size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
-            for (size_t h = 0; h < n_hosts; h++) {
-                HvConn *hv = sg_conn(core, hosts[h], rule_id);
-                if (hv)
-                    sg_remote_forget(hosts[h], hv, found, 1);
-                hv_conn_free(hv);
-            }
-        }
-    }
+    sg_refresh_group(core, g.id);
+    if (found->remote_group[0])
+        sg_for_group_hosts(core, g.id, sg_remote_forget_on, found);
     return 0;
 }
 
@@ -686,17 +747,13 @@ sg_vm_change(Core *core, const Principal *who, const char *vm_key, const char *g
     if (changed) {
         log_info("vm %s (%s): %s security group %s (%s)", vm.id, vm.name, add ? "joined" : "left",
                  g.id, g.name);
-        /* Their own filters (the group's rules joined or left them), then the member filters
-         * naming the group; a member filter of the group's rules the VM's host no longer uses
-         * goes. */
-        sg_refresh(core, ports, n);
+        /* Their own filters (their groups changed), then the member filters naming the group;
+         * the group's filters the VM's host no longer uses go. */
+        sg_refresh_ports(core, ports, n);
         sg_refresh_remote(core, g.id, NULL, 0);
         HvConn *hv = !add && vm.host[0] ? sg_conn(core, vm.host, vm.id) : NULL;
-        _cleanup_free_ SecRule *rules = NULL;
-        size_t n_rules = 0;
-        _cleanup_error_ NbError *e = NULL;
-        if (hv && secgroup_store_rules(core->store, g.id, &rules, &n_rules, &e) == 0)
-            sg_remote_forget(vm.host, hv, rules, n_rules);
+        if (hv)
+            sg_forget_groups(core, vm.host, hv, &g, 1);
         hv_conn_free(hv);
     }
     r = 0;

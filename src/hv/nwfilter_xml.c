@@ -37,6 +37,12 @@ nwfilter_port_name(const char *port_id, char out[NWFILTER_NAME_MAX + 1])
 }
 
 void
+nwfilter_group_name(const char *group_id, char out[NWFILTER_NAME_MAX + 1])
+{
+    snprintf(out, NWFILTER_NAME_MAX + 1, "nimbus-sg-%s", group_id);
+}
+
+void
 nwfilter_remote_name(const char *rule_id, char out[NWFILTER_NAME_MAX + 1])
 {
     snprintf(out, NWFILTER_NAME_MAX + 1, "nimbus-sgr-%s", rule_id);
@@ -88,6 +94,18 @@ nwf_str_cmp(const void *pa, const void *pb)
     return strcmp(*(const char *const *)pa, *(const char *const *)pb);
 }
 
+/* Sorts s[0..n) and drops repeats; the new count. */
+static size_t
+nwf_sort_unique_strings(const char **s, size_t n)
+{
+    qsort(s, n, sizeof(*s), nwf_str_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || !streq(s[k - 1], s[i]))
+            s[k++] = s[i];
+    return k;
+}
+
 /* Sorts list[0..n) and drops repeats; the new count. */
 static size_t
 nwf_sort_unique(NwfRule *list, size_t n)
@@ -103,13 +121,13 @@ nwf_sort_unique(NwfRule *list, size_t n)
 /* The CIDR rules to write, sorted and without repeats (*ret), and the remote-group rules' ids,
  * sorted and without repeats (*ret_refs, pointing into spec): both to free. -1 when invalid. */
 static int
-nwf_expand(const NwFilterSpec *spec, NwfRule **ret, size_t *ret_n, const char ***ret_refs,
+nwf_expand(const SecRule *in, size_t n_in, NwfRule **ret, size_t *ret_n, const char ***ret_refs,
            size_t *ret_n_refs)
 {
-    for (size_t i = 0; i < spec->n_rules; i++)
-        if (!nwf_rule_is_valid(&spec->rules[i]))
+    for (size_t i = 0; i < n_in; i++)
+        if (!nwf_rule_is_valid(&in[i]))
             return -1;
-    size_t cap = spec->n_rules ? spec->n_rules : 1;
+    size_t cap = n_in ? n_in : 1;
     NwfRule *list = calloc(cap, sizeof(*list));
     const char **refs = calloc(cap, sizeof(*refs));
     if (!list || !refs) {
@@ -118,23 +136,18 @@ nwf_expand(const NwFilterSpec *spec, NwfRule **ret, size_t *ret_n, const char **
         return -1;
     }
     size_t n = 0, n_refs = 0;
-    for (size_t i = 0; i < spec->n_rules; i++) {
-        const SecRule *r = &spec->rules[i];
+    for (size_t i = 0; i < n_in; i++) {
+        const SecRule *r = &in[i];
         if (r->remote_group[0])
             refs[n_refs++] = r->id;
         else
             list[n++] = (NwfRule){r->direction, r->protocol,   r->port_min,
                                   r->port_max,  r->remote_net, r->remote_prefix};
     }
-    qsort(refs, n_refs, sizeof(*refs), nwf_str_cmp);
-    size_t k = 0;
-    for (size_t i = 0; i < n_refs; i++)
-        if (k == 0 || !streq(refs[k - 1], refs[i]))
-            refs[k++] = refs[i];
     *ret = list;
     *ret_n = nwf_sort_unique(list, n);
     *ret_refs = refs;
-    *ret_n_refs = k;
+    *ret_n_refs = nwf_sort_unique_strings(refs, n_refs);
     return 0;
 }
 
@@ -179,23 +192,65 @@ nwf_write_rule(XmlWriter *w, const NwfRule *r)
     xml_writer_close(w);
 }
 
+/* The accepts of these rules with a CIDR, then a reference to each remote-group rule's member
+ * filter. -1 if a rule is invalid, or on ENOMEM. */
+static int
+nwf_write_rules(XmlWriter *w, const SecRule *in, size_t n_in)
+{
+    _cleanup_free_ NwfRule *rules = NULL;
+    _cleanup_free_ const char **refs = NULL;
+    size_t n = 0, n_refs = 0;
+    if (nwf_expand(in, n_in, &rules, &n, &refs, &n_refs) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        nwf_write_rule(w, &rules[i]);
+    /* The remote-group rules' member filters: their accepts (PRIO_RULE) join this chain. */
+    for (size_t i = 0; i < n_refs; i++) {
+        char name[NWFILTER_NAME_MAX + 1];
+        nwfilter_remote_name(refs[i], name);
+        xml_writer_empty(w, "filterref", "filter", name, NULL);
+    }
+    return 0;
+}
+
+/* A writer with <filter name chain='root'> and its uuid open. */
+static XmlWriter *
+nwf_open(const char *name, const char *uuid)
+{
+    XmlWriter *w = xml_writer_new();
+    if (!w)
+        return NULL;
+    xml_writer_open(w, "filter", "name", name, "chain", "root", NULL);
+    if (uuid)
+        xml_writer_text_element(w, "uuid", uuid, NULL);
+    return w;
+}
+
+static char *
+nwf_result(XmlWriter *w)
+{
+    const char *doc = xml_writer_result(w);
+    return doc ? strdup(doc) : NULL;
+}
+
 char *
 nwfilter_xml_build(const NwFilterSpec *spec)
 {
     if (!spec || !nwf_name_is_valid(spec->name) || (spec->uuid && !nb_uuid_is_valid(spec->uuid)) ||
-        (spec->n_rules && !spec->rules))
+        (spec->n_rules && !spec->rules) || (spec->n_groups && !spec->groups))
         return NULL;
-    _cleanup_free_ NwfRule *rules = NULL;
-    _cleanup_free_ const char **refs = NULL;
-    size_t n = 0, n_refs = 0;
-    if (nwf_expand(spec, &rules, &n, &refs, &n_refs) < 0)
+    _cleanup_free_ const char **groups = calloc(spec->n_groups + 1, sizeof(*groups));
+    if (!groups)
         return NULL;
-    _cleanup_(xml_writer_freep) XmlWriter *w = xml_writer_new();
+    for (size_t i = 0; i < spec->n_groups; i++) {
+        if (!spec->groups[i] || !nb_uuid_is_valid(spec->groups[i]))
+            return NULL;
+        groups[i] = spec->groups[i];
+    }
+    size_t n_groups = nwf_sort_unique_strings(groups, spec->n_groups);
+    _cleanup_(xml_writer_freep) XmlWriter *w = nwf_open(spec->name, spec->uuid);
     if (!w)
         return NULL;
-    xml_writer_open(w, "filter", "name", spec->name, "chain", "root", NULL);
-    if (spec->uuid)
-        xml_writer_text_element(w, "uuid", spec->uuid, NULL);
     xml_writer_empty(w, "filterref", "filter", "clean-traffic", NULL);
     /* A guest must not answer other guests' DHCP (clean-traffic lets any UDP from its own
      * address out). */
@@ -217,12 +272,12 @@ nwfilter_xml_build(const NwFilterSpec *spec)
                     NULL);
     xml_writer_empty(w, "udp", "srcportstart", "67", "dstportstart", "68", NULL);
     xml_writer_close(w);
-    for (size_t i = 0; i < n; i++)
-        nwf_write_rule(w, &rules[i]);
-    /* The remote-group rules' member filters: their accepts (PRIO_RULE) join this chain. */
-    for (size_t i = 0; i < n_refs; i++) {
+    if (nwf_write_rules(w, spec->rules, spec->n_rules) < 0)
+        return NULL;
+    /* The groups' filters: their accepts (PRIO_RULE) join this chain too. */
+    for (size_t i = 0; i < n_groups; i++) {
         char name[NWFILTER_NAME_MAX + 1];
-        nwfilter_remote_name(refs[i], name);
+        nwfilter_group_name(groups[i], name);
         xml_writer_empty(w, "filterref", "filter", name, NULL);
     }
     xml_writer_open(w, "rule", "action", "drop", "direction", "in", "priority", PRIO_DROP, NULL);
@@ -232,8 +287,21 @@ nwfilter_xml_build(const NwFilterSpec *spec)
     xml_writer_empty(w, "all", NULL);
     xml_writer_close(w);
     xml_writer_close(w);
-    const char *doc = xml_writer_result(w);
-    return doc ? strdup(doc) : NULL;
+    return nwf_result(w);
+}
+
+char *
+nwfilter_xml_build_group(const char *name, const char *uuid, const SecRule *rules, size_t n_rules)
+{
+    if (!nwf_name_is_valid(name) || (uuid && !nb_uuid_is_valid(uuid)) || (n_rules && !rules))
+        return NULL;
+    _cleanup_(xml_writer_freep) XmlWriter *w = nwf_open(name, uuid);
+    if (!w)
+        return NULL;
+    if (nwf_write_rules(w, rules, n_rules) < 0)
+        return NULL;
+    xml_writer_close(w);
+    return nwf_result(w);
 }
 
 char *
@@ -250,17 +318,13 @@ nwfilter_xml_build_remote(const char *name, const char *uuid, const SecRule *rul
         list[i] =
             (NwfRule){rule->direction, rule->protocol, rule->port_min, rule->port_max, ips[i], 32};
     size_t n = nwf_sort_unique(list, n_ips);
-    _cleanup_(xml_writer_freep) XmlWriter *w = xml_writer_new();
+    _cleanup_(xml_writer_freep) XmlWriter *w = nwf_open(name, uuid);
     if (!w)
         return NULL;
-    xml_writer_open(w, "filter", "name", name, "chain", "root", NULL);
-    if (uuid)
-        xml_writer_text_element(w, "uuid", uuid, NULL);
     for (size_t i = 0; i < n; i++)
         nwf_write_rule(w, &list[i]);
     xml_writer_close(w);
-    const char *doc = xml_writer_result(w);
-    return doc ? strdup(doc) : NULL;
+    return nwf_result(w);
 }
 
 char *

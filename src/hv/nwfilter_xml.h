@@ -1,19 +1,19 @@
 /*
- * A port's security groups -> one libvirt nwfilter. Pure: no I/O, no libvirt calls; golden-tested.
+ * Security groups -> libvirt nwfilters. Pure: no I/O, no libvirt calls; golden-tested.
  *
- * The filter (chain root) references clean-traffic (anti-spoofing of MAC, IP and ARP for the
- * port's IP and MAC, which the interface's <filterref> passes as parameters), drops DHCP server
- * replies sent by the guest, lets the guest's own DHCP client through, accepts replies of
- * allowed connections (conntrack ESTABLISHED,RELATED, both ways), then one stateful accept
- * (state NEW) per rule of the union of the port's groups, and drops everything else in each
- * direction last.
- *
- * A remote-group rule ("tcp 5432 from the members of db") is not expanded in the port's filter:
- * it references the rule's own member filter, nimbus-sgr-<rule id> (chain root too, so libvirt
- * merges its accepts into the port's root chain by priority), which holds one accept per member
- * address. A host has one such filter per rule, shared by every port whose groups hold the rule,
- * so a VM joining or leaving a group redefines one filter per rule naming the group on each host,
- * not every member's port filter.
+ * Three levels, each a filter of chain root, so that libvirt merges every accept into the port's
+ * root chain and orders the lot by priority:
+ * - a port's filter, nimbus-port-<port id>: references clean-traffic (anti-spoofing of MAC, IP
+ *   and ARP for the port's IP and MAC, which the interface's <filterref> passes as parameters),
+ *   drops DHCP server replies sent by the guest, lets the guest's own DHCP client through,
+ *   accepts replies of allowed connections (conntrack ESTABLISHED,RELATED, both ways), then
+ *   references each of its groups' filters, and drops everything else in each direction last;
+ * - a group's filter, nimbus-sg-<group id>: one stateful accept (state NEW) per rule with a CIDR,
+ *   and for a remote-group rule ("tcp 5432 from the members of db") a reference to
+ * - the rule's member filter, nimbus-sgr-<rule id>: one accept per member address.
+ * A host has one group filter per group and one member filter per remote-group rule, shared by
+ * every port there: a rule change redefines one filter per host, a VM joining or leaving a group
+ * one member filter per rule naming the group per host, and no port's filter.
  */
 #pragma once
 
@@ -29,17 +29,26 @@ typedef struct NwFilterSpec {
     /* The filter's uuid when libvirt has it already (a redefinition in place needs it), else
      * NULL: libvirt picks one. */
     const char *uuid;
-    /* The union of the port's groups' rules; repeats are written once. A remote-group rule is
-     * a reference to nwfilter_remote_name(rule->id), whose members the port's host must have
-     * defined first (nwfilter_xml_build_remote). */
+    /* The port's groups (ids): references to their filters, which the port's host must have
+     * defined first (nwfilter_xml_build_group). Repeats are written once, in id order. */
+    const char *const *groups;
+    size_t n_groups;
+    /* Rules written into the port's filter itself, as a group's filter writes them (a port's
+     * own rules; Nimbus's ports have none, the golden tests of the rules' shape do). */
     const SecRule *rules;
     size_t n_rules;
 } NwFilterSpec;
 
-/* Newly allocated XML, or NULL if the spec is invalid (a bad name, uuid or rule) or on ENOMEM.
- * Rules are written in a fixed order (direction, protocol, ports, remote), whatever order they
- * came in. */
+/* A port's filter: newly allocated XML, or NULL if the spec is invalid (a bad name, uuid, group
+ * id or rule) or on ENOMEM. */
 char *nwfilter_xml_build(const NwFilterSpec *spec);
+
+/* A group's filter: one accept per rule with a CIDR, in a fixed order (direction, protocol,
+ * ports, remote) whatever order they came in, repeats once; a remote-group rule is a reference
+ * to nwfilter_remote_name(rule->id) (nwfilter_xml_build_remote), in rule id order. uuid as in
+ * NwFilterSpec. Newly allocated, or NULL if invalid or on ENOMEM. */
+char *nwfilter_xml_build_group(const char *name, const char *uuid, const SecRule *rules,
+                               size_t n_rules);
 
 /* A remote-group rule's member filter (chain root): one stateful accept per address of ips (the
  * rule's direction, protocol and ports, the address as /32 remote end), ascending, repeats once;
@@ -55,5 +64,7 @@ char *nwfilter_xml_interface_ref(const char *filter_name, uint32_t ip, const cha
 
 /* "nimbus-port-<port id>" */
 void nwfilter_port_name(const char *port_id, char out[NWFILTER_NAME_MAX + 1]);
+/* "nimbus-sg-<group id>": a group's filter */
+void nwfilter_group_name(const char *group_id, char out[NWFILTER_NAME_MAX + 1]);
 /* "nimbus-sgr-<rule id>": a remote-group rule's member filter */
 void nwfilter_remote_name(const char *rule_id, char out[NWFILTER_NAME_MAX + 1]);

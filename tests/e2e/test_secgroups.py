@@ -168,16 +168,19 @@ def sg(make_env, tiny_image, tmp_path_factory):
                           f"{vm['name']}: {line}", interval=1)
         yield t
     finally:
-        rule_ids = set()
+        rule_ids, group_ids = set(), set()
         try:
             for g in api.get("/v1/secgroups")["secgroups"]:
+                group_ids.add(g["id"])
                 rule_ids |= {r["id"] for r in api.get(f"/v1/secgroups/{g['id']}")["rules"]}
         except Exception as e:  # noqa: BLE001 - teardown goes on
             print(f"rules not listed at teardown: {e!r}")
         nf.delete_all_vms(env)
         filters = nf.virsh("nwfilter-list").stdout
         left = [f"nimbus-port-{p}" for p in t.port_ids if f"nimbus-port-{p}" in filters]
-        # the remote-group rules' member filters go with the last port using them on the host
+        # the groups' filters and the remote-group rules' member filters go with the last port
+        # using them on the host
+        left += [f"nimbus-sg-{g}" for g in group_ids if f"nimbus-sg-{g}" in filters]
         left += [f"nimbus-sgr-{r}" for r in rule_ids if f"nimbus-sgr-{r}" in filters]
         for f in left:
             nf.virsh("nwfilter-undefine", f, check=False)

@@ -207,7 +207,7 @@ check_parsed(const char *xml, const NwFilterSpec *s, size_t want_rules, size_t w
     assert_xpath(doc, s->uuid ? "1" : "0", "count(/filter/uuid)");
     char n[16];
     snprintf(n, sizeof(n), "%zu", want_refs + 1);
-    assert_xpath(doc, n, "count(/filter/filterref)");
+    assert_xpath(doc, n, "count(/filter/filterref[not(starts-with(@filter, 'nimbus-sg-'))])");
     assert_xpath(doc, "clean-traffic", "/filter/filterref[1]/@filter");
     snprintf(n, sizeof(n), "%zu", want_refs);
     assert_xpath(doc, n, "count(/filter/filterref[starts-with(@filter, 'nimbus-sgr-')])");
@@ -326,6 +326,49 @@ test_golden_remote(void **state)
         nwfilter_xml_build_remote(name, NULL, &web_rules[5], db_members, ELEMENTSOF(db_members));
     assert_non_null(xml);
     golden_compare(path, xml);
+}
+
+/* What Nimbus writes for a port in web and db (given twice, out of order): references to the
+ * groups' filters only; and web's filter: its rules, with references to the member filters of
+ * its remote-group rules. */
+static void
+test_golden_port_groups_and_group(void **state)
+{
+    (void)state;
+    const char *const groups[] = {GROUP_WEB, GROUP_DB, GROUP_WEB};
+    NwFilterSpec s = {.name = "nimbus-port-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                      .groups = groups,
+                      .n_groups = 3};
+    _cleanup_free_ char *port = nwfilter_xml_build(&s);
+    assert_non_null(port);
+    _cleanup_free_ char *ppath = str_printf("%s/nwfilter/port_groups.xml", GOLDEN_DIR);
+    golden_compare(ppath, port);
+    check_parsed(port, &s, 0, 0);
+    _cleanup_(xmlFreeDocp) xmlDoc *doc =
+        xmlReadMemory(port, (int)strlen(port), "f.xml", NULL, XML_PARSE_NONET);
+    assert_xpath(doc, "3", "count(/filter/filterref)");
+    assert_xpath(doc, "nimbus-sg-" GROUP_WEB, "/filter/filterref[2]/@filter");
+    assert_xpath(doc, "nimbus-sg-" GROUP_DB, "/filter/filterref[3]/@filter");
+
+    char name[NWFILTER_NAME_MAX + 1];
+    nwfilter_group_name(GROUP_WEB, name);
+    assert_string_equal(name, "nimbus-sg-" GROUP_WEB);
+    _cleanup_free_ char *group = nwfilter_xml_build_group(name, NULL, web_rules, 8);
+    assert_non_null(group);
+    _cleanup_free_ char *gpath = str_printf("%s/nwfilter/group_web.xml", GOLDEN_DIR);
+    golden_compare(gpath, group);
+    _cleanup_(xmlFreeDocp) xmlDoc *gdoc =
+        xmlReadMemory(group, (int)strlen(group), "g.xml", NULL, XML_PARSE_NONET);
+    assert_non_null(gdoc);
+    /* Only the groups' rules: no clean-traffic, no drops (those are the port's). */
+    assert_xpath(gdoc, "5", "count(/filter/rule)");
+    assert_xpath(gdoc, "5", "count(/filter/rule[@priority='500' and @action='accept'])");
+    assert_xpath(gdoc, "2", "count(/filter/filterref)");
+    assert_xpath(gdoc, "0", "count(/filter/filterref[@filter='clean-traffic'])");
+    /* No rules: a filter that allows nothing. */
+    _cleanup_free_ char *empty = nwfilter_xml_build_group(name, NULL, NULL, 0);
+    assert_non_null(empty);
+    assert_null(strstr(empty, "<rule"));
 }
 
 /* ---- non-golden cases ---- */
@@ -453,6 +496,19 @@ test_invalid_specs(void **state)
     assert_null(nwfilter_xml_build_remote("ok", "not-a-uuid", &remote, &ip, 1));
     assert_null(nwfilter_xml_build_remote("ok", NULL, &remote, NULL, 1));
     assert_null(nwfilter_xml_build_remote("ok", NULL, NULL, &ip, 1));
+    /* A port's groups are ids; a group's filter has a good name and valid rules. */
+    const char *bad_groups[] = {"web"};
+    NwFilterSpec g = {.name = "ok", .groups = bad_groups, .n_groups = 1};
+    assert_null(nwfilter_xml_build(&g));
+    const char *null_group[] = {NULL};
+    g.groups = null_group;
+    assert_null(nwfilter_xml_build(&g));
+    g.groups = NULL;
+    assert_null(nwfilter_xml_build(&g));
+    assert_null(nwfilter_xml_build_group("x'y", NULL, &ok, 1));
+    assert_null(nwfilter_xml_build_group("ok", "nope", &ok, 1));
+    assert_null(nwfilter_xml_build_group("ok", NULL, &bad[0], 1));
+    assert_null(nwfilter_xml_build_group("ok", NULL, NULL, 1));
 }
 
 static void
@@ -480,9 +536,11 @@ test_interface_ref(void **state)
 
 static HvConn *conn;
 #define RULE_LIVE "7e570000-0000-4000-8000-0000000000a6"
-/* Port filters before the member filter they reference, as secgroup_ops undefines them. */
-static const char *const libvirt_filters[] = {TEST_PREFIX "a", TEST_PREFIX "b",
-                                              ("nimbus-sgr-" RULE_LIVE)};
+#define GROUP_LIVE "7e570000-0000-4000-8000-0000000000b6"
+/* Port filters before the group and member filters they reference, as secgroup_ops undefines
+ * them. */
+static const char *const libvirt_filters[] = {TEST_PREFIX "a", TEST_PREFIX "b", TEST_PREFIX "c",
+                                              ("nimbus-sg-" GROUP_LIVE), ("nimbus-sgr-" RULE_LIVE)};
 
 static int
 libvirt_cleanup(void **state)
@@ -523,7 +581,7 @@ test_libvirt_define_redefine_undefine(void **state)
         if (rules[i].remote_group[0])
             rules[i] = with_id(rules[i], RULE_LIVE);
     /* The member filter first: the port's filter references it. */
-    const char *remote = libvirt_filters[2];
+    const char *remote = libvirt_filters[4];
     const uint32_t members[] = {IP(10, 200, 0, 6), IP(10, 200, 0, 5)};
     const SecRule *rr = rules[0].remote_group[0] ? &rules[0] : &rules[1];
     _cleanup_free_ char *mxml = nwfilter_xml_build_remote(remote, NULL, rr, members, 2);
@@ -586,9 +644,26 @@ test_libvirt_define_redefine_undefine(void **state)
     assert_int_equal(hv_nwfilter_uuid(conn, name, again, &err), 0);
     /* Absent: 0. */
     assert_int_equal(hv_nwfilter_undefine(conn, name, &err), 0);
-    /* Unused now: it goes. */
-    assert_int_equal(hv_nwfilter_undefine(conn, remote, &err), 0);
-    assert_int_equal(hv_nwfilter_uuid(conn, remote, again, &err), 0);
+    /* What secgroup_ops writes: member filter, group filter, a port filter naming the group. */
+    const char *group = libvirt_filters[3], *port = libvirt_filters[2];
+    _cleanup_free_ char *gxml = nwfilter_xml_build_group(group, NULL, rules, 2);
+    assert_non_null(gxml);
+    if (hv_nwfilter_define(conn, group, gxml, &err) < 0)
+        fail_msg("define the group filter: %s", err->message);
+    const char *groups[] = {GROUP_LIVE};
+    NwFilterSpec ps = {.name = port, .groups = groups, .n_groups = 1};
+    _cleanup_free_ char *pxml = nwfilter_xml_build(&ps);
+    assert_non_null(pxml);
+    if (hv_nwfilter_define(conn, port, pxml, &err) < 0)
+        fail_msg("define the port filter: %s", err->message);
+    _cleanup_free_ char *pgot = libvirt_xml(port);
+    assert_non_null(strstr(pgot, "filter='nimbus-sg-" GROUP_LIVE "'"));
+    _cleanup_free_ char *ggot = libvirt_xml(group);
+    assert_non_null(strstr(ggot, "filter='nimbus-sgr-" RULE_LIVE "'"));
+    for (size_t i = 2; i < ELEMENTSOF(libvirt_filters); i++) {
+        assert_int_equal(hv_nwfilter_undefine(conn, libvirt_filters[i], &err), 0);
+        assert_int_equal(hv_nwfilter_uuid(conn, libvirt_filters[i], again, &err), 0);
+    }
 }
 
 int
@@ -602,6 +677,7 @@ main(void)
         {"golden_e2e_ssh", test_golden, NULL, NULL, &cases[3]},
         {"golden_e2e_ssh_8080", test_golden, NULL, NULL, &cases[4]},
         cmocka_unit_test(test_golden_remote),
+        cmocka_unit_test(test_golden_port_groups_and_group),
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_remote_members),
         cmocka_unit_test(test_invalid_specs),
