@@ -251,31 +251,6 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
 
 typedef char SgHost[NB_NAME_MAX + 1];
 
-/* The hosts of the ports' VMs, each once: *ret to free; their count. */
-static size_t
-sg_hosts_of(Core *core, const Port *ports, size_t n, SgHost **ret)
-{
-    *ret = NULL;
-    SgHost *hosts = calloc(n ? n : 1, sizeof(*hosts));
-    if (!hosts)
-        return 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        _cleanup_error_ NbError *err = NULL;
-        Vm vm;
-        if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
-            continue; /* the VM went meanwhile, and its filters with it */
-        bool seen = !vm.host[0];
-        for (size_t j = 0; j < k && !seen; j++)
-            seen = streq(hosts[j], vm.host);
-        if (!seen)
-            memcpy(hosts[k++], vm.host, sizeof(vm.host));
-        vm_clear(&vm);
-    }
-    *ret = hosts;
-    return k;
-}
-
 /* A host's connection for a live update, or NULL (down: logged; simulated: no filters). */
 static HvConn *
 sg_conn(Core *core, const char *host, const char *what)
@@ -299,14 +274,12 @@ static void
 sg_for_group_hosts(Core *core, const char *group_id, SgHostFn fn, const void *arg)
 {
     _cleanup_error_ NbError *err = NULL;
-    _cleanup_free_ Port *ports = NULL;
     _cleanup_free_ SgHost *hosts = NULL;
-    size_t n_ports = 0;
-    if (secgroup_store_group_ports(core->store, group_id, &ports, &n_ports, &err) < 0) {
+    size_t n_hosts = 0;
+    if (secgroup_store_group_hosts(core->store, group_id, &hosts, &n_hosts, &err) < 0) {
         log_warn("security group %s: filters not updated: %s", group_id, err->message);
         return;
     }
-    size_t n_hosts = sg_hosts_of(core, ports, n_ports, &hosts);
     for (size_t h = 0; h < n_hosts; h++) {
         HvConn *hv = sg_conn(core, hosts[h], group_id);
         if (hv)

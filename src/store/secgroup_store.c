@@ -303,6 +303,21 @@ secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_
                             secrule_from_row, (void **)ret, ret_n, err);
 }
 
+static void
+secgroup_host_from_row(sqlite3_stmt *st, void *elem)
+{
+    store_column_copy(st, 0, elem, NB_NAME_MAX + 1);
+}
+
+int
+secgroup_store_group_hosts(Store *s, const char *group_id, char (**ret)[NB_NAME_MAX + 1],
+                           size_t *ret_n, NbError **err)
+{
+    STORE_READING(s);
+    return secgroup_list_by(s, STORE_SQL_SECGROUP_HOSTS, group_id, NB_NAME_MAX + 1,
+                            secgroup_host_from_row, (void **)ret, ret_n, err);
+}
+
 int
 secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                             NbError **err)

@@ -240,6 +240,10 @@ int secgroup_store_rule_delete(Store *s, const char *scope, const char *rule_id,
 /* The group's rules, oldest first (no scope: the caller has resolved the group). */
 int secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                          NbError **err);
+/* The hosts of the VMs whose ports are in the group, each once, by name: where its filters may be.
+ * *ret to free (NULL when none). */
+int secgroup_store_group_hosts(Store *s, const char *group_id, char (**ret)[NB_NAME_MAX + 1],
+                               size_t *ret_n, NbError **err);
 /* The rules, of any group, naming the group as remote group, by id. */
 int secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                                 NbError **err);

@@ -220,6 +220,10 @@
     "remote_group, created_at"
 #define STORE_SQL_SECRULES_OF_GROUP                                                                \
     "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE group_id = ?1 ORDER BY created_at, id"
+/* Where a group's filters may be: the hosts of its ports' VMs. */
+#define STORE_SQL_SECGROUP_HOSTS                                                                   \
+    "SELECT DISTINCT v.host FROM port_secgroups ps JOIN ports p ON p.id = ps.port_id "             \
+    "JOIN vms v ON v.id = p.vm_id WHERE ps.group_id = ?1 AND v.host != '' ORDER BY v.host"
 /* The rules, of any group, naming the group as remote group. */
 #define STORE_SQL_SECRULES_NAMING_GROUP                                                            \
     "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE remote_group = ?1 ORDER BY id"
