@@ -18,6 +18,9 @@ packages=(
     openssl curl iputils-ping
     # metrics: a real Prometheus scrapes nimbusd; promtool checks the shipped alert rules
     prometheus
+    # hardened host connections: certtool makes the test CA and certificates, the sasldb and
+    # SCRAM for libvirtd's SASL (test_host_security.py)
+    gnutls-bin sasl2-bin libsasl2-modules
 )
 
 missing=()

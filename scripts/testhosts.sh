@@ -33,6 +33,25 @@
 # /run/nimbus-testhosts-S. One set of each number can exist on a machine; start tears down
 # whatever an earlier run of that set left behind first. Processes are only ever ended by
 # pid, and only pids that live in one of our network namespaces.
+#
+# NIMBUS_TESTHOSTS_SECURE=1 (at start) makes every libvirtd of the set listen as production hosts
+# should (docs/install.md), for test_host_security.py:
+#   - TLS on port 16514 (qemu+tls://kvmI/system), verifying the client's certificate against a
+#     CA the script makes with certtool under <state>/pki: ca-cert.pem and ca-key.pem, each
+#     host's server certificate (CN and dnsName kvmI, ipAddress 10.(77+S).0.<10+I>), and one
+#     client certificate laid out as libvirt's pkipath= wants it: <state>/pki/client/{cacert.pem,
+#     clientcert.pem,clientkey.pem} (with pkipath= the key is not under private/);
+#   - SASL SCRAM-SHA-256 from a per-host sasldb (/etc/sasl2 is the host's own) holding user
+#     "nimbus" with a random password, in <state>/sasl/password; <state>/sasl/auth.conf is a
+#     libvirt auth file with it (authfile= or LIBVIRT_AUTH_FILE). kvm1 takes TLS connections on
+#     the client certificate alone (auth_tls = "none"); every other host asks for SASL after the
+#     certificate (auth_tls = "sasl"). TCP on 16509 has auth_tcp = "sasl" too, but libvirt refuses
+#     SCRAM there: on plain TCP it only offers mechanisms with an SSF of 56 or more (encryption,
+#     in practice Kerberos), and SCRAM has none; so qemu+tcp is closed in this mode;
+#   - QEMU's migration TLS (default_tls_x509_cert_dir in qemu.conf, <state>/kvmI/qemu-pki), so
+#     VIR_MIGRATE_TLS works between the hosts.
+# Its readiness and status checks then use qemu+tls with that pkipath and auth file; the URIs
+# printed stay the qemu+tcp ones.
 set -euo pipefail
 
 MAX_HOSTS=8
@@ -47,6 +66,8 @@ WARM_CAPS=/var/cache/nimbus-testhosts/qemu-capabilities
 
 state=/run/nimbus-testhosts
 [ "$SET" = 0 ] || state=/run/nimbus-testhosts-$SET
+SECURE=${NIMBUS_TESTHOSTS_SECURE:-0}
+SASL_USER=nimbus
 
 die() {
     echo "testhosts: $*" >&2
@@ -111,7 +132,12 @@ in_host() { # i, command...
 }
 
 answers() { # i
-    timeout 10 virsh -c "$(host_uri "$1")" version >/dev/null 2>&1
+    if [ -s "$state/sasl/auth.conf" ]; then
+        timeout 10 virsh -c "qemu+tls://$(host_ip "$1")/system?pkipath=$state/pki/client&authfile=$state/sasl/auth.conf" \
+            version >/dev/null 2>&1
+    else
+        timeout 10 virsh -c "$(host_uri "$1")" version >/dev/null 2>&1
+    fi
 }
 
 wait_answers() { # i
@@ -192,6 +218,7 @@ EOF
     #   cgroup; ip netns exec also hides /sys/fs/cgroup behind its fresh sysfs anyway.
     set_conf "$etc/qemu.conf" migration_host "\"$ip\""
     set_conf "$etc/qemu.conf" cgroup_controllers "[ ]"
+    [ "$SECURE" != 1 ] || write_secure_etc "$i" "$etc"
 
     mkdir -p "$etc/qemu/networks/autostart"
     cat >"$etc/qemu/networks/default.xml" <<EOF
@@ -209,6 +236,90 @@ EOF
 </network>
 EOF
     ln -s /etc/libvirt/qemu/networks/default.xml "$etc/qemu/networks/autostart/default.xml"
+}
+
+# certtool with a template given as text. Keys are RSA: libvirt wants the keyEncipherment usage,
+# which certtool does not give an ECDSA key.
+certtool_tpl() { # template text, certtool args...
+    local tpl=$1
+    shift
+    certtool "$@" --template <(printf '%s\n' "$tpl") >/dev/null 2>&1 ||
+        die "certtool $* failed"
+}
+
+# The set's CA, a client certificate for nimbusd and the SASL user's password, shared by every
+# host (the per-host parts are in write_secure_etc).
+make_secure_material() {
+    local pki=$state/pki sasl=$state/sasl
+    command -v certtool >/dev/null || die "missing certtool (gnutls-bin)"
+    command -v saslpasswd2 >/dev/null || die "missing saslpasswd2 (sasl2-bin)"
+    mkdir -p "$pki/client" "$sasl"
+    chmod 700 "$sasl"
+    certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$pki/ca-key.pem" >/dev/null 2>&1
+    certtool_tpl "$(printf 'cn = Nimbus test CA set %s\nca\ncert_signing_key\nexpiration_days = 30' "$SET")" \
+        --generate-self-signed --load-privkey "$pki/ca-key.pem" --outfile "$pki/ca-cert.pem"
+    cp "$pki/ca-cert.pem" "$pki/client/cacert.pem"
+    certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$pki/client/clientkey.pem" \
+        >/dev/null 2>&1
+    certtool_tpl "$(printf 'cn = nimbus-controller\ntls_www_client\nsigning_key\nencryption_key\nexpiration_days = 30')" \
+        --generate-certificate --load-privkey "$pki/client/clientkey.pem" \
+        --load-ca-certificate "$pki/ca-cert.pem" --load-ca-privkey "$pki/ca-key.pem" \
+        --outfile "$pki/client/clientcert.pem"
+    head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$sasl/password"
+    cat >"$sasl/auth.conf" <<EOF
+[credentials-nimbus]
+authname=$SASL_USER
+password=$(cat "$sasl/password")
+
+[auth-libvirt-default]
+credentials=nimbus
+EOF
+}
+
+# Host I's TLS listener and certificates, its SASL config and sasldb, QEMU's migration TLS.
+write_secure_etc() { # i, etc dir
+    local i=$1 etc=$2 ip dir pki=$state/pki
+    ip=$(host_ip "$i")
+    dir=$(host_dir "$i")
+    mkdir -p "$dir/pki" "$dir/qemu-pki" "$dir/sasl2"
+    certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$dir/pki/serverkey.pem" >/dev/null 2>&1
+    certtool_tpl "$(printf 'cn = kvm%s\ndns_name = kvm%s\nip_address = %s\ntls_www_server\ntls_www_client\nsigning_key\nencryption_key\nexpiration_days = 30' "$i" "$i" "$ip")" \
+        --generate-certificate --load-privkey "$dir/pki/serverkey.pem" \
+        --load-ca-certificate "$pki/ca-cert.pem" --load-ca-privkey "$pki/ca-key.pem" \
+        --outfile "$dir/pki/servercert.pem"
+    set_conf "$etc/libvirtd.conf" listen_tls 1
+    set_conf "$etc/libvirtd.conf" key_file "\"$dir/pki/serverkey.pem\""
+    set_conf "$etc/libvirtd.conf" cert_file "\"$dir/pki/servercert.pem\""
+    set_conf "$etc/libvirtd.conf" ca_file "\"$pki/ca-cert.pem\""
+    set_conf "$etc/libvirtd.conf" tls_no_verify_certificate 0
+    if [ "$i" = 1 ]; then
+        set_conf "$etc/libvirtd.conf" auth_tls '"none"'
+    else
+        set_conf "$etc/libvirtd.conf" auth_tls '"sasl"'
+    fi
+    set_conf "$etc/libvirtd.conf" auth_tcp '"sasl"'
+
+    # QEMU of this host: the server side of an incoming migration and the client side of an
+    # outgoing one, both with the host's certificate. QEMU runs as libvirt-qemu.
+    cp "$pki/ca-cert.pem" "$dir/qemu-pki/ca-cert.pem"
+    cp "$dir/pki/servercert.pem" "$dir/qemu-pki/server-cert.pem"
+    cp "$dir/pki/serverkey.pem" "$dir/qemu-pki/server-key.pem"
+    cp "$dir/pki/servercert.pem" "$dir/qemu-pki/client-cert.pem"
+    cp "$dir/pki/serverkey.pem" "$dir/qemu-pki/client-key.pem"
+    if getent group libvirt-qemu >/dev/null; then
+        chgrp libvirt-qemu "$dir/qemu-pki"/*-key.pem
+        chmod 640 "$dir/qemu-pki"/*-key.pem
+    fi
+    set_conf "$etc/qemu.conf" default_tls_x509_cert_dir "\"$dir/qemu-pki\""
+    set_conf "$etc/qemu.conf" default_tls_x509_verify 1
+
+    # The holder mounts this over /etc/sasl2. The realm is the host's name, as libvirtd's.
+    cat >"$dir/sasl2/libvirt.conf" <<EOF
+mech_list: scram-sha-256
+sasldb_path: /etc/libvirt/passwd.db
+EOF
+    saslpasswd2 -p -c -a libvirt -u "kvm$i" -f "$etc/passwd.db" "$SASL_USER" <"$state/sasl/password"
+    chmod 600 "$etc/passwd.db"
 }
 
 # /etc/hosts and /etc/resolv.conf for a host. libvirt resolves its own hostname (kvmI) during
@@ -241,6 +352,7 @@ mount --bind "$2/etc" /etc/libvirt
 mount --bind "$2/cache" /var/cache/libvirt
 mount --bind "$2/hosts" /etc/hosts
 mount --bind "$2/resolv.conf" /etc/resolv.conf
+if [ -d "$2/sasl2" ]; then mount --bind "$2/sasl2" /etc/sasl2; fi
 echo $$ >"$2/holder.pid.tmp"
 mv "$2/holder.pid.tmp" "$2/holder.pid"
 exec sleep infinity
@@ -387,6 +499,7 @@ cmd_stop() {
     if [ -d "$state" ]; then
         rm -rf "${state:?}"/kvm[0-9]*
         rm -f "$state/agents-ca.pem"
+        rm -rf "${state:?}/pki" "${state:?}/sasl"
         rmdir "$state" 2>/dev/null || true
     fi
 }
@@ -406,6 +519,7 @@ cmd_start() { # n
     ip link add "$BRIDGE" type bridge
     ip addr add "$SUBNET.1/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
+    [ "$SECURE" != 1 ] || make_secure_material
 
     for i in $(seq 1 "$n"); do
         start_host "$i" &

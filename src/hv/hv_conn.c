@@ -44,6 +44,39 @@ hv_last_error_code(void)
     return virGetLastErrorCode();
 }
 
+/* nimbusd is a daemon: nobody is there to answer a prompt. libvirt's remote driver fills what it
+ * can from its auth file (the URI's authfile=, else $LIBVIRT_AUTH_FILE, else
+ * $XDG_CONFIG_HOME/libvirt/auth.conf or /etc/libvirt/auth.conf) before it calls this, so this
+ * runs only for what no file supplies. It answers nothing and notes that it was asked, so that
+ * the error names the missing file entry instead of libvirt's "Failed to collect auth
+ * credentials". libvirt calls it on the opening thread. */
+static __thread bool hv_conn_auth_asked;
+
+static int
+hv_conn_auth_cb(virConnectCredentialPtr cred, unsigned int ncred, void *cbdata)
+{
+    (void)cred;
+    (void)ncred;
+    (void)cbdata;
+    hv_conn_auth_asked = true;
+    return -1;
+}
+
+/* The types offered to SASL, those of virConnectAuthPtrDefault: libvirt fills AUTHNAME and
+ * PASSPHRASE from the auth file. Not USERNAME: offered, SCRAM asks for an authorization id too,
+ * which no auth file holds, and the open fails although the password is there. */
+static int hv_conn_auth_types[] = {
+    VIR_CRED_AUTHNAME,   VIR_CRED_ECHOPROMPT,   VIR_CRED_REALM,
+    VIR_CRED_PASSPHRASE, VIR_CRED_NOECHOPROMPT,
+};
+
+static virConnectAuth hv_conn_auth = {
+    .credtype = hv_conn_auth_types,
+    .ncredtype = sizeof(hv_conn_auth_types) / sizeof(hv_conn_auth_types[0]),
+    .cb = hv_conn_auth_cb,
+    .cbdata = NULL,
+};
+
 int
 hv_conn_open(const char *uri, HvConn **ret, NbError **err)
 {
@@ -62,9 +95,23 @@ hv_conn_open(const char *uri, HvConn **ret, NbError **err)
     }
     pthread_mutex_init(&c->lock, NULL);
 
-    c->conn = virConnectOpen(uri);
+    hv_conn_auth_asked = false;
+    c->conn = virConnectOpenAuth(uri, &hv_conn_auth, 0);
     if (!c->conn) {
-        int r = hv_error(err, "connecting to '%s'", uri);
+        /* After the handshake libvirtd checks the client's certificate and, if it refuses it,
+         * closes the connection without a word: libvirt only says it could not read the
+         * confirmation byte. */
+        virErrorPtr e = virGetLastError();
+        bool cert_refused = str_startswith(uri, "qemu+tls://") && e && e->message &&
+                            strstr(e->message, "TLS confirmation");
+        const char *hint =
+            hv_conn_auth_asked
+                ? " (the host asks for credentials that no libvirt auth file supplies: give one "
+                  "with authfile= in the URI or LIBVIRT_AUTH_FILE)"
+            : cert_refused ? " (the host refused this client's certificate: not signed by a CA "
+                             "the host trusts, expired, or not in its tls_allowed_dn_list)"
+                           : "";
+        int r = hv_error(err, "connecting to '%s'%s", uri, hint);
         hv_conn_free(c);
         return r;
     }

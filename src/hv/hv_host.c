@@ -212,6 +212,12 @@ hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOpt
         flags |= VIR_MIGRATE_NON_SHARED_INC;
     else
         flags |= VIR_MIGRATE_UNSAFE;
+    /* Hosts reached over TLS have certificates, and their QEMUs are expected to have them too
+     * (default_tls_x509_cert_dir in qemu.conf, docs/install.md): the guest's memory and disks
+     * then cross the network encrypted. libvirt fails the migration, rather than sending in
+     * clear, when a QEMU has no certificates. */
+    if (str_startswith(src->uri, "qemu+tls://") && str_startswith(dst->uri, "qemu+tls://"))
+        flags |= VIR_MIGRATE_TLS;
     virDomainPtr moved = virDomainMigrate3(dom, dst->conn, params, (unsigned)n_params, flags);
     if (!moved) {
         hv_error(err, "migrating '%s' from '%s' to '%s'", name, src->uri, dst->uri);

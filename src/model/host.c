@@ -49,11 +49,37 @@ host_state_word(const Host *h)
 
 static const char *const host_uri_remote_schemes[] = {"qemu+ssh", "qemu+tls", "qemu+tcp"};
 
-/* What libvirt's ssh (the ssh binary) and tls transports read; nothing that libvirt would pass
- * on to the remote side unread. */
-static const char *const host_uri_query_keys[] = {
-    "keyfile", "no_verify", "pkipath", "no_tty", "socket",
+/* Each key only with the transports that read it; nothing that libvirt would pass on to the
+ * remote side unread. no_verify is refused for every transport: it turns off the check of the
+ * server's certificate (tls) or host key (ssh), the one thing that makes these transports safe. */
+enum {
+    HOST_URI_SSH = 1 << 0,
+    HOST_URI_TLS = 1 << 1,
+    HOST_URI_TCP = 1 << 2,
 };
+
+static const struct {
+    const char *key;
+    unsigned schemes;
+} host_uri_query_keys[] = {
+    {"keyfile", HOST_URI_SSH},
+    {"no_tty", HOST_URI_SSH},
+    {"socket", HOST_URI_SSH},
+    /* The directory of cacert.pem, clientcert.pem and private/clientkey.pem. */
+    {"pkipath", HOST_URI_TLS},
+    /* libvirt's auth file with the SASL user and password (auth_tcp or auth_tls = "sasl"). */
+    {"authfile", HOST_URI_TLS | HOST_URI_TCP},
+};
+
+static unsigned
+host_uri_scheme_bit(const char *scheme)
+{
+    if (streq(scheme, "qemu+ssh"))
+        return HOST_URI_SSH;
+    if (streq(scheme, "qemu+tls"))
+        return HOST_URI_TLS;
+    return HOST_URI_TCP;
+}
 
 static bool
 is_digit(char c)
@@ -162,8 +188,9 @@ host_uri_query_value_is_valid(const char *s, size_t n)
 }
 
 static int
-host_uri_check_query(const char *uri, const char *q, NbError **err)
+host_uri_check_query(const char *uri, const char *scheme, const char *q, NbError **err)
 {
+    unsigned bit = host_uri_scheme_bit(scheme);
     bool seen[ELEMENTSOF(host_uri_query_keys)] = {false};
     while (*q) {
         const char *amp = strchr(q, '&');
@@ -176,24 +203,27 @@ host_uri_check_query(const char *uri, const char *q, NbError **err)
         size_t klen = (size_t)(eq - q);
         size_t k;
         for (k = 0; k < ELEMENTSOF(host_uri_query_keys); k++)
-            if (strlen(host_uri_query_keys[k]) == klen &&
-                memcmp(host_uri_query_keys[k], q, klen) == 0)
+            if ((host_uri_query_keys[k].schemes & bit) &&
+                strlen(host_uri_query_keys[k].key) == klen &&
+                memcmp(host_uri_query_keys[k].key, q, klen) == 0)
                 break;
         if (k == ELEMENTSOF(host_uri_query_keys))
             return nb_error_set(err, NB_ERR_INVALID_URI,
-                                "uri '%.64s': query parameter '%.*s' is not allowed (allowed: "
-                                "keyfile, no_verify, pkipath, known_hosts, known_hosts_verify, "
-                                "sshauth, no_tty, socket, keepalive_interval, keepalive_count)",
-                                uri, (int)(klen < 64 ? klen : 64), q);
+                                "uri '%.64s': query parameter '%.*s' is not allowed with %s "
+                                "(allowed: %s)",
+                                uri, (int)(klen < 64 ? klen : 64), q, scheme,
+                                bit == HOST_URI_SSH   ? "keyfile, no_tty, socket"
+                                : bit == HOST_URI_TLS ? "pkipath, authfile"
+                                                      : "authfile");
         if (seen[k])
             return nb_error_set(err, NB_ERR_INVALID_URI,
                                 "uri '%.64s': query parameter '%s' is given twice", uri,
-                                host_uri_query_keys[k]);
+                                host_uri_query_keys[k].key);
         seen[k] = true;
         if (!host_uri_query_value_is_valid(eq + 1, n - klen - 1))
             return nb_error_set(err, NB_ERR_INVALID_URI,
                                 "uri '%.64s': the value of '%s' must match [A-Za-z0-9._/,:-]+", uri,
-                                host_uri_query_keys[k]);
+                                host_uri_query_keys[k].key);
         q += n;
         if (*q == '&') {
             q++;
@@ -240,7 +270,7 @@ host_uri_check_remote(const char *uri, const char *scheme, const char *rest, NbE
     if (slash[7] == '?') {
         if (slash[8] == '\0')
             return nb_error_set(err, NB_ERR_INVALID_URI, "uri '%.64s': the query is empty", uri);
-        return host_uri_check_query(uri, slash + 8, err);
+        return host_uri_check_query(uri, scheme, slash + 8, err);
     }
     return 0;
 }
