@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../store/store.h"
 #include "../util/strutil.h"
 
 const char *
@@ -162,6 +163,10 @@ metrics_histogram_write(MetricsBuf *b, const char *name, const char *labels,
 
 static const double api_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 static const double task_bounds[] = {0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+/* A step is one libvirt call (a define: milliseconds) or a wait (a guest's shutdown, a disk's
+ * copy, a migration: minutes). */
+static const double step_bounds[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                     5,    10,   30,  60,   300, 900, 3600};
 
 #define METRICS_MAX_ROUTES 160
 #define METRICS_MAX_STATUSES 12
@@ -182,7 +187,15 @@ static MetricsRoute metrics_routes[METRICS_MAX_ROUTES];
 static unsigned metrics_n_routes;
 static MetricsHistogram metrics_task_duration[_TASK_KIND_MAX];
 static bool metrics_task_init;
+/* name NULL: not observed since the start (or the last reset); the histogram is set up then. */
+typedef struct MetricsTaskStep {
+    const char *name;
+    MetricsHistogram duration;
+} MetricsTaskStep;
+static MetricsTaskStep metrics_task_steps[_TASK_KIND_MAX][METRICS_MAX_TASK_STEPS];
 static uint64_t metrics_login_failures;
+static void (*metrics_store_stats_fn)(StoreStats *ret);
+_Static_assert(STORE_LATENCY_BUCKETS <= METRICS_MAX_BUCKETS, "the store's buckets must fit");
 
 void
 metrics_api_observe(const char *route, const char *method, unsigned status, double seconds)
@@ -247,6 +260,27 @@ metrics_task_observe(TaskKind kind, double seconds)
 }
 
 void
+metrics_task_step_observe(TaskKind kind, int step, const char *name, double seconds)
+{
+    if (kind < 0 || kind >= _TASK_KIND_MAX || step < 0 || step >= METRICS_MAX_TASK_STEPS || !name)
+        return;
+    pthread_mutex_lock(&metrics_lock);
+    MetricsTaskStep *ts = &metrics_task_steps[kind][step];
+    if (!ts->name) {
+        metrics_histogram_init(&ts->duration, step_bounds, sizeof(step_bounds) / sizeof(double));
+        ts->name = name;
+    }
+    metrics_histogram_observe(&ts->duration, seconds);
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void
+metrics_set_store_stats(void (*fn)(StoreStats *ret))
+{
+    __atomic_store_n(&metrics_store_stats_fn, fn, __ATOMIC_RELEASE);
+}
+
+void
 metrics_login_failure(void)
 {
     __atomic_add_fetch(&metrics_login_failures, 1, __ATOMIC_RELAXED);
@@ -258,8 +292,40 @@ metrics_reset(void)
     pthread_mutex_lock(&metrics_lock);
     metrics_n_routes = 0;
     metrics_task_init = false;
+    for (int k = 0; k < _TASK_KIND_MAX; k++)
+        for (int i = 0; i < METRICS_MAX_TASK_STEPS; i++)
+            metrics_task_steps[k][i].name = NULL;
     __atomic_store_n(&metrics_login_failures, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&metrics_lock);
+}
+
+/* The store's snapshot, taken without metrics' lock (the store has its own counting). */
+static void
+metrics_write_store(MetricsBuf *b, MetricsFormat f)
+{
+    void (*fn)(StoreStats *) = __atomic_load_n(&metrics_store_stats_fn, __ATOMIC_ACQUIRE);
+    if (!fn)
+        return;
+    StoreStats st;
+    fn(&st);
+    metrics_write_family(b, f, "nimbus_store_transaction_duration_seconds", "histogram",
+                         "Store latency: a write transaction from its begin to its commit or "
+                         "rollback, a read from taking a read connection to giving it back.");
+    for (int k = 0; k < _STORE_TX_KIND_MAX; k++) {
+        const StoreLatency *l = &st.tx[k];
+        MetricsHistogram h;
+        metrics_histogram_init(&h, st.bounds, STORE_LATENCY_BUCKETS);
+        /* The count is the buckets' total, so that it equals the +Inf bucket even when an
+         * observation landed between the snapshot's reads. */
+        for (unsigned i = 0; i <= h.n; i++) {
+            h.counts[i] = l->counts[i];
+            h.count += l->counts[i];
+        }
+        h.sum = l->sum;
+        char lbl[64];
+        snprintf(lbl, sizeof(lbl), "kind=\"%s\"", l->kind);
+        metrics_histogram_write(b, "nimbus_store_transaction_duration_seconds", lbl, &h);
+    }
 }
 
 void
@@ -298,7 +364,25 @@ metrics_write_process(MetricsBuf *b, MetricsFormat f)
         snprintf(l, sizeof(l), "kind=\"%s\"", task_kind_to_string((TaskKind)k));
         metrics_histogram_write(b, "nimbus_task_duration_seconds", l, &metrics_task_duration[k]);
     }
+    metrics_write_family(b, f, "nimbus_task_step_duration_seconds", "histogram",
+                         "Time from a task step's first run in this daemon to its end, by task "
+                         "kind and step.");
+    for (int k = 0; k < _TASK_KIND_MAX; k++) {
+        for (int i = 0; i < METRICS_MAX_TASK_STEPS; i++) {
+            const MetricsTaskStep *ts = &metrics_task_steps[k][i];
+            if (!ts->name)
+                continue;
+            lbl.len = 0;
+            metrics_buf_printf(&lbl, "kind=\"%s\",step=\"", task_kind_to_string((TaskKind)k));
+            metrics_buf_label_value(&lbl, ts->name);
+            metrics_buf_append(&lbl, "\"", 1);
+            if (!lbl.oom)
+                metrics_histogram_write(b, "nimbus_task_step_duration_seconds", lbl.data,
+                                        &ts->duration);
+        }
+    }
     pthread_mutex_unlock(&metrics_lock);
+    metrics_write_store(b, f);
     metrics_write_family(b, f, "nimbus_login_failures_total", "counter",
                          "Failed logins (wrong user or password).");
     metrics_buf_printf(

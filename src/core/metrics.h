@@ -62,7 +62,18 @@ void metrics_histogram_write(MetricsBuf *b, const char *name, const char *labels
 void metrics_api_observe(const char *route, const char *method, unsigned status, double seconds);
 /* A task that ended (succeeded or failed), after seconds since this daemon first ran it. */
 void metrics_task_observe(TaskKind kind, double seconds);
+/* A step of a task that ended (done or failed), after seconds since this daemon first ran it (a
+ * step that waits runs several times). step: its index in the kind's steps, below
+ * METRICS_MAX_TASK_STEPS (others are not counted); name: a static string, the kind's fixed name
+ * for that step, so that the label set is bounded. */
+#define METRICS_MAX_TASK_STEPS 8
+void metrics_task_step_observe(TaskKind kind, int step, const char *name, double seconds);
 void metrics_login_failure(void);
+/* The store's transaction latency is counted in the store (core_pure may not call it) and read
+ * at each scrape through fn, which the daemon sets to store_stats at start-up. NULL (the
+ * default): the family is not written. */
+struct StoreStats;
+void metrics_set_store_stats(void (*fn)(struct StoreStats *ret));
 /* Appends the control-plane families observed in this process. */
 void metrics_write_process(MetricsBuf *b, MetricsFormat f);
 /* Forgets every observation (tests). */

@@ -595,11 +595,16 @@ nic_task_finish(Core *core, Task *task, Vm *vm)
 }
 
 static const VmStep nic_add_steps[] = {step_nic_plug, step_nic_attach};
+static const char *const nic_add_names[] = {"plug", "attach"};
 static const VmStep nic_remove_steps[] = {step_nic_detach, step_nic_unplug, step_nic_forget};
+static const char *const nic_remove_names[] = {"detach", "unplug", "forget"};
+_Static_assert(ELEMENTSOF(nic_add_names) == ELEMENTSOF(nic_add_steps), "a name per step");
+_Static_assert(ELEMENTSOF(nic_remove_names) == ELEMENTSOF(nic_remove_steps), "a name per step");
 
 static const VmTaskDef nic_add_def = {
     .steps = nic_add_steps,
     .n_steps = (int)ELEMENTSOF(nic_add_steps),
+    .step_names = nic_add_names,
     .state_on_claim = -1,
     .finish = nic_task_finish,
     .rollback = nic_add_rollback,
@@ -607,6 +612,7 @@ static const VmTaskDef nic_add_def = {
 static const VmTaskDef nic_remove_def = {
     .steps = nic_remove_steps,
     .n_steps = (int)ELEMENTSOF(nic_remove_steps),
+    .step_names = nic_remove_names,
     .state_on_claim = -1,
     .finish = nic_task_finish,
 };

@@ -20,6 +20,7 @@ typedef struct TaskEngine TaskEngine;
 typedef struct TaskRun {
     uint64_t first_run_ms;  /* monotonic: when this daemon first ran the task */
     uint64_t wait_since_ms; /* the handler's: when the wait of the current step began, 0: none */
+    uint64_t step_since_ms; /* the handler's: when the current step first ran, 0: not yet */
 } TaskRun;
 
 /* A handler's run returns TASK_RUN_DONE when the task needs the engine no more (finished and

@@ -523,12 +523,15 @@ vm_migrate_rollback(Core *core, Task *task, Vm *vm, HvConn *hv_unused)
 static const VmStep migrate_steps[] = {vm_migrate_step_prepare, vm_migrate_step_plug,
                                        vm_migrate_step_move, vm_migrate_step_switch,
                                        vm_migrate_step_cleanup};
+static const char *const migrate_names[] = {"prepare", "plug", "move", "switch", "cleanup"};
+_Static_assert(ELEMENTSOF(migrate_names) == ELEMENTSOF(migrate_steps), "a name per step");
 
 /* desired is kept and the final state read from the destination (vm_migrate_finish). The steps
  * connect to both ends themselves: the VM's host changes half-way. */
 static const VmTaskDef migrate_def = {
     .steps = migrate_steps,
     .n_steps = (int)ELEMENTSOF(migrate_steps),
+    .step_names = migrate_names,
     .state_on_claim = -1,
     .desired = VM_POWER_RUNNING,
     .state_on_success = VM_STATE_RUNNING,

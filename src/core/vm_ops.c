@@ -15,6 +15,7 @@
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "metrics.h"
 #include "network_ops.h"
 #include "network_shaping.h"
 #include "secgroup_ops.h"
@@ -187,6 +188,16 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     char filters[VM_NICS_MAX][NWFILTER_NAME_MAX + 1];
     if (port_store_list_by_vm(core->store, vm->id, &ports, &n_ports, err) < 0)
         return -1;
+    /* The creator's account may be gone since: its id then stands for its name. */
+    User owner = {0};
+    if (vm->owner_user_id[0]) {
+        _cleanup_error_ NbError *e = NULL;
+        if (user_store_get(core->store, vm->owner_user_id, &owner, &e) < 0) {
+            if (!streq(e->code, NB_ERR_USER_NOT_FOUND))
+                return nb_error_propagate(err, TAKE_PTR(e));
+            owner.name[0] = '\0';
+        }
+    }
     for (size_t i = 0; i < n_ports && i < VM_NICS_MAX; i++) {
         Network n;
         if (network_store_get(core->store, NULL, ports[i].network_id, &n, err) < 0)
@@ -203,6 +214,8 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .vm_name = vm->name,
         .project = project.name,
         .project_id = vm->project,
+        .owner_user_id = vm->owner_user_id[0] ? vm->owner_user_id : NULL,
+        .owner_user_name = owner.name[0] ? owner.name : NULL,
         .flavor_name = flavor.name,
         .image_id = vm->image_id,
         /* A simulated host (libvirt's test driver) runs only domains of type test. */
@@ -440,34 +453,50 @@ vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
 
 static const VmStep create_steps[] = {step_create_disk, step_create_seed, step_plug_networks,
                                       step_define, step_start};
+static const char *const create_names[] = {"create_disk", "create_seed", "plug_networks", "define",
+                                           "start"};
 static const VmStep start_steps[] = {step_ensure_defined, step_plug_networks, step_start};
+static const char *const start_names[] = {"ensure_defined", "plug_networks", "start"};
 static const VmStep stop_steps[] = {step_stop};
+static const char *const stop_names[] = {"stop"};
 static const VmStep reboot_steps[] = {step_reboot};
+static const char *const reboot_names[] = {"reboot"};
 static const VmStep pause_steps[] = {step_pause};
+static const char *const pause_names[] = {"pause"};
 static const VmStep resume_steps[] = {step_resume};
+static const char *const resume_names[] = {"resume"};
 static const VmStep delete_steps[] = {step_undefine, step_unplug_networks, step_delete_disk,
                                       step_delete_seed, step_delete_console_log};
+static const char *const delete_names[] = {"undefine", "unplug_networks", "delete_disk",
+                                           "delete_seed", "delete_console_log"};
+_Static_assert(ELEMENTSOF(create_names) == ELEMENTSOF(create_steps), "a name per step");
+_Static_assert(ELEMENTSOF(start_names) == ELEMENTSOF(start_steps), "a name per step");
+_Static_assert(ELEMENTSOF(delete_names) == ELEMENTSOF(delete_steps), "a name per step");
 
-#define TASK_DEF(s, claim, want, done)                                                             \
+#define TASK_DEF(s, names, claim, want, done)                                                      \
     {                                                                                              \
-        .steps = s, .n_steps = (int)ELEMENTSOF(s), .state_on_claim = claim, .desired = want,       \
-        .state_on_success = done                                                                   \
+        .steps = s, .n_steps = (int)ELEMENTSOF(s), .step_names = names, .state_on_claim = claim,   \
+        .desired = want, .state_on_success = done                                                  \
     }
 
 static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
     [TASK_KIND_VM_CREATE] = {.steps = create_steps,
                              .n_steps = (int)ELEMENTSOF(create_steps),
+                             .step_names = create_names,
                              .state_on_claim = VM_STATE_BUILDING,
                              .desired = VM_POWER_RUNNING,
                              .state_on_success = VM_STATE_RUNNING,
                              .rollback = vm_create_rollback},
-    [TASK_KIND_VM_START] = TASK_DEF(start_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
-    [TASK_KIND_VM_REBOOT] = TASK_DEF(reboot_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_PAUSE] = TASK_DEF(pause_steps, -1, VM_POWER_PAUSED, VM_STATE_PAUSED),
-    [TASK_KIND_VM_RESUME] = TASK_DEF(resume_steps, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
-    [TASK_KIND_VM_DELETE] =
-        TASK_DEF(delete_steps, VM_STATE_DELETING, VM_POWER_DELETED, VM_STATE_DELETING),
+    [TASK_KIND_VM_START] =
+        TASK_DEF(start_steps, start_names, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, stop_names, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
+    [TASK_KIND_VM_REBOOT] =
+        TASK_DEF(reboot_steps, reboot_names, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_PAUSE] = TASK_DEF(pause_steps, pause_names, -1, VM_POWER_PAUSED, VM_STATE_PAUSED),
+    [TASK_KIND_VM_RESUME] =
+        TASK_DEF(resume_steps, resume_names, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
+    [TASK_KIND_VM_DELETE] = TASK_DEF(delete_steps, delete_names, VM_STATE_DELETING,
+                                     VM_POWER_DELETED, VM_STATE_DELETING),
 };
 
 static const VmTaskDef *
@@ -545,6 +574,16 @@ vm_task_host_wait(Core *core, const Task *task, const Vm *vm, const TaskRun *run
     return 0;
 }
 
+/* The current step ended (done or failed): its time since it first ran in this daemon. */
+static void
+vm_task_step_observe(const Task *task, const VmTaskDef *def, TaskRun *run)
+{
+    const char *name = def->step_names ? def->step_names[task->step] : "unnamed";
+    metrics_task_step_observe(task->kind, task->step, name,
+                              (double)(nb_monotonic_ms() - run->step_since_ms) / 1000.0);
+    run->step_since_ms = 0;
+}
+
 int64_t
 vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def)
 {
@@ -591,14 +630,17 @@ vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def)
             r = 1;
             break;
         }
+        if (!run->step_since_ms)
+            run->step_since_ms = nb_monotonic_ms();
         int s = def->steps[task->step](core, task, &vm, hv, run, &err);
-        if (s < 0) {
-            r = -1;
-            break;
-        }
         if (s > 0) {
             delay = s; /* the step waits; the same step runs again then */
             r = 1;
+            break;
+        }
+        vm_task_step_observe(task, def, run);
+        if (s < 0) {
+            r = -1;
             break;
         }
         task_crash_point(task->kind, task->step);
@@ -690,6 +732,7 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         goto out;
     nb_uuid_generate(vm.id);
     memcpy(vm.project, who->project_id, sizeof(vm.project));
+    memcpy(vm.owner_user_id, who->user_id, sizeof(vm.owner_user_id));
     snprintf(vm.name, sizeof(vm.name), "%s", req.name);
     if (req.hostname[0]) {
         snprintf(vm.hostname, sizeof(vm.hostname), "%s", req.hostname);

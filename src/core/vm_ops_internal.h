@@ -13,6 +13,8 @@ typedef int (*VmStep)(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, 
 typedef struct VmTaskDef {
     const VmStep *steps;
     int n_steps;
+    /* n_steps fixed names ("create_disk"): the step label of nimbus_task_step_duration_seconds. */
+    const char *const *step_names;
     VmState state_on_claim; /* -1: unchanged */
     VmPower desired;
     VmState state_on_success;

@@ -8,6 +8,7 @@
 
 #include "../api/api.h"
 #include "../core/metrics.h"
+#include "../store/store.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "config.h"
@@ -251,6 +252,7 @@ main(int argc, char **argv)
     }
     if (tls_cert && api_metrics_set_tls_cert(tls_cert) < 0)
         log_warn("cannot read the expiry of %s: /metrics will not export it", cfg.tls_cert);
+    metrics_set_store_stats(store_stats);
     int mrc =
         metrics_collector_start(core, cfg.metrics_interval_s, cfg.metrics_idle_after_s, &collector);
     if (mrc < 0)

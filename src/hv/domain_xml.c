@@ -122,8 +122,13 @@ write_metadata(XmlWriter *w, const DomainSpec *s, const char *ram, const char *d
     xml_writer_text_element(w, "nova:ephemeral", "0", NULL);
     xml_writer_text_element(w, "nova:vcpus", vcpus, NULL);
     xml_writer_close(w);
-    /* Exporters label a VM's series with the owner project's name and id from here. */
+    /* Exporters label a VM's series with the owner project's name and id from here, and with
+     * its user's where there is one (Nova's order: user, then project). */
     xml_writer_open(w, "nova:owner", NULL);
+    if (present(s->owner_user_id))
+        xml_writer_text_element(w, "nova:user",
+                                present(s->owner_user_name) ? s->owner_user_name : s->owner_user_id,
+                                "uuid", s->owner_user_id, NULL);
     xml_writer_text_element(w, "nova:project", s->project, "uuid",
                             s->project_id ? s->project_id : s->project, NULL);
     xml_writer_close(w);

@@ -42,6 +42,10 @@ typedef struct DomainSpec {
     const char *vm_name;     /* user string: title and metadata only */
     const char *project;     /* metadata only: the project's name */
     const char *project_id;  /* metadata only: its id (NULL: the name stands for it) */
+    /* metadata only: the user who created the VM, its id and name (NULL name: the id stands for
+     * it); NULL id: unknown, no <nova:user> */
+    const char *owner_user_id;
+    const char *owner_user_name;
     const char *flavor_name; /* metadata only */
     const char *image_id;    /* metadata only */
     VirtType virt_type;

@@ -171,6 +171,7 @@ vm_to_json(const Vm *vm)
         json_object_set_new(j, "migrate_to", json_string_or_null(vm->migrate_to));
         json_object_set_new(j, "group_id", json_string_or_null(vm->group_id));
         json_object_set_new(j, "labels", labels_to_json(&vm->labels));
+        json_object_set_new(j, "owner_user_id", json_string_or_null(vm->owner_user_id));
     }
     return j;
 }

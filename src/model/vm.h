@@ -63,6 +63,8 @@ typedef struct Vm {
     char *error;     /* owned: why the last task failed, if it did */
     char created_at[NB_TIMESTAMP_LEN];
     char updated_at[NB_TIMESTAMP_LEN];
+    /* The user who created it; "" for the VMs from before that was recorded. */
+    char owner_user_id[NB_UUID_STRLEN];
 } Vm;
 
 /* Names of the hypervisor objects that belong to a VM: derived from the id only, so no user

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../model/tenancy.h"
 #include "../util/log.h"
@@ -220,9 +221,63 @@ static const char *const store_migrations[] = {
     "ALTER TABLE flavors ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE ports ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE ports ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;",
+    /* 8: the user who created a VM, written into its domain's Nova metadata; NULL for the VMs
+     * from before (not known). No foreign key: a VM outlives its creator's account. */
+    "ALTER TABLE vms ADD COLUMN owner_user_id TEXT;",
 };
 
 __thread Store *store_tls_conn;
+
+/* ---- latency (store_stats): process-wide atomic counters, nothing allocated ---- */
+
+static const double store_latency_bounds[STORE_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+static const char *const store_tx_kind_names[_STORE_TX_KIND_MAX] = {"write", "read"};
+static uint64_t store_latency_counts[_STORE_TX_KIND_MAX][STORE_LATENCY_BUCKETS + 1];
+static uint64_t store_latency_sum_ns[_STORE_TX_KIND_MAX];
+
+static uint64_t
+store_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* Never 0, which means "not timing". */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1;
+}
+
+static void
+store_latency_observe(StoreTxKind kind, uint64_t since_ns)
+{
+    uint64_t now = store_now_ns();
+    uint64_t ns = now > since_ns ? now - since_ns : 0;
+    double secs = (double)ns / 1e9;
+    unsigned i = 0;
+    while (i < STORE_LATENCY_BUCKETS && secs > store_latency_bounds[i])
+        i++;
+    __atomic_add_fetch(&store_latency_counts[kind][i], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&store_latency_sum_ns[kind], ns, __ATOMIC_RELAXED);
+}
+
+void
+store_read_done(Store *c)
+{
+    store_latency_observe(STORE_TX_READ, c->read_since_ns);
+    c->read_since_ns = 0;
+}
+
+void
+store_stats(StoreStats *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    memcpy(ret->bounds, store_latency_bounds, sizeof(ret->bounds));
+    for (int k = 0; k < _STORE_TX_KIND_MAX; k++) {
+        StoreLatency *l = &ret->tx[k];
+        l->kind = store_tx_kind_names[k];
+        for (int i = 0; i <= STORE_LATENCY_BUCKETS; i++)
+            l->counts[i] = __atomic_load_n(&store_latency_counts[k][i], __ATOMIC_RELAXED);
+        l->sum = (double)__atomic_load_n(&store_latency_sum_ns[k], __ATOMIC_RELAXED) / 1e9;
+    }
+}
 
 int
 store_db_error(Store *s, const char *what, NbError **err)
@@ -328,19 +383,26 @@ store_stmt_cache_free(Store *c)
 Store *
 store_read_lock(Store *s)
 {
-    if (s->n_readers == 0)
-        return store_lock_conn(s);
+    if (s->n_readers == 0) {
+        store_lock_conn(s);
+        s->read_since_ns = store_now_ns();
+        return s;
+    }
     for (unsigned i = 0; i < s->n_readers; i++) {
         Store *r = s->readers[i];
         if (pthread_mutex_trylock(&r->lock) == 0) {
             r->saved_tls = store_tls_conn;
             store_tls_conn = r;
+            r->read_since_ns = store_now_ns();
             return r;
         }
     }
-    /* Every reader is busy: queue on one of them, never on the writer. */
+    /* Every reader is busy: queue on one of them, never on the writer. The wait is not the
+     * read's: its time starts once it holds the connection. */
     unsigned i = __atomic_fetch_add(&s->next_reader, 1, __ATOMIC_RELAXED) % s->n_readers;
-    return store_lock_conn(s->readers[i]);
+    Store *r = store_lock_conn(s->readers[i]);
+    r->read_since_ns = store_now_ns();
+    return r;
 }
 
 int
@@ -355,22 +417,37 @@ store_exec(Store *s, const char *sql, NbError **err)
     return 0;
 }
 
+/* A write transaction's time includes BEGIN IMMEDIATE's wait for another process's write lock:
+ * the caller waits for it too. */
 int
 store_begin(Store *s, NbError **err)
 {
-    return store_exec(s, "BEGIN IMMEDIATE", err);
+    uint64_t since = store_now_ns();
+    if (store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    s->tx_since_ns = since;
+    return 0;
 }
 
+/* A failed COMMIT is counted by the ROLLBACK that follows it. */
 int
 store_commit(Store *s, NbError **err)
 {
-    return store_exec(s, "COMMIT", err);
+    if (store_exec(s, "COMMIT", err) < 0)
+        return -1;
+    if (s->tx_since_ns)
+        store_latency_observe(STORE_TX_WRITE, s->tx_since_ns);
+    s->tx_since_ns = 0;
+    return 0;
 }
 
 void
 store_rollback(Store *s)
 {
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->tx_since_ns)
+        store_latency_observe(STORE_TX_WRITE, s->tx_since_ns);
+    s->tx_since_ns = 0;
 }
 
 int

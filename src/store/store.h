@@ -43,6 +43,28 @@ typedef struct StoreOptions {
 /* store_open with options (o NULL: the defaults, like store_open). */
 int store_open_opts(const char *path, const StoreOptions *o, Store **ret, NbError **err);
 
+/* The store's latency, counted in memory for the whole process (a daemon opens one store) for
+ * the metrics: a write transaction from its BEGIN to its COMMIT or ROLLBACK, and a read from
+ * taking a read connection to giving it back. */
+typedef enum StoreTxKind {
+    STORE_TX_WRITE,
+    STORE_TX_READ,
+    _STORE_TX_KIND_MAX,
+} StoreTxKind;
+#define STORE_LATENCY_BUCKETS 12
+typedef struct StoreLatency {
+    const char *kind;                           /* "write", "read" */
+    uint64_t counts[STORE_LATENCY_BUCKETS + 1]; /* per bucket (not cumulative); the last: +Inf */
+    double sum;                                 /* seconds */
+} StoreLatency;
+typedef struct StoreStats {
+    double bounds[STORE_LATENCY_BUCKETS]; /* the buckets' upper bounds, seconds, ascending */
+    StoreLatency tx[_STORE_TX_KIND_MAX];
+} StoreStats;
+/* A snapshot of the counts since the process started; each count is read atomically, the set
+ * as a whole is not (one observation may show in a bucket and not yet in the sum). */
+void store_stats(StoreStats *ret);
+
 /* Retention in days (0: keep forever). Defaults: STORE_RETENTION_DEFAULT. */
 typedef struct StoreRetention {
     unsigned tasks_days, events_days, audit_days;

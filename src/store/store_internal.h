@@ -38,6 +38,10 @@ struct Store {
     uint64_t placement_gen;
     /* The daemon's own host (host_store_ensure_local), which cannot be deleted; "" until set. */
     char local_host[NB_NAME_MAX + 1];
+    /* Monotonic ns, with the lock held, for store_stats: when the open write transaction began
+     * and when store_read_lock lent this connection out; 0: none. */
+    uint64_t tx_since_ns;
+    uint64_t read_since_ns;
 };
 
 /* Which connection the calling thread holds: _cleanup_stmt_ gives statements back to its cache. */
@@ -52,11 +56,16 @@ store_lock_conn(Store *c)
     return c;
 }
 
+/* Counts a read that took the connection at c->read_since_ns (store_stats). */
+void store_read_done(Store *c);
+
 /* Unlocks the connection locked for the scope of the calling block. */
 static inline void
 store_unlockp(Store **s)
 {
     if (*s) {
+        if ((*s)->read_since_ns)
+            store_read_done(*s);
         store_tls_conn = (*s)->saved_tls;
         pthread_mutex_unlock(&(*s)->lock);
     }

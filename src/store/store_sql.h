@@ -8,13 +8,13 @@
 #define VM_COLUMNS                                                                                 \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
     "disk_gib, mac, user_data, ip, error, created_at, updated_at, project, migrate_to, group_id, " \
-    "labels"
+    "labels, owner_user_id"
 
 /* A page of VMs leaves user_data out (NULL): up to 64 KiB a VM that a list never shows. */
 #define VM_PAGE_COLUMNS                                                                            \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
     "disk_gib, mac, NULL, ip, error, created_at, updated_at, project, migrate_to, group_id, "      \
-    "labels"
+    "labels, owner_user_id"
 
 #define STORE_SQL_VM_BY_ID                                                                         \
     "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"

@@ -188,6 +188,44 @@ def test_vm_and_host_series(menv):
     assert one(s, "nimbus_task_workers") >= 1
 
 
+CREATE_STEPS = ("create_disk", "create_seed", "plug_networks", "define", "start")
+
+
+def test_task_steps_and_store_latency(menv):
+    """The VM's create counted each of its steps under its name; the store times its write
+    transactions and its reads."""
+    s = metrics(menv)
+    for step in CREATE_STEPS:
+        assert one(s, "nimbus_task_step_duration_seconds_count", kind="vm.create", step=step) == 1
+        assert one(s, "nimbus_task_step_duration_seconds_bucket", kind="vm.create", step=step,
+                   le="+Inf") == 1
+        assert one(s, "nimbus_task_step_duration_seconds_sum", kind="vm.create", step=step) >= 0
+    # Only the steps that ran: one task of one kind so far.
+    ran = {(dict(k[1])["kind"], dict(k[1])["step"]) for k in s
+           if k[0] == "nimbus_task_step_duration_seconds_count"}
+    assert ran == {("vm.create", step) for step in CREATE_STEPS}, ran
+
+    def counts():
+        m = metrics(menv)
+        return (one(m, "nimbus_store_transaction_duration_seconds_count", kind="write"),
+                one(m, "nimbus_store_transaction_duration_seconds_count", kind="read"), m)
+    writes, reads, m = counts()
+    assert writes > 0 and reads > 0
+    for kind in ("write", "read"):
+        assert one(m, "nimbus_store_transaction_duration_seconds_bucket", kind=kind,
+                   le="+Inf") == one(m, "nimbus_store_transaction_duration_seconds_count",
+                                     kind=kind)
+    # A security group's create is one write transaction (the group and its default rules); a
+    # VM's GET is a read.
+    g = menv.api.ok("POST", "/v1/secgroups", {"name": "m-sg"}, expect=201)
+    try:
+        menv.api.get(f"/v1/vms/{menv.vm['id']}")
+        writes2, reads2, _ = counts()
+        assert writes2 > writes and reads2 > reads, (writes, writes2, reads, reads2)
+    finally:
+        menv.api.ok("DELETE", f"/v1/secgroups/{g['id']}", expect=204)
+
+
 def test_api_counters_move(menv):
     def count():
         return series(metrics(menv), "nimbus_api_requests_total", route="/v1/vms/{}",

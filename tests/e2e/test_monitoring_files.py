@@ -17,7 +17,8 @@ RULES = os.path.join(PROM_DIR, "nimbus-rules.yml")
 RULE_TESTS = os.path.join(PROM_DIR, "nimbus-rules.test.yml")
 DASHBOARD = os.path.join(nf.REPO, "deploy", "grafana", "nimbus.json")
 SOURCES = ["src/core/metrics.c", "src/core/metrics_collector.c", "src/api/api_metrics.c"]
-HISTOGRAMS = ("nimbus_api_request_duration_seconds", "nimbus_task_duration_seconds")
+HISTOGRAMS = ("nimbus_api_request_duration_seconds", "nimbus_task_duration_seconds",
+              "nimbus_task_step_duration_seconds", "nimbus_store_transaction_duration_seconds")
 NAME = re.compile(r"\b((?:nimbus|libvirt)_[a-z0-9_]+)\b")
 
 

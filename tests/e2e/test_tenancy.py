@@ -373,8 +373,8 @@ def test_member_refused_admin_endpoints(ten):
 
 
 def test_domain_metadata_names_the_project(ten):
-    """The Nova metadata block in the domain XML names the VM's own project (exporters running
-    on the hosts label its series with it)."""
+    """The Nova metadata block in the domain XML names the VM's own project and the user who
+    created it (exporters running on the hosts label its series with them)."""
     t = ten
     xml = nf.virsh("dumpxml", t.dom).stdout
     root = ET.fromstring(xml)
@@ -382,6 +382,11 @@ def test_domain_metadata_names_the_project(ten):
     proj = root.find("./metadata/nova:instance/nova:owner/nova:project", ns)
     assert proj is not None, xml
     assert (proj.text, proj.get("uuid")) == ("proj-a", t.pa["id"]), xml
+    creator = t.users["a-member"]["id"]
+    user = root.find("./metadata/nova:instance/nova:owner/nova:user", ns)
+    assert user is not None, xml
+    assert (user.text, user.get("uuid")) == ("a-member", creator), xml
+    assert t.admin.get(f"/v1/vms/{t.vm['id']}")["owner_user_id"] == creator
     assert root.find("./metadata/nova:instance/nova:name", ns).text == "vm-a"
     assert root.find("./metadata/nova:instance/nova:flavor", ns).get("name") == "t-small"
 

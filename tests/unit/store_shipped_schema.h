@@ -1,6 +1,6 @@
 #pragma once
 
-/* Migrations 1 to 5 as they shipped (migrations never change once shipped): the first N entries
+/* Migrations 1 to 7 as they shipped (migrations never change once shipped): the first N entries
  * build a database of schema version N by hand, for the tests of the migrations after it. */
 static const char *const shipped_schema[] = {
     /* 1 */
@@ -199,4 +199,15 @@ static const char *const shipped_schema[] = {
     "  group_id TEXT NOT NULL REFERENCES secgroups (id), PRIMARY KEY (port_id, group_id));"
     "CREATE INDEX port_secgroups_by_group ON port_secgroups (group_id, port_id);"
     "ALTER TABLE projects ADD COLUMN quota_secgroups INTEGER;",
+    /* 7: a host's nimbus-agent (its HTTPS URL and the host's secret, hex) and its underlay
+     * address and device for VXLAN; bandwidth limits per NIC in kbit/s (0: unlimited): a
+     * flavor's are copied onto the ports of a VM made with it, and a port's can change. */
+    "ALTER TABLE hosts ADD COLUMN agent_url TEXT;"
+    "ALTER TABLE hosts ADD COLUMN agent_secret TEXT;"
+    "ALTER TABLE hosts ADD COLUMN tunnel_ip TEXT;"
+    "ALTER TABLE hosts ADD COLUMN tunnel_dev TEXT;"
+    "ALTER TABLE flavors ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE flavors ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ports ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ports ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;",
 };

@@ -135,6 +135,8 @@ spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
         .vm_name = json_str(root, "vm_name"),
         .project = json_str(root, "project"),
         .project_id = json_str(root, "project_id"),
+        .owner_user_id = json_str(root, "owner_user_id"),
+        .owner_user_name = json_str(root, "owner_user_name"),
         .flavor_name = json_str(root, "flavor_name"),
         .image_id = json_str(root, "image_id"),
         .virt_type = virt_type_from_string(json_str(root, "virt_type")),
@@ -267,6 +269,14 @@ check_parsed(const char *xml, const DomainSpec *spec)
     assert_xpath_u64(doc, NOVA "nova:flavor/nova:disk", spec->disk_gib);
     assert_xpath_u64(doc, NOVA "nova:flavor/nova:vcpus", spec->vcpus);
     assert_xpath(doc, NOVA "nova:owner/nova:project", spec->project);
+    /* The creator where it is known, its id standing for a name that is not. */
+    assert_xpath(doc, "count(" NOVA "nova:owner/nova:user)", spec->owner_user_id ? "1" : "0");
+    if (spec->owner_user_id) {
+        assert_xpath(doc, NOVA "nova:owner/nova:user/@uuid", spec->owner_user_id);
+        assert_xpath(doc, NOVA "nova:owner/nova:user",
+                     spec->owner_user_name ? spec->owner_user_name : spec->owner_user_id);
+        assert_xpath(doc, "name(" NOVA "nova:owner/*[1])", "nova:user");
+    }
     assert_xpath(doc, NOVA "nova:root/@uuid", spec->image_id);
 #undef NOVA
     assert_xpath(doc, "/domain/metadata/nimbus:vm/nimbus:id", spec->uuid);
@@ -281,7 +291,8 @@ check_parsed(const char *xml, const DomainSpec *spec)
     assert_xpath(doc, "/domain/devices/serial/log/@file", spec->console_log);
     assert_xpath(doc, "count(/domain/devices/graphics)", "0");
     /* Only the elements we wrote: no string smuggled in markup. */
-    unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) + (spec->seed_path ? 5 : 0);
+    unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) +
+                        (spec->seed_path ? 5 : 0) + (spec->owner_user_id ? 1 : 0);
     for (size_t i = 0; i < spec->n_nics; i++)
         elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0) +
                     (spec->nics[i].filter ? 3 : 0);
@@ -402,6 +413,7 @@ test_hostile_strings_everywhere(void **state)
     static const char hostile[] = "x'\"<>&/../<evil a='1'/>]]>";
     DomainSpec s = base_spec;
     s.uuid = s.domain_name = s.vm_name = s.project = s.flavor_name = s.image_id = hostile;
+    s.owner_user_id = s.owner_user_name = hostile;
     s.disk_path = s.seed_path = s.console_log = s.created_at = hostile;
     /* A libvirt network's name is only escaped; a MAC or a bridge must be well-formed. */
     DomainNic nic = base_nic;

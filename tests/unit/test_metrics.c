@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/metrics.h"
+#include "store/store.h"
 
 static void
 test_histogram_buckets(void **state)
@@ -160,6 +161,124 @@ test_api_and_task_observations(void **state)
     metrics_reset();
 }
 
+static void
+test_task_step_observations(void **state)
+{
+    (void)state;
+    metrics_reset();
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, 0, "create_disk", 0.3);
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, 0, "create_disk", 4);
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, 3, "define", 0.02);
+    metrics_task_step_observe(TASK_KIND_VM_STOP, 0, "st\"op", 1);
+    /* Outside the bounded label set: ignored. */
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, METRICS_MAX_TASK_STEPS, "late", 1);
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, -1, "early", 1);
+    metrics_task_step_observe((TaskKind)99, 0, "x", 1);
+    metrics_task_step_observe(TASK_KIND_VM_CREATE, 1, NULL, 1);
+    MetricsBuf b = {0};
+    metrics_write_process(&b, METRICS_FORMAT_TEXT);
+    assert_false(b.oom);
+    const char *t = b.data;
+    assert_non_null(strstr(t, "# TYPE nimbus_task_step_duration_seconds histogram\n"));
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_bucket{kind=\"vm.create\","
+                                     "step=\"create_disk\",le=\"0.25\"}"),
+                     0);
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_bucket{kind=\"vm.create\","
+                                     "step=\"create_disk\",le=\"0.5\"}"),
+                     1);
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_bucket{kind=\"vm.create\","
+                                     "step=\"create_disk\",le=\"5\"}"),
+                     2);
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_bucket{kind=\"vm.create\","
+                                     "step=\"create_disk\",le=\"+Inf\"}"),
+                     2);
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_count{kind=\"vm.create\","
+                                     "step=\"create_disk\"}"),
+                     2);
+    assert_non_null(strstr(t, "nimbus_task_step_duration_seconds_sum{kind=\"vm.create\",step="
+                              "\"create_disk\"} 4.3\n"));
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_count{kind=\"vm.create\","
+                                     "step=\"define\"}"),
+                     1);
+    assert_int_equal(sample_value(t, "nimbus_task_step_duration_seconds_count{kind=\"vm.stop\","
+                                     "step=\"st\\\"op\"}"),
+                     1);
+    /* Steps never observed have no series; neither have the ignored ones. */
+    assert_null(strstr(t, "step=\"create_seed\""));
+    assert_null(strstr(t, "step=\"late\""));
+    assert_null(strstr(t, "step=\"early\""));
+    assert_null(strstr(t, "step=\"x\""));
+    metrics_buf_free(&b);
+
+    /* A reset forgets them. */
+    metrics_reset();
+    metrics_write_process(&b, METRICS_FORMAT_TEXT);
+    assert_non_null(strstr(b.data, "# TYPE nimbus_task_step_duration_seconds histogram\n"));
+    assert_null(strstr(b.data, "nimbus_task_step_duration_seconds_count"));
+    metrics_buf_free(&b);
+}
+
+static void
+fake_store_stats(StoreStats *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    for (int i = 0; i < STORE_LATENCY_BUCKETS; i++)
+        ret->bounds[i] = 0.001 * (i + 1);
+    ret->tx[STORE_TX_WRITE].kind = "write";
+    ret->tx[STORE_TX_WRITE].counts[0] = 2;
+    ret->tx[STORE_TX_WRITE].counts[2] = 1;
+    ret->tx[STORE_TX_WRITE].counts[STORE_LATENCY_BUCKETS] = 4; /* +Inf */
+    ret->tx[STORE_TX_WRITE].sum = 9.5;
+    ret->tx[STORE_TX_READ].kind = "read";
+    ret->tx[STORE_TX_READ].counts[1] = 7;
+    ret->tx[STORE_TX_READ].sum = 0.0125;
+}
+
+static void
+test_store_latency(void **state)
+{
+    (void)state;
+    MetricsBuf b = {0};
+    /* No source set: no family. */
+    metrics_set_store_stats(NULL);
+    metrics_write_process(&b, METRICS_FORMAT_TEXT);
+    assert_null(strstr(b.data, "nimbus_store_transaction_duration_seconds"));
+    metrics_buf_free(&b);
+
+    metrics_set_store_stats(fake_store_stats);
+    metrics_write_process(&b, METRICS_FORMAT_OPENMETRICS);
+    assert_false(b.oom);
+    const char *t = b.data;
+    assert_non_null(strstr(t, "# TYPE nimbus_store_transaction_duration_seconds histogram\n"));
+    /* Cumulative buckets from the store's per-bucket counts. */
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"write\",le=\"0.001\"}"),
+                     2);
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"write\",le=\"0.002\"}"),
+                     2);
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"write\",le=\"0.003\"}"),
+                     3);
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"write\",le=\"+Inf\"}"),
+                     7);
+    assert_int_equal(
+        sample_value(t, "nimbus_store_transaction_duration_seconds_count{kind=\"write\"}"), 7);
+    assert_non_null(
+        strstr(t, "nimbus_store_transaction_duration_seconds_sum{kind=\"write\"} 9.5\n"));
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"read\",le=\"0.001\"}"),
+                     0);
+    assert_int_equal(sample_value(t, "nimbus_store_transaction_duration_seconds_bucket{kind="
+                                     "\"read\",le=\"0.002\"}"),
+                     7);
+    assert_int_equal(
+        sample_value(t, "nimbus_store_transaction_duration_seconds_count{kind=\"read\"}"), 7);
+    metrics_buf_free(&b);
+    metrics_set_store_stats(NULL);
+}
+
 int
 main(void)
 {
@@ -169,6 +288,8 @@ main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_family_names),
         cmocka_unit_test(test_api_and_task_observations),
+        cmocka_unit_test(test_task_step_observations),
+        cmocka_unit_test(test_store_latency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,52 @@ static void
 test_schema_version(void **state)
 {
     Fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
+}
+
+static uint64_t
+stats_total(const StoreStats *st, StoreTxKind k)
+{
+    uint64_t n = 0;
+    for (int i = 0; i <= STORE_LATENCY_BUCKETS; i++)
+        n += st->tx[k].counts[i];
+    return n;
+}
+
+/* Each write transaction is counted once, committed or rolled back, and each read once. */
+static void
+test_stats(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    StoreStats before, after;
+    store_stats(&before);
+    assert_string_equal(before.tx[STORE_TX_WRITE].kind, "write");
+    assert_string_equal(before.tx[STORE_TX_READ].kind, "read");
+    for (int i = 1; i < STORE_LATENCY_BUCKETS; i++)
+        assert_true(before.bounds[i] > before.bounds[i - 1]);
+    /* Opening the store migrated its schema in transactions. */
+    assert_true(stats_total(&before, STORE_TX_WRITE) >= 7);
+
+    Vm a, b;
+    Task ta, tb;
+    make_vm(f, "web", "52:54:00:00:00:a1", &a, &ta);
+    make_vm(f, "web", "52:54:00:00:00:a2", &b, &tb);
+    assert_int_equal(vm_store_insert_with_task(f->s, &a, &ta, NULL, 0, NULL, &err), 0);
+    assert_int_equal(vm_store_insert_with_task(f->s, &b, &tb, NULL, 0, NULL, &err), -1);
+    expect_code(&err, NB_ERR_NAME_TAKEN);
+    store_stats(&after);
+    assert_int_equal(stats_total(&after, STORE_TX_WRITE), stats_total(&before, STORE_TX_WRITE) + 2);
+    assert_int_equal(stats_total(&after, STORE_TX_READ), stats_total(&before, STORE_TX_READ));
+    assert_true(after.tx[STORE_TX_WRITE].sum > before.tx[STORE_TX_WRITE].sum);
+
+    before = after;
+    Vm got;
+    assert_int_equal(vm_store_get(f->s, NULL, a.id, &got, &err), 0);
+    vm_clear(&got);
+    store_stats(&after);
+    assert_int_equal(stats_total(&after, STORE_TX_READ), stats_total(&before, STORE_TX_READ) + 1);
+    assert_int_equal(stats_total(&after, STORE_TX_WRITE), stats_total(&before, STORE_TX_WRITE));
 }
 
 static void
@@ -193,7 +238,7 @@ test_reopen_keeps_data(void **state)
     NbError *err = NULL;
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     Flavor got;
     assert_int_equal(flavor_store_get(f->s, "small", &got, &err), 0);
     assert_string_equal(got.id, f->flavor.id);
@@ -334,6 +379,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema_version, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stats, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_names_unique, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_claim_is_exclusive, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_observe_and_delete, setup, fixture_teardown),

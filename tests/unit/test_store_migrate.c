@@ -166,7 +166,7 @@ test_migrate_from_v3(void **state)
     assert_all_have_rows(before, v3_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     dump_tables(f->path, v3_tables, n_tables, &d);
     char *after = d.text;
     assert_string_equal(before, after);
@@ -220,7 +220,7 @@ test_migrate_from_v3(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     free(before);
     free(after);
 }
@@ -254,7 +254,7 @@ test_migrate_from_v4(void **state)
     assert_all_have_rows(before, v4_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     dump_tables(f->path, v4_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -346,7 +346,7 @@ test_migrate_from_v5(void **state)
     assert_all_have_rows(before, v5_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     dump_tables(f->path, v5_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -397,7 +397,7 @@ test_migrate_from_v5(void **state)
     assert_int_equal(secgroup_store_delete(f->s, "p2", "web", &err), 0);
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     free(before);
     free(d.text);
 }
@@ -436,7 +436,7 @@ test_migrate_from_v6(void **state)
     assert_all_have_rows(before, v6_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), 8);
     store_close(f->s);
     f->s = NULL;
 
@@ -465,6 +465,108 @@ test_migrate_from_v6(void **state)
     free(d.text);
 }
 
+static const char *const v7_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",
+    "tokens",         "projects",       "users",        "audit",
+    "hosts",          "vm_events",      "groups",       "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",
+    "ports",          "network_hosts",  "secgroups",    "secgroup_rules",
+    "port_secgroups",
+};
+
+/* What a version 7 daemon adds: a host's agent and tunnel, bandwidth limits. */
+static const char v7_rows[] =
+    "UPDATE hosts SET agent_url = 'https://h2:8774', agent_secret = 'ab12', tunnel_ip = "
+    "'192.0.2.2', tunnel_dev = 'eth1' WHERE id = 'h2';"
+    "UPDATE flavors SET net_in_kbit = 1000, net_out_kbit = 2000;"
+    "UPDATE ports SET net_in_kbit = 1000, net_out_kbit = 2000 WHERE id = 'o1';";
+
+/* Version 8 adds the VMs' creator, unknown (NULL) for the old VMs: they read back with no
+ * owner, and a new VM keeps the one it is given. */
+static void
+test_migrate_from_v7(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v7_tables) / sizeof(v7_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows) +
+              sizeof(v7_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows, v7_rows);
+    make_shipped_db(f->path, 7, rows);
+    Dump d = {0};
+    dump_tables(f->path, v7_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v7_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), 8);
+    Vm vm;
+    assert_int_equal(vm_store_get(f->s, "p2", "web1", &vm, &err), 0);
+    assert_string_equal(vm.owner_user_id, "");
+    json_t *j = vm_to_json(&vm);
+    assert_non_null(j);
+    assert_true(json_is_null(json_object_get(j, "owner_user_id")));
+    json_decref(j);
+    vm_clear(&vm);
+    Host h;
+    assert_int_equal(host_store_get(f->s, "h2", &h, &err), 0);
+    assert_string_equal(h.agent_url, "https://h2:8774");
+
+    /* A new VM of the old project, made by the old user. */
+    Vm nv = {.state = VM_STATE_BUILDING,
+             .desired = VM_POWER_RUNNING,
+             .vcpus = 1,
+             .ram_mib = 256,
+             .disk_gib = 1};
+    Task t = {.kind = TASK_KIND_VM_CREATE, .state = TASK_STATE_PENDING, .steps = 5};
+    nb_uuid_generate(nv.id);
+    snprintf(nv.project, sizeof(nv.project), "p2");
+    snprintf(nv.name, sizeof(nv.name), "web3");
+    snprintf(nv.hostname, sizeof(nv.hostname), "web3");
+    snprintf(nv.host, sizeof(nv.host), "local");
+    snprintf(nv.image_id, sizeof(nv.image_id), "i1");
+    snprintf(nv.flavor_id, sizeof(nv.flavor_id), "f1");
+    snprintf(nv.mac, sizeof(nv.mac), "52:54:00:00:00:03");
+    snprintf(nv.owner_user_id, sizeof(nv.owner_user_id), "u1");
+    nb_timestamp_now(nv.created_at);
+    memcpy(nv.updated_at, nv.created_at, sizeof(nv.updated_at));
+    nb_uuid_generate(t.id);
+    memcpy(t.target_id, nv.id, sizeof(t.target_id));
+    memcpy(t.created_at, nv.created_at, sizeof(t.created_at));
+    memcpy(t.updated_at, nv.created_at, sizeof(t.updated_at));
+    memcpy(nv.task_id, t.id, sizeof(nv.task_id));
+    assert_int_equal(vm_store_insert_with_task(f->s, &nv, &t, NULL, 0, NULL, &err), 0);
+    assert_int_equal(vm_store_get(f->s, "p2", "web3", &vm, &err), 0);
+    assert_string_equal(vm.owner_user_id, "u1");
+    vm_clear(&vm);
+    Vm *page = NULL;
+    size_t n = 0;
+    char next[STORE_MARKER_MAX];
+    assert_int_equal(vm_store_list_page(f->s, "p2", NULL, 10, &page, &n, next, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(page[0].owner_user_id, "");
+    assert_string_equal(page[2].name, "web3");
+    assert_string_equal(page[2].owner_user_id, "u1");
+    vm_list_free(page, n);
+    store_close(f->s);
+    f->s = NULL;
+
+    /* The old columns of every table read back the same (but for web3, the new VM). */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DELETE FROM vms WHERE name = 'web3';"
+                                  "DELETE FROM tasks WHERE target_id NOT IN (SELECT id FROM vms);"
+                                  "DELETE FROM vm_events WHERE name = 'web3';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    dump_tables(f->path, v7_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+    free(before);
+    free(d.text);
+}
+
 int
 main(void)
 {
@@ -473,6 +575,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v4, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v5, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v6, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v7, setup_empty, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
