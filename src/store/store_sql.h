@@ -27,7 +27,9 @@
 #define STORE_SQL_VM_PAGE_SCOPED                                                                   \
     "SELECT " VM_PAGE_COLUMNS " FROM vms WHERE project = ?1 AND (name, id) > (?2, ?3) "            \
     "ORDER BY name, id LIMIT ?4"
-#define STORE_SQL_VM_BY_HOST "SELECT " VM_COLUMNS " FROM vms WHERE host = ? ORDER BY name, id"
+/* A host's VMs, without user_data (NULL, like a page): the reconciler reads them at every look
+ * at the host, and none of the callers needs up to 64 KiB a VM of cloud-init data. */
+#define STORE_SQL_VM_BY_HOST "SELECT " VM_PAGE_COLUMNS " FROM vms WHERE host = ? ORDER BY name, id"
 #define STORE_SQL_VM_CLAIM                                                                         \
     "UPDATE vms SET task_id = ?1, desired = ?2, state = coalesce(?3, state), "                     \
     "error = NULL, updated_at = ?4, migrate_to = coalesce(?6, migrate_to) "                        \
