@@ -4,8 +4,10 @@
  * Why: libvirt's default loop (GLib) looks at every registered source on every wakeup, and a
  * controller holds one connection per host. With 1,500 remote hosts, the keepalive pings alone
  * (one per connection every 5 s, from each libvirtd) woke it some 300 times a second, each wakeup
- * polling 1,500 sockets: about 60 % of a core while idle. Here a wakeup costs what is ready plus a
- * scan of a compact timer array.
+ * polling 1,500 sockets: about 60 % of a core while idle. Here a wakeup costs what is ready plus
+ * the timers due: they sit in a min-heap by due time (each arming pushes an entry; an entry whose
+ * timer was armed again, disabled or removed since is dropped when it reaches the top), so a
+ * wakeup no longer scans every connection's keepalive timer twice (5 % of a core at 1,500 hosts).
  *
  * Contract (libvirt-event.h): add/update/remove come from any thread; callbacks run on the loop
  * thread with no lock of ours held; a free callback never runs inside the remove call (libvirt
@@ -43,11 +45,19 @@ typedef struct LoopTimer {
     int id;
     int interval_ms; /* -1 disabled, 0 every iteration */
     uint64_t due_ms; /* next firing, on the monotonic clock */
+    uint32_t gen;    /* bumped at each arming: older heap entries are stale */
     bool deleted;
     virEventTimeoutCallback cb;
     void *opaque;
     virFreeCallback ff;
 } LoopTimer;
+
+/* A timer's firing as the heap holds it. */
+typedef struct LoopDue {
+    uint64_t due_ms;
+    int id;
+    uint32_t gen;
+} LoopDue;
 
 /* The watches of one fd, and what epoll is asked for on it. */
 typedef struct LoopFd {
@@ -66,11 +76,16 @@ static struct {
     size_t n_watches, cap_watches;
     LoopTimer *timers;
     size_t n_timers, cap_timers;
+    /* min-heap by due_ms of the enabled timers' firings; heap_ok false (out of memory once):
+     * rebuilt from the timers before its next use */
+    LoopDue *heap;
+    size_t n_heap, cap_heap;
+    bool heap_ok;
     LoopFd *fds; /* indexed by fd */
     size_t cap_fds;
     int next_watch, next_timer;
     bool have_deleted;
-} loop = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wakefd = -1};
+} loop = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wakefd = -1, .heap_ok = true};
 
 static void
 loop_wake_locked(void)
@@ -255,10 +270,104 @@ loop_remove_handle(int id)
     return r;
 }
 
+/* ---- the timer heap ---- */
+
+static void
+loop_heap_swap(size_t a, size_t b)
+{
+    LoopDue x = loop.heap[a];
+    loop.heap[a] = loop.heap[b];
+    loop.heap[b] = x;
+}
+
+static void
+loop_heap_up(size_t i)
+{
+    while (i > 0 && loop.heap[(i - 1) / 2].due_ms > loop.heap[i].due_ms) {
+        loop_heap_swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void
+loop_heap_down(size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < loop.n_heap && loop.heap[l].due_ms < loop.heap[m].due_ms)
+            m = l;
+        if (r < loop.n_heap && loop.heap[r].due_ms < loop.heap[m].due_ms)
+            m = r;
+        if (m == i)
+            return;
+        loop_heap_swap(i, m);
+        i = m;
+    }
+}
+
+static void
+loop_heap_pop(void)
+{
+    loop.heap[0] = loop.heap[--loop.n_heap];
+    loop_heap_down(0);
+}
+
+/* Whether a heap entry still stands for its timer's next firing. */
+static bool
+loop_due_is_live(const LoopDue *d)
+{
+    const LoopTimer *t = loop_timer_find(d->id);
+    return t && !t->deleted && t->interval_ms >= 0 && t->gen == d->gen;
+}
+
+static void
+loop_heap_push(const LoopTimer *t)
+{
+    if (!loop.heap_ok || t->interval_ms < 0)
+        return;
+    if (loop.n_heap == loop.cap_heap) {
+        size_t cap = loop.cap_heap ? loop.cap_heap * 2 : 64;
+        LoopDue *h = realloc(loop.heap, cap * sizeof(*h));
+        if (!h) {
+            loop.heap_ok = false;
+            return;
+        }
+        loop.heap = h;
+        loop.cap_heap = cap;
+    }
+    loop.heap[loop.n_heap] = (LoopDue){t->due_ms, t->id, t->gen};
+    loop_heap_up(loop.n_heap++);
+}
+
+/* One entry per enabled timer, stale ones gone: after an allocation failure, and when stale
+ * entries (timers armed again and again before they fire) outnumber the live ones. */
+static void
+loop_heap_rebuild_locked(void)
+{
+    loop.n_heap = 0;
+    loop.heap_ok = true;
+    for (size_t i = 0; i < loop.n_timers && loop.heap_ok; i++)
+        if (!loop.timers[i].deleted)
+            loop_heap_push(&loop.timers[i]);
+}
+
+/* The heap's top after dropping stale entries; NULL: no enabled timer. */
+static const LoopDue *
+loop_heap_top_locked(void)
+{
+    if (!loop.heap_ok || loop.n_heap > 4 * loop.n_timers + 64)
+        loop_heap_rebuild_locked();
+    while (loop.n_heap > 0 && !loop_due_is_live(&loop.heap[0]))
+        loop_heap_pop();
+    return loop.n_heap ? &loop.heap[0] : NULL;
+}
+
 static void
 loop_timer_arm(LoopTimer *t, uint64_t now)
 {
     t->due_ms = t->interval_ms > 0 ? now + (uint64_t)t->interval_ms : now;
+    t->gen++;
+    loop_heap_push(t);
 }
 
 static int
@@ -321,33 +430,34 @@ loop_remove_timeout(int id)
 static int
 loop_sleep_ms_locked(uint64_t now)
 {
-    int64_t best = -1;
-    for (size_t i = 0; i < loop.n_timers; i++) {
-        const LoopTimer *t = &loop.timers[i];
-        if (t->deleted || t->interval_ms < 0)
-            continue;
-        int64_t left = t->due_ms > now ? (int64_t)(t->due_ms - now) : 0;
-        if (best < 0 || left < best)
-            best = left;
-        if (best == 0)
-            break;
-    }
-    return best > INT32_MAX ? INT32_MAX : (int)best;
+    const LoopDue *top = loop_heap_top_locked();
+    if (!top)
+        return -1;
+    uint64_t left = top->due_ms > now ? top->due_ms - now : 0;
+    return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 /* Fires the timers due at now. Each is looked up again right before its call: an earlier
- * callback may have removed or changed it. */
+ * callback may have removed or changed it. The due entries are all taken off the heap first,
+ * so that a timer re-armed for now (interval 0) fires once per iteration, not in a loop. */
 static void
 loop_run_timers(uint64_t now)
 {
     pthread_mutex_lock(&loop.lock);
-    size_t n = loop.n_timers;
-    int *due = n ? malloc(n * sizeof(*due)) : NULL;
-    size_t n_due = 0;
-    for (size_t i = 0; due && i < n; i++) {
-        LoopTimer *t = &loop.timers[i];
-        if (!t->deleted && t->interval_ms >= 0 && t->due_ms <= now)
-            due[n_due++] = t->id;
+    int *due = NULL;
+    size_t n_due = 0, cap = 0;
+    const LoopDue *top;
+    while ((top = loop_heap_top_locked()) && top->due_ms <= now) {
+        if (n_due == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            int *d = realloc(due, ncap * sizeof(*d));
+            if (!d)
+                break; /* the rest stay on the heap for the next iteration */
+            due = d;
+            cap = ncap;
+        }
+        due[n_due++] = top->id;
+        loop_heap_pop();
     }
     pthread_mutex_unlock(&loop.lock);
     for (size_t i = 0; i < n_due; i++) {

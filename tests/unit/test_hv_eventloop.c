@@ -222,6 +222,52 @@ test_timers(void **state)
     assert_int_equal(virEventRemoveTimeout(t2), -1);
 }
 
+/* Many timers, as with a keepalive per host: each fires at its own pace; one re-armed over and
+ * over (its older firings stale) fires only once it is left alone; disabled and removed ones
+ * never fire again; a timer due later than the rest does not hold the earlier ones back. */
+static void
+test_many_timers(void **state)
+{
+    enum { N = 400 };
+    static Probe probes[N];
+    static int timers[N];
+    memset(probes, 0, sizeof(probes));
+    for (int i = 0; i < N; i++) {
+        /* intervals 20 ms .. 60 ms, and every tenth timer at 10 s */
+        timers[i] =
+            virEventAddTimeout(i % 10 == 9 ? 10000 : 20 + (i % 5) * 10, on_timer, &probes[i], NULL);
+        assert_true(timers[i] > 0);
+    }
+    /* Timer 0 re-armed every 5 ms for 200 ms: each update pushes it back a whole interval. */
+    for (int k = 0; k < 40; k++) {
+        virEventUpdateTimeout(timers[0], 20);
+        sleep_ms(5);
+    }
+    assert_int_equal(atomic_load(&probes[0].calls), 0);
+    virEventUpdateTimeout(timers[1], -1); /* disabled after 200 ms: a few firings at most */
+    virEventRemoveTimeout(timers[2]);
+    sleep_ms(30); /* a firing under way may still land */
+    int n1 = atomic_load(&probes[1].calls), n2 = atomic_load(&probes[2].calls);
+    sleep_ms(300);
+    for (int i = 3; i < N; i++) {
+        int calls = atomic_load(&probes[i].calls);
+        if (i % 10 == 9) {
+            assert_int_equal(calls, 0);
+        } else {
+            /* 530 ms at 20-60 ms: 8 to 26 firings; allow for a loaded machine's lateness */
+            if (calls < 3)
+                fail_msg("timer %d (every %d ms) fired %d times in 530 ms", i, 20 + (i % 5) * 10,
+                         calls);
+        }
+    }
+    assert_true(wait_for(&probes[0].calls, 1)); /* left alone: it fires */
+    assert_int_equal(atomic_load(&probes[1].calls), n1);
+    assert_int_equal(atomic_load(&probes[2].calls), n2);
+    for (int i = 0; i < N; i++)
+        if (i != 2)
+            virEventRemoveTimeout(timers[i]);
+}
+
 /* Many fds and timers at once, as with hundreds of hosts: each ready fd reaches its own watch. */
 static void
 test_many_handles(void **state)
@@ -260,6 +306,7 @@ main(void)
         cmocka_unit_test(test_hangup_and_remove_from_callback),
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_many_handles),
+        cmocka_unit_test(test_many_timers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
