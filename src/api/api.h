@@ -143,6 +143,10 @@ int auth_hash_password(const char *password, char out[crypto_pwhash_STRBYTES], N
 /* The caller's address without the port. */
 void auth_source_address(const HttpRequest *r, char *out, size_t len);
 
+/* ---- api_events.c ---- */
+/* GET /v1/events: Server-Sent Events from core->events, scoped to the caller's project. */
+void api_events(HttpRequest *r, void *ctx);
+
 /* ---- api_audit.c ---- */
 /* HttpServerConfig.on_complete: records every request that is not a read. */
 void api_audit_request(HttpRequest *r, void *ctx);

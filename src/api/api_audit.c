@@ -53,6 +53,8 @@ audit_anonymous_admit(double now)
     return admit;
 }
 
+static json_t *audit_to_json(const AuditEvent *e);
+
 void
 api_audit_request(HttpRequest *r, void *ctx)
 {
@@ -91,6 +93,8 @@ api_audit_request(HttpRequest *r, void *ctx)
                                         : "aborted");
     if (tenancy_ops_audit_record(core, &e, &err) < 0)
         log_error("audit: %s", err->message);
+    else
+        event_bus_publish(core->events, "audit", e.project_id, audit_to_json(&e));
 }
 
 static json_t *

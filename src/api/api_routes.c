@@ -55,6 +55,7 @@ const HttpRoute api_routes[] = {
     R("DELETE", "/v1/vms/{}/nics/{}", api_vms_nic_remove, WRITE, "vm.nic-remove"),
     R("POST", "/v1/vms/{}/secgroups", api_vms_secgroup_add, WRITE, "vm.secgroup-add"),
     R("DELETE", "/v1/vms/{}/secgroups/{}", api_vms_secgroup_remove, WRITE, "vm.secgroup-remove"),
+    R("GET", "/v1/events", api_events, ANY, "event.stream"),
     R("GET", "/v1/tasks", api_tasks_list, ANY, "task.list"),
     R("GET", "/v1/tasks/{}", api_tasks_get, ANY, "task.get"),
     R("POST", "/v1/tasks/{}/cancel", api_tasks_cancel, ADMIN, "task.cancel"),

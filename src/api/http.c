@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,69 @@ void
 http_reply_empty(HttpRequest *r, unsigned status)
 {
     reply_store(r, status, NULL, NULL, 0, MHD_RESPMEM_PERSISTENT);
+}
+
+bool
+http_request_peer_closed(const HttpRequest *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+typedef struct BodyStream {
+    HttpBodyReader read;
+    void *cls;
+    void (*done)(void *cls);
+} BodyStream;
+
+static ssize_t
+body_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    BodyStream *bs = cls;
+    ssize_t n = bs->read(bs->cls, buf, max);
+    return n > 0 ? n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void
+body_stream_free(void *cls)
+{
+    BodyStream *bs = cls;
+    if (bs->done)
+        bs->done(bs->cls);
+    free(bs);
+}
+
+void
+http_reply_stream(HttpRequest *r, unsigned status, const char *ctype, HttpBodyReader read,
+                  void *cls, void (*done)(void *cls))
+{
+    BodyStream *bs = calloc(1, sizeof(*bs));
+    if (r->replied || !bs) {
+        if (done)
+            done(cls);
+        free(bs);
+        if (!r->replied)
+            http_reply_error(r, NB_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    *bs = (BodyStream){.read = read, .cls = cls, .done = done};
+    r->replied = true;
+    r->status = status;
+    /* MHD calls body_stream_free when the response is destroyed, also if it never got sent. */
+    r->response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, body_stream_read, bs,
+                                                    body_stream_free);
+    if (!r->response) {
+        body_stream_free(bs);
+        return;
+    }
+    MHD_add_response_header(r->response, "X-Request-Id", r->id);
+    if (ctype)
+        MHD_add_response_header(r->response, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 }
 
 static void

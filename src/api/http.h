@@ -56,6 +56,16 @@ void http_reply_error(HttpRequest *r, const char *code, const char *fmt, ...)
 void http_reply_nb_error(HttpRequest *r, const NbError *e); /* e may be NULL: internal error */
 /* Adds a header to the reply just made (e.g. Retry-After). */
 void http_reply_add_header(HttpRequest *r, const char *name, const char *value);
+/* A reply whose body is made while the client reads it (a server-sent event stream): read(cls,
+ * buf, max) runs on the connection's own thread, may block, and returns the bytes it put in buf
+ * (> 0), or -1 to end the body. done(cls) is called once the reply is over, whatever happened
+ * (also when it could not be sent at all). */
+typedef ssize_t (*HttpBodyReader)(void *cls, char *buf, size_t max);
+/* True once the client hung up: a stream that sends nothing for a while would only learn it at
+ * its next write. */
+bool http_request_peer_closed(const HttpRequest *r);
+void http_reply_stream(HttpRequest *r, unsigned status, const char *ctype, HttpBodyReader read,
+                       void *cls, void (*done)(void *cls));
 
 /* ---- streamed uploads (PUT with a raw body) ----
  * A route marked streaming gets its body in chunks instead of a JSON body:

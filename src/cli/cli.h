@@ -54,6 +54,7 @@ int cmd_usage(Cli *cli, int argc, char **argv);
 int cmd_user(Cli *cli, int argc, char **argv);
 int cmd_token(Cli *cli, int argc, char **argv);
 int cmd_audit(Cli *cli, int argc, char **argv);
+int cmd_events(Cli *cli, int argc, char **argv);
 int cmd_host(Cli *cli, int argc, char **argv);
 int cmd_group(Cli *cli, int argc, char **argv);
 int cmd_network(Cli *cli, int argc, char **argv);

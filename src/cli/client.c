@@ -11,6 +11,7 @@
 
 #include "../util/cleanup.h"
 #include "../util/strutil.h"
+#include "../util/timeutil.h"
 #include "cli.h"
 
 /* Bigger answers are refused: no Nimbus response comes near it. */
@@ -294,6 +295,150 @@ client_upload(Client *c, const char *path, int fd, uint64_t size, ClientProgress
     curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, client_xferinfo_cb);
     curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &u);
     return client_perform(c, headers, ret, ret_error);
+}
+
+typedef struct EventStreamState {
+    Client *c;
+    ClientResponse *ret;
+    ClientEventFn fn;
+    void *userdata;
+    bool stopped;  /* fn asked to stop */
+    bool got_data; /* a body byte arrived */
+    bool buffered; /* nothing within first_byte_ms */
+    uint64_t start_ms, first_byte_ms;
+    char line[64 * 1024];
+    size_t line_len;
+    bool overlong; /* the current line did not fit: the event is dropped */
+    char id[32], type[32];
+    char *data;
+} EventStreamState;
+
+/* One complete line of the stream (without its newline). Returns false to stop. */
+static bool
+client_event_line(EventStreamState *st, const char *line)
+{
+    if (!*line) {
+        int stop = 0;
+        if (st->data && !st->overlong)
+            stop = st->fn(st->userdata, st->id, st->type[0] ? st->type : "message", st->data);
+        free(st->data);
+        st->data = NULL;
+        st->type[0] = '\0';
+        st->overlong = false;
+        return stop == 0;
+    }
+    if (*line == ':')
+        return true; /* a comment: the heartbeat */
+    const char *colon = strchr(line, ':');
+    size_t klen = colon ? (size_t)(colon - line) : strlen(line);
+    const char *v = colon ? colon + 1 : "";
+    if (*v == ' ')
+        v++;
+    if (klen == 2 && strncmp(line, "id", 2) == 0)
+        snprintf(st->id, sizeof(st->id), "%s", v);
+    else if (klen == 5 && strncmp(line, "event", 5) == 0)
+        snprintf(st->type, sizeof(st->type), "%s", v);
+    else if (klen == 4 && strncmp(line, "data", 4) == 0) {
+        char *d = st->data ? str_printf("%s\n%s", st->data, v) : strdup(v);
+        free(st->data);
+        st->data = d;
+    }
+    return true;
+}
+
+static size_t
+client_event_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    EventStreamState *st = userdata;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(st->c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) /* an error body: kept for the caller */
+        return client_write_cb(data, size, nmemb, st->ret);
+    st->got_data = true;
+    for (size_t i = 0; i < n; i++) {
+        if (data[i] == '\r')
+            continue;
+        if (data[i] != '\n') {
+            if (st->line_len + 1 < sizeof(st->line))
+                st->line[st->line_len++] = data[i];
+            else
+                st->overlong = true;
+            continue;
+        }
+        st->line[st->line_len] = '\0';
+        st->line_len = 0;
+        if (!client_event_line(st, st->line)) {
+            st->stopped = true;
+            return 0; /* ends the transfer */
+        }
+    }
+    return n;
+}
+
+static int
+client_event_progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    EventStreamState *st = userdata;
+    if (!st->got_data && st->first_byte_ms &&
+        nb_monotonic_ms() - st->start_ms > st->first_byte_ms) {
+        st->buffered = true;
+        return 1;
+    }
+    return 0;
+}
+
+int
+client_events(Client *c, const char *path, uint64_t timeout_s, uint64_t first_byte_ms,
+              ClientEventFn fn, void *userdata, ClientResponse *ret, bool *ret_buffered,
+              char **ret_error)
+{
+    struct curl_slist *headers = NULL;
+    *ret_error = NULL;
+    *ret_buffered = false;
+    EventStreamState *st = calloc(1, sizeof(*st));
+    if (!st || client_prepare(c, path, ret, &headers) < 0 ||
+        client_add_header(&headers, "Accept: text/event-stream") < 0) {
+        free(st);
+        curl_slist_free_all(headers);
+        client_response_clear(ret);
+        *ret_error = strdup("out of memory");
+        return -1;
+    }
+    *st = (EventStreamState){.c = c,
+                             .ret = ret,
+                             .fn = fn,
+                             .userdata = userdata,
+                             .start_ms = nb_monotonic_ms(),
+                             .first_byte_ms = first_byte_ms};
+    curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, client_event_write_cb);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, st);
+    if (timeout_s)
+        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, (long)timeout_s);
+    /* The server sends a heartbeat every 15 s: a minute of silence is a dead connection. */
+    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, client_event_progress_cb);
+    curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, st);
+    int r = client_perform(c, headers, ret, ret_error);
+    if (r < 0 && st->stopped) {
+        /* Stopped by fn: not a failure. */
+        free(*ret_error);
+        *ret_error = NULL;
+        ret->status = 200;
+        ret->body = calloc(1, 1);
+        r = ret->body ? 0 : -1;
+        if (r < 0)
+            *ret_error = strdup("out of memory");
+    }
+    *ret_buffered = st->buffered;
+    free(st->data);
+    free(st);
+    return r;
 }
 
 int

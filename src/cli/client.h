@@ -1,6 +1,7 @@
 /* HTTP transport of the CLI (libcurl): one connection reused for every request of a run. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,20 @@ int client_request(Client *c, const char *method, const char *path, const char *
 /* PUTs size bytes read from fd as application/octet-stream, streamed. Same returns. */
 int client_upload(Client *c, const char *path, int fd, uint64_t size, ClientProgressFn progress,
                   void *userdata, ClientResponse *ret, char **ret_error);
+
+/* One server-sent event (GET /v1/events): returns 0 to go on, non-zero to stop reading. */
+typedef int (*ClientEventFn)(void *userdata, const char *id, const char *type, const char *data);
+
+/*
+ * GETs path as a server-sent event stream and calls fn for each event until fn asks to stop
+ * (returns 0), the server ends the stream (0), or timeout_s passes (-1, "timed out"). A stream
+ * that sends nothing at all for first_byte_ms (a proxy buffering it) fails with -1 and
+ * *ret_buffered set, so that the caller can poll instead. A non-200 answer returns 0 with its
+ * status and body in *ret, like client_request; errors as client_request's.
+ */
+int client_events(Client *c, const char *path, uint64_t timeout_s, uint64_t first_byte_ms,
+                  ClientEventFn fn, void *userdata, ClientResponse *ret, bool *ret_buffered,
+                  char **ret_error);
 
 /* Frees the body, zeroed first: answers may carry secrets (a new token). */
 void client_response_clear(ClientResponse *r);

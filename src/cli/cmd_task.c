@@ -14,6 +14,8 @@
 #include "resource.h"
 
 #define TASK_POLL_INTERVAL_MS 500
+/* A stream that sends nothing this long is being buffered (a proxy): poll instead. */
+#define TASK_STREAM_FIRST_BYTE_MS 5000
 /* Without a terminal, a progress line is printed each time the progress moves this much. */
 #define TASK_PROGRESS_STEP 10
 
@@ -86,15 +88,105 @@ task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task)
     return task_wait_progress(cli, task_id, NULL, timeout_s, ret_task);
 }
 
+/* What a wait shows while a task runs, whether its states come by polling or by the stream. */
+typedef struct TaskWatch {
+    const char *task_id;
+    const char *label;
+    bool status_line;
+    int shown; /* the progress last printed as a line of its own (no terminal) */
+    json_t *final;
+    bool resync;
+} TaskWatch;
+
+/* Shows the task's state; true once it ended. */
+static bool
+task_watch_show(TaskWatch *w, json_t *task)
+{
+    const char *state = api_str(task, "state");
+    bool done = streq(state, "succeeded") || streq(state, "failed");
+    int progress = task_progress(task);
+    if (w->label && !w->status_line && progress >= 0 &&
+        (w->shown < 0 || progress - w->shown >= TASK_PROGRESS_STEP ||
+         w->shown - progress >= TASK_PROGRESS_STEP ||
+         (progress == 100 && w->shown != 100 && streq(state, "succeeded")))) {
+        fprintf(stderr, "%s: %d%%\n", w->label, progress);
+        w->shown = progress;
+    }
+    if (done || !w->status_line)
+        return done;
+    json_t *step = json_object_get(task, "step"), *steps = json_object_get(task, "steps");
+    _cleanup_free_ char *pct = progress >= 0 ? str_printf(", %d%%", progress) : NULL;
+    if (w->label && progress >= 0)
+        fprintf(stderr, "\r\033[K%s: %d%%", w->label, progress);
+    else
+        fprintf(stderr, "\r\033[K%s: %s %s, step %lld/%lld%s", w->label ? w->label : "waiting",
+                api_str(task, "kind") ? api_str(task, "kind") : "task", state ? state : "?",
+                (long long)json_integer_value(step), (long long)json_integer_value(steps),
+                pct ? pct : "");
+    return false;
+}
+
+static int
+task_watch_event(void *userdata, const char *id, const char *type, const char *data)
+{
+    (void)id;
+    TaskWatch *w = userdata;
+    if (streq(type, "resync")) {
+        w->resync = true; /* events were missed: the polling loop takes over */
+        return 1;
+    }
+    if (!streq(type, "task"))
+        return 0;
+    json_auto_t *d = json_loads(data, 0, NULL);
+    json_t *task = json_object_get(d, "object");
+    if (!json_is_object(task) || !streq(api_str(task, "id"), w->task_id))
+        return 0;
+    if (!task_watch_show(w, task))
+        return 0;
+    w->final = json_incref(task);
+    return 1;
+}
+
+/* Follows the task on the event stream, from its creation (so nothing between the caller's
+ * look and the stream's start is missed). 1: it ended (*ret_task set); 0: the stream could not
+ * say (refused, buffered by a proxy, broken, events missed): poll instead. */
+static int
+task_wait_stream(Cli *cli, TaskWatch *w, const char *created_at, uint64_t deadline_ms,
+                 json_t **ret_task)
+{
+    Client *c;
+    if (!created_at || api_client(cli, &c) != 0)
+        return 0;
+    _cleanup_free_ char *query = strdup("");
+    if (!query || client_query_add(c, &query, "since", created_at) != 0)
+        return 0;
+    _cleanup_free_ char *path = str_printf("/v1/events%s", query);
+    uint64_t now = nb_monotonic_ms();
+    if (!path || now >= deadline_ms)
+        return 0;
+    ClientResponse resp;
+    _cleanup_free_ char *error = NULL;
+    bool buffered = false;
+    int rc = client_events(c, path, (deadline_ms - now + 999) / 1000, TASK_STREAM_FIRST_BYTE_MS,
+                           task_watch_event, w, &resp, &buffered, &error);
+    if (rc == 0)
+        client_response_clear(&resp);
+    if (!w->final)
+        return 0;
+    *ret_task = TAKE_PTR(w->final);
+    return 1;
+}
+
 int
 task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t timeout_s,
                    json_t **ret_task)
 {
     /* A status line only for a person watching; scripts read the final output. */
-    bool status_line = isatty(STDERR_FILENO);
     uint64_t deadline = nb_monotonic_ms() + timeout_s * 1000;
-    int shown = -1; /* the progress last printed as a line of its own (no terminal) */
     _cleanup_free_ char *label = what ? output_sanitize(what) : NULL;
+    TaskWatch w = {
+        .task_id = task_id, .label = label, .status_line = isatty(STDERR_FILENO), .shown = -1};
+    bool streamed = false;
     int r;
 
     for (;;) {
@@ -102,36 +194,25 @@ task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t tim
         r = resource_get(cli, &task_resource, task_id, &task);
         if (r != 0)
             break;
-        const char *state = api_str(task, "state");
-        bool done = streq(state, "succeeded") || streq(state, "failed");
-        int progress = task_progress(task);
-        if (label && !status_line && progress >= 0 &&
-            (shown < 0 || progress - shown >= TASK_PROGRESS_STEP ||
-             shown - progress >= TASK_PROGRESS_STEP ||
-             (progress == 100 && shown != 100 && streq(state, "succeeded")))) {
-            fprintf(stderr, "%s: %d%%\n", label, progress);
-            shown = progress;
-        }
-        if (done) {
+        if (task_watch_show(&w, task)) {
             *ret_task = task;
             break;
         }
-        if (status_line) {
-            json_t *step = json_object_get(task, "step"), *steps = json_object_get(task, "steps");
-            _cleanup_free_ char *pct = progress >= 0 ? str_printf(", %d%%", progress) : NULL;
-            if (label && progress >= 0)
-                fprintf(stderr, "\r\033[K%s: %d%%", label, progress);
-            else
-                fprintf(stderr, "\r\033[K%s: %s %s, step %lld/%lld%s", label ? label : "waiting",
-                        api_str(task, "kind") ? api_str(task, "kind") : "task", state ? state : "?",
-                        (long long)json_integer_value(step), (long long)json_integer_value(steps),
-                        pct ? pct : "");
+        /* The stream once, after the first look; polling if it cannot tell. */
+        if (!streamed) {
+            streamed = true;
+            json_t *final = NULL;
+            if (task_wait_stream(cli, &w, api_str(task, "created_at"), deadline, &final) == 1) {
+                json_decref(task);
+                *ret_task = final;
+                break;
+            }
         }
         json_decref(task);
         if (nb_monotonic_ms() >= deadline) {
-            if (status_line)
+            if (w.status_line)
                 fputs("\r\033[K", stderr);
-            status_line = false;
+            w.status_line = false;
             fprintf(stderr,
                     "error: TIMEOUT: task %s still unfinished after %llu s (it goes on; "
                     "see 'nimbus task show %s')\n",
@@ -141,15 +222,25 @@ task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t tim
         }
         task_sleep_ms(TASK_POLL_INTERVAL_MS);
     }
-    if (status_line)
+    if (w.status_line)
         fputs("\r\033[K", stderr);
     return r;
 }
 
+#define TASK_FOLLOW_MAX_S (7 * 24 * 3600)
+
 static int
 task_show(Cli *cli, const Args *a)
 {
-    return resource_show(cli, &task_resource, a->positional[0]);
+    if (!args_has(a, "follow"))
+        return resource_show(cli, &task_resource, a->positional[0]);
+    /* Live progress on stderr (a terminal), then the task as it ended; failed: exit 1. */
+    json_auto_t *task = NULL;
+    int r = task_wait_progress(cli, a->positional[0], NULL, TASK_FOLLOW_MAX_S, &task);
+    if (r != 0)
+        return r;
+    resource_print(cli, &task_resource, task);
+    return streq(api_str(task, "state"), "succeeded") ? CLI_EXIT_OK : CLI_EXIT_API;
 }
 
 static int
@@ -212,10 +303,14 @@ task_cancel(Cli *cli, const Args *a)
     return CLI_EXIT_OK;
 }
 
+static const ArgSpec show_specs[] = {{"follow", false}};
 static const ArgSpec list_specs[] = {{"vm", true}, {"wide", false}, {"limit", true}};
 
 static const Command task_commands[] = {
-    {"show", "ID", "Show a task.", NULL, task_show, NULL, 0, 1, 1, NULL},
+    {"show", "ID [--follow]", "Show a task.",
+     "  --follow               follow it as it runs (live, from the event stream), then show\n"
+     "                         it as it ended; exit 1 if it failed\n",
+     task_show, show_specs, ELEMENTSOF(show_specs), 1, 1, NULL},
     {"list", "[--vm NAME|ID] [--wide] [--limit N]", "List tasks, newest first.",
      "  --vm VM                only the tasks of this VM\n"
      "  --wide                 also show the target VM id, the progress and the finish "

@@ -52,6 +52,7 @@ static const char global_help[] =
     "  quota show [--project P]\n"
     "  usage [--project P] [--from DATE] [--to DATE]\n"
     "  audit list [--project P] [--since 1h] [--limit N]\n"
+    "  events [--follow] [--since 10m|DATE|ID]\n"
     "  version\n"
     "\n"
     "Global options (anywhere on the line):\n"
@@ -171,25 +172,13 @@ main(int argc, char **argv)
         const char *name;
         int (*run)(Cli *cli, int argc, char **argv);
     } groups[] = {
-        {"vm", cmd_vm},
-        {"image", cmd_image},
-        {"flavor", cmd_flavor},
-        {"task", cmd_task},
-        {"version", cmd_version},
-        {"login", cmd_login},
-        {"logout", cmd_logout},
-        {"whoami", cmd_whoami},
-        {"project", cmd_project},
-        {"user", cmd_user},
-        {"token", cmd_token},
-        {"quota", cmd_quota},
-        {"usage", cmd_usage},
-        {"audit", cmd_audit},
-        {"host", cmd_host},
-        {"group", cmd_group},
-        {"network", cmd_network},
-        {"port", cmd_port},
-        {"secgroup", cmd_secgroup},
+        {"vm", cmd_vm},         {"image", cmd_image},       {"flavor", cmd_flavor},
+        {"task", cmd_task},     {"version", cmd_version},   {"login", cmd_login},
+        {"logout", cmd_logout}, {"whoami", cmd_whoami},     {"project", cmd_project},
+        {"user", cmd_user},     {"token", cmd_token},       {"quota", cmd_quota},
+        {"usage", cmd_usage},   {"audit", cmd_audit},       {"events", cmd_events},
+        {"host", cmd_host},     {"group", cmd_group},       {"network", cmd_network},
+        {"port", cmd_port},     {"secgroup", cmd_secgroup},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

@@ -165,6 +165,11 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     if (!core)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     core->cfg = *cfg;
+    /* First: the task engine and the reconciler publish from their start. */
+    if (event_bus_new(EVENT_BUS_DEFAULT_CAPACITY, 0, &core->events) < 0) {
+        free(core);
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    }
     pthread_mutex_init(&core->copy_lock, NULL);
     _cleanup_free_ char *db = str_printf("%s/nimbus.db", cfg->state_dir);
     hv_events_set_loop(cfg->event_loop);
@@ -200,5 +205,6 @@ core_stop(Core *core)
     store_close(core->store);
     placement_free(core->placement);
     pthread_mutex_destroy(&core->copy_lock);
+    event_bus_free(core->events);
     free(core);
 }

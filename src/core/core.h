@@ -13,6 +13,7 @@
 #include "../model/host.h"
 #include "../store/store.h"
 #include "../util/error.h"
+#include "events.h"
 #include "host_registry.h"
 #include "scheduler.h"
 #include "task.h"
@@ -57,6 +58,7 @@ typedef struct Core {
     TaskEngine *tasks;
     Reconciler *reconciler;
     Housekeeping *housekeeping;
+    EventBus *events; /* GET /v1/events: task, VM, host and audit changes */
 } Core;
 
 /* Opens the store, connects to libvirt, ensures pool and network, cleans what a previous

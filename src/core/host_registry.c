@@ -22,6 +22,7 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "../util/timeutil.h"
+#include "metrics.h"
 
 #define REG_BACKOFF_MAX_S 30
 /* How many times less often a quiet host is looked at (reg_host_next_look). */
@@ -64,6 +65,9 @@ typedef struct RegHost {
     uint64_t touched_ms; /* when a report last asked to record the contact */
     bool have_digest;
     uint64_t digest; /* of the last look's domains */
+    /* under reg->lock: for /metrics */
+    double last_sync_ok; /* epoch seconds; 0: none yet */
+    uint64_t sync_failures;
 } RegHost;
 
 /* A worker or a connector, under reg->lock; freed by its thread as it ends. */
@@ -104,6 +108,7 @@ struct HostRegistry {
     bool workers_started;
     pthread_t watchdog;
     bool watchdog_started;
+    MetricsHistogram sync_duration; /* under lock: every look's, over all hosts */
 };
 
 void
@@ -462,6 +467,22 @@ reg_jitter(RegHost *h, uint64_t n)
     return n ? x % n : 0;
 }
 
+/* Counts a look for /metrics; started_ms 0: it failed before asking libvirt (not timed). */
+static void
+reg_host_count_look(RegHost *h, bool ok, uint64_t started_ms)
+{
+    double now = ok ? nb_epoch_now() : 0;
+    uint64_t end_ms = started_ms ? nb_monotonic_ms() : 0;
+    pthread_mutex_lock(&h->reg->lock);
+    if (started_ms)
+        metrics_histogram_observe(&h->reg->sync_duration, (double)(end_ms - started_ms) / 1000.0);
+    if (ok)
+        h->last_sync_ok = now;
+    else
+        h->sync_failures++;
+    pthread_mutex_unlock(&h->reg->lock);
+}
+
 /* One look at the host; true when it saw nothing new (see reg_host_next_look). */
 static bool
 reg_host_sync(RegHost *h, HvConn *c)
@@ -471,10 +492,12 @@ reg_host_sync(RegHost *h, HvConn *c)
     HostReport *rep = reg_report_new(h, HOST_REPORT_SYNC);
     if (!rep)
         return false;
+    uint64_t started_ms = nb_monotonic_ms();
     nb_timestamp_now(rep->seen_at);
     if (hv_domain_list(c, VM_DOMAIN_PREFIX, &rep->domains, &rep->n_domains, &err) < 0) {
         log_warn("host %s: sync skipped: %s", h->name, err->message);
         host_registry_report_free(rep);
+        reg_host_count_look(h, false, started_ms);
         return false;
     }
     /* Capacity and versions change rarely: read every few looks (and at each connect), and
@@ -498,6 +521,8 @@ reg_host_sync(RegHost *h, HvConn *c)
     }
     qsort(rep->domains, rep->n_domains, sizeof(*rep->domains), reg_domain_cmp);
     reg_host_find_ips(h, c, rep);
+    /* Counted before the report goes up: the reconciler's queue is not the look's time. */
+    reg_host_count_look(h, true, started_ms);
     /* A look that saw what the last one saw, found no address and is not due to record the
      * contact changes nothing: it goes no further than this thread. Every sixth look is
      * reported whatever it saw, for drift that did not come from libvirt. */
@@ -700,6 +725,7 @@ reg_host_look(RegHost *h)
     }
     if (!hv_conn_is_alive(c)) {
         hv_conn_free(c);
+        reg_host_count_look(h, false, 0);
         reg_host_drop_conn(h, "the libvirt connection was lost");
         reg_host_schedule(h, 1000);
         return;
@@ -874,6 +900,7 @@ host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *user
     reg->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s : 15;
     reg->report = report;
     reg->report_data = userdata;
+    metrics_host_sync_histogram_init(&reg->sync_duration);
     pthread_mutex_init(&reg->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1081,6 +1108,29 @@ host_registry_counts(HostRegistry *reg, unsigned counts[_HOST_CONN_MAX])
             counts[reg->hosts[i]->state]++;
     }
     pthread_mutex_unlock(&reg->lock);
+}
+
+void
+host_registry_write_metrics(HostRegistry *reg, MetricsBuf *b, MetricsFormat f)
+{
+    /* Copied under the lock and written without it: the workers take it at every look. Names
+     * stay put: a host's slot lives as long as the registry. */
+    pthread_mutex_lock(&reg->lock);
+    MetricsHistogram duration = reg->sync_duration;
+    MetricsHostSync *hosts = calloc(reg->n_hosts ? reg->n_hosts : 1, sizeof(*hosts));
+    size_t n = 0;
+    for (size_t i = 0; hosts && i < reg->n_hosts; i++) {
+        const RegHost *h = reg->hosts[i];
+        if (h->removed)
+            continue;
+        hosts[n++] = (MetricsHostSync){h->name, h->last_sync_ok, h->sync_failures};
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (!hosts)
+        b->oom = true;
+    else
+        metrics_write_host_sync(b, f, &duration, hosts, n);
+    free(hosts);
 }
 
 void

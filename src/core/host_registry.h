@@ -17,6 +17,7 @@
 #include "../model/host.h"
 #include "../util/error.h"
 #include "../util/timeutil.h"
+#include "metrics.h"
 
 struct Core;
 typedef struct HostRegistry HostRegistry;
@@ -85,3 +86,6 @@ HostConn host_registry_get_state(HostRegistry *reg, const char *name);
 void host_registry_want_ips(HostRegistry *reg, const char *name, char **domains, size_t n);
 /* Counts of hosts by connection state (removed ones excluded). */
 void host_registry_counts(HostRegistry *reg, unsigned counts[_HOST_CONN_MAX]);
+/* Appends the looks' figures for /metrics (see metrics_write_host_sync); allocates nothing per
+ * look, one array per call. */
+void host_registry_write_metrics(HostRegistry *reg, MetricsBuf *b, MetricsFormat f);

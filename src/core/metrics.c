@@ -159,6 +159,44 @@ metrics_histogram_write(MetricsBuf *b, const char *name, const char *labels,
                        labels[0] ? "}" : "", (unsigned long long)h->count);
 }
 
+/* ---- the host registry's looks ---- */
+
+static const double host_sync_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1,    2.5,   5,    10,  30};
+
+void
+metrics_host_sync_histogram_init(MetricsHistogram *h)
+{
+    metrics_histogram_init(h, host_sync_bounds, sizeof(host_sync_bounds) / sizeof(double));
+}
+
+void
+metrics_write_host_sync(MetricsBuf *b, MetricsFormat f, const MetricsHistogram *duration,
+                        const MetricsHostSync *hosts, size_t n)
+{
+    metrics_write_family(b, f, "nimbus_host_sync_duration_seconds", "histogram",
+                         "Duration of the host registry's looks at hosts (a sync: domains, "
+                         "facts, addresses), successful or not, over all hosts.");
+    metrics_histogram_write(b, "nimbus_host_sync_duration_seconds", "", duration);
+    metrics_write_family(b, f, "nimbus_host_last_sync_success_timestamp_seconds", "gauge",
+                         "When the last successful look at the host ended.");
+    for (size_t i = 0; i < n; i++) {
+        if (hosts[i].last_success <= 0)
+            continue;
+        metrics_buf_printf(b, "nimbus_host_last_sync_success_timestamp_seconds{host=\"");
+        metrics_buf_label_value(b, hosts[i].host);
+        metrics_buf_printf(b, "\"} %.3f\n", hosts[i].last_success);
+    }
+    metrics_write_family(b, f, "nimbus_host_sync_failures_total", "counter",
+                         "Looks at the host that failed (libvirt refused the listing, or the "
+                         "connection was found lost) since nimbusd started.");
+    for (size_t i = 0; i < n; i++) {
+        metrics_buf_printf(b, "nimbus_host_sync_failures_total{host=\"");
+        metrics_buf_label_value(b, hosts[i].host);
+        metrics_buf_printf(b, "\"} %llu\n", (unsigned long long)hosts[i].failures);
+    }
+}
+
 /* ---- the control plane's own observations ---- */
 
 static const double api_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -194,6 +232,7 @@ typedef struct MetricsTaskStep {
 } MetricsTaskStep;
 static MetricsTaskStep metrics_task_steps[_TASK_KIND_MAX][METRICS_MAX_TASK_STEPS];
 static uint64_t metrics_login_failures;
+static int64_t metrics_events_subscribers;
 static void (*metrics_store_stats_fn)(StoreStats *ret);
 _Static_assert(STORE_LATENCY_BUCKETS <= METRICS_MAX_BUCKETS, "the store's buckets must fit");
 
@@ -284,6 +323,12 @@ void
 metrics_login_failure(void)
 {
     __atomic_add_fetch(&metrics_login_failures, 1, __ATOMIC_RELAXED);
+}
+
+void
+metrics_events_subscribers_add(int delta)
+{
+    __atomic_add_fetch(&metrics_events_subscribers, (int64_t)delta, __ATOMIC_RELAXED);
 }
 
 void
@@ -388,5 +433,9 @@ metrics_write_process(MetricsBuf *b, MetricsFormat f)
     metrics_buf_printf(
         b, "nimbus_login_failures_total %llu\n",
         (unsigned long long)__atomic_load_n(&metrics_login_failures, __ATOMIC_RELAXED));
+    metrics_write_family(b, f, "nimbus_events_subscribers", "gauge",
+                         "Event streams (GET /v1/events) open now.");
+    metrics_buf_printf(b, "nimbus_events_subscribers %lld\n",
+                       (long long)__atomic_load_n(&metrics_events_subscribers, __ATOMIC_RELAXED));
     metrics_buf_free(&lbl);
 }

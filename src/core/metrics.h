@@ -56,6 +56,21 @@ void metrics_histogram_observe(MetricsHistogram *h, double v);
 void metrics_histogram_write(MetricsBuf *b, const char *name, const char *labels,
                              const MetricsHistogram *h);
 
+/* ---- the host registry's looks (counted by host_registry.c under its own lock) ---- */
+/* The buckets of nimbus_host_sync_duration_seconds: a look is one bulk call of milliseconds,
+ * a host gone silent holds it until libvirt's keepalive gives up (about 20 s). */
+void metrics_host_sync_histogram_init(MetricsHistogram *h);
+typedef struct MetricsHostSync {
+    const char *host;
+    double last_success; /* epoch seconds of the last look that succeeded; 0: none yet */
+    uint64_t failures;   /* looks that failed since nimbusd started */
+} MetricsHostSync;
+/* nimbus_host_sync_duration_seconds (all hosts' looks in one histogram), and per host
+ * nimbus_host_last_sync_success_timestamp_seconds (hosts without a successful look have no
+ * sample) and nimbus_host_sync_failures_total. */
+void metrics_write_host_sync(MetricsBuf *b, MetricsFormat f, const MetricsHistogram *duration,
+                             const MetricsHostSync *hosts, size_t n);
+
 /* ---- control-plane observations (thread-safe, no allocation) ---- */
 /* route: the matched route's pattern ("/v1/vms/{}"), NULL for none (counted as "other"). The
  * pattern must be a static string (the route table's). */
@@ -69,6 +84,8 @@ void metrics_task_observe(TaskKind kind, double seconds);
 #define METRICS_MAX_TASK_STEPS 8
 void metrics_task_step_observe(TaskKind kind, int step, const char *name, double seconds);
 void metrics_login_failure(void);
+/* An event stream (GET /v1/events) opened (+1) or ended (-1): nimbus_events_subscribers. */
+void metrics_events_subscribers_add(int delta);
 /* The store's transaction latency is counted in the store (core_pure may not call it) and read
  * at each scrape through fn, which the daemon sets to store_stats at start-up. NULL (the
  * default): the family is not written. */

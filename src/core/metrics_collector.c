@@ -653,6 +653,7 @@ metrics_render(Core *core, MetricsCollector *mc, MetricsFormat f, MetricsBuf *ou
     for (int i = 0; i < _HOST_CONN_MAX; i++)
         metrics_buf_printf(out, "nimbus_hosts{state=\"%s\"} %u\n", host_conn_to_string((HostConn)i),
                            counts[i]);
+    host_registry_write_metrics(core->registry, out, f);
     if (!mc)
         return;
     pthread_mutex_lock(&mc->lock);

@@ -316,10 +316,12 @@ reconciler_apply(Reconciler *r, ReportItem *items)
                 o->has_facts = rep->has_facts;
                 o->facts = rep->facts;
             }
+            events_publish_host(r->core->events, rep->host, "up", NULL);
             break;
         case HOST_REPORT_DOWN:
             if ((o = obs_add(&l, STORE_OBS_HOST_DOWN, rep)))
                 memcpy(o->error, rep->error, sizeof(o->error));
+            events_publish_host(r->core->events, rep->host, "down", rep->error);
             break;
         case HOST_REPORT_SYNC:
             reconciler_sync(r, &l, rep);
@@ -336,9 +338,11 @@ reconciler_apply(Reconciler *r, ReportItem *items)
     } else {
         for (size_t i = 0; i < l.n; i++) {
             const StoreObservation *o = &l.v[i];
-            if (o->kind == STORE_OBS_VM_STATE && o->applied)
-                log_info("reconciler: vm %s is now %s (was %s)", o->vm_id,
-                         vm_state_to_string(o->state), vm_state_to_string(o->was));
+            if (o->kind != STORE_OBS_VM_STATE || !o->applied)
+                continue;
+            log_info("reconciler: vm %s is now %s (was %s)", o->vm_id, vm_state_to_string(o->state),
+                     vm_state_to_string(o->was));
+            events_publish_vm(r->core->events, r->core->store, o->vm_id, NULL);
         }
     }
     free(l.v);

@@ -89,6 +89,8 @@ task_engine_submit(TaskEngine *e, const char *task_id)
         return;
     }
     snprintf(item->id, sizeof(item->id), "%s", task_id);
+    /* Before a worker can take it: its "pending" is published ahead of what the worker says. */
+    events_publish_task(e->core->events, e->core->store, task_id, NULL);
     pthread_mutex_lock(&e->lock);
     task_engine_push_ready(e, item);
     pthread_mutex_unlock(&e->lock);
@@ -146,7 +148,9 @@ task_engine_run(TaskEngine *e, TaskQueueItem *item)
             item->run.first_run_ms = nb_monotonic_ms();
         /* Every kind of task is about a VM (its target). */
         log_context_task(task.id, task.target_id);
+        Task before = {.state = task.state, .step = task.step, .progress = task.progress};
         r = h->run(e->core, &task, &item->run);
+        events_publish_task(e->core->events, e->core->store, item->id, &before);
         log_context_task(NULL, NULL);
         /* Done and not merely left for the next start: the task ended. */
         if (r == TASK_RUN_DONE && !task_engine_stopping(e))

@@ -288,6 +288,9 @@ main(int argc, char **argv)
     log_info("signal %d: stopping (running guests are left running)", sig);
     rc = EXIT_SUCCESS;
 out:
+    /* Event streams wait on the bus: woken first, or stopping the server would wait for them. */
+    if (core)
+        event_bus_close(core->events);
     http_server_stop(server);
     metrics_collector_stop(collector);
     core_stop(core);

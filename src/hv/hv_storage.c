@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util/log.h"
 #include "../util/strutil.h"
@@ -336,11 +337,22 @@ hv_format_ok(const char *format)
     return streq(format, "raw") || streq(format, "qcow2");
 }
 
-/* <volume> with a name, capacity, target format, and optionally an allocation and a backing
- * store. */
+/* The connection's libvirtd runs on this machine (no host in the URI): files it makes are files
+ * nimbusd can open. */
+static bool
+hv_conn_is_here(const HvConn *c)
+{
+    if (!c->uri)
+        return true;
+    const char *sep = strstr(c->uri, "://");
+    return sep && sep[3] == '/';
+}
+
+/* <volume> with a name, capacity, target format, and optionally an allocation, a backing store
+ * and a group (-1: none) that may read it. */
 static char *
 hv_vol_xml(const char *vol, uint64_t capacity, const char *allocation, const char *format,
-           const char *backing_path, const char *backing_format)
+           const char *backing_path, const char *backing_format, long group)
 {
     char cap[32];
     snprintf(cap, sizeof(cap), "%" PRIu64, capacity);
@@ -354,6 +366,15 @@ hv_vol_xml(const char *vol, uint64_t capacity, const char *allocation, const cha
         xml_writer_text_element(w, "allocation", allocation, "unit", "bytes", NULL);
     xml_writer_open(w, "target", NULL);
     xml_writer_empty(w, "format", "type", format, NULL);
+    if (group >= 0) {
+        char gid[24];
+        snprintf(gid, sizeof(gid), "%ld", group);
+        /* The owner stays libvirtd's (root): only reading is granted. */
+        xml_writer_open(w, "permissions", NULL);
+        xml_writer_text_element(w, "mode", "0640", NULL);
+        xml_writer_text_element(w, "group", gid, NULL);
+        xml_writer_close(w);
+    }
     xml_writer_close(w);
     if (backing_path) {
         xml_writer_open(w, "backingStore", NULL);
@@ -396,8 +417,15 @@ hv_vol_create_for_upload(HvConn *c, const char *pool, const char *vol, const cha
      * trailing garbage. A raw volume of exactly the upload's size ends up byte-identical to the
      * upload, and libvirt probes the real format (qcow2) on its next look at the file.
      * Allocation 0 keeps libvirt from writing zeros over what the upload replaces anyway.
+     *
+     * libvirtd makes volumes root's, mode 0600, and nimbusd checks an uploaded image by running
+     * qemu-img on its file (image_probe_file): a nimbusd that is not root (the packages' user
+     * nimbus) reads it through its group. Only here: a remote host's group ids are not ours,
+     * and nimbusd never opens a file there. Root reads it anyway: no group is named then.
      */
-    _cleanup_free_ char *xml = hv_vol_xml(vol, capacity, "0", "raw", NULL, NULL);
+    long group =
+        geteuid() != 0 && hv_conn_is_here(c) && !hv_conn_is_simulated(c) ? (long)getegid() : -1;
+    _cleanup_free_ char *xml = hv_vol_xml(vol, capacity, "0", "raw", NULL, NULL, group);
     return hv_vol_create_xml(p, pool, vol, xml, err);
 }
 
@@ -503,7 +531,7 @@ hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol, const c
     /* A simulated overlay allocates nothing (a real one allocates its few header clusters):
      * libvirt's test driver would otherwise count its whole capacity as used. */
     _cleanup_free_ char *xml = hv_vol_xml(vol, capacity, hv_conn_is_simulated(c) ? "0" : NULL,
-                                          "qcow2", backing_path, backing_format);
+                                          "qcow2", backing_path, backing_format, -1);
     return hv_vol_create_xml(p, pool, vol, xml, err);
 }
 

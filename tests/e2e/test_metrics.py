@@ -280,6 +280,38 @@ def test_simulated_host(make_env):
         env.daemon.stop()
 
 
+def test_host_sync_figures(make_env):
+    """The host registry's looks: one duration histogram over all hosts, and per host when the
+    last successful look ended and how many failed; read at the scrape, not from the
+    collector's cache (none runs here)."""
+    env = make_env("metrics-sync")
+    env.daemon.extra_args += ["--libvirt-uri", "test:///default", "--sync-interval", "1",
+                              "--metrics-interval", "0"]
+    env.daemon.start()
+    try:
+        def synced(after):
+            s = metrics(env)
+            v = series(s, "nimbus_host_last_sync_success_timestamp_seconds", host="local")
+            return s if v and v[0] > after else None
+
+        s = nf.wait_until(lambda: synced(0), 30, "a successful look at the local host")
+        first = one(s, "nimbus_host_last_sync_success_timestamp_seconds", host="local")
+        assert abs(first - time.time()) < 60, first
+        count = one(s, "nimbus_host_sync_duration_seconds_count")
+        assert count >= 1
+        assert one(s, "nimbus_host_sync_duration_seconds_bucket", le="+Inf") == count
+        assert one(s, "nimbus_host_sync_failures_total", host="local") == 0
+        # no per-host label on the histogram
+        assert not [k for k in s if k[0].startswith("nimbus_host_sync_duration_seconds")
+                    and dict(k[1]).get("host")], s
+        # a later look moves the gauge and counts in the histogram (a quiet host is looked at
+        # every 3 intervals)
+        s = nf.wait_until(lambda: synced(first), 30, "another look at the local host")
+        assert one(s, "nimbus_host_sync_duration_seconds_count") > count
+    finally:
+        env.daemon.stop()
+
+
 def test_collector_pauses_without_scrapes(make_env):
     """--metrics-idle-after: no scrape for that long (at least 4 intervals) pauses the collector;
     the next scrape wakes it and gets a collection made after it asked."""

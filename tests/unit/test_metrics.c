@@ -279,6 +279,51 @@ test_store_latency(void **state)
     metrics_set_store_stats(NULL);
 }
 
+static void
+test_host_sync(void **state)
+{
+    (void)state;
+    MetricsHistogram d;
+    metrics_host_sync_histogram_init(&d);
+    metrics_histogram_observe(&d, 0.003);
+    metrics_histogram_observe(&d, 0.04);
+    metrics_histogram_observe(&d, 21);
+    const MetricsHostSync hosts[] = {
+        {"kvm1", 1764921600.25, 0},
+        {"kvm\"2", 0, 3}, /* never synced: a failure count, no timestamp */
+    };
+    MetricsBuf b = {0};
+    metrics_write_host_sync(&b, METRICS_FORMAT_OPENMETRICS, &d, hosts, 2);
+    assert_false(b.oom);
+    const char *t = b.data;
+    /* One histogram over all hosts: no host label on its series. */
+    assert_non_null(strstr(t, "# TYPE nimbus_host_sync_duration_seconds histogram\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{le=\"0.05\"} 2\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{le=\"10\"} 2\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{le=\"30\"} 3\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_duration_seconds_count 3\n"));
+    assert_null(strstr(t, "nimbus_host_sync_duration_seconds_bucket{host"));
+    assert_non_null(strstr(t, "# TYPE nimbus_host_last_sync_success_timestamp_seconds gauge\n"
+                              "nimbus_host_last_sync_success_timestamp_seconds{host=\"kvm1\"} "
+                              "1764921600.250\n# HELP"));
+    assert_null(strstr(t, "nimbus_host_last_sync_success_timestamp_seconds{host=\"kvm\\\"2\"}"));
+    /* OpenMetrics names the counter's family without _total; the samples keep it. */
+    assert_non_null(strstr(t, "# TYPE nimbus_host_sync_failures counter\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_failures_total{host=\"kvm1\"} 0\n"));
+    assert_non_null(strstr(t, "nimbus_host_sync_failures_total{host=\"kvm\\\"2\"} 3\n"));
+    metrics_buf_free(&b);
+
+    /* No hosts: the families are still there, the histogram at zero. */
+    metrics_host_sync_histogram_init(&d);
+    metrics_write_host_sync(&b, METRICS_FORMAT_TEXT, &d, NULL, 0);
+    assert_non_null(strstr(b.data, "nimbus_host_sync_duration_seconds_count 0\n"));
+    assert_non_null(strstr(b.data, "# TYPE nimbus_host_sync_failures_total counter\n"));
+    assert_null(strstr(b.data, "{host="));
+    metrics_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -290,6 +335,7 @@ main(void)
         cmocka_unit_test(test_api_and_task_observations),
         cmocka_unit_test(test_task_step_observations),
         cmocka_unit_test(test_store_latency),
+        cmocka_unit_test(test_host_sync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
