@@ -225,6 +225,22 @@ for _ in $(seq 1 100); do
 done
 if [ -n "$url" ]; then ok "nimbusd starts as nimbus with the packaged config ($url)"; else
     bad "nimbusd starts as nimbus with the packaged config"; tail -n 20 "$work/nimbusd.log" | sed 's/^/     /'; fi
+# What the unit's watchdog and a load balancer look at: alive, and ready (its local host is
+# the test driver, connected).
+http_status() { # url -> the JSON body's "status"
+    python3 -c 'import json, sys, urllib.request
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=10)
+except urllib.error.HTTPError as e:
+    r = e
+print(json.load(r).get("status"))' "$1" 2>/dev/null
+}
+check "GET /v1/health answers ok" test "$(http_status "$url/v1/health")" = ok
+for _ in $(seq 1 50); do
+    [ "$(http_status "$url/v1/ready")" = ready ] && break
+    sleep 0.2
+done
+check "GET /v1/ready answers ready" test "$(http_status "$url/v1/ready")" = ready
 check "admin token written by nimbus, mode 0600" \
     test "$(in_root stat -c '%a %U' /var/lib/nimbus/admin.token)" = "600 nimbus"
 token=$(cat "$root/var/lib/nimbus/admin.token" 2>/dev/null)

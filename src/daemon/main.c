@@ -12,6 +12,7 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "config.h"
+#include "sd_notify.h"
 
 #define DEFAULT_CONFIG "/etc/nimbus/nimbusd.conf"
 
@@ -281,13 +282,21 @@ main(int argc, char **argv)
     log_info("listening on %s://%s%s%s:%u", tls_cert ? "https" : "http",
              strchr(cfg.listen_host, ':') ? "[" : "", cfg.listen_host,
              strchr(cfg.listen_host, ':') ? "]" : "", http_server_port(server));
+    int nrc = sd_notify_send("READY=1\nSTATUS=serving the API");
+    if (nrc < 0)
+        log_warn("cannot notify systemd through $NOTIFY_SOCKET: %s", strerror(-nrc));
+    nrc = sd_notify_watchdog_start(core);
+    if (nrc < 0)
+        log_warn("watchdog: cannot start its thread: %s", strerror(-nrc));
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         log_info("SIGHUP ignored: restart nimbusd to reload its configuration");
     log_info("signal %d: stopping (running guests are left running)", sig);
+    sd_notify_send("STOPPING=1");
     rc = EXIT_SUCCESS;
 out:
+    sd_notify_watchdog_stop();
     /* Event streams wait on the bus: woken first, or stopping the server would wait for them. */
     if (core)
         event_bus_close(core->events);

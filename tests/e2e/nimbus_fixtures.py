@@ -305,6 +305,7 @@ class Daemon:
         self.log_path = log_path
         self.max_image_gib = max_image_gib
         self.extra_args = list(extra_args)
+        self.extra_env = {}  # added to the daemon's environment at each start
         self.proc = None
         self.port = None
         self.token = None
@@ -325,6 +326,7 @@ class Daemon:
         assert not self.alive(), "nimbusd already running"
         env = dict(os.environ)
         env.pop("NIMBUS_TEST_CRASH_AT", None)
+        env.update(self.extra_env)
         if crash_at:
             env["NIMBUS_TEST_CRASH_AT"] = crash_at
         args = [NIMBUSD, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,

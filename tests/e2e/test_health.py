@@ -7,6 +7,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -174,4 +175,57 @@ def test_not_ready_without_local_libvirt(make_env):
         assert r.json["status"] == "ready", r.json
     finally:
         proxy.stop()
+        env.teardown()
+
+
+def test_systemd_notify_and_watchdog(make_env, tmp_path):
+    """Under systemd (Type=notify, WatchdogSec=): READY=1 once the API serves, WATCHDOG=1 every
+    half interval while the daemon is alive, STOPPING=1 on SIGTERM. The test plays systemd's
+    notification socket."""
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(1)
+    got = []
+
+    def collect(until, want):
+        deadline = time.monotonic() + until
+        while time.monotonic() < deadline and not want(got):
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        return want(got)
+
+    env = make_env("notify")
+    env.daemon.extra_env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
+    env.daemon.start()
+    try:
+        assert collect(30, lambda g: any("READY=1" in m for m in g)), got
+        assert ready(env).status == 200
+        # every second (half of 2 s): three within 5 s
+        assert collect(5, lambda g: sum(m == "WATCHDOG=1" for m in g) >= 3), got
+        assert "watchdog: pinging systemd every 1000 ms" in env.daemon.log_tail(400)
+        env.daemon.stop(timeout=20)
+        assert collect(5, lambda g: any("STOPPING=1" in m for m in g)), got
+        n = sum(m == "WATCHDOG=1" for m in got)
+        assert not collect(3, lambda g: sum(m == "WATCHDOG=1" for m in g) > n), got
+    finally:
+        sock.close()
+        env.teardown()
+    # Meant for another process (WATCHDOG_PID not ours): no pings, READY all the same.
+    got.clear()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    os.unlink(path)
+    sock.bind(path)
+    sock.settimeout(1)
+    env = make_env("notify-other")
+    env.daemon.extra_env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000",
+                            "WATCHDOG_PID": "1"}
+    env.daemon.start()
+    try:
+        assert collect(30, lambda g: any("READY=1" in m for m in g)), got
+        assert not collect(4, lambda g: any(m == "WATCHDOG=1" for m in g)), got
+    finally:
+        sock.close()
         env.teardown()
