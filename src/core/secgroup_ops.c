@@ -171,33 +171,48 @@ sg_remote_forget_on(Core *core, const char *host, HvConn *hv, const void *rule)
         log_warn("nwfilter %s left on host %s: %s", name, host, err->message);
 }
 
-/* Undefines these groups' filters on a host, then their remote-group rules' member filters,
- * where no running guest's interface there uses them any more: libvirt refuses to undefine a
- * filter in use, which is the reference count. */
+/* Undefines these groups' filters on a host, then their remote-group rules' member filters, once
+ * no port of the group is on a VM placed there but leaving_vm's (the VM whose NICs just went).
+ * The store says so, under the host's lock: a VM placed on the host has its row there before its
+ * plug, which makes the filters again under the same lock if they went, so a create racing a
+ * delete in the same group never starts with a filter missing. libvirt refuses as well to
+ * undefine a filter a running interface uses. */
 static void
-sg_forget_groups(Core *core, const char *host, HvConn *hv, const SecGroup *groups, size_t n)
+sg_forget_groups(Core *core, const char *host, HvConn *hv, const SecGroup *groups, size_t n,
+                 const char *leaving_vm)
 {
+    pthread_mutex_t *lock = sg_lock_for(host);
     for (size_t g = 0; g < n; g++) {
         _cleanup_error_ NbError *err = NULL;
         _cleanup_free_ SecRule *rules = NULL;
         size_t n_rules = 0;
         char name[NWFILTER_NAME_MAX + 1];
         nwfilter_group_name(groups[g].id, name);
-        if (sg_undefine(host, hv, name, &err) < 0) {
+        pthread_mutex_lock(lock);
+        int used = secgroup_store_group_on_host(core->store, groups[g].id, host, leaving_vm, &err);
+        if (used != 0) {
+            pthread_mutex_unlock(lock);
+            if (used < 0)
+                log_warn("security group %s: filters kept on host %s: %s", groups[g].id, host,
+                         err->message);
+            continue;
+        }
+        if (hv_nwfilter_undefine(hv, name, &err) < 0 ||
+            secgroup_store_rules(core->store, groups[g].id, &rules, &n_rules, &err) < 0) {
+            pthread_mutex_unlock(lock);
             log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
             continue; /* in use: so are its member filters */
         }
-        if (secgroup_store_rules(core->store, groups[g].id, &rules, &n_rules, &err) < 0)
-            continue;
         for (size_t i = 0; i < n_rules; i++) {
             if (!rules[i].remote_group[0])
                 continue;
             nwfilter_remote_name(rules[i].id, name);
-            if (sg_undefine(host, hv, name, &err) < 0) {
+            if (hv_nwfilter_undefine(hv, name, &err) < 0) {
                 log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
                 nb_error_free(TAKE_PTR(err));
             }
         }
+        pthread_mutex_unlock(lock);
     }
 }
 
@@ -418,7 +433,7 @@ secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *ports,
         _cleanup_free_ SecGroup *groups = NULL;
         size_t n_groups = 0;
         if (secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, &err) == 0)
-            sg_forget_groups(core, host, hv, groups, n_groups);
+            sg_forget_groups(core, host, hv, groups, n_groups, ports[i].vm_id);
     }
     if (!leaving)
         return;
@@ -726,7 +741,7 @@ sg_vm_change(Core *core, const Principal *who, const char *vm_key, const char *g
         sg_refresh_remote(core, g.id, NULL, 0);
         HvConn *hv = !add && vm.host[0] ? sg_conn(core, vm.host, vm.id) : NULL;
         if (hv)
-            sg_forget_groups(core, vm.host, hv, &g, 1);
+            sg_forget_groups(core, vm.host, hv, &g, 1, NULL);
         hv_conn_free(hv);
     }
     r = 0;

@@ -319,6 +319,23 @@ secgroup_store_group_hosts(Store *s, const char *group_id, char (**ret)[NB_NAME_
 }
 
 int
+secgroup_store_group_on_host(Store *s, const char *group_id, const char *host,
+                             const char *exclude_vm, NbError **err)
+{
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, STORE_SQL_SECGROUP_ON_HOST, &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, group_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    if (exclude_vm)
+        sqlite3_bind_text(st, 3, exclude_vm, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return store_db_error(s, "look for a security group's ports on a host", err);
+    return sqlite3_column_int(st, 0) ? 1 : 0;
+}
+
+int
 secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                             NbError **err)
 {

@@ -266,6 +266,10 @@ int secgroup_store_rules(Store *s, const char *group_id, SecRule **ret, size_t *
  * *ret to free (NULL when none). */
 int secgroup_store_group_hosts(Store *s, const char *group_id, char (**ret)[NB_NAME_MAX + 1],
                                size_t *ret_n, NbError **err);
+/* 1 when a port of the group belongs to a VM placed on host, other than exclude_vm (NULL: none),
+ * else 0; -1 on error. */
+int secgroup_store_group_on_host(Store *s, const char *group_id, const char *host,
+                                 const char *exclude_vm, NbError **err);
 /* The rules, of any group, naming the group as remote group, by id. */
 int secgroup_store_rules_naming(Store *s, const char *group_id, SecRule **ret, size_t *ret_n,
                                 NbError **err);

@@ -226,6 +226,11 @@
 #define STORE_SQL_SECGROUP_HOSTS                                                                   \
     "SELECT DISTINCT v.host FROM port_secgroups ps JOIN ports p ON p.id = ps.port_id "             \
     "JOIN vms v ON v.id = p.vm_id WHERE ps.group_id = ?1 AND v.host != '' ORDER BY v.host"
+/* Whether a group has a port on a host, but those of one VM (?3, may be NULL). */
+#define STORE_SQL_SECGROUP_ON_HOST                                                                 \
+    "SELECT EXISTS (SELECT 1 FROM port_secgroups ps JOIN ports p ON p.id = ps.port_id "            \
+    "JOIN vms v ON v.id = p.vm_id WHERE ps.group_id = ?1 AND v.host = ?2 "                         \
+    "AND (?3 IS NULL OR v.id != ?3))"
 /* The rules, of any group, naming the group as remote group. */
 #define STORE_SQL_SECRULES_NAMING_GROUP                                                            \
     "SELECT " SECRULE_COLUMNS " FROM secgroup_rules WHERE remote_group = ?1 ORDER BY id"

@@ -289,6 +289,18 @@ test_ports(void **state)
     assert_int_equal(ips[0], p1.ip < p2.ip ? p1.ip : p2.ip);
     assert_int_equal(ips[1], p1.ip < p2.ip ? p2.ip : p1.ip);
     free(ips);
+    /* Where the groups' filters are: the hosts of their ports' VMs (all on "local" here); a
+     * group still has a port on a host unless the only ones are the VM's being unplugged. */
+    char(*hosts)[NB_NAME_MAX + 1] = NULL;
+    assert_int_equal(secgroup_store_group_hosts(f->s, web.id, &hosts, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(hosts[0], "local");
+    free(hosts);
+    assert_int_equal(secgroup_store_group_on_host(f->s, web.id, "local", NULL, &err), 1);
+    assert_int_equal(secgroup_store_group_on_host(f->s, web.id, "local", p1.vm_id, &err), 1);
+    assert_int_equal(secgroup_store_group_on_host(f->s, web.id, "kvm9", NULL, &err), 0);
+    assert_int_equal(secgroup_store_group_on_host(f->s, ssh.id, "local", NULL, &err), 1);
+    assert_int_equal(secgroup_store_group_on_host(f->s, ssh.id, "local", p1.vm_id, &err), 0);
     /* db allows web in: a change of web's members reaches db's ports (p3) too. */
     SecRule r;
     assert_int_equal(add_rule(f, a.id, "db",
