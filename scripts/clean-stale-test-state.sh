@@ -12,7 +12,8 @@
 #   - network filters nimbus-port-*, nimbus-sg-*, nimbus-sgr-* no remaining domain refers to
 #     (ports' filters first: the others are referenced by them);
 #   - storage pools whose target directory lies under /tmp;
-#   - bridges nbr<12 hex> left with no port and no libvirt network behind them;
+#   - bridges nbr<12 hex> left with no port and no libvirt network behind them, and the agent's
+#     IFB, VXLAN and VLAN devices nbi/nbx/nbv<12 hex>;
 #   - the namespaces of scripts/testhosts.sh (nbhostN, nbS_hostN) and tests/e2e/test_agent.py
 #     (nagN), with the processes still inside them (from the earlier run, by definition).
 # Prints what it removed; exits 0 unless libvirtd does not answer.
@@ -80,6 +81,13 @@ for br in $(ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1 
     grep -qxF "$br" <<<"$live_bridges" && continue
     [ -z "$(ls "/sys/class/net/$br/brif" 2>/dev/null)" ] || continue
     ip link delete "$br" 2>/dev/null && say "bridge $br"
+done
+
+# The local agent's other devices (IFB for a NIC's ingress limit, VXLAN, VLAN uplinks): on a
+# machine where no agent runs yet, every one is a leftover.
+for dev in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
+    grep -E '^nb[ixv][0-9a-f]{12}$' || true); do
+    ip link delete "$dev" 2>/dev/null && say "device $dev"
 done
 
 for ns in $(ip netns list | awk '{print $1}' | grep -E '^(nbhost[0-9]+|nb[0-9]_host[0-9]+|nag[0-9]+)$' || true); do
