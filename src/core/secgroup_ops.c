@@ -145,7 +145,9 @@ sg_group_write_locked(Core *core, HvConn *hv, const char *group_id, bool only_if
         if (rules[i].remote_group[0] &&
             sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err) < 0)
             return -1;
-    return sg_write_locked(core, hv, name, only_if_present, sg_group_build, group_id, NULL, 0, err);
+    /* Its presence was looked at above: build and define it now. */
+    _cleanup_free_ char *xml = sg_group_build(core, group_id, NULL, 0, err);
+    return xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
 }
 
 /* Undefines a filter on a host, under the host's lock. */
