@@ -57,6 +57,7 @@ typedef struct LoopDue {
     uint64_t due_ms;
     int id;
     uint32_t gen;
+    uint32_t slack_ms; /* loop_timer_slack_ms */
 } LoopDue;
 
 /* The watches of one fd, and what epoll is asked for on it. */
@@ -85,8 +86,16 @@ static struct {
     size_t cap_fds;
     int next_watch, next_timer;
     bool have_deleted;
+    /* While the loop thread sleeps in epoll_wait: until when (monotonic ms; UINT64_MAX: no timer
+     * is due). 0 while it is awake, as it looks at the timers again before it sleeps. */
+    uint64_t sleep_until_ms;
+    uint64_t iterations; /* wakeups so far (atomic) */
 } loop = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wakefd = -1, .heap_ok = true};
 
+/* Interrupts epoll_wait. Only a timer due before the loop would wake anyway needs this: a watch
+ * added, changed or enabled from another thread takes effect through epoll_ctl alone, even in a
+ * wait under way (an fd that is ready then ends the wait). Each needless wakeup is a context
+ * switch, and libvirt's client changes its socket's watch around every call a thread makes. */
 static void
 loop_wake_locked(void)
 {
@@ -227,7 +236,6 @@ loop_add_handle(int fd, int events, virEventHandleCallback cb, void *opaque, vir
         (LoopWatch){.id = id, .fd = fd, .events = events, .cb = cb, .opaque = opaque, .ff = ff};
     f->ids[f->n++] = id;
     loop_fd_rearm_locked(fd, true);
-    loop_wake_locked();
 out:
     pthread_mutex_unlock(&loop.lock);
     return id;
@@ -241,7 +249,6 @@ loop_update_handle(int id, int events)
     if (w && !w->deleted && w->events != events) {
         w->events = events;
         loop_fd_rearm_locked(w->fd, false);
-        loop_wake_locked();
     }
     pthread_mutex_unlock(&loop.lock);
 }
@@ -320,6 +327,18 @@ loop_due_is_live(const LoopDue *d)
     return t && !t->deleted && t->interval_ms >= 0 && t->gen == d->gen;
 }
 
+/* How late a timer may fire so that timers due close together share one wakeup: a 32nd of its
+ * interval, at most 250 ms, for intervals of a second or more (libvirt's keepalive timers, one per
+ * connection every few seconds, which need no precision); none for shorter ones. */
+static uint32_t
+loop_timer_slack_ms(const LoopTimer *t)
+{
+    if (t->interval_ms < 1000)
+        return 0;
+    uint32_t slack = (uint32_t)t->interval_ms / 32;
+    return slack < 250 ? slack : 250;
+}
+
 static void
 loop_heap_push(const LoopTimer *t)
 {
@@ -335,7 +354,7 @@ loop_heap_push(const LoopTimer *t)
         loop.heap = h;
         loop.cap_heap = cap;
     }
-    loop.heap[loop.n_heap] = (LoopDue){t->due_ms, t->id, t->gen};
+    loop.heap[loop.n_heap] = (LoopDue){t->due_ms, t->id, t->gen, loop_timer_slack_ms(t)};
     loop_heap_up(loop.n_heap++);
 }
 
@@ -370,6 +389,14 @@ loop_timer_arm(LoopTimer *t, uint64_t now)
     loop_heap_push(t);
 }
 
+/* Wakes the loop if t, just armed, is due before the loop's sleep ends. */
+static void
+loop_wake_for_timer_locked(const LoopTimer *t)
+{
+    if (t->interval_ms >= 0 && t->due_ms + loop_timer_slack_ms(t) < loop.sleep_until_ms)
+        loop_wake_locked();
+}
+
 static int
 loop_add_timeout(int interval_ms, virEventTimeoutCallback cb, void *opaque, virFreeCallback ff)
 {
@@ -391,7 +418,7 @@ loop_add_timeout(int interval_ms, virEventTimeoutCallback cb, void *opaque, virF
     LoopTimer *t = &loop.timers[loop.n_timers++];
     *t = (LoopTimer){.id = id, .interval_ms = interval_ms, .cb = cb, .opaque = opaque, .ff = ff};
     loop_timer_arm(t, nb_monotonic_ms());
-    loop_wake_locked();
+    loop_wake_for_timer_locked(t);
 out:
     pthread_mutex_unlock(&loop.lock);
     return id;
@@ -405,7 +432,7 @@ loop_update_timeout(int id, int interval_ms)
     if (t && !t->deleted) {
         t->interval_ms = interval_ms;
         loop_timer_arm(t, nb_monotonic_ms());
-        loop_wake_locked();
+        loop_wake_for_timer_locked(t);
     }
     pthread_mutex_unlock(&loop.lock);
 }
@@ -426,14 +453,17 @@ loop_remove_timeout(int id)
     return r;
 }
 
-/* How long epoll may sleep: until the first enabled timer is due (-1: no timer). */
+/* How long epoll may sleep (-1: no timer): until the first timer's due time plus its slack. Every
+ * timer due by then fires in that wakeup. (Only the first timer's slack counts: a timer due just
+ * after it with less slack may fire up to that much late.) */
 static int
 loop_sleep_ms_locked(uint64_t now)
 {
     const LoopDue *top = loop_heap_top_locked();
     if (!top)
         return -1;
-    uint64_t left = top->due_ms > now ? top->due_ms - now : 0;
+    uint64_t until = top->due_ms + top->slack_ms;
+    uint64_t left = until > now ? until - now : 0;
     return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
@@ -444,6 +474,7 @@ static void
 loop_run_timers(uint64_t now)
 {
     pthread_mutex_lock(&loop.lock);
+    loop.sleep_until_ms = 0;
     int *due = NULL;
     size_t n_due = 0, cap = 0;
     const LoopDue *top;
@@ -592,7 +623,9 @@ hv_eventloop_run_once(void)
         loop.thread = pthread_self();
         loop.have_thread = true;
     }
-    int sleep_ms = loop_sleep_ms_locked(nb_monotonic_ms());
+    uint64_t now = nb_monotonic_ms();
+    int sleep_ms = loop_sleep_ms_locked(now);
+    loop.sleep_until_ms = sleep_ms < 0 ? UINT64_MAX : now + (uint64_t)sleep_ms;
     pthread_mutex_unlock(&loop.lock);
 
     struct epoll_event evs[LOOP_MAX_EVENTS];
@@ -601,6 +634,7 @@ hv_eventloop_run_once(void)
         return -errno;
     if (n < 0)
         n = 0;
+    __atomic_add_fetch(&loop.iterations, 1, __ATOMIC_RELAXED);
     /* The wake-up eventfd is not a watch: drain it and leave it out. */
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -616,4 +650,10 @@ hv_eventloop_run_once(void)
     loop_run_handles(evs, k);
     loop_cleanup();
     return 0;
+}
+
+uint64_t
+hv_eventloop_iterations(void)
+{
+    return __atomic_load_n(&loop.iterations, __ATOMIC_RELAXED);
 }

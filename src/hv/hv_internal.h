@@ -35,6 +35,8 @@ bool hv_events_ready(void);
  * iteration, on the event thread (-errno). */
 int hv_eventloop_register(void);
 int hv_eventloop_run_once(void);
+/* How many times the loop has woken up (tests: timers that share a wakeup). */
+uint64_t hv_eventloop_iterations(void);
 
 /* libvirt's object types are pointer typedefs, so these take a pointer to the pointer. Note
  * that every vir*Free resets libvirt's thread-local error: copy the error before scope exit. */

@@ -17,6 +17,7 @@
 #include <libvirt/libvirt.h>
 
 #include "hv/hv.h"
+#include "hv/hv_internal.h"
 
 #define WAIT_MS 5000
 
@@ -222,6 +223,58 @@ test_timers(void **state)
     assert_int_equal(virEventRemoveTimeout(t2), -1);
 }
 
+/* The loop asleep until a timer far off: a timer added, or one moved earlier, from this thread
+ * still fires on time (the loop is woken only for those; watches need no wakeup). */
+static void
+test_timer_earlier_than_sleep(void **state)
+{
+    Probe far = {0}, near = {0}, moved = {0};
+    int tf = virEventAddTimeout(60000, on_timer, &far, on_free);
+    int tm = virEventAddTimeout(60000, on_timer, &moved, on_free);
+    assert_true(tf > 0 && tm > 0);
+    sleep_ms(50); /* the loop is asleep until the far timers */
+    int tn = virEventAddTimeout(20, on_timer, &near, on_free);
+    assert_true(tn > 0);
+    assert_true(wait_for(&near.calls, 1));
+    virEventRemoveTimeout(tn);
+    sleep_ms(50);
+    virEventUpdateTimeout(tm, 20);
+    assert_true(wait_for(&moved.calls, 1));
+    assert_int_equal(atomic_load(&far.calls), 0);
+    virEventRemoveTimeout(tf);
+    virEventRemoveTimeout(tm);
+    assert_true(wait_for(&far.freed, 1));
+    assert_true(wait_for(&moved.freed, 1));
+    assert_true(wait_for(&near.freed, 1));
+}
+
+/* Timers of a second or more may fire a little late so that those due close together share a
+ * wakeup: two 3.2 s timers armed 40 ms apart (slack 100 ms) fire in the same iteration. */
+static atomic_uint_fast64_t slack_iter[2];
+
+static void
+on_slack_timer(int timer, void *opaque)
+{
+    atomic_store(&slack_iter[(intptr_t)opaque], hv_eventloop_iterations());
+    virEventUpdateTimeout(timer, -1);
+}
+
+static void
+test_timer_slack_shares_wakeup(void **state)
+{
+    int a = virEventAddTimeout(3200, on_slack_timer, (void *)(intptr_t)0, NULL);
+    sleep_ms(40);
+    int b = virEventAddTimeout(3200, on_slack_timer, (void *)(intptr_t)1, NULL);
+    assert_true(a > 0 && b > 0);
+    for (int i = 0;
+         i < 2 * WAIT_MS && !(atomic_load(&slack_iter[0]) && atomic_load(&slack_iter[1])); i++)
+        sleep_ms(1);
+    assert_true(atomic_load(&slack_iter[0]) > 0);
+    assert_int_equal(atomic_load(&slack_iter[0]), atomic_load(&slack_iter[1]));
+    virEventRemoveTimeout(a);
+    virEventRemoveTimeout(b);
+}
+
 /* Many timers, as with a keepalive per host: each fires at its own pace; one re-armed over and
  * over (its older firings stale) fires only once it is left alone; disabled and removed ones
  * never fire again; a timer due later than the rest does not hold the earlier ones back. */
@@ -316,6 +369,8 @@ main(void)
         cmocka_unit_test(test_two_watches_on_one_fd),
         cmocka_unit_test(test_hangup_and_remove_from_callback),
         cmocka_unit_test(test_timers),
+        cmocka_unit_test(test_timer_earlier_than_sleep),
+        cmocka_unit_test(test_timer_slack_shares_wakeup),
         cmocka_unit_test(test_many_handles),
         cmocka_unit_test(test_many_timers),
     };
