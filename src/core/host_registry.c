@@ -26,7 +26,10 @@
 
 #define REG_BACKOFF_MAX_S 30
 /* How many times less often a quiet host is looked at (reg_host_next_look). */
-#define REG_QUIET_FACTOR 3
+#define REG_QUIET_FACTOR 6
+/* After this many looks in a row have not found the same guests' addresses (a static address,
+ * or a network whose DHCP is not libvirt's), the host is looked at as a quiet one again. */
+#define REG_WANT_IP_REPEATS 30
 #define REG_STOP_DEADLINE_MS 2500
 /* Workers looking at hosts. A look is one bulk call of a few milliseconds, and 1,500 hosts every
  * 10 s are 150 looks a second: a few workers do; the rest is room for slow hosts. */
@@ -55,9 +58,10 @@ typedef struct RegHost {
     bool connect_overdue; /* its connect passed the deadline: its connector is not counted */
     char **want_ip;
     size_t n_want_ip;
-    uint64_t due_ms;         /* in the heap: when to look next */
-    size_t heap_pos;         /* position in reg->heap + 1; 0: not in it (in a job, or gone) */
-    struct RegHost *cq_next; /* in the connect queue */
+    unsigned want_ip_repeats; /* looks in a row that left the same addresses wanted */
+    uint64_t due_ms;          /* in the heap: when to look next */
+    size_t heap_pos;          /* position in reg->heap + 1; 0: not in it (in a job, or gone) */
+    struct RegHost *cq_next;  /* in the connect queue */
     /* the host's job's own (one job at a time) */
     unsigned backoff_s;
     bool have_facts;
@@ -541,7 +545,8 @@ reg_host_sync(RegHost *h, HvConn *c)
 /*
  * When to look next. Lifecycle events are the fast path and the looks the safety net (for lost
  * events and drift libvirt does not announce): a host whose last look saw nothing new, with no
- * event since and no address still wanted, is looked at REG_QUIET_FACTOR times less often.
+ * event since and no address still wanted (or one wanted in vain for REG_WANT_IP_REPEATS looks),
+ * is looked at REG_QUIET_FACTOR times less often (every minute at the default interval).
  * Nova's power-state sync, for comparison, runs every 600 s.
  */
 static uint64_t
@@ -549,7 +554,8 @@ reg_host_next_look(RegHost *h, bool quiet)
 {
     HostRegistry *reg = h->reg;
     pthread_mutex_lock(&reg->lock);
-    bool relaxed = quiet && !h->busy && h->n_want_ip == 0;
+    bool relaxed =
+        quiet && !h->busy && (h->n_want_ip == 0 || h->want_ip_repeats >= REG_WANT_IP_REPEATS);
     h->busy = false;
     pthread_mutex_unlock(&reg->lock);
     uint64_t interval = (uint64_t)reg->sync_interval_s * 1000 * (relaxed ? REG_QUIET_FACTOR : 1);
@@ -1085,6 +1091,10 @@ host_registry_want_ips(HostRegistry *reg, const char *name, char **domains, size
     pthread_mutex_lock(&reg->lock);
     RegHost *h = reg_find_locked(reg, name);
     if (h) {
+        bool same = n > 0 && n == h->n_want_ip;
+        for (size_t i = 0; same && i < n; i++)
+            same = streq(h->want_ip[i], domains[i]);
+        h->want_ip_repeats = same ? h->want_ip_repeats + 1 : 0;
         for (size_t i = 0; i < h->n_want_ip; i++)
             free(h->want_ip[i]);
         free(h->want_ip);
