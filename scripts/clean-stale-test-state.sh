@@ -15,7 +15,10 @@
 #   - bridges nbr<12 hex> left with no port and no libvirt network behind them, and the agent's
 #     IFB, VXLAN and VLAN devices nbi/nbx/nbv<12 hex>;
 #   - the namespaces of scripts/testhosts.sh (nbhostN, nbS_hostN) and tests/e2e/test_agent.py
-#     (nagN), with the processes still inside them (from the earlier run, by definition).
+#     (nagN), with the processes still inside them (from the earlier run, by definition);
+#   - the storage tests' pools nimbus-test-* (rbd, iscsi-direct: no directory) and libvirt
+#     secrets whose usage is nimbus-test-*, then their backends (scripts/test-ceph.sh and
+#     scripts/test-iscsi.sh stop: only the daemons those scripts started, by their pid files).
 # Prints what it removed; exits 0 unless libvirtd does not answer.
 set -uo pipefail
 V=(virsh -q -c qemu:///system)
@@ -95,6 +98,19 @@ for ns in $(ip netns list | awk '{print $1}' | grep -E '^(nbhost[0-9]+|nb[0-9]_h
         kill -9 "$pid" 2>/dev/null
     done
     ip netns delete "$ns" 2>/dev/null && say "namespace $ns"
+done
+
+for p in $("${V[@]}" pool-list --all --name | grep '^nimbus-test-' || true); do
+    "${V[@]}" pool-destroy "$p" >/dev/null 2>&1
+    "${V[@]}" pool-undefine "$p" >/dev/null 2>&1 && say "storage pool $p"
+done
+for s in $("${V[@]}" secret-list | awk '$3 ~ /^nimbus-test-/ {print $1}'); do
+    "${V[@]}" secret-undefine "$s" >/dev/null 2>&1 && say "secret $s"
+done
+for b in ceph iscsi; do
+    if [ -e "/run/nimbus-test-$b" ]; then
+        "$(dirname "$0")/test-$b.sh" stop >/dev/null 2>&1 && say "$b test backend"
+    fi
 done
 
 echo "clean-stale-test-state: $removed stale objects removed"

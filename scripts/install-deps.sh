@@ -21,6 +21,12 @@ packages=(
     # hardened host connections: certtool makes the test CA and certificates, the sasldb and
     # SCRAM for libvirtd's SASL (test_host_security.py)
     gnutls-bin sasl2-bin libsasl2-modules
+    # storage pools and volumes: the test backends (scripts/test-ceph.sh, scripts/test-iscsi.sh)
+    # and QEMU's rbd/iscsi block drivers; libvirtd loads its rbd and iscsi-direct storage drivers
+    # only when it starts, so these must be installed before it (run-tests.sh runs this script
+    # before scripts/start-libvirt.sh)
+    ceph-mon ceph-osd ceph-mgr ceph-common tgt libiscsi-bin qemu-block-extra
+    libvirt-daemon-driver-storage-rbd libvirt-daemon-driver-storage-iscsi-direct
 )
 
 missing=()
@@ -30,6 +36,19 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # No daemon starts from a package's scripts during the install (containers have this policy
+    # already): tgt's would start the system's tgtd on 0.0.0.0:3260, the port of the test target,
+    # and libvirt's a libvirtd that may miss the storage drivers of the same install.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" libvirt-daemon-driver-storage-"* ]] &&
+        virsh -c qemu:///system version >/dev/null 2>&1; then
+        echo "install-deps: libvirtd was already running: restart it to load the new storage" \
+            "drivers (virsh pool-capabilities shows rbd and iscsi-direct supported='yes')" >&2
+    fi
 fi
