@@ -22,7 +22,8 @@ out=${1:-"$repo/tests/image/out/tiny.qcow2"}
 #   sr_mod          SCSI CD-ROM (cdrom)       isofs     the NoCloud seed
 #   virtio_pci, virtio_net                    the NIC
 #   button          ACPI power button         evdev     /dev/input/event* for acpid
-modules=(ahci ata_piix sr_mod isofs virtio_pci virtio_net button evdev)
+#   virtio_blk      volumes (vdb...; the guest reports them, vda is never mounted)
+modules=(ahci ata_piix sr_mod isofs virtio_pci virtio_net button evdev virtio_blk)
 
 die() {
 	echo "build-test-image: $*" >&2

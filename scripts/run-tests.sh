@@ -50,6 +50,10 @@ run "libvirtd" scripts/start-libvirt.sh
 # run's network with the same range fails to start.
 [ "${NIMBUS_CLEAN_STALE:-0}" = 1 ] && run "stale test state removed" scripts/clean-stale-test-state.sh
 run "test image" scripts/build-test-image.sh
+# The storage tests' backends: a single-node Ceph (memstore) and a tgtd iSCSI target on
+# 127.0.0.1, started once for both e2e runs (the tests would start them too, only later).
+run "ceph test cluster" scripts/test-ceph.sh start
+run "iscsi test target" scripts/test-iscsi.sh start
 
 export NIMBUS_TEST_LIBVIRT_URI=qemu:///system
 run "unit tests (gcc)" meson test -C build --print-errorlogs
@@ -68,6 +72,8 @@ run "end-to-end (gcc build)" env NIMBUS_BUILD_DIR="$repo/build" \
 run "end-to-end (ASan+UBSan build)" env NIMBUS_BUILD_DIR="$repo/build-asan" \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e -k "not crash"
+run "ceph test cluster stopped" scripts/test-ceph.sh stop
+run "iscsi test target stopped" scripts/test-iscsi.sh stop
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done

@@ -118,6 +118,20 @@ void api_auth_whoami(HttpRequest *r, void *ctx);
 void api_tokens_create(HttpRequest *r, void *ctx);
 void api_tokens_list(HttpRequest *r, void *ctx);
 void api_tokens_revoke(HttpRequest *r, void *ctx);
+/* ---- api_pools.c ---- */
+void api_pools_list(HttpRequest *r, void *ctx);
+void api_pools_create(HttpRequest *r, void *ctx);
+void api_pools_get(HttpRequest *r, void *ctx);
+void api_pools_delete(HttpRequest *r, void *ctx);
+
+/* ---- api_volumes.c ---- */
+void api_volumes_list(HttpRequest *r, void *ctx);
+void api_volumes_create(HttpRequest *r, void *ctx);
+void api_volumes_get(HttpRequest *r, void *ctx);
+void api_volumes_delete(HttpRequest *r, void *ctx);
+void api_volumes_attach(HttpRequest *r, void *ctx);
+void api_volumes_detach(HttpRequest *r, void *ctx);
+void api_volumes_resize(HttpRequest *r, void *ctx);
 
 /* ---- api_networks.c ---- */
 /* GET /v1/vms/{id}'s "nics": [{slot, mac, ip, network_id, network (its name), port_id}]. */

@@ -85,6 +85,17 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/secgroups/{}/rules", api_secgroups_rules_add, WRITE, "secgroup.rule-add"),
     R("DELETE", "/v1/secgroups/{}/rules/{}", api_secgroups_rules_delete, WRITE,
       "secgroup.rule-delete"),
+    R("GET", "/v1/pools", api_pools_list, ANY, "pool.list"),
+    R("POST", "/v1/pools", api_pools_create, ADMIN, "pool.create"),
+    R("GET", "/v1/pools/{}", api_pools_get, ANY, "pool.get"),
+    R("DELETE", "/v1/pools/{}", api_pools_delete, ADMIN, "pool.delete"),
+    R("GET", "/v1/volumes", api_volumes_list, ANY, "volume.list"),
+    R("POST", "/v1/volumes", api_volumes_create, WRITE, "volume.create"),
+    R("GET", "/v1/volumes/{}", api_volumes_get, ANY, "volume.get"),
+    R("DELETE", "/v1/volumes/{}", api_volumes_delete, WRITE, "volume.delete"),
+    R("POST", "/v1/volumes/{}/attach", api_volumes_attach, WRITE, "volume.attach"),
+    R("POST", "/v1/volumes/{}/detach", api_volumes_detach, WRITE, "volume.detach"),
+    R("POST", "/v1/volumes/{}/resize", api_volumes_resize, WRITE, "volume.resize"),
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 

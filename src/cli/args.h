@@ -14,7 +14,7 @@ typedef struct ArgSpec {
     bool repeatable; /* may be given more than once; args_get_all() has every value */
 } ArgSpec;
 
-#define ARGS_MAX_SPECS 12
+#define ARGS_MAX_SPECS 16
 #define ARGS_MAX_POSITIONAL 4
 #define ARGS_MAX_REPEATED 32 /* values of repeatable options, all of them together */
 

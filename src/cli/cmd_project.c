@@ -21,6 +21,7 @@ static const struct {
     {"disk_gib", "disk", "disk (GiB)"}, {"vms", "vms", "vms"},
     {"images", "images", "images"},     {"networks", "networks", "networks"},
     {"ports", "ports", "ports (NICs)"}, {"secgroups", "secgroups", "security groups"},
+    {"volumes", "volumes", "volumes"},  {"volume_gib", "volume-gib", "volume space (GiB)"},
 };
 
 static char *

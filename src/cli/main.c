@@ -44,6 +44,13 @@ static const char global_help[] =
     "  secgroup create NAME [--description D] | list | show NAME | delete NAME\n"
     "  secgroup rule add GROUP --ingress|--egress [--proto tcp|udp|icmp|any] [--port N[-M]]\n"
     "            [--cidr A.B.C.D/N | --remote-group G] | rule list GROUP | rule delete GROUP ID\n"
+    "  pool create NAME --type dir|logical|rbd|iscsi|netfs [--host H] [--path P]\n"
+    "            [--monitors A,B] [--rbd-pool P] [--user U] [--key-file F] [--portal H:P]\n"
+    "            [--target IQN] [--initiator IQN] [--server S] [--export P] [--vg VG]\n"
+    "  pool list | show NAME | delete NAME\n"
+    "  volume create NAME --size GIB [--pool P] [--host H] [--from-image I] [--wait]\n"
+    "  volume list [--vm VM] | show NAME | delete NAME | resize NAME --size GIB\n"
+    "  volume attach NAME VM [--bus virtio|scsi] | detach NAME [VM]\n"
     "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
     "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
     "  user create NAME --project P --role admin|member|reader|metrics [--password-stdin]\n"
@@ -178,7 +185,8 @@ main(int argc, char **argv)
         {"user", cmd_user},     {"token", cmd_token},       {"quota", cmd_quota},
         {"usage", cmd_usage},   {"audit", cmd_audit},       {"events", cmd_events},
         {"host", cmd_host},     {"group", cmd_group},       {"network", cmd_network},
-        {"port", cmd_port},     {"secgroup", cmd_secgroup},
+        {"port", cmd_port},     {"secgroup", cmd_secgroup}, {"pool", cmd_pool},
+        {"volume", cmd_volume},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

@@ -6,6 +6,8 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "core.h"
+#include "pool_ops.h"
+#include "volume_ops.h"
 
 static int
 core_mkdir(const char *path, mode_t mode, NbError **err)
@@ -104,6 +106,18 @@ core_cleanup_after_crash(Core *core)
     hv_conn_free(hv);
 }
 
+/* The local host's pools before the API serves, so that the first answer already has their
+ * states; the other hosts' follow in housekeeping's first round. */
+static void
+core_local_pools(Core *core)
+{
+    _cleanup_error_ NbError *err = NULL;
+    HvConn *hv = host_registry_local_conn(core);
+    if (hv && pool_ops_host_check(core, core->cfg.host_name, hv, true, &err) < 0)
+        log_warn("pool check of the local host: %s", err->message);
+    hv_conn_free(hv);
+}
+
 static int
 core_resume_tasks(Core *core, NbError **err)
 {
@@ -175,13 +189,16 @@ core_start(const CoreConfig *cfg, Core **ret, NbError **err)
     hv_events_set_loop(cfg->event_loop);
     if (!db || core_make_dirs(cfg, err) < 0 ||
         store_open_opts(db, &cfg->store, &core->store, err) < 0 ||
-        placement_new(core, &core->placement) < 0 || hv_events_init(err) < 0 ||
-        reconciler_new(core, &core->reconciler, err) < 0 || core_hosts_start(core, err) < 0)
+        pool_ops_ensure_default(core, err) < 0 || placement_new(core, &core->placement) < 0 ||
+        hv_events_init(err) < 0 || reconciler_new(core, &core->reconciler, err) < 0 ||
+        core_hosts_start(core, err) < 0)
         goto fail;
     core_cleanup_after_crash(core);
+    core_local_pools(core);
     if (task_engine_start(core, &core->tasks, err) < 0 || core_resume_tasks(core, err) < 0 ||
         housekeeping_start(core, &core->housekeeping, err) < 0)
         goto fail;
+    volume_ops_recover(core);
     *ret = core;
     return 0;
 fail:
@@ -194,12 +211,14 @@ core_stop(Core *core)
 {
     if (!core)
         return;
-    housekeeping_stop(core->housekeeping);
     /* Hosts first: no worker reports after this, and none waits on a task. */
     host_registry_stop(core->registry);
     task_engine_stop(core->tasks);
     reconciler_free(core->reconciler);
     core->reconciler = NULL;
+    /* After the reconciler, which hands it the hosts that connect. */
+    housekeeping_stop(core->housekeeping);
+    core->housekeeping = NULL;
     host_registry_free(core->registry);
     hv_events_shutdown();
     store_close(core->store);

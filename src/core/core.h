@@ -24,12 +24,15 @@ typedef struct CoreConfig {
     const char *host_name; /* "local" */
     const char *pool_name; /* libvirt storage pool Nimbus owns */
     const char *pool_path;
+    /* Colon-separated absolute directories under which dir and netfs pools may be made. */
+    const char *pool_roots;
     const char *network; /* libvirt network VMs attach to */
     VirtType virt_type;
     SchedWeigher placement; /* how hosts that fit are ordered */
     unsigned workers;
     uint64_t stop_timeout_ms;         /* graceful stop before destroy */
     unsigned sync_interval_s;         /* each host's periodic look at its domains */
+    unsigned pool_check_interval_s;   /* each host's pools looked at (0: only when it connects) */
     unsigned connect_timeout_s;       /* a host whose connect takes longer is down */
     StoreOptions store;               /* synchronous mode, read connections */
     StoreRetention retention;         /* how long the journal keeps finished work */
@@ -163,6 +166,9 @@ int image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbEr
 /* Prunes the journal by cfg.retention every cfg.prune_interval_s (first 30 s after start). */
 int housekeeping_start(Core *core, Housekeeping **ret, NbError **err);
 void housekeeping_stop(Housekeeping *hk);
+/* A host has (re)connected: its storage pools are checked in full soon, on the housekeeping
+ * thread (this only queues; safe on the reconciler's thread). NULL hk: ignored. */
+void housekeeping_host_up(Housekeeping *hk, const char *host);
 
 /* ---- reconciler (reconciler.c) ---- */
 /* Starts the reconciler's thread, which applies host reports in batches. */

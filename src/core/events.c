@@ -260,7 +260,9 @@ events_publish_task(EventBus *b, Store *s, const char *task_id, const Task *befo
     if (!before || before->state != t.state || before->step != t.step ||
         before->progress != t.progress) {
         event_bus_publish(b, "task", t.project, task_to_json(&t));
-        events_publish_vm(b, s, t.target_id, t.project);
+        /* A volume task's target is the volume, not a VM. */
+        if (str_startswith(task_kind_to_string(t.kind), "vm."))
+            events_publish_vm(b, s, t.target_id, t.project);
     }
     task_clear(&t);
 }

@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "../util/log.h"
+#include "../util/strutil.h"
 #include "core.h"
 #include "network_vxlan.h"
+#include "pool_ops.h"
 
 struct Housekeeping {
     Core *core;
@@ -19,15 +22,59 @@ struct Housekeeping {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stopping;
+    /* Hosts that connected since the last look: their pools are checked in full. */
+    char **hosts_up;
+    size_t n_hosts_up;
 };
 
-/* Sleeps up to ms; false once stopping. */
+void
+housekeeping_host_up(Housekeeping *hk, const char *host)
+{
+    if (!hk)
+        return;
+    pthread_mutex_lock(&hk->lock);
+    bool queued = false;
+    for (size_t i = 0; i < hk->n_hosts_up && !queued; i++)
+        queued = streq(hk->hosts_up[i], host);
+    char **grown = queued ? NULL : realloc(hk->hosts_up, (hk->n_hosts_up + 1) * sizeof(char *));
+    if (grown) {
+        hk->hosts_up = grown;
+        /* Lost on out-of-memory: the next round looks at the host anyway. */
+        if ((hk->hosts_up[hk->n_hosts_up] = strdup(host)) != NULL)
+            hk->n_hosts_up++;
+    }
+    pthread_cond_signal(&hk->cond);
+    pthread_mutex_unlock(&hk->lock);
+}
+
+/* The full pool check of each host that connected (taken off the queue first). */
+static void
+housekeeping_hosts_up(Housekeeping *hk)
+{
+    pthread_mutex_lock(&hk->lock);
+    char **hosts = hk->hosts_up;
+    size_t n = hk->n_hosts_up;
+    hk->hosts_up = NULL;
+    hk->n_hosts_up = 0;
+    pthread_mutex_unlock(&hk->lock);
+    for (size_t i = 0; i < n; i++) {
+        HvConn *hv = host_registry_conn(hk->core, hosts[i]);
+        _cleanup_error_ NbError *e = NULL;
+        if (hv && pool_ops_host_check(hk->core, hosts[i], hv, true, &e) < 0)
+            log_warn("pool check of host %s: %s", hosts[i], e->message);
+        hv_conn_free(hv);
+        free(hosts[i]);
+    }
+    free(hosts);
+}
+
+/* Sleeps up to ms, or until a host connects; false once stopping. */
 static bool
 housekeeping_wait(Housekeeping *hk, uint64_t ms)
 {
     struct timespec until = nb_deadline_after_ms(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&hk->lock);
-    while (!hk->stopping) {
+    while (!hk->stopping && hk->n_hosts_up == 0) {
         if (pthread_cond_timedwait(&hk->cond, &hk->lock, &until) == ETIMEDOUT)
             break;
     }
@@ -80,15 +127,28 @@ housekeeping_thread(void *arg)
     uint64_t now = nb_monotonic_ms();
     uint64_t next_prune = now + 30 * 1000, next_trim = now + HOUSEKEEPING_TRIM_MS;
     uint64_t next_watch = now + watch_ms;
+    /* The pools less often: they rarely go, a host that connects again is looked at in full
+     * anyway, and each look costs a few libvirt calls per host and pool. */
+    uint64_t pool_ms = (uint64_t)cfg->pool_check_interval_s * 1000;
+    uint64_t next_pools = now + pool_ms;
+    /* Pools at once and in full: the hosts that connected before housekeeping started were
+     * not queued. */
+    pool_ops_watch(hk->core, true);
     for (;;) {
         now = nb_monotonic_ms();
         uint64_t next = next_prune < next_trim ? next_prune : next_trim;
         next = next < next_watch ? next : next_watch;
+        next = pool_ms && next_pools < next ? next_pools : next;
         if (!housekeeping_wait(hk, next > now ? next - now : 0))
             break;
+        housekeeping_hosts_up(hk);
         if (nb_monotonic_ms() >= next_watch) {
             network_vxlan_watch(hk->core);
             next_watch = nb_monotonic_ms() + watch_ms;
+        }
+        if (pool_ms && nb_monotonic_ms() >= next_pools) {
+            pool_ops_watch(hk->core, false);
+            next_pools = nb_monotonic_ms() + pool_ms;
         }
         if (nb_monotonic_ms() >= next_prune) {
             housekeeping_prune(hk);
@@ -131,6 +191,9 @@ housekeeping_stop(Housekeeping *hk)
     pthread_cond_signal(&hk->cond);
     pthread_mutex_unlock(&hk->lock);
     pthread_join(hk->thread, NULL);
+    for (size_t i = 0; i < hk->n_hosts_up; i++)
+        free(hk->hosts_up[i]);
+    free(hk->hosts_up);
     pthread_mutex_destroy(&hk->lock);
     pthread_cond_destroy(&hk->cond);
     free(hk);

@@ -317,6 +317,10 @@ reconciler_apply(Reconciler *r, ReportItem *items)
                 o->facts = rep->facts;
             }
             events_publish_host(r->core->events, rep->host, "up", NULL);
+            /* Its storage pools, on the housekeeping thread (host I/O never runs here). Set
+             * once at start; a host up before that is in housekeeping's first round. */
+            housekeeping_host_up(__atomic_load_n(&r->core->housekeeping, __ATOMIC_ACQUIRE),
+                                 rep->host);
             break;
         case HOST_REPORT_DOWN:
             if ((o = obs_add(&l, STORE_OBS_HOST_DOWN, rep)))

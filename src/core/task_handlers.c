@@ -4,6 +4,7 @@
  */
 #include "core.h"
 #include "network_ops.h"
+#include "volume_ops.h"
 
 static const TaskHandler task_handlers[] = {
     {TASK_KIND_VM_CREATE, vm_ops_step_count, vm_ops_run_task},
@@ -16,6 +17,11 @@ static const TaskHandler task_handlers[] = {
     {TASK_KIND_VM_MIGRATE, vm_migrate_step_count, vm_migrate_run_task},
     {TASK_KIND_VM_NIC_ADD, network_ops_nic_step_count, network_ops_nic_run_task},
     {TASK_KIND_VM_NIC_REMOVE, network_ops_nic_step_count, network_ops_nic_run_task},
+    {TASK_KIND_VOLUME_CREATE, volume_ops_step_count, volume_ops_run_task},
+    {TASK_KIND_VOLUME_ATTACH, volume_ops_step_count, volume_ops_run_task},
+    {TASK_KIND_VOLUME_DETACH, volume_ops_step_count, volume_ops_run_task},
+    {TASK_KIND_VOLUME_RESIZE, volume_ops_step_count, volume_ops_run_task},
+    {TASK_KIND_VOLUME_DELETE, volume_ops_step_count, volume_ops_run_task},
 };
 
 const TaskHandler *

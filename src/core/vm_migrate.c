@@ -16,6 +16,7 @@
 #include "network_shaping.h"
 #include "network_ops.h"
 #include "vm_ops_internal.h"
+#include "volume_ops.h"
 
 /* Task params: {"source": host, "host": destination, "offline": bool, "shared": bool,
  * "bandwidth_mib": n}. The hosts come from the params, never from the VM row, whose host changes
@@ -581,6 +582,8 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
                      vm_state_to_string(vm.state));
         goto out;
     }
+    if (volume_ops_vm_check_migrate(core, &vm, err) < 0)
+        goto out;
     if (offline_given && mp.offline && live) {
         nb_error_set(err, NB_ERR_INVALID_STATE,
                      "an offline migration moves a stopped VM; stop it first");

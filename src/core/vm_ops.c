@@ -21,6 +21,7 @@
 #include "secgroup_ops.h"
 #include "seed.h"
 #include "vm_ops_internal.h"
+#include "volume_ops.h"
 
 const char *
 vm_ops_pool(const Core *core)
@@ -227,14 +228,29 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .seed_path = seed_path,
         .nics = nics,
         .n_nics = n_nics,
-        /* Room to hot-plug up to VM_NICS_MAX NICs, the same PCI layout whatever it has now. */
-        .hotplug_slots = (unsigned)(VM_NICS_MAX - n_nics),
+        /* Room to hot-plug up to VM_NICS_MAX NICs and VOLUMES_PER_VM_MAX virtio volumes (one
+         * PCIe port each), the same PCI layout whatever it has now. */
+        .hotplug_slots = (unsigned)(VM_NICS_MAX + VOLUMES_PER_VM_MAX - n_nics),
         .console_log = console,
         .created_at = vm->created_at,
     };
-    *ret = domain_xml_build(&spec);
-    if (!*ret)
+    _cleanup_free_ char *xml = domain_xml_build(&spec);
+    if (!xml)
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot build the domain XML");
+    /* Its attached volumes: a domain defined again from the store (a start after it vanished,
+     * an offline migration) keeps them. */
+    _cleanup_free_ char *disks = NULL;
+    if (volume_ops_vm_disks_xml(core, vm, hv, &disks, err) < 0)
+        return -1;
+    char *end = disks[0] ? strstr(xml, "</devices>") : NULL;
+    if (!end) {
+        *ret = TAKE_PTR(xml);
+        return 0;
+    }
+    *end = '\0';
+    *ret = str_printf("%s%s</devices>%s", xml, disks, end + strlen("</devices>"));
+    if (!*ret)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../model/network.h"
+#include "../model/pool.h"
 #include "../model/validate.h"
 #include "../util/strutil.h"
 
@@ -21,6 +22,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->libvirt_uri = strdup("qemu:///system");
     c->virt_type = strdup("kvm");
     c->pool_name = strdup("nimbus");
+    c->pool_roots = strdup("/var/lib/nimbus/pools:/srv/nimbus");
     c->network = strdup("default");
     c->host_name = strdup("local");
     c->placement = strdup("spread");
@@ -31,6 +33,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->workers = 16;
     c->stop_timeout_s = 60;
     c->sync_interval_s = 10;
+    c->pool_check_interval_s = 300;
     c->connect_timeout_s = 15;
     c->store_readers = 4;
     c->retention_tasks_days = 30;
@@ -51,6 +54,7 @@ daemon_config_free(DaemonConfig *c)
     free(c->virt_type);
     free(c->pool_name);
     free(c->pool_path);
+    free(c->pool_roots);
     free(c->network);
     free(c->host_name);
     free(c->placement);
@@ -130,6 +134,7 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"virt-type", &c->virt_type},
         {"pool-name", &c->pool_name},
         {"pool-path", &c->pool_path},
+        {"pool-roots", &c->pool_roots},
         {"network", &c->network},
         {"host-name", &c->host_name},
         {"log-level", &c->log_level},
@@ -162,6 +167,8 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         return set_uint(&c->stop_timeout_s, key, value, 0, 3600, err);
     if (streq(key, "sync-interval"))
         return set_uint(&c->sync_interval_s, key, value, 1, 3600, err);
+    if (streq(key, "pool-check-interval"))
+        return set_uint(&c->pool_check_interval_s, key, value, 0, 86400, err);
     if (streq(key, "connect-timeout"))
         return set_uint(&c->connect_timeout_s, key, value, 1, 600, err);
     if (streq(key, "store-sync")) {
@@ -280,6 +287,31 @@ config_agent(const DaemonConfig *c, CoreConfig *ret, NbError **err)
     return 0;
 }
 
+/* pool-roots: one to 16 absolute, normalised directories, colon-separated, none "/". */
+static int
+config_pool_roots_check(const char *roots, NbError **err)
+{
+    size_t n = 0;
+    for (const char *at = roots;; n++) {
+        size_t len = strcspn(at, ":");
+        char dir[POOL_PATH_MAX + 1];
+        if (len == 0 || len > POOL_PATH_MAX || n >= 16)
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "pool-roots must be 1 to 16 absolute directories separated by "
+                                "':'");
+        memcpy(dir, at, len);
+        dir[len] = '\0';
+        if (!pool_path_valid(dir) || streq(dir, "/"))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "pool-roots: '%s' is not an absolute, normalised directory other "
+                                "than /",
+                                dir);
+        if (!at[len])
+            return 0;
+        at += len + 1;
+    }
+}
+
 int
 daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
 {
@@ -302,18 +334,22 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
     if (!nb_name_is_valid(c->host_name))
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
                             "host-name must be a name: letters, digits, '.', '_' and '-'");
+    if (config_pool_roots_check(c->pool_roots, err) < 0)
+        return -1;
     *ret = (CoreConfig){
         .state_dir = c->state_dir,
         .libvirt_uri = c->libvirt_uri,
         .host_name = c->host_name,
         .pool_name = c->pool_name,
         .pool_path = c->pool_path,
+        .pool_roots = c->pool_roots,
         .network = c->network,
         .virt_type = vt,
         .placement = streq(c->placement, "pack") ? SCHED_PACK : SCHED_SPREAD,
         .workers = c->workers,
         .stop_timeout_ms = (uint64_t)c->stop_timeout_s * 1000u,
         .sync_interval_s = c->sync_interval_s,
+        .pool_check_interval_s = c->pool_check_interval_s,
         .connect_timeout_s = c->connect_timeout_s,
         .store = {.sync_full = c->store_sync_full, .readers = c->store_readers},
         .retention = {.tasks_days = c->retention_tasks_days,

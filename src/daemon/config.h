@@ -12,7 +12,8 @@ typedef struct DaemonConfig {
     char *libvirt_uri;
     char *virt_type;
     char *pool_name;
-    char *pool_path; /* default <state_dir>/pool */
+    char *pool_path;  /* default <state_dir>/pool */
+    char *pool_roots; /* where dir and netfs pools may be: "dir:dir" */
     char *network;
     char *host_name;
     char *placement;            /* spread or pack */
@@ -31,6 +32,7 @@ typedef struct DaemonConfig {
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;
+    unsigned pool_check_interval_s;
     unsigned connect_timeout_s;
     bool store_sync_full;
     unsigned store_readers;

@@ -29,6 +29,8 @@ usage(FILE *out)
             "  --virt-type kvm|qemu   qemu = software emulation (TCG), for tests (default kvm)\n"
             "  --pool-name NAME       libvirt storage pool Nimbus owns (default nimbus)\n"
             "  --pool-path DIR        its directory (default STATE-DIR/pool)\n"
+            "  --pool-roots DIR[:DIR]...  where dir and netfs pools may be made (default\n"
+            "                         /var/lib/nimbus/pools:/srv/nimbus)\n"
             "  --network NAME         libvirt network for VMs (default default)\n"
             "  --host-name NAME       the name this host is registered under (default local)\n"
             "  --placement spread|pack  spread VMs over hosts, or fill hosts in turn (default "
@@ -36,6 +38,8 @@ usage(FILE *out)
             "  --workers N            task workers (default 16)\n"
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
             "  --sync-interval SECONDS each host's look at its domains (default 10)\n"
+            "  --pool-check-interval SECONDS each host's storage pools looked at (default 300;\n"
+            "                        0: only when the host connects)\n"
             "  --connect-timeout SECONDS a host not connected by then is down (default 15)\n"
             "  --store-sync normal|full  SQLite synchronous mode (default normal)\n"
             "  --store-readers N      read-only store connections (default 4)\n"
@@ -72,12 +76,14 @@ static const struct option long_options[] = {
     {"virt-type", required_argument, NULL, 0},
     {"pool-name", required_argument, NULL, 0},
     {"pool-path", required_argument, NULL, 0},
+    {"pool-roots", required_argument, NULL, 0},
     {"network", required_argument, NULL, 0},
     {"host-name", required_argument, NULL, 0},
     {"placement", required_argument, NULL, 0},
     {"workers", required_argument, NULL, 0},
     {"stop-timeout", required_argument, NULL, 0},
     {"sync-interval", required_argument, NULL, 0},
+    {"pool-check-interval", required_argument, NULL, 0},
     {"connect-timeout", required_argument, NULL, 0},
     {"store-sync", required_argument, NULL, 0},
     {"store-readers", required_argument, NULL, 0},

@@ -107,6 +107,75 @@ int hv_vol_exists(HvConn *c, const char *pool, const char *vol, NbError **err);
 /* Names of the volumes in the pool, NULL-terminated array, each and the array to be freed. */
 int hv_pool_list_volumes(HvConn *c, const char *pool, char ***ret, NbError **err);
 
+/* ---- storage pools (hv_pool.c) ----
+ * The pools made from the store (pool_xml.h writes their XML) and their secrets, whose values
+ * reach libvirt only (never a message or a log). */
+typedef struct HvPoolState {
+    bool defined, active;
+    int64_t capacity, allocation; /* bytes while active, else -1 */
+} HvPoolState;
+/* The pool's state as libvirt last saw it (no refresh): not defined is 0 with ret->defined
+ * false. */
+int hv_pool_state(HvConn *c, const char *name, HvPoolState *ret, NbError **err);
+/* Defines the pool from xml (persistent, autostart) unless it exists; a pool that exists is
+ * redefined under its own libvirt UUID, and restarted when its definition changed. uuid (may be
+ * NULL) is the libvirt UUID of a pool defined anew. Builds it when build is set and it is
+ * inactive (dir, netfs: mkdir), then starts it. *ret: its state after, also on failure. */
+int hv_pool_apply(HvConn *c, const char *name, const char *xml, const char *uuid, bool build,
+                  HvPoolState *ret, NbError **err);
+/* Stops and undefines the pool; its data stay. Absent: 0. */
+int hv_pool_remove(HvConn *c, const char *name, NbError **err);
+typedef struct HvPoolEntry {
+    char name[128];
+    char uuid[NB_UUID_STRLEN]; /* libvirt's UUID of the pool */
+} HvPoolEntry;
+/* Every pool (active or not) whose name starts with prefix; *ret to free. */
+int hv_pool_list_prefixed(HvConn *c, const char *prefix, HvPoolEntry **ret, size_t *ret_n,
+                          NbError **err);
+/* Defines the secret from xml unless its uuid is defined, then sets its value (len bytes). */
+int hv_pool_secret_set(HvConn *c, const char *uuid, const char *xml, const unsigned char *value,
+                       size_t len, NbError **err);
+/* 1 and the secret's usage id (ceph name, iscsi target) into usage, or 0 when absent. */
+int hv_pool_secret_usage(HvConn *c, const char *uuid, char *usage, size_t len, NbError **err);
+int hv_pool_secret_remove(HvConn *c, const char *uuid, NbError **err); /* absent: 0 */
+
+/* ---- volumes and disks (hv_volume.c) ----
+ * Volumes in any pool, from pool_xml_volume's XML; their disks in domains from pool_xml_disk's
+ * <disk>, found by target ("vdb") and known for the volume's by <serial>. A pool missing on the
+ * host is NB_ERR_POOL_UNAVAILABLE. */
+/* Creates the volume name (xml: its definition) unless it exists: then 0 when its capacity is at
+ * least capacity bytes (a retry), else NB_ERR_HYPERVISOR. */
+int hv_volume_create(HvConn *c, const char *pool, const char *name, const char *xml,
+                     uint64_t capacity, NbError **err);
+/* Creates name (xml) as a full copy of from_vol in from_pool, converted to xml's format
+ * (virStorageVolCreateXMLFrom); a same-named volume (a copy cut short) is deleted first. */
+int hv_volume_create_from(HvConn *c, const char *pool, const char *name, const char *xml,
+                          const char *from_pool, const char *from_vol, NbError **err);
+/* 1 and *ret (bytes) when the volume exists, 0 when not. */
+int hv_volume_capacity(HvConn *c, const char *pool, const char *name, uint64_t *ret, NbError **err);
+/* Grows the volume to capacity bytes (virStorageVolResize); as large already: 0. */
+int hv_volume_resize(HvConn *c, const char *pool, const char *name, uint64_t capacity,
+                     NbError **err);
+/* Absent (or no pool): 0. */
+int hv_volume_delete(HvConn *c, const char *pool, const char *name, NbError **err);
+/* Adds the disk at target to the domain's definition and, when it runs, to the live domain,
+ * wherever the disk of that serial is not there yet (a retry is harmless). Another device at
+ * target, or no domain: NB_ERR_HYPERVISOR. */
+int hv_domain_disk_attach(HvConn *c, const char *domain, const char *target, const char *serial,
+                          const char *disk_xml, NbError **err);
+/* Removes the disk of that serial at target from the definition and asks the running guest to
+ * release it: 0 gone from both (or no domain, or not there), 1 the guest has not released it
+ * yet: call again later. */
+int hv_domain_disk_detach(HvConn *c, const char *domain, const char *target, const char *serial,
+                          const char *disk_xml, NbError **err);
+/* Where the disk is: 1 with *in_live / *in_config, 0 when there is no domain. */
+int hv_domain_disk_present(HvConn *c, const char *domain, const char *target, const char *serial,
+                           bool *in_live, bool *in_config, NbError **err);
+/* Grows the running domain's disk (virDomainBlockResize: QEMU grows the image it has open):
+ * 1 done (or as large already), 0 when the domain does not run it (grow the volume instead). */
+int hv_domain_block_resize(HvConn *c, const char *domain, const char *target, const char *serial,
+                           uint64_t bytes, NbError **err);
+
 /* ---- networks ---- */
 /* Starts the named network if defined and inactive; sets autostart. Idempotent. */
 int hv_network_ensure_active(HvConn *c, const char *network, NbError **err);

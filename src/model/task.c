@@ -6,11 +6,21 @@
 #include "json_req.h"
 
 static const char *const task_kind_table[_TASK_KIND_MAX] = {
-    [TASK_KIND_VM_CREATE] = "vm.create",   [TASK_KIND_VM_START] = "vm.start",
-    [TASK_KIND_VM_STOP] = "vm.stop",       [TASK_KIND_VM_REBOOT] = "vm.reboot",
-    [TASK_KIND_VM_PAUSE] = "vm.pause",     [TASK_KIND_VM_RESUME] = "vm.resume",
-    [TASK_KIND_VM_DELETE] = "vm.delete",   [TASK_KIND_VM_MIGRATE] = "vm.migrate",
-    [TASK_KIND_VM_NIC_ADD] = "vm.nic_add", [TASK_KIND_VM_NIC_REMOVE] = "vm.nic_remove",
+    [TASK_KIND_VM_CREATE] = "vm.create",
+    [TASK_KIND_VM_START] = "vm.start",
+    [TASK_KIND_VM_STOP] = "vm.stop",
+    [TASK_KIND_VM_REBOOT] = "vm.reboot",
+    [TASK_KIND_VM_PAUSE] = "vm.pause",
+    [TASK_KIND_VM_RESUME] = "vm.resume",
+    [TASK_KIND_VM_DELETE] = "vm.delete",
+    [TASK_KIND_VM_MIGRATE] = "vm.migrate",
+    [TASK_KIND_VM_NIC_ADD] = "vm.nic_add",
+    [TASK_KIND_VM_NIC_REMOVE] = "vm.nic_remove",
+    [TASK_KIND_VOLUME_CREATE] = "volume.create",
+    [TASK_KIND_VOLUME_ATTACH] = "volume.attach",
+    [TASK_KIND_VOLUME_DETACH] = "volume.detach",
+    [TASK_KIND_VOLUME_RESIZE] = "volume.resize",
+    [TASK_KIND_VOLUME_DELETE] = "volume.delete",
 };
 DEFINE_STRING_TABLE(task_kind, TaskKind, task_kind_table)
 

@@ -52,9 +52,11 @@ typedef enum QuotaResource {
     QUOTA_DISK_GIB,
     QUOTA_VMS,
     QUOTA_IMAGES,
-    QUOTA_NETWORKS,  /* networks the project owns (its default network too) */
-    QUOTA_PORTS,     /* NICs of its VMs, on any network */
-    QUOTA_SECGROUPS, /* security groups the project owns */
+    QUOTA_NETWORKS,   /* networks the project owns (its default network too) */
+    QUOTA_PORTS,      /* NICs of its VMs, on any network */
+    QUOTA_SECGROUPS,  /* security groups the project owns */
+    QUOTA_VOLUMES,    /* data volumes the project owns, in any state */
+    QUOTA_VOLUME_GIB, /* the sum of their sizes */
     _QUOTA_MAX,
 } QuotaResource;
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* The projects' quota columns, in QuotaResource order (PROJECT_COLUMNS and the UPDATE below). */
-_Static_assert(_QUOTA_MAX == 8, "a quota resource needs its projects column");
+_Static_assert(_QUOTA_MAX == 10, "a quota resource needs its projects column");
 
 static void
 project_from_row(sqlite3_stmt *st, void *elem)
@@ -35,7 +35,7 @@ project_store_insert(Store *s, const Project *p, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "INSERT INTO projects (" PROJECT_COLUMNS
-                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
@@ -81,7 +81,8 @@ project_store_set_quota(Store *s, const char *id, const Quota *q, NbError **err)
     if (store_prepare(s,
                       "UPDATE projects SET quota_vcpus = ?1, quota_ram_mib = ?2, "
                       "quota_disk_gib = ?3, quota_vms = ?4, quota_images = ?5, "
-                      "quota_networks = ?6, quota_ports = ?7, quota_secgroups = ?8 WHERE id = ?9",
+                      "quota_networks = ?6, quota_ports = ?7, quota_secgroups = ?8, "
+                      "quota_volumes = ?9, quota_volume_gib = ?10 WHERE id = ?11",
                       &st, err) < 0)
         return -1;
     project_bind_quota(st, 1, q);
@@ -104,7 +105,8 @@ project_store_delete(Store *s, const char *id, NbError **err)
                       "SELECT (SELECT count(*) FROM vms WHERE project = ?1) + "
                       "(SELECT count(*) FROM images WHERE project = ?1) + "
                       "(SELECT count(*) FROM users WHERE project_id = ?1) + "
-                      "(SELECT count(*) FROM networks WHERE project = ?1)",
+                      "(SELECT count(*) FROM networks WHERE project = ?1) + "
+                      "(SELECT count(*) FROM volumes WHERE project = ?1)",
                       &used, err) < 0 ||
         store_prepare(s, "DELETE FROM projects WHERE id = ?", &del, err) < 0)
         return -1;
@@ -113,7 +115,7 @@ project_store_delete(Store *s, const char *id, NbError **err)
         return store_db_error(s, "count project contents", err);
     if (sqlite3_column_int64(used, 0) > 0)
         return nb_error_set(err, NB_ERR_PROJECT_NOT_EMPTY,
-                            "the project still has VMs, images, users or networks");
+                            "the project still has VMs, images, users, networks or volumes");
     sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(del) != SQLITE_DONE)
         return store_db_error(s, "delete project", err);
@@ -130,7 +132,9 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
                       "(SELECT count(*) FROM images WHERE project = ?1), "
                       "(SELECT count(*) FROM networks WHERE project = ?1), "
                       "(SELECT count(*) FROM ports WHERE project = ?1), "
-                      "(SELECT count(*) FROM secgroups WHERE project = ?1) "
+                      "(SELECT count(*) FROM secgroups WHERE project = ?1), "
+                      "(SELECT count(*) FROM volumes WHERE project = ?1), "
+                      "(SELECT coalesce(sum(size_gib), 0) FROM volumes WHERE project = ?1) "
                       "FROM vms WHERE project = ?1",
                       &st, err) < 0)
         return -1;

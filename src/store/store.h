@@ -15,10 +15,12 @@
 #include "../model/host.h"
 #include "../model/image.h"
 #include "../model/network.h"
+#include "../model/pool.h"
 #include "../model/secgroup.h"
 #include "../model/task.h"
 #include "../model/tenancy.h"
 #include "../model/vm.h"
+#include "../model/volume.h"
 #include "../util/error.h"
 
 typedef struct Store Store;
@@ -295,6 +297,64 @@ int secgroup_store_member_ips(Store *s, const char *group_id, uint32_t **ret, si
 void secgroup_list_free(SecGroup *g, size_t n);
 void secrule_list_free(SecRule *r, size_t n);
 
+/* ---- pools (pool_store.c) ----
+ * Pools are global (no project); every user may read them (without the secret: pool_to_json
+ * never writes it), admins write them. Pool.secret is returned as stored: core gives it to
+ * libvirt as a secret on each host. Monitors are kept as one comma-separated text. */
+int pool_store_insert(Store *s, const Pool *p, NbError **err); /* NAME_TAKEN */
+/* Inserts p (is_default set) unless a default pool exists; *ret = the default pool. Concurrent
+ * callers get the same row. */
+int pool_store_ensure_default(Store *s, const Pool *p, Pool *ret, NbError **err);
+/* By id, else by name. POOL_NOT_FOUND. */
+int pool_store_get(Store *s, const char *id_or_name, Pool *ret, NbError **err);
+int pool_store_get_default(Store *s, Pool *ret, NbError **err); /* POOL_NOT_FOUND */
+/* By name. */
+int pool_store_list(Store *s, Pool **ret, size_t *ret_n, NbError **err);
+/* POOL_IN_USE while volumes are in it, or for the default pool; pool_hosts rows go too.
+ * POOL_NOT_FOUND. */
+int pool_store_delete(Store *s, const char *id, NbError **err);
+/* Records (insert or replace) the pool's state on st->host; updated_at now when empty.
+ * POOL_NOT_FOUND. */
+int pool_store_host_set(Store *s, const char *pool_id, const PoolHostState *st, NbError **err);
+/* Absent: 0. */
+int pool_store_host_remove(Store *s, const char *pool_id, const char *host, NbError **err);
+/* By host name; *ret to free (NULL when none). */
+int pool_store_hosts(Store *s, const char *pool_id, PoolHostState **ret, size_t *ret_n,
+                     NbError **err);
+void pool_list_free(Pool *p, size_t n);
+
+/* ---- volumes (volume_store.c) ----
+ * Project-owned, scoped like VMs. The state column is the volume's lock: a task takes it with
+ * volume_store_transition or volume_store_attach_begin and gives it back when it ends. */
+/* NAME_TAKEN (per project), QUOTA_EXCEEDED (volumes +1, volume_gib + size, same transaction),
+ * POOL_NOT_FOUND. */
+int volume_store_insert(Store *s, const Volume *v, NbError **err);
+/* By id, else by name. VOLUME_NOT_FOUND. */
+int volume_store_get(Store *s, const char *scope, const char *id_or_name, Volume *ret,
+                     NbError **err);
+/* vm_id / pool_id NULL: any. Ordered by created_at, id. */
+int volume_store_list(Store *s, const char *scope, const char *vm_id, const char *pool_id,
+                      Volume **ret, size_t *ret_n, NbError **err);
+/* state -> to if the current state's bit (1u << state) is in from_mask, else VOLUME_BUSY when the
+ * current state is transitional (creating/attaching/detaching/deleting), VOLUME_IN_USE when
+ * attached, INVALID_STATE otherwise. *ret (may be NULL) = the row after. VOLUME_NOT_FOUND. */
+int volume_store_transition(Store *s, const char *id, unsigned from_mask, VolumeState to,
+                            Volume *ret, NbError **err);
+/* available -> attaching with vm_id, bus and the target picked (volume_target_pick over the VM's
+ * volumes) in one transaction: VOLUME_IN_USE (attached), VOLUME_BUSY, TOO_MANY_VOLUMES,
+ * VM_NOT_FOUND, VOLUME_NOT_FOUND. *ret (may be NULL) = the row after. */
+int volume_store_attach_begin(Store *s, const char *id, const char *vm_id, VolumeBus bus,
+                              Volume *ret, NbError **err);
+/* attaching -> attached (ok) or -> available with vm_id/target cleared (!ok). INVALID_STATE when
+ * not attaching. */
+int volume_store_attach_end(Store *s, const char *id, bool ok, NbError **err);
+/* detaching -> available with vm_id/target cleared. INVALID_STATE when not detaching. */
+int volume_store_detach_end(Store *s, const char *id, NbError **err);
+/* A grow only (VOLUME_SHRINK); QUOTA_EXCEEDED (volume_gib, the growth). */
+int volume_store_set_size(Store *s, const char *id, uint64_t size_gib, NbError **err);
+int volume_store_delete(Store *s, const char *id, NbError **err); /* VOLUME_NOT_FOUND */
+void volume_list_free(Volume *v, size_t n);
+
 /* ---- batched observations (the reconciler's thread is the only caller) ---- */
 typedef enum StoreObsKind {
     STORE_OBS_VM_STATE,  /* vm_id, host, state, desired (<0 leaves it) */
@@ -334,6 +394,8 @@ int task_store_list_page(Store *s, const char *scope, const char *vm_id, const c
                          unsigned limit, Task **ret, size_t *ret_n,
                          char ret_next_marker[STORE_MARKER_MAX], NbError **err);
 int task_store_list_unfinished(Store *s, Task **ret, size_t *ret_n, NbError **err);
+/* A task that holds no VM (a volume's: its state column is its lock), in project. */
+int task_store_insert(Store *s, const Task *task, const char *project, NbError **err);
 int task_store_set_running(Store *s, const char *id, NbError **err);
 /* Persists progress: the next step to run (and resets the step's progress to -1). */
 int task_store_set_step(Store *s, const char *id, int step, NbError **err);

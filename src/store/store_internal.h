@@ -163,3 +163,7 @@ int network_get_one_by_id_locked(Store *s, const char *scope, const char *id, Ne
  * shared. NETWORK_NOT_FOUND, TOO_MANY_NICS (slot), IP_OUTSIDE_NETWORK, IP_IN_USE, NETWORK_FULL,
  * MAC_TAKEN. Quotas are the caller's. */
 int port_insert_locked(Store *s, const char *project, Port *p, NbError **err);
+/* A VM's delete (task_store_finish_delete), in its transaction: the VM's volumes become
+ * available, without VM or target (Cinder's semantics: the data stays), when the VM is held by
+ * task_id (vm_store.c). */
+int vm_volumes_detach_locked(Store *s, const char *vm_id, const char *task_id, NbError **err);

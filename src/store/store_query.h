@@ -47,6 +47,19 @@ int secgroup_store_group_ports(Store *s, const char *group_id, Port **ret, size_
 void secgroup_list_free(SecGroup *g, size_t n);
 void secrule_list_free(SecRule *r, size_t n);
 
+int pool_store_get(Store *s, const char *id_or_name, Pool *ret, NbError **err);
+int pool_store_get_default(Store *s, Pool *ret, NbError **err);
+int pool_store_list(Store *s, Pool **ret, size_t *ret_n, NbError **err);
+int pool_store_hosts(Store *s, const char *pool_id, PoolHostState **ret, size_t *ret_n,
+                     NbError **err);
+void pool_list_free(Pool *p, size_t n);
+
+int volume_store_get(Store *s, const char *scope, const char *id_or_name, Volume *ret,
+                     NbError **err);
+int volume_store_list(Store *s, const char *scope, const char *vm_id, const char *pool_id,
+                      Volume **ret, size_t *ret_n, NbError **err);
+void volume_list_free(Volume *v, size_t n);
+
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
                          unsigned limit, Task **ret, size_t *ret_n,

@@ -163,7 +163,7 @@
 #define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
 #define PROJECT_COLUMNS                                                                            \
     "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, "              \
-    "quota_networks, quota_ports, quota_secgroups, created_at"
+    "quota_networks, quota_ports, quota_secgroups, quota_volumes, quota_volume_gib, created_at"
 
 /* A project's scope is its own id. */
 #define STORE_SQL_PROJECT_BY_ID                                                                    \
@@ -259,3 +259,44 @@
 #define STORE_SQL_SECGROUP_MEMBER_IPS                                                              \
     "SELECT DISTINCT ip FROM ports WHERE id IN "                                                   \
     "(SELECT port_id FROM port_secgroups WHERE group_id = ?1) ORDER BY ip"
+
+/* Storage pools (pool_store.c): global, looked up by id or by name (both UNIQUE). */
+#define POOL_COLUMNS                                                                               \
+    "id, name, type, host, libvirt_name, is_default, path, monitors, source, initiator, "          \
+    "auth_user, secret, created_at"
+#define STORE_SQL_POOL_BY_ID "SELECT " POOL_COLUMNS " FROM pools WHERE id = ?1"
+#define STORE_SQL_POOL_BY_NAME "SELECT " POOL_COLUMNS " FROM pools WHERE name = ?1"
+/* Through the partial index pools_one_default (its WHERE term, then its column). */
+#define STORE_SQL_POOL_DEFAULT                                                                     \
+    "SELECT " POOL_COLUMNS " FROM pools WHERE is_default AND is_default = 1"
+#define POOL_HOST_COLUMNS "host, state, error, capacity, allocation, updated_at"
+#define STORE_SQL_POOL_HOSTS                                                                       \
+    "SELECT " POOL_HOST_COLUMNS " FROM pool_hosts WHERE pool_id = ?1 ORDER BY host"
+#define STORE_SQL_POOL_VOLUMES "SELECT count(*) FROM volumes WHERE pool_id = ?1"
+
+/* Volumes (volume_store.c): a project's, scoped like VMs. */
+#define VOLUME_COLUMNS                                                                             \
+    "id, project, name, pool_id, host, size_gib, format, state, vm_id, bus, target, "              \
+    "source_image, created_at"
+#define STORE_SQL_VOLUME_BY_ID                                                                     \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
+/* By name within a project: UNIQUE (project, name). */
+#define STORE_SQL_VOLUME_BY_NAME                                                                   \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE project = ?2 AND name = ?1"
+/* By name in every project (admins): the oldest of that name. No index on name alone (schema
+ * v9 has none): a scan of the volumes, only for an admin naming a volume. */
+#define STORE_SQL_VOLUME_BY_NAME_ANY                                                               \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE name = ?1 ORDER BY created_at, id LIMIT 1"
+/* A VM's volumes (volumes_by_vm); ?1 the scope (NULL: any), ?3 a pool (NULL: any). */
+#define STORE_SQL_VOLUMES_BY_VM                                                                    \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE vm_id = ?2 AND (?1 IS NULL OR project = ?1) "    \
+    "AND (?3 IS NULL OR pool_id = ?3) ORDER BY created_at, id"
+/* A pool's volumes (volumes_by_pool); ?1 the scope (NULL: any). */
+#define STORE_SQL_VOLUMES_BY_POOL                                                                  \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE pool_id = ?3 AND (?1 IS NULL OR project = ?1) "  \
+    "ORDER BY created_at, id"
+#define STORE_SQL_VOLUMES_BY_PROJECT                                                               \
+    "SELECT " VOLUME_COLUMNS " FROM volumes WHERE project = ?1 ORDER BY created_at, id"
+/* The disk targets a VM's volumes hold (attaching, attached or detaching). */
+#define STORE_SQL_VOLUME_TARGETS_OF_VM                                                             \
+    "SELECT target FROM volumes WHERE vm_id = ?1 AND target IS NOT NULL ORDER BY target"

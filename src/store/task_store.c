@@ -139,6 +139,33 @@ task_store_update(Store *s, const char *sql, const char *id, int value, NbError 
     return 0;
 }
 
+/* Tasks that hold no VM (a volume's) are inserted on their own; the VM tasks' rows come with
+ * their claim (vm_store.c). */
+int
+task_store_insert(Store *s, const Task *t, const char *project, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
+                      "created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, task_kind_to_string(t->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, task_state_to_string(t->state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, t->target_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, t->step);
+    sqlite3_bind_int(st, 6, t->steps);
+    store_bind_text(st, 7, t->params);
+    sqlite3_bind_text(st, 8, t->created_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, t->updated_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, project, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "insert task", err);
+    return 0;
+}
+
 int
 task_store_set_running(Store *s, const char *id, NbError **err)
 {
@@ -232,7 +259,8 @@ task_store_finish_delete(Store *s, const Task *task, NbError **err)
     sqlite3_bind_text(st, 1, task->target_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, task->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(ports, 1, task->target_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(ports) != SQLITE_DONE ||
+    if (vm_volumes_detach_locked(s, task->target_id, task->id, err) < 0 ||
+        sqlite3_step(st) != SQLITE_DONE || sqlite3_step(ports) != SQLITE_DONE ||
         task_finish_locked(s, task, TASK_STATE_SUCCEEDED, NULL, NULL, now, err) < 0 ||
         store_commit(s, err) < 0) {
         store_db_error(s, "finish delete", err);

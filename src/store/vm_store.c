@@ -444,3 +444,22 @@ vm_store_list_by_group(Store *s, const char *group_id, Vm **ret, size_t *ret_n, 
         s, "SELECT " VM_COLUMNS " FROM vms WHERE group_id = ? ORDER BY name, id", group_id, ret,
         ret_n, err);
 }
+
+int
+vm_volumes_detach_locked(Store *s, const char *vm_id, const char *task_id, NbError **err)
+{
+    /* Before the VM's row goes (its ON DELETE SET NULL would leave them "attached" to nothing),
+     * and only when that delete will happen: the VM is still held by the task. */
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "UPDATE volumes SET state = 'available', vm_id = NULL, target = NULL "
+                      "WHERE vm_id = ?1 AND EXISTS (SELECT 1 FROM vms WHERE id = ?1 AND "
+                      "task_id = ?2)",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, vm_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, task_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "detach a deleted VM's volumes", err);
+    return 0;
+}

@@ -86,3 +86,20 @@
 #define NB_ERR_SECGROUP_IN_USE "SECGROUP_IN_USE" /* a port uses it, or a rule names it */
 #define NB_ERR_SECGROUP_RULE_INVALID "SECGROUP_RULE_INVALID"
 #define NB_ERR_SECGROUP_RULE_NOT_FOUND "SECGROUP_RULE_NOT_FOUND"
+#define NB_ERR_POOL_NOT_FOUND "POOL_NOT_FOUND"
+#define NB_ERR_POOL_IN_USE "POOL_IN_USE" /* volumes or VMs' disks remain in it */
+#define NB_ERR_POOL_INVALID_TYPE "POOL_INVALID_TYPE"
+#define NB_ERR_POOL_INVALID_PATH "POOL_INVALID_PATH"       /* relative, "..", outside pool-roots */
+#define NB_ERR_POOL_INVALID_MONITOR "POOL_INVALID_MONITOR" /* not host[:port] */
+#define NB_ERR_POOL_INVALID_KEY "POOL_INVALID_KEY"         /* not base64, wrong length */
+#define NB_ERR_POOL_INVALID_SOURCE "POOL_INVALID_SOURCE"   /* rbd pool, vg, IQN, export */
+#define NB_ERR_POOL_UNAVAILABLE "POOL_UNAVAILABLE" /* no host up reaches it, or it failed there */
+#define NB_ERR_VOLUME_NOT_FOUND "VOLUME_NOT_FOUND"
+#define NB_ERR_VOLUME_IN_USE "VOLUME_IN_USE" /* attached: no delete, no second attach */
+#define NB_ERR_VOLUME_BUSY "VOLUME_BUSY"     /* another task holds it */
+#define NB_ERR_VOLUME_INVALID_SIZE "VOLUME_INVALID_SIZE"
+#define NB_ERR_VOLUME_SHRINK "VOLUME_SHRINK" /* a resize to less than its size */
+#define NB_ERR_VOLUME_INVALID_BUS "VOLUME_INVALID_BUS"
+#define NB_ERR_VOLUME_NOT_REACHABLE "VOLUME_NOT_REACHABLE" /* local pool, VM on another host */
+#define NB_ERR_VOLUME_NOT_ATTACHED "VOLUME_NOT_ATTACHED"
+#define NB_ERR_TOO_MANY_VOLUMES "TOO_MANY_VOLUMES" /* VOLUMES_PER_VM_MAX */

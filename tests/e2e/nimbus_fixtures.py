@@ -289,6 +289,18 @@ class Api:
 # nimbusd
 
 
+_NIMBUSD_HELP = {}
+
+
+def nimbusd_has_option(opt):
+    """Whether the nimbusd under test knows a command-line option (a build from before it was
+    added does not: tests of other features still run there)."""
+    if NIMBUSD not in _NIMBUSD_HELP:
+        p = subprocess.run([NIMBUSD, "--help"], capture_output=True, text=True, timeout=30)
+        _NIMBUSD_HELP[NIMBUSD] = p.stdout
+    return opt in _NIMBUSD_HELP[NIMBUSD]
+
+
 class Daemon:
     """One nimbusd on one state dir. The API port changes on every start (port 0)."""
 
@@ -297,11 +309,16 @@ class Daemon:
     count = 0
 
     def __init__(self, state_dir, pool_name, log_path, max_image_gib=2, extra_args=()):
-        self.net_pool = f"10.{200 + Daemon.count % 40}.0.0/16"
+        # NIMBUS_TEST_NET_OFFSET keeps two test runs side by side (a developer's) off each
+        # other's default-network ranges; CI runs one at a time.
+        off = int(os.environ.get("NIMBUS_TEST_NET_OFFSET", "0"))
+        self.net_pool = f"10.{200 + (Daemon.count + off) % 40}.0.0/16"
         Daemon.count += 1
         self.state_dir = state_dir
         self.pool_name = pool_name
         self.pool_path = os.path.join(state_dir, "pool")
+        # where this daemon lets admins make dir and netfs pools (its --pool-roots)
+        self.pool_roots = os.path.join(state_dir, "pools")
         self.log_path = log_path
         self.max_image_gib = max_image_gib
         self.extra_args = list(extra_args)
@@ -335,6 +352,10 @@ class Daemon:
                 "--stop-timeout", "20", "--sync-interval", "2",
                 "--max-image-size-gib", str(self.max_image_gib), "--log-level", "debug",
                 "--default-network-pool", self.net_pool,
+                *(["--pool-roots", self.pool_roots] if nimbusd_has_option("--pool-roots") else []),
+                # the pools' periodic look as often as the networks' (3 syncs), not every 5 min
+                *(["--pool-check-interval", "6"]
+                  if nimbusd_has_option("--pool-check-interval") else []),
                 *self.extra_args]
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== {time.strftime('%H:%M:%S')} starting nimbusd"
@@ -569,7 +590,15 @@ def check_consistency(api, daemon, known_ids=()):
         if d[len("nimbus-"):] not in vm_ids:
             problems.append(f"orphan domain {d} (no VM row)")
     active_images = {i["id"] for i in images if i["state"] == "active"}
+    # Volumes (nimbus-vol-<id>) in the default pool: each one a volume row's.
+    r = api.request("GET", "/v1/volumes")
+    volume_ids = {v["id"] for v in r.json["volumes"]} if r.status == 200 else set()
     for vol in sorted(vols):
+        m = re.match(r"nimbus-vol-(" + UUID_RE.pattern + r")$", vol)
+        if m:
+            if m.group(1) not in volume_ids:
+                problems.append(f"orphan volume {vol} (no volume row)")
+            continue
         m = re.match(r"vm-(" + UUID_RE.pattern + r")-(disk\.qcow2|seed\.iso|console\.log)$", vol)
         if m:
             if m.group(1) not in vm_ids:

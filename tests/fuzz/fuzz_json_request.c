@@ -16,10 +16,12 @@
 #include "model/host.h"
 #include "model/image.h"
 #include "model/network.h"
+#include "model/pool.h"
 #include "model/tenancy.h"
 #include "model/validate.h"
 #include "model/vm.h"
 #include "model/vm_request.h"
+#include "model/volume.h"
 #include "util/error.h"
 
 /* A decoder's outcome: exactly one of success or an error with a code and a message. */
@@ -276,6 +278,77 @@ fuzz_bandwidth(json_t *body)
     check_outcome(r, err);
 }
 
+/* POST /v1/pools (admin): a success is of a known type, holds only values that may reach
+ * libvirt XML and paths unescaped, and its JSON never carries the secret. */
+static void
+fuzz_pool(json_t *body)
+{
+    static const char *const roots[] = {"/srv", "/var/lib/nimbus/pools", NULL};
+    Pool p = {0};
+    NbError *err = NULL;
+    int r = pool_from_request(body, roots, &p, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(p.name));
+        FUZZ_CHECK(p.type >= 0 && p.type < _POOL_TYPE_MAX);
+        FUZZ_CHECK(p.n_monitors <= POOL_MONITORS_MAX);
+        FUZZ_CHECK(!p.host[0] || (!pool_type_is_shared(p.type) && nb_name_is_valid(p.host)));
+        for (size_t i = 0; i < p.n_monitors; i++) {
+            char host[POOL_HOSTPORT_MAX + 1];
+            unsigned port;
+            FUZZ_CHECK(pool_hostport_parse(p.monitors[i], host, sizeof(host), &port) == 0);
+        }
+        FUZZ_CHECK(!p.path[0] || pool_path_valid(p.path));
+        FUZZ_CHECK(!p.path[0] == (p.type != POOL_TYPE_DIR && p.type != POOL_TYPE_NETFS));
+        FUZZ_CHECK(p.type != POOL_TYPE_ISCSI ||
+                   (pool_iqn_valid(p.source) && pool_iqn_valid(p.initiator)));
+        FUZZ_CHECK(p.type != POOL_TYPE_LOGICAL || pool_vg_name_valid(p.source));
+        FUZZ_CHECK(p.type != POOL_TYPE_RBD || (p.n_monitors >= 1 && p.auth_user[0] && p.secret[0]));
+        FUZZ_CHECK(!p.auth_user[0] == !p.secret[0]);
+        json_t *j = pool_to_json(&p);
+        FUZZ_CHECK(j);
+        char *text = json_dumps(j, 0);
+        FUZZ_CHECK(text);
+        FUZZ_CHECK(!p.secret[0] || !strstr(text, p.secret));
+        free(text);
+        json_decref(j);
+    }
+    check_outcome(r, err);
+}
+
+/* POST /v1/volumes and the attach and resize actions. */
+static void
+fuzz_volume(json_t *body)
+{
+    VolumeCreateRequest c;
+    NbError *err = NULL;
+    int r = volume_create_request_decode(body, &c, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(c.name));
+        FUZZ_CHECK(c.size_gib >= 1 && c.size_gib <= VOLUME_SIZE_GIB_MAX);
+        FUZZ_CHECK(!c.pool[0] || nb_name_is_valid(c.pool) || nb_uuid_is_valid(c.pool));
+        FUZZ_CHECK(!c.host[0] || nb_name_is_valid(c.host) || nb_uuid_is_valid(c.host));
+        FUZZ_CHECK(!c.image[0] || nb_name_is_valid(c.image) || nb_uuid_is_valid(c.image));
+    }
+    check_outcome(r, err);
+
+    char vm[NB_NAME_MAX + 1];
+    VolumeBus bus;
+    err = NULL;
+    r = volume_attach_request_decode(body, vm, &bus, &err);
+    if (r == 0) {
+        FUZZ_CHECK(nb_name_is_valid(vm) || nb_uuid_is_valid(vm));
+        FUZZ_CHECK(bus == VOLUME_BUS_VIRTIO || bus == VOLUME_BUS_SCSI);
+    }
+    check_outcome(r, err);
+
+    uint64_t size;
+    err = NULL;
+    r = volume_resize_request_decode(body, &size, &err);
+    if (r == 0)
+        FUZZ_CHECK(size >= 1 && size <= VOLUME_SIZE_GIB_MAX);
+    check_outcome(r, err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -296,6 +369,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_vm_actions(body);
         fuzz_network(body);
         fuzz_bandwidth(body);
+        fuzz_pool(body);
+        fuzz_volume(body);
     }
     json_decref(body);
     return 0;

@@ -1,6 +1,6 @@
 #pragma once
 
-/* Migrations 1 to 7 as they shipped (migrations never change once shipped): the first N entries
+/* Migrations 1 to 8 as they shipped (migrations never change once shipped): the first N entries
  * build a database of schema version N by hand, for the tests of the migrations after it. */
 static const char *const shipped_schema[] = {
     /* 1 */
@@ -210,4 +210,7 @@ static const char *const shipped_schema[] = {
     "ALTER TABLE flavors ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE ports ADD COLUMN net_in_kbit INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE ports ADD COLUMN net_out_kbit INTEGER NOT NULL DEFAULT 0;",
+    /* 8: the user who created a VM, written into its domain's Nova metadata; NULL for the VMs
+     * from before (not known). No foreign key: a VM outlives its creator's account. */
+    "ALTER TABLE vms ADD COLUMN owner_user_id TEXT;",
 };

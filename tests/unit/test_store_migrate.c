@@ -1,11 +1,15 @@
 /* Upgrading databases of earlier releases to the current schema: from version 3 (through 4),
- * from version 4 and from version 5 (to 6): every row of every table survives, and the new indexes,
- * usage roll-ups, networks, ports and security groups work with the old rows. */
+ * from version 4 and from version 5 (to 6), ..., from version 8 (to 9): every row of every table
+ * survives, and the new indexes, usage roll-ups, networks, ports, security groups, pools and
+ * volumes work with the old rows. */
 #include <sqlite3.h>
 
 #include "model/tenancy.h"
 #include "store_fixture.h"
 #include "store_shipped_schema.h"
+
+/* The schema version this nimbusd migrates to. */
+#define SCHEMA_LATEST 9
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",
@@ -166,7 +170,7 @@ test_migrate_from_v3(void **state)
     assert_all_have_rows(before, v3_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     dump_tables(f->path, v3_tables, n_tables, &d);
     char *after = d.text;
     assert_string_equal(before, after);
@@ -220,7 +224,7 @@ test_migrate_from_v3(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     free(before);
     free(after);
 }
@@ -254,7 +258,7 @@ test_migrate_from_v4(void **state)
     assert_all_have_rows(before, v4_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     dump_tables(f->path, v4_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -346,7 +350,7 @@ test_migrate_from_v5(void **state)
     assert_all_have_rows(before, v5_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     dump_tables(f->path, v5_tables, n_tables, &d);
     assert_string_equal(before, d.text);
 
@@ -397,7 +401,7 @@ test_migrate_from_v5(void **state)
     assert_int_equal(secgroup_store_delete(f->s, "p2", "web", &err), 0);
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     free(before);
     free(d.text);
 }
@@ -436,7 +440,7 @@ test_migrate_from_v6(void **state)
     assert_all_have_rows(before, v6_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     store_close(f->s);
     f->s = NULL;
 
@@ -499,7 +503,7 @@ test_migrate_from_v7(void **state)
     assert_all_have_rows(before, v7_tables, n_tables);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 8);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     Vm vm;
     assert_int_equal(vm_store_get(f->s, "p2", "web1", &vm, &err), 0);
     assert_string_equal(vm.owner_user_id, "");
@@ -567,6 +571,117 @@ test_migrate_from_v7(void **state)
     free(d.text);
 }
 
+static const char *const v8_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",
+    "tokens",         "projects",       "users",        "audit",
+    "hosts",          "vm_events",      "groups",       "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",
+    "ports",          "network_hosts",  "secgroups",    "secgroup_rules",
+    "port_secgroups",
+};
+
+/* What a version 8 daemon adds: the VMs' creator. */
+static const char v8_rows[] = "UPDATE vms SET owner_user_id = 'u1' WHERE id = 'v1';";
+
+/* Version 9 adds pools and volumes and two quota columns: every old row reads back the same, the
+ * old projects have no limit on volumes, and the old VMs and projects take volumes. */
+static void
+test_migrate_from_v8(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v8_tables) / sizeof(v8_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows) +
+              sizeof(v7_rows) + sizeof(v8_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows, v7_rows,
+             v8_rows);
+    make_shipped_db(f->path, 8, rows);
+    Dump d = {0};
+    dump_tables(f->path, v8_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v8_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    /* The old columns of every table read back the same. */
+    dump_tables(f->path, v8_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+
+    Vm vm;
+    assert_int_equal(vm_store_get(f->s, "p2", "web1", &vm, &err), 0);
+    assert_string_equal(vm.owner_user_id, "u1");
+    vm_clear(&vm);
+    Project p;
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_VCPUS], 8);
+    assert_int_equal(p.quota.limit[QUOTA_NETWORKS], 3);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUMES], -1);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUME_GIB], -1);
+
+    /* No pool yet: the daemon makes the default one at start. */
+    Pool pool, got;
+    assert_int_equal(pool_store_get_default(f->s, &got, &err), -1);
+    expect_code(&err, NB_ERR_POOL_NOT_FOUND);
+    memset(&pool, 0, sizeof(pool));
+    nb_uuid_generate(pool.id);
+    snprintf(pool.name, sizeof(pool.name), "default");
+    pool.type = POOL_TYPE_DIR;
+    snprintf(pool.libvirt_name, sizeof(pool.libvirt_name), "nimbus");
+    snprintf(pool.path, sizeof(pool.path), "/var/lib/nimbus/pool");
+    nb_timestamp_now(pool.created_at);
+    assert_int_equal(pool_store_ensure_default(f->s, &pool, &got, &err), 0);
+    assert_string_equal(got.id, pool.id);
+
+    /* A volume of the old project on the old VM; the VM's delete detaches it. */
+    Volume v = {.size_gib = 4, .state = VOLUME_STATE_AVAILABLE};
+    nb_uuid_generate(v.id);
+    snprintf(v.project, sizeof(v.project), "p2");
+    snprintf(v.name, sizeof(v.name), "data");
+    snprintf(v.pool_id, sizeof(v.pool_id), "%s", pool.id);
+    snprintf(v.format, sizeof(v.format), "qcow2");
+    nb_timestamp_now(v.created_at);
+    assert_int_equal(volume_store_insert(f->s, &v, &err), 0);
+    Volume after;
+    assert_int_equal(volume_store_attach_begin(f->s, v.id, "v1", VOLUME_BUS_VIRTIO, &after, &err),
+                     0);
+    assert_string_equal(after.target, "vdb");
+    assert_int_equal(volume_store_attach_end(f->s, v.id, true, &err), 0);
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_VMS], 2);
+    assert_int_equal(in_use[QUOTA_VOLUMES], 1);
+    assert_int_equal(in_use[QUOTA_VOLUME_GIB], 4);
+    /* A quota on volumes is kept and enforced. */
+    p.quota.limit[QUOTA_VOLUMES] = 1;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUMES], 1);
+    assert_int_equal(p.quota.limit[QUOTA_PORTS], 10);
+    Volume w = v;
+    nb_uuid_generate(w.id);
+    snprintf(w.name, sizeof(w.name), "more");
+    assert_int_equal(volume_store_insert(f->s, &w, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    assert_int_equal(project_store_delete(f->s, "p2", &err), -1);
+    expect_code(&err, NB_ERR_PROJECT_NOT_EMPTY);
+    Task t;
+    make_task(&t, TASK_KIND_VM_DELETE, "v1");
+    assert_int_equal(vm_store_claim(f->s, "v1", &t, VM_POWER_STOPPED, -1, &err), 0);
+    assert_int_equal(task_store_finish_delete(f->s, &t, &err), 0);
+    assert_int_equal(volume_store_get(f->s, "p2", "data", &after, &err), 0);
+    assert_int_equal(after.state, VOLUME_STATE_AVAILABLE);
+    assert_string_equal(after.vm_id, "");
+    assert_string_equal(after.target, "");
+
+    /* Opening again migrates nothing more. */
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    assert_int_equal(volume_store_get(f->s, NULL, v.id, &after, &err), 0);
+    free(before);
+    free(d.text);
+}
+
 int
 main(void)
 {
@@ -576,6 +691,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v5, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v6, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v7, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v8, setup_empty, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

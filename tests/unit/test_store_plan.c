@@ -67,6 +67,17 @@ static const HotQuery hot_queries[] = {
     {"ports of a secgroup", STORE_SQL_PORTS_OF_SECGROUP, false, NULL},
     {"ports affected by a secgroup", STORE_SQL_PORTS_AFFECTED_BY_SECGROUP, false, NULL},
     {"member ips of a secgroup", STORE_SQL_SECGROUP_MEMBER_IPS, false, NULL},
+    {"pool get by id", STORE_SQL_POOL_BY_ID, false, NULL},
+    {"pool get by name", STORE_SQL_POOL_BY_NAME, false, NULL},
+    {"default pool", STORE_SQL_POOL_DEFAULT, false, NULL},
+    {"hosts of a pool", STORE_SQL_POOL_HOSTS, true, NULL},
+    {"volumes in a pool (count)", STORE_SQL_POOL_VOLUMES, false, NULL},
+    {"volume get by id", STORE_SQL_VOLUME_BY_ID, false, NULL},
+    {"volume get by (project, name)", STORE_SQL_VOLUME_BY_NAME, false, NULL},
+    {"volumes of a vm", STORE_SQL_VOLUMES_BY_VM, false, NULL},
+    {"volumes in a pool", STORE_SQL_VOLUMES_BY_POOL, false, NULL},
+    {"volumes of a project", STORE_SQL_VOLUMES_BY_PROJECT, false, NULL},
+    {"disk targets of a vm", STORE_SQL_VOLUME_TARGETS_OF_VM, false, NULL},
 };
 
 static int
