@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian 12 machine (as root): installs packages, builds
 # with gcc (-Werror), runs the unit tests, starts libvirtd, builds the test guest image and runs
-# the end-to-end tests against real TCG guests; then the same under ASan+UBSan (built with
-# clang). Ends with one "N passed, N failed" line; exits non-zero on any failure.
+# the end-to-end tests against real TCG guests, under ASan+UBSan (built with clang) but for the
+# crash tests. Ends with one "N passed, N failed" line; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -65,13 +65,17 @@ run "unit tests (ASan+UBSan)" meson test -C build-asan --print-errorlogs
 # as unit tests above. Bounded: 60 s per target.
 run "fuzzing (60 s per target)" scripts/run-fuzz.sh 60
 
-run "end-to-end (gcc build)" env NIMBUS_BUILD_DIR="$repo/build" \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
-# The sanitizer build drives the same lifecycle and bad-input tests; the crash tests SIGKILL the
-# daemon on purpose, which tells a sanitizer nothing.
+# Each end-to-end test runs once, against the ASan+UBSan build, so that every request, task and
+# event path of the suite also runs under the sanitizers; the crash tests SIGKILL the daemon on
+# purpose, which tells a sanitizer nothing, and run against the gcc build. (Both builds through
+# the whole suite took 80 minutes here; NIMBUS_E2E_BOTH=1 still does that.) The slowest tests are
+# listed, to keep the run's time in view.
+if [ "${NIMBUS_E2E_BOTH:-0}" = 1 ]; then gcc_only=(); else gcc_only=(-k crash); fi
+run "end-to-end (gcc build${gcc_only:+: the crash tests})" env NIMBUS_BUILD_DIR="$repo/build" \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider "${gcc_only[@]}" tests/e2e
 run "end-to-end (ASan+UBSan build)" env NIMBUS_BUILD_DIR="$repo/build-asan" \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e -k "not crash"
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=15 tests/e2e -k "not crash"
 run "ceph test cluster stopped" scripts/test-ceph.sh stop
 run "iscsi test target stopped" scripts/test-iscsi.sh stop
 
