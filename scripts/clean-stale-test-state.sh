@@ -16,8 +16,9 @@
 #     IFB, VXLAN and VLAN devices nbi/nbx/nbv<12 hex>;
 #   - the namespaces of scripts/testhosts.sh (nbhostN, nbS_hostN) and tests/e2e/test_agent.py
 #     (nagN), with the processes still inside them (from the earlier run, by definition);
-#   - the storage tests' pools nimbus-test-* (rbd, iscsi-direct: no directory) and libvirt
-#     secrets whose usage is nimbus-test-*, then their backends (scripts/test-ceph.sh and
+#   - the storage tests' pools nimbus-test-* (rbd, iscsi-direct: no directory), test daemons'
+#     nimbus-pool-<id> pools on 127.0.0.1 backends with their secrets (UUID = the id), and
+#     libvirt secrets whose usage is nimbus-test-*, then their backends (scripts/test-ceph.sh and
 #     scripts/test-iscsi.sh stop: only the daemons those scripts started, by their pid files).
 # Prints what it removed; exits 0 unless libvirtd does not answer.
 set -uo pipefail
@@ -65,14 +66,19 @@ for f in $("${V[@]}" nwfilter-list | awk '{print $2}' | grep -E '^nimbus-(port|s
 done
 
 for p in $("${V[@]}" pool-list --all --name); do
-    path=$("${V[@]}" pool-dumpxml "$p" 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p' | head -n 1)
-    case "$path" in
-    /tmp/*)
-        "${V[@]}" pool-destroy "$p" >/dev/null 2>&1
-        "${V[@]}" pool-undefine "$p" >/dev/null 2>&1
-        say "storage pool $p ($path)"
-        ;;
-    esac
+    xml=$("${V[@]}" pool-dumpxml "$p" 2>/dev/null)
+    path=$(sed -n 's:.*<path>\(.*\)</path>.*:\1:p' <<<"$xml" | head -n 1)
+    # A test daemon's rbd or iscsi pool: Nimbus's name, a backend on this machine (the test
+    # Ceph or tgt); its secret's UUID is the pool's id.
+    testbackend=""
+    [[ "$p" =~ ^nimbus-pool-([0-9a-f-]{36})$ ]] && grep -q "<host name='127.0.0.1'" <<<"$xml" &&
+        testbackend=${BASH_REMATCH[1]}
+    case "$path" in /tmp/*) ;; *) [ -n "$testbackend" ] || continue ;; esac
+    "${V[@]}" pool-destroy "$p" >/dev/null 2>&1
+    "${V[@]}" pool-undefine "$p" >/dev/null 2>&1 && say "storage pool $p (${path:-127.0.0.1})"
+    if [ -n "$testbackend" ]; then
+        "${V[@]}" secret-undefine "$testbackend" >/dev/null 2>&1 && say "secret $testbackend"
+    fi
 done
 
 live_bridges=""
