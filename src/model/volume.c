@@ -99,7 +99,7 @@ int
 volume_resize_request_decode(json_t *body, uint64_t *size_gib, NbError **err)
 {
     static const char *const fields[] = {"size_gib", NULL};
-    uint64_t size;
+    uint64_t size = 0;
     if (json_req_check_fields(body, fields, err) < 0 || req_size(body, &size, err) < 0)
         return -1;
     *size_gib = size;
