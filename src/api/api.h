@@ -62,6 +62,7 @@ void api_vms_list(HttpRequest *r, void *ctx);
 void api_vms_create(HttpRequest *r, void *ctx);
 void api_vms_get(HttpRequest *r, void *ctx);
 void api_vms_delete(HttpRequest *r, void *ctx);
+void api_vms_update(HttpRequest *r, void *ctx);
 void api_vms_start(HttpRequest *r, void *ctx);
 void api_vms_stop(HttpRequest *r, void *ctx);
 void api_vms_reboot(HttpRequest *r, void *ctx);

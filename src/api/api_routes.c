@@ -44,6 +44,7 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/vms", api_vms_create, WRITE, "vm.create"),
     R("GET", "/v1/vms/{}", api_vms_get, ANY, "vm.get"),
     R("DELETE", "/v1/vms/{}", api_vms_delete, WRITE, "vm.delete"),
+    R("PATCH", "/v1/vms/{}", api_vms_update, WRITE, "vm.update"),
     R("POST", "/v1/vms/{}/start", api_vms_start, WRITE, "vm.start"),
     R("POST", "/v1/vms/{}/stop", api_vms_stop, WRITE, "vm.stop"),
     R("POST", "/v1/vms/{}/reboot", api_vms_reboot, WRITE, "vm.reboot"),

@@ -74,6 +74,20 @@ api_vms_get(HttpRequest *r, void *ctx)
     vm_clear(&vm);
 }
 
+/* PATCH /v1/vms/{id}: the VM's labels (record_ops_vm_update). */
+void
+api_vms_update(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    Vm vm;
+    if (record_ops_vm_update(core, api_lookup_scope(r, http_request_param(r, 0)),
+                             http_request_param(r, 0), http_request_json(r), &vm, &err) < 0)
+        return http_reply_nb_error(r, err);
+    http_reply_json(r, 200, vm_to_json(&vm));
+    vm_clear(&vm);
+}
+
 static void
 api_vms_action(HttpRequest *r, Core *core, TaskKind kind)
 {

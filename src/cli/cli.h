@@ -62,6 +62,9 @@ int cmd_port(Cli *cli, int argc, char **argv);
 int cmd_secgroup(Cli *cli, int argc, char **argv);
 int cmd_pool(Cli *cli, int argc, char **argv);
 int cmd_volume(Cli *cli, int argc, char **argv);
+int cmd_apply(Cli *cli, int argc, char **argv);
+int cmd_delete(Cli *cli, int argc, char **argv);
+int cmd_export(Cli *cli, int argc, char **argv);
 
 /*
  * GET /v1/auth/whoami. Returns an exit code; on success *ret is the answer, to json_decref.

@@ -649,6 +649,13 @@ vm_nic_group(Cli *cli, const Args *a)
     return args_usage_error(a, "use 'nimbus vm nic add' or 'nimbus vm nic remove'");
 }
 
+/* Only listed in the group's help: cmd_vm hands "vm label ..." to vm_label. */
+static int
+vm_label_group(Cli *cli, const Args *a)
+{
+    return args_usage_error(a, "use 'nimbus vm label set NAME [KEY=VALUE]...'");
+}
+
 static const ArgSpec create_specs[] = {
     {"image", true}, {"flavor", true},       {"hostname", true},       {"user-data", true},
     {"group", true}, {"host", true},         {"label", true, true},    {"network", true, true},
@@ -723,6 +730,8 @@ static const Command vm_commands[] = {
     {"secgroup", "add|remove ...",
      "Put a VM in a security group or take it out (see 'nimbus vm secgroup --help').", NULL,
      vm_secgroup_group, NULL, 0, 0, 0, NULL},
+    {"label", "set NAME|ID [KEY=VALUE]...", "Replace a VM's labels (see 'nimbus vm label --help').",
+     NULL, vm_label_group, NULL, 0, 0, 0, NULL},
 };
 
 static const Command vm_secgroup_commands[] = {
@@ -744,9 +753,59 @@ static const Command vm_nic_commands[] = {
      WAIT_HELP, vm_nic_remove, wait_specs, ELEMENTSOF(wait_specs), 2, 2, NULL},
 };
 
+static const char vm_label_usage[] =
+    "usage: nimbus vm label set NAME|ID [KEY=VALUE]...\n"
+    "\n"
+    "Replace the labels the VM asks its host to carry (none given: clear them). They steer its\n"
+    "next placement (a migration); the host it runs on is not checked again.\n";
+
+/* vm label set NAME K=V...: any number of labels, so parsed here rather than by args.c. */
+static int
+vm_label(Cli *cli, int argc, char **argv)
+{
+    if (argc >= 1 && (streq(argv[0], "-h") || streq(argv[0], "--help"))) {
+        fputs(vm_label_usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc < 2 || !streq(argv[0], "set")) {
+        fprintf(stderr, "error: expected 'set NAME [KEY=VALUE]...'\n%s", vm_label_usage);
+        return CLI_EXIT_USAGE;
+    }
+    json_auto_t *labels = json_object();
+    json_auto_t *body = labels ? json_pack("{s:O}", "labels", labels) : NULL;
+    if (!body)
+        return CLI_EXIT_API;
+    json_t *set = json_object_get(body, "labels");
+    for (int i = 2; i < argc; i++) {
+        const char *eq = strchr(argv[i], '=');
+        _cleanup_free_ char *key =
+            eq && eq != argv[i] ? strndup(argv[i], (size_t)(eq - argv[i])) : NULL;
+        if (!key || json_object_get(set, key)) {
+            fprintf(stderr, "error: '%s': give each label once, as KEY=VALUE\n%s", argv[i],
+                    vm_label_usage);
+            return CLI_EXIT_USAGE;
+        }
+        json_object_set_new(set, key, json_string(eq + 1));
+    }
+    _cleanup_free_ char *path = NULL;
+    json_auto_t *vm = NULL;
+    int r = api_path(cli, "vms", argv[1], NULL, &path);
+    if (r == 0)
+        r = api_call(cli, "PATCH", path, body, &vm);
+    if (r != 0)
+        return r;
+    if (cli->json)
+        output_json(vm);
+    else
+        output_show(vm, vm_fields, ELEMENTSOF(vm_fields));
+    return CLI_EXIT_OK;
+}
+
 int
 cmd_vm(Cli *cli, int argc, char **argv)
 {
+    if (argc >= 1 && streq(argv[0], "label"))
+        return vm_label(cli, argc - 1, argv + 1);
     if (argc >= 1 && streq(argv[0], "secgroup"))
         return args_dispatch(cli, "vm secgroup", "Change the security groups of a VM's NICs.",
                              vm_secgroup_commands, ELEMENTSOF(vm_secgroup_commands), argc - 1,

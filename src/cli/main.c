@@ -28,6 +28,7 @@ static const char global_help[] =
     "  vm nic add NAME --network NET [--ip IP] [--secgroup G]... [--wait]\n"
     "  vm nic remove NAME MAC [--wait]\n"
     "  vm secgroup add|remove NAME GROUP\n"
+    "  vm label set NAME [KEY=VALUE]...\n"
     "  task show ID | list [--vm NAME] | cancel ID\n"
     "  host add NAME --uri URI [--cpu-ratio X] [--ram-ratio X] [--disk-ratio X] [--label K=V]...\n"
     "  host list | show NAME | enable NAME | disable NAME | remove NAME\n"
@@ -60,6 +61,8 @@ static const char global_help[] =
     "  usage [--project P] [--from DATE] [--to DATE]\n"
     "  audit list [--project P] [--since 1h] [--limit N]\n"
     "  events [--follow] [--since 10m|DATE|ID]\n"
+    "  apply -f STACK.yaml [--dry-run] | delete -f STACK.yaml [--dry-run]\n"
+    "  export vm NAME     (the stack YAML that recreates it)\n"
     "  version\n"
     "\n"
     "Global options (anywhere on the line):\n"
@@ -186,7 +189,8 @@ main(int argc, char **argv)
         {"usage", cmd_usage},   {"audit", cmd_audit},       {"events", cmd_events},
         {"host", cmd_host},     {"group", cmd_group},       {"network", cmd_network},
         {"port", cmd_port},     {"secgroup", cmd_secgroup}, {"pool", cmd_pool},
-        {"volume", cmd_volume},
+        {"volume", cmd_volume}, {"apply", cmd_apply},       {"delete", cmd_delete},
+        {"export", cmd_export},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

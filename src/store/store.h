@@ -168,6 +168,8 @@ int vm_store_mark_host_unknown(Store *s, const char *host, NbError **err);
 int vm_store_set_migration(Store *s, const char *vm_id, const char *dest, NbError **err);
 /* The VM now lives on host: sets host and clears migrate_to. VM_NOT_FOUND. */
 int vm_store_move(Store *s, const char *vm_id, const char *host, NbError **err);
+/* Replaces the labels the VM asks its host to carry (PATCH /v1/vms/{id}); VM_NOT_FOUND. */
+int vm_store_set_labels(Store *s, const char *vm_id, const Labels *labels, NbError **err);
 /* VMs whose host is host, of every project, by name; without their user_data (empty). */
 int vm_store_list_by_host(Store *s, const char *host, Vm **ret, size_t *ret_n, NbError **err);
 /* Members of a server group, by name. */

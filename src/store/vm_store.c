@@ -410,6 +410,19 @@ vm_store_set_migration(Store *s, const char *vm_id, const char *dest, NbError **
 }
 
 int
+vm_store_set_labels(Store *s, const char *vm_id, const Labels *labels, NbError **err)
+{
+    _cleanup_free_ char *text = labels_to_text(labels);
+    if (!text)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    /* COALESCE: the placement helper binds "" (no labels) as NULL; the column is NOT NULL. */
+    return vm_store_set_placement(s,
+                                  "UPDATE vms SET labels = COALESCE(?2, ''), updated_at = ?3 "
+                                  "WHERE id = ?1",
+                                  vm_id, text, err);
+}
+
+int
 vm_store_move(Store *s, const char *vm_id, const char *host, NbError **err)
 {
     if (!host || !*host)
