@@ -134,6 +134,13 @@ void api_volumes_attach(HttpRequest *r, void *ctx);
 void api_volumes_detach(HttpRequest *r, void *ctx);
 void api_volumes_resize(HttpRequest *r, void *ctx);
 
+/* ---- api_snapshots.c ---- */
+void api_snapshots_list(HttpRequest *r, void *ctx);
+void api_snapshots_create(HttpRequest *r, void *ctx);
+void api_snapshots_get(HttpRequest *r, void *ctx);
+void api_snapshots_revert(HttpRequest *r, void *ctx);
+void api_snapshots_delete(HttpRequest *r, void *ctx);
+
 /* ---- api_networks.c ---- */
 /* GET /v1/vms/{id}'s "nics": [{slot, mac, ip, network_id, network (its name), port_id}]. */
 int api_vm_nics_json(Core *core, const Vm *vm, json_t **ret, NbError **err);

@@ -97,6 +97,11 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/volumes/{}/attach", api_volumes_attach, WRITE, "volume.attach"),
     R("POST", "/v1/volumes/{}/detach", api_volumes_detach, WRITE, "volume.detach"),
     R("POST", "/v1/volumes/{}/resize", api_volumes_resize, WRITE, "volume.resize"),
+    R("GET", "/v1/vms/{}/snapshots", api_snapshots_list, ANY, "snapshot.list"),
+    R("POST", "/v1/vms/{}/snapshots", api_snapshots_create, WRITE, "snapshot.create"),
+    R("GET", "/v1/vms/{}/snapshots/{}", api_snapshots_get, ANY, "snapshot.get"),
+    R("DELETE", "/v1/vms/{}/snapshots/{}", api_snapshots_delete, WRITE, "snapshot.delete"),
+    R("POST", "/v1/vms/{}/snapshots/{}/revert", api_snapshots_revert, WRITE, "snapshot.revert"),
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 

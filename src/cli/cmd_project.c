@@ -17,11 +17,17 @@ static const struct {
     const char *alias;
     const char *label; /* for the quota table */
 } quota_keys[] = {
-    {"vcpus", "vcpus", "vcpus"},        {"ram_mib", "ram", "ram (MiB)"},
-    {"disk_gib", "disk", "disk (GiB)"}, {"vms", "vms", "vms"},
-    {"images", "images", "images"},     {"networks", "networks", "networks"},
-    {"ports", "ports", "ports (NICs)"}, {"secgroups", "secgroups", "security groups"},
-    {"volumes", "volumes", "volumes"},  {"volume_gib", "volume-gib", "volume space (GiB)"},
+    {"vcpus", "vcpus", "vcpus"},
+    {"ram_mib", "ram", "ram (MiB)"},
+    {"disk_gib", "disk", "disk (GiB)"},
+    {"vms", "vms", "vms"},
+    {"images", "images", "images"},
+    {"networks", "networks", "networks"},
+    {"ports", "ports", "ports (NICs)"},
+    {"secgroups", "secgroups", "security groups"},
+    {"volumes", "volumes", "volumes"},
+    {"volume_gib", "volume-gib", "volume space (GiB)"},
+    {"snapshots", "snapshots", "VM snapshots"},
 };
 
 static char *

@@ -4,6 +4,7 @@
  */
 #include "core.h"
 #include "network_ops.h"
+#include "snapshot_ops.h"
 #include "volume_ops.h"
 
 static const TaskHandler task_handlers[] = {
@@ -22,6 +23,9 @@ static const TaskHandler task_handlers[] = {
     {TASK_KIND_VOLUME_DETACH, volume_ops_step_count, volume_ops_run_task},
     {TASK_KIND_VOLUME_RESIZE, volume_ops_step_count, volume_ops_run_task},
     {TASK_KIND_VOLUME_DELETE, volume_ops_step_count, volume_ops_run_task},
+    {TASK_KIND_SNAPSHOT_CREATE, snapshot_ops_step_count, snapshot_ops_run_task},
+    {TASK_KIND_SNAPSHOT_REVERT, snapshot_ops_step_count, snapshot_ops_run_task},
+    {TASK_KIND_SNAPSHOT_DELETE, snapshot_ops_step_count, snapshot_ops_run_task},
 };
 
 const TaskHandler *

@@ -15,6 +15,7 @@
 #include "../util/strutil.h"
 #include "network_shaping.h"
 #include "network_ops.h"
+#include "snapshot_ops.h"
 #include "vm_ops_internal.h"
 #include "volume_ops.h"
 
@@ -582,7 +583,8 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
                      vm_state_to_string(vm.state));
         goto out;
     }
-    if (volume_ops_vm_check_migrate(core, &vm, err) < 0)
+    if (snapshot_ops_vm_check_migrate(core, &vm, err) < 0 ||
+        volume_ops_vm_check_migrate(core, &vm, err) < 0)
         goto out;
     if (offline_given && mp.offline && live) {
         nb_error_set(err, NB_ERR_INVALID_STATE,

@@ -403,6 +403,12 @@ step_undefine(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError 
 {
     char domain[64];
     vm_domain_name(vm, domain);
+    /* Its snapshots first, data and all: the files of its volumes outlive the domain (the
+     * undefine drops only libvirt's metadata of them). Not fatal: a disk that is gone or
+     * broken must not keep the VM from going. */
+    _cleanup_error_ NbError *e = NULL;
+    if (hv_snapshot_delete_all(hv, domain, &e) < 0)
+        log_warn("vm %s: its snapshots may stay in its volumes' files: %s", vm->id, e->message);
     return hv_domain_undefine(hv, domain, err);
 }
 

@@ -197,7 +197,8 @@ write_devices(XmlWriter *w, const DomainSpec *s)
     xml_writer_close(w);
 
     if (s->seed_path) {
-        xml_writer_open(w, "disk", "type", "file", "device", "cdrom", NULL);
+        /* Read-only, so left out of VM snapshots (internal ones need qcow2). */
+        xml_writer_open(w, "disk", "type", "file", "device", "cdrom", "snapshot", "no", NULL);
         xml_writer_empty(w, "driver", "name", "qemu", "type", "raw", NULL);
         xml_writer_empty(w, "source", "file", s->seed_path, NULL);
         xml_writer_empty(w, "target", "dev", "sda", "bus", "sata", NULL);

@@ -176,6 +176,28 @@ int hv_domain_disk_present(HvConn *c, const char *domain, const char *target, co
 int hv_domain_block_resize(HvConn *c, const char *domain, const char *target, const char *serial,
                            uint64_t bytes, NbError **err);
 
+/* ---- VM snapshots (hv_snapshot.c) ----
+ * libvirt internal snapshots of a domain (its qcow2 disks), by name. */
+/* 1 when the domain has the snapshot, 0 when not (or there is no such domain), -1. */
+int hv_snapshot_exists(HvConn *c, const char *domain, const char *name, NbError **err);
+/* Makes it unless it exists. Of an active domain a full system checkpoint (disks and memory;
+ * the guest is paused while its memory is written), of an inactive one its disks. The domain's
+ * read-only disks are left out. */
+int hv_snapshot_create(HvConn *c, const char *domain, const char *name, const char *description,
+                       NbError **err);
+/* with_memory: the domain as the snapshot has it (a checkpoint resumes where it was). Else the
+ * disks only: the domain keeps its power state, an active one booting again from the reverted
+ * disks. */
+int hv_snapshot_revert(HvConn *c, const char *domain, const char *name, bool with_memory,
+                       NbError **err);
+/* The snapshot's metadata and its disks' internal snapshots deleted; absent: done (0). */
+int hv_snapshot_delete(HvConn *c, const char *domain, const char *name, NbError **err);
+/* Every snapshot of the domain deleted (no domain: done). */
+int hv_snapshot_delete_all(HvConn *c, const char *domain, NbError **err);
+/* 1 when the disks (sources) and NICs (MACs) of the definition kept with the snapshot are the
+ * domain's now, 0 when not (a revert would bring the old set back), -1. */
+int hv_snapshot_devices_match(HvConn *c, const char *domain, const char *name, NbError **err);
+
 /* ---- networks ---- */
 /* Starts the named network if defined and inactive; sets autostart. Idempotent. */
 int hv_network_ensure_active(HvConn *c, const char *network, NbError **err);

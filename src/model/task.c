@@ -21,6 +21,9 @@ static const char *const task_kind_table[_TASK_KIND_MAX] = {
     [TASK_KIND_VOLUME_DETACH] = "volume.detach",
     [TASK_KIND_VOLUME_RESIZE] = "volume.resize",
     [TASK_KIND_VOLUME_DELETE] = "volume.delete",
+    [TASK_KIND_SNAPSHOT_CREATE] = "snapshot.create",
+    [TASK_KIND_SNAPSHOT_REVERT] = "snapshot.revert",
+    [TASK_KIND_SNAPSHOT_DELETE] = "snapshot.delete",
 };
 DEFINE_STRING_TABLE(task_kind, TaskKind, task_kind_table)
 

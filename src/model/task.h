@@ -22,6 +22,9 @@ typedef enum TaskKind {
     TASK_KIND_VOLUME_DETACH,
     TASK_KIND_VOLUME_RESIZE,
     TASK_KIND_VOLUME_DELETE,
+    TASK_KIND_SNAPSHOT_CREATE, /* target_id: the VM; params {"snapshot": id} */
+    TASK_KIND_SNAPSHOT_REVERT,
+    TASK_KIND_SNAPSHOT_DELETE,
     _TASK_KIND_MAX,
     _TASK_KIND_INVALID = -1,
 } TaskKind;

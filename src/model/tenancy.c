@@ -15,11 +15,12 @@ static const char *const role_table[_ROLE_MAX] = {
 DEFINE_STRING_TABLE(role, Role, role_table)
 
 const char *const quota_resource_names[_QUOTA_MAX] = {
-    [QUOTA_VCPUS] = "vcpus",       [QUOTA_RAM_MIB] = "ram_mib",
-    [QUOTA_DISK_GIB] = "disk_gib", [QUOTA_VMS] = "vms",
-    [QUOTA_IMAGES] = "images",     [QUOTA_NETWORKS] = "networks",
-    [QUOTA_PORTS] = "ports",       [QUOTA_SECGROUPS] = "secgroups",
-    [QUOTA_VOLUMES] = "volumes",   [QUOTA_VOLUME_GIB] = "volume_gib",
+    [QUOTA_VCPUS] = "vcpus",         [QUOTA_RAM_MIB] = "ram_mib",
+    [QUOTA_DISK_GIB] = "disk_gib",   [QUOTA_VMS] = "vms",
+    [QUOTA_IMAGES] = "images",       [QUOTA_NETWORKS] = "networks",
+    [QUOTA_PORTS] = "ports",         [QUOTA_SECGROUPS] = "secgroups",
+    [QUOTA_VOLUMES] = "volumes",     [QUOTA_VOLUME_GIB] = "volume_gib",
+    [QUOTA_SNAPSHOTS] = "snapshots",
 };
 
 int

@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* The projects' quota columns, in QuotaResource order (PROJECT_COLUMNS and the UPDATE below). */
-_Static_assert(_QUOTA_MAX == 10, "a quota resource needs its projects column");
+_Static_assert(_QUOTA_MAX == 11, "a quota resource needs its projects column");
 
 static void
 project_from_row(sqlite3_stmt *st, void *elem)
@@ -35,7 +35,7 @@ project_store_insert(Store *s, const Project *p, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "INSERT INTO projects (" PROJECT_COLUMNS
-                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
@@ -82,7 +82,8 @@ project_store_set_quota(Store *s, const char *id, const Quota *q, NbError **err)
                       "UPDATE projects SET quota_vcpus = ?1, quota_ram_mib = ?2, "
                       "quota_disk_gib = ?3, quota_vms = ?4, quota_images = ?5, "
                       "quota_networks = ?6, quota_ports = ?7, quota_secgroups = ?8, "
-                      "quota_volumes = ?9, quota_volume_gib = ?10 WHERE id = ?11",
+                      "quota_volumes = ?9, quota_volume_gib = ?10, quota_snapshots = ?11 "
+                      "WHERE id = ?12",
                       &st, err) < 0)
         return -1;
     project_bind_quota(st, 1, q);
@@ -134,7 +135,8 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
                       "(SELECT count(*) FROM ports WHERE project = ?1), "
                       "(SELECT count(*) FROM secgroups WHERE project = ?1), "
                       "(SELECT count(*) FROM volumes WHERE project = ?1), "
-                      "(SELECT coalesce(sum(size_gib), 0) FROM volumes WHERE project = ?1) "
+                      "(SELECT coalesce(sum(size_gib), 0) FROM volumes WHERE project = ?1), "
+                      "(SELECT count(*) FROM snapshots WHERE project = ?1) "
                       "FROM vms WHERE project = ?1",
                       &st, err) < 0)
         return -1;

@@ -256,6 +256,16 @@ static const char *const store_migrations[] = {
     "CREATE INDEX volumes_by_vm ON volumes (vm_id) WHERE vm_id IS NOT NULL;"
     "ALTER TABLE projects ADD COLUMN quota_volumes INTEGER;"
     "ALTER TABLE projects ADD COLUMN quota_volume_gib INTEGER;",
+    /* 10: VM snapshots (libvirt internal snapshots named libvirt_name, "nimbus-snap-<id>").
+     * A snapshot goes with its VM (the VM's delete removes them on the host first). project is
+     * the VM's, kept here for quotas and scoping without a join. Quotas gain snapshots. */
+    "CREATE TABLE snapshots ("
+    "  id TEXT PRIMARY KEY, vm_id TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE,"
+    "  project TEXT NOT NULL, name TEXT NOT NULL, memory INTEGER NOT NULL DEFAULT 0,"
+    "  description TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, libvirt_name TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (vm_id, name));"
+    "CREATE INDEX snapshots_by_project ON snapshots (project);"
+    "ALTER TABLE projects ADD COLUMN quota_snapshots INTEGER;",
 };
 
 __thread Store *store_tls_conn;

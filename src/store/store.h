@@ -17,6 +17,7 @@
 #include "../model/network.h"
 #include "../model/pool.h"
 #include "../model/secgroup.h"
+#include "../model/snapshot.h"
 #include "../model/task.h"
 #include "../model/tenancy.h"
 #include "../model/vm.h"
@@ -356,6 +357,34 @@ int volume_store_detach_end(Store *s, const char *id, NbError **err);
 int volume_store_set_size(Store *s, const char *id, uint64_t size_gib, NbError **err);
 int volume_store_delete(Store *s, const char *id, NbError **err); /* VOLUME_NOT_FOUND */
 void volume_list_free(Volume *v, size_t n);
+
+/* ---- VM snapshots (snapshot_store.c) ----
+ * A snapshot belongs to its VM (ON DELETE CASCADE) and counts in the VM's project's quota. Its
+ * state column is its lock; its task holds the VM as well (vms.task_id), taken in the same
+ * transaction as the row's state, so a snapshot is never in a task's state without that task. */
+/* One transaction: the quota (snapshots +1), the row (snap->state, normally creating), and,
+ * when task is not NULL, the VM held by the task (no other task holds it; state and desired
+ * unchanged) and the task recorded. NAME_TAKEN (per VM), QUOTA_EXCEEDED, VM_NOT_FOUND,
+ * VM_BUSY. */
+int snapshot_store_create(Store *s, const Snapshot *snap, const Task *task, NbError **err);
+/* One transaction: the snapshot from a state whose bit (1u << state) is in from_mask to `to`,
+ * the VM held by task and the task recorded. SNAPSHOT_NOT_FOUND, SNAPSHOT_BUSY (not in
+ * from_mask), VM_BUSY. */
+int snapshot_store_claim(Store *s, const char *id, unsigned from_mask, SnapshotState to,
+                         const Task *task, NbError **err);
+/* The state to `to` when its bit is in from_mask (0: from any). SNAPSHOT_BUSY,
+ * SNAPSHOT_NOT_FOUND. */
+int snapshot_store_set_state(Store *s, const char *id, unsigned from_mask, SnapshotState to,
+                             NbError **err);
+/* By id, else (vm_id given) by name among that VM's; scope: a project or NULL (any).
+ * SNAPSHOT_NOT_FOUND. */
+int snapshot_store_get(Store *s, const char *scope, const char *vm_id, const char *id_or_name,
+                       Snapshot *ret, NbError **err);
+/* scope / vm_id NULL: any. Ordered by created_at, id. */
+int snapshot_store_list(Store *s, const char *scope, const char *vm_id, Snapshot **ret,
+                        size_t *ret_n, NbError **err);
+int snapshot_store_delete(Store *s, const char *id, NbError **err); /* SNAPSHOT_NOT_FOUND */
+void snapshot_list_free(Snapshot *v, size_t n);
 
 /* ---- batched observations (the reconciler's thread is the only caller) ---- */
 typedef enum StoreObsKind {

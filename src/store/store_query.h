@@ -60,6 +60,12 @@ int volume_store_list(Store *s, const char *scope, const char *vm_id, const char
                       Volume **ret, size_t *ret_n, NbError **err);
 void volume_list_free(Volume *v, size_t n);
 
+int snapshot_store_get(Store *s, const char *scope, const char *vm_id, const char *id_or_name,
+                       Snapshot *ret, NbError **err);
+int snapshot_store_list(Store *s, const char *scope, const char *vm_id, Snapshot **ret,
+                        size_t *ret_n, NbError **err);
+void snapshot_list_free(Snapshot *v, size_t n);
+
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,
                          unsigned limit, Task **ret, size_t *ret_n,

@@ -163,7 +163,8 @@
 #define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
 #define PROJECT_COLUMNS                                                                            \
     "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, "              \
-    "quota_networks, quota_ports, quota_secgroups, quota_volumes, quota_volume_gib, created_at"
+    "quota_networks, quota_ports, quota_secgroups, quota_volumes, quota_volume_gib, "              \
+    "quota_snapshots, created_at"
 
 /* A project's scope is its own id. */
 #define STORE_SQL_PROJECT_BY_ID                                                                    \

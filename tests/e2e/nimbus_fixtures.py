@@ -647,7 +647,7 @@ def purge_environment(daemon, known_ids=()):
     try:
         for d in our_domains(daemon, known_ids):
             virsh("destroy", d, check=False)
-            p = virsh("undefine", d, check=False)
+            p = virsh("undefine", d, "--snapshots-metadata", check=False)
             if p.returncode != 0 and domstate(d) is not None:
                 errors.append(f"undefine {d}: {p.stderr.strip()}")
     except Exception as e:  # noqa: BLE001 - teardown must go on

@@ -1,6 +1,6 @@
 #pragma once
 
-/* Migrations 1 to 8 as they shipped (migrations never change once shipped): the first N entries
+/* Migrations 1 to 9 as they shipped (migrations never change once shipped): the first N entries
  * build a database of schema version N by hand, for the tests of the migrations after it. */
 static const char *const shipped_schema[] = {
     /* 1 */
@@ -213,4 +213,36 @@ static const char *const shipped_schema[] = {
     /* 8: the user who created a VM, written into its domain's Nova metadata; NULL for the VMs
      * from before (not known). No foreign key: a VM outlives its creator's account. */
     "ALTER TABLE vms ADD COLUMN owner_user_id TEXT;",
+    /* 9: storage pools and volumes. A pool's secret (Ceph key, CHAP password) stays here and
+     * goes to each host as a libvirt secret; pool_hosts records where the libvirt pool (and its
+     * secret) was defined, so a pool's delete undoes exactly that. The default pool (the
+     * per-host directory pool every host has had) is made at start from the daemon's settings,
+     * not here. A volume's host is set for local pools only; its VM is the one it is attached
+     * to (vm_id NULL: detached), and a VM's delete detaches rather than deletes (ON DELETE SET
+     * NULL backs the explicit detach). UNIQUE (vm_id, target) is the last guard against two
+     * volumes at one disk target. Quotas gain volumes and volume_gib. */
+    "CREATE TABLE pools ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
+    "  host TEXT NOT NULL DEFAULT '', libvirt_name TEXT NOT NULL UNIQUE,"
+    "  is_default INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL DEFAULT '',"
+    "  monitors TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '',"
+    "  initiator TEXT NOT NULL DEFAULT '', auth_user TEXT NOT NULL DEFAULT '',"
+    "  secret TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX pools_one_default ON pools (is_default) WHERE is_default;"
+    "CREATE TABLE pool_hosts ("
+    "  pool_id TEXT NOT NULL REFERENCES pools (id) ON DELETE CASCADE, host TEXT NOT NULL,"
+    "  state TEXT NOT NULL, error TEXT, capacity INTEGER, allocation INTEGER,"
+    "  updated_at TEXT NOT NULL, PRIMARY KEY (pool_id, host));"
+    "CREATE TABLE volumes ("
+    "  id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL,"
+    "  pool_id TEXT NOT NULL REFERENCES pools (id), host TEXT NOT NULL DEFAULT '',"
+    "  size_gib INTEGER NOT NULL, format TEXT NOT NULL, state TEXT NOT NULL,"
+    "  vm_id TEXT REFERENCES vms (id) ON DELETE SET NULL, bus TEXT NOT NULL DEFAULT 'virtio',"
+    "  target TEXT, source_image TEXT, created_at TEXT NOT NULL, UNIQUE (project, name),"
+    "  UNIQUE (vm_id, target));"
+    "CREATE INDEX volumes_by_pool ON volumes (pool_id);"
+    "CREATE INDEX volumes_by_name ON volumes (name);"
+    "CREATE INDEX volumes_by_vm ON volumes (vm_id) WHERE vm_id IS NOT NULL;"
+    "ALTER TABLE projects ADD COLUMN quota_volumes INTEGER;"
+    "ALTER TABLE projects ADD COLUMN quota_volume_gib INTEGER;",
 };

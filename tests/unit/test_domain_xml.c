@@ -285,8 +285,12 @@ check_parsed(const char *xml, const DomainSpec *spec)
     assert_xpath(doc, "count(/domain/cpu)", spec->virt_type == VIRT_TYPE_KVM ? "1" : "0");
     assert_xpath(doc, "/domain/devices/disk[@device='disk']/source/@file", spec->disk_path);
     assert_xpath(doc, "count(/domain/devices/disk[@device='cdrom'])", spec->seed_path ? "1" : "0");
-    if (spec->seed_path)
+    if (spec->seed_path) {
         assert_xpath(doc, "/domain/devices/disk[@device='cdrom']/source/@file", spec->seed_path);
+        /* VM snapshots take the writable disks only. */
+        assert_xpath(doc, "/domain/devices/disk[@device='cdrom']/@snapshot", "no");
+        assert_xpath(doc, "count(/domain/devices/disk[@device='disk']/@snapshot)", "0");
+    }
     check_nics(doc, spec->nics, spec->n_nics);
     assert_xpath(doc, "/domain/devices/serial/log/@file", spec->console_log);
     assert_xpath(doc, "count(/domain/devices/graphics)", "0");

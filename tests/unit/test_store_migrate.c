@@ -9,7 +9,7 @@
 #include "store_shipped_schema.h"
 
 /* The schema version this nimbusd migrates to. */
-#define SCHEMA_LATEST 9
+#define SCHEMA_LATEST 10
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",
@@ -682,6 +682,178 @@ test_migrate_from_v8(void **state)
     free(d.text);
 }
 
+static const char *const v9_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",
+    "tokens",         "projects",       "users",        "audit",
+    "hosts",          "vm_events",      "groups",       "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",
+    "ports",          "network_hosts",  "secgroups",    "secgroup_rules",
+    "port_secgroups", "pools",          "pool_hosts",   "volumes",
+};
+
+/* A default pool with its host's state and a volume attached to v1, as a version 9 daemon
+ * writes them; a quota on volumes. */
+static const char v9_rows[] =
+    "INSERT INTO pools (id, name, type, libvirt_name, is_default, path, created_at) VALUES "
+    "('pl1', 'default', 'dir', 'nimbus', 1, '/var/lib/nimbus/pool',"
+    " '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO pool_hosts (pool_id, host, state, error, capacity, allocation, updated_at)"
+    " VALUES ('pl1', 'local', 'active', NULL, 1000, 10, '2026-01-01T00:00:00.000Z');"
+    "INSERT INTO volumes (id, project, name, pool_id, size_gib, format, state, vm_id, bus,"
+    " target, created_at) VALUES ('vol1', 'p2', 'data', 'pl1', 4, 'qcow2', 'attached', 'v1',"
+    " 'virtio', 'vdb', '2026-01-01T00:00:00.000Z');"
+    "UPDATE projects SET quota_volumes = 5 WHERE id = 'p2';";
+
+static void
+make_snapshot(Snapshot *s, const char *vm_id, const char *project, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    nb_uuid_generate(s->id);
+    snprintf(s->vm_id, sizeof(s->vm_id), "%s", vm_id);
+    snprintf(s->project, sizeof(s->project), "%s", project);
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->state = SNAPSHOT_STATE_CREATING;
+    snapshot_libvirt_name(s->id, s->libvirt_name);
+    nb_timestamp_now(s->created_at);
+}
+
+/* Version 10 adds snapshots and their quota column: every old row reads back the same, the old
+ * projects have no limit on snapshots, and the old VMs take snapshots (counted, scoped, held
+ * with their task, gone with their VM). */
+static void
+test_migrate_from_v9(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v9_tables) / sizeof(v9_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows) +
+              sizeof(v7_rows) + sizeof(v8_rows) + sizeof(v9_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows, v7_rows,
+             v8_rows, v9_rows);
+    make_shipped_db(f->path, 9, rows);
+    Dump d = {0};
+    dump_tables(f->path, v9_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v9_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    dump_tables(f->path, v9_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+
+    Project p;
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUMES], 5);
+    assert_int_equal(p.quota.limit[QUOTA_SNAPSHOTS], -1);
+    Volume vol;
+    assert_int_equal(volume_store_get(f->s, "p2", "data", &vol, &err), 0);
+    assert_int_equal(vol.state, VOLUME_STATE_ATTACHED);
+
+    /* A snapshot of the old VM, its task holding the VM in the same transaction. */
+    Snapshot s, got;
+    Task t;
+    make_snapshot(&s, "v1", "p2", "before");
+    make_task(&t, TASK_KIND_SNAPSHOT_CREATE, "v1");
+    assert_int_equal(snapshot_store_create(f->s, &s, &t, &err), 0);
+    Vm vm;
+    assert_int_equal(vm_store_get(f->s, "p2", "web1", &vm, &err), 0);
+    assert_string_equal(vm.task_id, t.id);
+    vm_clear(&vm);
+    /* The same name on the same VM: taken, and nothing else changed. */
+    Snapshot dup;
+    make_snapshot(&dup, "v1", "p2", "before");
+    assert_int_equal(snapshot_store_create(f->s, &dup, NULL, &err), -1);
+    expect_code(&err, NB_ERR_NAME_TAKEN);
+    /* Another VM held by a task: the insert rolls back with the refused claim. */
+    Task t2;
+    make_snapshot(&dup, "v2", "p2", "other");
+    make_task(&t2, TASK_KIND_SNAPSHOT_CREATE, "v2");
+    assert_int_equal(snapshot_store_create(f->s, &dup, &t2, &err), -1);
+    expect_code(&err, NB_ERR_VM_BUSY);
+    assert_int_equal(snapshot_store_get(f->s, NULL, "v2", "other", &got, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+    make_snapshot(&dup, "nope", "p2", "x");
+    assert_int_equal(snapshot_store_create(f->s, &dup, NULL, &err), -1);
+    expect_code(&err, NB_ERR_VM_NOT_FOUND);
+
+    /* Counted in the project's quota, which is enforced. */
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_SNAPSHOTS], 1);
+    assert_int_equal(in_use[QUOTA_VOLUMES], 1);
+    p.quota.limit[QUOTA_SNAPSHOTS] = 1;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_SNAPSHOTS], 1);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUMES], 5);
+    make_snapshot(&dup, "v1", "p2", "second");
+    assert_int_equal(snapshot_store_create(f->s, &dup, NULL, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+
+    /* By name within its VM, by id; scoped by project. */
+    assert_int_equal(snapshot_store_get(f->s, NULL, "v1", "before", &got, &err), 0);
+    assert_string_equal(got.id, s.id);
+    assert_int_equal(got.state, SNAPSHOT_STATE_CREATING);
+    assert_string_equal(got.libvirt_name + strlen("nimbus-snap-"), s.id);
+    assert_int_equal(snapshot_store_get(f->s, "p2", NULL, s.id, &got, &err), 0);
+    assert_int_equal(snapshot_store_get(f->s, "other", NULL, s.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+    assert_int_equal(snapshot_store_get(f->s, NULL, "v2", "before", &got, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+
+    /* The state is its lock: a revert needs it ready (and the VM free). */
+    Task t3;
+    make_task(&t3, TASK_KIND_SNAPSHOT_REVERT, "v1");
+    assert_int_equal(snapshot_store_claim(f->s, s.id, 1u << SNAPSHOT_STATE_READY,
+                                          SNAPSHOT_STATE_REVERTING, &t3, &err),
+                     -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_BUSY);
+    assert_int_equal(snapshot_store_set_state(f->s, s.id, 1u << SNAPSHOT_STATE_CREATING,
+                                              SNAPSHOT_STATE_READY, &err),
+                     0);
+    assert_int_equal(snapshot_store_claim(f->s, s.id, 1u << SNAPSHOT_STATE_READY,
+                                          SNAPSHOT_STATE_REVERTING, &t3, &err),
+                     -1);
+    expect_code(&err, NB_ERR_VM_BUSY); /* the create's task holds it still */
+    assert_int_equal(snapshot_store_get(f->s, NULL, NULL, s.id, &got, &err), 0);
+    assert_int_equal(got.state, SNAPSHOT_STATE_READY); /* rolled back with the claim */
+    assert_int_equal(
+        task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, -1, -1, NULL, &err), 0);
+    assert_int_equal(snapshot_store_claim(f->s, s.id, 1u << SNAPSHOT_STATE_READY,
+                                          SNAPSHOT_STATE_REVERTING, &t3, &err),
+                     0);
+    assert_int_equal(snapshot_store_get(f->s, NULL, NULL, s.id, &got, &err), 0);
+    assert_int_equal(got.state, SNAPSHOT_STATE_REVERTING);
+    Snapshot *list = NULL;
+    size_t n = 0;
+    assert_int_equal(snapshot_store_list(f->s, "p2", "v1", &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    snapshot_list_free(list, n);
+    assert_int_equal(snapshot_store_list(f->s, "other", NULL, &list, &n, &err), 0);
+    assert_int_equal(n, 0);
+    snapshot_list_free(list, n);
+    assert_int_equal(
+        task_store_finish(f->s, &t3, TASK_STATE_SUCCEEDED, NULL, NULL, -1, -1, NULL, &err), 0);
+
+    /* The VM's delete takes its snapshots with it. */
+    Task del;
+    make_task(&del, TASK_KIND_VM_DELETE, "v1");
+    assert_int_equal(vm_store_claim(f->s, "v1", &del, VM_POWER_STOPPED, -1, &err), 0);
+    assert_int_equal(task_store_finish_delete(f->s, &del, &err), 0);
+    assert_int_equal(snapshot_store_get(f->s, NULL, NULL, s.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_SNAPSHOTS], 0);
+    assert_int_equal(snapshot_store_delete(f->s, s.id, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    free(before);
+    free(d.text);
+}
+
 int
 main(void)
 {
@@ -692,6 +864,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v6, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v7, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v8, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v9, setup_empty, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,450 @@
+/*
+ * VM snapshots. Every step is idempotent: a snapshot whose libvirt name exists counts as made,
+ * the delete of an absent one is done, and a revert done twice ends as one. A failed create
+ * takes away what it made (the row too); a failed revert leaves the snapshot ready and the VM
+ * as libvirt has it; a failed delete leaves the snapshot in error (delete may be asked again).
+ */
+#include "snapshot_ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/log.h"
+#include "../util/strutil.h"
+#include "network_shaping.h"
+#include "vm_ops_internal.h"
+
+#define BIT(s) (1u << (unsigned)(s))
+
+/* The snapshot a task works on (its params), and the state it must be in. 0, or -1. */
+static int
+snap_of_task(Core *core, const Task *task, const Vm *vm, SnapshotState held, Snapshot *ret,
+             NbError **err)
+{
+    if (!task->params)
+        return nb_error_set(err, NB_ERR_INTERNAL, "the task names no snapshot");
+    if (snapshot_store_get(core->store, NULL, vm->id, task->params, ret, err) < 0)
+        return -1;
+    if (ret->state != held)
+        return nb_error_set(err, NB_ERR_SNAPSHOT_BUSY, "snapshot '%s' is %s, not %s", ret->name,
+                            snapshot_state_to_string(ret->state), snapshot_state_to_string(held));
+    return 0;
+}
+
+/* ---- the steps ---- */
+
+static int
+step_snap_create(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    Snapshot s;
+    char domain[64];
+    if (snap_of_task(core, task, vm, SNAPSHOT_STATE_CREATING, &s, err) < 0)
+        return -1;
+    vm_domain_name(vm, domain);
+    return hv_snapshot_create(hv, domain, s.libvirt_name, s.description, err);
+}
+
+/* libvirt's revert puts back the definition kept with the snapshot: a volume attached or a NIC
+ * added since would be dropped from the domain behind the store's back. */
+static int
+step_snap_check(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    Snapshot s;
+    char domain[64];
+    if (snap_of_task(core, task, vm, SNAPSHOT_STATE_REVERTING, &s, err) < 0)
+        return -1;
+    vm_domain_name(vm, domain);
+    int r = hv_snapshot_devices_match(hv, domain, s.libvirt_name, err);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return nb_error_set(err, NB_ERR_INVALID_STATE,
+                            "VM '%s' has other disks or NICs than when snapshot '%s' was taken; "
+                            "a revert would bring the old set back (detach or attach to match "
+                            "it first)",
+                            vm->name, s.name);
+    return 0;
+}
+
+static int
+step_snap_revert(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    Snapshot s;
+    char domain[64];
+    if (snap_of_task(core, task, vm, SNAPSHOT_STATE_REVERTING, &s, err) < 0)
+        return -1;
+    vm_domain_name(vm, domain);
+    return hv_snapshot_revert(hv, domain, s.libvirt_name, s.memory, err);
+}
+
+static int
+step_snap_delete(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    Snapshot s;
+    char domain[64];
+    if (snap_of_task(core, task, vm, SNAPSHOT_STATE_DELETING, &s, err) < 0)
+        return -1;
+    vm_domain_name(vm, domain);
+    return hv_snapshot_delete(hv, domain, s.libvirt_name, err);
+}
+
+/* ---- ends ---- */
+
+/* The VM's state as its host has it (-1: unknown), for the task's end. */
+static int
+snap_vm_state(Core *core, const Vm *vm, HvConn *hv)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    _cleanup_error_ NbError *e = NULL;
+    HvConn *own = hv ? NULL : host_registry_conn(core, vm->host);
+    HvConn *c = hv ? hv : own;
+    vm_domain_name(vm, domain);
+    int r = c && hv_domain_get_state(c, domain, &st, &e) == 0 ? (int)vm_ops_state_from_hv(st) : -1;
+    hv_conn_free(own);
+    return r;
+}
+
+static void
+snap_task_succeeded(Core *core, Task *task, int vm_state, int desired)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task_store_finish(core->store, task, TASK_STATE_SUCCEEDED, NULL, NULL, vm_state, desired,
+                          NULL, &err) < 0)
+        log_error("task %s: %s", task->id, err->message);
+}
+
+/* Each finish records the snapshot's end first, then the task's: a crash between the two runs
+ * the finish again (the task has no step left), which finds the snapshot's end recorded. */
+static void
+create_finish(Core *core, Task *task, Vm *vm)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task->params &&
+        snapshot_store_set_state(core->store, task->params,
+                                 BIT(SNAPSHOT_STATE_CREATING) | BIT(SNAPSHOT_STATE_READY),
+                                 SNAPSHOT_STATE_READY, &err) < 0)
+        log_error("snapshot %s: %s", task->params, err->message);
+    log_info("vm %s: snapshot %s made", vm->id, task->params ? task->params : "?");
+    snap_task_succeeded(core, task, -1, -1);
+}
+
+static void
+revert_finish(Core *core, Task *task, Vm *vm)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task->params &&
+        snapshot_store_set_state(core->store, task->params,
+                                 BIT(SNAPSHOT_STATE_REVERTING) | BIT(SNAPSHOT_STATE_READY),
+                                 SNAPSHOT_STATE_READY, &err) < 0)
+        log_error("snapshot %s: %s", task->params, err->message);
+    int state = snap_vm_state(core, vm, NULL);
+    int desired = state == VM_STATE_RUNNING   ? VM_POWER_RUNNING
+                  : state == VM_STATE_PAUSED  ? VM_POWER_PAUSED
+                  : state == VM_STATE_STOPPED ? VM_POWER_STOPPED
+                                              : -1;
+    /* A revert starts QEMU anew (its taps too) unless the VM ends stopped. */
+    if (state == VM_STATE_RUNNING || state == VM_STATE_PAUSED)
+        network_shaping_vm_running(core, vm, vm->host);
+    log_info("vm %s: reverted to snapshot %s", vm->id, task->params ? task->params : "?");
+    snap_task_succeeded(core, task, state, desired);
+}
+
+static void
+delete_finish(Core *core, Task *task, Vm *vm)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task->params && snapshot_store_delete(core->store, task->params, &err) < 0 &&
+        !streq(err->code, NB_ERR_SNAPSHOT_NOT_FOUND))
+        log_error("snapshot %s: %s", task->params, err->message);
+    snap_task_succeeded(core, task, -1, -1);
+}
+
+/* Nothing of a failed create stays: the libvirt snapshot (if it was made) and the row go; a
+ * snapshot that could not be taken away stays, in error, for a delete to retry. */
+static int
+create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Snapshot s;
+    if (!task->params || snapshot_store_get(core->store, NULL, vm->id, task->params, &s, &err) < 0)
+        return snap_vm_state(core, vm, hv);
+    if (s.state != SNAPSHOT_STATE_CREATING)
+        return snap_vm_state(core, vm, hv); /* not this task's (any more) */
+    char domain[64];
+    vm_domain_name(vm, domain);
+    if (!hv || hv_snapshot_delete(hv, domain, s.libvirt_name, &err) < 0) {
+        log_error("snapshot %s: may be left on VM %s's host: %s", s.id, vm->id,
+                  err ? err->message : "host down");
+        nb_error_free(TAKE_PTR(err));
+        if (snapshot_store_set_state(core->store, s.id, BIT(SNAPSHOT_STATE_CREATING),
+                                     SNAPSHOT_STATE_ERROR, &err) < 0)
+            log_error("snapshot %s: %s", s.id, err->message);
+    } else if (snapshot_store_delete(core->store, s.id, &err) < 0) {
+        log_error("snapshot %s: %s", s.id, err->message);
+    }
+    return snap_vm_state(core, vm, hv);
+}
+
+static int
+revert_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task->params &&
+        snapshot_store_set_state(core->store, task->params, BIT(SNAPSHOT_STATE_REVERTING),
+                                 SNAPSHOT_STATE_READY, &err) < 0)
+        log_error("snapshot %s: %s", task->params, err->message);
+    return snap_vm_state(core, vm, hv);
+}
+
+static int
+delete_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (task->params &&
+        snapshot_store_set_state(core->store, task->params, BIT(SNAPSHOT_STATE_DELETING),
+                                 SNAPSHOT_STATE_ERROR, &err) < 0)
+        log_error("snapshot %s: %s", task->params, err->message);
+    return snap_vm_state(core, vm, hv);
+}
+
+static const VmStep create_steps[] = {step_snap_create};
+static const char *const create_names[] = {"snapshot"};
+static const VmStep revert_steps[] = {step_snap_check, step_snap_revert};
+static const char *const revert_names[] = {"check", "revert"};
+static const VmStep delete_steps[] = {step_snap_delete};
+static const char *const delete_names[] = {"delete"};
+
+static const VmTaskDef snap_create_def = {
+    .steps = create_steps,
+    .n_steps = (int)ELEMENTSOF(create_steps),
+    .step_names = create_names,
+    .state_on_claim = -1,
+    .finish = create_finish,
+    .rollback = create_rollback,
+};
+static const VmTaskDef snap_revert_def = {
+    .steps = revert_steps,
+    .n_steps = (int)ELEMENTSOF(revert_steps),
+    .step_names = revert_names,
+    .state_on_claim = -1,
+    .finish = revert_finish,
+    .rollback = revert_rollback,
+};
+static const VmTaskDef snap_delete_def = {
+    .steps = delete_steps,
+    .n_steps = (int)ELEMENTSOF(delete_steps),
+    .step_names = delete_names,
+    .state_on_claim = -1,
+    .finish = delete_finish,
+    .rollback = delete_rollback,
+};
+
+static const VmTaskDef *
+snap_task_def(TaskKind kind)
+{
+    switch (kind) {
+    case TASK_KIND_SNAPSHOT_CREATE:
+        return &snap_create_def;
+    case TASK_KIND_SNAPSHOT_REVERT:
+        return &snap_revert_def;
+    case TASK_KIND_SNAPSHOT_DELETE:
+        return &snap_delete_def;
+    default:
+        return NULL;
+    }
+}
+
+int
+snapshot_ops_step_count(TaskKind kind)
+{
+    const VmTaskDef *def = snap_task_def(kind);
+    return def ? def->n_steps : 0;
+}
+
+int64_t
+snapshot_ops_run_task(Core *core, Task *task, TaskRun *run)
+{
+    const VmTaskDef *def = snap_task_def(task->kind);
+    if (!def) {
+        _cleanup_error_ NbError *err = NULL;
+        task_store_finish(core->store, task, TASK_STATE_FAILED, NB_ERR_INTERNAL,
+                          "not a snapshot task", -1, -1, NULL, &err);
+        return TASK_RUN_DONE;
+    }
+    return vm_ops_task_run(core, task, run, def);
+}
+
+/* ---- the API's operations ---- */
+
+/* The VM for a snapshot task: in scope, no task on it. */
+static int
+snap_vm_get(Core *core, const char *scope, const char *vm_key, Vm *ret, NbError **err)
+{
+    if (vm_store_get(core->store, scope, vm_key, ret, err) < 0)
+        return -1;
+    if (ret->task_id[0]) {
+        vm_clear(ret);
+        return nb_error_set(err, NB_ERR_VM_BUSY,
+                            "another task is working on this VM; retry when it has finished");
+    }
+    return 0;
+}
+
+/* Every disk of the VM can have an internal snapshot: its root disk is a qcow2 file of the
+ * default pool; its volumes must be qcow2 files too (dir and netfs pools). */
+static int
+snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
+{
+    Volume *vols = NULL;
+    size_t n = 0;
+    if (volume_store_list(core->store, NULL, vm->id, NULL, &vols, &n, err) < 0)
+        return -1;
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        Pool pool;
+        if (vols[i].state == VOLUME_STATE_ATTACHING || vols[i].state == VOLUME_STATE_DETACHING) {
+            r = nb_error_set(err, NB_ERR_VM_BUSY,
+                             "volume '%s' of VM '%s' is %s; retry when its task has finished",
+                             vols[i].name, vm->name, volume_state_to_string(vols[i].state));
+        } else if (pool_store_get(core->store, vols[i].pool_id, &pool, err) < 0) {
+            r = -1;
+        } else if ((pool.type != POOL_TYPE_DIR && pool.type != POOL_TYPE_NETFS) ||
+                   !streq(vols[i].format, "qcow2")) {
+            r = nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
+                             "volume '%s' of VM '%s' is in %s pool '%s': VM snapshots cover "
+                             "qcow2 files (dir and netfs pools) only in this version",
+                             vols[i].name, vm->name, pool_type_to_string(pool.type), pool.name);
+        }
+    }
+    volume_list_free(vols, n);
+    return r;
+}
+
+int
+snapshot_ops_create(Core *core, const char *scope, const char *vm_key, json_t *body, Snapshot *ret,
+                    Task *ret_task, NbError **err)
+{
+    Snapshot s = {0};
+    Vm vm;
+    if (snapshot_create_request_decode(body, s.name, &s.memory, s.description, err) < 0 ||
+        snap_vm_get(core, scope, vm_key, &vm, err) < 0)
+        return -1;
+    int r = -1;
+    if (vm.state != VM_STATE_RUNNING && vm.state != VM_STATE_PAUSED &&
+        vm.state != VM_STATE_STOPPED) {
+        nb_error_set(err, NB_ERR_INVALID_STATE, "cannot snapshot a VM that is %s",
+                     vm_state_to_string(vm.state));
+        goto out;
+    }
+    if (s.memory && vm.state == VM_STATE_STOPPED) {
+        nb_error_set(err, NB_ERR_INVALID_STATE,
+                     "VM '%s' is stopped: it has no memory to snapshot (omit memory)", vm.name);
+        goto out;
+    }
+    if (snap_vm_disks_check(core, &vm, err) < 0)
+        goto out;
+    nb_uuid_generate(s.id);
+    memcpy(s.vm_id, vm.id, sizeof(s.vm_id));
+    memcpy(s.project, vm.project, sizeof(s.project));
+    s.state = SNAPSHOT_STATE_CREATING;
+    snapshot_libvirt_name(s.id, s.libvirt_name);
+    nb_timestamp_now(s.created_at);
+    Task task;
+    task_new(&task, TASK_KIND_SNAPSHOT_CREATE, vm.id, s.id);
+    if (snapshot_store_create(core->store, &s, &task, err) < 0) {
+        task_clear(&task);
+        goto out;
+    }
+    log_info("vm %s (%s): snapshot %s (%s%s) queued as task %s", vm.id, vm.name, s.id, s.name,
+             s.memory ? ", with memory" : "", task.id);
+    task_engine_submit(core->tasks, task.id);
+    *ret = s;
+    *ret_task = task;
+    r = 0;
+out:
+    vm_clear(&vm);
+    return r;
+}
+
+/* A change of an existing snapshot: the snapshot from a state in from to `to`, the VM held. */
+static int
+snap_change(Core *core, const char *scope, const char *vm_key, const char *snap_key, TaskKind kind,
+            unsigned from, SnapshotState to, Snapshot *ret, Task *ret_task, NbError **err)
+{
+    Vm vm;
+    Snapshot s;
+    if (vm_store_get(core->store, scope, vm_key, &vm, err) < 0)
+        return -1;
+    int r = -1;
+    if (snapshot_store_get(core->store, NULL, vm.id, snap_key, &s, err) < 0)
+        goto out;
+    if (!(from & BIT(s.state))) {
+        nb_error_set(err, NB_ERR_SNAPSHOT_BUSY, "snapshot '%s' is %s", s.name,
+                     snapshot_state_to_string(s.state));
+        goto out;
+    }
+    if (vm.task_id[0]) {
+        nb_error_set(err, NB_ERR_VM_BUSY,
+                     "another task is working on this VM; retry when it has finished");
+        goto out;
+    }
+    if (kind == TASK_KIND_SNAPSHOT_REVERT && vm.state != VM_STATE_RUNNING &&
+        vm.state != VM_STATE_PAUSED && vm.state != VM_STATE_STOPPED) {
+        nb_error_set(err, NB_ERR_INVALID_STATE, "cannot revert a VM that is %s",
+                     vm_state_to_string(vm.state));
+        goto out;
+    }
+    Task task;
+    task_new(&task, kind, vm.id, s.id);
+    if (snapshot_store_claim(core->store, s.id, from, to, &task, err) < 0) {
+        task_clear(&task);
+        goto out;
+    }
+    log_info("vm %s (%s): %s of snapshot %s (%s) queued as task %s", vm.id, vm.name,
+             task_kind_to_string(kind), s.id, s.name, task.id);
+    task_engine_submit(core->tasks, task.id);
+    s.state = to;
+    *ret = s;
+    *ret_task = task;
+    r = 0;
+out:
+    vm_clear(&vm);
+    return r;
+}
+
+int
+snapshot_ops_revert(Core *core, const char *scope, const char *vm_key, const char *snap_key,
+                    json_t *body, Snapshot *ret, Task *ret_task, NbError **err)
+{
+    if (body && (!json_is_object(body) || json_object_size(body) > 0))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "a revert takes no body");
+    return snap_change(core, scope, vm_key, snap_key, TASK_KIND_SNAPSHOT_REVERT,
+                       BIT(SNAPSHOT_STATE_READY), SNAPSHOT_STATE_REVERTING, ret, ret_task, err);
+}
+
+int
+snapshot_ops_delete(Core *core, const char *scope, const char *vm_key, const char *snap_key,
+                    Snapshot *ret, Task *ret_task, NbError **err)
+{
+    return snap_change(core, scope, vm_key, snap_key, TASK_KIND_SNAPSHOT_DELETE,
+                       BIT(SNAPSHOT_STATE_READY) | BIT(SNAPSHOT_STATE_ERROR),
+                       SNAPSHOT_STATE_DELETING, ret, ret_task, err);
+}
+
+int
+snapshot_ops_vm_check_migrate(Core *core, const Vm *vm, NbError **err)
+{
+    Snapshot *list = NULL;
+    size_t n = 0;
+    if (snapshot_store_list(core->store, NULL, vm->id, &list, &n, err) < 0)
+        return -1;
+    snapshot_list_free(list, n);
+    if (n > 0)
+        return nb_error_set(err, NB_ERR_INVALID_STATE,
+                            "VM '%s' has %zu snapshot(s), which libvirt does not carry to another "
+                            "host (internal snapshots' metadata stays behind); delete its "
+                            "snapshots first",
+                            vm->name, n);
+    return 0;
+}
