@@ -640,18 +640,47 @@ def libvirt_networks_of(daemon, known_ids=()):
     return mine
 
 
+def _filter_refs(xml, prefix):
+    return set(re.findall(r"<filterref filter='(" + re.escape(prefix) + r"[0-9a-f-]+)'", xml))
+
+
+def purge_filters(port_filters):
+    """Undefines the security-group filters behind the given port filters: the port filters,
+    the group filters they name, and the member filters those name (nwfilter_xml.h), in that
+    order. Returns the errors."""
+    errors, groups, members = [], set(), set()
+    for level, names in (("port", port_filters), ("group", groups), ("member", members)):
+        for f in sorted(names):
+            xml = virsh("nwfilter-dumpxml", f, check=False).stdout
+            groups |= _filter_refs(xml, "nimbus-sg-")
+            members |= _filter_refs(xml, "nimbus-sgr-")
+            p = virsh("nwfilter-undefine", f, check=False)
+            if p.returncode != 0 and xml:
+                errors.append(f"nwfilter-undefine {f} ({level}): {p.stderr.strip()}")
+    return errors
+
+
 def purge_environment(daemon, known_ids=()):
-    """Removes everything an environment created: its domains (by id or disk location), its
-    pool, and its state dir. Safe to call twice; never raises."""
+    """Removes everything an environment created: its domains (by id or disk location) and the
+    security-group filters they used, its networks, its pool, and its state dir. Safe to call
+    twice; never raises."""
     errors = []
+    port_filters = set()
     try:
         for d in our_domains(daemon, known_ids):
+            port_filters |= _filter_refs(virsh("dumpxml", "--inactive", d, check=False).stdout,
+                                         "nimbus-port-")
             virsh("destroy", d, check=False)
             p = virsh("undefine", d, "--snapshots-metadata", check=False)
             if p.returncode != 0 and domstate(d) is not None:
                 errors.append(f"undefine {d}: {p.stderr.strip()}")
     except Exception as e:  # noqa: BLE001 - teardown must go on
         errors.append(f"domains: {e!r}")
+    try:
+        # A daemon that died (or was stopped) with VMs left never removed their filters.
+        errors += purge_filters(port_filters)
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"filters: {e!r}")
     try:
         # Networks: by the ids seen, and any whose address lies in the daemon's default pool
         # (the daemon may have died before telling its networks).
