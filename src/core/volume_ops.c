@@ -147,21 +147,39 @@ vol_get_pool(Core *core, const Volume *v, Pool *ret, NbError **err)
     return pool_store_get(core->store, v->pool_id, ret, err);
 }
 
+/* Where a step works on the volume: its pool, the host that holds it (or works on a shared
+ * pool), a connection to that host and the volume's name there. */
+typedef struct VolOnHost {
+    Pool pool; /* its secret wiped: the steps need only the libvirt name */
+    char host[NB_NAME_MAX + 1];
+    char name[VOLUME_NAME_ON_HOST_MAX + 1];
+    HvConn *hv; /* to free */
+} VolOnHost;
+
+/* 0 and *t, a delay (> 0) while the host may still come up (vol_conn), or -1. */
+static int
+vol_on_host(Core *core, const Volume *v, const TaskRun *run, VolOnHost *t, NbError **err)
+{
+    t->hv = NULL;
+    if (vol_get_pool(core, v, &t->pool, err) < 0)
+        return -1;
+    explicit_bzero(t->pool.secret, sizeof(t->pool.secret));
+    volume_work_host(core, v, t->host);
+    volume_name_on_host(v->id, t->name);
+    return vol_conn(core, t->host, run, &t->hv, err);
+}
+
 /* ---- create ---- */
 
 static int
 step_create(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
 {
-    Pool pool;
-    HvConn *hv = NULL;
-    char host[NB_NAME_MAX + 1], name[VOLUME_NAME_ON_HOST_MAX + 1];
-    if (vol_get_pool(core, v, &pool, err) < 0)
-        return -1;
-    volume_work_host(core, v, host);
-    int r = vol_conn(core, host, run, &hv, err);
+    VolOnHost t;
+    int r = vol_on_host(core, v, run, &t, err);
     if (r != 0)
         return r;
-    volume_name_on_host(v->id, name);
+    HvConn *hv = t.hv;
+    const char *host = t.host, *name = t.name;
     r = -1;
     if (v->source_image[0]) {
         Image img;
@@ -182,8 +200,8 @@ step_create(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
             nb_error_set(err, NB_ERR_INTERNAL, "cannot build the XML of volume %s", v->id);
             goto out;
         }
-        r = hv_volume_create_from(hv, pool.libvirt_name, name, xml, core->cfg.pool_name, img.volume,
-                                  err);
+        r = hv_volume_create_from(hv, t.pool.libvirt_name, name, xml, core->cfg.pool_name,
+                                  img.volume, err);
     } else {
         uint64_t bytes = v->size_gib << 30;
         _cleanup_free_ char *xml = pool_xml_volume(name, bytes, v->format);
@@ -191,7 +209,7 @@ step_create(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
             nb_error_set(err, NB_ERR_INTERNAL, "cannot build the XML of volume %s", v->id);
             goto out;
         }
-        r = hv_volume_create(hv, pool.libvirt_name, name, xml, bytes, err);
+        r = hv_volume_create(hv, t.pool.libvirt_name, name, xml, bytes, err);
     }
 out:
     hv_conn_free(hv);
@@ -203,18 +221,12 @@ out:
 static int
 step_grow(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
 {
-    Pool pool;
-    HvConn *hv = NULL;
-    char host[NB_NAME_MAX + 1], name[VOLUME_NAME_ON_HOST_MAX + 1];
-    if (vol_get_pool(core, v, &pool, err) < 0)
-        return -1;
-    volume_work_host(core, v, host);
-    int r = vol_conn(core, host, run, &hv, err);
+    VolOnHost t;
+    int r = vol_on_host(core, v, run, &t, err);
     if (r != 0)
         return r;
-    volume_name_on_host(v->id, name);
-    r = hv_volume_resize(hv, pool.libvirt_name, name, v->size_gib << 30, err);
-    hv_conn_free(hv);
+    r = hv_volume_resize(t.hv, t.pool.libvirt_name, t.name, v->size_gib << 30, err);
+    hv_conn_free(t.hv);
     return r;
 }
 
@@ -228,18 +240,12 @@ create_finish(Core *core, Task *task, Volume *v, NbError **err)
 static int
 step_delete_on_host(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
 {
-    Pool pool;
-    HvConn *hv = NULL;
-    char host[NB_NAME_MAX + 1], name[VOLUME_NAME_ON_HOST_MAX + 1];
-    if (vol_get_pool(core, v, &pool, err) < 0)
-        return -1;
-    volume_work_host(core, v, host);
-    int r = vol_conn(core, host, run, &hv, err);
+    VolOnHost t;
+    int r = vol_on_host(core, v, run, &t, err);
     if (r != 0)
         return r;
-    volume_name_on_host(v->id, name);
-    r = hv_volume_delete(hv, pool.libvirt_name, name, err);
-    hv_conn_free(hv);
+    r = hv_volume_delete(t.hv, t.pool.libvirt_name, t.name, err);
+    hv_conn_free(t.hv);
     return r;
 }
 
