@@ -5,6 +5,7 @@
  * MAC, and refuses a second DHCP entry for one MAC or IP.
  */
 #include "hv_internal.h"
+#include "hv_sim.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -302,46 +303,25 @@ hv_nic_place(virDomainPtr dom, const char *domain, const char *mac, NicPlace *re
     return 0;
 }
 
-/* The test driver has no device hot-plug: a simulated host gets the NIC added to (or removed
- * from) the domain's definition by redefining it, which is what a real host shows after the
- * next restart anyway. */
-static int
-hv_sim_nic_change(HvConn *c, virDomainPtr dom, const char *domain, const char *nic_xml,
-                  const char *mac, bool add, NbError **err)
+/* The <interface>...</interface> around the MAC (libvirt's own formatting): its bounds, or
+ * false. */
+static bool
+hv_nic_find(const char *xml, const void *mac, const char **start, const char **end)
 {
-    _cleanup_free_ char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
-    if (!xml)
-        return hv_error(err, "reading the definition of domain '%s'", domain);
-    _cleanup_free_ char *out = NULL;
-    if (add) {
-        char *end = strstr(xml, "</devices>");
-        if (!end)
-            return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no devices", domain);
-        *end = '\0';
-        out = str_printf("%s%s</devices>%s", xml, nic_xml, end + strlen("</devices>"));
-    } else {
-        /* Drop the <interface>...</interface> around the MAC (libvirt's own formatting). */
-        char *m = NULL;
-        static const char tag[] = "<mac address='";
-        for (char *p = strstr(xml, tag); p && !m; p = strstr(p + 1, tag))
-            if (strncasecmp(p + strlen(tag), mac, HV_MAC_LEN) == 0)
-                m = p;
-        char *start = NULL;
-        for (char *p = xml; m && (p = strstr(p, "<interface ")) && p < m; p++)
-            start = p;
-        char *stop = m ? strstr(m, "</interface>") : NULL;
-        if (!start || !stop)
-            return 0;
-        *start = '\0';
-        out = str_printf("%s%s", xml, stop + strlen("</interface>"));
-    }
-    if (!out)
-        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    virDomainPtr d = virDomainDefineXML(c->conn, out);
-    if (!d)
-        return hv_error(err, "redefining simulated domain '%s'", domain);
-    virDomainFree(d);
-    return 0;
+    static const char tag[] = "<mac address='";
+    const char *m = NULL;
+    for (const char *p = strstr(xml, tag); p && !m; p = strstr(p + 1, tag))
+        if (strncasecmp(p + strlen(tag), mac, HV_MAC_LEN) == 0)
+            m = p;
+    const char *s = NULL;
+    for (const char *p = xml; m && (p = strstr(p, "<interface ")) && p < m; p++)
+        s = p;
+    const char *e = m ? strstr(m, "</interface>") : NULL;
+    if (!s || !e)
+        return false;
+    *start = s;
+    *end = e + strlen("</interface>");
+    return true;
 }
 
 int
@@ -360,7 +340,7 @@ hv_domain_nic_attach(HvConn *c, const char *domain, const char *nic_xml, NbError
     if (hv_nic_place(dom, domain, mac, &at, err) < 0)
         return -1;
     if (hv_conn_is_simulated(c))
-        return at.in_config ? 0 : hv_sim_nic_change(c, dom, domain, nic_xml, mac, true, err);
+        return at.in_config ? 0 : hv_sim_device_change(c, dom, domain, nic_xml, NULL, NULL, err);
 
     unsigned flags = (at.persistent && !at.in_config ? VIR_DOMAIN_AFFECT_CONFIG : 0u) |
                      (at.active && !at.in_live ? VIR_DOMAIN_AFFECT_LIVE : 0u);
@@ -386,7 +366,7 @@ hv_domain_nic_detach(HvConn *c, const char *domain, const char *nic_xml, NbError
     if (hv_nic_place(dom, domain, mac, &at, err) < 0)
         return -1;
     if (hv_conn_is_simulated(c))
-        return at.in_config ? hv_sim_nic_change(c, dom, domain, nic_xml, mac, false, err) : 0;
+        return at.in_config ? hv_sim_device_change(c, dom, domain, NULL, hv_nic_find, mac, err) : 0;
 
     unsigned flags =
         (at.in_config ? VIR_DOMAIN_AFFECT_CONFIG : 0u) | (at.in_live ? VIR_DOMAIN_AFFECT_LIVE : 0u);

@@ -112,3 +112,29 @@ hv_sim_domain_migrate(HvConn *src, HvConn *dst, const char *name, NbError **err)
         return -1;
     return hv_domain_undefine(src, name, err);
 }
+
+int
+hv_sim_device_change(HvConn *c, virDomainPtr dom, const char *domain, const char *device_xml,
+                     HvSimFindDevice find, const void *key, NbError **err)
+{
+    _cleanup_free_ char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+    if (!xml)
+        return hv_error(err, "reading the definition of domain '%s'", domain);
+    const char *start, *end;
+    if (device_xml) {
+        start = end = strstr(xml, "</devices>");
+        if (!start)
+            return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no devices", domain);
+    } else if (!find(xml, key, &start, &end)) {
+        return 0;
+    }
+    _cleanup_free_ char *out =
+        str_printf("%.*s%s%s", (int)(start - xml), xml, device_xml ? device_xml : "", end);
+    if (!out)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    virDomainPtr d = virDomainDefineXML(c->conn, out);
+    if (!d)
+        return hv_error(err, "redefining simulated domain '%s'", domain);
+    virDomainFree(d);
+    return 0;
+}

@@ -17,3 +17,12 @@ int hv_sim_vol_copy(HvConn *src, HvConn *dst, const char *pool, const char *vol,
 /* A "migration" between two simulated hosts: the definition moves (started again on dst if it
  * ran on src), the source forgets it. No memory or disk is copied. */
 int hv_sim_domain_migrate(HvConn *src, HvConn *dst, const char *name, NbError **err);
+/* Finds a device element in a domain's XML: its bounds, or false when it is not there. */
+typedef bool (*HvSimFindDevice)(const char *xml, const void *key, const char **start,
+                                const char **end);
+/* The test driver has no device hot-plug: the simulated domain's definition gets device_xml
+ * added before </devices> (device_xml non-NULL), or the element find() locates for key
+ * removed (absent: nothing to do), by a redefinition, which is what a real host shows after the
+ * next restart anyway. */
+int hv_sim_device_change(HvConn *c, virDomainPtr dom, const char *domain, const char *device_xml,
+                         HvSimFindDevice find, const void *key, NbError **err);

@@ -5,6 +5,7 @@
  * call can tell "done already" (a retry after a crash) from "something else is there".
  */
 #include "hv_internal.h"
+#include "hv_sim.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -249,36 +250,10 @@ hv_disk_place(virDomainPtr dom, const char *domain, const char *target, const ch
     return 0;
 }
 
-/* libvirt's test driver has no hot-plug: a simulated host's definition gets the disk added or
- * removed by a redefinition. */
-static int
-hv_sim_disk_change(HvConn *c, virDomainPtr dom, const char *domain, const char *target,
-                   const char *disk_xml, bool add, NbError **err)
+static bool
+hv_disk_find(const char *xml, const void *target, const char **start, const char **end)
 {
-    _cleanup_free_ char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
-    if (!xml)
-        return hv_error(err, "reading the definition of domain '%s'", domain);
-    _cleanup_free_ char *out = NULL;
-    if (add) {
-        char *end = strstr(xml, "</devices>");
-        if (!end)
-            return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no devices", domain);
-        *end = '\0';
-        out = str_printf("%s%s</devices>%s", xml, disk_xml, end + strlen("</devices>"));
-    } else {
-        const char *s, *e;
-        if (!hv_disk_element(xml, target, &s, &e))
-            return 0;
-        xml[s - xml] = '\0';
-        out = str_printf("%s%s", xml, e);
-    }
-    if (!out)
-        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-    virDomainPtr d = virDomainDefineXML(c->conn, out);
-    if (!d)
-        return hv_error(err, "redefining simulated domain '%s'", domain);
-    virDomainFree(d);
-    return 0;
+    return hv_disk_element(xml, target, start, end);
 }
 
 /* A scsi disk needs a virtio-scsi controller. libvirt 9.0 adds one itself when a scsi disk is
@@ -328,7 +303,7 @@ hv_domain_disk_attach(HvConn *c, const char *domain, const char *target, const c
             return nb_error_set(err, NB_ERR_HYPERVISOR,
                                 "domain '%s' has another device at target %s", domain, target);
         if (hv_conn_is_simulated(c))
-            return at.config ? 0 : hv_sim_disk_change(c, dom, domain, target, disk_xml, true, err);
+            return at.config ? 0 : hv_sim_device_change(c, dom, domain, disk_xml, NULL, NULL, err);
         unsigned flags = (at.persistent && !at.config ? VIR_DOMAIN_AFFECT_CONFIG : 0u) |
                          (at.active && !at.live ? VIR_DOMAIN_AFFECT_LIVE : 0u);
         if (flags == 0)
@@ -361,8 +336,9 @@ hv_domain_disk_detach(HvConn *c, const char *domain, const char *target, const c
     if (hv_disk_place(dom, domain, target, serial, &at, err) < 0)
         return -1;
     if (hv_conn_is_simulated(c))
-        return at.config == 1 ? hv_sim_disk_change(c, dom, domain, target, disk_xml, false, err)
-                              : 0;
+        return at.config == 1
+                   ? hv_sim_device_change(c, dom, domain, NULL, hv_disk_find, target, err)
+                   : 0;
     /* Another device at the target is not ours to remove. */
     unsigned flags = (at.config == 1 ? VIR_DOMAIN_AFFECT_CONFIG : 0u) |
                      (at.live == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0u);
