@@ -24,8 +24,7 @@ hv_domain_lookup(HvConn *c, const char *name, virDomainPtr *ret, NbError **err)
     return 1;
 }
 
-/* Like hv_domain_lookup, but absence is an error. */
-static int
+int
 hv_domain_get(HvConn *c, const char *name, virDomainPtr *ret, NbError **err)
 {
     int r = hv_domain_lookup(c, name, ret, err);

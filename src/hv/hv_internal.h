@@ -83,3 +83,5 @@ hv_stream_freep(virStreamPtr *p)
 
 /* Looks a domain up by name: 1 and *ret when found, 0 when absent, -1 with *err on failure. */
 int hv_domain_lookup(HvConn *c, const char *name, virDomainPtr *ret, NbError **err);
+/* Like hv_domain_lookup, but absence is an error (0 or -1). */
+int hv_domain_get(HvConn *c, const char *name, virDomainPtr *ret, NbError **err);

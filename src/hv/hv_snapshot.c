@@ -32,6 +32,20 @@ hv_snap_lookup(virDomainPtr dom, const char *domain, const char *name, virDomain
     return hv_error(err, "looking up snapshot '%s' of domain '%s'", name, domain);
 }
 
+/* The domain and its snapshot, both required: 0, or -1 with the error. */
+static int
+hv_snap_get(HvConn *c, const char *domain, const char *name, virDomainPtr *dom,
+            virDomainSnapshotPtr *snap, NbError **err)
+{
+    if (hv_domain_get(c, domain, dom, err) < 0)
+        return -1;
+    int r = hv_snap_lookup(*dom, domain, name, snap, err);
+    if (r == 0)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no snapshot '%s'", domain,
+                            name);
+    return r < 0 ? -1 : 0;
+}
+
 int
 hv_snapshot_exists(HvConn *c, const char *domain, const char *name, NbError **err)
 {
@@ -80,12 +94,9 @@ hv_snapshot_create(HvConn *c, const char *domain, const char *name, const char *
 {
     _cleanup_domain_ virDomainPtr dom = NULL;
     _cleanup_snap_ virDomainSnapshotPtr snap = NULL;
-    int r = hv_domain_lookup(c, domain, &dom, err);
-    if (r == 0)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' not found", domain);
-    if (r < 0)
+    if (hv_domain_get(c, domain, &dom, err) < 0)
         return -1;
-    r = hv_snap_lookup(dom, domain, name, &snap, err);
+    int r = hv_snap_lookup(dom, domain, name, &snap, err);
     if (r != 0)
         return r < 0 ? -1 : 0;
     _cleanup_free_ char *dxml = virDomainGetXMLDesc(dom, 0);
@@ -138,16 +149,7 @@ hv_snapshot_revert(HvConn *c, const char *domain, const char *name, bool with_me
 {
     _cleanup_domain_ virDomainPtr dom = NULL;
     _cleanup_snap_ virDomainSnapshotPtr snap = NULL;
-    int r = hv_domain_lookup(c, domain, &dom, err);
-    if (r == 0)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' not found", domain);
-    if (r < 0)
-        return -1;
-    r = hv_snap_lookup(dom, domain, name, &snap, err);
-    if (r == 0)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no snapshot '%s'", domain,
-                            name);
-    if (r < 0)
+    if (hv_snap_get(c, domain, name, &dom, &snap, err) < 0)
         return -1;
     if (with_memory)
         return hv_snap_revert(snap, domain, name, 0, err);
@@ -290,16 +292,7 @@ hv_snapshot_devices_match(HvConn *c, const char *domain, const char *name, NbErr
 {
     _cleanup_domain_ virDomainPtr dom = NULL;
     _cleanup_snap_ virDomainSnapshotPtr snap = NULL;
-    int r = hv_domain_lookup(c, domain, &dom, err);
-    if (r == 0)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' not found", domain);
-    if (r < 0)
-        return -1;
-    r = hv_snap_lookup(dom, domain, name, &snap, err);
-    if (r == 0)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "domain '%s' has no snapshot '%s'", domain,
-                            name);
-    if (r < 0)
+    if (hv_snap_get(c, domain, name, &dom, &snap, err) < 0)
         return -1;
     _cleanup_free_ char *sxml = virDomainSnapshotGetXMLDesc(snap, 0);
     if (!sxml)
