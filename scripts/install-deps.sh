@@ -14,6 +14,8 @@ packages=(
     # test: the guest image, end-to-end tests
     syslinux syslinux-common mtools fdisk dosfstools linux-image-amd64 busybox-static kmod
     python3 python3-pytest libxml2-utils iproute2 procps
+    # a daemon found stuck in a test: every thread's backtrace in the failure (nimbus_fixtures.py)
+    gdb
     # nimbus-agent: its certificate and secret (start-agent.sh), its e2e test
     openssl curl iputils-ping
     # metrics: a real Prometheus scrapes nimbusd; promtool checks the shipped alert rules

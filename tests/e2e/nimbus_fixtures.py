@@ -227,10 +227,18 @@ class Api:
         return self.get(f"/v1/tasks/{task_id}")
 
     def wait_task(self, task_id, timeout=TASK_TIMEOUT, expect="succeeded"):
+        seen = {}
+
         def done():
-            t = self.task(task_id)
+            t = seen["task"] = self.task(task_id)
             return t if t["state"] in ("succeeded", "failed") else None
-        t = wait_until(done, timeout, f"task {task_id} to finish")
+        try:
+            t = wait_until(done, timeout, f"task {task_id} to finish")
+        except Timeout as e:
+            # What the task was doing, and what every thread of nimbusd was doing then: a task
+            # that never ends is a hang worth a diagnosis, not only a red test.
+            raise Timeout(f"{e}; task then: {seen.get('task')}\n"
+                          f"{self.daemon.thread_stacks()}") from None
         if expect:
             assert t["state"] == expect, f"task {task_id} ({t['kind']}) ended {t['state']}: {t}"
         return t
@@ -396,9 +404,11 @@ class Daemon:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                stacks = self.thread_stacks()
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-                raise AssertionError(f"nimbusd did not exit within {timeout}s of signal {sig}")
+                raise AssertionError(f"nimbusd did not exit within {timeout}s of signal {sig}; "
+                                     f"log tail:\n{self.log_tail()}\n{stacks}") from None
         LIVE_DAEMONS.discard(self.proc)
         return self.proc.returncode
 
@@ -410,6 +420,21 @@ class Daemon:
                                  f"log tail:\n{self.log_tail()}") from None
         LIVE_DAEMONS.discard(self.proc)
         return rc
+
+    def thread_stacks(self):
+        """Every thread's backtrace of a live nimbusd, by gdb (CI installs it), for a test that
+        found the daemon stuck; a note instead when there is no daemon or no gdb."""
+        if not self.proc or self.proc.poll() is not None:
+            return "(nimbusd not running: no thread stacks)"
+        if not shutil.which("gdb"):
+            return "(no gdb: no thread stacks)"
+        try:
+            p = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-nx",
+                                "-ex", "set pagination off", "-ex", "thread apply all bt"],
+                               capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            return "(gdb took over 120 s: no thread stacks)"
+        return f"----- nimbusd (pid {self.proc.pid}) thread stacks -----\n{p.stdout}"
 
     def log_tail(self, n=40):
         try:
