@@ -144,6 +144,7 @@ core_hosts_start(Core *core, NbError **err)
         .pool_path = cfg->pool_path,
         .network = cfg->network,
         .sync_interval_s = cfg->sync_interval_s,
+        .quiet_sync_interval_s = cfg->quiet_sync_interval_s,
         .connect_timeout_s = cfg->connect_timeout_s,
     };
     Host *hosts = NULL;

@@ -32,6 +32,7 @@ typedef struct CoreConfig {
     unsigned workers;
     uint64_t stop_timeout_ms;         /* graceful stop before destroy */
     unsigned sync_interval_s;         /* each host's periodic look at its domains */
+    unsigned quiet_sync_interval_s;   /* the same look at a host where nothing happens */
     unsigned pool_check_interval_s;   /* each host's pools looked at (0: only when it connects) */
     unsigned connect_timeout_s;       /* a host whose connect takes longer is down */
     StoreOptions store;               /* synchronous mode, read connections */

@@ -61,7 +61,8 @@ typedef struct HostRegistryConfig {
     const char *pool_path;
     const char *network;
     unsigned sync_interval_s;
-    unsigned connect_timeout_s; /* a connect not done by then reports the host down */
+    unsigned quiet_sync_interval_s; /* a quiet host's looks (reg_host_next_look); 0: 300 */
+    unsigned connect_timeout_s;     /* a connect not done by then reports the host down */
 } HostRegistryConfig;
 
 int host_registry_new(const HostRegistryConfig *cfg, HostReportFn report, void *userdata,

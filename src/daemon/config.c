@@ -33,6 +33,7 @@ daemon_config_defaults(DaemonConfig *c)
     c->workers = 16;
     c->stop_timeout_s = 60;
     c->sync_interval_s = 10;
+    c->quiet_sync_interval_s = 300;
     c->pool_check_interval_s = 300;
     c->connect_timeout_s = 15;
     c->store_readers = 4;
@@ -167,6 +168,8 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         return set_uint(&c->stop_timeout_s, key, value, 0, 3600, err);
     if (streq(key, "sync-interval"))
         return set_uint(&c->sync_interval_s, key, value, 1, 3600, err);
+    if (streq(key, "quiet-sync-interval"))
+        return set_uint(&c->quiet_sync_interval_s, key, value, 1, 86400, err);
     if (streq(key, "pool-check-interval"))
         return set_uint(&c->pool_check_interval_s, key, value, 0, 86400, err);
     if (streq(key, "connect-timeout"))
@@ -349,6 +352,7 @@ daemon_config_to_core(const DaemonConfig *c, CoreConfig *ret, NbError **err)
         .workers = c->workers,
         .stop_timeout_ms = (uint64_t)c->stop_timeout_s * 1000u,
         .sync_interval_s = c->sync_interval_s,
+        .quiet_sync_interval_s = c->quiet_sync_interval_s,
         .pool_check_interval_s = c->pool_check_interval_s,
         .connect_timeout_s = c->connect_timeout_s,
         .store = {.sync_full = c->store_sync_full, .readers = c->store_readers},

@@ -32,6 +32,7 @@ typedef struct DaemonConfig {
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;
+    unsigned quiet_sync_interval_s;
     unsigned pool_check_interval_s;
     unsigned connect_timeout_s;
     bool store_sync_full;

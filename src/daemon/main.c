@@ -38,6 +38,8 @@ usage(FILE *out)
             "  --workers N            task workers (default 16)\n"
             "  --stop-timeout SECONDS graceful stop before power-off (default 60)\n"
             "  --sync-interval SECONDS each host's look at its domains (default 10)\n"
+            "  --quiet-sync-interval SECONDS the same look at a host where nothing happened\n"
+            "                        (default 300)\n"
             "  --pool-check-interval SECONDS each host's storage pools looked at (default 300;\n"
             "                        0: only when the host connects)\n"
             "  --connect-timeout SECONDS a host not connected by then is down (default 15)\n"
@@ -83,6 +85,7 @@ static const struct option long_options[] = {
     {"workers", required_argument, NULL, 0},
     {"stop-timeout", required_argument, NULL, 0},
     {"sync-interval", required_argument, NULL, 0},
+    {"quiet-sync-interval", required_argument, NULL, 0},
     {"pool-check-interval", required_argument, NULL, 0},
     {"connect-timeout", required_argument, NULL, 0},
     {"store-sync", required_argument, NULL, 0},

@@ -361,6 +361,9 @@ class Daemon:
                 "--max-image-size-gib", str(self.max_image_gib), "--log-level", "debug",
                 "--default-network-pool", self.net_pool,
                 *(["--pool-roots", self.pool_roots] if nimbusd_has_option("--pool-roots") else []),
+                # a quiet host looked at every 6 syncs, not every 5 min
+                *(["--quiet-sync-interval", "12"]
+                  if nimbusd_has_option("--quiet-sync-interval") else []),
                 # the pools' periodic look as often as the networks' (3 syncs), not every 5 min
                 *(["--pool-check-interval", "6"]
                   if nimbusd_has_option("--pool-check-interval") else []),
