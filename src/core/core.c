@@ -214,7 +214,12 @@ core_stop(Core *core)
         return;
     /* Hosts first: no worker reports after this, and none waits on a task. */
     host_registry_stop(core->registry);
-    task_engine_stop(core->tasks);
+    if (task_engine_stop(core->tasks, TASK_STOP_DEADLINE_MS) < 0) {
+        /* A worker is stuck in a step and still uses the store, the hosts and the rest: nothing
+         * is freed or closed under it. The process exits now, as after a crash; committed work
+         * is on disk and the journal resumes the rest. */
+        return;
+    }
     reconciler_free(core->reconciler);
     core->reconciler = NULL;
     /* After the reconciler, which hands it the hosts that connect. */

@@ -5,10 +5,14 @@
  * from its persisted step. Timers need no thread of their own: an idle worker sleeps until the
  * earliest one is due.
  */
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../util/log.h"
 #include "../util/strutil.h"
@@ -30,6 +34,8 @@ struct TaskEngine {
     TaskQueueItem *timers;      /* waiting, by due_ms */
     bool stopping;
     unsigned n_workers;
+    unsigned running;      /* workers not yet returned (task_engine_stop waits for 0) */
+    pthread_cond_t exited; /* a worker returned (CLOCK_MONOTONIC, like cond) */
     unsigned busy;         /* workers inside a task's turn */
     uint64_t last_pick_ms; /* when a worker last took a task from the ready queue */
     pthread_t *workers;
@@ -182,6 +188,8 @@ task_worker(void *arg)
             free(item);
         }
     }
+    e->running--;
+    pthread_cond_broadcast(&e->exited);
     pthread_mutex_unlock(&e->lock);
     return NULL;
 }
@@ -208,6 +216,7 @@ task_engine_start(Core *core, TaskEngine **ret, NbError **err)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&e->cond, &attr);
+    pthread_cond_init(&e->exited, &attr);
     pthread_condattr_destroy(&attr);
     e->workers = calloc(core->cfg.workers, sizeof(pthread_t));
     if (!e->workers) {
@@ -215,9 +224,15 @@ task_engine_start(Core *core, TaskEngine **ret, NbError **err)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     }
     for (unsigned i = 0; i < core->cfg.workers; i++) {
+        pthread_mutex_lock(&e->lock);
+        e->running++;
+        pthread_mutex_unlock(&e->lock);
         if (pthread_create(&e->workers[i], NULL, task_worker, e) != 0) {
+            pthread_mutex_lock(&e->lock);
+            e->running--;
+            pthread_mutex_unlock(&e->lock);
             nb_error_set(err, NB_ERR_INTERNAL, "cannot start task worker");
-            task_engine_stop(e);
+            task_engine_stop(e, TASK_STOP_DEADLINE_MS);
             return -1;
         }
         e->n_workers++;
@@ -226,17 +241,32 @@ task_engine_start(Core *core, TaskEngine **ret, NbError **err)
     return 0;
 }
 
-void
-task_engine_stop(TaskEngine *e)
+int
+task_engine_stop(TaskEngine *e, uint64_t deadline_ms)
 {
     if (!e)
-        return;
+        return 0;
+    /* Workers finish the step they are in (none waits in one); the rest of each task resumes at
+     * the next start. A step stuck in a libvirt call that never returns (a host's libvirtd
+     * wedged while its connection stays up) would hold the stop forever: past the deadline the
+     * engine is left as it is, its workers running, and the caller exits without them; that is
+     * what a crash is, which every step is written to survive. */
+    uint64_t until = nb_monotonic_ms() + deadline_ms;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                          .tv_nsec = (long)(until % 1000) * 1000000L};
     pthread_mutex_lock(&e->lock);
     e->stopping = true;
     pthread_cond_broadcast(&e->cond);
+    while (e->running > 0 && pthread_cond_timedwait(&e->exited, &e->lock, &ts) != ETIMEDOUT)
+        ;
+    unsigned stuck = e->running;
     pthread_mutex_unlock(&e->lock);
-    /* Workers finish the step they are in (none waits in one); the rest of each task resumes at
-     * the next start. */
+    if (stuck) {
+        log_error("tasks: %u worker(s) still inside a step %" PRIu64 " ms after the stop; leaving "
+                  "without them (their tasks resume at the next start)",
+                  stuck, deadline_ms);
+        return -1;
+    }
     for (unsigned i = 0; i < e->n_workers; i++)
         pthread_join(e->workers[i], NULL);
     task_queue_free(e->head);
@@ -244,7 +274,9 @@ task_engine_stop(TaskEngine *e)
     free(e->workers);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
+    pthread_cond_destroy(&e->exited);
     free(e);
+    return 0;
 }
 
 void
@@ -281,13 +313,20 @@ task_engine_stopping(TaskEngine *e)
 void
 task_crash_point(TaskKind kind, int step)
 {
-    const char *spec = getenv("NIMBUS_TEST_CRASH_AT");
-    if (!spec || !*spec)
+    const char *crash = getenv("NIMBUS_TEST_CRASH_AT");
+    const char *hang = getenv("NIMBUS_TEST_HANG_AT");
+    if ((!crash || !*crash) && (!hang || !*hang))
         return;
     char want[64];
     snprintf(want, sizeof(want), "%s:%d", task_kind_to_string(kind), step);
-    if (streq(spec, want)) {
-        log_warn("NIMBUS_TEST_CRASH_AT=%s: killing the daemon now", spec);
+    if (crash && streq(crash, want)) {
+        log_warn("NIMBUS_TEST_CRASH_AT=%s: killing the daemon now", crash);
         raise(SIGKILL);
+    }
+    if (hang && streq(hang, want)) {
+        /* A step that never returns, as one stuck in a libvirt call would be. */
+        log_warn("NIMBUS_TEST_HANG_AT=%s: this worker hangs now", hang);
+        for (;;)
+            pause();
     }
 }

@@ -40,9 +40,13 @@ const TaskHandler *task_handlers_find(TaskKind kind);
 
 /* Starts core->cfg.workers workers. */
 int task_engine_start(struct Core *core, TaskEngine **ret, NbError **err);
-/* Returns once every worker has left its current step; waiting tasks are dropped from memory
- * (the journal resumes them at the next start). */
-void task_engine_stop(TaskEngine *e);
+/* How long a stop waits for the workers' current steps (SIGTERM ends nimbusd within 5 s). */
+#define TASK_STOP_DEADLINE_MS 4000
+/* Returns 0 once every worker has left its current step, and frees the engine; waiting tasks are
+ * dropped from memory (the journal resumes them at the next start). -1 when some worker is still
+ * in a step after deadline_ms: the engine is left allocated, its workers running, and the
+ * process must exit without freeing what they use. */
+int task_engine_stop(TaskEngine *e, uint64_t deadline_ms);
 void task_engine_submit(TaskEngine *e, const char *task_id);
 typedef struct TaskEngineStats {
     unsigned workers, busy;

@@ -347,13 +347,16 @@ class Daemon:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, crash_at=None, wait_ready=True):
+    def start(self, crash_at=None, wait_ready=True, hang_at=None):
         assert not self.alive(), "nimbusd already running"
         env = dict(os.environ)
         env.pop("NIMBUS_TEST_CRASH_AT", None)
+        env.pop("NIMBUS_TEST_HANG_AT", None)
         env.update(self.extra_env)
         if crash_at:
             env["NIMBUS_TEST_CRASH_AT"] = crash_at
+        if hang_at:
+            env["NIMBUS_TEST_HANG_AT"] = hang_at
         args = [NIMBUSD, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
                 "--libvirt-uri", LIBVIRT_URI, "--virt-type", "qemu",
                 "--pool-name", self.pool_name, "--pool-path", self.pool_path,

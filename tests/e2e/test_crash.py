@@ -105,6 +105,36 @@ def test_crash_during_create(cenv, step):
     assert_consistent(env, "after the clean-up delete")
 
 
+def test_crash_stop_does_not_wait_for_a_stuck_step(cenv):
+    """A step that never returns, as one stuck in a libvirt call of a wedged libvirtd would,
+    does not hold a SIGTERM: nimbusd leaves without that worker within seconds (as after a
+    crash), and the next start finishes the task."""
+    env, name = cenv, "crash-stuck-step"
+    if env.daemon.alive():
+        env.daemon.stop()
+    env.daemon.start(hang_at="vm.create:3")
+    body = {"name": name, "image": env.image["id"], "flavor": env.flavor["id"]}
+    r = env.api.request("POST", "/v1/vms", body)
+    assert r.status == 202, r
+    env.remember(r.json["vm"]["id"])
+
+    def hanging():
+        with open(env.daemon.log_path, errors="replace") as f:
+            return "NIMBUS_TEST_HANG_AT=vm.create:3: this worker hangs now" in f.read()
+    nf.wait_until(hanging, 120, "the create's worker to hang in its define step")
+    # stop() raises when nimbusd has not exited 15 s after SIGTERM
+    assert env.daemon.stop(timeout=15) == 0
+    assert "leaving without them" in env.daemon.log_tail(20), env.daemon.log_tail(20)
+
+    restart(env)
+    t = env.api.wait_task(r.json["task"]["id"])
+    assert t["step"] == t["steps"] == len(CREATE_STEPS), f"task did not run all steps: {t}"
+    vm = env.api.wait_vm_state(r.json["vm"]["id"], "running")
+    assert_consistent(env, "after a stop that left a worker stuck")
+    env.api.delete_vm(vm["id"])
+    assert_vm_gone(env, vm["id"], "after the clean-up delete")
+
+
 @pytest.mark.parametrize("step", range(len(DELETE_STEPS)),
                          ids=[f"{i}-{s}" for i, s in enumerate(DELETE_STEPS)])
 def test_crash_during_delete(cenv, step):

@@ -1,7 +1,8 @@
 /*
  * The task engine (src/core/task.c) with a handler table of the test's own: a task that waits
  * by timer holds no worker, its TaskRun survives between turns, and a stop does not wait for
- * waiting tasks (a stop that did would hang here for an hour, past the test's timeout).
+ * waiting tasks (a stop that did would hang here for an hour, past the test's timeout), nor
+ * past its deadline for a step that does not return.
  */
 #include <pthread.h>
 
@@ -16,6 +17,7 @@ static int n_finished;
 static int turns; /* runs of "wait" tasks */
 static int long_turns;
 static bool run_kept = true; /* the TaskRun came back as the handler left it */
+static bool stuck_released;  /* lets a "stuck" step return */
 
 static int
 fake_step_count(TaskKind kind)
@@ -23,13 +25,22 @@ fake_step_count(TaskKind kind)
     return 1;
 }
 
-/* params: "wait" (three timer turns of 20 ms, then done), "long" (waits an hour, forever), or
- * anything else (done at once). */
+/* params: "wait" (three timer turns of 20 ms, then done), "long" (waits an hour, forever),
+ * "stuck" (a step that does not return until stuck_released), or anything else (done at once). */
 static int64_t
 fake_run(Core *core, Task *task, TaskRun *run)
 {
     NbError *err = NULL;
     const char *p = task->params ? task->params : "";
+    if (strcmp(p, "stuck") == 0) {
+        pthread_mutex_lock(&seen_lock);
+        long_turns++;
+        pthread_cond_broadcast(&seen_cond);
+        while (!stuck_released)
+            pthread_cond_wait(&seen_cond, &seen_lock);
+        pthread_mutex_unlock(&seen_lock);
+        return TASK_RUN_DONE;
+    }
     if (strcmp(p, "long") == 0) {
         pthread_mutex_lock(&seen_lock);
         long_turns++;
@@ -82,6 +93,7 @@ setup(void **state)
     ef->core.store = ef->f->s;
     n_finished = turns = long_turns = 0;
     run_kept = true;
+    stuck_released = false;
     *state = ef;
     return 0;
 }
@@ -129,7 +141,7 @@ test_waiting_task_holds_no_worker(void **state)
     task_engine_submit(ef->core.tasks, a.id);
     task_engine_submit(ef->core.tasks, b.id);
     wait_finished(2);
-    task_engine_stop(ef->core.tasks);
+    assert_int_equal(task_engine_stop(ef->core.tasks, TASK_STOP_DEADLINE_MS), 0);
     /* One worker: b could only end first if a's waits left the worker free. */
     assert_string_equal(finished[0], b.id);
     assert_string_equal(finished[1], a.id);
@@ -160,7 +172,7 @@ test_stop_does_not_wait_for_timers(void **state)
     while (long_turns < 1)
         pthread_cond_wait(&seen_cond, &seen_lock);
     pthread_mutex_unlock(&seen_lock);
-    task_engine_stop(ef->core.tasks);
+    assert_int_equal(task_engine_stop(ef->core.tasks, TASK_STOP_DEADLINE_MS), 0);
     assert_int_equal(long_turns, 1);
     /* Left unfinished in the journal, for the next start. */
     Task got;
@@ -171,12 +183,39 @@ test_stop_does_not_wait_for_timers(void **state)
     task_clear(&quick);
 }
 
+/* A step that does not return (a libvirt call into a wedged libvirtd) holds the stop only until
+ * its deadline; the engine is then left to its workers, and a later stop, once they are out,
+ * frees it. */
+static void
+test_stop_gives_up_on_a_stuck_step(void **state)
+{
+    EngineFixture *ef = *state;
+    NbError *err = NULL;
+    Task t;
+    add_task(ef, "stuck", "stuck", &t);
+    ef->core.cfg.workers = 2;
+    assert_int_equal(task_engine_start(&ef->core, &ef->core.tasks, &err), 0);
+    task_engine_submit(ef->core.tasks, t.id);
+    pthread_mutex_lock(&seen_lock);
+    while (long_turns < 1)
+        pthread_cond_wait(&seen_cond, &seen_lock);
+    pthread_mutex_unlock(&seen_lock);
+    assert_int_equal(task_engine_stop(ef->core.tasks, 200), -1);
+    pthread_mutex_lock(&seen_lock);
+    stuck_released = true;
+    pthread_cond_broadcast(&seen_cond);
+    pthread_mutex_unlock(&seen_lock);
+    assert_int_equal(task_engine_stop(ef->core.tasks, 60 * 1000), 0);
+    task_clear(&t);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_waiting_task_holds_no_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_does_not_wait_for_timers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_gives_up_on_a_stuck_step, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
