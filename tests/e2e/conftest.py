@@ -49,7 +49,9 @@ class Env:
             except Exception as e:  # noqa: BLE001 - teardown goes on; the pool check below
                 print(f"[{self.label}] networks not listed at teardown: {e!r}")
             self.daemon.stop(timeout=20)
-        return nf.purge_environment(self.daemon, self.known_ids)
+        problems = nf.purge_environment(self.daemon, self.known_ids)
+        self.daemon.release_net_slot()
+        return problems
 
 
 @pytest.hookimpl(hookwrapper=True)

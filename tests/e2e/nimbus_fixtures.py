@@ -7,6 +7,7 @@ disks live in its pool directory. Other people's domains and pools on the same l
 alone.
 """
 
+import fcntl
 import http.client
 import ipaddress
 import json
@@ -309,6 +310,25 @@ def nimbusd_has_option(opt):
     return opt in _NIMBUSD_HELP[NIMBUSD]
 
 
+def _net_slot():
+    """A default-network range (one of 40 /16s, 10.200-10.239) for a new daemon, and the open
+    lock file that holds it (None when all are held: the range is then shared, as it always was
+    before). A daemon takes the first slot whose lock file it can flock and keeps it until
+    release_net_slot(), so test runs side by side (developers', helpers') do not make two
+    libvirt networks on one subnet. NIMBUS_TEST_NET_OFFSET moves the first slot tried."""
+    off = int(os.environ.get("NIMBUS_TEST_NET_OFFSET", "0"))
+    for i in range(40):
+        slot = (Daemon.count + off + i) % 40
+        f = open(f"/run/nimbus-test-netslot-{slot}.lock", "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return slot, f
+    return (Daemon.count + off) % 40, None
+
+
 class Daemon:
     """One nimbusd on one state dir. The API port changes on every start (port 0)."""
 
@@ -317,10 +337,8 @@ class Daemon:
     count = 0
 
     def __init__(self, state_dir, pool_name, log_path, max_image_gib=2, extra_args=()):
-        # NIMBUS_TEST_NET_OFFSET keeps two test runs side by side (a developer's) off each
-        # other's default-network ranges; CI runs one at a time.
-        off = int(os.environ.get("NIMBUS_TEST_NET_OFFSET", "0"))
-        self.net_pool = f"10.{200 + (Daemon.count + off) % 40}.0.0/16"
+        slot, self._net_slot_lock = _net_slot()
+        self.net_pool = f"10.{200 + slot}.0.0/16"
         Daemon.count += 1
         self.state_dir = state_dir
         self.pool_name = pool_name
@@ -426,6 +444,12 @@ class Daemon:
                                  f"log tail:\n{self.log_tail()}") from None
         LIVE_DAEMONS.discard(self.proc)
         return rc
+
+    def release_net_slot(self):
+        """Lets another daemon have this one's default-network range (its networks are gone)."""
+        if self._net_slot_lock:
+            self._net_slot_lock.close()
+            self._net_slot_lock = None
 
     def thread_stacks(self):
         """Every thread's backtrace of a live nimbusd, by gdb (CI installs it), for a test that
