@@ -15,6 +15,7 @@
 #include "core.h"
 #include "network_vxlan.h"
 #include "pool_ops.h"
+#include "secgroup_ops.h"
 
 struct Housekeeping {
     Core *core;
@@ -47,7 +48,8 @@ housekeeping_host_up(Housekeeping *hk, const char *host)
     pthread_mutex_unlock(&hk->lock);
 }
 
-/* The full pool check of each host that connected (taken off the queue first). */
+/* The full pool check of each host that connected (taken off the queue first), and its
+ * security-group filters caught up if it missed a live update while away. */
 static void
 housekeeping_hosts_up(Housekeeping *hk)
 {
@@ -62,6 +64,8 @@ housekeeping_hosts_up(Housekeeping *hk)
         _cleanup_error_ NbError *e = NULL;
         if (hv && pool_ops_host_check(hk->core, hosts[i], hv, true, &e) < 0)
             log_warn("pool check of host %s: %s", hosts[i], e->message);
+        if (hv)
+            secgroup_ops_host_up(hk->core, hosts[i], hv);
         hv_conn_free(hv);
         free(hosts[i]);
     }

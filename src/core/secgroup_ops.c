@@ -268,14 +268,57 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
 
 typedef char SgHost[NB_NAME_MAX + 1];
 
-/* A host's connection for a live update, or NULL (down: logged; simulated: no filters). */
+/* The hosts that missed a live update (down then, or the update failed there): caught up when
+ * they connect again (secgroup_ops_host_up). In memory: a restart of nimbusd in between leaves
+ * the catching up to each VM's next plug there. */
+static pthread_mutex_t sg_stale_lock = PTHREAD_MUTEX_INITIALIZER;
+static SgHost *sg_stale;
+static size_t sg_n_stale;
+
+static void
+sg_stale_mark(const char *host)
+{
+    pthread_mutex_lock(&sg_stale_lock);
+    bool known = false;
+    for (size_t i = 0; i < sg_n_stale && !known; i++)
+        known = streq(sg_stale[i], host);
+    SgHost *grown = known ? NULL : realloc(sg_stale, (sg_n_stale + 1) * sizeof(*sg_stale));
+    if (grown) {
+        sg_stale = grown;
+        snprintf(sg_stale[sg_n_stale++], sizeof(SgHost), "%s", host);
+    } else if (!known) {
+        log_error("host %s: cannot remember that its filters are behind (out of memory)", host);
+    }
+    pthread_mutex_unlock(&sg_stale_lock);
+}
+
+/* Whether host was marked stale; the mark is taken off. */
+static bool
+sg_stale_take(const char *host)
+{
+    pthread_mutex_lock(&sg_stale_lock);
+    bool found = false;
+    for (size_t i = 0; i < sg_n_stale && !found; i++) {
+        if (streq(sg_stale[i], host)) {
+            found = true;
+            memcpy(sg_stale[i], sg_stale[--sg_n_stale], sizeof(SgHost));
+        }
+    }
+    pthread_mutex_unlock(&sg_stale_lock);
+    return found;
+}
+
+/* A host's connection for a live update, or NULL (down: logged and marked stale; simulated: no
+ * filters). */
 static HvConn *
 sg_conn(Core *core, const char *host, const char *what)
 {
     HvConn *hv = host_registry_conn(core, host);
-    if (!hv)
-        log_warn("%s: host %s is down; its filters are rebuilt when it next plugs them", what,
+    if (!hv) {
+        log_warn("%s: host %s is down; its filters are rewritten when it connects again", what,
                  host);
+        sg_stale_mark(host);
+    }
     if (hv && hv_conn_is_simulated(hv)) {
         hv_conn_free(hv);
         return NULL;
@@ -316,9 +359,11 @@ sg_refresh_ports(Core *core, const Port *ports, size_t n)
         if (vm_store_get(core->store, NULL, ports[i].vm_id, &vm, &err) < 0)
             continue;
         HvConn *hv = vm.host[0] ? sg_conn(core, vm.host, ports[i].id) : NULL;
-        if (hv && sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0)
+        if (hv && sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0) {
             log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
                      err->message);
+            sg_stale_mark(vm.host);
+        }
         hv_conn_free(hv);
         vm_clear(&vm);
     }
@@ -330,9 +375,11 @@ sg_group_refresh_on(Core *core, const char *host, HvConn *hv, const void *group_
     _cleanup_error_ NbError *err = NULL;
     pthread_mutex_t *lock = sg_lock_for(host);
     pthread_mutex_lock(lock);
-    if (sg_group_write_locked(core, hv, group_id, true, &err) < 0)
+    if (sg_group_write_locked(core, hv, group_id, true, &err) < 0) {
         log_warn("security group %s: filter not updated on host %s: %s", (const char *)group_id,
                  host, err->message);
+        sg_stale_mark(host);
+    }
     pthread_mutex_unlock(lock);
 }
 
@@ -359,9 +406,11 @@ sg_remote_refresh_on(Core *core, const char *host, HvConn *hv, const void *arg)
     _cleanup_error_ NbError *err = NULL;
     pthread_mutex_t *lock = sg_lock_for(host);
     pthread_mutex_lock(lock);
-    if (sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0)
+    if (sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0) {
         log_warn("rule %s: member filter not updated on host %s: %s", a->rule->id, host,
                  err->message);
+        sg_stale_mark(host);
+    }
     pthread_mutex_unlock(lock);
 }
 
@@ -470,6 +519,75 @@ secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *ports, s
         if (sg_filter_write(core, host, hv, &ports[i], false, err) < 0)
             return -1;
     return 0;
+}
+
+/* Rewrites, where host has them, the member filters and the filter of one group (its lock
+ * taken here). */
+static int
+sg_group_catch_up(Core *core, const char *host, HvConn *hv, const char *group_id, NbError **err)
+{
+    _cleanup_free_ SecRule *rules = NULL;
+    size_t n = 0;
+    if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
+        return -1;
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++)
+        if (rules[i].remote_group[0])
+            r = sg_remote_write_locked(core, hv, &rules[i], true, NULL, 0, err);
+    if (r == 0)
+        r = sg_group_write_locked(core, hv, group_id, true, err);
+    pthread_mutex_unlock(lock);
+    return r;
+}
+
+void
+secgroup_ops_host_up(Core *core, const char *host, HvConn *hv)
+{
+    if (hv_conn_is_simulated(hv) || !sg_stale_take(host))
+        return;
+    uint64_t t0 = nb_monotonic_ms();
+    _cleanup_error_ NbError *err = NULL;
+    Vm *vms = NULL;
+    size_t n_vms = 0, n_ports = 0;
+    char seen[64][NB_UUID_STRLEN];
+    size_t n_seen = 0;
+    bool ok = vm_store_list_by_host(core->store, host, &vms, &n_vms, &err) == 0;
+    for (size_t v = 0; ok && v < n_vms; v++) {
+        _cleanup_free_ Port *ports = NULL;
+        size_t n = 0;
+        ok = port_store_list_by_vm(core->store, vms[v].id, &ports, &n, &err) == 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            _cleanup_free_ SecGroup *groups = NULL;
+            size_t n_groups = 0;
+            ok =
+                secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, &err) == 0;
+            for (size_t g = 0; ok && g < n_groups; g++) {
+                bool done = false;
+                for (size_t j = 0; j < n_seen && !done; j++)
+                    done = streq(seen[j], groups[g].id);
+                if (done)
+                    continue;
+                /* Past 64 groups a group may be written twice: the same content again. */
+                if (n_seen < ELEMENTSOF(seen))
+                    memcpy(seen[n_seen++], groups[g].id, NB_UUID_STRLEN);
+                ok = sg_group_catch_up(core, host, hv, groups[g].id, &err) == 0;
+            }
+            /* The port's own filter last: it names its groups' filters. */
+            ok = ok && sg_filter_write(core, host, hv, &ports[i], true, &err) == 0;
+            n_ports += ok;
+        }
+    }
+    vm_list_free(vms, n_vms);
+    if (!ok) {
+        log_warn("host %s: security-group filters not caught up: %s", host, err->message);
+        sg_stale_mark(host);
+        return;
+    }
+    log_info("host %s: security-group filters caught up after it was away (%zu groups, %zu "
+             "ports, %ju ms)",
+             host, n_seen, n_ports, (uintmax_t)(nb_monotonic_ms() - t0));
 }
 
 /* ---- requests ---- */

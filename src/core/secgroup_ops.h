@@ -74,5 +74,10 @@ int secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *port
  * addresses. */
 void secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *ports, size_t n,
                          bool leaving);
+/* A host connected again: when a live update of its filters was skipped while it was down (or
+ * failed there), rewrites the filters it has of its VMs' ports from the store (member filters,
+ * group filters, port filters; absent ones stay absent). Problems are logged, and the host is
+ * caught up again at its next connect. */
+void secgroup_ops_host_up(Core *core, const char *host, HvConn *hv);
 /* Deletes the project's groups (with their rules), once the project is gone: its ports are. */
 int secgroup_ops_drop_project(Core *core, const char *project, NbError **err);

@@ -329,6 +329,14 @@ def test_task_waits_for_a_host_still_connecting(cluster):
 def test_host_down_and_back(cluster):
     vm = create(cluster, "survivor", host="kvm3")["vm"]
     dom = nf.vm_domain(vm["id"])
+    group = cluster.api.get("/v1/secgroups/default")
+    group_filter = f"nimbus-sg-{group['id']}"
+
+    def kvm3_group_filter():
+        return cluster.hosts.virsh(3, "nwfilter-dumpxml", group_filter).stdout
+
+    assert "'8443'" not in kvm3_group_filter()
+    rule = None
     cluster.hosts.kill_libvirtd(3)
     try:
         start = time.monotonic()
@@ -339,12 +347,23 @@ def test_host_down_and_back(cluster):
         # nothing is placed on a host that is down
         r = create(cluster, "nowhere", expect=409, host="kvm3")
         assert r.code == "NO_VALID_HOST", r
+        # a rule added while kvm3 is away: its filter there cannot follow now
+        rule = cluster.api.ok("POST", "/v1/secgroups/default/rules",
+                              {"direction": "ingress", "protocol": "tcp", "port_min": 8443},
+                              expect=201)
     finally:
         cluster.hosts.start_libvirtd(3)
-    nf.wait_until(lambda: cluster.api.get("/v1/hosts/kvm3")["state"] == "up", 60,
-                  "kvm3 up again")
-    cluster.api.wait_vm_state(vm["id"], "running", timeout=30)
-    assert cluster.hosts.virsh(3, "domstate", dom).stdout.strip() == "running"
+    try:
+        nf.wait_until(lambda: cluster.api.get("/v1/hosts/kvm3")["state"] == "up", 60,
+                      "kvm3 up again")
+        cluster.api.wait_vm_state(vm["id"], "running", timeout=30)
+        assert cluster.hosts.virsh(3, "domstate", dom).stdout.strip() == "running"
+        # caught up when kvm3 connected again, not at the VM's next start
+        nf.wait_until(lambda: "'8443'" in kvm3_group_filter(), 30,
+                      "kvm3's group filter to get the rule added while it was down")
+    finally:
+        if rule:
+            cluster.api.ok("DELETE", f"/v1/secgroups/default/rules/{rule['id']}", expect=204)
     cluster.api.delete_vm(vm["id"])
 
 
