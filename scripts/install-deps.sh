@@ -8,12 +8,17 @@ packages=(
     libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
     libsodium-dev libyaml-dev libxml2-dev libcmocka-dev libgnutls28-dev
     libnl-3-dev libnl-route-3-dev
+    # browser consoles: WebSocket framing (nimbusd), a WebSocket client (tests, bench)
+    libwslay-dev python3-websocket
     # run: libvirt, QEMU, the NoCloud seed
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     dnsmasq-base iptables genisoimage
     # test: the guest image, end-to-end tests
     syslinux syslinux-common mtools fdisk dosfstools linux-image-amd64 busybox-static kmod
     python3 python3-pytest libxml2-utils iproute2 procps
+    # the web console's browser tests (tests/web): Debian's Chromium driven by puppeteer-core,
+    # which npm installs with no browser download (scripts/run-tests.sh)
+    chromium nodejs
     # a daemon found stuck in a test: every thread's backtrace in the failure (nimbus_fixtures.py)
     gdb
     # nimbus-agent: its certificate and secret (start-agent.sh), its e2e test
@@ -35,6 +40,8 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Debian's nodejs comes without npm (its own package); a NodeSource nodejs has it built in.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

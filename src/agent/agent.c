@@ -33,6 +33,7 @@
 #include "../util/error_codes.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "agent_dhcp_run.h"
 #include "agent_model.h"
 #include "agent_net.h"
 
@@ -50,6 +51,7 @@ typedef struct Agent {
     char *state_dir;
     AgentState state;
     AgentNet *net;
+    AgentDhcpSet *dhcp;
     pthread_mutex_t lock;
     struct timespec started;
 } Agent;
@@ -126,12 +128,12 @@ send_reply(struct MHD_Connection *conn, Reply r, const char *method, const char 
     if (r.status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r.status == 405)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                                str_startswith(url, "/v1/vxlan/") ||
-                                        str_startswith(url, "/v1/shaping/") ||
-                                        str_startswith(url, "/v1/vlan/")
-                                    ? "PUT, DELETE"
-                                    : "GET");
+        MHD_add_response_header(
+            resp, MHD_HTTP_HEADER_ALLOW,
+            str_startswith(url, "/v1/vxlan/") || str_startswith(url, "/v1/shaping/") ||
+                    str_startswith(url, "/v1/vlan/") || str_startswith(url, "/v1/dhcp/")
+                ? "PUT, DELETE"
+                : "GET");
     enum MHD_Result ret = MHD_queue_response(conn, r.status, resp);
     MHD_destroy_response(resp);
     /* The path is logged, never a header: the secret only travels in Authorization. */
@@ -345,6 +347,33 @@ shaping_delete(Agent *a, const char *tap)
 }
 
 static Reply
+dhcp_put(Agent *a, const char *key, json_t *body)
+{
+    _cleanup_error_ NbError *err = NULL;
+    AgentDhcp d;
+    if (agent_dhcp_from_json(body, key, &d, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    json_t *answer = agent_dhcp_to_json(&d);
+    int r = agent_dhcp_set_put(a->dhcp, &d, &err);
+    agent_dhcp_clear(&d);
+    if (r < 0) {
+        json_decref(answer);
+        log_warn("DHCP %s: %s", key, msg_of(err));
+        return reply_nb_error(TAKE_PTR(err));
+    }
+    return (Reply){200, answer};
+}
+
+static Reply
+dhcp_delete(Agent *a, const char *key)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (agent_dhcp_set_delete(a->dhcp, key, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    return (Reply){204, NULL};
+}
+
+static Reply
 health(Agent *a)
 {
     struct timespec now;
@@ -358,6 +387,7 @@ state_get(Agent *a)
 {
     json_t *j = agent_state_to_json(&a->state);
     json_object_del(j, "version");
+    json_object_set_new(j, "dhcp", agent_dhcp_set_to_json(a->dhcp));
     return (Reply){200, j};
 }
 
@@ -388,12 +418,23 @@ route(Agent *a, const char *method, const char *url, const Req *q)
     const char *vni_s = str_startswith(url, "/v1/vxlan/") ? url + strlen("/v1/vxlan/") : NULL;
     const char *tap = str_startswith(url, "/v1/shaping/") ? url + strlen("/v1/shaping/") : NULL;
     const char *vlan_br = str_startswith(url, "/v1/vlan/") ? url + strlen("/v1/vlan/") : NULL;
-    const char *key = vni_s ? vni_s : tap ? tap : vlan_br;
+    const char *dhcp = str_startswith(url, "/v1/dhcp/") ? url + strlen("/v1/dhcp/") : NULL;
+    const char *key = vni_s ? vni_s : tap ? tap : vlan_br ? vlan_br : dhcp;
     if (!key || strchr(key, '/'))
         return reply_error(NB_ERR_NOT_FOUND, "no such route");
     if (!put && !del)
         return reply_error(NB_ERR_METHOD_NOT_ALLOWED, "method not allowed");
     Reply fail;
+    if (dhcp) {
+        if (del)
+            return dhcp_delete(a, dhcp);
+        json_t *body = body_parse(q, &fail);
+        if (!body)
+            return fail;
+        Reply r = dhcp_put(a, dhcp, body);
+        json_decref(body);
+        return r;
+    }
     if (vlan_br) {
         if (del)
             return vlan_delete(a, vlan_br);
@@ -560,6 +601,8 @@ reconcile(Agent *a, bool at_start)
         if (agent_net_shaping_apply(a->net, s, &err) < 0)
             log_error("%s: cannot apply shaping: %s", s->tap, msg_of(err));
     }
+    /* After the segments: a DHCP server's veth goes into a bridge made above. */
+    agent_dhcp_set_check(a->dhcp, at_start);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -591,7 +634,8 @@ usage(FILE *f)
         f, "Usage: nimbus-agent --tls-cert FILE --tls-key FILE --secret-file FILE --state-dir DIR\n"
            "                    [--listen ADDR:PORT] [--check-interval SECONDS]\n"
            "                    [--log-level debug|info|warn|error]\n"
-           "Host networking for nimbusd: bridges, VXLAN overlays and tap shaping over HTTPS.\n"
+           "Host networking for nimbusd: bridges, VXLAN overlays, tap shaping and DHCP servers\n"
+           "over HTTPS.\n"
            "The secret file holds 64 hex characters and must not be readable by group or "
            "others.\n");
 }
@@ -705,6 +749,11 @@ main(int argc, char **argv)
         log_error("%s", msg_of(err));
         return 1;
     }
+    a.dhcp = agent_dhcp_set_load(state_dir, a.net, &err);
+    if (!a.dhcp) {
+        log_error("%s", msg_of(err));
+        return 1;
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -713,8 +762,10 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before MHD's thread, which inherits the mask */
     signal(SIGPIPE, SIG_IGN);
 
-    log_info("nimbus-agent %s: %zu VXLANs, %zu VLAN segments, %zu shaped taps in the state",
-             AGENT_VERSION, a.state.n_vxlans, a.state.n_vlans, a.state.n_shaping);
+    log_info("nimbus-agent %s: %zu VXLANs, %zu VLAN segments, %zu shaped taps, %zu DHCP servers "
+             "in the state",
+             AGENT_VERSION, a.state.n_vxlans, a.state.n_vlans, a.state.n_shaping,
+             agent_dhcp_set_count(a.dhcp));
     reconcile(&a, true);
 
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -727,6 +778,8 @@ main(int argc, char **argv)
     if (!d) {
         log_error("cannot listen on %s over TLS (address in use, or a bad certificate/key)",
                   listen_s);
+        agent_dhcp_set_stop_all(a.dhcp);
+        agent_dhcp_set_free(a.dhcp);
         agent_net_free(a.net);
         agent_state_clear(&a.state);
         return 1;
@@ -744,6 +797,9 @@ main(int argc, char **argv)
             reconcile(&a, false);
     }
     MHD_stop_daemon(d);
+    /* DHCP servers are the agent's children: stopped with it, started again by the next one. */
+    agent_dhcp_set_stop_all(a.dhcp);
+    agent_dhcp_set_free(a.dhcp);
     agent_net_free(a.net);
     agent_state_clear(&a.state);
     sodium_memzero(a.secret, sizeof(a.secret));

@@ -20,13 +20,18 @@
 #include <netlink/route/classifier.h>
 #include <netlink/route/cls/u32.h>
 #include <netlink/route/link.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/qdisc.h>
 #include <netlink/route/qdisc/htb.h>
 #include <netlink/route/tc.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util/cleanup.h"
 #include "../util/error_codes.h"
@@ -864,4 +869,138 @@ agent_net_shaping_intact(AgentNet *n, const AgentShaping *s)
             return false;
     }
     return true;
+}
+
+/* ---- DHCP servers' veth pairs and namespaces ---- */
+
+int
+agent_net_veth_make(AgentNet *n, const char *host_side, const char *ns_side, const char *bridge,
+                    unsigned mtu, const char *ns_mac, NbError **err)
+{
+    _cleanup_link_ struct rtnl_link *br = link_get(n, bridge);
+    if (!br)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "bridge %s does not exist", bridge);
+    /* Made anew: a pair left by a crash may have lost its peer's namespace. */
+    if (link_delete(n, host_side, err) < 0 || link_delete(n, ns_side, err) < 0)
+        return -1;
+    _cleanup_link_ struct rtnl_link *l = rtnl_link_veth_alloc();
+    _cleanup_nladdr_ struct nl_addr *mac = NULL;
+    if (!l)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    struct rtnl_link *peer = rtnl_link_veth_get_peer(l);
+    rtnl_link_set_name(l, host_side);
+    rtnl_link_set_mtu(l, mtu);
+    rtnl_link_set_master(l, rtnl_link_get_ifindex(br));
+    rtnl_link_set_flags(l, IFF_UP);
+    rtnl_link_set_name(peer, ns_side);
+    rtnl_link_set_mtu(peer, mtu);
+    if (nl_addr_parse(ns_mac, AF_LLC, &mac) == 0)
+        rtnl_link_set_addr(peer, mac);
+    rtnl_link_put(peer);
+    int r = rtnl_link_add(n->sock, l, NLM_F_CREATE | NLM_F_EXCL);
+    if (r < 0)
+        return nl_fail(err, r, "cannot create the veth pair", host_side);
+    log_info("created veth %s/%s in %s", host_side, ns_side, bridge);
+    return 0;
+}
+
+bool
+agent_net_veth_intact(AgentNet *n, const char *host_side, const char *bridge)
+{
+    _cleanup_link_ struct rtnl_link *l = link_get(n, host_side);
+    _cleanup_link_ struct rtnl_link *br = link_get(n, bridge);
+    return l && br && rtnl_link_get_master(l) == rtnl_link_get_ifindex(br) &&
+           (rtnl_link_get_flags(l) & IFF_UP);
+}
+
+int
+agent_net_link_to_netns(AgentNet *n, const char *ifname, pid_t pid, NbError **err)
+{
+    _cleanup_link_ struct rtnl_link *cur = link_get(n, ifname);
+    if (!cur)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "interface %s vanished", ifname);
+    _cleanup_link_ struct rtnl_link *orig = rtnl_link_alloc();
+    _cleanup_link_ struct rtnl_link *ch = rtnl_link_alloc();
+    if (!orig || !ch)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    rtnl_link_set_ifindex(orig, rtnl_link_get_ifindex(cur));
+    rtnl_link_set_ns_pid(ch, pid);
+    int r = rtnl_link_change(n->sock, orig, ch, 0);
+    if (r < 0)
+        return nl_fail(err, r, "cannot move into the DHCP namespace", ifname);
+    return 0;
+}
+
+/* Sets ifname up (and its address, when prefix) through sock. */
+static int
+ns_link_up(struct nl_sock *sock, const char *ifname, uint32_t address, unsigned prefix,
+           NbError **err)
+{
+    _cleanup_link_ struct rtnl_link *cur = NULL;
+    int r = rtnl_link_get_kernel(sock, 0, ifname, &cur);
+    if (r < 0)
+        return nl_fail(err, r, "cannot find in the DHCP namespace", ifname);
+    int ifindex = rtnl_link_get_ifindex(cur);
+    if (prefix) {
+        struct rtnl_addr *a = rtnl_addr_alloc();
+        _cleanup_nladdr_ struct nl_addr *local = NULL;
+        uint32_t be = htonl(address);
+        if (!a || !(local = nl_addr_build(AF_INET, &be, 4))) {
+            if (a)
+                rtnl_addr_put(a);
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        }
+        nl_addr_set_prefixlen(local, (int)prefix);
+        rtnl_addr_set_ifindex(a, ifindex);
+        rtnl_addr_set_local(a, local);
+        r = rtnl_addr_add(sock, a, NLM_F_REPLACE);
+        rtnl_addr_put(a);
+        if (r < 0)
+            return nl_fail(err, r, "cannot set the address of", ifname);
+    }
+    _cleanup_link_ struct rtnl_link *orig = rtnl_link_alloc();
+    _cleanup_link_ struct rtnl_link *ch = rtnl_link_alloc();
+    if (!orig || !ch)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    rtnl_link_set_ifindex(orig, ifindex);
+    rtnl_link_set_flags(ch, IFF_UP);
+    r = rtnl_link_change(sock, orig, ch, 0);
+    if (r < 0)
+        return nl_fail(err, r, "cannot set up", ifname);
+    return 0;
+}
+
+int
+agent_net_netns_address(pid_t pid, const char *ifname, uint32_t address, unsigned prefix,
+                        NbError **err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+    _cleanup_close_ int target = open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (target < 0 || self < 0)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "cannot open the DHCP namespace of %d: %s",
+                            (int)pid, strerror(errno));
+    /* A netlink socket stays in the namespace it was opened in: only this thread enters the
+     * child's namespace, for as long as it takes to open one, and comes back at once. */
+    if (setns(target, CLONE_NEWNET) < 0)
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "cannot enter the DHCP namespace: %s",
+                            strerror(errno));
+    struct nl_sock *sock = nl_socket_alloc();
+    int r = sock ? nl_connect(sock, NETLINK_ROUTE) : -NLE_NOMEM;
+    if (setns(self, CLONE_NEWNET) < 0) {
+        /* Cannot happen short of a kernel bug; the agent must not go on in the wrong one. */
+        log_error("cannot return to the host's network namespace: %s", strerror(errno));
+        abort();
+    }
+    if (r < 0) {
+        if (sock)
+            nl_socket_free(sock);
+        return nl_fail(err, r, "cannot open rtnetlink in", "the DHCP namespace");
+    }
+    r = ns_link_up(sock, "lo", 0, 0, err);
+    if (r == 0)
+        r = ns_link_up(sock, ifname, address, prefix, err);
+    nl_socket_free(sock);
+    return r;
 }

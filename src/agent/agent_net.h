@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "agent_model.h"
 
@@ -46,3 +47,15 @@ int agent_net_shaping_apply(AgentNet *n, const AgentShaping *s, NbError **err);
 int agent_net_shaping_clear(AgentNet *n, const char *tap, NbError **err);
 /* Whether what s asks for is in place on an existing tap. */
 bool agent_net_shaping_intact(AgentNet *n, const AgentShaping *s);
+
+/* DHCP servers (agent_dhcp.h). The veth pair host_side (in bridge, up, MTU) / ns_side (MAC
+ * ns_mac, MTU), made anew (an old pair of those names goes first). */
+int agent_net_veth_make(AgentNet *n, const char *host_side, const char *ns_side, const char *bridge,
+                        unsigned mtu, const char *ns_mac, NbError **err);
+/* Whether host_side exists, is up and in bridge. */
+bool agent_net_veth_intact(AgentNet *n, const char *host_side, const char *bridge);
+/* Moves ifname into the network namespace of process pid. */
+int agent_net_link_to_netns(AgentNet *n, const char *ifname, pid_t pid, NbError **err);
+/* Inside the network namespace of process pid: lo up, ifname up with address/prefix. */
+int agent_net_netns_address(pid_t pid, const char *ifname, uint32_t address, unsigned prefix,
+                            NbError **err);

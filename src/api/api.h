@@ -58,6 +58,12 @@ void api_images_create(HttpRequest *r, void *ctx);
 void api_images_get(HttpRequest *r, void *ctx);
 void api_images_delete(HttpRequest *r, void *ctx);
 extern const HttpStreamHandler api_images_upload;
+/* ---- api_clone.c ---- */
+/* POST /v1/vms/{id}/clone {name, linked?, host?} -> 202 {vm, task} (vm.clone). */
+void api_vms_clone(HttpRequest *r, void *ctx);
+/* POST /v1/images {name, from_vm} -> 202 {image, task} (image.from-vm); api_images_create
+ * hands a body with from_vm here. */
+void api_images_create_from_vm(HttpRequest *r, void *ctx);
 void api_vms_list(HttpRequest *r, void *ctx);
 void api_vms_create(HttpRequest *r, void *ctx);
 void api_vms_get(HttpRequest *r, void *ctx);
@@ -116,6 +122,9 @@ void api_users_delete(HttpRequest *r, void *ctx);
 void api_audit_list(HttpRequest *r, void *ctx);
 void api_auth_login(HttpRequest *r, void *ctx);
 void api_auth_whoami(HttpRequest *r, void *ctx);
+/* POST and DELETE /v1/auth/session: a browser's login (the session cookie) and logout. */
+void api_auth_session_create(HttpRequest *r, void *ctx);
+void api_auth_session_delete(HttpRequest *r, void *ctx);
 void api_tokens_create(HttpRequest *r, void *ctx);
 void api_tokens_list(HttpRequest *r, void *ctx);
 void api_tokens_revoke(HttpRequest *r, void *ctx);
@@ -141,6 +150,13 @@ void api_snapshots_get(HttpRequest *r, void *ctx);
 void api_snapshots_revert(HttpRequest *r, void *ctx);
 void api_snapshots_delete(HttpRequest *r, void *ctx);
 
+/* ---- api_backups.c ---- */
+void api_backups_list(HttpRequest *r, void *ctx);
+void api_backups_create(HttpRequest *r, void *ctx);
+void api_backups_get(HttpRequest *r, void *ctx);
+void api_backups_delete(HttpRequest *r, void *ctx);
+void api_backups_restore(HttpRequest *r, void *ctx);
+
 /* ---- api_networks.c ---- */
 /* GET /v1/vms/{id}'s "nics": [{slot, mac, ip, network_id, network (its name), port_id}]. */
 int api_vm_nics_json(Core *core, const Vm *vm, json_t **ret, NbError **err);
@@ -165,9 +181,40 @@ int auth_hash_password(const char *password, char out[crypto_pwhash_STRBYTES], N
 /* The caller's address without the port. */
 void auth_source_address(const HttpRequest *r, char *out, size_t len);
 
+/* ---- api_web.c: the web console's files and the browser session's checks ---- */
+#define API_WEB_SESSION_COOKIE "nimbus_session"
+#define API_WEB_CSRF_HEADER "X-Nimbus-CSRF"
+#define API_WEB_CSRF_LEN 65 /* hex SHA-256 and its NUL */
+/* Where the files are (NULL: none are served) and the console's origin as browsers send it
+ * ("https://nimbus.example.com"; NULL: the scheme of the daemon and the request's Host). */
+int api_web_configure(const char *root, const char *origin);
+/* HttpServerConfig.fallback: GET/HEAD of a file under the web root. */
+void api_web_static(HttpRequest *r, void *ctx);
+/* The session's CSRF value, derived from its token. */
+void api_web_csrf_value(const char *token, char out[API_WEB_CSRF_LEN]);
+/* For a cookie caller's change (not GET/HEAD): the CSRF header and the Origin; false after
+ * replying 403 CSRF_REJECTED. True for everyone else. */
+bool api_web_csrf_check(HttpRequest *r);
+/* An Origin header, when present, is the console's own. */
+bool api_web_origin_ok(HttpRequest *r);
+/* Whether the session cookie gets the Secure flag (HTTPS here or at the configured origin). */
+bool api_web_cookie_secure(HttpRequest *r);
+
 /* ---- api_events.c ---- */
 /* GET /v1/events: Server-Sent Events from core->events, scoped to the caller's project. */
 void api_events(HttpRequest *r, void *ctx);
+
+/* ---- api_console.c: browser consoles (docs/console.md) ---- */
+/* POST /v1/vms/{id}/console: a one-time ticket; GET /v1/vms/{id}/console/ws?ticket=: the
+ * WebSocket (public route: the ticket is the credential). */
+void api_console_ticket(HttpRequest *r, void *ctx);
+void api_console_ws(HttpRequest *r, void *ctx);
+/* console-allowed-origins: origins besides the daemon's own whose pages may open consoles
+ * (comma- or space-separated "scheme://host[:port]"; NULL: none). Call before serving. */
+void api_console_set_allowed_origins(const char *list);
+/* Ends the console sessions (close code 1008) and waits for them, a few seconds at most: before
+ * http_server_stop, as they use the server's connections and the core. */
+void api_console_shutdown(void);
 
 /* ---- api_audit.c ---- */
 /* HttpServerConfig.on_complete: records every request that is not a read. */

@@ -45,6 +45,7 @@ static const struct {
     /* Handled inside vm_ops_create (another MAC is drawn); reaching a client is a bug. */
     {NB_ERR_MAC_TAKEN, 500},
     {NB_ERR_FORBIDDEN, 403},
+    {NB_ERR_CSRF_REJECTED, 403},
     {NB_ERR_QUOTA_EXCEEDED, 403},
     {NB_ERR_INVALID_CREDENTIALS, 401},
     {NB_ERR_TOO_MANY_ATTEMPTS, 429},
@@ -112,6 +113,16 @@ static const struct {
     {NB_ERR_SNAPSHOT_NOT_FOUND, 404},
     {NB_ERR_SNAPSHOT_BUSY, 409},
     {NB_ERR_SNAPSHOT_UNSUPPORTED, 409},
+    {NB_ERR_BACKUP_NOT_FOUND, 404},
+    {NB_ERR_BACKUP_BUSY, 409},
+    {NB_ERR_BACKUP_IN_USE, 409},
+    {NB_ERR_BACKUP_NO_BASE, 409},
+    {NB_ERR_BACKUP_UNSUPPORTED, 409},
+    {NB_ERR_VM_NOT_RUNNING, 409},
+    {NB_ERR_CONSOLE_UNAVAILABLE, 409},
+    {NB_ERR_CONSOLE_TICKET_INVALID, 403},
+    {NB_ERR_CONSOLE_ORIGIN_FORBIDDEN, 403},
+    {NB_ERR_WEBSOCKET_REQUIRED, 400},
 };
 
 static unsigned

@@ -153,25 +153,13 @@ event_stream_read(void *cls, char *buf, size_t max)
     }
 }
 
-/* The bearer token of the request (the HTTP layer has checked it already). */
-static const char *
-events_bearer(HttpRequest *r)
-{
-    const char *h = http_request_header(r, "Authorization");
-    if (!h || strncasecmp(h, "Bearer", 6) != 0)
-        return NULL;
-    h += 6;
-    while (*h == ' ' || *h == '\t')
-        h++;
-    return *h ? h : NULL;
-}
-
 void
 api_events(HttpRequest *r, void *ctx)
 {
     Core *core = ctx;
     const Principal *who = http_request_principal(r);
-    const char *token = events_bearer(r);
+    /* The bearer token, or a browser's session cookie (EventSource sends no headers). */
+    const char *token = http_request_credential(r);
     if (!token)
         return http_reply_error(r, NB_ERR_UNAUTHORIZED, "missing or invalid bearer token");
 

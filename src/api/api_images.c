@@ -26,6 +26,8 @@ api_images_create(HttpRequest *r, void *ctx)
     _cleanup_error_ NbError *err = NULL;
     Image img;
     const Principal *who = http_request_principal(r);
+    if (json_object_get(http_request_json(r), "from_vm"))
+        return api_images_create_from_vm(r, ctx);
     if (record_ops_image_create(core, http_request_json(r), who->project_id, &img, &err) < 0)
         return http_reply_nb_error(r, err);
     http_reply_json(r, 201, image_to_json(&img));

@@ -84,6 +84,15 @@ api_ports_list(HttpRequest *r, void *ctx)
         json_array_append_new(arr, p);
     }
     port_list_free(list, n);
+    /* The DHCP servers of the scope's vxlan, vlan and bridged networks hold addresses too. */
+    _cleanup_free_ DhcpServer *servers = NULL;
+    if (port_store_dhcp_server_list(core->store, api_scope(r), qnetwork ? net.id : NULL, &servers,
+                                    &n, &err) < 0) {
+        json_decref(arr);
+        return http_reply_nb_error(r, err);
+    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, dhcp_server_to_json(&servers[i]));
     http_reply_json(r, 200, json_pack("{s:o}", "ports", arr));
 }
 

@@ -15,6 +15,9 @@ const HttpRoute api_routes[] = {
     {"GET", "/v1/ready", api_ready, NULL, true, ANY, "ready"},
     R("GET", "/metrics", api_metrics, API_ACCESS_METRICS, "metrics.read"),
     {"POST", "/v1/auth/login", api_auth_login, NULL, true, ANY, "auth.login"},
+    /* A browser's login: audited like /v1/auth/login (auth.c), hence the same action. */
+    {"POST", "/v1/auth/session", api_auth_session_create, NULL, true, ANY, "auth.login"},
+    R("DELETE", "/v1/auth/session", api_auth_session_delete, ANY, "auth.logout"),
     R("GET", "/v1/auth/whoami", api_auth_whoami, ANY, "auth.whoami"),
     R("GET", "/v1/tokens", api_tokens_list, ANY, "token.list"),
     R("POST", "/v1/tokens", api_tokens_create, ANY, "token.create"),
@@ -51,7 +54,11 @@ const HttpRoute api_routes[] = {
     R("POST", "/v1/vms/{}/pause", api_vms_pause, WRITE, "vm.pause"),
     R("POST", "/v1/vms/{}/resume", api_vms_resume, WRITE, "vm.resume"),
     R("POST", "/v1/vms/{}/migrate", api_vms_migrate, ADMIN, "vm.migrate"),
+    R("POST", "/v1/vms/{}/clone", api_vms_clone, WRITE, "vm.clone"),
     R("GET", "/v1/vms/{}/console-log", api_vms_console_log, ANY, "vm.console-log"),
+    R("POST", "/v1/vms/{}/console", api_console_ticket, WRITE, "console.open"),
+    /* The ticket in the query is the credential: browsers cannot set headers on WebSockets. */
+    {"GET", "/v1/vms/{}/console/ws", api_console_ws, NULL, true, ANY, "console.connect"},
     R("POST", "/v1/vms/{}/nics", api_vms_nic_add, WRITE, "vm.nic-add"),
     R("DELETE", "/v1/vms/{}/nics/{}", api_vms_nic_remove, WRITE, "vm.nic-remove"),
     R("POST", "/v1/vms/{}/secgroups", api_vms_secgroup_add, WRITE, "vm.secgroup-add"),
@@ -102,6 +109,11 @@ const HttpRoute api_routes[] = {
     R("GET", "/v1/vms/{}/snapshots/{}", api_snapshots_get, ANY, "snapshot.get"),
     R("DELETE", "/v1/vms/{}/snapshots/{}", api_snapshots_delete, WRITE, "snapshot.delete"),
     R("POST", "/v1/vms/{}/snapshots/{}/revert", api_snapshots_revert, WRITE, "snapshot.revert"),
+    R("GET", "/v1/backups", api_backups_list, ANY, "backup.list"),
+    R("POST", "/v1/backups", api_backups_create, WRITE, "backup.create"),
+    R("GET", "/v1/backups/{}", api_backups_get, ANY, "backup.get"),
+    R("DELETE", "/v1/backups/{}", api_backups_delete, WRITE, "backup.delete"),
+    R("POST", "/v1/backups/{}/restore", api_backups_restore, WRITE, "backup.restore"),
     {NULL, NULL, NULL, NULL, false, ANY, NULL},
 };
 

@@ -21,6 +21,8 @@
 
 #define TOKEN_PREFIX "nbt_"
 #define LOGIN_TOKEN_SECONDS (24 * 3600)
+/* A browser session: a working day. */
+#define SESSION_TOKEN_SECONDS (8 * 3600)
 #define TOKEN_DEFAULT_SECONDS (30 * 24 * 3600)
 #define TOKEN_MIN_SECONDS 60
 #define TOKEN_MAX_SECONDS (366 * 24 * 3600)
@@ -69,6 +71,8 @@ auth_authorize(HttpRequest *r, void *ctx)
     if (!route || route->public_route)
         return true;
     if (!who)
+        return false;
+    if (!api_web_csrf_check(r))
         return false;
     /* A scraper's credential reads the metrics and manages its own tokens, nothing of any
      * project: the ANY routes (reads scoped to its project) are refused too. */
@@ -261,6 +265,7 @@ static void
 login_audit(Core *core, HttpRequest *r, const char *user, const char *project, unsigned status,
             const char *result)
 {
+    const HttpRoute *route = http_request_route(r);
     AuditEvent e = {0};
     _cleanup_error_ NbError *err = NULL;
     nb_timestamp_now(e.at);
@@ -271,7 +276,7 @@ login_audit(Core *core, HttpRequest *r, const char *user, const char *project, u
     snprintf(e.project_id, sizeof(e.project_id), "%s", project ? project : "");
     auth_source_address(r, e.source, sizeof(e.source));
     snprintf(e.method, sizeof(e.method), "POST");
-    snprintf(e.path, sizeof(e.path), "/v1/auth/login");
+    snprintf(e.path, sizeof(e.path), "%s", route ? route->pattern : "/v1/auth/login");
     snprintf(e.action, sizeof(e.action), "auth.login");
     snprintf(e.target, sizeof(e.target), "%s", user);
     e.status = status;
@@ -280,20 +285,26 @@ login_audit(Core *core, HttpRequest *r, const char *user, const char *project, u
         log_error("audit: %s", err->message);
 }
 
-void
-api_auth_login(HttpRequest *r, void *ctx)
+/* Checks {"user","password"} under the rate limits and issues a token of `seconds`; -1 after
+ * replying. Shared by the CLI's login and the browser's session. */
+static int
+auth_password_login(Core *core, HttpRequest *r, const char *token_name, uint64_t seconds,
+                    User *ret_user, TokenInfo *info, TokenSecret secret)
 {
-    Core *core = ctx;
     static const char *const fields[] = {"user", "password", NULL};
     _cleanup_error_ NbError *err = NULL;
     json_t *body = http_request_json(r);
     char name[NB_NAME_MAX + 1], source[64], ukey[96], skey[96];
     if (json_req_check_fields(body, fields, &err) < 0 ||
-        json_req_string(body, "user", 1, name, sizeof(name), &err) < 0)
-        return http_reply_nb_error(r, err);
+        json_req_string(body, "user", 1, name, sizeof(name), &err) < 0) {
+        http_reply_nb_error(r, err);
+        return -1;
+    }
     json_t *pw = json_object_get(body, "password");
-    if (!json_is_string(pw))
-        return http_reply_error(r, NB_ERR_INVALID_REQUEST, "field 'password' must be a string");
+    if (!json_is_string(pw)) {
+        http_reply_error(r, NB_ERR_INVALID_REQUEST, "field 'password' must be a string");
+        return -1;
+    }
 
     auth_source_address(r, source, sizeof(source));
     snprintf(ukey, sizeof(ukey), "u:%s", name);
@@ -318,15 +329,17 @@ api_auth_login(HttpRequest *r, void *ctx)
         http_reply_error(r, NB_ERR_TOO_MANY_ATTEMPTS,
                          "too many failed logins; try again in %u seconds", wait);
         http_reply_add_header(r, "Retry-After", retry);
-        return;
+        return -1;
     }
 
     User user;
     _cleanup_free_ char *hash = NULL;
     int found =
         nb_name_is_valid(name) ? user_store_get_password_hash(core->store, name, &user, &hash) : 0;
-    if (found < 0)
-        return http_reply_error(r, NB_ERR_INTERNAL, "cannot read the user");
+    if (found < 0) {
+        http_reply_error(r, NB_ERR_INTERNAL, "cannot read the user");
+        return -1;
+    }
     const char *password = json_string_value(pw);
     bool ok = found == 1 && hash[0] == '$' &&
               crypto_pwhash_str_verify(hash, password, json_string_length(pw)) == 0;
@@ -341,7 +354,8 @@ api_auth_login(HttpRequest *r, void *ctx)
     if (!ok) {
         metrics_login_failure();
         login_audit(core, r, name, NULL, 401, NB_ERR_INVALID_CREDENTIALS);
-        return http_reply_error(r, NB_ERR_INVALID_CREDENTIALS, "wrong user name or password");
+        http_reply_error(r, NB_ERR_INVALID_CREDENTIALS, "wrong user name or password");
+        return -1;
     }
 
     pthread_mutex_lock(&login_lock);
@@ -349,15 +363,82 @@ api_auth_login(HttpRequest *r, void *ctx)
     login_forget(skey, now);
     pthread_mutex_unlock(&login_lock);
 
+    if (auth_issue_token(core, user.id, token_name, seconds, info, secret, &err) < 0) {
+        sodium_memzero(secret, sizeof(TokenSecret));
+        http_reply_nb_error(r, err);
+        return -1;
+    }
+    login_audit(core, r, name, user.project_id, 201, "ok");
+    *ret_user = user;
+    return 0;
+}
+
+void
+api_auth_login(HttpRequest *r, void *ctx)
+{
+    User user;
     TokenInfo info;
     TokenSecret secret;
-    if (auth_issue_token(core, user.id, "login", LOGIN_TOKEN_SECONDS, &info, secret, &err) < 0)
-        return http_reply_nb_error(r, err);
-    login_audit(core, r, name, user.project_id, 201, "ok");
+    if (auth_password_login(ctx, r, "login", LOGIN_TOKEN_SECONDS, &user, &info, secret) < 0)
+        return;
     http_reply_json(r, 201,
                     json_pack("{s:s, s:s, s:s, s:o}", "token", secret, "id", info.id, "expires_at",
                               info.expires_at, "user", user_to_json(&user)));
     sodium_memzero(secret, sizeof(secret));
+}
+
+/* The cookie's attributes: HttpOnly keeps it from scripts (an injected one cannot steal it),
+ * SameSite=Strict keeps other sites' pages from sending it, Secure keeps it off plain HTTP. */
+static char *
+session_cookie(HttpRequest *r, const char *value, uint64_t max_age)
+{
+    return str_printf(
+        API_WEB_SESSION_COOKIE "=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Strict%s", value,
+        (unsigned long long)max_age, api_web_cookie_secure(r) ? "; Secure" : "");
+}
+
+void
+api_auth_session_create(HttpRequest *r, void *ctx)
+{
+    /* A login is a change too: a foreign page must not log a browser in to an account of its
+     * choosing (login CSRF). Its JSON body already needs a CORS preflight that is never
+     * granted; the Origin check says so outright. */
+    if (!api_web_origin_ok(r))
+        return http_reply_error(r, NB_ERR_CSRF_REJECTED, "request from a foreign origin");
+    User user;
+    TokenInfo info;
+    TokenSecret secret;
+    if (auth_password_login(ctx, r, "web-session", SESSION_TOKEN_SECONDS, &user, &info, secret) < 0)
+        return;
+    char csrf[API_WEB_CSRF_LEN];
+    api_web_csrf_value(secret, csrf);
+    _cleanup_free_ char *cookie = session_cookie(r, secret, SESSION_TOKEN_SECONDS);
+    sodium_memzero(secret, sizeof(secret));
+    if (!cookie)
+        return http_reply_error(r, NB_ERR_INTERNAL, "out of memory");
+    http_reply_json(r, 201,
+                    json_pack("{s:s, s:s, s:s, s:o}", "id", info.id, "expires_at", info.expires_at,
+                              "csrf", csrf, "user", user_to_json(&user)));
+    http_reply_add_header(r, "Set-Cookie", cookie);
+    http_reply_add_header(r, "Cache-Control", "no-store");
+    sodium_memzero(cookie, strlen(cookie));
+}
+
+/* Revokes the token the request came with (the session's, or a bearer token's) and clears the
+ * cookie either way. The cookie caller got here through the CSRF check: a foreign page cannot
+ * log a user out. */
+void
+api_auth_session_delete(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    const Principal *who = http_request_principal(r);
+    _cleanup_error_ NbError *err = NULL;
+    if (tenancy_ops_token_revoke(core, who->token_id, who->user_id, &err) < 0)
+        return http_reply_nb_error(r, err);
+    _cleanup_free_ char *cookie = session_cookie(r, "", 0);
+    http_reply_empty(r, 204);
+    if (cookie)
+        http_reply_add_header(r, "Set-Cookie", cookie);
 }
 
 void
@@ -371,9 +452,15 @@ api_auth_whoami(HttpRequest *r, void *ctx)
     if (user_store_get(core->store, who->user_id, &user, &err) < 0 ||
         project_store_get(core->store, NULL, who->project_id, &project, &err) < 0)
         return http_reply_nb_error(r, err);
-    http_reply_json(r, 200,
-                    json_pack("{s:o, s:{s:s, s:s}, s:s}", "user", user_to_json(&user), "project",
-                              "id", project.id, "name", project.name, "token_id", who->token_id));
+    json_t *j = json_pack("{s:o, s:{s:s, s:s}, s:s}", "user", user_to_json(&user), "project", "id",
+                          project.id, "name", project.name, "token_id", who->token_id);
+    /* A page that reloads has lost the value it got at login; the cookie proves the session. */
+    if (j && http_request_cookie_auth(r)) {
+        char csrf[API_WEB_CSRF_LEN];
+        api_web_csrf_value(http_request_credential(r), csrf);
+        json_object_set_new(j, "csrf", json_string(csrf));
+    }
+    http_reply_json(r, 200, j);
 }
 
 void

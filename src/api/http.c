@@ -29,6 +29,13 @@
  * route marked public_route), then the routing answers (400/404/405), so a client without a
  * token cannot map the routes; then the body checks (413 on Content-Length, 415) or a stream's
  * begin(). All of it happens before MHD reads any body byte.
+ *
+ * Credentials: an "Authorization: Bearer" header, or else the session cookie (cfg.session_cookie)
+ * that a browser sends by itself. Which one was used is kept (http_request_cookie_auth) because
+ * a cookie rides along on cross-site requests too: the authorize hook asks cookie callers for
+ * proof that the page itself sent the request (the CSRF check, api_web.c). A bad Authorization
+ * header is 401 even with a good cookie. Paths outside the API (not /v1/..., not /metrics) go to
+ * cfg.fallback unauthenticated: the web console's static files.
  */
 #include "http.h"
 #include "http_route.h"
@@ -44,6 +51,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "../util/cleanup.h"
 #include "../util/error_codes.h"
@@ -81,6 +89,8 @@ struct HttpRequest {
 
     const HttpRoute *route;
     void *principal;        /* from cfg->authenticate */
+    const char *credential; /* the token it came from (MHD's copy of the header or cookie) */
+    bool cookie_auth;       /* the credential came from the session cookie */
     const char *error_code; /* of the error reply, a static string */
     char *params[HTTP_MAX_PATH_PARAMS];
     unsigned n_params;
@@ -103,7 +113,17 @@ struct HttpRequest {
     void *stream_state;
     bool stream_begun;
     bool stream_ended;
+
+    /* a protocol upgrade (http_reply_upgrade) */
+    struct HttpUpgradeCtx *upgrade;
 };
+
+typedef struct HttpUpgradeCtx {
+    HttpUpgradeRun run;
+    void *cls;
+    void (*cls_free)(void *cls);
+    bool ran; /* run took cls over */
+} HttpUpgradeCtx;
 
 /* ---- small helpers ---- */
 
@@ -123,6 +143,9 @@ request_free(HttpRequest *r)
     free(r->path);
     free(r->body);
     json_decref(r->json);
+    if (r->upgrade && !r->upgrade->ran && r->upgrade->cls_free)
+        r->upgrade->cls_free(r->upgrade->cls);
+    free(r->upgrade);
     free(r);
 }
 
@@ -243,6 +266,67 @@ void
 http_reply_empty(HttpRequest *r, unsigned status)
 {
     reply_store(r, status, NULL, NULL, 0, MHD_RESPMEM_PERSISTENT);
+}
+
+void
+http_reply_fd(HttpRequest *r, unsigned status, const char *ctype, int fd, uint64_t size)
+{
+    if (r->replied) {
+        log_error("http: request %s: handler replied twice (status %u dropped)", r->id, status);
+        close(fd);
+        return;
+    }
+    r->replied = true;
+    r->status = status;
+    /* MHD owns fd from here, also when this fails. */
+    r->response = MHD_create_response_from_fd(size, fd);
+    if (!r->response)
+        return;
+    MHD_add_response_header(r->response, "X-Request-Id", r->id);
+    if (ctype)
+        MHD_add_response_header(r->response, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+}
+
+/* MHD calls it on the connection's thread once the 101 answer is out and while the request is
+ * still alive (the completion callback comes after it). */
+static void
+on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+           size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)conn;
+    (void)con_cls;
+    HttpUpgradeCtx *u = cls;
+    u->ran = true;
+    u->run(u->cls, sock, extra_in, extra_in_size, (HttpUpgrade *)urh);
+}
+
+void
+http_reply_upgrade(HttpRequest *r, const char *protocol, HttpUpgradeRun run, void *cls,
+                   void (*cls_free)(void *cls))
+{
+    HttpUpgradeCtx *u = r->replied || r->upgrade ? NULL : calloc(1, sizeof(*u));
+    if (!u) {
+        if (cls_free)
+            cls_free(cls);
+        if (!r->replied)
+            http_reply_error(r, NB_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    *u = (HttpUpgradeCtx){.run = run, .cls = cls, .cls_free = cls_free};
+    r->upgrade = u; /* from here request_free releases cls unless run took it */
+    r->replied = true;
+    r->status = MHD_HTTP_SWITCHING_PROTOCOLS;
+    r->response = MHD_create_response_for_upgrade(on_upgrade, u);
+    if (!r->response)
+        return;
+    MHD_add_response_header(r->response, MHD_HTTP_HEADER_UPGRADE, protocol);
+    MHD_add_response_header(r->response, "X-Request-Id", r->id);
+}
+
+void
+http_upgrade_close(HttpUpgrade *up)
+{
+    MHD_upgrade_action((struct MHD_UpgradeResponseHandle *)up, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 bool
@@ -430,6 +514,30 @@ http_request_header(const HttpRequest *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+const char *
+http_request_raw_path(const HttpRequest *r)
+{
+    return r->raw_path;
+}
+
+const char *
+http_request_credential(const HttpRequest *r)
+{
+    return r->principal ? r->credential : NULL;
+}
+
+bool
+http_request_cookie_auth(const HttpRequest *r)
+{
+    return r->principal && r->cookie_auth;
+}
+
+bool
+http_request_is_tls(const HttpRequest *r)
+{
+    return r->server->cfg.tls_cert_pem != NULL;
+}
+
 json_t *
 http_request_json(const HttpRequest *r)
 {
@@ -443,7 +551,17 @@ request_authorized(HttpRequest *r)
 {
     const HttpServerConfig *cfg = &r->server->cfg;
     const char *h = http_request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *cookie =
+        !h && cfg->session_cookie
+            ? MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, cfg->session_cookie)
+            : NULL;
 
+    if (cookie && *cookie) {
+        r->principal = cfg->authenticate(cookie, cfg->ctx);
+        r->credential = cookie;
+        r->cookie_auth = true;
+        return r->principal != NULL;
+    }
     if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
         return false;
     const char *token = h + 6;
@@ -452,6 +570,7 @@ request_authorized(HttpRequest *r)
     if (!*token)
         return false;
     r->principal = cfg->authenticate(token, cfg->ctx);
+    r->credential = token;
     return r->principal != NULL;
 }
 
@@ -493,6 +612,15 @@ request_content_length(HttpRequest *r)
     return (int64_t)v;
 }
 
+/* Not the API's: served by cfg->fallback. "/v1" itself and everything under it stay the API's,
+ * so an API path that is mistyped is an API 404, never a page. */
+static bool
+path_is_api(const char *raw_path)
+{
+    return str_startswith(raw_path, "/v1/") || streq(raw_path, "/v1") ||
+           streq(raw_path, "/metrics") || str_startswith(raw_path, "/metrics/");
+}
+
 /* Finds the route for the request (sets r->route and r->params). */
 static HttpRouteResult
 request_route(HttpRequest *r, char *allow, size_t allow_size)
@@ -513,6 +641,13 @@ request_begin(HttpRequest *r, const char *url, const char *method)
     }
     if (r->raw_uri_len > HTTP_MAX_URL) {
         http_reply_error(r, NB_ERR_URI_TOO_LONG, "URL longer than %d bytes", HTTP_MAX_URL);
+        return;
+    }
+    const HttpServerConfig *cfg = &r->server->cfg;
+    if (cfg->fallback && !path_is_api(r->raw_path)) {
+        cfg->fallback(r, cfg->ctx);
+        if (!r->replied)
+            http_reply_error(r, NB_ERR_INTERNAL, "internal error");
         return;
     }
     char allow[128];
@@ -727,6 +862,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
             }
             return MHD_YES;
         }
+        if (!r->route) /* cannot happen: a request without a route has been answered */
+            return MHD_NO;
         if (r->route->stream)
             request_stream_data(r, upload_data, len);
         else
@@ -866,7 +1003,7 @@ http_server_start(const HttpServerConfig *cfg, HttpServer **ret, NbError **err)
         return -1;
 
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
     if (ipv6)
         flags |= MHD_USE_IPv6;
     struct MHD_OptionItem tls[] = {

@@ -44,12 +44,23 @@ const char *http_request_header(const HttpRequest *r, const char *name);
 /* The JSON body, parsed (NULL when the body was empty). Borrowed. Non-object bodies and bodies
  * over HTTP_MAX_BODY never reach a handler: the layer answers 400/413 itself. */
 json_t *http_request_json(const HttpRequest *r);
+/* The request target up to '?', as sent (not decoded). */
+const char *http_request_raw_path(const HttpRequest *r);
+/* The token the caller authenticated with (bearer or session cookie), NULL if none; valid for
+ * the request's life. */
+const char *http_request_credential(const HttpRequest *r);
+/* True when that token came from the session cookie (cfg.session_cookie), not a header. */
+bool http_request_cookie_auth(const HttpRequest *r);
+/* True when the server speaks HTTPS. */
+bool http_request_is_tls(const HttpRequest *r);
 
 /* ---- answers: each handler calls exactly one ---- */
 void http_reply_json(HttpRequest *r, unsigned status, json_t *body); /* steals body */
 void http_reply_text(HttpRequest *r, unsigned status, const char *ctype, const char *data,
                      size_t len); /* copies data */
 void http_reply_empty(HttpRequest *r, unsigned status);
+/* size bytes of the open file fd from offset 0; takes fd (closed when the reply is over). */
+void http_reply_fd(HttpRequest *r, unsigned status, const char *ctype, int fd, uint64_t size);
 /* {"error":{"code","message","request_id"}} with the status from api_error_status(code). */
 void http_reply_error(HttpRequest *r, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -66,6 +77,22 @@ typedef ssize_t (*HttpBodyReader)(void *cls, char *buf, size_t max);
 bool http_request_peer_closed(const HttpRequest *r);
 void http_reply_stream(HttpRequest *r, unsigned status, const char *ctype, HttpBodyReader read,
                        void *cls, void (*done)(void *cls));
+
+/* ---- protocol upgrades (WebSocket) ----
+ * http_reply_upgrade answers 101 with "Upgrade: protocol" (add the protocol's own headers with
+ * http_reply_add_header). Once the answer is out, run(cls, fd, extra_in, extra_len, up) is
+ * called on the connection's thread: fd is the client's byte stream (over HTTPS a socketpair
+ * MHD relays through TLS), extra_in the bytes MHD already read past the request (valid only
+ * during the call). run must not block: over HTTPS the relaying starts on that thread when it
+ * returns; it hands fd to its own thread and calls http_upgrade_close(up) once, from any
+ * thread, when done (never close(fd)). run owns cls; if the upgrade never happens (the client
+ * left first), cls_free(cls) is called instead. */
+typedef struct HttpUpgrade HttpUpgrade;
+typedef void (*HttpUpgradeRun)(void *cls, int fd, const char *extra_in, size_t extra_len,
+                               HttpUpgrade *up);
+void http_reply_upgrade(HttpRequest *r, const char *protocol, HttpUpgradeRun run, void *cls,
+                        void (*cls_free)(void *cls));
+void http_upgrade_close(HttpUpgrade *up);
 
 /* ---- streamed uploads (PUT with a raw body) ----
  * A route marked streaming gets its body in chunks instead of a JSON body:
@@ -108,6 +135,12 @@ typedef struct HttpServerConfig {
      * for JSON routes once the (bounded) body is in, so audit sees what was asked. Returns
      * false after replying (e.g. 403) to refuse. */
     bool (*authorize)(HttpRequest *r, void *ctx);
+    /* Optional: the name of a cookie accepted as the credential when there is no Authorization
+     * header (browser sessions); the authorize hook must then check CSRF. */
+    const char *session_cookie;
+    /* Optional: answers every request whose path is outside the API (not under /v1/, not
+     * /metrics), before and without authentication; must reply on the first call. */
+    void (*fallback)(HttpRequest *r, void *ctx);
     /* Optional: when a request is over, whatever happened (audit). */
     void (*on_complete)(HttpRequest *r, void *ctx);
     /* PEM texts: when both are set the server speaks HTTPS only. */

@@ -63,6 +63,7 @@ int cmd_secgroup(Cli *cli, int argc, char **argv);
 int cmd_pool(Cli *cli, int argc, char **argv);
 int cmd_volume(Cli *cli, int argc, char **argv);
 int cmd_snapshot(Cli *cli, int argc, char **argv);
+int cmd_backup(Cli *cli, int argc, char **argv);
 int cmd_apply(Cli *cli, int argc, char **argv);
 int cmd_delete(Cli *cli, int argc, char **argv);
 int cmd_export(Cli *cli, int argc, char **argv);

@@ -58,6 +58,18 @@ events_summary(const char *type, json_t *o)
                           str_or(o, "target", "-"),
                           (long long)json_integer_value(json_object_get(o, "status")),
                           str_or(o, "result", "?"));
+    if (streq(type, "image")) {
+        if (streq(str_or(o, "state", ""), "deleted"))
+            return str_printf("%s deleted", str_or(o, "id", "?"));
+        return str_printf("%s %s id %s", str_or(o, "name", "?"), str_or(o, "state", "?"),
+                          str_or(o, "id", "?"));
+    }
+    if (streq(type, "quota")) {
+        char *limits = json_dumps(json_object_get(o, "limits"), JSON_COMPACT | JSON_SORT_KEYS);
+        char *s = str_printf("%s limits %s", str_or(o, "name", "?"), limits ? limits : "{}");
+        free(limits);
+        return s;
+    }
     return strdup("");
 }
 

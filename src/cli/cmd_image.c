@@ -158,18 +158,72 @@ image_upload(Cli *cli, const char *id, int fd, uint64_t size, bool progress, jso
     return CLI_EXIT_OK;
 }
 
+/* image create NAME --from-vm VM: a task on the server (202 {image, task}); with --wait the
+ * image once the task has ended, and the task's error when it failed. */
+static int
+image_create_from_vm(Cli *cli, const Args *a, const char *name, const char *vm)
+{
+    uint64_t wait_s = CLI_WAIT_DEFAULT_SECONDS;
+    int r = args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, &wait_s);
+    if (r != 0)
+        return r;
+    json_auto_t *body = json_pack("{s:s, s:s}", "name", name, "from_vm", vm);
+    json_auto_t *resp = NULL;
+    if (!body)
+        return CLI_EXIT_API;
+    r = api_call(cli, "POST", "/v1/images", body, &resp);
+    if (r != 0)
+        return r;
+    json_t *img = json_object_get(resp, "image"), *task = json_object_get(resp, "task");
+    const char *task_id = api_str(task, "id");
+    if (!json_is_object(img) || !task_id) {
+        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"image\", \"task\"}\n");
+        return CLI_EXIT_API;
+    }
+    if (!args_has(a, "wait")) {
+        if (cli->json) {
+            output_json(resp);
+        } else {
+            resource_print(cli, &image_resource, img);
+            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
+                   api_str(task, "state") ?: "?");
+        }
+        return CLI_EXIT_OK;
+    }
+    json_auto_t *final = NULL, *now = NULL;
+    r = task_wait(cli, task_id, wait_s, &final);
+    if (r != 0)
+        return r;
+    if (streq(api_str(final, "state"), "failed")) {
+        json_t *err = json_object_get(final, "error");
+        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
+        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
+        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
+        return CLI_EXIT_API;
+    }
+    r = resource_get(cli, &image_resource, api_str(img, "id"), &now);
+    if (r == 0)
+        resource_print(cli, &image_resource, now);
+    return r;
+}
+
 static int
 image_create(Cli *cli, const Args *a)
 {
     const char *name = a->positional[0];
     const char *file = args_get(a, "file"), *format = args_get(a, "format");
+    const char *from_vm = args_get(a, "from-vm");
     if (!nb_name_is_valid(name))
         return args_usage_error(a,
                                 "invalid name '%s': use [A-Za-z0-9][A-Za-z0-9._-]{0,62}, "
                                 "not a UUID",
                                 name);
+    if (from_vm && file)
+        return args_usage_error(a, "--file and --from-vm exclude each other");
+    if (from_vm)
+        return image_create_from_vm(cli, a, name, from_vm);
     if (!file)
-        return args_usage_error(a, "--file is required");
+        return args_usage_error(a, "--file or --from-vm is required");
     if (format && !streq(format, "qcow2") && !streq(format, "raw"))
         return args_usage_error(a, "--format must be qcow2 or raw");
 
@@ -228,15 +282,20 @@ image_delete(Cli *cli, const Args *a)
     return resource_delete(cli, &image_resource, a->positional[0]);
 }
 
-static const ArgSpec create_specs[] = {{"file", true}, {"format", true}, {"progress", false}};
+static const ArgSpec create_specs[] = {{"file", true},    {"format", true}, {"progress", false},
+                                       {"from-vm", true}, {"wait", false},  {"timeout-wait", true}};
 static const ArgSpec list_specs[] = {{"wide", false}};
 
 static const Command image_commands[] = {
-    {"create", "NAME --file PATH [--format qcow2|raw] [--progress]",
-     "Upload a disk image. The server detects the format from the content.",
-     "  --file PATH            the image file\n"
+    {"create", "NAME --file PATH [--format qcow2|raw] [--progress] | NAME --from-vm VM [--wait]",
+     "Upload a disk image, or make one from a VM's root disk.",
+     "  --file PATH            the image file; the server detects the format from the content\n"
      "  --format FORMAT        qcow2 or raw: refused if the content is something else\n"
-     "  --progress             draw the progress bar even when stderr is not a terminal\n",
+     "  --progress             draw the progress bar even when stderr is not a terminal\n"
+     "  --from-vm VM           the VM's root disk, flattened into a qcow2 image (running VMs:\n"
+     "                         a point-in-time copy, the VM keeps running)\n"
+     "  --wait                 follow the task until it ends; exit 1 if it failed\n"
+     "  --timeout-wait SECONDS give up waiting after this long (default 600)\n",
      image_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide]", "List images.",
      "  --wide                 also show creation time and id\n", image_list, list_specs,

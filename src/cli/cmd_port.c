@@ -18,6 +18,7 @@ static const OutputField port_columns[] = {
     {"IP", "ip", NULL, false},
     {"NETWORK", "network", NULL, false},
     {"VM", "vm_id", NULL, false},
+    {"OWNER", "owner", NULL, false},
     {"SLOT", "slot", NULL, false},
     {"SECGROUPS", "secgroups", cli_fmt_strings, false},
     {"IN(Mbit/s)", "net_in_mbit", cli_fmt_mbit, false},
@@ -85,6 +86,12 @@ port_list(Cli *cli, const Args *a)
         return CLI_EXIT_OK;
     }
     port_add_network_names(cli, ports);
+    /* A network's DHCP server on a host holds an address too: owner "dhcp:<host>". */
+    size_t i;
+    json_t *p;
+    json_array_foreach (ports, i, p)
+        if (!json_object_get(p, "owner"))
+            json_object_set_new(p, "owner", json_string("vm"));
     output_table(ports, port_columns, ELEMENTSOF(port_columns), args_has(a, "wide"));
     return CLI_EXIT_OK;
 }

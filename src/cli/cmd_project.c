@@ -28,6 +28,7 @@ static const struct {
     {"volumes", "volumes", "volumes"},
     {"volume_gib", "volume-gib", "volume space (GiB)"},
     {"snapshots", "snapshots", "VM snapshots"},
+    {"backups", "backups", "VM backups"},
 };
 
 static char *

@@ -457,6 +457,34 @@ vm_migrate(Cli *cli, const Args *a)
 }
 
 static int
+vm_clone(Cli *cli, const Args *a)
+{
+    const char *host = args_get(a, "host");
+    uint64_t wait_s;
+    int r = vm_wait_timeout(a, &wait_s);
+    if (r != 0)
+        return r;
+    if (!nb_name_is_valid(a->positional[1]))
+        return args_usage_error(a, "invalid name '%s'", a->positional[1]);
+    json_auto_t *body = json_pack("{s:s}", "name", a->positional[1]);
+    if (!body)
+        return CLI_EXIT_API;
+    if (args_has(a, "linked"))
+        json_object_set_new(body, "linked", json_true());
+    if (host)
+        json_object_set_new(body, "host", json_string(host));
+    _cleanup_free_ char *path = NULL;
+    r = api_path(cli, "vms", a->positional[0], "/clone", &path);
+    if (r != 0)
+        return r;
+    json_auto_t *resp = NULL;
+    r = api_call(cli, "POST", path, body, &resp);
+    if (r != 0)
+        return r;
+    return vm_finish(cli, a, resp, wait_s, false, NULL);
+}
+
+static int
 vm_delete(Cli *cli, const Args *a)
 {
     uint64_t wait_s;
@@ -668,6 +696,8 @@ static const ArgSpec stop_specs[] = {
     {"wait", false}, {"timeout-wait", true}, {"force", false}, {"timeout", true}};
 static const ArgSpec migrate_specs[] = {
     {"host", true}, {"offline", false}, {"wait", false}, {"timeout-wait", true}};
+static const ArgSpec clone_specs[] = {
+    {"linked", false}, {"host", true}, {"wait", false}, {"timeout-wait", true}};
 static const ArgSpec nic_add_specs[] = {{"network", true},
                                         {"ip", true},
                                         {"wait", false},
@@ -725,6 +755,15 @@ static const Command vm_commands[] = {
      "                         With --wait, the progress is shown on stderr; Ctrl-C stops\n"
      "                         waiting, not the migration: see 'nimbus task cancel'.\n",
      vm_migrate, migrate_specs, ELEMENTSOF(migrate_specs), 1, 1, NULL},
+    {"clone", "SOURCE NEW [--linked] [--host HOST] [--wait]",
+     "A new VM from a VM's root disk, running or stopped.",
+     "  --linked               the clone's disk holds only the source's own changes, on the\n"
+     "                         same image (default: a full, independent copy)\n"
+     "  --host HOST            the source's host (clones are made there)\n"
+     "  The clone gets the source's flavor, networks (new MACs and addresses), security\n"
+     "  groups, labels and user-data, and its own id and hostname (NEW): cloud-init runs\n"
+     "  again. Attached volumes are not cloned.\n" WAIT_HELP,
+     vm_clone, clone_specs, ELEMENTSOF(clone_specs), 2, 2, NULL},
     {"nic", "add|remove ...", "Add or remove a NIC of a VM (see 'nimbus vm nic --help').", NULL,
      vm_nic_group, NULL, 0, 0, 0, NULL},
     {"secgroup", "add|remove ...",

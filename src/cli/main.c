@@ -54,6 +54,8 @@ static const char global_help[] =
     "  volume attach NAME VM [--bus virtio|scsi] | detach NAME [VM]\n"
     "  snapshot create VM NAME [--memory] [--description D] [--wait]\n"
     "  snapshot list VM | show VM NAME | revert VM NAME | delete VM NAME\n"
+    "  backup create VM [--incremental] [--pool P] [--wait] | list [VM] | show ID\n"
+    "  backup delete ID | restore ID --as NAME [--pool P] | --as-vm NAME [--wait]\n"
     "  project create NAME [--quota vcpus=N,ram=MIB,disk=GIB,vms=N,images=N]\n"
     "  project list | show NAME | delete NAME | set-quota NAME [--quota ...] [--unlimited ...]\n"
     "  user create NAME --project P --role admin|member|reader|metrics [--password-stdin]\n"
@@ -192,7 +194,7 @@ main(int argc, char **argv)
         {"host", cmd_host},     {"group", cmd_group},       {"network", cmd_network},
         {"port", cmd_port},     {"secgroup", cmd_secgroup}, {"pool", cmd_pool},
         {"volume", cmd_volume}, {"apply", cmd_apply},       {"delete", cmd_delete},
-        {"export", cmd_export}, {"snapshot", cmd_snapshot},
+        {"export", cmd_export}, {"snapshot", cmd_snapshot}, {"backup", cmd_backup},
     };
     Cli cli = {0};
     int r = main_take_global_options(&cli, &argc, argv);

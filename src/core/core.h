@@ -62,7 +62,7 @@ typedef struct Core {
     TaskEngine *tasks;
     Reconciler *reconciler;
     Housekeeping *housekeeping;
-    EventBus *events; /* GET /v1/events: task, VM, host and audit changes */
+    EventBus *events; /* GET /v1/events: task, VM, host, image, quota, audit */
 } Core;
 
 /* Opens the store, connects to libvirt, ensures pool and network, cleans what a previous

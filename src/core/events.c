@@ -296,3 +296,31 @@ events_publish_host(EventBus *b, const char *host, const char *state, const char
                       json_pack("{s:s, s:s, s:s?}", "name", host, "state", state, "error",
                                 error && error[0] ? error : NULL));
 }
+
+void
+events_publish_image(EventBus *b, Store *s, const char *image_id, const char *project_if_gone)
+{
+    if (!b)
+        return;
+    _cleanup_error_ NbError *err = NULL;
+    Image img;
+    if (image_store_get(s, NULL, image_id, &img, &err) < 0) {
+        if (err && err->code && streq(err->code, NB_ERR_IMAGE_NOT_FOUND))
+            event_bus_publish(b, "image", project_if_gone,
+                              json_pack("{s:s, s:s}", "id", image_id, "state", "deleted"));
+        return;
+    }
+    event_bus_publish(b, "image", img.project, image_to_json(&img));
+}
+
+void
+events_publish_quota(EventBus *b, const char *project_id, const char *name, json_t *limits)
+{
+    if (!b) {
+        json_decref(limits);
+        return;
+    }
+    event_bus_publish(b, "quota", project_id,
+                      json_pack("{s:s, s:s, s:o}", "project_id", project_id, "name", name, "limits",
+                                limits ? limits : json_object()));
+}

@@ -28,7 +28,7 @@ typedef struct EventBus EventBus;
 typedef struct Event {
     uint64_t id;
     char time[NB_TIMESTAMP_LEN];
-    const char *type;             /* "task", "vm", "host", "audit": static strings */
+    const char *type;             /* "task", "vm", "host", "audit", "image", "quota": static */
     char project[NB_UUID_STRLEN]; /* "" : for admins only */
     char *data;                   /* compact JSON text, owned */
 } Event;
@@ -79,3 +79,8 @@ void events_publish_task(EventBus *b, Store *s, const char *task_id, const Task 
 void events_publish_vm(EventBus *b, Store *s, const char *vm_id, const char *project_if_gone);
 /* A host's connection changing: state "up" or "down", error may be "". */
 void events_publish_host(EventBus *b, const char *host, const char *state, const char *error);
+/* An image as stored now (image_to_json); one whose row is gone is published as {"id", "state":
+ * "deleted"} with the project given (may be NULL: admins only then). */
+void events_publish_image(EventBus *b, Store *s, const char *image_id, const char *project_if_gone);
+/* A project's quota just set: {"project_id", "name", "limits"}, scoped to that project. */
+void events_publish_quota(EventBus *b, const char *project_id, const char *name, json_t *limits);

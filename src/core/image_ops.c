@@ -104,6 +104,7 @@ image_ops_upload_begin(Core *core, const char *scope, const char *id_or_name, in
         free(u);
         return -1;
     }
+    events_publish_image(core->events, core->store, img.id, NULL);
     u->core = core;
     u->img = img;
     u->length = (uint64_t)length;
@@ -145,6 +146,8 @@ image_upload_rollback(ImageUpload *u)
     if (image_store_transition(u->core->store, u->img.id, IMAGE_STATE_UPLOADING, IMAGE_STATE_QUEUED,
                                &err) < 0)
         log_error("image %s: %s", u->img.id, err->message);
+    else
+        events_publish_image(u->core->events, u->core->store, u->img.id, NULL);
 }
 
 static void
@@ -274,6 +277,7 @@ image_ops_upload_end(ImageUpload *u, Image *ret, NbError **err)
         image_upload_free(u, true);
         return -1;
     }
+    events_publish_image(u->core->events, u->core->store, u->img.id, NULL);
     log_info("image %s (%s): %ju bytes of %s stored", u->img.id, u->img.name, (uintmax_t)u->length,
              image_format_to_string(u->img.format));
     int r = image_store_get(u->core->store, NULL, u->img.id, ret, err);
@@ -327,6 +331,7 @@ image_ops_delete(Core *core, const char *scope, const char *id_or_name, NbError 
      * sweep removes; the other order could leave an image whose data is gone. */
     if (image_store_delete(core->store, img.id, err) < 0)
         return -1;
+    events_publish_image(core->events, core->store, img.id, img.project);
     HvConn *hv = host_registry_local_conn(core);
     _cleanup_error_ NbError *e = NULL;
     if (hv && hv_vol_delete(hv, core->cfg.pool_name, img.volume, &e) < 0)

@@ -18,6 +18,7 @@
 #include "../hv/network_xml.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "network_dhcp.h"
 #include "network_segment.h"
 #include "network_vxlan.h"
 #include "network_shaping.h"
@@ -39,6 +40,12 @@ net_lock_for(const char *host)
     for (const char *c = host; *c; c++)
         h = (h ^ (unsigned char)*c) * 1099511628211u;
     return &net_locks[h % NET_LOCK_STRIPES];
+}
+
+pthread_mutex_t *
+network_ops_host_lock(const char *host)
+{
+    return net_lock_for(host);
 }
 
 static bool
@@ -76,19 +83,8 @@ network_ops_create(Core *core, const Principal *who, json_t *body, Network *ret,
                             "%s networks need nimbus-agent on the hosts, which this nimbusd does "
                             "not drive yet; use nat or isolated",
                             network_type_to_string(n.type));
-    /* One DHCP server per network would need a namespace on one of its hosts (a later phase);
-     * the guests get their fixed addresses from network-config meanwhile. */
-    if (n.type == NETWORK_TYPE_VXLAN && n.dhcp)
-        return nb_error_set(err, NB_ERR_NETWORK_DHCP_UNAVAILABLE,
-                            "DHCP on vxlan networks is not served yet; guests get their fixed "
-                            "addresses from cloud-init's network-config (leave dhcp false)");
-    /* A provider network's DHCP is the provider's (or none): Nimbus does not answer on it. */
-    if ((n.type == NETWORK_TYPE_BRIDGED || n.type == NETWORK_TYPE_VLAN) && n.dhcp)
-        return nb_error_set(err, NB_ERR_NETWORK_DHCP_UNAVAILABLE,
-                            "Nimbus serves no DHCP on %s networks (the provider's network has "
-                            "its own); guests get their fixed addresses from cloud-init's "
-                            "network-config (leave dhcp false)",
-                            network_type_to_string(n.type));
+    /* DHCP on vxlan, vlan and bridged networks is served by each host's agent
+     * (network_dhcp.h); /31 and /32 are refused for every network by network_from_request. */
     nb_uuid_generate(n.id);
     memcpy(n.project, who->project_id, sizeof(n.project));
     n.is_default = false;
@@ -111,6 +107,8 @@ net_remove_from_hosts(Core *core, const Network *n)
     _cleanup_error_ NbError *err = NULL;
     char **hosts = NULL;
     char name[64];
+    /* Servers before segments: a server's veth is in the segment's bridge. */
+    network_dhcp_remove_everywhere(core, n);
     if (n->type == NETWORK_TYPE_VXLAN) {
         network_vxlan_remove_everywhere(core, n);
         return;
@@ -277,10 +275,15 @@ net_plug_one(Core *core, const Network *net, const char *host, HvConn *hv, const
              const Port *ports, size_t n_ports, NbError **err)
 {
     char name[64];
+    /* The segment first: the DHCP server's veth goes into its bridge. */
     if (net->type == NETWORK_TYPE_VXLAN)
-        return network_vxlan_plug(core, net, host, err);
+        return network_vxlan_plug(core, net, host, err) < 0
+                   ? -1
+                   : network_dhcp_sync(core, net, host, NULL, NULL, err);
     if (net->type == NETWORK_TYPE_BRIDGED || net->type == NETWORK_TYPE_VLAN)
-        return network_segment_plug(core, net, host, err);
+        return network_segment_plug(core, net, host, err) < 0
+                   ? -1
+                   : network_dhcp_sync(core, net, host, NULL, NULL, err);
     network_libvirt_name(net, name);
     _cleanup_free_ char *xml = net_xml(net, ports, n_ports);
     if (!xml)
@@ -298,6 +301,15 @@ net_unplug_one(Core *core, const Network *net, const char *host, HvConn *hv, con
                const Port *ports, size_t n_ports, NbError **err)
 {
     char name[64];
+    if (network_dhcp_is_agents(net)) {
+        /* Before the segment, whose bridge the server's veth is in. An agent that cannot be
+         * reached keeps the server (and its row) until the periodic check: logged, the VM's
+         * task goes on, as for the segment itself. */
+        _cleanup_error_ NbError *derr = NULL;
+        if (network_dhcp_sync(core, net, host, vm->id, NULL, &derr) < 0)
+            log_warn("network %s: DHCP server on host %s not updated yet: %s", net->id, host,
+                     derr->message);
+    }
     if (net->type == NETWORK_TYPE_VXLAN)
         return network_vxlan_unplug(core, net, host, vm->id, err);
     if (net->type == NETWORK_TYPE_BRIDGED || net->type == NETWORK_TYPE_VLAN)
@@ -555,6 +567,13 @@ step_nic_unplug(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
             Network net;
             if (network_store_get(core->store, NULL, p.network_id, &net, err) < 0)
                 return -1;
+            if (network_dhcp_is_agents(&net)) {
+                pthread_mutex_t *lock = net_lock_for(vm->host);
+                pthread_mutex_lock(lock);
+                int r = network_dhcp_sync(core, &net, vm->host, NULL, p.id, err);
+                pthread_mutex_unlock(lock);
+                return r;
+            }
             return net_dhcp_entries(&net, hv, &p, 1, false, err);
         }
     }

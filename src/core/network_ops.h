@@ -45,6 +45,8 @@ int network_ops_resolve_nics(Core *core, const char *project, const NicRequest *
 int network_ops_recorded_on(Core *core, const char *network_id, const char *host, NbError **err);
 /* A random MAC in QEMU's 52:54:00 prefix. -1 without randomness. */
 int network_ops_random_mac(char out[NB_MAC_STRLEN]);
+/* The lock that serialises the network changes of one host (plugs, unplugs, checks). */
+pthread_mutex_t *network_ops_host_lock(const char *host);
 /* Makes the networks of these ports of the VM exist on host (behind hv), with the ports' DHCP
  * entries. Idempotent. */
 int network_ops_plug(Core *core, const Vm *vm, const char *host, HvConn *hv, const Port *ports,

@@ -11,7 +11,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AgentClient, agent_client_free)
 int
 network_segment_check_host(Core *core, const Network *net, const char *host, NbError **err)
 {
-    if (net->type != NETWORK_TYPE_VLAN)
+    /* A bridged network with DHCP needs the agent too: it runs the DHCP server. */
+    if (net->type != NETWORK_TYPE_VLAN && !(net->type == NETWORK_TYPE_BRIDGED && net->dhcp))
         return 0;
     _cleanup_(agent_client_freep) AgentClient *c = NULL;
     return host_agent_client(core, host, &c, err);

@@ -6,14 +6,15 @@
  * - vlan: on each host with a VM of the network, the agent's bridge nbr<hex> with an 802.1Q
  *   device on the network's parent NIC as its uplink (agent_vlan_ensure), removed with the last
  *   VM there. The agent keeps it in its state and puts it back after a reboot.
- * Neither gets DHCP from Nimbus (the provider's network has its own, or none); guests get their
- * fixed addresses from network-config.
+ * With "dhcp": true either gets a DHCP server per host from the agents (network_dhcp.h), so a
+ * bridged network with DHCP needs the agent too; guests also get their fixed addresses from
+ * network-config.
  */
 #pragma once
 
 #include "core.h"
 
-/* vlan needs the host's agent: AGENT_UNAVAILABLE otherwise. bridged: nothing to check. */
+/* vlan, and bridged with DHCP, need the host's agent: AGENT_UNAVAILABLE otherwise. */
 int network_segment_check_host(Core *core, const Network *net, const char *host, NbError **err);
 /* Records host in network_hosts, then (vlan) makes the segment on it. */
 int network_segment_plug(Core *core, const Network *net, const char *host, NbError **err);

@@ -16,6 +16,7 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "host_agent.h"
+#include "network_dhcp.h"
 #include "network_ops.h"
 
 #define VXLAN_LOCK_STRIPES 64
@@ -317,6 +318,8 @@ network_vxlan_watch(Core *core)
         if (network_ops_host_check(core, hosts[i].name, hv, &e) < 0 ||
             (hosts[i].agent_url[0] && network_vxlan_host_check(core, hosts[i].name, &e) < 0))
             log_warn("network check of host %s: %s", hosts[i].name, e->message);
+        if (hosts[i].agent_url[0])
+            network_dhcp_host_check(core, hosts[i].name);
         hv_conn_free(hv);
     }
     free(hosts);

@@ -17,7 +17,10 @@ record_ops_image_create(Core *core, json_t *body, const char *project_id, Image 
     snprintf(ret->volume, sizeof(ret->volume), "image-%s", ret->id);
     nb_timestamp_now(ret->created_at);
     memcpy(ret->updated_at, ret->created_at, sizeof(ret->updated_at));
-    return image_store_insert(core->store, ret, err);
+    if (image_store_insert(core->store, ret, err) < 0)
+        return -1;
+    events_publish_image(core->events, core->store, ret->id, NULL);
+    return 0;
 }
 
 int

@@ -13,7 +13,9 @@
  */
 #include "secgroup_ops.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,34 +271,85 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
 typedef char SgHost[NB_NAME_MAX + 1];
 
 /* The hosts that missed a live update (down then, or the update failed there): caught up when
- * they connect again (secgroup_ops_host_up). In memory: a restart of nimbusd in between leaves
- * the catching up to each VM's next plug there. */
+ * they connect again (secgroup_ops_host_up). Kept in <state-dir>/sg-stale-hosts too, one name a
+ * line, so that a restart of nimbusd before the host comes back forgets nothing; loaded at the
+ * first use. */
 static pthread_mutex_t sg_stale_lock = PTHREAD_MUTEX_INITIALIZER;
 static SgHost *sg_stale;
 static size_t sg_n_stale;
+static bool sg_stale_loaded;
+
+/* With sg_stale_lock held. */
+static bool
+sg_stale_add_locked(const char *host)
+{
+    for (size_t i = 0; i < sg_n_stale; i++)
+        if (streq(sg_stale[i], host))
+            return true;
+    SgHost *grown = realloc(sg_stale, (sg_n_stale + 1) * sizeof(*sg_stale));
+    if (!grown)
+        return false;
+    sg_stale = grown;
+    snprintf(sg_stale[sg_n_stale++], sizeof(SgHost), "%s", host);
+    return true;
+}
+
+/* With sg_stale_lock held: the list from the file, once. */
+static void
+sg_stale_load_locked(Core *core)
+{
+    if (sg_stale_loaded)
+        return;
+    sg_stale_loaded = true;
+    _cleanup_free_ char *path = str_printf("%s/sg-stale-hosts", core->cfg.state_dir);
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f)
+        return;
+    char line[sizeof(SgHost) + 2];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (nb_name_is_valid(line) && !sg_stale_add_locked(line))
+            break;
+    }
+    fclose(f);
+}
+
+/* With sg_stale_lock held: the file from the list (a new file renamed over the old one). */
+static void
+sg_stale_save_locked(Core *core)
+{
+    _cleanup_free_ char *path = str_printf("%s/sg-stale-hosts", core->cfg.state_dir);
+    _cleanup_free_ char *tmp = str_printf("%s/sg-stale-hosts.tmp", core->cfg.state_dir);
+    FILE *f = path && tmp ? fopen(tmp, "we") : NULL;
+    bool ok = f != NULL;
+    for (size_t i = 0; ok && i < sg_n_stale; i++)
+        ok = fprintf(f, "%s\n", sg_stale[i]) > 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) < 0)
+        log_error("cannot record the hosts whose filters are behind in %s: %s",
+                  path ? path : "the state dir", strerror(errno));
+}
 
 static void
-sg_stale_mark(const char *host)
+sg_stale_mark(Core *core, const char *host)
 {
     pthread_mutex_lock(&sg_stale_lock);
-    bool known = false;
-    for (size_t i = 0; i < sg_n_stale && !known; i++)
-        known = streq(sg_stale[i], host);
-    SgHost *grown = known ? NULL : realloc(sg_stale, (sg_n_stale + 1) * sizeof(*sg_stale));
-    if (grown) {
-        sg_stale = grown;
-        snprintf(sg_stale[sg_n_stale++], sizeof(SgHost), "%s", host);
-    } else if (!known) {
+    sg_stale_load_locked(core);
+    size_t before = sg_n_stale;
+    if (!sg_stale_add_locked(host))
         log_error("host %s: cannot remember that its filters are behind (out of memory)", host);
-    }
+    if (sg_n_stale != before)
+        sg_stale_save_locked(core);
     pthread_mutex_unlock(&sg_stale_lock);
 }
 
 /* Whether host was marked stale; the mark is taken off. */
 static bool
-sg_stale_take(const char *host)
+sg_stale_take(Core *core, const char *host)
 {
     pthread_mutex_lock(&sg_stale_lock);
+    sg_stale_load_locked(core);
     bool found = false;
     for (size_t i = 0; i < sg_n_stale && !found; i++) {
         if (streq(sg_stale[i], host)) {
@@ -304,6 +357,8 @@ sg_stale_take(const char *host)
             memcpy(sg_stale[i], sg_stale[--sg_n_stale], sizeof(SgHost));
         }
     }
+    if (found)
+        sg_stale_save_locked(core);
     pthread_mutex_unlock(&sg_stale_lock);
     return found;
 }
@@ -317,7 +372,7 @@ sg_conn(Core *core, const char *host, const char *what)
     if (!hv) {
         log_warn("%s: host %s is down; its filters are rewritten when it connects again", what,
                  host);
-        sg_stale_mark(host);
+        sg_stale_mark(core, host);
     }
     if (hv && hv_conn_is_simulated(hv)) {
         hv_conn_free(hv);
@@ -362,7 +417,7 @@ sg_refresh_ports(Core *core, const Port *ports, size_t n)
         if (hv && sg_filter_write(core, vm.host, hv, &ports[i], true, &err) < 0) {
             log_warn("port %s: filter not updated on host %s: %s", ports[i].id, vm.host,
                      err->message);
-            sg_stale_mark(vm.host);
+            sg_stale_mark(core, vm.host);
         }
         hv_conn_free(hv);
         vm_clear(&vm);
@@ -378,7 +433,7 @@ sg_group_refresh_on(Core *core, const char *host, HvConn *hv, const void *group_
     if (sg_group_write_locked(core, hv, group_id, true, &err) < 0) {
         log_warn("security group %s: filter not updated on host %s: %s", (const char *)group_id,
                  host, err->message);
-        sg_stale_mark(host);
+        sg_stale_mark(core, host);
     }
     pthread_mutex_unlock(lock);
 }
@@ -409,7 +464,7 @@ sg_remote_refresh_on(Core *core, const char *host, HvConn *hv, const void *arg)
     if (sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0) {
         log_warn("rule %s: member filter not updated on host %s: %s", a->rule->id, host,
                  err->message);
-        sg_stale_mark(host);
+        sg_stale_mark(core, host);
     }
     pthread_mutex_unlock(lock);
 }
@@ -545,7 +600,7 @@ sg_group_catch_up(Core *core, const char *host, HvConn *hv, const char *group_id
 void
 secgroup_ops_host_up(Core *core, const char *host, HvConn *hv)
 {
-    if (hv_conn_is_simulated(hv) || !sg_stale_take(host))
+    if (hv_conn_is_simulated(hv) || !sg_stale_take(core, host))
         return;
     uint64_t t0 = nb_monotonic_ms();
     _cleanup_error_ NbError *err = NULL;
@@ -582,7 +637,7 @@ secgroup_ops_host_up(Core *core, const char *host, HvConn *hv)
     vm_list_free(vms, n_vms);
     if (!ok) {
         log_warn("host %s: security-group filters not caught up: %s", host, err->message);
-        sg_stale_mark(host);
+        sg_stale_mark(core, host);
         return;
     }
     log_info("host %s: security-group filters caught up after it was away (%zu groups, %zu "

@@ -11,6 +11,7 @@
 
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "backup_ops.h"
 #include "network_shaping.h"
 #include "vm_ops_internal.h"
 
@@ -74,6 +75,10 @@ step_snap_revert(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     if (snap_of_task(core, task, vm, SNAPSHOT_STATE_REVERTING, &s, err) < 0)
         return -1;
     vm_domain_name(vm, domain);
+    /* The revert changes the disks behind the backup checkpoints' dirty bitmaps: they go, and
+     * the VM's next backup is a full one (docs/storage.md, "Backups"). */
+    if (backup_ops_vm_forget_checkpoints(core, vm, hv, err) < 0)
+        return -1;
     return hv_snapshot_revert(hv, domain, s.libvirt_name, s.memory, err);
 }
 

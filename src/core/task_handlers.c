@@ -2,6 +2,8 @@
  * Which code runs which kind of task: the one place that ties the generic engine (task.c) to
  * the kinds. A new kind adds its row here.
  */
+#include "backup_ops.h"
+#include "clone_ops.h"
 #include "core.h"
 #include "network_ops.h"
 #include "snapshot_ops.h"
@@ -26,6 +28,11 @@ static const TaskHandler task_handlers[] = {
     {TASK_KIND_SNAPSHOT_CREATE, snapshot_ops_step_count, snapshot_ops_run_task},
     {TASK_KIND_SNAPSHOT_REVERT, snapshot_ops_step_count, snapshot_ops_run_task},
     {TASK_KIND_SNAPSHOT_DELETE, snapshot_ops_step_count, snapshot_ops_run_task},
+    {TASK_KIND_VM_CLONE, vm_ops_step_count, vm_ops_run_task},
+    {TASK_KIND_IMAGE_FROM_VM, clone_ops_step_count, clone_ops_run_task},
+    {TASK_KIND_BACKUP_CREATE, backup_ops_step_count, backup_ops_run_task},
+    {TASK_KIND_BACKUP_DELETE, backup_ops_step_count, backup_ops_run_task},
+    {TASK_KIND_BACKUP_RESTORE, backup_ops_step_count, backup_ops_run_task},
 };
 
 const TaskHandler *

@@ -62,6 +62,7 @@ tenancy_ops_project_set_quota(Core *core, const char *id_or_name, json_t *body, 
         project_store_set_quota(core->store, ret->id, &q, err) < 0)
         return -1;
     ret->quota = q;
+    events_publish_quota(core->events, ret->id, ret->name, quota_to_json(&q));
     return 0;
 }
 

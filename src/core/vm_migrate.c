@@ -13,6 +13,7 @@
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "backup_ops.h"
 #include "network_shaping.h"
 #include "network_ops.h"
 #include "snapshot_ops.h"
@@ -145,6 +146,10 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
     if (r != 0)
         return r;
     r = -1;
+    /* libvirt does not carry checkpoints' metadata along: they go, and the VM's next backup is
+     * a full one (docs/storage.md, "Backups"). */
+    if (backup_ops_vm_forget_checkpoints(core, vm, src, err) < 0)
+        goto out;
     if (mp.shared < 0) {
         int shared = migrate_probe_shared(core, task, src, dst, err);
         if (shared < 0)

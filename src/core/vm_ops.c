@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hv/pool_xml.h"
 #include "../model/vm_request.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "clone_ops.h"
+#include "console_ops.h"
 #include "metrics.h"
 #include "network_ops.h"
 #include "network_shaping.h"
@@ -74,11 +77,48 @@ vm_ops_wait_ms(uint64_t since_ms)
     return quarter > VM_WAIT_MAX_MS ? VM_WAIT_MAX_MS : (int)quarter;
 }
 
+char *
+vm_ops_disk_from_params(const char *pool, const char *volume)
+{
+    json_auto_t *j = json_pack("{s:{s:s, s:s}}", "disk_from", "pool", pool, "volume", volume);
+    return j ? json_dumps(j, JSON_COMPACT) : NULL;
+}
+
+/* A create with params {"disk_from": {pool, volume}}: the disk is a flattened qcow2 copy of
+ * that volume on the VM's host (libvirt's qemu-img convert), made again after a crash. 1 when
+ * the task names no prepared disk. */
+static int
+create_disk_from(Core *core, const Task *task, const Vm *vm, HvConn *hv, NbError **err)
+{
+    json_auto_t *p = task->params ? json_loads(task->params, 0, NULL) : NULL;
+    json_t *from = json_object_get(p, "disk_from");
+    const char *pool = json_string_value(json_object_get(from, "pool"));
+    const char *volume = json_string_value(json_object_get(from, "volume"));
+    if (!from)
+        return 1;
+    if (!pool || !volume)
+        return nb_error_set(err, NB_ERR_INTERNAL, "the task's disk_from names no volume");
+    char vol[96];
+    vm_disk_volume(vm, vol);
+    _cleanup_free_ char *xml = pool_xml_volume(vol, vm->disk_gib << 30, "qcow2");
+    if (!xml)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    /* qemu-img convert keeps the source's virtual size: the flavor's disk may be larger. */
+    if (hv_volume_create_from(hv, vm_ops_pool(core), vol, xml, pool, volume, err) < 0)
+        return -1;
+    return hv_volume_resize(hv, vm_ops_pool(core), vol, vm->disk_gib << 30, err);
+}
+
 static int
 step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     Image img;
     char vol[96];
+    if (task->kind == TASK_KIND_VM_CLONE)
+        return clone_ops_disk_step(core, task, vm, hv, run, err);
+    int from = create_disk_from(core, task, vm, hv, err);
+    if (from <= 0)
+        return from;
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
     int there = image_ops_ensure_on(core, &img, vm->host, hv, err);
@@ -209,6 +249,11 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         nics[i].filter_ip = ports[i].ip;
     }
     size_t n_nics = n_ports ? (n_ports < VM_NICS_MAX ? n_ports : VM_NICS_MAX) : 1;
+    /* The browser console's screen: on the host's management address, a password of its own. */
+    char vnc_listen[NB_URI_MAX + 1], vnc_password[CONSOLE_VNC_PASSWORD_LEN + 1];
+    bool vnc = console_ops_vnc_listen(hv, vnc_listen, sizeof(vnc_listen));
+    if (vnc)
+        console_ops_vnc_password(vnc_password);
     DomainSpec spec = {
         .uuid = vm->id,
         .domain_name = domain,
@@ -233,6 +278,8 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .hotplug_slots = (unsigned)(VM_NICS_MAX + VOLUMES_PER_VM_MAX - n_nics),
         .console_log = console,
         .created_at = vm->created_at,
+        .vnc_listen = vnc ? vnc_listen : NULL,
+        .vnc_password = vnc ? vnc_password : NULL,
     };
     _cleanup_free_ char *xml = domain_xml_build(&spec);
     if (!xml)
@@ -465,6 +512,8 @@ vm_create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     static const VmStep undo[] = {step_undefine, step_unplug_networks, step_delete_disk,
                                   step_delete_seed};
     TaskRun none = {0};
+    if (task->kind == TASK_KIND_VM_CLONE)
+        clone_ops_disk_cleanup(core, task, vm);
     for (size_t i = 0; hv && i < ELEMENTSOF(undo); i++) {
         _cleanup_error_ NbError *err = NULL;
         if (undo[i](core, task, vm, hv, &none, &err) < 0)
@@ -509,6 +558,14 @@ static const VmTaskDef vm_task_defs[_TASK_KIND_MAX] = {
                              .desired = VM_POWER_RUNNING,
                              .state_on_success = VM_STATE_RUNNING,
                              .rollback = vm_create_rollback},
+    /* A clone is a create whose disk step copies the source's disk (clone_ops.c). */
+    [TASK_KIND_VM_CLONE] = {.steps = create_steps,
+                            .n_steps = (int)ELEMENTSOF(create_steps),
+                            .step_names = create_names,
+                            .state_on_claim = VM_STATE_BUILDING,
+                            .desired = VM_POWER_RUNNING,
+                            .state_on_success = VM_STATE_RUNNING,
+                            .rollback = vm_create_rollback},
     [TASK_KIND_VM_START] =
         TASK_DEF(start_steps, start_names, -1, VM_POWER_RUNNING, VM_STATE_RUNNING),
     [TASK_KIND_VM_STOP] = TASK_DEF(stop_steps, stop_names, -1, VM_POWER_STOPPED, VM_STATE_STOPPED),
@@ -571,7 +628,7 @@ vm_task_fail(Core *core, Task *task, const VmTaskDef *def, Vm *vm, HvConn *hv, c
         state = VM_STATE_UNKNOWN;
     }
     /* A failed create leaves the VM to be started (created again) or deleted. */
-    if (task->kind == TASK_KIND_VM_CREATE)
+    if (task->kind == TASK_KIND_VM_CREATE || task->kind == TASK_KIND_VM_CLONE)
         desired = VM_POWER_STOPPED;
     /* A failed delete keeps the VM, in `deleting` no more: it shows what libvirt has. */
     if (task->kind == TASK_KIND_VM_DELETE && state < 0)
@@ -700,6 +757,14 @@ int
 vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *ret_task,
               NbError **err)
 {
+    VmCreateHow how = {.kind = TASK_KIND_VM_CREATE};
+    return vm_ops_create_how(core, who, body, &how, ret_vm, ret_task, err);
+}
+
+int
+vm_ops_create_how(Core *core, const Principal *who, json_t *body, const VmCreateHow *how,
+                  Vm *ret_vm, Task *ret_task, NbError **err)
+{
     VmCreateRequest req;
     Image img;
     Flavor flavor;
@@ -713,7 +778,9 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
         vm_create_request_parse(rest, &req, err) < 0)
         return -1;
     int r = -1;
-    if (req.host[0]) {
+    if (how->host) {
+        snprintf(vm.host, sizeof(vm.host), "%s", how->host);
+    } else if (req.host[0]) {
         Host host;
         if (who->role != ROLE_ADMIN) {
             nb_error_set(err, NB_ERR_FORBIDDEN, "only admins choose a VM's host");
@@ -772,7 +839,7 @@ vm_ops_create(Core *core, const Principal *who, json_t *body, Vm *ret_vm, Task *
     vm.user_data = req.user_data;
     nb_timestamp_now(vm.created_at);
     memcpy(vm.updated_at, vm.created_at, sizeof(vm.updated_at));
-    task_new(&task, TASK_KIND_VM_CREATE, vm.id, NULL);
+    task_new(&task, how->kind, vm.id, how->params);
     memcpy(vm.task_id, task.id, sizeof(vm.task_id));
 
     /* A MAC collision shows as a constraint on a mac column: draw again. The VM's own mac is

@@ -38,3 +38,28 @@ const char *vm_ops_pool(const Core *core);
 /* The VM's domain XML, with the volume paths of the pool on the host behind hv. */
 int vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err);
 VmState vm_ops_state_from_hv(HvDomainState st);
+
+/* How vm_ops_create_how makes a VM: the task's kind (TASK_KIND_VM_CREATE, or TASK_KIND_VM_CLONE
+ * whose disk step is clone_ops'), the task's params (JSON text, NULL: none) and the host it is
+ * put on whoever asks (NULL: as the body says, host only for admins, else the scheduler's). */
+typedef struct VmCreateHow {
+    TaskKind kind;
+    const char *params;
+    const char *host;
+} VmCreateHow;
+
+/* A VM inserted and queued like POST /v1/vms (body: the same fields, validated, quota-checked
+ * and placed the same way: VM_NOT_FOUND..., QUOTA_EXCEEDED, NAME_TAKEN, NO_VALID_HOST), its task
+ * made as how says. The returned VM and task are the stored rows at that moment. */
+int vm_ops_create_how(Core *core, const Principal *who, json_t *body, const VmCreateHow *how,
+                      Vm *ret_vm, Task *ret_task, NbError **err);
+
+/* The params of a vm.create whose root disk is made from a prepared disk instead of the image:
+ * a flattened qcow2 copy (libvirt's virStorageVolCreateXMLFrom, qemu-img convert) of volume in
+ * the libvirt pool `pool` of the VM's host, grown to the flavor's disk. Give the VM that host
+ * (VmCreateHow.host) and keep the volume until the task has ended. NULL: out of memory. Use:
+ *     _cleanup_free_ char *p = vm_ops_disk_from_params(pool, vol);
+ *     VmCreateHow how = {TASK_KIND_VM_CREATE, p, host};
+ *     vm_ops_create_how(core, who, body, &how, &vm, &task, &err);
+ * A failed create is started again as a plain create (from its image): delete it instead. */
+char *vm_ops_disk_from_params(const char *pool, const char *volume);

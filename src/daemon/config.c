@@ -65,9 +65,12 @@ daemon_config_free(DaemonConfig *c)
     free(c->log_format);
     free(c->tls_cert);
     free(c->tls_key);
+    free(c->web_root);
+    free(c->web_origin);
     free(c->agent_url);
     free(c->agent_secret_file);
     free(c->agent_ca_file);
+    free(c->console_allowed_origins);
     free(c->tunnel_ip);
     free(c->tunnel_dev);
 }
@@ -142,6 +145,8 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"log-format", &c->log_format},
         {"tls-cert", &c->tls_cert},
         {"tls-key", &c->tls_key},
+        {"web-root", &c->web_root},
+        {"web-origin", &c->web_origin},
         {"placement", &c->placement},
         {"event-loop", &c->event_loop},
         {"default-network-pool", &c->default_network_pool},
@@ -150,6 +155,7 @@ daemon_config_set(DaemonConfig *c, const char *key, const char *value, NbError *
         {"agent-ca-file", &c->agent_ca_file},
         {"tunnel-ip", &c->tunnel_ip},
         {"tunnel-dev", &c->tunnel_dev},
+        {"console-allowed-origins", &c->console_allowed_origins},
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         if (streq(key, strings[i].key)) {

@@ -23,12 +23,18 @@ typedef struct DaemonConfig {
     char *log_format;
     char *tls_cert; /* PEM files: HTTPS when both are set */
     char *tls_key;
+    /* The web console: its files (NULL: the installed ones, see main.c) and its public origin
+     * when a reverse proxy changes it (NULL: the daemon's scheme and the request's Host). */
+    char *web_root;
+    char *web_origin;
     /* The local host's nimbus-agent and VXLAN underlay; the CA bundle for every host's agent. */
     char *agent_url;
     char *agent_secret_file;
     char *agent_ca_file;
     char *tunnel_ip;
     char *tunnel_dev;
+    /* Origins besides the daemon's own whose pages may open console WebSockets. */
+    char *console_allowed_origins;
     unsigned workers;
     unsigned stop_timeout_s;
     unsigned sync_interval_s;

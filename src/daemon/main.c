@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../api/api.h"
@@ -60,6 +61,10 @@ usage(FILE *out)
             "                         0: never pauses)\n"
             "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
             "  --tls-key FILE         and this PEM private key\n"
+            "  --web-root DIR         the web console's files (default " NIMBUS_WEB_ROOT ")\n"
+            "  --web-origin URL       the console's origin when a proxy changes it\n"
+            "                         (https://nimbus.example.com); checked against Origin\n"
+            "  --console-allowed-origins LIST  other origins whose pages may open consoles\n"
             "  --agent-url URL        this host's nimbus-agent (default https://127.0.0.1:8775)\n"
             "  --agent-secret-file FILE  its secret (64 hex); without it the host has no agent\n"
             "  --agent-ca-file FILE   PEM bundle every host's agent certificate must chain to\n"
@@ -103,6 +108,9 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, 0},
     {"tls-cert", required_argument, NULL, 0},
     {"tls-key", required_argument, NULL, 0},
+    {"web-root", required_argument, NULL, 0},
+    {"web-origin", required_argument, NULL, 0},
+    {"console-allowed-origins", required_argument, NULL, 0},
     {"agent-url", required_argument, NULL, 0},
     {"agent-secret-file", required_argument, NULL, 0},
     {"agent-ca-file", required_argument, NULL, 0},
@@ -112,6 +120,25 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+/* The installed console; a daemon run from its build directory serves the source tree's, so
+ * that it can be tried and tested without installing. NULL: neither is there. */
+static const char *
+web_root_default(void)
+{
+    struct stat sb;
+    if (stat(NIMBUS_WEB_ROOT, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return NIMBUS_WEB_ROOT;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    if (str_startswith(exe, NIMBUS_BUILD_ROOT "/") && stat(NIMBUS_SOURCE_WEB_ROOT, &sb) == 0 &&
+        S_ISDIR(sb.st_mode))
+        return NIMBUS_SOURCE_WEB_ROOT;
+    return NULL;
+}
 
 /* Two passes: find --config first so the command line wins over the file. */
 static int
@@ -260,6 +287,7 @@ main(int argc, char **argv)
         log_error("cannot create the admin token: %s", err ? err->message : "out of memory");
         goto out;
     }
+    api_console_set_allowed_origins(cfg.console_allowed_origins);
     if (tls_cert && api_metrics_set_tls_cert(tls_cert) < 0)
         log_warn("cannot read the expiry of %s: /metrics will not export it", cfg.tls_cert);
     metrics_set_store_stats(store_stats);
@@ -267,6 +295,13 @@ main(int argc, char **argv)
         metrics_collector_start(core, cfg.metrics_interval_s, cfg.metrics_idle_after_s, &collector);
     if (mrc < 0)
         log_warn("cannot start the metrics collector: %s", strerror(-mrc));
+    const char *web_root = cfg.web_root ? cfg.web_root : web_root_default();
+    if (api_web_configure(web_root, cfg.web_origin) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (!web_root)
+        log_warn("no web console: %s is missing (see --web-root)", NIMBUS_WEB_ROOT);
     HttpServerConfig http = {
         .listen_host = cfg.listen_host,
         .port = cfg.port,
@@ -276,6 +311,8 @@ main(int argc, char **argv)
         .principal_free = auth_principal_free,
         .authorize = auth_authorize,
         .on_complete = api_on_complete,
+        .session_cookie = API_WEB_SESSION_COOKIE,
+        .fallback = api_web_static,
         .tls_cert_pem = tls_cert,
         .tls_key_pem = tls_key,
     };
@@ -309,6 +346,7 @@ out:
     /* Event streams wait on the bus: woken first, or stopping the server would wait for them. */
     if (core)
         event_bus_close(core->events);
+    api_console_shutdown();
     http_server_stop(server);
     metrics_collector_stop(collector);
     core_stop(core);

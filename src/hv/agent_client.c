@@ -333,3 +333,55 @@ agent_shaping_clear(AgentClient *c, const char *tap, NbError **err)
         return -1;
     return agent_request(c, "DELETE", path, NULL, NULL, err);
 }
+
+/* The key goes into the path: 12 lowercase hex digits, so it cannot add segments or a query. */
+static int
+dhcp_path(const char *key, char out[64], NbError **err)
+{
+    bool ok = key && strlen(key) == 12;
+    for (size_t i = 0; ok && i < 12; i++)
+        ok = (key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f');
+    if (!ok)
+        return nb_error_set(err, NB_ERR_NETWORK_INVALID_IFNAME,
+                            "'%.32s' is not a DHCP server's key", key ? key : "");
+    snprintf(out, 64, "/v1/dhcp/%s", key);
+    return 0;
+}
+
+int
+agent_dhcp_ensure(AgentClient *c, const char *key, const char *bridge, const char *mac,
+                  const char *address, unsigned prefix, const char *router, const char *const *dns,
+                  size_t n_dns, unsigned mtu, const AgentDhcpEntry *entries, size_t n_entries,
+                  NbError **err)
+{
+    char path[64];
+    if (dhcp_path(key, path, err) < 0)
+        return -1;
+    if (!bridge || !mac || !address || (n_dns && !dns) || (n_entries && !entries))
+        return nb_error_set(err, NB_ERR_INVALID_REQUEST, "bridge, mac and address are required");
+    json_t *jd = json_array(), *jh = json_array();
+    for (size_t i = 0; jd && i < n_dns; i++)
+        json_array_append_new(jd, json_string(dns[i]));
+    for (size_t i = 0; jh && i < n_entries; i++)
+        json_array_append_new(jh,
+                              json_pack("{s:s, s:s}", "mac", entries[i].mac, "ip", entries[i].ip));
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:o*, s:I, s:o*}", "bridge", bridge, "mac", mac,
+                             "address", address, "prefix", (json_int_t)prefix, "dns", jd, "mtu",
+                             (json_int_t)mtu, "hosts", jh);
+    if (!body)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    if (router)
+        json_object_set_new(body, "router", json_string(router));
+    int r = agent_request(c, "PUT", path, body, NULL, err);
+    json_decref(body);
+    return r;
+}
+
+int
+agent_dhcp_remove(AgentClient *c, const char *key, NbError **err)
+{
+    char path[64];
+    if (dhcp_path(key, path, err) < 0)
+        return -1;
+    return agent_request(c, "DELETE", path, NULL, NULL, err);
+}

@@ -45,3 +45,19 @@ int agent_shaping_set(AgentClient *c, const char *tap, unsigned in_kbit, unsigne
                       NbError **err);
 /* DELETE /v1/shaping/{tap}; absent is fine. */
 int agent_shaping_clear(AgentClient *c, const char *tap, NbError **err);
+
+/* One DHCP server's fixed entry: a port's MAC and address. */
+typedef struct AgentDhcpEntry {
+    const char *mac;
+    const char *ip;
+} AgentDhcpEntry;
+/* The network's DHCP server on the agent's host (nimbus-agent's agent_dhcp.h): key is the 12
+ * hex digits of the network's bridge name (nbr<key>); bridge the segment's bridge there; mac,
+ * address/prefix the server's own; router NULL for none; dns n_dns addresses; entries the ports
+ * of the VMs on that host. PUT /v1/dhcp/{key}: made, or its hosts replaced (or restarted). */
+int agent_dhcp_ensure(AgentClient *c, const char *key, const char *bridge, const char *mac,
+                      const char *address, unsigned prefix, const char *router,
+                      const char *const *dns, size_t n_dns, unsigned mtu,
+                      const AgentDhcpEntry *entries, size_t n_entries, NbError **err);
+/* DELETE /v1/dhcp/{key}; absent is fine. */
+int agent_dhcp_remove(AgentClient *c, const char *key, NbError **err);

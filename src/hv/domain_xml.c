@@ -94,6 +94,25 @@ nics_valid(const DomainNic *nics, size_t n)
     return true;
 }
 
+/* Both or neither; an address or host name, and a short password of letters and digits. */
+static bool
+vnc_valid(const DomainSpec *s)
+{
+    if (!s->vnc_listen && !s->vnc_password)
+        return true;
+    if (!present(s->vnc_listen) || !present(s->vnc_password) ||
+        strlen(s->vnc_password) > DOMAIN_VNC_PASSWORD_MAX || strlen(s->vnc_listen) > 255)
+        return false;
+    for (const char *p = s->vnc_password; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return false;
+    for (const char *p = s->vnc_listen; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == ':' || *p == '-'))
+            return false;
+    return true;
+}
+
 static bool
 spec_complete(const DomainSpec *s)
 {
@@ -102,7 +121,7 @@ spec_complete(const DomainSpec *s)
            virt_type_to_string(s->virt_type) && s->vcpus > 0 && s->ram_mib > 0 && s->disk_gib > 0 &&
            present(s->disk_path) && (!s->seed_path || present(s->seed_path)) &&
            nics_valid(s->nics, s->n_nics) && s->hotplug_slots <= DOMAIN_HOTPLUG_MAX &&
-           present(s->console_log) && present(s->created_at);
+           present(s->console_log) && present(s->created_at) && vnc_valid(s);
 }
 
 static void
@@ -219,6 +238,18 @@ write_devices(XmlWriter *w, const DomainSpec *s)
     xml_writer_open(w, "console", "type", "pty", NULL);
     xml_writer_empty(w, "target", "type", "serial", "port", "0", NULL);
     xml_writer_close(w);
+
+    if (s->vnc_listen) {
+        /* The browser console's screen (docs/console.md): nimbusd connects to it over TCP. */
+        xml_writer_open(w, "graphics", "type", "vnc", "port", "-1", "autoport", "yes", "listen",
+                        s->vnc_listen, "passwd", s->vnc_password, NULL);
+        xml_writer_empty(w, "listen", "type", "address", "address", s->vnc_listen, NULL);
+        xml_writer_close(w);
+        /* Standard VGA: it shows the firmware and boot loader, whatever the guest's drivers. */
+        xml_writer_open(w, "video", NULL);
+        xml_writer_empty(w, "model", "type", "vga", NULL);
+        xml_writer_close(w);
+    }
 
     xml_writer_empty(w, "memballoon", "model", "virtio", NULL);
 

@@ -35,6 +35,7 @@ typedef struct DomainNic {
 } DomainNic;
 
 #define DOMAIN_HOTPLUG_MAX 16
+#define DOMAIN_VNC_PASSWORD_MAX 8 /* RFB's VNC authentication uses 8 bytes */
 
 typedef struct DomainSpec {
     const char *uuid;        /* the VM id */
@@ -62,7 +63,12 @@ typedef struct DomainSpec {
      * for a VM (VM_NICS_MAX), as hot-plugged NICs then take the spare ports. */
     unsigned hotplug_slots;
     const char *console_log; /* serial console is logged here by virtlogd */
-    const char *created_at;  /* metadata only */
+    /* The VNC screen (NULL: none): its server listens on vnc_listen (an address of the host,
+     * never a tenant's input) on a port libvirt picks, and asks for vnc_password (1 to
+     * DOMAIN_VNC_PASSWORD_MAX letters and digits). Both or neither. */
+    const char *vnc_listen;
+    const char *vnc_password;
+    const char *created_at; /* metadata only */
 } DomainSpec;
 
 /* Returns newly allocated XML, or NULL if a required field is missing or allocation failed. */

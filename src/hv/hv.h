@@ -194,6 +194,44 @@ int hv_snapshot_revert(HvConn *c, const char *domain, const char *name, bool wit
 int hv_snapshot_delete(HvConn *c, const char *domain, const char *name, NbError **err);
 /* Every snapshot of the domain deleted (no domain: done). */
 int hv_snapshot_delete_all(HvConn *c, const char *domain, NbError **err);
+
+/* ---- backups and checkpoints (hv_backup.c) ---- */
+/* The virtual size of the domain's disk target ("vda"). */
+int hv_backup_disk_capacity(HvConn *c, const char *domain, const char *target, uint64_t *ret,
+                            NbError **err);
+/* Starts a push-mode backup of the disk target only into the qcow2 file path: reuse, an existing
+ * file of the disk's size (REUSE_EXTERNAL); else a new one libvirt makes (a point-in-time copy of
+ * the whole disk, its backing chain flattened, for clones and images from VMs). Since checkpoint
+ * incremental (NULL: full), making checkpoint `checkpoint` (a bitmap in that disk only; NULL:
+ * none). BACKUP_UNSUPPORTED on a simulated host. */
+int hv_backup_begin(HvConn *c, const char *domain, const char *target, const char *path,
+                    const char *incremental, const char *checkpoint, bool reuse, NbError **err);
+typedef enum HvBackupJobState {
+    HV_BACKUP_JOB_NONE,      /* no backup job, and none ended that libvirt remembers */
+    HV_BACKUP_JOB_RUNNING,   /* a backup job runs */
+    HV_BACKUP_JOB_OTHER,     /* another job runs: not a backup, or one to another file */
+    HV_BACKUP_JOB_COMPLETED, /* the last job was a backup and it completed */
+    HV_BACKUP_JOB_FAILED,    /* the last job was a backup and it failed or was aborted */
+} HvBackupJobState;
+typedef struct HvBackupJob {
+    HvBackupJobState state;
+    bool is_backup;
+    uint64_t processed, total; /* bytes */
+    uint64_t elapsed_ms;
+    char error[256];
+} HvBackupJob;
+/* The domain's current job, else the end of its last one (no domain: NONE). path (NULL: any):
+ * the file this caller's backup writes; a backup job to another file is OTHER. */
+int hv_backup_job(HvConn *c, const char *domain, const char *path, HvBackupJob *ret, NbError **err);
+/* Aborts the domain's backup job to path, if one runs (no domain, no job: 0); 1 when a backup
+ * job to another file runs (another task's: wait for its end). */
+int hv_backup_abort(HvConn *c, const char *domain, const char *path, NbError **err);
+/* 1 when the domain has the checkpoint, 0 when not (or no domain). */
+int hv_checkpoint_exists(HvConn *c, const char *domain, const char *name, NbError **err);
+/* Deletes the checkpoint (its bitmap merged into its parent's); absent, or no domain: 0. */
+int hv_checkpoint_delete(HvConn *c, const char *domain, const char *name, NbError **err);
+/* Every checkpoint of the domain deleted (no domain: done). */
+int hv_checkpoint_delete_all(HvConn *c, const char *domain, NbError **err);
 /* 1 when the disks (sources) and NICs (MACs) of the definition kept with the snapshot are the
  * domain's now, 0 when not (a revert would bring the old set back), -1. */
 int hv_snapshot_devices_match(HvConn *c, const char *domain, const char *name, NbError **err);
@@ -317,3 +355,11 @@ typedef struct HvDomainStats {
 int hv_domain_stats_all(HvConn *c, const char *prefix, HvDomainStats **ret, size_t *ret_n,
                         NbError **err);
 void hv_domain_stats_free(HvDomainStats *s, size_t n);
+
+/* ---- copies of a VM's root disk: clones, images from VMs (hv_clone.c) ---- */
+/* Makes libvirt look at the pool's directory again: a file written there becomes a volume. */
+int hv_pool_refresh(HvConn *c, const char *pool, NbError **err);
+/* A new volume name in pool holding from_vol's bytes as they are (a qcow2 overlay keeps its
+ * backing file); an earlier name (a copy cut short) is replaced. */
+int hv_vol_copy_bytes(HvConn *c, const char *pool, const char *from_vol, const char *name,
+                      NbError **err);

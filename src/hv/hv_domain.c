@@ -236,7 +236,7 @@ hv_domain_undefine(HvConn *c, const char *name, NbError **err)
         return 0; /* a transient domain is gone once destroyed */
 
     unsigned int flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                         VIR_DOMAIN_UNDEFINE_NVRAM;
+                         VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM;
     if (virDomainUndefineFlags(dom, flags) == 0)
         return 0;
     int code = hv_last_error_code();
@@ -246,8 +246,10 @@ hv_domain_undefine(HvConn *c, const char *name, NbError **err)
         code != VIR_ERR_ARGUMENT_UNSUPPORTED)
         return hv_error(err, "undefining domain '%s'", name);
 
-    /* Drivers without NVRAM support reject the flag. */
-    if (virDomainUndefineFlags(dom, flags & ~(unsigned int)VIR_DOMAIN_UNDEFINE_NVRAM) < 0) {
+    /* Drivers without NVRAM (or checkpoint) support reject the flag. */
+    if (virDomainUndefineFlags(
+            dom, flags & ~(unsigned int)(VIR_DOMAIN_UNDEFINE_NVRAM |
+                                         VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)) < 0) {
         if (hv_last_error_code() == VIR_ERR_NO_DOMAIN)
             return 0;
         return hv_error(err, "undefining domain '%s'", name);

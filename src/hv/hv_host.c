@@ -1,5 +1,6 @@
 /* What a host offers (node facts, pool space), and what moves between hosts: volumes over
  * libvirt streams, and domains by migration. */
+#include "hv_console.h"
 #include "hv_internal.h"
 #include "hv_sim.h"
 
@@ -202,6 +203,19 @@ hv_domain_migrate(HvConn *src, HvConn *dst, const char *name, const HvMigrateOpt
                                 o->bandwidth_mib) < 0) {
         virTypedParamsFree(params, n_params);
         return hv_error(err, "building the migration parameters");
+    }
+    /* A VNC server listening on the source's address would not start on the destination. */
+    bool dxml_failed = false, pxml_failed = false;
+    _cleanup_free_ char *dxml = hv_console_migrate_xml(dom, dst->uri, false, &dxml_failed);
+    _cleanup_free_ char *pxml = hv_console_migrate_xml(dom, dst->uri, true, &pxml_failed);
+    if (dxml_failed || pxml_failed ||
+        (dxml && virTypedParamsAddString(&params, &n_params, &max_params,
+                                         VIR_MIGRATE_PARAM_DEST_XML, dxml) < 0) ||
+        (pxml && virTypedParamsAddString(&params, &n_params, &max_params,
+                                         VIR_MIGRATE_PARAM_PERSIST_XML, pxml) < 0)) {
+        virTypedParamsFree(params, n_params);
+        return nb_error_set(err, NB_ERR_HYPERVISOR, "cannot make the destination's XML of '%s'",
+                            name);
     }
     /* The destination keeps the definition and the source forgets it: the domain lives on one
      * host at a time. Sharing is Nimbus's own finding (the same volume seen by both hosts), so

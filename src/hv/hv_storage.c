@@ -366,6 +366,10 @@ hv_vol_xml(const char *vol, uint64_t capacity, const char *allocation, const cha
         xml_writer_text_element(w, "allocation", allocation, "unit", "bytes", NULL);
     xml_writer_open(w, "target", NULL);
     xml_writer_empty(w, "format", "type", format, NULL);
+    /* qcow2 v3: libvirt would make v2 (0.10), which cannot hold the persistent dirty bitmaps
+     * of backup checkpoints. */
+    if (strcmp(format, "qcow2") == 0)
+        xml_writer_text_element(w, "compat", "1.1", NULL);
     if (group >= 0) {
         char gid[24];
         snprintf(gid, sizeof(gid), "%ld", group);

@@ -400,6 +400,20 @@ port_to_json(const Port *p)
                      p->created_at);
 }
 
+json_t *
+dhcp_server_to_json(const DhcpServer *d)
+{
+    char ip[NB_IPV4_STRLEN];
+    ipv4_format(d->ip, ip);
+    json_t *j =
+        json_pack("{s:s, s:s, s:n, s:s, s:s, s:s}", "id", d->id, "network_id", d->network_id,
+                  "vm_id", "mac", d->mac, "ip", ip, "created_at", d->created_at);
+    char owner[sizeof("dhcp:") + NB_NAME_MAX];
+    snprintf(owner, sizeof(owner), "dhcp:%s", d->host);
+    json_object_set_new(j, "owner", json_string(owner));
+    return j;
+}
+
 int
 nic_request_parse(json_t *j, NicRequest *ret, NbError **err)
 {

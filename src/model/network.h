@@ -117,6 +117,21 @@ typedef struct Port {
 /* {id, network_id, vm_id, slot, mac, ip, net_in_mbit, net_out_mbit, created_at} */
 json_t *port_to_json(const Port *p);
 
+/* A network's DHCP server on one host (vxlan, vlan and bridged networks with DHCP: nat and
+ * isolated ones have libvirt's dnsmasq on the gateway instead). Its address comes from the
+ * ports' IPAM, so no port can take it; it is no VM's and counts in no quota. */
+typedef struct DhcpServer {
+    char id[NB_UUID_STRLEN];
+    char network_id[NB_UUID_STRLEN];
+    char host[NB_NAME_MAX + 1];
+    char mac[NB_MAC_STRLEN];
+    uint32_t ip;
+    char created_at[NB_TIMESTAMP_LEN];
+} DhcpServer;
+
+/* As a port: {id, network_id, vm_id: null, owner: "dhcp:<host>", mac, ip, created_at}. */
+json_t *dhcp_server_to_json(const DhcpServer *d);
+
 /* One NIC asked for: {"network": id-or-name, "ip"?: "a.b.c.d"} (in vm create's "networks"
  * array and in nic add). */
 typedef struct NicRequest {

@@ -24,6 +24,11 @@ static const char *const task_kind_table[_TASK_KIND_MAX] = {
     [TASK_KIND_SNAPSHOT_CREATE] = "snapshot.create",
     [TASK_KIND_SNAPSHOT_REVERT] = "snapshot.revert",
     [TASK_KIND_SNAPSHOT_DELETE] = "snapshot.delete",
+    [TASK_KIND_BACKUP_CREATE] = "backup.create",
+    [TASK_KIND_BACKUP_DELETE] = "backup.delete",
+    [TASK_KIND_BACKUP_RESTORE] = "backup.restore",
+    [TASK_KIND_VM_CLONE] = "vm.clone",
+    [TASK_KIND_IMAGE_FROM_VM] = "image.from-vm",
 };
 DEFINE_STRING_TABLE(task_kind, TaskKind, task_kind_table)
 

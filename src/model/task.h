@@ -25,6 +25,11 @@ typedef enum TaskKind {
     TASK_KIND_SNAPSHOT_CREATE, /* target_id: the VM; params {"snapshot": id} */
     TASK_KIND_SNAPSHOT_REVERT,
     TASK_KIND_SNAPSHOT_DELETE,
+    TASK_KIND_BACKUP_CREATE,  /* target_id: the VM; params: the backup's id */
+    TASK_KIND_BACKUP_DELETE,  /* target_id: the backup */
+    TASK_KIND_BACKUP_RESTORE, /* target_id: the new volume; params: the backup's id */
+    TASK_KIND_VM_CLONE,       /* target_id: the new VM; params {"source": id, "linked": b} */
+    TASK_KIND_IMAGE_FROM_VM,  /* target_id: the source VM; params {"image": id} */
     _TASK_KIND_MAX,
     _TASK_KIND_INVALID = -1,
 } TaskKind;

@@ -20,7 +20,7 @@ const char *const quota_resource_names[_QUOTA_MAX] = {
     [QUOTA_IMAGES] = "images",       [QUOTA_NETWORKS] = "networks",
     [QUOTA_PORTS] = "ports",         [QUOTA_SECGROUPS] = "secgroups",
     [QUOTA_VOLUMES] = "volumes",     [QUOTA_VOLUME_GIB] = "volume_gib",
-    [QUOTA_SNAPSHOTS] = "snapshots",
+    [QUOTA_SNAPSHOTS] = "snapshots", [QUOTA_BACKUPS] = "backups",
 };
 
 int

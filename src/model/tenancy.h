@@ -58,6 +58,7 @@ typedef enum QuotaResource {
     QUOTA_VOLUMES,    /* data volumes the project owns, in any state */
     QUOTA_VOLUME_GIB, /* the sum of their sizes */
     QUOTA_SNAPSHOTS,  /* VM snapshots of the project's VMs, in any state */
+    QUOTA_BACKUPS,    /* backups the project owns, in any state */
     _QUOTA_MAX,
 } QuotaResource;
 

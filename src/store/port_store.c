@@ -231,8 +231,7 @@ port_insert_locked(Store *s, const char *project, Port *p, NbError **err)
                                 "%s is not an address a port of network '%s' may take (outside "
                                 "it, or its network, broadcast, gateway or DNS address)",
                                 ip, n.name);
-        rc = port_exists_locked(s, "SELECT 1 FROM ports WHERE network_id = ?1 AND ip = ?2", n.id,
-                                NULL, p->ip, err);
+        rc = port_exists_locked(s, STORE_SQL_PORT_IP_TAKEN, n.id, NULL, p->ip, err);
         if (rc < 0)
             return -1;
         if (rc)
@@ -380,4 +379,127 @@ port_store_set_bandwidth(Store *s, const char *id, uint32_t in_kbit, uint32_t ou
     if (sqlite3_changes(s->db) == 0)
         return nb_error_set(err, NB_ERR_PORT_NOT_FOUND, "port '%.64s' not found", id);
     return 0;
+}
+
+/* ---- DHCP servers of vxlan, vlan and bridged networks (dhcp_servers) ---- */
+
+static void
+dhcp_server_from_row(sqlite3_stmt *st, void *elem)
+{
+    DhcpServer *d = elem;
+    memset(d, 0, sizeof(*d));
+    store_column_copy(st, 0, d->id, sizeof(d->id));
+    store_column_copy(st, 1, d->network_id, sizeof(d->network_id));
+    store_column_copy(st, 2, d->host, sizeof(d->host));
+    store_column_copy(st, 3, d->mac, sizeof(d->mac));
+    d->ip = (uint32_t)sqlite3_column_int64(st, 4);
+    store_column_copy(st, 5, d->created_at, sizeof(d->created_at));
+}
+
+/* With the lock held: the server of (network, host): 1 (in *ret), 0 none, -1. */
+static int
+dhcp_server_get_locked(Store *s, const char *network_id, const char *host, DhcpServer *ret,
+                       NbError **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT " DHCP_SERVER_COLUMNS
+                      " FROM dhcp_servers WHERE network_id = ?1 AND host = ?2",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, network_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        dhcp_server_from_row(st, ret);
+        return 1;
+    }
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, "get DHCP server", err);
+}
+
+int
+port_store_dhcp_server_ensure(Store *s, const char *network_id, const char *host, const char *mac,
+                              DhcpServer *ret, NbError **err)
+{
+    STORE_LOCKED(s);
+    if (store_begin(s, err) < 0)
+        return -1;
+    Network n;
+    DhcpServer d = {0};
+    int found = dhcp_server_get_locked(s, network_id, host, &d, err);
+    if (found < 0)
+        goto fail;
+    if (!found) {
+        /* The same IPAM as a port's, under the same lock: no port can take it after. */
+        if (network_get_one_by_id_locked(s, NULL, network_id, &n, err) < 0 ||
+            port_alloc_ip_locked(s, &n, &d.ip, err) < 0)
+            goto fail;
+        nb_uuid_generate(d.id);
+        nb_timestamp_now(d.created_at);
+        snprintf(d.network_id, sizeof(d.network_id), "%s", network_id);
+        snprintf(d.host, sizeof(d.host), "%s", host);
+        for (size_t i = 0; mac[i] && i + 1 < sizeof(d.mac); i++)
+            d.mac[i] = (char)tolower((unsigned char)mac[i]);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        if (store_prepare(
+                s, "INSERT INTO dhcp_servers (" DHCP_SERVER_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?)",
+                &st, err) < 0)
+            goto fail;
+        sqlite3_bind_text(st, 1, d.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d.network_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d.host, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, d.mac, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, d.ip);
+        sqlite3_bind_text(st, 6, d.created_at, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_CONSTRAINT && strstr(sqlite3_errmsg(s->db), "dhcp_servers.mac")) {
+            nb_error_set(err, NB_ERR_MAC_TAKEN, "MAC address %s is taken", d.mac);
+            goto fail;
+        }
+        if (rc != SQLITE_DONE) {
+            store_db_error(s, "insert DHCP server", err);
+            goto fail;
+        }
+    }
+    if (store_commit(s, err) < 0)
+        goto fail;
+    *ret = d;
+    return 0;
+fail:
+    store_rollback(s);
+    return -1;
+}
+
+int
+port_store_dhcp_server_delete(Store *s, const char *network_id, const char *host, NbError **err)
+{
+    STORE_LOCKED(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s, "DELETE FROM dhcp_servers WHERE network_id = ?1 AND host = ?2", &st, err) <
+        0)
+        return -1;
+    sqlite3_bind_text(st, 1, network_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_db_error(s, "delete DHCP server", err);
+    return 0;
+}
+
+int
+port_store_dhcp_server_list(Store *s, const char *scope, const char *network_id, DhcpServer **ret,
+                            size_t *ret_n, NbError **err)
+{
+    STORE_READING(s);
+    _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT d.id, d.network_id, d.host, d.mac, d.ip, d.created_at"
+                      " FROM dhcp_servers d JOIN networks n ON n.id = d.network_id"
+                      " WHERE (?1 IS NULL OR d.network_id = ?1) AND (?2 IS NULL OR n.project = ?2)"
+                      " ORDER BY d.network_id, d.ip",
+                      &st, err) < 0)
+        return -1;
+    store_bind_text(st, 1, network_id);
+    store_bind_text(st, 2, scope);
+    return store_collect(s, st, sizeof(DhcpServer), dhcp_server_from_row, NULL, (void **)ret, ret_n,
+                         err);
 }

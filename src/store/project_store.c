@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* The projects' quota columns, in QuotaResource order (PROJECT_COLUMNS and the UPDATE below). */
-_Static_assert(_QUOTA_MAX == 11, "a quota resource needs its projects column");
+_Static_assert(_QUOTA_MAX == 12, "a quota resource needs its projects column");
 
 static void
 project_from_row(sqlite3_stmt *st, void *elem)
@@ -35,7 +35,7 @@ project_store_insert(Store *s, const Project *p, NbError **err)
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "INSERT INTO projects (" PROJECT_COLUMNS
-                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
@@ -82,8 +82,8 @@ project_store_set_quota(Store *s, const char *id, const Quota *q, NbError **err)
                       "UPDATE projects SET quota_vcpus = ?1, quota_ram_mib = ?2, "
                       "quota_disk_gib = ?3, quota_vms = ?4, quota_images = ?5, "
                       "quota_networks = ?6, quota_ports = ?7, quota_secgroups = ?8, "
-                      "quota_volumes = ?9, quota_volume_gib = ?10, quota_snapshots = ?11 "
-                      "WHERE id = ?12",
+                      "quota_volumes = ?9, quota_volume_gib = ?10, quota_snapshots = ?11, "
+                      "quota_backups = ?12 WHERE id = ?13",
                       &st, err) < 0)
         return -1;
     project_bind_quota(st, 1, q);
@@ -107,7 +107,8 @@ project_store_delete(Store *s, const char *id, NbError **err)
                       "(SELECT count(*) FROM images WHERE project = ?1) + "
                       "(SELECT count(*) FROM users WHERE project_id = ?1) + "
                       "(SELECT count(*) FROM networks WHERE project = ?1) + "
-                      "(SELECT count(*) FROM volumes WHERE project = ?1)",
+                      "(SELECT count(*) FROM volumes WHERE project = ?1) + "
+                      "(SELECT count(*) FROM backups WHERE project = ?1)",
                       &used, err) < 0 ||
         store_prepare(s, "DELETE FROM projects WHERE id = ?", &del, err) < 0)
         return -1;
@@ -115,8 +116,9 @@ project_store_delete(Store *s, const char *id, NbError **err)
     if (sqlite3_step(used) != SQLITE_ROW)
         return store_db_error(s, "count project contents", err);
     if (sqlite3_column_int64(used, 0) > 0)
-        return nb_error_set(err, NB_ERR_PROJECT_NOT_EMPTY,
-                            "the project still has VMs, images, users, networks or volumes");
+        return nb_error_set(
+            err, NB_ERR_PROJECT_NOT_EMPTY,
+            "the project still has VMs, images, users, networks, volumes or backups");
     sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(del) != SQLITE_DONE)
         return store_db_error(s, "delete project", err);
@@ -136,7 +138,8 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
                       "(SELECT count(*) FROM secgroups WHERE project = ?1), "
                       "(SELECT count(*) FROM volumes WHERE project = ?1), "
                       "(SELECT coalesce(sum(size_gib), 0) FROM volumes WHERE project = ?1), "
-                      "(SELECT count(*) FROM snapshots WHERE project = ?1) "
+                      "(SELECT count(*) FROM snapshots WHERE project = ?1), "
+                      "(SELECT count(*) FROM backups WHERE project = ?1) "
                       "FROM vms WHERE project = ?1",
                       &st, err) < 0)
         return -1;

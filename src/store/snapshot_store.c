@@ -86,45 +86,11 @@ snapshot_store_list(Store *s, const char *scope, const char *vm_id, Snapshot **r
                          err);
 }
 
-/* The VM held by task (no other task held it) and the task recorded, in the caller's
- * transaction. */
+/* With the lock held: task holds the VM and its row is inserted, in the caller's transaction. */
 static int
 snapshot_claim_vm_locked(Store *s, const Task *task, NbError **err)
 {
-    _cleanup_stmt_ sqlite3_stmt *claim = NULL, *ins = NULL;
-    char now[NB_TIMESTAMP_LEN];
-    nb_timestamp_now(now);
-    if (store_prepare(s,
-                      "UPDATE vms SET task_id = ?1, error = NULL, updated_at = ?2 "
-                      "WHERE id = ?3 AND task_id IS NULL",
-                      &claim, err) < 0)
-        return -1;
-    sqlite3_bind_text(claim, 1, task->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(claim, 2, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(claim, 3, task->target_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(claim) != SQLITE_DONE)
-        return store_db_error(s, "claim vm", err);
-    if (sqlite3_changes(s->db) == 0)
-        return nb_error_set(err, NB_ERR_VM_BUSY,
-                            "another task is working on this VM; retry when it has finished");
-    if (store_prepare(s,
-                      "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
-                      "created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "(SELECT project FROM vms WHERE id = ?4))",
-                      &ins, err) < 0)
-        return -1;
-    sqlite3_bind_text(ins, 1, task->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 2, task_kind_to_string(task->kind), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 3, task_state_to_string(task->state), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 4, task->target_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(ins, 5, task->step);
-    sqlite3_bind_int(ins, 6, task->steps);
-    store_bind_text(ins, 7, task->params);
-    sqlite3_bind_text(ins, 8, task->created_at, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 9, task->updated_at, -1, SQLITE_STATIC);
-    if (sqlite3_step(ins) != SQLITE_DONE)
-        return store_db_error(s, "insert task", err);
-    return 0;
+    return vm_task_hold_locked(s, task, err) < 0 ? -1 : task_insert_locked(s, task, NULL, err);
 }
 
 static int

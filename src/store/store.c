@@ -266,6 +266,28 @@ static const char *const store_migrations[] = {
     "  created_at TEXT NOT NULL, UNIQUE (vm_id, name));"
     "CREATE INDEX snapshots_by_project ON snapshots (project);"
     "ALTER TABLE projects ADD COLUMN quota_snapshots INTEGER;",
+    /* 11: VM backups (helper "backup"). A backup outlives its VM (vm_id SET NULL, vm_name kept);
+     * parent_id is the backup an incremental one builds on (its file backs this one's), never
+     * deleted while a child exists. host: where the file is (a local dir pool's host). */
+    "CREATE TABLE backups ("
+    "  id TEXT PRIMARY KEY, vm_id TEXT REFERENCES vms (id) ON DELETE SET NULL,"
+    "  vm_name TEXT NOT NULL, project TEXT NOT NULL, pool_id TEXT NOT NULL REFERENCES pools (id),"
+    "  host TEXT NOT NULL, parent_id TEXT REFERENCES backups (id), kind TEXT NOT NULL,"
+    "  checkpoint TEXT, state TEXT NOT NULL, volume TEXT NOT NULL,"
+    "  size_bytes INTEGER NOT NULL DEFAULT 0, data_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  mbps REAL NOT NULL DEFAULT 0, created_at TEXT NOT NULL, finished_at TEXT);"
+    "CREATE INDEX backups_by_vm ON backups (vm_id) WHERE vm_id IS NOT NULL;"
+    "CREATE INDEX backups_by_project ON backups (project);"
+    "CREATE INDEX backups_by_parent ON backups (parent_id) WHERE parent_id IS NOT NULL;"
+    "ALTER TABLE projects ADD COLUMN quota_backups INTEGER;",
+    /* 12: DHCP servers of vxlan, vlan and bridged networks, one per (network, host) where a VM
+     * of the network runs: its own address of the network, taken by the ports' IPAM (which reads
+     * both tables under the writer's lock, so an address is a port's or a server's), and MAC.
+     * No VM and no quota: it goes when the network leaves the host, or with the network. */
+    "CREATE TABLE dhcp_servers ("
+    "  id TEXT PRIMARY KEY, network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,"
+    "  host TEXT NOT NULL, mac TEXT NOT NULL UNIQUE, ip INTEGER NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (network_id, host), UNIQUE (network_id, ip));",
 };
 
 __thread Store *store_tls_conn;

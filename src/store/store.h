@@ -17,6 +17,7 @@
 #include "../model/network.h"
 #include "../model/pool.h"
 #include "../model/secgroup.h"
+#include "../model/backup.h"
 #include "../model/snapshot.h"
 #include "../model/task.h"
 #include "../model/tenancy.h"
@@ -241,6 +242,17 @@ int port_store_set_bandwidth(Store *s, const char *id, uint32_t in_kbit, uint32_
 int port_store_network_used_on_host(Store *s, const char *network_id, const char *host,
                                     const char *except_vm, NbError **err);
 void port_list_free(Port *p, size_t n);
+/* The network's DHCP server on host (vxlan, vlan, bridged), made if missing: its address from
+ * the ports' IPAM in the same transaction (NETWORK_FULL), mac (used only when it is made). */
+int port_store_dhcp_server_ensure(Store *s, const char *network_id, const char *host,
+                                  const char *mac, DhcpServer *ret, NbError **err);
+/* Forgets the server of (network, host), freeing its address; absent is fine. */
+int port_store_dhcp_server_delete(Store *s, const char *network_id, const char *host,
+                                  NbError **err);
+/* The DHCP servers of the scope's networks (NULL: all), of network_id (NULL: every network);
+ * free() the array. */
+int port_store_dhcp_server_list(Store *s, const char *scope, const char *network_id,
+                                DhcpServer **ret, size_t *ret_n, NbError **err);
 
 /* ---- security groups (secgroup_store.c) ----
  * A project's own groups only (scope NULL: every project's); another project's group is
@@ -385,6 +397,36 @@ int snapshot_store_list(Store *s, const char *scope, const char *vm_id, Snapshot
                         size_t *ret_n, NbError **err);
 int snapshot_store_delete(Store *s, const char *id, NbError **err); /* SNAPSHOT_NOT_FOUND */
 void snapshot_list_free(Snapshot *v, size_t n);
+
+/* ---- VM backups (backup_store.c) ----
+ * A backup belongs to its project (quota backups) and outlives its VM (vm_id SET NULL). Its
+ * state column is its lock; a create task also holds the VM (vms.task_id), in one transaction
+ * with the row. */
+/* One transaction: the quota (backups +1), the row, and, when task is not NULL, the VM
+ * (task->target_id) held by the task and the task recorded. QUOTA_EXCEEDED, VM_BUSY. */
+int backup_store_create(Store *s, const Backup *b, const Task *task, NbError **err);
+/* One transaction: from a state in from_mask to `to` (to deleting: BACKUP_IN_USE while a
+ * later backup builds on it) and, when task is not NULL, the task recorded (the backup's
+ * project). BACKUP_NOT_FOUND, BACKUP_BUSY, BACKUP_IN_USE. */
+int backup_store_claim(Store *s, const char *id, unsigned from_mask, BackupState to,
+                       const Task *task, NbError **err);
+int backup_store_set_state(Store *s, const char *id, unsigned from_mask, BackupState to,
+                           NbError **err);
+/* creating -> ready with its figures and finished_at (any other state: unchanged). */
+int backup_store_finish(Store *s, const char *id, uint64_t size_bytes, uint64_t data_bytes,
+                        double mbps, NbError **err);
+/* The backup's checkpoint name (NULL: none). */
+int backup_store_set_checkpoint(Store *s, const char *id, const char *checkpoint, NbError **err);
+/* The VM's backups lose their checkpoint names (the checkpoints are gone from its domain). */
+int backup_store_drop_checkpoints(Store *s, const char *vm_id, NbError **err);
+int backup_store_delete(Store *s, const char *id, NbError **err); /* BACKUP_NOT_FOUND */
+int backup_store_get(Store *s, const char *scope, const char *id, Backup *ret, NbError **err);
+/* scope / vm_id NULL: any. Ordered by created_at, id. */
+int backup_store_list(Store *s, const char *scope, const char *vm_id, Backup **ret, size_t *ret_n,
+                      NbError **err);
+/* 1 and *ret: the VM's newest ready backup with a checkpoint (an incremental's base), or 0. */
+int backup_store_last_checkpoint(Store *s, const char *vm_id, Backup *ret, NbError **err);
+void backup_list_free(Backup *b, size_t n);
 
 /* ---- batched observations (the reconciler's thread is the only caller) ---- */
 typedef enum StoreObsKind {

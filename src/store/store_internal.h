@@ -167,3 +167,8 @@ int port_insert_locked(Store *s, const char *project, Port *p, NbError **err);
  * available, without VM or target (Cinder's semantics: the data stays), when the VM is held by
  * task_id (vm_store.c). */
 int vm_volumes_detach_locked(Store *s, const char *vm_id, const char *task_id, NbError **err);
+/* Inserts the task's row, within the caller's transaction; project NULL: its target VM's. */
+int task_insert_locked(Store *s, const Task *t, const char *project, NbError **err);
+/* Makes task hold its target VM, within the caller's transaction, when no task holds it
+ * (VM_BUSY otherwise), without changing the VM's desired power or state. */
+int vm_task_hold_locked(Store *s, const Task *task, NbError **err);

@@ -34,6 +34,8 @@ int port_store_list(Store *s, const char *scope, const char *network_id, Port **
                     NbError **err);
 int port_store_list_by_vm(Store *s, const char *vm_id, Port **ret, size_t *ret_n, NbError **err);
 void port_list_free(Port *p, size_t n);
+int port_store_dhcp_server_list(Store *s, const char *scope, const char *network_id,
+                                DhcpServer **ret, size_t *ret_n, NbError **err);
 
 int secgroup_store_get(Store *s, const char *scope, const char *id_or_name, SecGroup *ret,
                        NbError **err);
@@ -65,6 +67,11 @@ int snapshot_store_get(Store *s, const char *scope, const char *vm_id, const cha
 int snapshot_store_list(Store *s, const char *scope, const char *vm_id, Snapshot **ret,
                         size_t *ret_n, NbError **err);
 void snapshot_list_free(Snapshot *v, size_t n);
+
+int backup_store_get(Store *s, const char *scope, const char *id, Backup *ret, NbError **err);
+int backup_store_list(Store *s, const char *scope, const char *vm_id, Backup **ret, size_t *ret_n,
+                      NbError **err);
+void backup_list_free(Backup *b, size_t n);
 
 int task_store_get(Store *s, const char *scope, const char *id, Task *ret, NbError **err);
 int task_store_list_page(Store *s, const char *scope, const char *vm_id, const char *marker,

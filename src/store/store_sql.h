@@ -164,7 +164,7 @@
 #define PROJECT_COLUMNS                                                                            \
     "id, name, quota_vcpus, quota_ram_mib, quota_disk_gib, quota_vms, quota_images, "              \
     "quota_networks, quota_ports, quota_secgroups, quota_volumes, quota_volume_gib, "              \
-    "quota_snapshots, created_at"
+    "quota_snapshots, quota_backups, created_at"
 
 /* A project's scope is its own id. */
 #define STORE_SQL_PROJECT_BY_ID                                                                    \
@@ -201,8 +201,18 @@
     "ORDER BY ip"
 #define STORE_SQL_PORTS_BY_PROJECT                                                                 \
     "SELECT " PORT_COLUMNS " FROM ports WHERE project = ?1 ORDER BY network_id, ip"
-#define STORE_SQL_PORT_IPS "SELECT ip FROM ports WHERE network_id = ?1 AND ip >= ?2 ORDER BY ip"
-#define STORE_SQL_PORT_MAX_IP "SELECT max(ip) FROM ports WHERE network_id = ?1"
+/* IPAM: an address is a port's or a DHCP server's (dhcp_servers), never both. */
+#define STORE_SQL_PORT_IPS                                                                         \
+    "SELECT ip FROM ports WHERE network_id = ?1 AND ip >= ?2"                                      \
+    " UNION ALL SELECT ip FROM dhcp_servers WHERE network_id = ?1 AND ip >= ?2 ORDER BY ip"
+/* NULL when neither holds one; each max() is one index look-up. */
+#define STORE_SQL_PORT_MAX_IP                                                                      \
+    "SELECT nullif(max(coalesce((SELECT max(ip) FROM ports WHERE network_id = ?1), 0),"            \
+    " coalesce((SELECT max(ip) FROM dhcp_servers WHERE network_id = ?1), 0)), 0)"
+#define STORE_SQL_PORT_IP_TAKEN                                                                    \
+    "SELECT 1 FROM ports WHERE network_id = ?1 AND ip = ?2"                                        \
+    " UNION ALL SELECT 1 FROM dhcp_servers WHERE network_id = ?1 AND ip = ?2"
+#define DHCP_SERVER_COLUMNS "id, network_id, host, mac, ip, created_at"
 /* From the host's VMs (a few) to their ports, not from the network's ports (maybe thousands). */
 #define STORE_SQL_PORT_NETWORK_ON_HOST                                                             \
     "SELECT 1 FROM vms v JOIN ports p ON p.vm_id = v.id"                                           \

@@ -139,16 +139,14 @@ task_store_update(Store *s, const char *sql, const char *id, int value, NbError 
     return 0;
 }
 
-/* Tasks that hold no VM (a volume's) are inserted on their own; the VM tasks' rows come with
- * their claim (vm_store.c). */
 int
-task_store_insert(Store *s, const Task *t, const char *project, NbError **err)
+task_insert_locked(Store *s, const Task *t, const char *project, NbError **err)
 {
-    STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
                       "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
-                      "created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "created_at, updated_at, project) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, COALESCE(?10, (SELECT project FROM vms WHERE id = ?4)))",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
@@ -160,10 +158,19 @@ task_store_insert(Store *s, const Task *t, const char *project, NbError **err)
     store_bind_text(st, 7, t->params);
     sqlite3_bind_text(st, 8, t->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, t->updated_at, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, project, -1, SQLITE_STATIC);
+    store_bind_text(st, 10, project);
     if (sqlite3_step(st) != SQLITE_DONE)
         return store_db_error(s, "insert task", err);
     return 0;
+}
+
+/* Tasks that hold no VM (a volume's) are inserted on their own; the VM tasks' rows come with
+ * their claim (vm_store.c). */
+int
+task_store_insert(Store *s, const Task *t, const char *project, NbError **err)
+{
+    STORE_LOCKED(s);
+    return task_insert_locked(s, t, project, err);
 }
 
 int

@@ -33,27 +33,25 @@ vm_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 22, vm->owner_user_id, sizeof(vm->owner_user_id));
 }
 
-static int
-task_insert_locked(Store *s, const Task *t, NbError **err)
+int
+vm_task_hold_locked(Store *s, const Task *task, NbError **err)
 {
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
+    char now[NB_TIMESTAMP_LEN];
+    nb_timestamp_now(now);
     if (store_prepare(s,
-                      "INSERT INTO tasks (id, kind, state, target_id, step, steps, params, "
-                      "created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "(SELECT project FROM vms WHERE id = ?4))",
+                      "UPDATE vms SET task_id = ?1, error = NULL, updated_at = ?2 "
+                      "WHERE id = ?3 AND task_id IS NULL",
                       &st, err) < 0)
         return -1;
-    sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, task_kind_to_string(t->kind), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, task_state_to_string(t->state), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, t->target_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 5, t->step);
-    sqlite3_bind_int(st, 6, t->steps);
-    store_bind_text(st, 7, t->params);
-    sqlite3_bind_text(st, 8, t->created_at, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 9, t->updated_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, task->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, task->target_id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        return store_db_error(s, "insert task", err);
+        return store_db_error(s, "claim vm", err);
+    if (sqlite3_changes(s->db) == 0)
+        return nb_error_set(err, NB_ERR_VM_BUSY,
+                            "another task is working on this VM; retry when it has finished");
     return 0;
 }
 
@@ -194,7 +192,7 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports,
         return -1;
     }
     if (vm_ports_insert_locked(s, vm, ports, n_ports, err) < 0 ||
-        task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
+        task_insert_locked(s, task, NULL, err) < 0 || store_commit(s, err) < 0) {
         store_rollback(s);
         return -1;
     }
@@ -306,7 +304,7 @@ vm_store_claim_full(Store *s, const char *vm_id, const Task *task, VmPower desir
         return nb_error_set(err, NB_ERR_VM_BUSY,
                             "another task is working on this VM; retry when it has finished");
     }
-    if (task_insert_locked(s, task, err) < 0 || store_commit(s, err) < 0) {
+    if (task_insert_locked(s, task, NULL, err) < 0 || store_commit(s, err) < 0) {
         store_rollback(s);
         return -1;
     }

@@ -39,6 +39,8 @@
 #define NB_ERR_CONSOLE_LOG_UNAVAILABLE "CONSOLE_LOG_UNAVAILABLE"
 #define NB_ERR_MAC_TAKEN "MAC_TAKEN" /* internal: vm_ops_create draws another MAC */
 #define NB_ERR_FORBIDDEN "FORBIDDEN"
+/* a cookie-authenticated change without the session's CSRF header, or from a foreign Origin */
+#define NB_ERR_CSRF_REJECTED "CSRF_REJECTED"
 #define NB_ERR_QUOTA_EXCEEDED "QUOTA_EXCEEDED"
 #define NB_ERR_INVALID_CREDENTIALS "INVALID_CREDENTIALS"
 #define NB_ERR_TOO_MANY_ATTEMPTS "TOO_MANY_ATTEMPTS"
@@ -106,3 +108,14 @@
 #define NB_ERR_SNAPSHOT_NOT_FOUND "SNAPSHOT_NOT_FOUND"
 #define NB_ERR_SNAPSHOT_BUSY "SNAPSHOT_BUSY"               /* a task works on it, or error */
 #define NB_ERR_SNAPSHOT_UNSUPPORTED "SNAPSHOT_UNSUPPORTED" /* a disk is not a qcow2 file */
+#define NB_ERR_BACKUP_NOT_FOUND "BACKUP_NOT_FOUND"
+#define NB_ERR_BACKUP_BUSY "BACKUP_BUSY"       /* a task works on it */
+#define NB_ERR_BACKUP_IN_USE "BACKUP_IN_USE"   /* a later incremental backup builds on it */
+#define NB_ERR_BACKUP_NO_BASE "BACKUP_NO_BASE" /* incremental: no checkpoint to start from */
+#define NB_ERR_BACKUP_UNSUPPORTED "BACKUP_UNSUPPORTED"   /* a pool or disk backups cannot use */
+#define NB_ERR_VM_NOT_RUNNING "VM_NOT_RUNNING"           /* a console of a VM that does not run */
+#define NB_ERR_CONSOLE_UNAVAILABLE "CONSOLE_UNAVAILABLE" /* no such console (simulated host...) */
+#define NB_ERR_CONSOLE_TICKET_INVALID                                                              \
+    "CONSOLE_TICKET_INVALID" /* missing, unknown, expired, used, other VM or type */
+#define NB_ERR_CONSOLE_ORIGIN_FORBIDDEN "CONSOLE_ORIGIN_FORBIDDEN" /* WebSocket from elsewhere */
+#define NB_ERR_WEBSOCKET_REQUIRED "WEBSOCKET_REQUIRED" /* not a WebSocket opening handshake */

@@ -426,3 +426,41 @@ spawn_find_program(const char *name, char **ret_path)
     }
     return -ENOENT;
 }
+
+int
+spawn_start(const char *const argv[], int (*pre_exec)(void *arg), void *arg)
+{
+    if (!argv || !argv[0] || argv[0][0] != '/')
+        return -EINVAL;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(devnull);
+        return -e;
+    }
+    if (pid == 0) {
+        if (pre_exec && pre_exec(arg) < 0)
+            _exit(127);
+        if (dup2(devnull, 0) < 0 || dup2(2, 1) < 0)
+            _exit(127);
+        if (close_range(3, ~0u, 0) < 0) {
+            for (int fd = 3; fd < 65536; fd++)
+                close(fd);
+        }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            (void)sigaction(sig, &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(devnull);
+    return pid;
+}

@@ -21,3 +21,12 @@ int spawn_run(const char *const argv[], const SpawnLimits *limits, size_t stdout
               char **ret_stdout, char **ret_stderr);
 /* Finds an executable by name in a fixed list of system directories (not $PATH). */
 int spawn_find_program(const char *name, char **ret_path);
+/*
+ * Starts argv[0] (an absolute path) in the background and returns its pid, or -errno, without
+ * waiting: stdin from /dev/null, stdout and stderr the caller's stderr, every other fd closed,
+ * default signal dispositions and an empty signal mask. pre_exec (may be NULL) runs in the
+ * child first, right after fork(): async-signal-safe calls only (the caller may have threads);
+ * a negative return ends the child with status 127. The caller reaps the child (waitpid).
+ * For daemons the caller supervises (nimbus-agent's dnsmasq), where spawn_run would wait.
+ */
+int spawn_start(const char *const argv[], int (*pre_exec)(void *arg), void *arg);

@@ -484,3 +484,57 @@ def test_reconciler_state_change_is_published(ev):
         assert not [x for x in b.snapshot() if vm["id"] in json.dumps(x)]
     finally:
         ev.am.delete_vm(vm["id"])
+
+
+def test_image_events_in_order_and_isolated(ev, tiny_image):
+    admin = ev.stream(ev.daemon.token)
+    a = ev.stream(ev.users["ev-a-member"][1]["token"])
+    b = ev.stream(ev.users["ev-b-member"][1]["token"])
+    for s in (admin, a, b):
+        assert s.status == 200
+        nf.wait_until(lambda s=s: s.comments >= 1, 10, "stream open")
+
+    img = nf.upload_image_as(ev.am, ev.env, "ev-img-events", tiny_image)
+    ev.am.ok("DELETE", f"/v1/images/{img['id']}", expect=204)
+    for s in (admin, a):
+        s.wait_for(lambda e: e.get("event") == "image" and obj(e).get("id") == img["id"]
+                   and obj(e).get("state") == "deleted", 30, "image deleted event")
+        states = [obj(e)["state"] for e in s.snapshot()
+                  if e.get("event") == "image" and obj(e).get("id") == img["id"]]
+        assert states == ["queued", "uploading", "active", "deleted"], states
+        for e in s.snapshot():
+            if e.get("event") == "image":
+                assert e["data"]["project_id"] == ev.pa["id"], e
+    created = next(obj(e) for e in a.snapshot() if e.get("event") == "image")
+    assert created["name"] == "ev-img-events" and created["project_id"] == ev.pa["id"]
+    # B saw nothing of A's image.
+    for e in b.snapshot():
+        assert e.get("event") != "image" and img["id"] not in json.dumps(e), e
+
+
+def test_quota_event_scoped_to_its_project(ev):
+    admin = ev.stream(ev.daemon.token)
+    a = ev.stream(ev.users["ev-a-member"][1]["token"])
+    b = ev.stream(ev.users["ev-b-member"][1]["token"])
+    for s in (admin, a, b):
+        nf.wait_until(lambda s=s: s.comments >= 1, 10, "stream open")
+    ev.admin.ok("PUT", f"/v1/projects/{ev.pa['id']}/quota", {"vms": 17}, expect=200)
+    for s in (admin, a):
+        e = s.wait_for(lambda e: e.get("event") == "quota", 30, "quota event")
+        assert e["data"]["project_id"] == ev.pa["id"]
+        assert obj(e)["project_id"] == ev.pa["id"] and obj(e)["name"] == "ev-a"
+        assert obj(e)["limits"]["vms"] == 17, obj(e)
+    # A refused create is no quota event; and B never sees A's quota.
+    ev.admin.ok("PUT", f"/v1/projects/{ev.pb['id']}/quota", {"images": 0}, expect=200)
+    r = ev.bm.request("POST", "/v1/images", {"name": "ev-over-quota"})
+    if r.status == 201:  # images not counted at create: nothing refused, clean up
+        ev.bm.ok("DELETE", f"/v1/images/{r.json['id']}", expect=204)
+    else:
+        assert r.json["error"]["code"] == "QUOTA_EXCEEDED", r.text
+    bq = b.wait_for(lambda e: e.get("event") == "quota", 30, "b's own quota event")
+    assert obj(bq)["limits"]["images"] == 0
+    time.sleep(0.5)  # let anything stray arrive before checking its absence
+    quotas = [e for e in b.snapshot() if e.get("event") == "quota"]
+    assert len(quotas) == 1, quotas
+    for e in b.snapshot():
+        assert ev.pa["id"] not in json.dumps(e), e

@@ -175,7 +175,11 @@ BAD = [
     ("type-case", base(type="NAT"), 400, "NETWORK_INVALID_TYPE"),
     ("mtu-low", base(mtu=575), 400, "NETWORK_INVALID_MTU"),
     ("mtu-high", base(mtu=9001), 400, "NETWORK_INVALID_MTU"),
-    ("vxlan-dhcp", base(type="vxlan", dhcp=True), 501, "NETWORK_DHCP_UNAVAILABLE"),
+    # DHCP is served on vxlan networks (the agents' dnsmasq), never on a /31 or /32.
+    ("vxlan-dhcp-31", base(type="vxlan", cidr="10.173.20.0/31", dhcp=True), 400,
+     "NETWORK_INVALID_CIDR"),
+    ("vxlan-dhcp-32", base(type="vxlan", cidr="10.173.20.0/32", dhcp=True), 400,
+     "NETWORK_INVALID_CIDR"),
     ("vni-0", base(type="vxlan", vni=0), 400, "NETWORK_INVALID_VNI"),
     ("vni-high", base(type="vxlan", vni=16777216), 400, "NETWORK_INVALID_VNI"),
     ("vni-on-nat", base(vni=5), 400, "NETWORK_INVALID_VNI"),
@@ -199,7 +203,6 @@ BAD = [
     ("shared-by-member", base(shared=True), 403, "FORBIDDEN"),
     ("bridged-by-member", base(type="bridged", bridge="br0"), 403, "FORBIDDEN"),
     ("vlan-by-member", base(type="vlan", vlan=10, parent="eth0"), 403, "FORBIDDEN"),
-    ("vxlan-dhcp-vni", base(type="vxlan", vni=1001, dhcp=True), 501, "NETWORK_DHCP_UNAVAILABLE"),
 ]
 
 BAD_ADMIN = [
@@ -215,12 +218,10 @@ BAD_ADMIN = [
     ("bridged-no-bridge", base(type="bridged"), 400, "NETWORK_INVALID_IFNAME"),
     ("vni-on-vlan", base(type="vlan", vlan=10, parent="eth0", vni=7), 400,
      "NETWORK_INVALID_VNI"),
-    ("bridged-dhcp", base(type="bridged", bridge="br0", shared=True, dhcp=True), 501,
-     "NETWORK_DHCP_UNAVAILABLE"),
-    ("vlan-dhcp", base(type="vlan", vlan=10, parent="eth0", shared=True, dhcp=True), 501,
-     "NETWORK_DHCP_UNAVAILABLE"),
-    ("vxlan-shared-dhcp", base(type="vxlan", vni=1002, shared=True, dhcp=True), 501,
-     "NETWORK_DHCP_UNAVAILABLE"),
+    ("bridged-dhcp-31", base(type="bridged", bridge="br0", cidr="10.173.20.0/31", shared=True,
+                             dhcp=True), 400, "NETWORK_INVALID_CIDR"),
+    ("vlan-dhcp-32", base(type="vlan", vlan=10, parent="eth0", cidr="10.173.20.0/32",
+                          shared=True, dhcp=True), 400, "NETWORK_INVALID_CIDR"),
 ]
 
 

@@ -123,7 +123,7 @@ def test_concurrent_creates_never_pass_vms_quota(qenv):
     # The project's default network and default security group stay with the project.
     assert qu["in_use"] == {"vms": 0, "vcpus": 0, "ram_mib": 0, "disk_gib": 0, "images": 1,
                             "networks": 1, "ports": 0, "secgroups": 1, "volumes": 0,
-                            "volume_gib": 0, "snapshots": 0}, qu
+                            "volume_gib": 0, "snapshots": 0, "backups": 0}, qu
     for v in vms:
         assert nf.domstate(nf.vm_domain(v["id"])) is None, f"domain of {v['name']} left"
 

@@ -120,7 +120,6 @@ def test_bad_input_refused(vx):
         ({"vni": 0}, 400, "NETWORK_INVALID_VNI"),
         ({"vni": 16777216}, 400, "NETWORK_INVALID_VNI"),
         ({"vni": 777}, None, "NETWORK_INVALID_VNI"),  # taken
-        ({"dhcp": True}, 501, "NETWORK_DHCP_UNAVAILABLE"),
     ]
     for extra, status, code in cases:
         body = {"name": "vx-bad", "type": "vxlan", "cidr": "10.62.0.0/24", **extra}

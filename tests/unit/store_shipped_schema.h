@@ -1,6 +1,6 @@
 #pragma once
 
-/* Migrations 1 to 9 as they shipped (migrations never change once shipped): the first N entries
+/* Migrations 1 to 11 as they shipped (migrations never change once shipped): the first N entries
  * build a database of schema version N by hand, for the tests of the migrations after it. */
 static const char *const shipped_schema[] = {
     /* 1 */
@@ -245,4 +245,28 @@ static const char *const shipped_schema[] = {
     "CREATE INDEX volumes_by_vm ON volumes (vm_id) WHERE vm_id IS NOT NULL;"
     "ALTER TABLE projects ADD COLUMN quota_volumes INTEGER;"
     "ALTER TABLE projects ADD COLUMN quota_volume_gib INTEGER;",
+    /* 10: VM snapshots (libvirt internal snapshots named libvirt_name, "nimbus-snap-<id>").
+     * A snapshot goes with its VM (the VM's delete removes them on the host first). project is
+     * the VM's, kept here for quotas and scoping without a join. Quotas gain snapshots. */
+    "CREATE TABLE snapshots ("
+    "  id TEXT PRIMARY KEY, vm_id TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE,"
+    "  project TEXT NOT NULL, name TEXT NOT NULL, memory INTEGER NOT NULL DEFAULT 0,"
+    "  description TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, libvirt_name TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (vm_id, name));"
+    "CREATE INDEX snapshots_by_project ON snapshots (project);"
+    "ALTER TABLE projects ADD COLUMN quota_snapshots INTEGER;",
+    /* 11: VM backups (helper "backup"). A backup outlives its VM (vm_id SET NULL, vm_name kept);
+     * parent_id is the backup an incremental one builds on (its file backs this one's), never
+     * deleted while a child exists. host: where the file is (a local dir pool's host). */
+    "CREATE TABLE backups ("
+    "  id TEXT PRIMARY KEY, vm_id TEXT REFERENCES vms (id) ON DELETE SET NULL,"
+    "  vm_name TEXT NOT NULL, project TEXT NOT NULL, pool_id TEXT NOT NULL REFERENCES pools (id),"
+    "  host TEXT NOT NULL, parent_id TEXT REFERENCES backups (id), kind TEXT NOT NULL,"
+    "  checkpoint TEXT, state TEXT NOT NULL, volume TEXT NOT NULL,"
+    "  size_bytes INTEGER NOT NULL DEFAULT 0, data_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  mbps REAL NOT NULL DEFAULT 0, created_at TEXT NOT NULL, finished_at TEXT);"
+    "CREATE INDEX backups_by_vm ON backups (vm_id) WHERE vm_id IS NOT NULL;"
+    "CREATE INDEX backups_by_project ON backups (project);"
+    "CREATE INDEX backups_by_parent ON backups (parent_id) WHERE parent_id IS NOT NULL;"
+    "ALTER TABLE projects ADD COLUMN quota_backups INTEGER;",
 };

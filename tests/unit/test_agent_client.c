@@ -211,6 +211,27 @@ test_agent_codes(void **state)
     assert_int_equal(agent_shaping_set(c, "nbt0000000000ff", 8000, 4000, &err), 0);
     assert_int_equal(agent_shaping_clear(c, "nbt0000000000ff", &err), 0);
     assert_int_equal(agent_shaping_clear(c, "nbt0000000000ff", &err), 0); /* absent: fine */
+    /* DHCP servers: the key checked before a request, the body by the agent, and a bridge that
+     * does not exist refused before anything is made. */
+    const char *dns[] = {"1.1.1.1"};
+    AgentDhcpEntry ok[] = {{"52:54:00:00:00:10", "10.79.5.10"}};
+    AgentDhcpEntry outside[] = {{"52:54:00:00:00:10", "10.79.6.10"}};
+    expect(agent_dhcp_ensure(c, "../v1/health", "nbr0123456789ab", "52:54:00:00:00:02", "10.79.5.2",
+                             24, NULL, dns, 1, 1450, ok, 1, &err),
+           &err, "NETWORK_INVALID_IFNAME");
+    expect(agent_dhcp_ensure(c, "0123456789ab", "nbr0123456789ab", "01:00:5e:00:00:02", "10.79.5.2",
+                             24, NULL, dns, 1, 1450, ok, 1, &err),
+           &err, "INVALID_REQUEST");
+    expect(agent_dhcp_ensure(c, "0123456789ab", "nbr0123456789ab", "52:54:00:00:00:02", "10.79.5.2",
+                             24, "10.79.5.1", dns, 1, 1450, outside, 1, &err),
+           &err, "IP_INVALID");
+    expect(agent_dhcp_ensure(c, "0123456789ab", "nb r", "52:54:00:00:00:02", "10.79.5.2", 24, NULL,
+                             dns, 1, 1450, ok, 1, &err),
+           &err, "NETWORK_INVALID_IFNAME");
+    expect(agent_dhcp_ensure(c, "0123456789ab", "nbrfffffffffff0", "52:54:00:00:00:02", "10.79.5.2",
+                             24, NULL, dns, 1, 1450, ok, 1, &err),
+           &err, "HYPERVISOR_ERROR");
+    assert_int_equal(agent_dhcp_remove(c, "0123456789ab", &err), 0); /* absent: fine */
     agent_client_free(c);
 }
 

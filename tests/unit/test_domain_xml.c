@@ -150,6 +150,8 @@ spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
         .hotplug_slots = (unsigned)json_integer_value(json_object_get(root, "hotplug_slots")),
         .console_log = json_str(root, "console_log"),
         .created_at = json_str(root, "created_at"),
+        .vnc_listen = json_str(root, "vnc_listen"),
+        .vnc_password = json_str(root, "vnc_password"),
     };
 }
 
@@ -293,10 +295,19 @@ check_parsed(const char *xml, const DomainSpec *spec)
     }
     check_nics(doc, spec->nics, spec->n_nics);
     assert_xpath(doc, "/domain/devices/serial/log/@file", spec->console_log);
-    assert_xpath(doc, "count(/domain/devices/graphics)", "0");
+    assert_xpath(doc, "count(/domain/devices/graphics)", spec->vnc_listen ? "1" : "0");
+    if (spec->vnc_listen) {
+        assert_xpath(doc, "/domain/devices/graphics/@type", "vnc");
+        assert_xpath(doc, "/domain/devices/graphics/@autoport", "yes");
+        assert_xpath(doc, "/domain/devices/graphics/@listen", spec->vnc_listen);
+        assert_xpath(doc, "/domain/devices/graphics/listen/@address", spec->vnc_listen);
+        assert_xpath(doc, "/domain/devices/graphics/@passwd", spec->vnc_password);
+        assert_xpath(doc, "/domain/devices/video/model/@type", "vga");
+    }
     /* Only the elements we wrote: no string smuggled in markup. */
     unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) +
-                        (spec->seed_path ? 5 : 0) + (spec->owner_user_id ? 1 : 0);
+                        (spec->seed_path ? 5 : 0) + (spec->owner_user_id ? 1 : 0) +
+                        (spec->vnc_listen ? 4 : 0);
     for (size_t i = 0; i < spec->n_nics; i++)
         elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0) +
                     (spec->nics[i].filter ? 3 : 0);
@@ -702,6 +713,7 @@ main(void)
         {"golden_hotplug", test_golden, NULL, NULL, (void *)"hotplug"},
         {"golden_nic_filter", test_golden, NULL, NULL, (void *)"nic_filter"},
         {"golden_project_meta", test_golden, NULL, NULL, (void *)"project_meta"},
+        {"golden_vnc", test_golden, NULL, NULL, (void *)"vnc"},
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_hostile_strings_everywhere),
         cmocka_unit_test(test_whitespace_round_trip),

@@ -238,6 +238,33 @@ test_null_bus(void **state)
     events_publish_host(NULL, "h1", "up", NULL);
     events_publish_task(NULL, NULL, "x", NULL);
     events_publish_vm(NULL, NULL, "x", NULL);
+    events_publish_image(NULL, NULL, "x", NULL);
+    events_publish_quota(NULL, PA, "a", json_pack("{s:i}", "vms", 1)); /* limits freed */
+}
+
+static void
+test_quota_event_scoped(void **state)
+{
+    (void)state;
+    EventBus *b = bus(8);
+    events_publish_quota(b, PA, "proj-a", json_pack("{s:i, s:n}", "vms", 7, "images"));
+    Event ev;
+    uint64_t resume = 0;
+    /* Another project's watcher gets nothing; the project's own gets the limits. */
+    assert_int_equal(event_bus_next(b, 99, PB, 0, &ev, &resume), EVENT_BUS_TIMEOUT);
+    assert_int_equal(event_bus_next(b, 99, PA, 0, &ev, &resume), EVENT_BUS_OK);
+    assert_string_equal(ev.type, "quota");
+    assert_string_equal(ev.project, PA);
+    json_t *j = json_loads(ev.data, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "project_id")), PA);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "proj-a");
+    json_t *limits = json_object_get(j, "limits");
+    assert_int_equal(json_integer_value(json_object_get(limits, "vms")), 7);
+    assert_true(json_is_null(json_object_get(limits, "images")));
+    json_decref(j);
+    event_clear(&ev);
+    event_bus_free(b);
 }
 
 int
@@ -250,6 +277,7 @@ main(void)
         cmocka_unit_test(test_slow_subscriber_never_blocks),
         cmocka_unit_test(test_since_time),
         cmocka_unit_test(test_null_bus),
+        cmocka_unit_test(test_quota_event_scoped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1100,6 +1100,88 @@ test_concurrency(void **unused)
     resp_free(&blocker.resp);
 }
 
+/* ---- session cookie and fallback (a second server: its config differs) ---- */
+
+/* Says how the caller authenticated. */
+static void
+h_credential(HttpRequest *r, void *ctx)
+{
+    const char *cred = http_request_credential(r);
+    http_reply_json(r, 200,
+                    json_pack("{s:b, s:s}", "cookie", http_request_cookie_auth(r), "credential",
+                              cred ? cred : ""));
+}
+
+static void
+h_page(HttpRequest *r, void *ctx)
+{
+    _cleanup_free_ char *text = str_printf("page %s", http_request_raw_path(r));
+    http_reply_text(r, 200, "text/plain", text, strlen(text));
+}
+
+static const HttpRoute cookie_routes[] = {
+    {"GET", "/v1/cred", h_credential, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void
+test_session_cookie_and_fallback(void **unused)
+{
+    NbError *err = NULL;
+    HttpServer *s2 = NULL;
+    HttpServerConfig cfg = {
+        .listen_host = "127.0.0.1",
+        .routes = cookie_routes,
+        .authenticate = authenticate,
+        .session_cookie = "sess",
+        .fallback = h_page,
+    };
+    assert_int_equal(http_server_start(&cfg, &s2, &err), 0);
+    char saved[sizeof(base_url)];
+    memcpy(saved, base_url, sizeof(saved));
+    snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%u", http_server_port(s2));
+
+    /* The cookie is a credential when there is no Authorization header, and is told apart. */
+    Req q = {.method = "GET", .path = "/v1/cred", .header = "Cookie: other=1; sess=" TOKEN};
+    Resp r = perform(&q);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"cookie\":true"));
+    assert_non_null(strstr(r.body, "\"credential\":\"" TOKEN "\""));
+    resp_free(&r);
+    r = get("/v1/cred", TOKEN);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"cookie\":false"));
+    resp_free(&r);
+    /* A bad cookie, or a bad header next to a good cookie, is refused. */
+    q.header = "Cookie: sess=wrong";
+    r = perform(&q);
+    expect_error(&r, 401, "UNAUTHORIZED");
+    resp_free(&r);
+    q.token = "wrong";
+    q.header = "Cookie: sess=" TOKEN;
+    r = perform(&q);
+    expect_error(&r, 401, "UNAUTHORIZED");
+    resp_free(&r);
+
+    /* Outside the API the fallback answers, unauthenticated; the API's paths never reach it. */
+    r = get("/index.html", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "page /index.html");
+    resp_free(&r);
+    r = get("/a/%2e%2e/b", NULL);
+    assert_string_equal(r.body, "page /a/%2e%2e/b"); /* raw: the fallback judges the path */
+    resp_free(&r);
+    const char *api_paths[] = {"/v1", "/v1/", "/v1/nope", "/v1/../x", "/metrics"};
+    for (size_t i = 0; i < ELEMENTSOF(api_paths); i++) {
+        r = get(api_paths[i], NULL);
+        expect_error(&r, 401, "UNAUTHORIZED");
+        resp_free(&r);
+    }
+
+    memcpy(base_url, saved, sizeof(saved));
+    http_server_stop(s2);
+}
+
 static void
 test_start_errors(void **unused)
 {
@@ -1321,6 +1403,7 @@ main(void)
         cmocka_unit_test(test_handler_replies),
         cmocka_unit_test(test_garbage_requests),
         cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_session_cookie_and_fallback),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_stop_waits_for_handlers),
     };

@@ -1,7 +1,7 @@
 /* Upgrading databases of earlier releases to the current schema: from version 3 (through 4),
- * from version 4 and from version 5 (to 6), ..., from version 8 (to 9): every row of every table
- * survives, and the new indexes, usage roll-ups, networks, ports, security groups, pools and
- * volumes work with the old rows. */
+ * from version 4 and from version 5 (to 6), ..., from version 10: every row of every table
+ * survives, and the new indexes, usage roll-ups, networks, ports, security groups, pools,
+ * volumes, snapshots and DHCP servers work with the old rows. */
 #include <sqlite3.h>
 
 #include "model/tenancy.h"
@@ -9,7 +9,7 @@
 #include "store_shipped_schema.h"
 
 /* The schema version this nimbusd migrates to. */
-#define SCHEMA_LATEST 10
+#define SCHEMA_LATEST 12
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",
@@ -90,7 +90,7 @@ table_columns(sqlite3 *db, const char *table, char *out, size_t len)
 
 typedef struct Dump {
     char *text;
-    char cols[24][512]; /* each table's columns, from the first dump */
+    char cols[32][512]; /* each table's columns, from the first dump */
 } Dump;
 
 /* Every row of every table of the list, as text; the columns are the first dump's. */
@@ -102,7 +102,7 @@ dump_tables(const char *path, const char *const *tables, size_t n, Dump *d)
     free(d->text);
     d->text = calloc(1, 65536);
     assert_non_null(d->text);
-    assert_true(n <= 24);
+    assert_true(n <= 32);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     for (size_t i = 0; i < n; i++) {
         char sql[768];
@@ -854,6 +854,233 @@ test_migrate_from_v9(void **state)
     free(d.text);
 }
 
+static const char *const v10_tables[] = {
+    "flavors",        "images",         "vms",          "tasks",
+    "tokens",         "projects",       "users",        "audit",
+    "hosts",          "vm_events",      "groups",       "image_copies",
+    "vm_usage_daily", "vm_usage_carry", "usage_rollup", "networks",
+    "ports",          "network_hosts",  "secgroups",    "secgroup_rules",
+    "port_secgroups", "pools",          "pool_hosts",   "volumes",
+    "snapshots",
+};
+
+/* A snapshot of v1, as a version 10 daemon writes it. */
+static const char v10_rows[] =
+    "INSERT INTO snapshots (id, vm_id, project, name, memory, description, state, libvirt_name,"
+    " created_at) VALUES ('s1', 'v1', 'p2', 'before', 0, '', 'ready', 'nimbus-snap-s1',"
+    " '2026-01-01T00:00:00.000Z');";
+
+static void
+test_migrate_from_v10(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    size_t n_tables = sizeof(v10_tables) / sizeof(v10_tables[0]);
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows) +
+              sizeof(v7_rows) + sizeof(v8_rows) + sizeof(v9_rows) + sizeof(v10_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows, v7_rows,
+             v8_rows, v9_rows, v10_rows);
+    make_shipped_db(f->path, 10, rows);
+    Dump d = {0};
+    dump_tables(f->path, v10_tables, n_tables, &d);
+    char *before = TAKE_PTR(d.text);
+    assert_all_have_rows(before, v10_tables, n_tables);
+
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    dump_tables(f->path, v10_tables, n_tables, &d);
+    assert_string_equal(before, d.text);
+
+    /* A DHCP server of the old network n1 (10.10.0.0/24, ports .2 and .3) on a host: the
+     * ports' IPAM gives it the next address, the same on a second ensure. */
+    DhcpServer srv, again, other;
+    assert_int_equal(
+        port_store_dhcp_server_ensure(f->s, "n1", "kvm1", "52:54:00:DD:00:01", &srv, &err), 0);
+    assert_int_equal(srv.ip, 168427524); /* .4 */
+    assert_string_equal(srv.mac, "52:54:00:dd:00:01");
+    assert_int_equal(
+        port_store_dhcp_server_ensure(f->s, "n1", "kvm1", "52:54:00:dd:00:09", &again, &err), 0);
+    assert_string_equal(again.id, srv.id);
+    assert_int_equal(again.ip, srv.ip);
+    assert_string_equal(again.mac, srv.mac);
+    /* No port can take it: asked for, it is taken; allocated, the next one comes. */
+    Port p = {.ip = 168427524};
+    snprintf(p.vm_id, sizeof(p.vm_id), "v1");
+    snprintf(p.network_id, sizeof(p.network_id), "n1");
+    snprintf(p.mac, sizeof(p.mac), "52:54:00:aa:00:07");
+    assert_int_equal(port_store_add(f->s, &p, &err), -1);
+    expect_code(&err, NB_ERR_IP_IN_USE);
+    p.ip = 0;
+    assert_int_equal(port_store_add(f->s, &p, &err), 0);
+    assert_int_equal(p.ip, 168427525); /* .5 */
+    /* A second host's server: its own address, after the port's. */
+    assert_int_equal(
+        port_store_dhcp_server_ensure(f->s, "n1", "kvm2", "52:54:00:dd:00:02", &other, &err), 0);
+    assert_int_equal(other.ip, 168427526);
+    /* The same MAC twice: refused, nothing made. */
+    DhcpServer dup;
+    assert_int_equal(
+        port_store_dhcp_server_ensure(f->s, "n1", "kvm3", "52:54:00:dd:00:02", &dup, &err), -1);
+    expect_code(&err, NB_ERR_MAC_TAKEN);
+    /* Listed by network and by the network's project, in no other's; no quota counts them. */
+    DhcpServer *list = NULL;
+    size_t n = 0;
+    assert_int_equal(port_store_dhcp_server_list(f->s, "p2", "n1", &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].host, "kvm1");
+    assert_string_equal(list[1].host, "kvm2");
+    free(list);
+    assert_int_equal(port_store_dhcp_server_list(f->s, "other", NULL, &list, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(list);
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_PORTS], 3); /* o1, o2 and the new port */
+    /* Forgotten (twice is fine): its address is free again for the walk. */
+    assert_int_equal(port_store_dhcp_server_delete(f->s, "n1", "kvm1", &err), 0);
+    assert_int_equal(port_store_dhcp_server_delete(f->s, "n1", "kvm1", &err), 0);
+    assert_int_equal(port_store_dhcp_server_list(f->s, NULL, "n1", &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].host, "kvm2");
+    free(list);
+    Port q = {.ip = 168427524};
+    snprintf(q.vm_id, sizeof(q.vm_id), "v2");
+    snprintf(q.network_id, sizeof(q.network_id), "n1");
+    snprintf(q.mac, sizeof(q.mac), "52:54:00:aa:00:08");
+    assert_int_equal(port_store_add(f->s, &q, &err), 0);
+
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    free(before);
+    free(d.text);
+}
+
+static void
+make_backup(Backup *b, const char *vm_id, const char *parent)
+{
+    memset(b, 0, sizeof(*b));
+    nb_uuid_generate(b->id);
+    snprintf(b->vm_id, sizeof(b->vm_id), "%s", vm_id);
+    snprintf(b->vm_name, sizeof(b->vm_name), "web1");
+    snprintf(b->project, sizeof(b->project), "p2");
+    snprintf(b->pool_id, sizeof(b->pool_id), "pl1");
+    snprintf(b->host, sizeof(b->host), "local");
+    snprintf(b->parent_id, sizeof(b->parent_id), "%s", parent ? parent : "");
+    b->kind = parent ? BACKUP_KIND_INCREMENTAL : BACKUP_KIND_FULL;
+    backup_checkpoint_name(b->id, b->checkpoint);
+    backup_name_on_host(b->id, b->volume);
+    b->state = BACKUP_STATE_CREATING;
+    nb_timestamp_now(b->created_at);
+}
+
+/* Version 11 adds backups and their quota column (helper "backup"): on a version 10 database
+ * the old projects have no limit on backups, and the old VMs are backed up (held with the task,
+ * counted, chained, outliving their VM). */
+static void
+test_migrate_backups_from_v10(void **state)
+{
+    Fixture *f = *state;
+    NbError *err = NULL;
+    char rows[sizeof(v3_rows) + sizeof(v4_rows) + sizeof(v5_rows) + sizeof(v6_rows) +
+              sizeof(v7_rows) + sizeof(v8_rows) + sizeof(v9_rows)];
+    snprintf(rows, sizeof(rows), "%s%s%s%s%s%s%s", v3_rows, v4_rows, v5_rows, v6_rows, v7_rows,
+             v8_rows, v9_rows);
+    make_shipped_db(f->path, 10, rows);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    Project p;
+    assert_int_equal(project_store_get(f->s, NULL, "team", &p, &err), 0);
+    assert_int_equal(p.quota.limit[QUOTA_BACKUPS], -1);
+    assert_int_equal(p.quota.limit[QUOTA_VOLUMES], 5);
+
+    /* A full backup of the old VM, its task holding the VM in the same transaction. */
+    Backup full, inc, got;
+    Task t;
+    make_backup(&full, "v1", NULL);
+    make_task(&t, TASK_KIND_BACKUP_CREATE, "v1");
+    assert_int_equal(backup_store_create(f->s, &full, &t, &err), 0);
+    Vm vm;
+    assert_int_equal(vm_store_get(f->s, "p2", "web1", &vm, &err), 0);
+    assert_string_equal(vm.task_id, t.id);
+    vm_clear(&vm);
+    /* v2 is held by its migration: the insert rolls back with the refused claim. */
+    Backup other;
+    Task t2;
+    make_backup(&other, "v2", NULL);
+    make_task(&t2, TASK_KIND_BACKUP_CREATE, "v2");
+    assert_int_equal(backup_store_create(f->s, &other, &t2, &err), -1);
+    expect_code(&err, NB_ERR_VM_BUSY);
+    assert_int_equal(backup_store_get(f->s, NULL, other.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_BACKUP_NOT_FOUND);
+
+    /* No base before it is ready; then the full one is. */
+    assert_int_equal(backup_store_last_checkpoint(f->s, "v1", &got, &err), 0);
+    assert_int_equal(backup_store_finish(f->s, full.id, 1u << 30, 1000, 12.5, &err), 0);
+    assert_int_equal(
+        task_store_finish(f->s, &t, TASK_STATE_SUCCEEDED, NULL, NULL, -1, -1, NULL, &err), 0);
+    assert_int_equal(backup_store_last_checkpoint(f->s, "v1", &got, &err), 1);
+    assert_string_equal(got.id, full.id);
+    assert_int_equal(got.state, BACKUP_STATE_READY);
+    assert_int_equal(got.data_bytes, 1000);
+    assert_true(got.finished_at[0] != '\0');
+
+    /* Counted in the quota, which is enforced. */
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_BACKUPS], 1);
+    p.quota.limit[QUOTA_BACKUPS] = 1;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    make_backup(&inc, "v1", full.id);
+    /* Later than the full one even within one millisecond: lists are in creation order. */
+    snprintf(inc.created_at, sizeof(inc.created_at), "%s", "2099-01-01T00:00:00.000Z");
+    assert_int_equal(backup_store_create(f->s, &inc, NULL, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    p.quota.limit[QUOTA_BACKUPS] = 2;
+    assert_int_equal(project_store_set_quota(f->s, p.id, &p.quota, &err), 0);
+    assert_int_equal(backup_store_create(f->s, &inc, NULL, &err), 0);
+
+    /* The base of a later backup is not deleted; the newest link is. */
+    Task del;
+    make_task(&del, TASK_KIND_BACKUP_DELETE, full.id);
+    assert_int_equal(backup_store_claim(f->s, full.id, 1u << BACKUP_STATE_READY,
+                                        BACKUP_STATE_DELETING, &del, &err),
+                     -1);
+    expect_code(&err, NB_ERR_BACKUP_IN_USE);
+    assert_int_equal(backup_store_get(f->s, "p2", full.id, &got, &err), 0);
+    assert_int_equal(got.state, BACKUP_STATE_READY);
+    assert_int_equal(backup_store_get(f->s, "other", full.id, &got, &err), -1);
+    expect_code(&err, NB_ERR_BACKUP_NOT_FOUND);
+
+    /* The VM's delete leaves its backups, without the VM. */
+    Task vdel;
+    make_task(&vdel, TASK_KIND_VM_DELETE, "v1");
+    assert_int_equal(vm_store_claim(f->s, "v1", &vdel, VM_POWER_STOPPED, -1, &err), 0);
+    assert_int_equal(task_store_finish_delete(f->s, &vdel, &err), 0);
+    assert_int_equal(backup_store_get(f->s, NULL, full.id, &got, &err), 0);
+    assert_string_equal(got.vm_id, "");
+    assert_string_equal(got.vm_name, "web1");
+    Backup *list = NULL;
+    size_t n = 0;
+    assert_int_equal(backup_store_list(f->s, "p2", NULL, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, full.id);
+    assert_string_equal(list[1].parent_id, full.id);
+    backup_list_free(list, n);
+
+    assert_int_equal(backup_store_delete(f->s, inc.id, &err), 0);
+    assert_int_equal(backup_store_claim(f->s, full.id, 1u << BACKUP_STATE_READY,
+                                        BACKUP_STATE_DELETING, &del, &err),
+                     0);
+    assert_int_equal(backup_store_delete(f->s, full.id, &err), 0);
+    assert_int_equal(project_store_quota_usage(f->s, "p2", in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_BACKUPS], 0);
+
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, &f->s, &err), 0);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+}
+
 int
 main(void)
 {
@@ -865,6 +1092,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v7, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v8, setup_empty, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v9, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v10, setup_empty, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_backups_from_v10, setup_empty,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
