@@ -237,7 +237,7 @@ def test_foreign_names_refused(hosts):
     assert "ingress" not in ns("nag1", "tc", "qdisc", "show", "dev", "eth0").stdout
     assert not re.search(r"\bnb[rxi]", ns("nag1", "ip", "-br", "link").stdout)
     status, body = a.request("GET", "/v1/state")
-    assert status == 200 and body == {"vxlans": [], "shaping": [], "vlans": []}
+    assert status == 200 and body == {"vxlans": [], "shaping": [], "vlans": [], "dhcp": []}
 
 
 def test_refused_change_leaves_nothing(hosts):
@@ -252,7 +252,7 @@ def test_refused_change_leaves_nothing(hosts):
     assert status == 502 and body["error"]["code"] == "HYPERVISOR_ERROR", body
     assert not re.search(r"\bnb[rx]", ns("nag1", "ip", "-br", "link").stdout)
     status, state = a.request("GET", "/v1/state")
-    assert state == {"vxlans": [], "shaping": [], "vlans": []}
+    assert state == {"vxlans": [], "shaping": [], "vlans": [], "dhcp": []}
     # Bodies over 64 KiB are refused.
     status, body = a.request("PUT", "/v1/vxlan/4547",
                              dict(vxlan_body("nag1", "nbr000000004547"), pad="x" * 70000),
