@@ -109,7 +109,8 @@ def console_lines(console):
         return []
     with open(console, "rb") as f:
         out = f.read().decode(errors="replace").replace("\r", "")
-    return [l for l in out.splitlines() if l.startswith("NWF-")]
+    # A line may start with something else the console printed (a shell's prompt): from NWF-.
+    return [l[l.index("NWF-"):] for l in out.splitlines() if "NWF-" in l]
 
 
 def wait_line(console, pred, timeout, what):
