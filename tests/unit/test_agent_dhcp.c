@@ -10,39 +10,18 @@
 
 #include <cmocka.h>
 
+#include "golden.h"
+
 #include "agent/agent_dhcp.h"
 #include "util/error_codes.h"
 
-static char *
-read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = calloc(1, 65536);
-    size_t n = fread(buf, 1, 65535, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
+/* The agent's goldens are under tests/golden/agent/. */
 static void
 check_golden(const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/agent/%s", GOLDEN_DIR, name);
-    if (getenv("NIMBUS_GOLDEN_UPDATE")) {
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        fputs(text, f);
-        fclose(f);
-    }
-    char *want = read_file(path);
-    if (!want)
-        fail_msg("no golden file %s (NIMBUS_GOLDEN_UPDATE=1 writes it)", path);
-    if (strcmp(want, text) != 0)
-        fail_msg("%s differs:\n--- want\n%s--- got\n%s", name, want, text);
-    free(want);
+    char rel[256];
+    snprintf(rel, sizeof(rel), "agent/%s", name);
+    golden_check(rel, text);
 }
 
 static const char *const full_body =
