@@ -95,6 +95,25 @@ int task_wait_progress(Cli *cli, const char *task_id, const char *what, uint64_t
                        json_t **ret_task);
 
 /*
+ * Commands answered by 202 {<key>, task} (a VM's, a volume's, a snapshot's...). These give
+ * them one shape: without --wait the answer is shown (as JSON, or the object by print and a
+ * "task ID: KIND STATE" line); with --wait the command follows the task, then shows the object
+ * again, "deleted" for a delete, or the task's error (exit 1).
+ */
+/* --timeout-wait SECONDS (default CLI_WAIT_DEFAULT_SECONDS, at most a week). Exit code. */
+int cli_wait_timeout(const Args *a, uint64_t *ret);
+/* Checks the answer's shape (INVALID_RESPONSE otherwise) and, without --wait, shows it; print
+ * shows the object (obj is resp's <key>). *ret_obj: the object; *ret_task_id: the task to follow
+ * (NULL: nothing more to do, without --wait). Exit code. */
+int cli_task_answer(Cli *cli, const Args *a, json_t *resp, const char *key,
+                    void (*print)(Cli *cli, json_t *obj, json_t *resp), json_t **ret_obj,
+                    const char **ret_task_id);
+/* A task that ended failed: its error on stderr; CLI_EXIT_API. */
+int cli_task_failed(json_t *task);
+/* A delete's task that ended well: the task as JSON, or "deleted". CLI_EXIT_OK. */
+int cli_task_deleted(Cli *cli, json_t *task);
+
+/*
  * Adds the values of the repeatable option --label KEY=VALUE to labels (a JSON object of
  * strings). Only the form is checked here, a '=' after a non-empty key, and that no key is given
  * twice; the server checks the rest. 0, or an exit code after printing why.

@@ -62,57 +62,48 @@ backup_check_id(const Args *a, const char *id)
     return 0;
 }
 
+/* The restore's new volume or VM, when the answer has one (with its collection). */
+static json_t *
+backup_restored(json_t *resp, const char **ret_coll)
+{
+    json_t *vm = json_object_get(resp, "vm");
+    *ret_coll = json_is_object(vm) ? "vms" : "volumes";
+    return json_is_object(vm) ? vm : json_object_get(resp, "volume");
+}
+
+static void
+backup_print_answer(Cli *cli, json_t *b, json_t *resp)
+{
+    const char *coll;
+    json_t *vol = backup_restored(resp, &coll);
+    backup_print(cli, b);
+    if (json_is_object(vol))
+        printf("\n%s %s: %s\n", streq(coll, "vms") ? "vm" : "volume", api_str(vol, "id") ?: "?",
+               api_str(vol, "name") ?: "?");
+}
+
 /* What follows a 202 {backup, task[, volume]}: without --wait, the answer; with --wait, the
  * backup (or the restored volume) once the task ended, and the task's error when it failed. */
 static int
 backup_finish(Cli *cli, const Args *a, json_t *resp, const char *what)
 {
-    uint64_t wait_s = CLI_WAIT_DEFAULT_SECONDS;
-    int r = args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, &wait_s);
-    if (r != 0)
+    uint64_t wait_s;
+    int r = cli_wait_timeout(a, &wait_s);
+    json_t *b;
+    const char *task_id = NULL, *coll;
+    json_t *vol = backup_restored(resp, &coll);
+    if (r == 0)
+        r = cli_task_answer(cli, a, resp, "backup", backup_print_answer, &b, &task_id);
+    if (r != 0 || !task_id)
         return r;
-    json_t *b = json_object_get(resp, "backup");
-    json_t *task = json_object_get(resp, "task");
-    json_t *vol = json_object_get(resp, "volume");
-    if (!json_is_object(vol))
-        vol = json_object_get(resp, "vm");
-    const char *coll = json_is_object(json_object_get(resp, "vm")) ? "vms" : "volumes";
-    const char *task_id = api_str(task, "id");
-    if (!json_is_object(b) || !task_id) {
-        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"backup\", \"task\"}\n");
-        return CLI_EXIT_API;
-    }
-    if (!args_has(a, "wait")) {
-        if (cli->json) {
-            output_json(resp);
-        } else {
-            backup_print(cli, b);
-            if (json_is_object(vol))
-                printf("\n%s %s: %s\n", streq(coll, "vms") ? "vm" : "volume",
-                       api_str(vol, "id") ?: "?", api_str(vol, "name") ?: "?");
-            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
-                   api_str(task, "state") ?: "?");
-        }
-        return CLI_EXIT_OK;
-    }
     json_auto_t *final = NULL;
     r = task_wait(cli, task_id, wait_s, &final);
     if (r != 0)
         return r;
-    if (streq(api_str(final, "state"), "failed")) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
-    }
-    if (streq(what, "delete")) {
-        if (cli->json)
-            output_json(final);
-        else
-            printf("deleted\n");
-        return CLI_EXIT_OK;
-    }
+    if (streq(api_str(final, "state"), "failed"))
+        return cli_task_failed(final);
+    if (streq(what, "delete"))
+        return cli_task_deleted(cli, final);
     _cleanup_free_ char *path = json_is_object(vol)
                                     ? str_printf("/v1/%s/%s", coll, api_str(vol, "id") ?: "")
                                     : backup_path(api_str(b, "id") ?: "", NULL);

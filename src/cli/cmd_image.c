@@ -158,13 +158,19 @@ image_upload(Cli *cli, const char *id, int fd, uint64_t size, bool progress, jso
     return CLI_EXIT_OK;
 }
 
+static void
+image_print_answer(Cli *cli, json_t *img, json_t *resp)
+{
+    resource_print(cli, &image_resource, img);
+}
+
 /* image create NAME --from-vm VM: a task on the server (202 {image, task}); with --wait the
  * image once the task has ended, and the task's error when it failed. */
 static int
 image_create_from_vm(Cli *cli, const Args *a, const char *name, const char *vm)
 {
-    uint64_t wait_s = CLI_WAIT_DEFAULT_SECONDS;
-    int r = args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, &wait_s);
+    uint64_t wait_s;
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     json_auto_t *body = json_pack("{s:s, s:s}", "name", name, "from_vm", vm);
@@ -174,33 +180,17 @@ image_create_from_vm(Cli *cli, const Args *a, const char *name, const char *vm)
     r = api_call(cli, "POST", "/v1/images", body, &resp);
     if (r != 0)
         return r;
-    json_t *img = json_object_get(resp, "image"), *task = json_object_get(resp, "task");
-    const char *task_id = api_str(task, "id");
-    if (!json_is_object(img) || !task_id) {
-        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"image\", \"task\"}\n");
-        return CLI_EXIT_API;
-    }
-    if (!args_has(a, "wait")) {
-        if (cli->json) {
-            output_json(resp);
-        } else {
-            resource_print(cli, &image_resource, img);
-            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
-                   api_str(task, "state") ?: "?");
-        }
-        return CLI_EXIT_OK;
-    }
+    json_t *img;
+    const char *task_id;
+    r = cli_task_answer(cli, a, resp, "image", image_print_answer, &img, &task_id);
+    if (r != 0 || !task_id)
+        return r;
     json_auto_t *final = NULL, *now = NULL;
     r = task_wait(cli, task_id, wait_s, &final);
     if (r != 0)
         return r;
-    if (streq(api_str(final, "state"), "failed")) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
-    }
+    if (streq(api_str(final, "state"), "failed"))
+        return cli_task_failed(final);
     r = resource_get(cli, &image_resource, api_str(img, "id"), &now);
     if (r == 0)
         resource_print(cli, &image_resource, now);

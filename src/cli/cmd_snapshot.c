@@ -52,42 +52,30 @@ snapshot_path(const Args *a, Cli *cli, const char *snap, const char *suffix, cha
 
 /* What follows a 202 {snapshot, task}: without --wait, both; with --wait, the snapshot once
  * the task ended ("deleted" for a delete), and the task's error when it failed (exit 1). */
+static void
+snapshot_print_answer(Cli *cli, json_t *snap, json_t *resp)
+{
+    snapshot_print(cli, snap);
+}
+
 static int
 snapshot_finish(Cli *cli, const Args *a, json_t *resp, bool deleting)
 {
-    uint64_t wait_s = CLI_WAIT_DEFAULT_SECONDS;
-    int r = args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, &wait_s);
-    if (r != 0)
+    uint64_t wait_s;
+    int r = cli_wait_timeout(a, &wait_s);
+    json_t *snap;
+    const char *task_id = NULL;
+    if (r == 0)
+        r = cli_task_answer(cli, a, resp, "snapshot", snapshot_print_answer, &snap, &task_id);
+    if (r != 0 || !task_id)
         return r;
-    json_t *snap = json_object_get(resp, "snapshot");
-    json_t *task = json_object_get(resp, "task");
-    const char *task_id = api_str(task, "id");
-    if (!json_is_object(snap) || !task_id) {
-        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"snapshot\", \"task\"}\n");
-        return CLI_EXIT_API;
-    }
-    if (!args_has(a, "wait")) {
-        if (cli->json) {
-            output_json(resp);
-        } else {
-            snapshot_print(cli, snap);
-            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
-                   api_str(task, "state") ?: "?");
-        }
-        return CLI_EXIT_OK;
-    }
     json_auto_t *final = NULL;
     r = task_wait(cli, task_id, wait_s, &final);
     if (r != 0)
         return r;
     bool failed = streq(api_str(final, "state"), "failed");
-    if (deleting && !failed) {
-        if (cli->json)
-            output_json(final);
-        else
-            printf("deleted\n");
-        return CLI_EXIT_OK;
-    }
+    if (deleting && !failed)
+        return cli_task_deleted(cli, final);
     _cleanup_free_ char *path = NULL;
     json_auto_t *now = NULL;
     r = snapshot_path(a, cli, api_str(snap, "id"), NULL, &path);
@@ -95,23 +83,16 @@ snapshot_finish(Cli *cli, const Args *a, json_t *resp, bool deleting)
         r = api_call(cli, "GET", path, NULL, &now);
     if (r == 0)
         snapshot_print(cli, now);
-    if (failed) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
-    }
     /* A failed create takes its snapshot away: nothing to show is no error then. */
-    return r;
+    return failed ? cli_task_failed(final) : r;
 }
 
 static int
 snapshot_send(Cli *cli, const Args *a, const char *method, const char *snap, const char *suffix,
               json_t *body, bool deleting)
 {
-    uint64_t wait_s = CLI_WAIT_DEFAULT_SECONDS;
-    int r = args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, &wait_s);
+    uint64_t wait_s;
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     _cleanup_free_ char *path = NULL;

@@ -88,6 +88,61 @@ task_wait(Cli *cli, const char *task_id, uint64_t timeout_s, json_t **ret_task)
     return task_wait_progress(cli, task_id, NULL, timeout_s, ret_task);
 }
 
+int
+cli_wait_timeout(const Args *a, uint64_t *ret)
+{
+    *ret = CLI_WAIT_DEFAULT_SECONDS;
+    return args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, ret);
+}
+
+int
+cli_task_answer(Cli *cli, const Args *a, json_t *resp, const char *key,
+                void (*print)(Cli *cli, json_t *obj, json_t *resp), json_t **ret_obj,
+                const char **ret_task_id)
+{
+    json_t *obj = json_object_get(resp, key);
+    json_t *task = json_object_get(resp, "task");
+    const char *task_id = api_str(task, "id");
+    *ret_obj = obj;
+    *ret_task_id = NULL;
+    if (!json_is_object(obj) || !task_id) {
+        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"%s\", \"task\"}\n", key);
+        return CLI_EXIT_API;
+    }
+    if (args_has(a, "wait")) {
+        *ret_task_id = task_id;
+        return CLI_EXIT_OK;
+    }
+    if (cli->json) {
+        output_json(resp);
+    } else {
+        print(cli, obj, resp);
+        printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
+               api_str(task, "state") ?: "?");
+    }
+    return CLI_EXIT_OK;
+}
+
+int
+cli_task_failed(json_t *task)
+{
+    json_t *err = json_object_get(task, "error");
+    _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
+    _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
+    fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
+    return CLI_EXIT_API;
+}
+
+int
+cli_task_deleted(Cli *cli, json_t *task)
+{
+    if (cli->json)
+        output_json(task);
+    else
+        printf("deleted\n");
+    return CLI_EXIT_OK;
+}
+
 /* What a wait shows while a task runs, whether its states come by polling or by the stream. */
 typedef struct TaskWatch {
     const char *task_id;

@@ -119,77 +119,44 @@ vm_print(Cli *cli, json_t *vm)
     output_table(nics, vm_nic_columns, ELEMENTSOF(vm_nic_columns), false);
 }
 
-static int
-vm_wait_timeout(const Args *a, uint64_t *ret)
-{
-    *ret = CLI_WAIT_DEFAULT_SECONDS;
-    return args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, ret);
-}
-
 /*
  * What follows a 202 {vm, task}: without --wait, the VM and its task; with --wait, the VM once
  * the task ended (or "deleted"), and the task's error when it failed. doing (e.g. "migrating"),
  * when not NULL, shows the task's progress while waiting as "<doing> <VM name>: 42%".
  */
-/* A task that ended failed: its error on stderr, the API's exit status. */
-static int
-vm_task_failed(json_t *task)
+static void
+vm_print_answer(Cli *cli, json_t *vm, json_t *resp)
 {
-    json_t *err = json_object_get(task, "error");
-    _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-    _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-    fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-    return CLI_EXIT_API;
+    vm_print(cli, vm);
 }
 
 static int
 vm_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s, bool deleting, const char *doing)
 {
-    json_t *vm = json_object_get(resp, "vm");
-    json_t *task = json_object_get(resp, "task");
-    const char *task_id = api_str(task, "id");
-    if (!json_is_object(vm) || !task_id) {
-        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"vm\", \"task\"}\n");
-        return CLI_EXIT_API;
-    }
-    if (!args_has(a, "wait")) {
-        if (cli->json) {
-            output_json(resp);
-        } else {
-            vm_print(cli, vm);
-            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
-                   api_str(task, "state") ?: "?");
-        }
-        return CLI_EXIT_OK;
-    }
+    json_t *vm;
+    const char *task_id;
+    int r = cli_task_answer(cli, a, resp, "vm", vm_print_answer, &vm, &task_id);
+    if (r != 0 || !task_id)
+        return r;
 
     json_auto_t *final = NULL;
     _cleanup_free_ char *what =
         doing ? str_printf("%s %s", doing, api_str(vm, "name") ?: a->positional[0]) : NULL;
     if (doing && !what)
         return CLI_EXIT_API;
-    int r = task_wait_progress(cli, task_id, what, wait_s, &final);
+    r = task_wait_progress(cli, task_id, what, wait_s, &final);
     if (r != 0)
         return r;
     bool failed = streq(api_str(final, "state"), "failed");
-    if (deleting && !failed) {
-        /* The VM is gone: nothing left to show but the task. */
-        if (cli->json)
-            output_json(final);
-        else
-            printf("deleted\n");
-        return CLI_EXIT_OK;
-    }
+    if (deleting && !failed) /* the VM is gone: nothing left to show but the task */
+        return cli_task_deleted(cli, final);
 
     json_auto_t *now = NULL;
     const char *id = api_str(vm, "id") ?: a->positional[0];
     r = resource_get(cli, &vm_resource, id, &now);
     if (r == 0)
         vm_print(cli, now);
-    if (failed) {
-        return vm_task_failed(final);
-    }
-    return r;
+    return failed ? cli_task_failed(final) : r;
 }
 
 static int
@@ -282,7 +249,7 @@ vm_create(Cli *cli, const Args *a)
     const char *hostname = args_get(a, "hostname"), *user_data = args_get(a, "user-data");
     const char *group = args_get(a, "group"), *host = args_get(a, "host");
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     if (!nb_name_is_valid(name))
@@ -395,7 +362,7 @@ vm_action(Cli *cli, const Args *a)
 {
     const char *action = a->cmd->data;
     uint64_t wait_s, timeout = 0;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     json_auto_t *body = NULL;
@@ -430,7 +397,7 @@ vm_migrate(Cli *cli, const Args *a)
 {
     const char *host = args_get(a, "host");
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     if (host && !*host)
@@ -461,7 +428,7 @@ vm_clone(Cli *cli, const Args *a)
 {
     const char *host = args_get(a, "host");
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     if (!nb_name_is_valid(a->positional[1]))
@@ -488,7 +455,7 @@ static int
 vm_delete(Cli *cli, const Args *a)
 {
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     _cleanup_free_ char *path = NULL;
@@ -549,7 +516,7 @@ vm_nic_finish(Cli *cli, const Args *a, json_t *resp, uint64_t wait_s)
     if (r == 0)
         vm_print(cli, now);
     if (streq(api_str(final, "state"), "failed")) {
-        return vm_task_failed(final);
+        return cli_task_failed(final);
     }
     return r;
 }
@@ -594,7 +561,7 @@ vm_nic_add(Cli *cli, const Args *a)
 {
     const char *network = args_get(a, "network"), *ip = args_get(a, "ip");
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     if (!network)
@@ -649,7 +616,7 @@ vm_nic_remove(Cli *cli, const Args *a)
 {
     char mac[NB_MAC_STRLEN];
     uint64_t wait_s;
-    int r = vm_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     if (!vm_mac_normalize(a->positional[1], mac))

@@ -41,11 +41,10 @@ static const Resource volume_resource = {
     .n_fields = ELEMENTSOF(volume_fields),
 };
 
-static int
-volume_wait_timeout(const Args *a, uint64_t *ret)
+static void
+volume_print_answer(Cli *cli, json_t *vol, json_t *resp)
 {
-    *ret = CLI_WAIT_DEFAULT_SECONDS;
-    return args_get_u64(a, "timeout-wait", 1, 7 * 24 * 3600, ret);
+    resource_print(cli, &volume_resource, vol);
 }
 
 /* What follows a 202 {volume, task}: without --wait, both; with --wait, the volume once the task
@@ -54,50 +53,25 @@ static int
 volume_finish(Cli *cli, const Args *a, json_t *resp, bool deleting)
 {
     uint64_t wait_s;
-    int r = volume_wait_timeout(a, &wait_s);
-    if (r != 0)
+    int r = cli_wait_timeout(a, &wait_s);
+    json_t *vol;
+    const char *task_id = NULL;
+    if (r == 0)
+        r = cli_task_answer(cli, a, resp, "volume", volume_print_answer, &vol, &task_id);
+    if (r != 0 || !task_id)
         return r;
-    json_t *vol = json_object_get(resp, "volume");
-    json_t *task = json_object_get(resp, "task");
-    const char *task_id = api_str(task, "id");
-    if (!json_is_object(vol) || !task_id) {
-        fprintf(stderr, "error: INVALID_RESPONSE: expected {\"volume\", \"task\"}\n");
-        return CLI_EXIT_API;
-    }
-    if (!args_has(a, "wait")) {
-        if (cli->json) {
-            output_json(resp);
-        } else {
-            resource_print(cli, &volume_resource, vol);
-            printf("\ntask %s: %s %s\n", task_id, api_str(task, "kind") ?: "?",
-                   api_str(task, "state") ?: "?");
-        }
-        return CLI_EXIT_OK;
-    }
     json_auto_t *final = NULL;
     r = task_wait(cli, task_id, wait_s, &final);
     if (r != 0)
         return r;
     bool failed = streq(api_str(final, "state"), "failed");
-    if (deleting && !failed) {
-        if (cli->json)
-            output_json(final);
-        else
-            printf("deleted\n");
-        return CLI_EXIT_OK;
-    }
+    if (deleting && !failed)
+        return cli_task_deleted(cli, final);
     json_auto_t *now = NULL;
     r = resource_get(cli, &volume_resource, api_str(vol, "id") ?: a->positional[0], &now);
     if (r == 0)
         resource_print(cli, &volume_resource, now);
-    if (failed) {
-        json_t *err = json_object_get(final, "error");
-        _cleanup_free_ char *code = output_sanitize(api_str(err, "code") ?: "TASK_FAILED");
-        _cleanup_free_ char *msg = output_sanitize(api_str(err, "message") ?: "the task failed");
-        fprintf(stderr, "error: %s: %s\n", code ?: "TASK_FAILED", msg ?: "");
-        return CLI_EXIT_API;
-    }
-    return r;
+    return failed ? cli_task_failed(final) : r;
 }
 
 /* POST /v1/volumes/<id><suffix> (or DELETE), then volume_finish. */
@@ -106,7 +80,7 @@ volume_change(Cli *cli, const Args *a, const char *method, const char *suffix, j
               bool deleting)
 {
     uint64_t wait_s;
-    int r = volume_wait_timeout(a, &wait_s);
+    int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     _cleanup_free_ char *path = NULL;
@@ -151,7 +125,7 @@ volume_create(Cli *cli, const Args *a)
             json_object_set_new(body, opts[i][1], json_string(v));
     }
     uint64_t wait_s;
-    r = volume_wait_timeout(a, &wait_s);
+    r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
         return r;
     json_auto_t *resp = NULL;
