@@ -214,17 +214,6 @@ create_finish(Core *core, Task *task, Vm *vm)
     bk_task_succeeded(core, task);
 }
 
-/* The VM's state as its host has it (-1: unknown). */
-static int
-bk_vm_state(const Vm *vm, HvConn *hv)
-{
-    char domain[64];
-    HvDomainState st = HV_DOMAIN_NONE;
-    _cleanup_error_ NbError *e = NULL;
-    vm_domain_name(vm, domain);
-    return hv && hv_domain_get_state(hv, domain, &st, &e) == 0 ? (int)vm_ops_state_from_hv(st) : -1;
-}
-
 /* Nothing of a failed create stays: the job, the checkpoint, the file and the row; what could
  * not be taken away leaves the backup in error, for a delete to retry. */
 static int
@@ -235,7 +224,7 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     Pool pool;
     if (!task->params || backup_store_get(core->store, NULL, task->params, &b, &err) < 0 ||
         b.state != BACKUP_STATE_CREATING)
-        return bk_vm_state(vm, hv);
+        return vm_ops_host_state(core, vm, hv);
     char domain[64];
     vm_domain_name(vm, domain);
     int r = hv && bk_pool(core, b.pool_id, &pool, &err) == 0 ? 0 : -1;
@@ -260,7 +249,7 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     } else if (backup_store_delete(core->store, b.id, &err) < 0) {
         log_error("backup %s: %s", b.id, err->message);
     }
-    return bk_vm_state(vm, hv);
+    return vm_ops_host_state(core, vm, hv);
 }
 
 static const VmStep create_steps[] = {step_prepare, step_begin, step_wait};

@@ -95,21 +95,6 @@ step_snap_delete(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
 
 /* ---- ends ---- */
 
-/* The VM's state as its host has it (-1: unknown), for the task's end. */
-static int
-snap_vm_state(Core *core, const Vm *vm, HvConn *hv)
-{
-    char domain[64];
-    HvDomainState st = HV_DOMAIN_NONE;
-    _cleanup_error_ NbError *e = NULL;
-    HvConn *own = hv ? NULL : host_registry_conn(core, vm->host);
-    HvConn *c = hv ? hv : own;
-    vm_domain_name(vm, domain);
-    int r = c && hv_domain_get_state(c, domain, &st, &e) == 0 ? (int)vm_ops_state_from_hv(st) : -1;
-    hv_conn_free(own);
-    return r;
-}
-
 static void
 snap_task_succeeded(Core *core, Task *task, int vm_state, int desired)
 {
@@ -143,7 +128,7 @@ revert_finish(Core *core, Task *task, Vm *vm)
                                  BIT(SNAPSHOT_STATE_REVERTING) | BIT(SNAPSHOT_STATE_READY),
                                  SNAPSHOT_STATE_READY, &err) < 0)
         log_error("snapshot %s: %s", task->params, err->message);
-    int state = snap_vm_state(core, vm, NULL);
+    int state = vm_ops_host_state(core, vm, NULL);
     int desired = state == VM_STATE_RUNNING   ? VM_POWER_RUNNING
                   : state == VM_STATE_PAUSED  ? VM_POWER_PAUSED
                   : state == VM_STATE_STOPPED ? VM_POWER_STOPPED
@@ -173,9 +158,9 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     _cleanup_error_ NbError *err = NULL;
     Snapshot s;
     if (!task->params || snapshot_store_get(core->store, NULL, vm->id, task->params, &s, &err) < 0)
-        return snap_vm_state(core, vm, hv);
+        return vm_ops_host_state(core, vm, hv);
     if (s.state != SNAPSHOT_STATE_CREATING)
-        return snap_vm_state(core, vm, hv); /* not this task's (any more) */
+        return vm_ops_host_state(core, vm, hv); /* not this task's (any more) */
     char domain[64];
     vm_domain_name(vm, domain);
     if (!hv || hv_snapshot_delete(hv, domain, s.libvirt_name, &err) < 0) {
@@ -188,7 +173,7 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     } else if (snapshot_store_delete(core->store, s.id, &err) < 0) {
         log_error("snapshot %s: %s", s.id, err->message);
     }
-    return snap_vm_state(core, vm, hv);
+    return vm_ops_host_state(core, vm, hv);
 }
 
 static int
@@ -199,7 +184,7 @@ revert_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
         snapshot_store_set_state(core->store, task->params, BIT(SNAPSHOT_STATE_REVERTING),
                                  SNAPSHOT_STATE_READY, &err) < 0)
         log_error("snapshot %s: %s", task->params, err->message);
-    return snap_vm_state(core, vm, hv);
+    return vm_ops_host_state(core, vm, hv);
 }
 
 static int
@@ -210,7 +195,7 @@ delete_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
         snapshot_store_set_state(core->store, task->params, BIT(SNAPSHOT_STATE_DELETING),
                                  SNAPSHOT_STATE_ERROR, &err) < 0)
         log_error("snapshot %s: %s", task->params, err->message);
-    return snap_vm_state(core, vm, hv);
+    return vm_ops_host_state(core, vm, hv);
 }
 
 static const VmStep create_steps[] = {step_snap_create};

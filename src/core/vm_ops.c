@@ -502,6 +502,20 @@ vm_ops_state_from_hv(HvDomainState st)
     }
 }
 
+int
+vm_ops_host_state(Core *core, const Vm *vm, HvConn *hv)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    _cleanup_error_ NbError *e = NULL;
+    HvConn *own = hv ? NULL : host_registry_conn(core, vm->host);
+    HvConn *c = hv ? hv : own;
+    vm_domain_name(vm, domain);
+    int r = c && hv_domain_get_state(c, domain, &st, &e) == 0 ? (int)vm_ops_state_from_hv(st) : -1;
+    hv_conn_free(own);
+    return r;
+}
+
 /* How long a task waits for a host that nimbusd has not reached yet since it started. */
 #define VM_TASK_HOST_WAIT_MS 60000
 

@@ -38,6 +38,9 @@ const char *vm_ops_pool(const Core *core);
 /* The VM's domain XML, with the volume paths of the pool on the host behind hv. */
 int vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err);
 VmState vm_ops_state_from_hv(HvDomainState st);
+/* The VM's state as its host has it (-1: unknown), for a task's end; hv NULL: the host's
+ * connection is taken (and given back) here. */
+int vm_ops_host_state(Core *core, const Vm *vm, HvConn *hv);
 
 /* How vm_ops_create_how makes a VM: the task's kind (TASK_KIND_VM_CREATE, or TASK_KIND_VM_CLONE
  * whose disk step is clone_ops'), the task's params (JSON text, NULL: none) and the host it is
