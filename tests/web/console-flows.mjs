@@ -33,6 +33,15 @@ async function login(page, user, password) {
   await page.waitForSelector('#vm-table', {timeout: WAIT});
 }
 
+// Waits for the page whose heading is `title` and for its table: after a change of hash the
+// page before (the VM list, say) still has a table until the new one has answered.
+async function waitPage(page, title) {
+  await page.waitForFunction((t) => {
+    const h1 = document.querySelector('main h1');
+    return h1 && h1.textContent === t && document.querySelector('main table');
+  }, {timeout: WAIT}, title);
+}
+
 // The state a VM's row in the list shows.
 const rowState = (page, name) => page.evaluate((n) => {
   for (const tr of document.querySelectorAll('#vm-table tbody tr')) {
@@ -176,7 +185,7 @@ async function reader(page) {
   result.action_buttons = await page.$$eval('#vm-table button', (b) => b.length);
   await shot(page, 'vms');
   await page.goto(`${cfg.base}/#/images`);
-  await page.waitForSelector('main table');
+  await waitPage(page, 'Images');
   result.upload_form = !!(await page.$('#image-upload-form'));
   result.image_buttons = await page.$$eval('main table button', (b) => b.length);
   result.hosts_link_visible = await page.$eval('#nav a[href="#/hosts"]', (a) => !a.hidden);
@@ -314,7 +323,7 @@ async function admin(page) {
   await login(page, cfg.user, cfg.password);
   result.hosts_link_visible = await page.$eval('#nav a[href="#/hosts"]', (a) => !a.hidden);
   await page.click('#nav a[href="#/hosts"]');
-  await page.waitForSelector('main table');
+  await waitPage(page, 'Hosts');
   result.host_rows = await page.$$eval('main tbody tr', (r) => r.map((tr) => tr.cells[0].textContent));
   result.meters = await page.$$eval('main meter', (m) => m.map((x) => ({value: x.value, max: x.max})));
   result.capacity_text = await page.$$eval('.capacity span', (s) => s.map((x) => x.textContent));
@@ -469,12 +478,12 @@ async function readerPages(page) {
   await login(page, cfg.user, cfg.password);
   result.users_link_visible = await page.$eval('#nav a[href="#/users"]', (a) => !a.hidden);
   await page.goto(`${cfg.base}/#/flavors`);
-  await page.waitForSelector('main table');
+  await waitPage(page, 'Flavors');
   result.flavor_form = !!(await page.$('#flavor-create-form'));
   result.flavor_buttons = await page.$$eval('main button', (b) => b.length);
   await shot(page, 'flavors');
   await page.goto(`${cfg.base}/#/projects`);
-  await page.waitForSelector('main table');
+  await waitPage(page, 'Projects');
   result.project_form = !!(await page.$('#project-create-form'));
   result.project_buttons = await page.$$eval('main button', (b) => b.length);
   result.project_rows = await page.$$eval('main tbody tr', (r) => r.map((tr) => tr.cells[0].textContent));
