@@ -544,7 +544,8 @@ network_store_ports_on_host(Store *s, const char *network_id, const char *host, 
     STORE_READING(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
     if (store_prepare(s,
-                      "SELECT " PORT_COLUMNS " FROM ports WHERE network_id = ?1 AND vm_id IN "
+                      /* From the host's VMs (see STORE_SQL_PORT_NETWORK_ON_HOST). */
+                      "SELECT " PORT_COLUMNS " FROM ports WHERE +network_id = ?1 AND vm_id IN "
                       "(SELECT id FROM vms WHERE host = ?2 UNION SELECT id FROM vms WHERE "
                       "migrate_to = ?2) ORDER BY ip",
                       &st, err) < 0)
