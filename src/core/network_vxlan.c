@@ -298,7 +298,7 @@ network_vxlan_host_check(Core *core, const char *host, NbError **err)
     return 0;
 }
 
-void
+size_t
 network_vxlan_watch(Core *core)
 {
     _cleanup_error_ NbError *err = NULL;
@@ -306,7 +306,7 @@ network_vxlan_watch(Core *core)
     size_t n = 0;
     if (host_store_list(core->store, &hosts, &n, &err) < 0) {
         log_warn("network check: cannot list the hosts: %s", err->message);
-        return;
+        return 0;
     }
     for (size_t i = 0; i < n; i++) {
         explicit_bzero(hosts[i].agent_secret, sizeof(hosts[i].agent_secret));
@@ -314,13 +314,20 @@ network_vxlan_watch(Core *core)
         HvConn *hv = host_registry_conn(core, hosts[i].name);
         if (!hv)
             continue;
-        _cleanup_error_ NbError *e = NULL;
-        if (network_ops_host_check(core, hosts[i].name, hv, &e) < 0 ||
-            (hosts[i].agent_url[0] && network_vxlan_host_check(core, hosts[i].name, &e) < 0))
-            log_warn("network check of host %s: %s", hosts[i].name, e->message);
-        if (hosts[i].agent_url[0])
-            network_dhcp_host_check(core, hosts[i].name);
+        network_vxlan_watch_host(core, &hosts[i], hv);
         hv_conn_free(hv);
     }
     free(hosts);
+    return n;
+}
+
+void
+network_vxlan_watch_host(Core *core, const Host *host, HvConn *hv)
+{
+    _cleanup_error_ NbError *e = NULL;
+    if (network_ops_host_check(core, host->name, hv, &e) < 0 ||
+        (host->agent_url[0] && network_vxlan_host_check(core, host->name, &e) < 0))
+        log_warn("network check of host %s: %s", host->name, e->message);
+    if (host->agent_url[0])
+        network_dhcp_host_check(core, host->name);
 }

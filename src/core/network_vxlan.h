@@ -29,5 +29,8 @@ void network_vxlan_remove_everywhere(Core *core, const Network *net);
 int network_vxlan_host_check(Core *core, const char *host, NbError **err);
 /* One pass of the periodic check over every host that is up: its libvirt networks
  * (network_ops_host_check) and its vxlan networks, so a host that lost its bridges or VXLAN
- * devices (a reboot) gets them back. Run by the housekeeping thread, never a registry thread. */
-void network_vxlan_watch(Core *core);
+ * devices (a reboot) gets them back. Run by the housekeeping thread, never a registry thread.
+ * Returns how many hosts it looked at. */
+size_t network_vxlan_watch(Core *core);
+/* The same check of one host (also run when the host connects again). */
+void network_vxlan_watch_host(Core *core, const Host *host, HvConn *hv);
