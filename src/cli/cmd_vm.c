@@ -50,6 +50,7 @@ static const OutputField vm_fields[] = {
     {"host", "host", NULL, false},
     {"migrate_to", "migrate_to", NULL, false}, /* shown only during a migration */
     {"group_id", "group_id", NULL, false},
+    {"pool_id", "pool_id", NULL, false},
     {"labels", "labels", cli_fmt_labels, false},
     {"image_id", "image_id", NULL, false},
     {"flavor_id", "flavor_id", NULL, false},
@@ -248,6 +249,7 @@ vm_create(Cli *cli, const Args *a)
     const char *image = args_get(a, "image"), *flavor = args_get(a, "flavor");
     const char *hostname = args_get(a, "hostname"), *user_data = args_get(a, "user-data");
     const char *group = args_get(a, "group"), *host = args_get(a, "host");
+    const char *pool = args_get(a, "pool");
     uint64_t wait_s;
     int r = cli_wait_timeout(a, &wait_s);
     if (r != 0)
@@ -266,6 +268,8 @@ vm_create(Cli *cli, const Args *a)
                                 hostname);
     if ((group && !*group) || (host && !*host))
         return args_usage_error(a, "--group and --host must not be empty");
+    if (pool && !nb_name_is_valid(pool) && !nb_uuid_is_valid(pool))
+        return args_usage_error(a, "--pool '%s' is not a storage pool's name or id", pool);
 
     json_auto_t *body =
         json_pack("{s:s, s:s, s:s}", "name", name, "image", image, "flavor", flavor);
@@ -277,6 +281,8 @@ vm_create(Cli *cli, const Args *a)
         json_object_set_new(body, "group", json_string(group));
     if (host)
         json_object_set_new(body, "host", json_string(host));
+    if (pool)
+        json_object_set_new(body, "pool", json_string(pool));
     if (args_has(a, "label")) {
         json_t *labels = json_object();
         if (!labels || json_object_set_new(body, "labels", labels) < 0)
@@ -654,7 +660,7 @@ vm_label_group(Cli *cli, const Args *a)
 static const ArgSpec create_specs[] = {
     {"image", true}, {"flavor", true},       {"hostname", true},       {"user-data", true},
     {"group", true}, {"host", true},         {"label", true, true},    {"network", true, true},
-    {"wait", false}, {"timeout-wait", true}, {"secgroup", true, true},
+    {"wait", false}, {"timeout-wait", true}, {"secgroup", true, true}, {"pool", true},
 };
 static const ArgSpec list_specs[] = {{"wide", false}, {"limit", true}};
 static const ArgSpec console_specs[] = {{"bytes", true}};
@@ -679,7 +685,7 @@ static const Command vm_commands[] = {
     {"create",
      "NAME --image IMAGE --flavor FLAVOR [--hostname HOST] [--user-data FILE] [--group GROUP] "
      "[--host HOST] [--label KEY=VALUE]... [--network NET[:ip=IP]]... [--secgroup G]... "
-     "[--wait]",
+     "[--pool POOL] [--wait]",
      "Create and start a VM.",
      "  --image IMAGE          image name or id\n"
      "  --flavor FLAVOR        flavor name or id\n"
@@ -693,7 +699,10 @@ static const Command vm_commands[] = {
      "                         order (eth0, eth1, ...), at most 8. Without it: one NIC on\n"
      "                         the project's default network\n"
      "  --secgroup G           a security group of every NIC (name or id); repeatable.\n"
-     "                         Without it: the project's 'default' group\n" WAIT_HELP,
+     "                         Without it: the project's 'default' group\n"
+     "  --pool POOL            the root disk's storage pool (name or id): an rbd pool makes\n"
+     "                         it an RBD clone of the image there (default: the host's\n"
+     "                         default pool, a qcow2 overlay)\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide] [--limit N]", "List VMs, by name.",
      "  --wide                 also show desired state, task and id\n" RESOURCE_LIMIT_HELP, vm_list,

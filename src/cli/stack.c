@@ -43,6 +43,7 @@ static const Field flavor_fields[] = {
     {"name", FIELD_STR, true, NULL},         {"vcpus", FIELD_INT, true, NULL},
     {"ram_mib", FIELD_INT, true, NULL},      {"disk_gib", FIELD_INT, true, NULL},
     {"net_in_mbit", FIELD_INT, false, NULL}, {"net_out_mbit", FIELD_INT, false, NULL},
+    {"disk_iops", FIELD_INT, false, NULL},   {"disk_mbps", FIELD_INT, false, NULL},
 };
 static const Field image_fields[] = {
     {"name", FIELD_STR, true, NULL},

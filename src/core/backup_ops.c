@@ -591,6 +591,12 @@ backup_ops_create(Core *core, const Principal *who, json_t *body, Backup *ret, T
                      vm_state_to_string(vm.state));
         goto out;
     }
+    if (vm.pool_id[0]) {
+        nb_error_set(err, NB_ERR_BACKUP_UNSUPPORTED,
+                     "VM '%s' has its root disk in an rbd pool: not backed up in this version",
+                     vm.name);
+        goto out;
+    }
     if ((pool_key[0] ? pool_store_get(core->store, pool_key, &pool, err)
                      : pool_store_get_default(core->store, &pool, err)) < 0)
         goto out;

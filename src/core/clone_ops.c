@@ -318,6 +318,10 @@ clone_ops_vm_clone(Core *core, const Principal *who, const char *scope, const ch
     } else if (!vm_state_copyable(src.state)) {
         nb_error_set(err, NB_ERR_INVALID_STATE, "cannot clone a VM that is %s",
                      vm_state_to_string(src.state));
+    } else if (src.pool_id[0]) {
+        nb_error_set(err, NB_ERR_INVALID_STATE,
+                     "VM '%s' has its root disk in an rbd pool: not cloned in this version",
+                     src.name);
     } else if (host[0] && !streq(host, src.host)) {
         nb_error_set(err, NB_ERR_INVALID_REQUEST,
                      "a clone is made on its source's host ('%s'); migrate it afterwards",
@@ -561,6 +565,13 @@ clone_ops_image_from_vm(Core *core, const Principal *who, const char *vm_scope, 
     if (!vm_state_copyable(vm.state)) {
         nb_error_set(err, NB_ERR_INVALID_STATE, "cannot make an image of a VM that is %s",
                      vm_state_to_string(vm.state));
+        goto out;
+    }
+    if (vm.pool_id[0]) {
+        nb_error_set(err, NB_ERR_INVALID_STATE,
+                     "VM '%s' has its root disk in an rbd pool: no image is made of it in this "
+                     "version",
+                     vm.name);
         goto out;
     }
     nb_uuid_generate(img.id);

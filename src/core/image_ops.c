@@ -18,6 +18,7 @@
 #include "../util/strutil.h"
 #include "core.h"
 #include "image_probe.h"
+#include "vm_rbd.h"
 
 struct ImageUpload {
     Core *core;
@@ -309,6 +310,11 @@ image_ops_delete_copies(Core *core, const Image *img)
     }
     for (size_t i = 0; hosts[i]; i++) {
         _cleanup_error_ NbError *e = NULL;
+        if (str_startswith(hosts[i], VM_RBD_COPY_PREFIX)) {
+            vm_rbd_base_delete(core, img, hosts[i]); /* its base in an rbd pool */
+            free(hosts[i]);
+            continue;
+        }
         HvConn *c = host_registry_conn(core, hosts[i]);
         if (c && hv_vol_delete(c, core->cfg.pool_name, img->volume, &e) == 0)
             image_copy_delete(core->store, img->id, hosts[i], &e);

@@ -126,6 +126,29 @@ placement_group(Core *core, Placement *p, const char *group_id, const char *excl
     return 0;
 }
 
+/* Marks the hosts where the VM's pool is active (pool_hosts), when its root disk is in one. */
+static int
+placement_pool(Core *core, Placement *p, const Vm *vm, SchedRequest *req, NbError **err)
+{
+    for (size_t i = 0; i < p->n; i++)
+        p->sched[i].has_pool = false;
+    if (!vm->pool_id[0])
+        return 0;
+    PoolHostState *st = NULL;
+    size_t n = 0;
+    if (pool_store_hosts(core->store, vm->pool_id, &st, &n, err) < 0)
+        return -1;
+    req->needs_pool = true;
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = 0; i < p->n && streq(st[j].state, "active"); i++) {
+            if (streq(p->sched[i].name, st[j].host))
+                p->sched[i].has_pool = true;
+        }
+    }
+    free(st);
+    return 0;
+}
+
 static int
 placement_choose(Core *core, Placement *p, const SchedRequest *req, NbError **err)
 {
@@ -175,7 +198,8 @@ placement_create(Core *core, Vm *vm, const Task *task, Port *ports, size_t n_por
         return -1;
     pthread_mutex_lock(&p->lock);
     if (placement_refresh(core, p, err) < 0 ||
-        placement_group(core, p, vm->group_id, NULL, &req, err) < 0)
+        placement_group(core, p, vm->group_id, NULL, &req, err) < 0 ||
+        placement_pool(core, p, vm, &req, err) < 0)
         goto out;
     int i = placement_choose(core, p, &req, err);
     if (i < 0)
@@ -197,7 +221,8 @@ placement_pick_destination(Core *core, const Vm *vm, const char *dest, char chos
     Placement *p = core->placement;
     SchedRequest req = placement_request(core, vm, dest, vm->host);
     if (placement_refresh(core, p, err) < 0 ||
-        placement_group(core, p, vm->group_id, vm->id, &req, err) < 0)
+        placement_group(core, p, vm->group_id, vm->id, &req, err) < 0 ||
+        placement_pool(core, p, vm, &req, err) < 0)
         return -1;
     int i = placement_choose(core, p, &req, err);
     if (i < 0)

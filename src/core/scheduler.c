@@ -90,6 +90,8 @@ sched_select(const SchedHost *hosts, size_t n_hosts, const SchedRequest *req, Sc
             rejected = SCHED_FILTER_HOST;
         else if (!h->schedulable)
             rejected = SCHED_FILTER_STATE;
+        else if (req->needs_pool && !h->has_pool)
+            rejected = SCHED_FILTER_POOL;
         else if (want_labels && (!h->labels || !labels_contain(h->labels, req->labels)))
             rejected = SCHED_FILTER_LABELS;
         else if (!group_allows(h, req))
@@ -126,6 +128,7 @@ sched_select(const SchedHost *hosts, size_t n_hosts, const SchedRequest *req, Sc
 static const char *const filter_reason[_SCHED_FILTER_MAX] = {
     [SCHED_FILTER_HOST] = "not chosen (explicit host or migration source)",
     [SCHED_FILTER_STATE] = "down, disabled or in maintenance",
+    [SCHED_FILTER_POOL] = "without the VM's storage pool active",
     [SCHED_FILTER_LABELS] = "without the labels",
     [SCHED_FILTER_GROUP] = "refused by the group policy",
     [SCHED_FILTER_VCPUS] = "without enough vCPUs",

@@ -28,6 +28,8 @@ typedef struct SchedHost {
     const Labels *labels; /* may be NULL: none */
     /* members of the request's group already on this host (0 when the request has no group) */
     unsigned group_members;
+    /* the request's pool is active on this host (ignored when the request names no pool) */
+    bool has_pool;
 } SchedHost;
 
 typedef enum SchedWeigher {
@@ -45,6 +47,7 @@ typedef struct SchedRequest {
     unsigned group_placed;    /* members of the group placed anywhere (excluding this one) */
     const char *only_host;    /* an admin's explicit choice, or NULL */
     const char *exclude_host; /* the source host of a migration, or NULL */
+    bool needs_pool;          /* the VM's root disk is in a pool: only hosts with has_pool */
     SchedWeigher weigher;
 } SchedRequest;
 
@@ -52,6 +55,7 @@ typedef struct SchedRequest {
 typedef enum SchedFilter {
     SCHED_FILTER_HOST,   /* only_host / exclude_host */
     SCHED_FILTER_STATE,  /* not schedulable */
+    SCHED_FILTER_POOL,   /* needs_pool and the pool is not active there */
     SCHED_FILTER_LABELS, /* lacks a label */
     SCHED_FILTER_GROUP,  /* affinity / anti-affinity */
     SCHED_FILTER_VCPUS,  /* vcpus_used + vcpus > floor(vcpus * cpu_ratio) */

@@ -288,6 +288,11 @@ snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
 {
     Volume *vols = NULL;
     size_t n = 0;
+    if (vm->pool_id[0])
+        return nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
+                            "VM '%s' has its root disk in an rbd pool: VM snapshots cover qcow2 "
+                            "files only in this version",
+                            vm->name);
     if (volume_store_list(core->store, NULL, vm->id, NULL, &vols, &n, err) < 0)
         return -1;
     int r = 0;

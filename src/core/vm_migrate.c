@@ -167,6 +167,14 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
         r = 0;
         goto out;
     }
+    if (vm->pool_id[0]) {
+        /* The root disk is in an rbd pool, which the destination has active (placement): only
+         * the seed and the console log are the host's. */
+        if (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) == 0 &&
+            migrate_copy_console_log(core, vm, src, dst, err) == 0)
+            r = 0;
+        goto out;
+    }
     /* Local storage: the destination gets the image, the seed, and the disk (its data for an
      * offline move; an empty overlay that the live migration fills). */
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
@@ -252,7 +260,7 @@ migrate_job_free(MigrateJob *job)
 /* Starts the live move; takes the references src and dst. MIGRATE_POLL_MS, or -1. */
 static int
 migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
-                  const MigrateParams *mp, NbError **err)
+                  const MigrateParams *mp, bool root_shared, NbError **err)
 {
     char address[NB_URI_MAX + 1];
     MigrateJob *job = calloc(1, sizeof(*job));
@@ -272,7 +280,9 @@ migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvCon
     if (address[0])
         snprintf(job->uri, sizeof(job->uri), "tcp://%s", address);
     job->opts = (HvMigrateOptions){
-        .copy_storage = !mp->shared,
+        /* A root disk in a shared pool (rbd) is the same image on both hosts, like the
+         * volumes a VM that migrates may have (shared pools only): nothing to copy. */
+        .copy_storage = !mp->shared && !root_shared,
         .migrate_uri = job->uri[0] ? job->uri : NULL,
         .bandwidth_mib = mp->bandwidth_mib,
     };
@@ -296,7 +306,8 @@ migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvCon
         migrate_job_free(job);
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot start the migration thread");
     }
-    log_info("task %s: live migration of %s started", task->id, domain);
+    log_info("task %s: live migration of %s started (storage copy: %s)", task->id, domain,
+             job->opts.copy_storage ? "yes" : "no");
     return MIGRATE_POLL_MS;
 }
 
@@ -405,7 +416,7 @@ vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun 
             hv_domain_define(dst, xml, err) == 0 && hv_domain_undefine(src, domain, err) == 0)
             r = 0;
     } else {
-        return migrate_job_start(core, task, domain, src, dst, &mp, err);
+        return migrate_job_start(core, task, domain, src, dst, &mp, vm->pool_id[0] != '\0', err);
     }
 out:
     hv_conn_free(src);

@@ -24,6 +24,7 @@
 #include "secgroup_ops.h"
 #include "seed.h"
 #include "vm_ops_internal.h"
+#include "vm_rbd.h"
 #include "volume_ops.h"
 
 const char *
@@ -116,6 +117,8 @@ step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     char vol[96];
     if (task->kind == TASK_KIND_VM_CLONE)
         return clone_ops_disk_step(core, task, vm, hv, run, err);
+    if (vm->pool_id[0])
+        return vm_rbd_create_disk(core, task, vm, hv, run, err);
     int from = create_disk_from(core, task, vm, hv, err);
     if (from <= 0)
         return from;
@@ -206,16 +209,18 @@ step_create_seed(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
 int
 vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbError **err)
 {
-    char disk_vol[96], seed_vol[96], domain[64];
+    char disk_vol[96], seed_vol[96], domain[64], rbd_name[POOL_PATH_MAX + 98];
     _cleanup_free_ char *disk_path = NULL, *seed_path = NULL, *console = NULL;
     Flavor flavor;
     Project project;
+    Pool pool;
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
     vm_domain_name(vm, domain);
-    if (flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
+    int in_pool = vm_rbd_pool(core, vm, &pool, err);
+    if (in_pool < 0 || flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
         project_store_get(core->store, NULL, vm->project, &project, err) < 0 ||
-        hv_vol_path(hv, vm_ops_pool(core), disk_vol, &disk_path, err) < 0 ||
+        (!in_pool && hv_vol_path(hv, vm_ops_pool(core), disk_vol, &disk_path, err) < 0) ||
         hv_vol_path(hv, vm_ops_pool(core), seed_vol, &seed_path, err) < 0)
         return -1;
     console = vm_console_log_path(core, vm);
@@ -270,6 +275,7 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .ram_mib = vm->ram_mib,
         .disk_gib = vm->disk_gib,
         .disk_path = disk_path,
+        .disk_iotune = {flavor.disk_iops, flavor_disk_bytes_sec(&flavor)},
         .seed_path = seed_path,
         .nics = nics,
         .n_nics = n_nics,
@@ -281,6 +287,17 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
         .vnc_listen = vnc ? vnc_listen : NULL,
         .vnc_password = vnc ? vnc_password : NULL,
     };
+    if (in_pool) {
+        /* vda in RBD: the clone, through the pool's monitors, with the pool's secret. */
+        char rbd_disk[96];
+        vm_rbd_disk_name(vm, rbd_disk);
+        snprintf(rbd_name, sizeof(rbd_name), "%s/%s", pool.source, rbd_disk);
+        spec.disk_rbd.name = rbd_name;
+        for (size_t i = 0; i < pool.n_monitors && i < DOMAIN_RBD_HOSTS_MAX; i++)
+            spec.disk_rbd.hosts[spec.disk_rbd.n_hosts++] = pool.monitors[i];
+        spec.disk_rbd.user = pool.auth_user[0] ? pool.auth_user : NULL;
+        spec.disk_rbd.secret = pool.auth_user[0] ? pool.id : NULL;
+    }
     _cleanup_free_ char *xml = domain_xml_build(&spec);
     if (!xml)
         return nb_error_set(err, NB_ERR_INTERNAL, "cannot build the domain XML");
@@ -355,7 +372,8 @@ step_ensure_defined(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, Nb
     if (st != HV_DOMAIN_NONE)
         return 0;
     vm_disk_volume(vm, disk_vol);
-    int exists = hv_vol_exists(hv, vm_ops_pool(core), disk_vol, err);
+    int exists = vm->pool_id[0] ? vm_rbd_disk_exists(core, vm, hv, err)
+                                : hv_vol_exists(hv, vm_ops_pool(core), disk_vol, err);
     if (exists < 0)
         return -1;
     if (!exists)
@@ -463,6 +481,8 @@ static int
 step_delete_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
     char vol[96];
+    if (vm->pool_id[0])
+        return vm_rbd_delete_disk(core, vm, hv, err);
     vm_disk_volume(vm, vol);
     return hv_vol_delete(hv, vm_ops_pool(core), vol, err);
 }
@@ -811,6 +831,13 @@ vm_ops_create_how(Core *core, const Principal *who, json_t *body, const VmCreate
         memcpy(vm.group_id, group.id, sizeof(vm.group_id));
     }
     vm.labels = req.labels;
+    /* The root disk's pool; only a plain create makes its disk from the image there. */
+    if (vm_rbd_resolve_pool(core, req.pool, &vm, err) < 0)
+        goto out;
+    if (vm.pool_id[0] && (how->kind != TASK_KIND_VM_CREATE || how->params)) {
+        nb_error_set(err, NB_ERR_INVALID_REQUEST, "this VM's disk is made in the default pool");
+        goto out;
+    }
     /* The image comes from the VM's own project, whoever asks. */
     if (image_store_get(core->store, who->project_id, req.image, &img, err) < 0 ||
         flavor_store_get(core->store, req.flavor, &flavor, err) < 0)

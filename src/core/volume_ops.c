@@ -58,10 +58,22 @@ volume_work_host(Core *core, const Volume *v, char out[NB_NAME_MAX + 1])
     free(st);
 }
 
-/* The disk of v at target (bus) as the domain on the host behind hv has it. */
+/* The disk QoS of vm's disks: its flavor's (flavors do not change, and one in use stays). */
+static int
+vm_disk_iotune(Core *core, const Vm *vm, DiskIotune *ret, NbError **err)
+{
+    Flavor flavor;
+    if (flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0)
+        return -1;
+    *ret = (DiskIotune){flavor.disk_iops, flavor_disk_bytes_sec(&flavor)};
+    return 0;
+}
+
+/* The disk of v at target (bus) as the domain on the host behind hv has it, with its VM's disk
+ * QoS (iotune). */
 static char *
 volume_disk_xml(Core *core, HvConn *hv, const Volume *v, const Pool *pool, const char *target,
-                VolumeBus bus, NbError **err)
+                VolumeBus bus, const DiskIotune *iotune, NbError **err)
 {
     char name[VOLUME_NAME_ON_HOST_MAX + 1], serial[VOLUME_SERIAL_LEN + 1];
     volume_name_on_host(v->id, name);
@@ -71,6 +83,7 @@ volume_disk_xml(Core *core, HvConn *hv, const Volume *v, const Pool *pool, const
         .target = target,
         .bus = volume_bus_to_string(bus),
         .serial = serial,
+        .iotune = *iotune,
     };
     _cleanup_free_ char *path = NULL, *rbd_name = NULL;
     const char *hosts[POOL_MONITORS_MAX];
@@ -308,7 +321,10 @@ vol_vm_ctx(Core *core, const Volume *v, const TaskRun *run, VolVmCtx *c, NbError
         return r == 1 ? 2 : r;
     vm_domain_name(&c->vm, c->domain);
     volume_serial(v, c->serial);
-    c->xml = volume_disk_xml(core, c->hv, v, &pool, v->target, v->bus, err);
+    DiskIotune iotune;
+    if (vm_disk_iotune(core, &c->vm, &iotune, err) < 0)
+        return -1;
+    c->xml = volume_disk_xml(core, c->hv, v, &pool, v->target, v->bus, &iotune, err);
     return c->xml ? 0 : -1;
 }
 
@@ -898,7 +914,9 @@ volume_ops_vm_disks_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     Volume *vols = NULL;
     size_t n = 0;
     *ret = NULL;
-    if (volume_store_list(core->store, NULL, vm->id, NULL, &vols, &n, err) < 0)
+    DiskIotune iotune;
+    if (vm_disk_iotune(core, vm, &iotune, err) < 0 ||
+        volume_store_list(core->store, NULL, vm->id, NULL, &vols, &n, err) < 0)
         return -1;
     char *all = strdup("");
     int r = all ? 0 : nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
@@ -912,7 +930,7 @@ volume_ops_vm_disks_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
             break;
         }
         _cleanup_free_ char *disk =
-            volume_disk_xml(core, hv, &vols[i], &pool, vols[i].target, vols[i].bus, err);
+            volume_disk_xml(core, hv, &vols[i], &pool, vols[i].target, vols[i].bus, &iotune, err);
         char *more = disk ? str_printf("%s%s", all, disk) : NULL;
         if (!more) {
             r = disk ? nb_error_set(err, NB_ERR_INTERNAL, "out of memory") : -1;

@@ -34,7 +34,19 @@ typedef struct DomainNic {
     uint32_t filter_ip; /* host order; required with filter */
 } DomainNic;
 
+/* Disk QoS: a disk's libvirt <iotune> (QEMU's throttling of reads and writes together), each
+ * 0 for no limit; both 0 writes no <iotune>. The same on vda and on every volume of a VM. */
+typedef struct DiskIotune {
+    uint64_t total_iops_sec;
+    uint64_t total_bytes_sec;
+} DiskIotune;
+
+typedef struct XmlWriter XmlWriter;
+/* Writes <iotune> with the limits that are set, nothing when none is. */
+void domain_xml_write_iotune(XmlWriter *w, const DiskIotune *io);
+
 #define DOMAIN_HOTPLUG_MAX 16
+#define DOMAIN_RBD_HOSTS_MAX 8    /* POOL_MONITORS_MAX */
 #define DOMAIN_VNC_PASSWORD_MAX 8 /* RFB's VNC authentication uses 8 bytes */
 
 typedef struct DomainSpec {
@@ -53,9 +65,18 @@ typedef struct DomainSpec {
     unsigned vcpus;
     uint64_t ram_mib;
     uint64_t disk_gib;     /* metadata only */
-    const char *disk_path; /* qcow2 overlay, virtio disk vda */
-    const char *seed_path; /* NoCloud ISO as CD-ROM, may be NULL */
-    const DomainNic *nics; /* 1..VM_NICS_MAX, in guest order; MACs and target devs unique */
+    const char *disk_path; /* qcow2 overlay, virtio disk vda; NULL with disk_rbd */
+    /* Or vda in Ceph RBD (disk_path NULL): a raw image QEMU opens through librbd. */
+    struct {
+        const char *name;                        /* "cephpool/image" */
+        const char *hosts[DOMAIN_RBD_HOSTS_MAX]; /* monitors, "host[:port]", 1..max */
+        size_t n_hosts;
+        const char *user;   /* cephx user; NULL: no <auth> */
+        const char *secret; /* with user: the libvirt ceph secret's UUID */
+    } disk_rbd;
+    DiskIotune disk_iotune; /* vda's limits (the flavor's); none on the seed CD-ROM */
+    const char *seed_path;  /* NoCloud ISO as CD-ROM, may be NULL */
+    const DomainNic *nics;  /* 1..VM_NICS_MAX, in guest order; MACs and target devs unique */
     size_t n_nics;
     /* kvm/qemu: empty PCIe root ports kept for hot-plugging this many NICs (0..DOMAIN_HOTPLUG_MAX;
      * ignored for test). 0 writes no controllers: libvirt then leaves one port free. A running

@@ -158,6 +158,9 @@ int hv_volume_resize(HvConn *c, const char *pool, const char *name, uint64_t cap
                      NbError **err);
 /* Absent (or no pool): 0. */
 int hv_volume_delete(HvConn *c, const char *pool, const char *name, NbError **err);
+/* The same with its snapshots (an RBD image that clones were made from: libvirt's vol-clone
+ * leaves a protected snapshot on it). Fails while a clone still depends on one. */
+int hv_volume_delete_with_snapshots(HvConn *c, const char *pool, const char *name, NbError **err);
 /* Adds the disk at target to the domain's definition and, when it runs, to the live domain,
  * wherever the disk of that serial is not there yet (a retry is harmless). Another device at
  * target, or no domain: NB_ERR_HYPERVISOR. */

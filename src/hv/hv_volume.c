@@ -156,8 +156,8 @@ hv_volume_resize(HvConn *c, const char *pool, const char *name, uint64_t capacit
     return 0;
 }
 
-int
-hv_volume_delete(HvConn *c, const char *pool, const char *name, NbError **err)
+static int
+hv_volume_delete_flags(HvConn *c, const char *pool, const char *name, unsigned flags, NbError **err)
 {
     _cleanup_pool_ virStoragePoolPtr p = NULL;
     _cleanup_vol_ virStorageVolPtr v = NULL;
@@ -171,13 +171,25 @@ hv_volume_delete(HvConn *c, const char *pool, const char *name, NbError **err)
     int r = hv_volume_find(p, pool, name, &v, err);
     if (r <= 0)
         return r;
-    if (virStorageVolDelete(v, 0) < 0) {
+    if (virStorageVolDelete(v, flags) < 0) {
         if (hv_last_error_code() == VIR_ERR_NO_STORAGE_VOL)
             return 0;
         return hv_error(err, "deleting volume '%s' from pool '%s'", name, pool);
     }
     log_info("deleted volume '%s' from pool '%s'", name, pool);
     return 0;
+}
+
+int
+hv_volume_delete(HvConn *c, const char *pool, const char *name, NbError **err)
+{
+    return hv_volume_delete_flags(c, pool, name, 0, err);
+}
+
+int
+hv_volume_delete_with_snapshots(HvConn *c, const char *pool, const char *name, NbError **err)
+{
+    return hv_volume_delete_flags(c, pool, name, VIR_STORAGE_VOL_DELETE_WITH_SNAPSHOTS, err);
 }
 
 /* ---- disks in domains ---- */

@@ -366,6 +366,7 @@ pool_xml_disk(const DiskSpec *d)
     }
     xml_writer_empty(w, "target", "dev", d->target, "bus", d->bus, NULL);
     xml_writer_text_element(w, "serial", d->serial, NULL);
+    domain_xml_write_iotune(w, &d->iotune);
     xml_writer_close(w);
     return writer_take(w);
 }

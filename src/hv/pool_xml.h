@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "../model/pool.h"
+#include "domain_xml.h"
 
 /* The libvirt pool for p, named p->libvirt_name (secret by UUID = p->id when p has a secret).
  * NULL if invalid. */
@@ -43,6 +44,7 @@ typedef struct DiskSpec {
     const char *target;       /* "vdb", "sda" */
     const char *bus;          /* "virtio" / "scsi" */
     const char *serial;       /* the volume id's first 20 chars: /dev/disk/by-id in guests */
+    DiskIotune iotune;        /* its VM's flavor's limits (domain_xml.h); zeros: none */
 } DiskSpec;
 
 /* One <disk> element, for attach/detach. NULL if invalid: rbd and iscsi

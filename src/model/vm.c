@@ -98,8 +98,9 @@ vm_req_networks(json_t *body, VmCreateRequest *r, NbError **err)
 int
 vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
 {
-    static const char *const fields[] = {"name",  "image", "flavor", "hostname", "user_data",
-                                         "group", "host",  "labels", "networks", NULL};
+    static const char *const fields[] = {"name",      "image", "flavor", "hostname",
+                                         "user_data", "group", "host",   "labels",
+                                         "networks",  "pool",  NULL};
     VmCreateRequest r = {0};
     char hostname[256];
 
@@ -110,6 +111,7 @@ vm_create_request_parse(json_t *body, VmCreateRequest *ret, NbError **err)
         json_req_string(body, "flavor", 1, r.flavor, sizeof(r.flavor), err) < 0 ||
         json_req_string(body, "hostname", 0, hostname, sizeof(hostname), err) < 0 ||
         vm_req_ref(body, "group", r.group, err) < 0 || vm_req_ref(body, "host", r.host, err) < 0 ||
+        vm_req_ref(body, "pool", r.pool, err) < 0 ||
         labels_from_json(json_object_get(body, "labels"), &r.labels, err) < 0 ||
         vm_req_networks(body, &r, err) < 0)
         return -1;
@@ -172,6 +174,7 @@ vm_to_json(const Vm *vm)
         json_object_set_new(j, "group_id", json_string_or_null(vm->group_id));
         json_object_set_new(j, "labels", labels_to_json(&vm->labels));
         json_object_set_new(j, "owner_user_id", json_string_or_null(vm->owner_user_id));
+        json_object_set_new(j, "pool_id", json_string_or_null(vm->pool_id));
     }
     return j;
 }

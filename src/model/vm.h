@@ -65,6 +65,9 @@ typedef struct Vm {
     char updated_at[NB_TIMESTAMP_LEN];
     /* The user who created it; "" for the VMs from before that was recorded. */
     char owner_user_id[NB_UUID_STRLEN];
+    /* The pool of its root disk (an rbd pool: an RBD clone of the image), or "" for the host's
+     * default pool (a qcow2 overlay on the image). */
+    char pool_id[NB_UUID_STRLEN];
 } Vm;
 
 /* Names of the hypervisor objects that belong to a VM: derived from the id only, so no user
@@ -77,8 +80,8 @@ void vm_seed_volume(const Vm *vm, char out[96]);
 void vm_console_volume(const Vm *vm, char out[96]);
 
 /* Strict decode of {name, image, flavor, hostname?, user_data?, group?, host?, labels?,
- * networks?}. image/flavor/group/host and each NIC's network are returned as given (id or name)
- * for the caller to resolve. networks: [{"network", "ip"?}...], 1 to VM_NICS_MAX
+ * networks?, pool?}. image/flavor/group/host/pool and each NIC's network are returned as given (id
+ * or name) for the caller to resolve. networks: [{"network", "ip"?}...], 1 to VM_NICS_MAX
  * (TOO_MANY_NICS); the same network twice with the same explicit ip is INVALID_REQUEST. */
 typedef struct VmCreateRequest {
     char name[NB_NAME_MAX + 1];
@@ -88,6 +91,7 @@ typedef struct VmCreateRequest {
     char *user_data;             /* owned */
     char group[NB_NAME_MAX + 1]; /* "" when absent */
     char host[NB_NAME_MAX + 1];  /* "" when absent; admins only */
+    char pool[NB_NAME_MAX + 1];  /* "" when absent: the default pool */
     Labels labels;
     NicRequest nics[VM_NICS_MAX]; /* in slot order; n_nics 0: none asked (the default network) */
     size_t n_nics;

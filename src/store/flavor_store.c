@@ -14,6 +14,8 @@ flavor_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 5, f->created_at, sizeof(f->created_at));
     f->net_in_kbit = (uint32_t)sqlite3_column_int64(st, 6);
     f->net_out_kbit = (uint32_t)sqlite3_column_int64(st, 7);
+    f->disk_iops = (uint32_t)sqlite3_column_int64(st, 8);
+    f->disk_mbps = (uint32_t)sqlite3_column_int64(st, 9);
 }
 
 int
@@ -21,8 +23,9 @@ flavor_store_insert(Store *s, const Flavor *f, NbError **err)
 {
     STORE_LOCKED(s);
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
-    if (store_prepare(s, "INSERT INTO flavors (" FLAVOR_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      &st, err) < 0)
+    if (store_prepare(
+            s, "INSERT INTO flavors (" FLAVOR_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, f->name, -1, SQLITE_STATIC);
@@ -32,6 +35,8 @@ flavor_store_insert(Store *s, const Flavor *f, NbError **err)
     sqlite3_bind_text(st, 6, f->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, f->net_in_kbit);
     sqlite3_bind_int64(st, 8, f->net_out_kbit);
+    sqlite3_bind_int64(st, 9, f->disk_iops);
+    sqlite3_bind_int64(st, 10, f->disk_mbps);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_CONSTRAINT)
         return nb_error_set(err, NB_ERR_NAME_TAKEN, "a flavor named '%s' already exists", f->name);

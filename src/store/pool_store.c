@@ -214,8 +214,9 @@ pool_store_delete(Store *s, const char *id, NbError **err)
     int64_t volumes = sqlite3_column_int64(used, 0);
     if (volumes > 0) {
         store_rollback(s);
-        return nb_error_set(err, NB_ERR_POOL_IN_USE, "pool '%s' still holds %lld volume%s", p.name,
-                            (long long)volumes, volumes == 1 ? "" : "s");
+        return nb_error_set(err, NB_ERR_POOL_IN_USE,
+                            "pool '%s' still holds %lld volume%s or VM disk%s", p.name,
+                            (long long)volumes, volumes == 1 ? "" : "s", volumes == 1 ? "" : "s");
     }
     sqlite3_bind_text(hosts, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);

@@ -288,6 +288,14 @@ static const char *const store_migrations[] = {
     "  id TEXT PRIMARY KEY, network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,"
     "  host TEXT NOT NULL, mac TEXT NOT NULL UNIQUE, ip INTEGER NOT NULL,"
     "  created_at TEXT NOT NULL, UNIQUE (network_id, host), UNIQUE (network_id, ip));",
+    /* 13: disk QoS of a flavor's VMs (libvirt <iotune> on each disk): IOPS and MB/s (10^6
+     * bytes), 0 unlimited, as every flavor before it is. */
+    "ALTER TABLE flavors ADD COLUMN disk_iops INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE flavors ADD COLUMN disk_mbps INTEGER NOT NULL DEFAULT 0;",
+    /* 14: the pool of a VM's root disk (an rbd pool: an RBD clone of the image); NULL: the
+     * host's default pool, as for every VM before. A pool holding VMs' disks is in use. */
+    "ALTER TABLE vms ADD COLUMN pool_id TEXT REFERENCES pools (id);"
+    "CREATE INDEX vms_by_pool ON vms (pool_id) WHERE pool_id IS NOT NULL;",
 };
 
 __thread Store *store_tls_conn;

@@ -8,13 +8,13 @@
 #define VM_COLUMNS                                                                                 \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
     "disk_gib, mac, user_data, ip, error, created_at, updated_at, project, migrate_to, group_id, " \
-    "labels, owner_user_id"
+    "labels, owner_user_id, pool_id"
 
 /* A page of VMs leaves user_data out (NULL): up to 64 KiB a VM that a list never shows. */
 #define VM_PAGE_COLUMNS                                                                            \
     "id, name, hostname, state, desired, task_id, host, image_id, flavor_id, vcpus, ram_mib, "     \
     "disk_gib, mac, NULL, ip, error, created_at, updated_at, project, migrate_to, group_id, "      \
-    "labels, owner_user_id"
+    "labels, owner_user_id, pool_id"
 
 #define STORE_SQL_VM_BY_ID                                                                         \
     "SELECT " VM_COLUMNS " FROM vms WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
@@ -157,7 +157,9 @@
 #define STORE_SQL_GROUP_BY_ID GROUP_SELECT "WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
 #define STORE_SQL_GROUP_BY_NAME                                                                    \
     GROUP_SELECT "WHERE name = ?1 AND (?2 IS NULL OR project = ?2) LIMIT 1"
-#define FLAVOR_COLUMNS "id, name, vcpus, ram_mib, disk_gib, created_at, net_in_kbit, net_out_kbit"
+#define FLAVOR_COLUMNS                                                                             \
+    "id, name, vcpus, ram_mib, disk_gib, created_at, net_in_kbit, net_out_kbit, disk_iops, "       \
+    "disk_mbps"
 
 #define STORE_SQL_FLAVOR_BY_ID "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE id = ?1"
 #define STORE_SQL_FLAVOR_BY_NAME "SELECT " FLAVOR_COLUMNS " FROM flavors WHERE name = ?1 LIMIT 1"
@@ -286,7 +288,9 @@
 #define POOL_HOST_COLUMNS "host, state, error, capacity, allocation, updated_at"
 #define STORE_SQL_POOL_HOSTS                                                                       \
     "SELECT " POOL_HOST_COLUMNS " FROM pool_hosts WHERE pool_id = ?1 ORDER BY host"
-#define STORE_SQL_POOL_VOLUMES "SELECT count(*) FROM volumes WHERE pool_id = ?1"
+#define STORE_SQL_POOL_VOLUMES                                                                     \
+    "SELECT (SELECT count(*) FROM volumes WHERE pool_id = ?1) + "                                  \
+    "(SELECT count(*) FROM vms WHERE pool_id = ?1)"
 
 /* Volumes (volume_store.c): a project's, scoped like VMs. */
 #define VOLUME_COLUMNS                                                                             \

@@ -31,6 +31,7 @@ vm_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 20, vm->group_id, sizeof(vm->group_id));
     labels_from_text((const char *)sqlite3_column_text(st, 21), &vm->labels);
     store_column_copy(st, 22, vm->owner_user_id, sizeof(vm->owner_user_id));
+    store_column_copy(st, 23, vm->pool_id, sizeof(vm->pool_id));
 }
 
 int
@@ -143,7 +144,7 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports,
     if (store_prepare(s,
                       "INSERT INTO vms (" VM_COLUMNS
                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0 ||
         store_begin(s, err) < 0)
         return -1;
@@ -170,6 +171,7 @@ vm_store_insert_with_task(Store *s, const Vm *vm, const Task *task, Port *ports,
     store_bind_text(st, 21, vm->group_id);
     sqlite3_bind_text(st, 22, labels, -1, SQLITE_STATIC);
     store_bind_text(st, 23, vm->owner_user_id);
+    store_bind_text(st, 24, vm->pool_id);
     int64_t add[_QUOTA_MAX];
     vm_quota_claim(vm, add);
     add[QUOTA_PORTS] = (int64_t)n_ports;

@@ -69,6 +69,8 @@ fuzz_flavor(json_t *body)
         FUZZ_CHECK(f.disk_gib >= 1 && f.disk_gib <= NB_FLAVOR_DISK_GIB_MAX);
         FUZZ_CHECK(f.net_in_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && f.net_in_kbit % 1000 == 0);
         FUZZ_CHECK(f.net_out_kbit <= NB_BANDWIDTH_MBIT_MAX * 1000 && f.net_out_kbit % 1000 == 0);
+        FUZZ_CHECK(f.disk_iops <= NB_FLAVOR_DISK_IOPS_MAX &&
+                   f.disk_mbps <= NB_FLAVOR_DISK_MBPS_MAX);
         json_t *j = flavor_to_json(&f);
         FUZZ_CHECK(j);
         json_decref(j);

@@ -144,6 +144,11 @@ spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
         .ram_mib = (uint64_t)json_integer_value(json_object_get(root, "ram_mib")),
         .disk_gib = (uint64_t)json_integer_value(json_object_get(root, "disk_gib")),
         .disk_path = json_str(root, "disk_path"),
+        .disk_iotune =
+            {
+                (uint64_t)json_integer_value(json_object_get(root, "disk_iops")),
+                (uint64_t)json_integer_value(json_object_get(root, "disk_bytes_sec")),
+            },
         .seed_path = json_str(root, "seed_path"),
         .nics = nics,
         .n_nics = n_nics,
@@ -153,6 +158,16 @@ spec_from_json(json_t *root, DomainSpec *spec, DomainNic nics[VM_NICS_MAX])
         .vnc_listen = json_str(root, "vnc_listen"),
         .vnc_password = json_str(root, "vnc_password"),
     };
+    json_t *rbd = json_object_get(root, "disk_rbd");
+    if (rbd) {
+        json_t *hosts = json_object_get(rbd, "hosts");
+        spec->disk_rbd.name = json_str(rbd, "name");
+        spec->disk_rbd.user = json_str(rbd, "user");
+        spec->disk_rbd.secret = json_str(rbd, "secret");
+        for (size_t i = 0; i < json_array_size(hosts) && i < DOMAIN_RBD_HOSTS_MAX; i++)
+            spec->disk_rbd.hosts[spec->disk_rbd.n_hosts++] =
+                json_string_value(json_array_get(hosts, i));
+    }
 }
 
 /* Evaluates string(expr) with the nova and nimbus prefixes bound; caller frees. */
@@ -285,7 +300,20 @@ check_parsed(const char *xml, const DomainSpec *spec)
     assert_xpath(doc, "/domain/metadata/nimbus:vm/nimbus:name", spec->vm_name);
 
     assert_xpath(doc, "count(/domain/cpu)", spec->virt_type == VIRT_TYPE_KVM ? "1" : "0");
-    assert_xpath(doc, "/domain/devices/disk[@device='disk']/source/@file", spec->disk_path);
+    if (spec->disk_rbd.name) {
+        /* vda in RBD: a network disk naming the image, its monitors and the pool's secret. */
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/@type", "network");
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/source/@protocol", "rbd");
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/source/@name", spec->disk_rbd.name);
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/driver/@type", "raw");
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/target/@dev", "vda");
+        assert_xpath_u64(doc, "count(/domain/devices/disk[@device='disk']/source/host)",
+                         spec->disk_rbd.n_hosts);
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/auth/secret/@uuid",
+                     spec->disk_rbd.secret ? spec->disk_rbd.secret : "");
+    } else {
+        assert_xpath(doc, "/domain/devices/disk[@device='disk']/source/@file", spec->disk_path);
+    }
     assert_xpath(doc, "count(/domain/devices/disk[@device='cdrom'])", spec->seed_path ? "1" : "0");
     if (spec->seed_path) {
         assert_xpath(doc, "/domain/devices/disk[@device='cdrom']/source/@file", spec->seed_path);
@@ -293,6 +321,17 @@ check_parsed(const char *xml, const DomainSpec *spec)
         assert_xpath(doc, "/domain/devices/disk[@device='cdrom']/@snapshot", "no");
         assert_xpath(doc, "count(/domain/devices/disk[@device='disk']/@snapshot)", "0");
     }
+    /* Disk QoS on vda alone (never on the seed CD-ROM), each limit that is set. */
+    const DiskIotune *io = &spec->disk_iotune;
+    bool iotune = io->total_iops_sec || io->total_bytes_sec;
+    assert_xpath(doc, "count(//iotune)", iotune ? "1" : "0");
+    assert_xpath(doc, "count(/domain/devices/disk[@device='disk']/iotune)", iotune ? "1" : "0");
+    assert_xpath_u64(doc, "count(//iotune/total_iops_sec)", io->total_iops_sec ? 1 : 0);
+    assert_xpath_u64(doc, "count(//iotune/total_bytes_sec)", io->total_bytes_sec ? 1 : 0);
+    if (io->total_iops_sec)
+        assert_xpath_u64(doc, "//iotune/total_iops_sec", io->total_iops_sec);
+    if (io->total_bytes_sec)
+        assert_xpath_u64(doc, "//iotune/total_bytes_sec", io->total_bytes_sec);
     check_nics(doc, spec->nics, spec->n_nics);
     assert_xpath(doc, "/domain/devices/serial/log/@file", spec->console_log);
     assert_xpath(doc, "count(/domain/devices/graphics)", spec->vnc_listen ? "1" : "0");
@@ -307,7 +346,11 @@ check_parsed(const char *xml, const DomainSpec *spec)
     /* Only the elements we wrote: no string smuggled in markup. */
     unsigned elements = 47 + (spec->virt_type == VIRT_TYPE_KVM ? 1 : 0) +
                         (spec->seed_path ? 5 : 0) + (spec->owner_user_id ? 1 : 0) +
-                        (spec->vnc_listen ? 4 : 0);
+                        (spec->vnc_listen ? 4 : 0) + (iotune ? 1 : 0) +
+                        (io->total_iops_sec ? 1 : 0) + (io->total_bytes_sec ? 1 : 0);
+    /* vda in RBD: a <host> per monitor instead of the one <source>, and <auth><secret>. */
+    if (spec->disk_rbd.name)
+        elements += (unsigned)spec->disk_rbd.n_hosts + (spec->disk_rbd.user ? 2 : 0);
     for (size_t i = 0; i < spec->n_nics; i++)
         elements += 4 + (spec->nics[i].target_dev ? 1 : 0) + (spec->nics[i].mtu ? 1 : 0) +
                     (spec->nics[i].filter ? 3 : 0);
@@ -700,6 +743,44 @@ test_nic_alone(void **state)
     }
 }
 
+/* An RBD root disk with a malformed image name, monitor or secret, or beside a file path, gives
+ * no document at all. */
+static void
+test_rbd_root_refused(void **state)
+{
+    DomainSpec s = base_spec;
+    s.disk_path = NULL;
+    s.disk_rbd.name = "nimbus/vm-1-disk";
+    s.disk_rbd.hosts[0] = "10.0.0.5:6789";
+    s.disk_rbd.n_hosts = 1;
+    s.disk_rbd.user = "nimbus";
+    s.disk_rbd.secret = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    _cleanup_free_ char *ok = domain_xml_build(&s);
+    assert_non_null(ok);
+    static const char *const names[] = {"vm-1-disk",  "nimbus/",        "/vm",
+                                        "nim bus/vm", "nimbus/vm'/><x", "nimbus/a/b"};
+    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+        DomainSpec b = s;
+        b.disk_rbd.name = names[i];
+        assert_null(domain_xml_build(&b));
+    }
+    DomainSpec b = s;
+    b.disk_rbd.hosts[0] = "10.0.0.5:99999";
+    assert_null(domain_xml_build(&b));
+    b = s;
+    b.disk_rbd.n_hosts = 0;
+    assert_null(domain_xml_build(&b));
+    b = s;
+    b.disk_rbd.secret = "not-a-uuid";
+    assert_null(domain_xml_build(&b));
+    b = s;
+    b.disk_rbd.user = NULL; /* a secret without a user */
+    assert_null(domain_xml_build(&b));
+    b = s;
+    b.disk_path = "/var/lib/nimbus/disk.qcow2"; /* both */
+    assert_null(domain_xml_build(&b));
+}
+
 int
 main(void)
 {
@@ -714,6 +795,9 @@ main(void)
         {"golden_nic_filter", test_golden, NULL, NULL, (void *)"nic_filter"},
         {"golden_project_meta", test_golden, NULL, NULL, (void *)"project_meta"},
         {"golden_vnc", test_golden, NULL, NULL, (void *)"vnc"},
+        {"golden_disk_qos", test_golden, NULL, NULL, (void *)"disk_qos"},
+        {"golden_rbd_root", test_golden, NULL, NULL, (void *)"rbd_root"},
+        cmocka_unit_test(test_rbd_root_refused),
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_hostile_strings_everywhere),
         cmocka_unit_test(test_whitespace_round_trip),

@@ -478,6 +478,17 @@ test_disk_golden(void **state)
     disk_golden("disk_iscsi_virtio", iscsi_disk("virtio", "vde", false));
     disk_golden("disk_iscsi_scsi", iscsi_disk("scsi", "sde", true));
 
+    /* A VM's disk QoS (its flavor's) on its volumes: libvirt <iotune>. */
+    d = file_disk("virtio", "vdb");
+    d.iotune = (DiskIotune){500, 100000000};
+    disk_golden("disk_file_iotune", d);
+    _cleanup_free_ char *tuned = pool_xml_disk(&d);
+    assert_int_equal(
+        xpath_count(tuned, "/disk/iotune[total_iops_sec='500'][total_bytes_sec='100000000']"), 1);
+    d = rbd_disk("virtio", "vdd", true);
+    d.iotune = (DiskIotune){0, 1000000};
+    disk_golden("disk_rbd_iotune", d);
+
     DiskSpec rd = rbd_disk("virtio", "vdb", true);
     _cleanup_free_ char *rbd = pool_xml_disk(&rd);
     assert_int_equal(xpath_count(rbd, "/disk[@type='network']/source[@protocol='rbd']/host"), 3);

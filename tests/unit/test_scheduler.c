@@ -445,11 +445,13 @@ test_each_host_counted_once(void **state)
     Labels zone_b, want;
     labels_set(&zone_b, (const char *const[]){"zone=b"}, 1);
     labels_set(&want, (const char *const[]){"zone=a"}, 1);
-    const char *names[_SCHED_FILTER_MAX] = {"src", "down", "b", "member", "cpu", "ram", "disk"};
+    const char *names[_SCHED_FILTER_MAX] = {"src",    "down", "nopool", "b",
+                                            "member", "cpu",  "ram",    "disk"};
     SchedHost h[_SCHED_FILTER_MAX];
     for (size_t i = 0; i < _SCHED_FILTER_MAX; i++) {
         h[i] = host(names[i]);
         h[i].schedulable = i > SCHED_FILTER_STATE;
+        h[i].has_pool = i > SCHED_FILTER_POOL;
         h[i].labels = i > SCHED_FILTER_LABELS ? &want : &zone_b;
         h[i].group_members = i > SCHED_FILTER_GROUP ? 0 : 1;
         h[i].vcpus_used = i > SCHED_FILTER_VCPUS ? 0 : 64;
@@ -462,13 +464,15 @@ test_each_host_counted_once(void **state)
     req.has_group = true;
     req.policy = GROUP_POLICY_ANTI_AFFINITY;
     req.group_placed = 4;
+    req.needs_pool = true;
     SchedResult res;
     assert_int_equal(sched_select(h, _SCHED_FILTER_MAX, &req, &res), -1);
     for (size_t f = 0; f < _SCHED_FILTER_MAX; f++)
         assert_int_equal(res.removed[f], 1);
     assert_explain(&res, _SCHED_FILTER_MAX,
-                   "no host fits (7 hosts): 1 not chosen (explicit host or migration source), "
-                   "1 down, disabled or in maintenance, 1 without the labels, 1 refused by the "
+                   "no host fits (8 hosts): 1 not chosen (explicit host or migration source), "
+                   "1 down, disabled or in maintenance, 1 without the VM's storage pool active, "
+                   "1 without the labels, 1 refused by the "
                    "group policy, 1 without enough vCPUs, 1 without enough RAM, 1 without enough "
                    "disk");
 

@@ -9,7 +9,7 @@
 #include "store_shipped_schema.h"
 
 /* The schema version this nimbusd migrates to. */
-#define SCHEMA_LATEST 12
+#define SCHEMA_LATEST 14
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",
@@ -204,6 +204,11 @@ test_migrate_from_v3(void **state)
     assert_true(tasks[0].cancel_requested);
     assert_string_equal(tasks[1].id, "t1");
     task_list_free(tasks, n);
+    /* A flavor from before disk QoS (13) limits nothing. */
+    Flavor fl;
+    assert_int_equal(flavor_store_get(f->s, "f1", &fl, &err), 0);
+    assert_int_equal(fl.disk_iops, 0);
+    assert_int_equal(fl.disk_mbps, 0);
     Host h;
     assert_int_equal(host_store_get(f->s, "h2", &h, &err), 0);
     assert_int_equal(h.vcpus_used, 2); /* v2 migrating to it */

@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""Disk QoS from flavors: what a guest reads from its root disk with and without a limit.
+
+    bench/disk_qos.py [--mbps 20] [--iops 100] [--rounds 3] [--nimbusd PATH]
+
+Starts its own nimbusd (TCG, private state dir, storage pool and network range) on the local
+libvirtd, builds the test image and makes two flavors, one without limits and one with
+--disk-mbps/--disk-iops. For each, one VM whose user-data script reads its own vda with
+O_DIRECT (busybox dd): 64 MiB in 1 MiB blocks (bandwidth) and 1,000 blocks of 4 KiB (IOPS),
+--rounds times, timed in the guest from /proc/uptime (10 ms resolution) and printed on its
+serial console. Prints MB/s (10^6 bytes) and IOPS for both flavors. The VMs run one after the
+other; everything it made is removed at the end, also on failure and Ctrl-C. Figures only:
+nothing asserts on them. See docs/benchmarks.md.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import benchlib
+from benchlib import BenchError, Api, log, run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCAL_URI = "qemu:///system"
+DAEMON_START_S = 30
+RUN_S = 900  # boot and every round of one VM on a busy machine
+BIG_MIB, SMALL_N = 64, 1000
+
+GUEST_SCRIPT = """#!/bin/sh
+up() { cut -d' ' -f1 /proc/uptime; }
+i=0
+while [ $i -lt {rounds} ]; do
+    t0=$(up); dd if=/dev/vda of=/dev/null bs=1M count={big} iflag=direct 2>/dev/null; t1=$(up)
+    dd if=/dev/vda of=/dev/null bs=4k count={small} skip=50000 iflag=direct 2>/dev/null; t2=$(up)
+    echo "QOS-ROUND $i big $t0 $t1 small $t1 $t2"
+    i=$((i + 1))
+done
+echo QOS-DONE
+"""
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tag = uuid.uuid4().hex[:6]
+        self.work = tempfile.mkdtemp(prefix="nimbus-bench-qos-")
+        os.chmod(self.work, 0o711)
+        self.state = os.path.join(self.work, "state")
+        os.mkdir(self.state)
+        self.pool = f"nimbus-bench-qos-{self.tag}"
+        self.daemon = None
+        self.log_path = os.path.join(self.work, "nimbusd.log")
+        self.api = None
+        self.image_id = None
+        self.flavors = []
+        self.vms = []
+
+    def start_daemon(self):
+        nimbusd = self.args.nimbusd
+        if not os.access(nimbusd, os.X_OK):
+            raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
+        argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", self.state,
+                "--libvirt-uri", LOCAL_URI, "--virt-type", "qemu", "--pool-name", self.pool,
+                "--pool-path", os.path.join(self.state, "pool"),
+                "--default-network-pool", "10.249.0.0/16"]
+        with open(self.log_path, "wb") as errf:
+            self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=errf,
+                                           start_new_session=True)
+        deadline = time.monotonic() + DAEMON_START_S
+        url = None
+        while url is None:
+            if self.daemon.poll() is not None:
+                raise BenchError(f"nimbusd exited with {self.daemon.returncode}")
+            if time.monotonic() > deadline:
+                raise BenchError("nimbusd did not report its address")
+            with open(self.log_path, errors="replace") as f:
+                for line in f:
+                    if "listening on http://" in line:
+                        url = line.split("listening on ", 1)[1].strip()
+            time.sleep(0.05)
+        token_path = os.path.join(self.state, "admin.token")
+        while not os.path.exists(token_path):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{token_path} did not appear")
+            time.sleep(0.05)
+        with open(token_path) as f:
+            self.api = Api(url, f.read().strip())
+        log(f"nimbusd pid {self.daemon.pid} at {url}")
+
+    def prepare(self):
+        image = os.path.join(self.work, "tiny.qcow2")
+        log("building the test image")
+        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
+        _, img = self.api.call("POST", "/v1/images", {"name": f"bench-qos-{self.tag}"})
+        self.image_id = img["id"]
+        with open(image, "rb") as f:
+            self.api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
+
+    def flavor(self, name, **limits):
+        _, fl = self.api.call("POST", "/v1/flavors", {"name": f"{name}-{self.tag}", "vcpus": 1,
+                                                      "ram_mib": 128, "disk_gib": 1, **limits})
+        self.flavors.append(fl["id"])
+        return fl
+
+    def measure(self, fl):
+        """One VM of flavor fl: its rounds as [(MB/s, IOPS)]."""
+        script = GUEST_SCRIPT.replace("{rounds}", str(self.args.rounds)).replace(
+            "{big}", str(BIG_MIB)).replace("{small}", str(SMALL_N))
+        t0 = time.monotonic()
+        _, r = self.api.call("POST", "/v1/vms", {"name": f"bench-qos-{len(self.vms)}-{self.tag}",
+                                                 "image": self.image_id, "flavor": fl["id"],
+                                                 "user_data": script})
+        vm = r["vm"]["id"]
+        self.vms.append(vm)
+        self.api.wait_task(r["task"]["id"], t0, deadline_s=RUN_S)
+        text = ""
+        while "QOS-DONE" not in text:
+            if time.monotonic() - t0 > RUN_S:
+                raise BenchError(f"VM {vm}: no QOS-DONE on its console after {RUN_S} s")
+            time.sleep(1)
+            text = self.api.call("GET", f"/v1/vms/{vm}/console-log?bytes=262144",
+                                 raw=True)[1].decode(errors="replace")
+        rounds = []
+        for m in re.finditer(r"QOS-ROUND \d+ big ([\d.]+) ([\d.]+) small ([\d.]+) ([\d.]+)",
+                             text):
+            b0, b1, s0, s1 = map(float, m.groups())
+            rounds.append((BIG_MIB * (1 << 20) / 1e6 / max(b1 - b0, 0.01),
+                           SMALL_N / max(s1 - s0, 0.01)))
+        if len(rounds) != self.args.rounds:
+            raise BenchError(f"VM {vm}: {len(rounds)} rounds on its console")
+        _, d = self.api.call("DELETE", f"/v1/vms/{vm}", ok=(202,))
+        self.api.wait_task(d["task"]["id"], time.monotonic())
+        self.vms.remove(vm)
+        return rounds
+
+    def cleanup(self):
+        if self.api and self.daemon and self.daemon.poll() is None:
+            for vm in list(self.vms):
+                try:
+                    _, r = self.api.call("DELETE", f"/v1/vms/{vm}", ok=(202, 404))
+                    if r and "task" in r:
+                        self.api.wait_task(r["task"]["id"], time.monotonic())
+                    self.vms.remove(vm)
+                except BenchError as e:
+                    log(f"clean-up: deleting VM {vm}: {e}")
+            for path in [f"/v1/images/{self.image_id}"] * bool(self.image_id) + \
+                    [f"/v1/flavors/{f}" for f in self.flavors]:
+                try:
+                    self.api.call("DELETE", path, ok=(200, 202, 204, 404))
+                except BenchError as e:
+                    log(f"clean-up: deleting {path}: {e}")
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(15)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait(5)
+        for vm in self.vms:
+            for args in (["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]):
+                subprocess.run(["virsh", "-q", "-c", LOCAL_URI, *args], capture_output=True,
+                               timeout=60)
+        for args in (["pool-destroy", self.pool], ["pool-undefine", self.pool]):
+            subprocess.run(["virsh", "-q", "-c", LOCAL_URI, *args], capture_output=True,
+                           timeout=60)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mbps", type=int, default=20, help="the limited flavor's disk_mbps")
+    ap.add_argument("--iops", type=int, default=100, help="the limited flavor's disk_iops")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--nimbusd", default=os.path.join(REPO, "build", "src", "daemon", "nimbusd"))
+    args = ap.parse_args()
+    benchlib.HTTP_TIMEOUT_S = 300  # the image upload on a busy machine
+    b = Bench(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    results = []
+    try:
+        b.start_daemon()
+        b.prepare()
+        for label, limits in (("no limit", {}),
+                              (f"disk_mbps {args.mbps}, disk_iops {args.iops}",
+                               {"disk_mbps": args.mbps, "disk_iops": args.iops})):
+            fl = b.flavor("bench-qos-limited" if limits else "bench-qos-plain", **limits)
+            log(f"measuring: {label}")
+            results.append((label, b.measure(fl)))
+    except (BenchError, KeyboardInterrupt) as e:
+        log(f"failed: {e}")
+        b.cleanup()
+        return 1
+    b.cleanup()
+    for label, rounds in results:
+        mb = [r[0] for r in rounds]
+        io = [r[1] for r in rounds]
+        print(f"{label}: {BIG_MIB} MiB in 1 MiB O_DIRECT reads: median {statistics.median(mb):.1f}"
+              f" MB/s (min {min(mb):.1f}, max {max(mb):.1f}); {SMALL_N} 4 KiB reads: median "
+              f"{statistics.median(io):.0f} IOPS (min {min(io):.0f}, max {max(io):.0f}); "
+              f"{len(rounds)} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+/*
+ * VMs whose root disk is in an rbd pool (docs/storage.md, "VM disks in pools"): the image is
+ * written once into the pool as a raw RBD image, and each VM's disk is an RBD clone of it
+ * (libvirt's vol-clone: a protected snapshot of the base and a copy-on-write child), grown to the
+ * flavor's disk. The seed ISO and the console log stay in the host's default pool.
+ */
+#pragma once
+
+#include "core.h"
+
+/* The pool a create asks for (name or id; "" or the default pool: none) into vm->pool_id.
+ * POOL_NOT_FOUND, or INVALID_REQUEST for a pool a root disk cannot live in (only rbd). */
+int vm_rbd_resolve_pool(Core *core, const char *ref, Vm *vm, NbError **err);
+/* The VM's pool (its secret wiped), when it has one: 1, 0 when on the default pool, -1. */
+int vm_rbd_pool(Core *core, const Vm *vm, Pool *ret, NbError **err);
+/* The RBD image of the VM's root disk: "vm-<id>-disk". */
+void vm_rbd_disk_name(const Vm *vm, char out[96]);
+/* The base of image_id in an rbd pool: "nimbus-image-<image id>". */
+void vm_rbd_base_name(const char *image_id, char out[96]);
+
+/* The create's disk step: the image's base in the pool (written once, on nimbusd's host), then
+ * the VM's clone, grown to the flavor's disk. 0, a delay (> 0) while another task writes the
+ * base, or -1. Idempotent: a clone already there is kept, a base cut short is written again. */
+int vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err);
+/* The delete's (and a failed create's) disk step: the clone goes; absent: 0. */
+int vm_rbd_delete_disk(Core *core, const Vm *vm, HvConn *hv, NbError **err);
+/* 1 when the VM's clone exists, 0 when not, -1. */
+int vm_rbd_disk_exists(Core *core, const Vm *vm, HvConn *hv, NbError **err);
+
+/* An image's copies recorded as "rbd:<pool id>" (image_copies): its base in that pool, deleted
+ * with its snapshots, unless a clone still depends on it (then kept, and the record too). */
+#define VM_RBD_COPY_PREFIX "rbd:"
+void vm_rbd_base_delete(Core *core, const Image *img, const char *copy_key);
