@@ -68,6 +68,25 @@ class SgBench(Bench):
         os.unlink(f.name)
         return took
 
+    def cleanup(self):
+        # The group and rule filters (nimbus-sg-<group>, nimbus-sgr-<rule>) of this daemon's
+        # groups, its project's default group among them, stay in libvirt after its VMs go:
+        # their names are read while the daemon runs and undefined once it is gone.
+        names = set()
+        if self.api and (self.daemon is None or self.daemon.poll() is None):
+            try:
+                _, body = self.api.call("GET", "/v1/secgroups")
+                for g in body.get("secgroups", []):
+                    names.add(f"nimbus-sg-{g['id']}")
+                    _, rules = self.api.call("GET", f"/v1/secgroups/{g['id']}/rules")
+                    names.update(f"nimbus-sgr-{r['id']}" for r in rules.get("rules", []))
+            except BenchError as e:
+                log(f"clean-up: listing the groups: {e}")
+        super().cleanup()
+        listed = set(self.virsh("nwfilter-list", check=False).split())
+        for name in sorted(names & listed):
+            self.virsh("nwfilter-undefine", name, check=False)
+
     def run(self):
         a = self.args
         self.ensure_libvirt()
