@@ -16,9 +16,9 @@ packages=(
     # test: the guest image, end-to-end tests
     syslinux syslinux-common mtools fdisk dosfstools linux-image-amd64 busybox-static kmod
     python3 python3-pytest libxml2-utils iproute2 procps
-    # the web console's browser tests (tests/web): Debian's Chromium driven by puppeteer-core,
-    # which npm installs with no browser download (scripts/run-tests.sh)
-    chromium nodejs
+    # the web console's browser tests (tests/web): Debian's Chromium and Firefox ESR driven by
+    # puppeteer-core, which npm installs with no browser download (scripts/run-tests.sh)
+    chromium firefox-esr nodejs
     # a daemon found stuck in a test: every thread's backtrace in the failure (nimbus_fixtures.py)
     gdb
     # nimbus-agent: its certificate and secret (start-agent.sh), its e2e test

@@ -1,7 +1,8 @@
 """The web console (docs/console.md): its static files as nimbusd serves them (path traversal,
 headers), browser sessions (cookie flags, CSRF, logout), and the pages themselves in headless
-Chromium (tests/web/console-flows.mjs, puppeteer-core driving Debian's chromium). One private
-nimbusd for the module. Screenshots go to the test's tmp dir; their paths are printed."""
+Chromium and Firefox (tests/web/console-flows.mjs, puppeteer-core driving Debian's chromium and
+firefox-esr). One private nimbusd for the module. Screenshots go to the test's tmp dir (Firefox's
+named -firefox); their paths are printed."""
 
 import http.client
 import json
@@ -9,6 +10,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -17,6 +19,12 @@ import nimbus_fixtures as nf
 
 WEB_TESTS = os.path.join(nf.REPO, "tests", "web")
 CHROMIUM = os.environ.get("NIMBUS_CHROMIUM", "/usr/bin/chromium")
+FIREFOX = os.environ.get("NIMBUS_FIREFOX", "/usr/bin/firefox-esr")
+# The browsers the console is tested in, and the Debian package of each.
+BROWSERS = {"chromium": (CHROMIUM, "chromium"), "firefox": (FIREFOX, "firefox-esr")}
+# The pages the layout test opens (console-flows.mjs, layout) and the widths it opens them at.
+PAGES = ["vms", "vm", "images", "flavors", "hosts", "projects", "users", "quotas", "tasks", "audit"]
+WIDTHS = [768, 1280]
 XSS = "<img src=x onerror=window.__xss=1>"
 
 
@@ -264,8 +272,6 @@ def test_event_stream_with_cookie(web):
 
 @pytest.fixture(scope="module")
 def node_tests():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps.sh installs Debian's chromium")
     if not shutil.which("node"):
         pytest.fail("node missing")
     if not os.path.isdir(os.path.join(WEB_TESTS, "node_modules", "puppeteer-core")):
@@ -277,24 +283,63 @@ def node_tests():
     return WEB_TESTS
 
 
-def browser(web, scenario, **cfg):
-    cfg = {"base": web.daemon.url, "shots": web.shots, "chromium": CHROMIUM, **cfg}
+@pytest.fixture(params=list(BROWSERS))
+def engine(request):
+    """The browser a test runs in: the tests that take it run once in each (-k firefox, -k
+    chromium pick one)."""
+    exe, package = BROWSERS[request.param]
+    if not os.path.exists(exe):
+        pytest.fail(f"{exe} missing: scripts/install-deps.sh installs Debian's {package}")
+    return request.param
+
+
+def browser(web, scenario, engine="chromium", **cfg):
+    cfg = {"base": web.daemon.url, "shots": web.shots, "browser": engine, "chromium": CHROMIUM,
+           "firefox": FIREFOX, **cfg}
+    start = time.monotonic()
     p = subprocess.run(["node", "console-flows.mjs", scenario, json.dumps(cfg)], cwd=WEB_TESTS,
                        capture_output=True, text=True, timeout=900)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     assert p.returncode == 0 and lines, \
-        f"node {scenario}: rc {p.returncode}\n{p.stdout}\n{p.stderr}"
+        f"node {scenario} ({engine}): rc {p.returncode}\n{p.stdout}\n{p.stderr}"
     res = json.loads(lines[-1])
+    print(f"{scenario} in {res.get('browser_version', engine)}: {time.monotonic() - start:.1f} s")
     for s in res.get("screenshots", []):
         print(f"screenshot: {s}")
-    assert "error" not in res, f"{scenario} failed: {res['error']}\n{json.dumps(res, indent=1)}"
+    assert "error" not in res, \
+        f"{scenario} ({engine}) failed: {res['error']}\n{json.dumps(res, indent=1)}"
+    if "skipped" in res:
+        pytest.skip(f"{scenario} cannot run in {engine}: {res['skipped']}")
     return res
 
 
-def test_browser_member_flow(web, node_tests):
+def active_image(web, user, name):
+    """An active image of `user`'s project: one already there, or `name` uploaded."""
+    api = web.apis[user]
+    img = next((i for i in api.images() if i["state"] == "active"), None)
+    return img or nf.upload_image_as(api, web.env, name, web.tiny)
+
+
+@pytest.fixture(scope="module")
+def shared_vm(web):
+    """One running VM of project web-a, for the browser tests (in both browsers) that need a VM
+    but not one of their own: a guest boots once (CI time)."""
+    am = web.apis["a-member"]
+    img = active_image(web, "a-member", "shared-img")
+    r = am.create_vm("shared-vm", img["id"], "web-small")
+    vm = {"id": r["vm"]["id"], "name": "shared-vm"}
+    web.env.remember(vm["id"])
+    am.wait_vm_state(vm["id"], "running")
+    yield vm
+    am.delete_vm(vm["id"])
+
+
+def test_browser_member_flow(web, node_tests, engine):
     vm_name = "web-vm-" + secrets.token_hex(3)
-    res = browser(web, "member", user="a-member", password=web.pw["a-member"],
-                  image_file=web.tiny, image_name="web-tiny", vm_name=vm_name, flavor="web-small")
+    # its own image name: the page waits for that name's row to turn active
+    res = browser(web, "member", engine, user="a-member", password=web.pw["a-member"],
+                  image_file=web.tiny, image_name=f"web-tiny-{engine}", vm_name=vm_name,
+                  flavor="web-small")
     web.env.remember(res.get("vm_id"))
     assert res["cookie"] == {"httpOnly": True, "sameSite": "Strict", "secure": False, "path": "/",
                              "session_value_length": 68}, res["cookie"]
@@ -303,6 +348,8 @@ def test_browser_member_flow(web, node_tests):
     # the bar moved and ended at 100 %
     assert 100 in res["progress_seen"] and "100 %" in res["progress_seen"], res["progress_seen"]
     assert res["running_without_reload"] is True, res
+    # after the browser gave up on the event stream: a new one caught up (app.js, startEvents)
+    assert res["stream_reopened"] is True, res
     assert res["detail_title"] == vm_name
     assert any("type=serial" in h for h in res["console_buttons"]), res["console_buttons"]
     assert res["task_rows"] > 0
@@ -314,84 +361,76 @@ def test_browser_member_flow(web, node_tests):
         res["console_errors"]
 
 
-def test_browser_reader_sees_no_buttons(web, node_tests):
-    # something to list: a VM of project A, made by its member through the API
-    r = web.apis["a-member"].ok("POST", "/v1/images", {"name": "reader-img"}, expect=201)
-    web.env.remember(r["id"])
-    img = nf.upload_image_as(web.apis["a-member"], web.env, "reader-img2", web.tiny)
-    vm = web.apis["a-member"].create_vm("reader-vm", img["id"], "web-small", wait=False)
-    web.env.remember(vm["vm"]["id"])
-    try:
-        res = browser(web, "reader", user="a-reader", password=web.pw["a-reader"])
-        assert res["vm_rows"] >= 1
-        assert res["create_button"] is False
-        assert res["action_buttons"] == 0
-        assert res["upload_form"] is False and res["image_buttons"] == 0
-        assert res["hosts_link_visible"] is False
-    finally:
-        web.apis["a-member"].wait_task(vm["task"]["id"], expect=None)
-        web.apis["a-member"].delete_vm(vm["vm"]["id"])
-
-
-def test_browser_tenant_isolation_and_xss(web, node_tests):
+def test_browser_reader_sees_no_buttons(web, node_tests, engine, shared_vm):
+    # something to list: a VM of project A (shared_vm) and its images, one of them queued
     am = web.apis["a-member"]
-    images = [i for i in am.images() if i["state"] == "active"]
-    img = images[0] if images else nf.upload_image_as(am, web.env, "tenant-img", web.tiny)
-    vm = am.create_vm("a-private-vm", img["id"], "web-small", wait=False)
-    web.env.remember(vm["vm"]["id"])
+    if not [i for i in am.images() if i["name"] == "reader-img"]:
+        r = am.ok("POST", "/v1/images", {"name": "reader-img"}, expect=201)
+        web.env.remember(r["id"])
+    res = browser(web, "reader", engine, user="a-reader", password=web.pw["a-reader"])
+    assert res["vm_rows"] >= 1 and res["image_rows"] >= 2, res
+    assert res["create_button"] is False
+    assert res["action_buttons"] == 0
+    assert res["upload_form"] is False and res["image_buttons"] == 0
+    assert res["hosts_link_visible"] is False
+
+
+def test_browser_tenant_isolation_and_xss(web, node_tests, engine, shared_vm):
+    # the other project's VM: shared_vm, of project A
     # an audit record whose target is the payload (the API refuses such names; the path is
     # recorded as sent)
     r = web.apis["b-member"].request("DELETE", "/v1/vms/" + urllib.parse.quote(XSS, safe=""))
     assert r.status == 404, r
     # B needs an image of its own for the create form to be sendable at all
-    nf.upload_image_as(web.apis["b-member"], web.env, "b-img", web.tiny)
-    try:
-        res = browser(web, "tenant", user="b-member", password=web.pw["b-member"],
-                      foreign_vm_id=vm["vm"]["id"], foreign_vm_name="a-private-vm", xss=XSS)
-        assert "Not found" in res["not_found_text"] and "not found" in res["not_found_text"], res
-        assert res["foreign_name_shown"] is False
-        assert XSS in res["xss_not_found_text"], res["xss_not_found_text"]
-        assert "INVALID_NAME" in res["create_error_text"], res["create_error_text"]
-        assert res["audit_has_payload_text"] is True
-        assert res["xss_fired"] is False
-        assert res["img_elements"] == 0
-    finally:
-        am.wait_task(vm["task"]["id"], expect=None)
-        am.delete_vm(vm["vm"]["id"])
+    active_image(web, "b-member", "b-img")
+    res = browser(web, "tenant", engine, user="b-member", password=web.pw["b-member"],
+                  foreign_vm_id=shared_vm["id"], foreign_vm_name=shared_vm["name"], xss=XSS)
+    assert "Not found" in res["not_found_text"] and "not found" in res["not_found_text"], res
+    assert res["foreign_name_shown"] is False
+    assert XSS in res["xss_not_found_text"], res["xss_not_found_text"]
+    assert "INVALID_NAME" in res["create_error_text"], res["create_error_text"]
+    assert res["audit_has_payload_text"] is True
+    assert res["xss_fired"] is False
+    assert res["img_elements"] == 0
 
 
-def test_browser_tablet_and_keyboard(web, node_tests):
-    res = browser(web, "layout", user="a-member", password=web.pw["a-member"])
-    assert res["horizontal_overflow"] is False, res
-    focus = res["focus_order"]
-    assert any(f.startswith("a:VMs") for f in focus), focus
-    assert any(f.startswith("button:") for f in focus), focus
+def test_browser_pages_at_widths_and_keyboard(web, node_tests, engine, shared_vm):
+    """Every page at tablet (768x1024) and desktop (1280x900) width: the page never scrolls
+    sideways (a table may, inside its .table-wrap), and Tab alone reaches the navigation and
+    every button, field and link (no focus trap). An admin, who sees every page and button."""
+    res = browser(web, "layout", engine, user="web-admin2", password=_admin2(web),
+                  vm_id=shared_vm["id"], vm_name=shared_vm["name"])
+    pages = res["pages"]
+    assert [(p["page"], p["width"]) for p in pages] == \
+        [(n, w) for w in WIDTHS for n in PAGES], [(p["page"], p["width"]) for p in pages]
+    wide = [p for p in pages if p["scroll_width"] > p["inner_width"]]
+    assert not wide, json.dumps(wide, indent=1)
+    # Tab from the top reaches each, in the page's order
+    missing = [(p["page"], p["width"], p["tab"]) for p in pages
+               if p["tab"]["missing"] or not p["tab"]["in_order"]]
+    assert not missing, json.dumps(missing, indent=1)
+    # among them the nine links of an admin's navigation, and the page's own buttons
+    assert all(p["tab"]["nav"] == 9 for p in pages), [(p["page"], p["tab"]) for p in pages]
+    own = {p["page"]: p["tab"]["buttons"] - 1 for p in pages if p["width"] == WIDTHS[0]}
+    assert all(own[n] > 0 for n in ("vms", "vm", "images", "flavors", "projects", "users",
+                                    "quotas")), own
     assert res["keyboard_navigation"] is True
     assert res["skip_link"] == {"hash": "#/images", "focus": "main"}, res["skip_link"]
 
 
-def test_browser_consoles(web, node_tests):
+def test_browser_consoles(web, node_tests, engine, shared_vm):
     """The serial console takes typing and shows the guest's answer; the VNC screen is not blank
     (POST /v1/vms/{id}/console and its WebSocket: api_console.c)."""
     am = web.apis["a-member"]
-    img = next((i for i in am.images() if i["state"] == "active"), None) or \
-        nf.upload_image_as(am, web.env, "console-img", web.tiny)
-    r = am.create_vm("console-vm", img["id"], "web-small")
-    vm_id = r["vm"]["id"]
-    web.env.remember(vm_id)
-    try:
-        am.wait_vm_state(vm_id, "running")
-        am.wait_console(vm_id, "NIMBUS-READY")
-        marker = secrets.token_hex(3)
-        res = browser(web, "consoles", user="a-member", password=web.pw["a-member"], vm_id=vm_id,
-                      marker=marker)
-        assert res.get("serial_error") is None, res
-        assert res["serial_echo"] is True, res.get("serial_text")
-        assert res.get("vnc_error") is None, res
-        print(f"VNC canvas: {res['vnc_lit_pixels']} lit pixels")
-        assert res["vnc_lit_pixels"] > 0, res
-    finally:
-        am.delete_vm(vm_id)
+    am.wait_console(shared_vm["id"], "NIMBUS-READY")
+    marker = secrets.token_hex(3)
+    res = browser(web, "consoles", engine, user="a-member", password=web.pw["a-member"],
+                  vm_id=shared_vm["id"], marker=marker)
+    assert res.get("serial_error") is None, res
+    assert res["serial_echo"] is True, res.get("serial_text")
+    assert res.get("vnc_error") is None, res
+    print(f"VNC canvas: {res['vnc_lit_pixels']} lit pixels")
+    assert res["vnc_lit_pixels"] > 0, res
 
 
 def test_browser_admin_hosts(web, node_tests):
@@ -427,7 +466,7 @@ def _admin2(web):
     return web.admin2_pw
 
 
-def test_browser_admin_pages(web, node_tests):
+def test_browser_admin_pages(web, node_tests, shared_vm):
     pw = _admin2(web)
     suffix = secrets.token_hex(3)
     flavor, doomed = f"ui-flavor-{suffix}", f"ui-doomed-{suffix}"
@@ -436,14 +475,9 @@ def test_browser_admin_pages(web, node_tests):
                                          "disk_gib": 1}, expect=201)
     pa = next(p for p in web.admin.get("/v1/projects")["projects"] if p["name"] == "web-a")
     am = web.apis["a-member"]
-    img = next((i for i in am.images() if i["state"] == "active"), None) or \
-        nf.upload_image_as(am, web.env, "admin-pages-img", web.tiny)
-    vm = am.create_vm("migrate-vm", img["id"], "web-small", wait=False)
-    vm_id = vm["vm"]["id"]
-    web.env.remember(vm_id)
+    vm_id = shared_vm["id"]
     before = web.admin.get(f"/v1/projects/{pa['id']}/quota")["limits"]
     try:
-        am.wait_vm_state(vm_id, "running")
         res = browser(web, "adminPages", user="web-admin2", password=pw, flavor=flavor,
                       delete_flavor=doomed, project=project, new_user=user,
                       quota_project=pa["id"], vm_id=vm_id)
@@ -472,8 +506,6 @@ def test_browser_admin_pages(web, node_tests):
         assert am.get(f"/v1/vms/{vm_id}")["host"] == "local"
     finally:
         web.admin.ok("PUT", f"/v1/projects/{pa['id']}/quota", before, expect=200)
-        am.wait_task(vm["task"]["id"], expect=None)
-        am.delete_vm(vm_id)
         for x in web.admin.get("/v1/users")["users"]:
             if x["name"] == user:
                 web.admin.ok("DELETE", f"/v1/users/{x['id']}", expect=204)

@@ -1,10 +1,12 @@
-// Browser tests of the Nimbus web console, in headless Chromium (Debian's) driven by
-// puppeteer-core. tests/e2e/test_web.py starts nimbusd and runs:
+// Browser tests of the Nimbus web console, in headless Chromium (Debian's chromium) or Firefox
+// (Debian's firefox-esr, through WebDriver BiDi) driven by puppeteer-core.
+// tests/e2e/test_web.py starts nimbusd and runs:
 //
-//   node console-flows.mjs SCENARIO '{"base": "http://127.0.0.1:PORT", ...}'
+//   node console-flows.mjs SCENARIO '{"base": "http://127.0.0.1:PORT", "browser": "firefox", ...}'
 //
 // and asserts on the one JSON object printed on the last line of stdout: what the scenario saw
-// (not a verdict), plus "screenshots" (paths) and "error" when something could not be done.
+// (not a verdict), plus "screenshots" (paths), "error" when something could not be done and
+// "skipped" (a reason) when the scenario cannot run in that browser.
 import puppeteer from 'puppeteer-core';
 import path from 'node:path';
 
@@ -12,6 +14,8 @@ const [scenario, configJson] = process.argv.slice(2);
 const cfg = JSON.parse(configJson || '{}');
 const result = {scenario, screenshots: [], console_errors: []};
 const WAIT = cfg.timeout_ms || 120000;
+const BROWSER = cfg.browser || 'chromium';
+result.browser = BROWSER;
 
 function finish(code) {
   process.stdout.write(`\n${JSON.stringify(result)}\n`);
@@ -19,7 +23,9 @@ function finish(code) {
 }
 
 async function shot(page, name) {
-  const file = path.join(cfg.shots, `${scenario}-${name}.png`);
+  // Chromium's keep the names they had; another browser's carry its name.
+  const suffix = BROWSER === 'chromium' ? '' : `-${BROWSER}`;
+  const file = path.join(cfg.shots, `${scenario}-${name}${suffix}.png`);
   await page.screenshot({path: file, fullPage: true});
   result.screenshots.push(file);
 }
@@ -116,6 +122,14 @@ async function member(page) {
   await page.goto(`${cfg.base}/#/vms`);
   await page.waitForSelector('#create-vm');
   await page.evaluate(() => { window.__no_reload = 'still here'; });
+  // The browser gives up on the event stream, as Firefox does when the machine's network
+  // changes: the page opens another that picks up where this one was, so the events of the
+  // create below (sent before it is open) still reach the list.
+  await page.evaluate(() => {
+    window.__dropped = window.__nimbusEvents;
+    window.__dropped.close();
+    window.__dropped.dispatchEvent(new Event('error'));
+  });
   await page.click('#create-vm');
   await page.waitForSelector('#vm-create-form');
   await page.type('#vm-name', cfg.vm_name);
@@ -130,6 +144,8 @@ async function member(page) {
   result.first_state = await rowState(page, cfg.vm_name);
   await waitRowState(page, cfg.vm_name, 'running');
   result.running_without_reload = await page.evaluate(() => window.__no_reload === 'still here');
+  result.stream_reopened = await page.evaluate(() => window.__nimbusEvents !== window.__dropped
+    && window.__nimbusEvents.readyState === EventSource.OPEN);
   result.vm_id = await page.evaluate((n) => [...document.querySelectorAll('#vm-table tbody tr')]
     .find((tr) => tr.querySelector('.vm-name').textContent === n).dataset.id, cfg.vm_name);
   await shot(page, 'vms-running');
@@ -187,6 +203,7 @@ async function reader(page) {
   await page.goto(`${cfg.base}/#/images`);
   await waitPage(page, 'Images');
   result.upload_form = !!(await page.$('#image-upload-form'));
+  result.image_rows = await page.$$eval('#image-table tbody tr', (r) => r.length);
   result.image_buttons = await page.$$eval('main table button', (b) => b.length);
   result.hosts_link_visible = await page.$eval('#nav a[href="#/hosts"]', (a) => !a.hidden);
   await shot(page, 'images');
@@ -227,22 +244,96 @@ async function tenant(page) {
   result.img_elements = await page.$$eval('img', (i) => i.length);
 }
 
-// The pages at tablet width, and the keyboard: Tab reaches the navigation and the buttons.
-async function layout(page) {
-  await page.setViewport({width: 768, height: 1024});
-  await login(page, cfg.user, cfg.password);
-  const focused = [];
-  for (let i = 0; i < 12; i++) {
-    await page.keyboard.press('Tab');
-    focused.push(await page.evaluate(() => {
-      const e = document.activeElement;
-      return e ? `${e.tagName.toLowerCase()}:${(e.textContent || '').trim().slice(0, 20)}` : '';
-    }));
+// The widths every page is checked at: a tablet held upright, and a desktop (cfg.widths, to
+// try another).
+const WIDTHS = cfg.widths || [{width: 768, height: 1024}, {width: 1280, height: 900}];
+
+// Opens a page by its hash, as a click on its link would, and waits until it has drawn itself:
+// its heading, no error, and what it loads after the heading (the quota page's usage).
+async function openPage(page, hash, title) {
+  await page.evaluate((x) => { location.hash = x; }, hash);
+  await page.waitForFunction((t) => {
+    const h1 = document.querySelector('main h1');
+    if (!h1 || !(t.endsWith('*') ? h1.textContent.startsWith(t.slice(0, -1)) : h1.textContent === t)) return false;
+    if (!document.getElementById('error').hidden) throw new Error(document.getElementById('error').textContent);
+    const usage = document.getElementById('usage-summary');
+    return !usage || usage.textContent.includes('vCPU-hours');
+  }, {timeout: WAIT, polling: 100}, title);
+}
+
+// The page scrolls sideways when its content is wider than the window; a table may be wider
+// but scrolls inside its .table-wrap. The elements that stick out are named, to find the cause.
+const overflowOf = (page) => page.evaluate(() => {
+  const limit = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('body *')]
+    .filter((e) => !(e.parentElement && e.parentElement.closest('.table-wrap')))
+    .filter((e) => e.getBoundingClientRect().right > limit + 0.5)
+    .slice(0, 5)
+    .map((e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.className ? `.${String(e.className).split(' ').join('.')}` : ''}`
+      + ` right=${Math.round(e.getBoundingClientRect().right)}`);
+  return {scroll_width: document.scrollingElement.scrollWidth, inner_width: window.innerWidth, wide};
+});
+
+// Tab from the top of the page (its skip link, where a first Tab lands) until every element a
+// user should reach has had the focus: the navigation's links, every button, form field and
+// link. A trap keeps the focus on a few elements, and the rest are then reported missing. It
+// never Tabs past the last one: a headless Firefox hands the focus to its own (hidden) toolbar
+// there, and it does not come back to the page.
+async function tabThrough(page) {
+  const targets = await page.evaluate(() => {
+    const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+    const all = [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+      .filter((e) => e.tabIndex >= 0 && !e.disabled && visible(e));
+    all.forEach((e, i) => { e.dataset.tabCheck = String(i); });
+    window.__tabSeen = [];
+    if (!window.__tabHook) {
+      window.__tabHook = (ev) => { if (ev.target.dataset && ev.target.dataset.tabCheck) window.__tabSeen.push(ev.target.dataset.tabCheck); };
+      document.addEventListener('focusin', window.__tabHook, true);
+    }
+    all[0].focus();
+    return all.map((e) => `${e.closest('#nav') ? 'nav ' : ''}${e.tagName.toLowerCase()}`
+      + `${e.id ? `#${e.id}` : ''}:${(e.textContent || e.getAttribute('aria-label') || '').trim().slice(0, 24)}`);
+  });
+  // As many presses as targets not yet seen: each reaches at most one, so the last is never
+  // passed (a scrolling table can be a stop of its own, hence the rounds).
+  let presses = 0;
+  for (let round = 0; round < 10 && presses < targets.length * 2; round++) {
+    const unseen = targets.length - new Set(await page.evaluate(() => window.__tabSeen)).size;
+    if (unseen === 0) break;
+    for (let i = 0; i < unseen; i++, presses++) await page.keyboard.press('Tab');
   }
-  result.focus_order = focused;
-  result.horizontal_overflow = await page.evaluate(() =>
-    document.documentElement.scrollWidth > document.documentElement.clientWidth);
-  await shot(page, 'tablet-vms');
+  const order = await page.evaluate(() => window.__tabSeen);
+  return {
+    targets: targets.length,
+    nav: targets.filter((t) => t.startsWith('nav ')).length,
+    buttons: targets.filter((t) => t.includes('button')).length,
+    presses,
+    // each reached in the page's order: the focus moved forward through them
+    in_order: order.every((x, i) => i === 0 || Number(x) > Number(order[i - 1])),
+    missing: targets.filter((_, i) => !order.includes(String(i))),
+  };
+}
+
+// Every page at tablet and desktop width, with the keyboard alone: no page scrolls sideways,
+// and Tab reaches the navigation and every button. Then Enter on a link and the skip link.
+async function layout(page) {
+  const pages = [['vms', '#/vms', 'VMs'], ['vm', `#/vms/${encodeURIComponent(cfg.vm_id)}`, cfg.vm_name],
+    ['images', '#/images', 'Images'], ['flavors', '#/flavors', 'Flavors'], ['hosts', '#/hosts', 'Hosts'],
+    ['projects', '#/projects', 'Projects'], ['users', '#/users', 'Users'],
+    ['quotas', '#/quotas', 'Quotas and usage: *'], ['tasks', '#/tasks', 'Tasks'], ['audit', '#/audit', 'Audit log']];
+  await page.setViewport(WIDTHS[0]);
+  await login(page, cfg.user, cfg.password);
+  result.pages = [];
+  for (const size of WIDTHS) {
+    await page.setViewport(size);
+    for (const [name, hash, title] of pages) {
+      await openPage(page, hash, title);
+      const tab = await tabThrough(page);
+      result.pages.push({page: name, width: size.width, ...(await overflowOf(page)), tab});
+      await shot(page, `${name}-${size.width}`);
+    }
+  }
+  await page.setViewport(WIDTHS[0]);
   // Enter on a focused navigation link opens its page.
   await page.focus('#nav a[href="#/images"]');
   await page.keyboard.press('Enter');
@@ -253,7 +344,6 @@ async function layout(page) {
   await page.focus('.skip');
   await page.keyboard.press('Enter');
   result.skip_link = await page.evaluate(() => ({hash: location.hash, focus: document.activeElement.id}));
-  await shot(page, 'tablet-images');
 }
 
 const termText = (page) => page.evaluate(() => {
@@ -449,7 +539,7 @@ async function adminPages(page) {
   result.usage_summary = await page.$eval('#usage-summary', (e) => e.textContent);
   await shot(page, 'quotas');
   const input = await page.$('#quota-vms');
-  await input.click({clickCount: 3});
+  await input.click({count: 3});
   await page.keyboard.press('Backspace');
   await input.type('7');
   await page.click('#quota-form button[type=submit]');
@@ -505,11 +595,26 @@ async function readerPages(page) {
 
 const SCENARIOS = {member, reader, tenant, layout, consoles, admin, liveImages, adminPages, readerPages};
 
-const browser = await puppeteer.launch({
-  executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-});
+// Both are the system's browsers (no download): Chromium over CDP, Firefox over WebDriver BiDi
+// (puppeteer-core 24 drives Firefox only that way), each with a fresh profile.
+const LAUNCH = {
+  chromium: {
+    executablePath: cfg.chromium || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  },
+  firefox: {
+    browser: 'firefox',
+    executablePath: cfg.firefox || '/usr/bin/firefox-esr',
+    headless: true,
+  },
+};
+if (!LAUNCH[BROWSER]) {
+  result.error = `unknown browser ${BROWSER}`;
+  finish(0);
+}
+const browser = await puppeteer.launch(LAUNCH[BROWSER]);
+result.browser_version = await browser.version();
 try {
   const page = await browser.newPage();
   await page.setViewport({width: 1280, height: 900});

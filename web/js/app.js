@@ -2,7 +2,7 @@
 import {api, upload, setCsrf, setUnauthorizedHandler} from './api.js';
 import {h, table, bytes, show} from './dom.js';
 
-const session = {me: null, project: null, events: null};
+const session = {me: null, project: null, events: null, retry: null};
 // Handlers of the page on screen for live events, by event type ("vm", "task", ...).
 let listeners = {};
 
@@ -65,21 +65,44 @@ function loginPage() {
 function stopEvents() {
   if (session.events) session.events.close();
   session.events = null;
+  clearTimeout(session.retry);
+  session.retry = null;
 }
 
-function startEvents() {
+// The cookie goes along; EventSource reconnects by itself with Last-Event-ID when the
+// connection drops. It gives up for good (readyState CLOSED) on an answer other than the
+// stream, and when the browser aborts the request itself: Firefox does that to a quiet
+// connection when the machine's network changes (an interface comes or goes). Then a new
+// stream picks up where this one was (`from`): after the last event seen (since_id), else from
+// the time it started (since, in seconds ago). Nothing is missed, and the server says "resync"
+// if it no longer holds that far back.
+function startEvents(from, delay) {
   stopEvents();
-  // The cookie goes along; EventSource reconnects by itself with Last-Event-ID.
-  const es = new EventSource('/v1/events');
+  const query = !from ? '' : from.id ? `?since_id=${encodeURIComponent(from.id)}`
+    : `?since=${Math.ceil((Date.now() - from.time) / 1000) + 1}`;
+  const es = new EventSource(`/v1/events${query}`);
+  let at = from || {time: Date.now()};
+  es.onopen = () => { delay = 0; };
   for (const type of ['vm', 'task', 'host', 'audit', 'image', 'quota', 'resync']) {
     es.addEventListener(type, (e) => {
+      if (e.lastEventId) at = {id: e.lastEventId};
       let data;
       try { data = JSON.parse(e.data); } catch { return; }
       const fn = listeners[type] || (type === 'resync' ? listeners.any : null);
       if (fn) fn(data.object || data);
     });
   }
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED || session.events !== es) return;
+    const wait = Math.min(30000, delay ? delay * 2 : 1000);
+    session.retry = setTimeout(async () => {
+      // A stream refused for an ended session: the login page (api's 401 handler) instead.
+      try { await api('GET', '/v1/auth/whoami'); } catch (err) { if (err.status === 401) return; }
+      if (session.events === es) startEvents(at, wait);
+    }, wait);
+  };
   session.events = es;
+  window.__nimbusEvents = es; // the browser tests drop it (tests/web/console-flows.mjs)
 }
 
 function loggedOut() {
