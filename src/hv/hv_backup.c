@@ -211,11 +211,16 @@ hv_backup_params_read(virTypedParameterPtr params, int n, HvBackupJob *ret)
 }
 
 /* 1 when the domain's running backup job writes path, 0 when it writes elsewhere (another
- * task's), -1. */
+ * task's), 2 when it ended since its stats were read (a small disk's backup takes a second),
+ * -1. */
 static int
 hv_backup_job_writes(virDomainPtr dom, const char *domain, const char *path, NbError **err)
 {
     _cleanup_free_ char *xml = virDomainBackupGetXMLDesc(dom, 0);
+    if (!xml && virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_BACKUP) {
+        virResetLastError();
+        return 2;
+    }
     if (!xml)
         return hv_error(err, "reading the backup job of domain '%s'", domain);
     _cleanup_free_ char *needle = str_printf("file='%s'", path);
@@ -251,16 +256,18 @@ hv_backup_job(HvConn *c, const char *domain, const char *path, HvBackupJob *ret,
         hv_backup_params_read(params, n, ret);
         virTypedParamsFree(params, n);
         ret->state = ret->is_backup ? HV_BACKUP_JOB_RUNNING : HV_BACKUP_JOB_OTHER;
-        if (ret->is_backup && path) {
-            int mine = hv_backup_job_writes(dom, domain, path, err);
-            if (mine < 0)
-                return -1;
-            if (!mine)
-                ret->state = HV_BACKUP_JOB_OTHER;
-        }
-        return 0;
+        int mine = ret->is_backup && path ? hv_backup_job_writes(dom, domain, path, err) : 1;
+        if (mine < 0)
+            return -1;
+        if (mine == 0)
+            ret->state = HV_BACKUP_JOB_OTHER;
+        if (mine != 2)
+            return 0;
+        /* Ended meanwhile: its end is read as below. */
+        memset(ret, 0, sizeof(*ret));
+    } else {
+        virTypedParamsFree(params, n);
     }
-    virTypedParamsFree(params, n);
     params = NULL;
     n = 0;
     /* No job now: the last one's end, kept until another job ends. */
