@@ -3,6 +3,7 @@ Python 3 standard library only."""
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -124,3 +125,39 @@ def run(argv, timeout=CMD_TIMEOUT_S, check=True, inp=None):
     if check and p.returncode != 0:
         raise BenchError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:400]}")
     return p
+
+
+def start_nimbusd(nimbusd, state, pool, log_path, extra_args=(), start_s=30,
+                 libvirt_uri="qemu:///system"):
+    """Starts a bench's own nimbusd (TCG guests, its pool under the state dir, a session of its
+    own so that a Ctrl-C reaches the bench, which stops it) and waits for its address and admin
+    token; returns (Popen, Api)."""
+    if not os.access(nimbusd, os.X_OK):
+        raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
+    argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", state, "--libvirt-uri",
+            libvirt_uri, "--virt-type", "qemu", "--pool-name", pool, "--pool-path",
+            os.path.join(state, "pool"), *extra_args]
+    with open(log_path, "wb") as errf:
+        daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=errf, start_new_session=True)
+    deadline = time.monotonic() + start_s
+    url = None
+    while url is None:
+        if daemon.poll() is not None:
+            raise BenchError(f"nimbusd exited with {daemon.returncode}")
+        if time.monotonic() > deadline:
+            raise BenchError("nimbusd did not report its address")
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if "listening on http://" in line:
+                    url = line.split("listening on ", 1)[1].strip()
+        time.sleep(0.05)
+    token_path = os.path.join(state, "admin.token")
+    while not os.path.exists(token_path):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{token_path} did not appear")
+        time.sleep(0.05)
+    with open(token_path) as f:
+        api = Api(url, f.read().strip())
+    log(f"nimbusd pid {daemon.pid} at {url}, pool {pool}")
+    return daemon, api

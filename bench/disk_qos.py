@@ -26,7 +26,7 @@ import time
 import uuid
 
 import benchlib
-from benchlib import BenchError, Api, log, run
+from benchlib import BenchError, log, run, start_nimbusd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -64,37 +64,9 @@ class Bench:
         self.vms = []
 
     def start_daemon(self):
-        nimbusd = self.args.nimbusd
-        if not os.access(nimbusd, os.X_OK):
-            raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
-        argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", self.state,
-                "--libvirt-uri", LOCAL_URI, "--virt-type", "qemu", "--pool-name", self.pool,
-                "--pool-path", os.path.join(self.state, "pool"),
-                "--default-network-pool", "10.249.0.0/16"]
-        with open(self.log_path, "wb") as errf:
-            self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=errf,
-                                           start_new_session=True)
-        deadline = time.monotonic() + DAEMON_START_S
-        url = None
-        while url is None:
-            if self.daemon.poll() is not None:
-                raise BenchError(f"nimbusd exited with {self.daemon.returncode}")
-            if time.monotonic() > deadline:
-                raise BenchError("nimbusd did not report its address")
-            with open(self.log_path, errors="replace") as f:
-                for line in f:
-                    if "listening on http://" in line:
-                        url = line.split("listening on ", 1)[1].strip()
-            time.sleep(0.05)
-        token_path = os.path.join(self.state, "admin.token")
-        while not os.path.exists(token_path):
-            if time.monotonic() > deadline:
-                raise BenchError(f"{token_path} did not appear")
-            time.sleep(0.05)
-        with open(token_path) as f:
-            self.api = Api(url, f.read().strip())
-        log(f"nimbusd pid {self.daemon.pid} at {url}")
+        self.daemon, self.api = start_nimbusd(
+            self.args.nimbusd, self.state, self.pool, self.log_path,
+            ["--default-network-pool", "10.249.0.0/16"], DAEMON_START_S)
 
     def prepare(self):
         image = os.path.join(self.work, "tiny.qcow2")

@@ -32,7 +32,8 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from benchlib import CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, Api, BenchError, log, run
+from benchlib import (CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, BenchError, log, run,
+                      start_nimbusd)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOSTS = os.path.join(REPO, "scripts", "testhosts.sh")
@@ -112,38 +113,8 @@ class Bench:
             self.facts[label] = m.group(1).strip() if m else "?"
 
     def start_daemon(self):
-        nimbusd = self.args.nimbusd
-        if not os.access(nimbusd, os.X_OK):
-            raise BenchError(f"{nimbusd} not found: build with 'ninja -C build'")
-        argv = [nimbusd, "--listen", "127.0.0.1:0", "--state-dir", self.state,
-                "--libvirt-uri", LOCAL_URI, "--virt-type", "qemu",
-                "--pool-name", self.pool_name, "--pool-path", os.path.join(self.state, "pool")]
-        with open(self.daemon_log, "wb") as errf:
-            # Own session: a Ctrl-C in the terminal reaches us, not the daemon; we stop it.
-            self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=errf,
-                                           start_new_session=True)
-        deadline = time.monotonic() + DAEMON_START_S
-        url = None
-        while url is None:
-            if self.daemon.poll() is not None:
-                raise BenchError(f"nimbusd exited with {self.daemon.returncode}")
-            if time.monotonic() > deadline:
-                raise BenchError("nimbusd did not report its address")
-            with open(self.daemon_log, errors="replace") as f:
-                for line in f:
-                    if "listening on http://" in line:
-                        url = line.split("listening on ", 1)[1].strip()
-            time.sleep(0.05)
-        token_path = os.path.join(self.state, "admin.token")
-        while not os.path.exists(token_path):
-            if time.monotonic() > deadline:
-                raise BenchError(f"{token_path} did not appear")
-            time.sleep(0.05)
-        with open(token_path) as f:
-            token = f.read().strip()
-        log(f"nimbusd pid {self.daemon.pid} at {url}, pool {self.pool_name}")
-        self.api = Api(url, token)
+        self.daemon, self.api = start_nimbusd(self.args.nimbusd, self.state, self.pool_name,
+                                              self.daemon_log, start_s=DAEMON_START_S)
 
     def daemon_tail(self, n=40):
         if not os.path.exists(self.daemon_log):
