@@ -4,6 +4,7 @@ Python 3 standard library only."""
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -161,3 +162,16 @@ def start_nimbusd(nimbusd, state, pool, log_path, extra_args=(), start_s=30,
         api = Api(url, f.read().strip())
     log(f"nimbusd pid {daemon.pid} at {url}, pool {pool}")
     return daemon, api
+
+
+def stop_nimbusd(daemon, timeout=15):
+    """SIGTERM to a bench's nimbusd (start_nimbusd's), SIGKILL if it is not gone in timeout s."""
+    if daemon is None or daemon.poll() is not None:
+        return
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log(f"clean-up: nimbusd pid {daemon.pid} ignored SIGTERM; killing it")
+        daemon.kill()
+        daemon.wait(5)

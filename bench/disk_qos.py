@@ -26,7 +26,7 @@ import time
 import uuid
 
 import benchlib
-from benchlib import BenchError, log, run, start_nimbusd
+from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -130,13 +130,7 @@ class Bench:
                     self.api.call("DELETE", path, ok=(200, 202, 204, 404))
                 except BenchError as e:
                     log(f"clean-up: deleting {path}: {e}")
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(5)
+        stop_nimbusd(self.daemon)
         for vm in self.vms:
             for args in (["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]):
                 subprocess.run(["virsh", "-q", "-c", LOCAL_URI, *args], capture_output=True,

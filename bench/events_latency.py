@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 
-from benchlib import BenchError, log, run, start_nimbusd
+from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -452,13 +452,7 @@ class Bench:
                                       ok=(200, 202, 204, 404))
                     except BenchError as e:
                         log(f"clean-up: deleting {kind}: {e}")
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(5)
+        stop_nimbusd(self.daemon)
         vm = self.ids.get("vms")
         for args in ([["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]] if vm else []) + \
                 [["pool-destroy", self.pool], ["pool-undefine", self.pool]]:

@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 
-from benchlib import BenchError, log, run, start_nimbusd
+from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -167,13 +167,7 @@ class Bench:
                     self.api.call("DELETE", path, ok=(200, 202, 204, 404))
                 except BenchError as e:
                     log(f"clean-up: deleting {path}: {e}")
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(5)
+        stop_nimbusd(self.daemon)
         for vm in self.vms:
             for args in (["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]):
                 virsh(*args, check=False)
