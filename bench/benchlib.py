@@ -7,14 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 
 POLL_S = 0.02  # task polling interval: the resolution of every Nimbus figure
 HTTP_TIMEOUT_S = 30
 CMD_TIMEOUT_S = 120
 TASK_TIMEOUT_S = 300  # one task (create, stop, delete, migrate)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STOP = threading.Event()  # Ctrl-C, SIGTERM or a failed worker: stop taking new work
 
@@ -126,6 +129,50 @@ def run(argv, timeout=CMD_TIMEOUT_S, check=True, inp=None):
     if check and p.returncode != 0:
         raise BenchError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:400]}")
     return p
+
+
+class Workdir:
+    """A bench's private files: work (0711, so that QEMU reaches the disks below it), state
+    (nimbusd's --state-dir), log_path (nimbusd's stderr), a random tag for the names it makes and
+    pool, the name of nimbusd's own libvirt pool ("nimbus-bench-<kind>-<tag>")."""
+
+    def __init__(self, kind):
+        self.tag = uuid.uuid4().hex[:6]
+        self.work = tempfile.mkdtemp(prefix=f"nimbus-bench-{kind}-")
+        os.chmod(self.work, 0o711)
+        self.state = os.path.join(self.work, "state")
+        os.mkdir(self.state)
+        self.pool = f"nimbus-bench-{kind}-{self.tag}"
+        self.log_path = os.path.join(self.work, "nimbusd.log")
+
+
+def upload_test_image(api, work, name):
+    """Builds the tiny test guest (scripts/build-test-image.sh) into work and uploads it as the
+    image name; returns the image's id."""
+    image = os.path.join(work, "tiny.qcow2")
+    log("building the test image")
+    run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
+    _, img = api.call("POST", "/v1/images", {"name": name})
+    with open(image, "rb") as f:
+        api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
+    return img["id"]
+
+
+def create_flavor(api, name, ram_mib=128, **extra):
+    """A 1-vCPU, 1-GiB-disk flavor (extra: more of its fields); returns its id."""
+    _, fl = api.call("POST", "/v1/flavors", {"name": name, "vcpus": 1, "ram_mib": ram_mib,
+                                             "disk_gib": 1, **extra})
+    return fl["id"]
+
+
+def create_tiny_vm(api, name, image_id):
+    """A flavor name (create_flavor's) and a VM name of it from image_id, waited for until it
+    runs; returns (flavor id, VM id)."""
+    flavor = create_flavor(api, name)
+    _, r = api.call("POST", "/v1/vms", {"name": name, "image": image_id, "flavor": flavor})
+    api.wait_task(r["task"]["id"], time.monotonic())
+    log(f"VM {r['vm']['id']} running")
+    return flavor, r["vm"]["id"]
 
 
 def start_nimbusd(nimbusd, state, pool, log_path, extra_args=(), start_s=30,

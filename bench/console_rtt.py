@@ -23,13 +23,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 import websocket
 
-from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
+from benchlib import (BenchError, Workdir, create_tiny_vm, log, run, start_nimbusd, stop_nimbusd,
+                     upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -41,14 +40,10 @@ WARMUP = 5  # keystrokes not counted: the first ones after the console opened
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.tag = uuid.uuid4().hex[:6]
-        self.work = tempfile.mkdtemp(prefix="nimbus-bench-console-")
-        os.chmod(self.work, 0o711)
-        self.state = os.path.join(self.work, "state")
-        os.mkdir(self.state)
-        self.pool = f"nimbus-bench-con-{self.tag}"
+        w = Workdir("console")
+        self.tag, self.work, self.state, self.pool = w.tag, w.work, w.state, w.pool
         self.daemon = None
-        self.log_path = os.path.join(self.work, "nimbusd.log")
+        self.log_path = w.log_path
         self.api = None
         self.ids = {}
 
@@ -59,22 +54,9 @@ class Bench:
         self.url = self.api.base
 
     def make_vm(self):
-        image = os.path.join(self.work, "tiny.qcow2")
-        log("building the test image")
-        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
-        _, img = self.api.call("POST", "/v1/images", {"name": f"bench-con-{self.tag}"})
-        self.ids["images"] = img["id"]
-        with open(image, "rb") as f:
-            self.api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
-        _, fl = self.api.call("POST", "/v1/flavors", {"name": f"bench-con-{self.tag}",
-                                                      "vcpus": 1, "ram_mib": 128,
-                                                      "disk_gib": 1})
-        self.ids["flavors"] = fl["id"]
-        _, r = self.api.call("POST", "/v1/vms", {"name": f"bench-con-{self.tag}",
-                                                 "image": img["id"], "flavor": fl["id"]})
-        self.ids["vms"] = r["vm"]["id"]
-        self.api.wait_task(r["task"]["id"], time.monotonic())
-        log(f"VM {r['vm']['id']} running")
+        self.ids["images"] = upload_test_image(self.api, self.work, f"bench-con-{self.tag}")
+        self.ids["flavors"], self.ids["vms"] = create_tiny_vm(
+            self.api, f"bench-con-{self.tag}", self.ids["images"])
 
     def connect(self):
         _, t = self.api.call("POST", f"/v1/vms/{self.ids['vms']}/console", {"type": "serial"})

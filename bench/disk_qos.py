@@ -21,12 +21,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 import benchlib
-from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
+from benchlib import BenchError, Workdir, log, start_nimbusd, stop_nimbusd, upload_test_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -50,14 +48,10 @@ echo QOS-DONE
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.tag = uuid.uuid4().hex[:6]
-        self.work = tempfile.mkdtemp(prefix="nimbus-bench-qos-")
-        os.chmod(self.work, 0o711)
-        self.state = os.path.join(self.work, "state")
-        os.mkdir(self.state)
-        self.pool = f"nimbus-bench-qos-{self.tag}"
+        w = Workdir("qos")
+        self.tag, self.work, self.state, self.pool = w.tag, w.work, w.state, w.pool
         self.daemon = None
-        self.log_path = os.path.join(self.work, "nimbusd.log")
+        self.log_path = w.log_path
         self.api = None
         self.image_id = None
         self.flavors = []
@@ -69,13 +63,7 @@ class Bench:
             ["--default-network-pool", "10.249.0.0/16"], DAEMON_START_S)
 
     def prepare(self):
-        image = os.path.join(self.work, "tiny.qcow2")
-        log("building the test image")
-        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
-        _, img = self.api.call("POST", "/v1/images", {"name": f"bench-qos-{self.tag}"})
-        self.image_id = img["id"]
-        with open(image, "rb") as f:
-            self.api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
+        self.image_id = upload_test_image(self.api, self.work, f"bench-qos-{self.tag}")
 
     def flavor(self, name, **limits):
         _, fl = self.api.call("POST", "/v1/flavors", {"name": f"{name}-{self.tag}", "vcpus": 1,

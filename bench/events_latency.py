@@ -36,12 +36,11 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 
-from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
+from benchlib import (BenchError, Workdir, create_tiny_vm, log, start_nimbusd, stop_nimbusd,
+                     upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -308,14 +307,10 @@ class Watchers:
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.tag = uuid.uuid4().hex[:6]
-        self.work = tempfile.mkdtemp(prefix="nimbus-bench-events-")
-        os.chmod(self.work, 0o711)
-        self.state = os.path.join(self.work, "state")
-        os.mkdir(self.state)
-        self.pool = f"nimbus-bench-ev-{self.tag}"
+        w = Workdir("events")
+        self.tag, self.work, self.state, self.pool = w.tag, w.work, w.state, w.pool
         self.daemon = None
-        self.log_path = os.path.join(self.work, "nimbusd.log")
+        self.log_path = w.log_path
         self.api = None
         self.ids = {}
         self.flavors = set()  # made by the flavor changes, deleted at the end if still there
@@ -329,22 +324,9 @@ class Bench:
         self.token = self.api.token
 
     def make_vm(self):
-        image = os.path.join(self.work, "tiny.qcow2")
-        log("building the test image")
-        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
-        _, img = self.api.call("POST", "/v1/images", {"name": f"bench-ev-{self.tag}"})
-        self.ids["images"] = img["id"]
-        with open(image, "rb") as f:
-            self.api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
-        _, fl = self.api.call("POST", "/v1/flavors", {"name": f"bench-ev-{self.tag}",
-                                                      "vcpus": 1, "ram_mib": 128,
-                                                      "disk_gib": 1})
-        self.ids["flavors"] = fl["id"]
-        _, r = self.api.call("POST", "/v1/vms", {"name": f"bench-ev-{self.tag}",
-                                                 "image": img["id"], "flavor": fl["id"]})
-        self.ids["vms"] = r["vm"]["id"]
-        self.api.wait_task(r["task"]["id"], time.monotonic())
-        log(f"VM {r['vm']['id']} running")
+        self.ids["images"] = upload_test_image(self.api, self.work, f"bench-ev-{self.tag}")
+        self.ids["flavors"], self.ids["vms"] = create_tiny_vm(
+            self.api, f"bench-ev-{self.tag}", self.ids["images"])
 
     def threads(self):
         with open(f"/proc/{self.daemon.pid}/status") as f:

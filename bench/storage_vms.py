@@ -24,11 +24,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-from benchlib import BenchError, log, run, start_nimbusd, stop_nimbusd
+from benchlib import (BenchError, Workdir, create_flavor, log, run, start_nimbusd, stop_nimbusd,
+                     upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -44,13 +44,9 @@ def virsh(*args, check=True, timeout=120):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.tag = uuid.uuid4().hex[:6]
-        self.work = tempfile.mkdtemp(prefix="nimbus-bench-rbd-")
-        os.chmod(self.work, 0o711)
-        self.state = os.path.join(self.work, "state")
-        os.mkdir(self.state)
-        self.pool = f"nimbus-bench-rbd-{self.tag}"
-        self.log_path = os.path.join(self.work, "nimbusd.log")
+        w = Workdir("rbd")
+        self.tag, self.work, self.state, self.pool = w.tag, w.work, w.state, w.pool
+        self.log_path = w.log_path
         self.daemon = self.api = self.image_id = self.flavor_id = self.rbd_pool = None
         self.vms, self.raw = [], []
         self.ceph = self.ceph_env()
@@ -69,16 +65,8 @@ class Bench:
             ["--default-network-pool", "10.248.0.0/16"], DAEMON_START_S)
 
     def prepare(self):
-        image = os.path.join(self.work, "tiny.qcow2")
-        log("building the test image")
-        run([os.path.join(REPO, "scripts", "build-test-image.sh"), image], timeout=300)
-        _, img = self.api.call("POST", "/v1/images", {"name": f"bench-rbd-{self.tag}"})
-        self.image_id = img["id"]
-        with open(image, "rb") as f:
-            self.api.call("PUT", f"/v1/images/{img['id']}/file", data=f.read())
-        _, fl = self.api.call("POST", "/v1/flavors", {"name": f"bench-rbd-{self.tag}",
-                                                      "vcpus": 1, "ram_mib": 256, "disk_gib": 1})
-        self.flavor_id = fl["id"]
+        self.image_id = upload_test_image(self.api, self.work, f"bench-rbd-{self.tag}")
+        self.flavor_id = create_flavor(self.api, f"bench-rbd-{self.tag}", ram_mib=256)
         c = self.ceph
         _, self.rbd_pool = self.api.call("POST", "/v1/pools", {
             "name": f"bench-rbd-{self.tag}", "type": "rbd",
