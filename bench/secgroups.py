@@ -2,7 +2,7 @@
 """Security-group rule updates on a host with many running VMs: Nimbus against raw virsh doing
 the same change by hand.
 
-    bench/secgroups.py [--count 50] [--rounds 5] [--concurrency 4] [--json out.json]
+    bench/secgroups.py [--count 50] [--rounds 5] [--concurrency 4] [--agent] [--json out.json]
 
 It starts its own nimbusd (TCG, private state dir and pool), creates --count VMs (the tiny test
 guest, 128 MiB) in the groups "default" and a group of its own, then, --rounds times:
@@ -14,6 +14,13 @@ guest, 128 MiB) in the groups "default" and a group of its own, then, --rounds t
 - raw virsh: the same change to the same filter by hand: `virsh nwfilter-define` of the group's
   filter with the rule added, then without it.
 
+--agent runs a nimbus-agent for the bench's host (in this network namespace, on 127.0.0.1, only
+touching its own nbs-* ipsets) and gives it to nimbusd, so that the groups' remote-group rules
+("ingress from the same group") are ipsets the agent keeps rather than member filters
+(docs/networking.md); without it they are member filters. After the creates, one more VM is
+created in the groups, timed alone: what a create costs with --count members (compare a run with
+--agent to one without).
+
 Then once, what the design before 2026-12-05 cost for the same change (the rules in every port's
 filter): --per-port-sample port filters changed one by one with `virsh nwfilter-define`,
 extrapolated to all of them. And one VM
@@ -22,8 +29,10 @@ and Ctrl-C. Figures only: nothing here asserts on timings. See docs/benchmarks.m
 """
 
 import argparse
+import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -42,6 +51,8 @@ class SgBench(Bench):
         super().__init__(args)
         self.group = None
         self.group2 = None
+        self.agent_dir = None
+        self.agent_pid = None
 
     def nimbus_create(self, name):
         t0 = time.monotonic()
@@ -51,6 +62,50 @@ class SgBench(Bench):
         self.res.add("nimbus_vms", body["vm"]["id"], name)
         end, _ = self.api.wait_task(body["task"]["id"], t0)
         return {"id": body["vm"]["id"], "seconds": end - t0}
+
+    def start_agent(self):
+        """A nimbus-agent of the bench's own (scripts/start-agent.sh), for nimbusd's host."""
+        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+            self.args.nimbusd))))
+        agent = os.path.join(build, "src", "agent", "nimbus-agent")
+        # Its own directory: the bench's work dir goes in Bench.cleanup, before the agent may.
+        self.agent_dir = tempfile.mkdtemp(prefix=f"nimbus-bench-{self.tag}-agent-")
+        listen = f"127.0.0.1:{self.args.agent_port}"
+        p = subprocess.run([os.path.join(REPO, "scripts", "start-agent.sh"), self.agent_dir,
+                            "--listen", listen], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL, env={**os.environ, "NIMBUS_AGENT": agent})
+        if p.returncode != 0:
+            raise BenchError(f"start-agent.sh: exit {p.returncode}: {p.stderr.strip()[:400]}")
+        with open(os.path.join(self.agent_dir, "agent.pid")) as f:
+            self.agent_pid = int(f.read().strip())
+        self.args.daemon_extra = [
+            "--agent-url", f"https://{listen}",
+            "--agent-secret-file", os.path.join(self.agent_dir, "secret"),
+            "--agent-ca-file", os.path.join(self.agent_dir, "cert.pem")]
+        log(f"nimbus-agent on {listen}")
+
+    def stop_agent(self):
+        pid = self.agent_pid
+        try:
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(100):
+                    if not os.path.exists(f"/proc/{pid}"):
+                        break
+                    time.sleep(0.1)
+        except OSError as e:
+            log(f"clean-up: stopping the agent: {e}")
+        # Sets its VMs' deletes did not remove (the bench cut short): the agent's own names.
+        try:
+            with open(os.path.join(self.agent_dir, "state", "ipsets.json")) as f:
+                sets = [x["name"] for x in json.load(f)["ipsets"]]
+        except (OSError, ValueError, KeyError):
+            sets = []
+        for name in sets:
+            if re.fullmatch(r"nbs-[0-9a-f]{24}", name):
+                run(["ipset", "destroy", name], timeout=30, check=False)
+                run(["ipset", "destroy", name + "-t"], timeout=30, check=False)
+        shutil.rmtree(self.agent_dir, ignore_errors=True)
 
     def rules_in_iptables(self, port):
         out = run(["iptables-save"], timeout=60).stdout
@@ -86,10 +141,14 @@ class SgBench(Bench):
         listed = set(self.virsh("nwfilter-list", check=False).split())
         for name in sorted(names & listed):
             self.virsh("nwfilter-undefine", name, check=False)
+        if self.agent_dir:
+            self.stop_agent()
 
     def run(self):
         a = self.args
         self.ensure_libvirt()
+        if a.agent:
+            self.start_agent()
         self.api_start()
         self.load_before = os.getloadavg()
         self.upload_image_and_flavor()
@@ -103,7 +162,15 @@ class SgBench(Bench):
         self.vms = created
         log(f"{a.count} VMs running after {wall:.1f} s")
         r = {"count": a.count, "create_wall": wall, "nimbus_add": [], "nimbus_delete": [],
-             "virsh_add": [], "virsh_delete": [], "active": []}
+             "virsh_add": [], "virsh_delete": [], "active": [], "agent": a.agent}
+        # one more VM in the groups, alone: its create with a.count members there (a GET first
+        # renews this thread's connection, idle since the upload, without timing it)
+        self.api.call("GET", "/v1/vms?limit=1")
+        nxt = self.nimbus_create(f"bench-{tag}-sg-next")
+        self.vms.append(nxt)
+        r["create_next"] = nxt["seconds"]
+        log(f"VM {a.count + 1} created alone in {nxt['seconds']:.2f} s "
+            f"({'ipsets' if a.agent else 'member filters'})")
         gid = self.group["id"]
         for k in range(a.rounds):
             port = PORT_BASE + k
@@ -189,6 +256,9 @@ def report(r):
           f"filters changed by virsh in {r['per_port_seconds']:.1f} s, {per:.2f} s each: "
           f"{per * r['count']:.0f} s for all {r['count']} (extrapolated)")
     print(f"one VM joining a group: {r['join']:.2f} s, leaving it: {r['leave']:.2f} s")
+    print(f"VM {r['count'] + 1} created alone in groups of {r['count']} members: "
+          f"{r['create_next']:.2f} s (remote-group rules as "
+          f"{'ipsets, --agent' if r['agent'] else 'member filters'})")
 
 
 def main():
@@ -201,6 +271,9 @@ def main():
     ap.add_argument("--nimbusd", default=os.path.join(REPO, "build", "src", "daemon", "nimbusd"))
     ap.add_argument("--libvirt-uri", default="qemu:///system")
     ap.add_argument("--workers", type=int, default=4, help="nimbusd --workers (default 4)")
+    ap.add_argument("--agent", action="store_true",
+                    help="give the host a nimbus-agent: remote-group rules as ipsets")
+    ap.add_argument("--agent-port", type=int, default=18775, help="its port (default 18775)")
     a = ap.parse_args()
     if a.count < 1 or a.rounds < 1 or a.concurrency < 1:
         ap.error("--count, --rounds and --concurrency must be at least 1")

@@ -270,7 +270,8 @@ class Bench:
                 "--pool-name", self.pool_name, "--pool-path", os.path.join(state, "pool"),
                 "--workers", str(self.args.workers),
                 # Clear of the e2e daemons' pools (10.200-10.239) that may share the libvirtd.
-                "--default-network-pool", "10.250.0.0/16"]
+                "--default-network-pool", "10.250.0.0/16",
+                *getattr(self.args, "daemon_extra", ())]
         with open(self.daemon_log, "wb") as errf:
             # Own session: a Ctrl-C in the terminal reaches us, not the daemon; we stop it.
             self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ packages=(
     gcc clang meson ninja-build pkg-config clang-format libclang-rt-14-dev
     libvirt-dev libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
     libsodium-dev libyaml-dev libxml2-dev libcmocka-dev libgnutls28-dev
-    libnl-3-dev libnl-route-3-dev
+    libnl-3-dev libnl-route-3-dev libipset-dev
     # browser consoles: WebSocket framing (nimbusd), a WebSocket client (tests, bench)
     libwslay-dev python3-websocket
     # run: libvirt, QEMU, the NoCloud seed

@@ -1,6 +1,7 @@
 /*
  * nimbus-agent: the per-hypervisor daemon that does the host networking libvirt cannot do
- * (bridges, VXLAN devices and their flood FDB, HTB/IFB shaping), for nimbusd only.
+ * (bridges, VXLAN devices and their flood FDB, HTB/IFB shaping, the ipsets of security-group
+ * members), for nimbusd only.
  *
  * HTTPS (GnuTLS through libmicrohttpd) with a per-host bearer secret compared in constant time.
  * One MHD polling thread serves requests one at a time; the main thread waits for signals and
@@ -34,6 +35,8 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "agent_dhcp_run.h"
+#include "agent_ipset.h"
+#include "agent_ipset_run.h"
 #include "agent_model.h"
 #include "agent_net.h"
 
@@ -52,6 +55,8 @@ typedef struct Agent {
     AgentState state;
     AgentNet *net;
     AgentDhcpSet *dhcp;
+    AgentIpsets ipsets; /* kept in DIR/ipsets.json */
+    AgentIpsetRun *ipr;
     pthread_mutex_t lock;
     struct timespec started;
 } Agent;
@@ -131,7 +136,8 @@ send_reply(struct MHD_Connection *conn, Reply r, const char *method, const char 
         MHD_add_response_header(
             resp, MHD_HTTP_HEADER_ALLOW,
             str_startswith(url, "/v1/vxlan/") || str_startswith(url, "/v1/shaping/") ||
-                    str_startswith(url, "/v1/vlan/") || str_startswith(url, "/v1/dhcp/")
+                    str_startswith(url, "/v1/vlan/") || str_startswith(url, "/v1/dhcp/") ||
+                    str_startswith(url, "/v1/ipsets/")
                 ? "PUT, DELETE"
                 : "GET");
     enum MHD_Result ret = MHD_queue_response(conn, r.status, resp);
@@ -373,6 +379,113 @@ dhcp_delete(Agent *a, const char *key)
     return (Reply){204, NULL};
 }
 
+/* Destroys the sets nimbusd deleted while iptables still referenced them. Whether the list
+ * changed. */
+static bool
+ipsets_sweep(Agent *a)
+{
+    bool changed = false;
+    for (size_t i = 0; i < a->ipsets.n;) {
+        AgentIpset *s = &a->ipsets.sets[i];
+        _cleanup_error_ NbError *err = NULL;
+        int r = s->doomed ? agent_ipset_run_destroy(a->ipr, s->name, &err) : 1;
+        if (r < 0)
+            log_warn("ipset %s: %s", s->name, msg_of(err));
+        if (r != 0) {
+            i++;
+            continue;
+        }
+        log_info("ipset %s: destroyed (no rule references it any more)", s->name);
+        agent_ipsets_remove(&a->ipsets, s->name);
+        changed = true;
+    }
+    return changed;
+}
+
+static int
+ipsets_commit(Agent *a, NbError **err)
+{
+    int r = agent_ipsets_save(&a->ipsets, a->state_dir);
+    if (r < 0)
+        return nb_error_set(err, NB_ERR_INTERNAL, "cannot write the ipsets file: %s", strerror(-r));
+    return 0;
+}
+
+static Reply
+ipset_put(Agent *a, const char *name, json_t *body)
+{
+    _cleanup_error_ NbError *err = NULL;
+    AgentIpset s;
+    if (agent_ipset_from_json(body, name, &s, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    ipsets_sweep(a);
+    if (agent_ipset_run_apply(a->ipr, &s, &err) < 0) {
+        log_warn("ipset %s: %s", name, msg_of(err));
+        agent_ipset_clear(&s);
+        return reply_nb_error(TAKE_PTR(err));
+    }
+    json_t *answer = agent_ipset_to_json(&s);
+    int r = agent_ipsets_put(&a->ipsets, &s);
+    agent_ipset_clear(&s);
+    if (r < 0 || !answer) {
+        json_decref(answer);
+        return reply_error(NB_ERR_INTERNAL, r == -ENOSPC ? "too many ipsets" : "out of memory");
+    }
+    if (ipsets_commit(a, &err) < 0) {
+        json_decref(answer);
+        return reply_nb_error(TAKE_PTR(err));
+    }
+    return (Reply){200, answer};
+}
+
+static Reply
+ipset_delete(Agent *a, const char *name)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (!agent_ipset_name_is_valid(name))
+        return reply_error(NB_ERR_INVALID_NAME,
+                           "an ipset is named nbs- and 24 lowercase hex digits");
+    bool changed = ipsets_sweep(a);
+    int r = agent_ipset_run_destroy(a->ipr, name, &err);
+    if (r < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    AgentIpset *old = agent_ipsets_find(&a->ipsets, name);
+    if (r == 0) {
+        changed = agent_ipsets_remove(&a->ipsets, name) || changed;
+    } else if (!old || !old->doomed) {
+        /* Still referenced by a rule libvirt has not taken out yet: kept, listed as doomed and
+         * destroyed at a later call or check. */
+        AgentIpset s = {.doomed = true};
+        snprintf(s.name, sizeof(s.name), "%s", name);
+        if (old) {
+            old->doomed = true;
+        } else if (agent_ipsets_put(&a->ipsets, &s) < 0) {
+            return reply_error(NB_ERR_INTERNAL, "out of memory");
+        }
+        changed = true;
+    }
+    if (changed && ipsets_commit(a, &err) < 0)
+        return reply_nb_error(TAKE_PTR(err));
+    if (r == 0)
+        return (Reply){204, NULL};
+    return (Reply){200, json_pack("{s:s, s:b, s:s}", "name", name, "destroyed", 0, "message",
+                                  "a rule still references the set: it is destroyed at a later "
+                                  "call")};
+}
+
+static Reply
+ipsets_get(Agent *a)
+{
+    if (ipsets_sweep(a)) {
+        _cleanup_error_ NbError *err = NULL;
+        if (ipsets_commit(a, &err) < 0)
+            log_warn("%s", msg_of(err));
+    }
+    json_t *j = agent_ipsets_to_json(&a->ipsets);
+    json_object_del(j, "version");
+    return (Reply){200, j};
+}
+
 static Reply
 health(Agent *a)
 {
@@ -410,21 +523,34 @@ static Reply
 route(Agent *a, const char *method, const char *url, const Req *q)
 {
     bool get = streq(method, "GET"), put = streq(method, "PUT"), del = streq(method, "DELETE");
-    if (streq(url, "/v1/health") || streq(url, "/v1/state")) {
+    if (streq(url, "/v1/health") || streq(url, "/v1/state") || streq(url, "/v1/ipsets")) {
         if (!get)
             return reply_error(NB_ERR_METHOD_NOT_ALLOWED, "method not allowed");
-        return streq(url, "/v1/health") ? health(a) : state_get(a);
+        return streq(url, "/v1/health")  ? health(a)
+               : streq(url, "/v1/state") ? state_get(a)
+                                         : ipsets_get(a);
     }
     const char *vni_s = str_startswith(url, "/v1/vxlan/") ? url + strlen("/v1/vxlan/") : NULL;
     const char *tap = str_startswith(url, "/v1/shaping/") ? url + strlen("/v1/shaping/") : NULL;
     const char *vlan_br = str_startswith(url, "/v1/vlan/") ? url + strlen("/v1/vlan/") : NULL;
     const char *dhcp = str_startswith(url, "/v1/dhcp/") ? url + strlen("/v1/dhcp/") : NULL;
-    const char *key = vni_s ? vni_s : tap ? tap : vlan_br ? vlan_br : dhcp;
+    const char *ipset = str_startswith(url, "/v1/ipsets/") ? url + strlen("/v1/ipsets/") : NULL;
+    const char *key = vni_s ? vni_s : tap ? tap : vlan_br ? vlan_br : dhcp ? dhcp : ipset;
     if (!key || strchr(key, '/'))
         return reply_error(NB_ERR_NOT_FOUND, "no such route");
     if (!put && !del)
         return reply_error(NB_ERR_METHOD_NOT_ALLOWED, "method not allowed");
     Reply fail;
+    if (ipset) {
+        if (del)
+            return ipset_delete(a, ipset);
+        json_t *body = body_parse(q, &fail);
+        if (!body)
+            return fail;
+        Reply r = ipset_put(a, ipset, body);
+        json_decref(body);
+        return r;
+    }
     if (dhcp) {
         if (del)
             return dhcp_delete(a, dhcp);
@@ -603,6 +729,11 @@ reconcile(Agent *a, bool at_start)
     }
     /* After the segments: a DHCP server's veth goes into a bridge made above. */
     agent_dhcp_set_check(a->dhcp, at_start);
+    if (ipsets_sweep(a)) {
+        _cleanup_error_ NbError *err = NULL;
+        if (ipsets_commit(a, &err) < 0)
+            log_warn("%s", msg_of(err));
+    }
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -634,8 +765,8 @@ usage(FILE *f)
         f, "Usage: nimbus-agent --tls-cert FILE --tls-key FILE --secret-file FILE --state-dir DIR\n"
            "                    [--listen ADDR:PORT] [--check-interval SECONDS]\n"
            "                    [--log-level debug|info|warn|error]\n"
-           "Host networking for nimbusd: bridges, VXLAN overlays, tap shaping and DHCP servers\n"
-           "over HTTPS.\n"
+           "Host networking for nimbusd: bridges, VXLAN overlays, tap shaping, DHCP servers and\n"
+           "the ipsets of security-group members, over HTTPS.\n"
            "The secret file holds 64 hex characters and must not be readable by group or "
            "others.\n");
 }
@@ -739,6 +870,26 @@ main(int argc, char **argv)
         return 1;
     }
     _cleanup_error_ NbError *err = NULL;
+    /* The ipsets first: libvirt re-instantiating a filter that names one fails while it is
+     * missing (after a reboot, the kernel has none). */
+    if ((r = agent_ipsets_load(state_dir, &a.ipsets, &err)) < 0) {
+        log_error("cannot load %s/ipsets.json: %s", state_dir, err ? msg_of(err) : strerror(-r));
+        return 1;
+    }
+    a.ipr = agent_ipset_run_new(&err);
+    if (!a.ipr) {
+        log_error("%s", msg_of(err));
+        return 1;
+    }
+    for (size_t i = 0; i < a.ipsets.n; i++) {
+        const AgentIpset *s = &a.ipsets.sets[i];
+        if (s->doomed)
+            continue;
+        if (agent_ipset_run_apply(a.ipr, s, &err) < 0) {
+            log_error("ipset %s: cannot restore: %s", s->name, msg_of(err));
+            nb_error_free(TAKE_PTR(err));
+        }
+    }
     if ((r = agent_state_load(state_dir, &a.state, &err)) < 0) {
         /* Never start over an unreadable state: the next write would forget every overlay. */
         log_error("cannot load %s/state.json: %s", state_dir, err ? msg_of(err) : strerror(-r));
@@ -762,10 +913,10 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before MHD's thread, which inherits the mask */
     signal(SIGPIPE, SIG_IGN);
 
-    log_info("nimbus-agent %s: %zu VXLANs, %zu VLAN segments, %zu shaped taps, %zu DHCP servers "
-             "in the state",
+    log_info("nimbus-agent %s: %zu VXLANs, %zu VLAN segments, %zu shaped taps, %zu DHCP servers, "
+             "%zu ipsets in the state",
              AGENT_VERSION, a.state.n_vxlans, a.state.n_vlans, a.state.n_shaping,
-             agent_dhcp_set_count(a.dhcp));
+             agent_dhcp_set_count(a.dhcp), a.ipsets.n);
     reconcile(&a, true);
 
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -802,6 +953,8 @@ main(int argc, char **argv)
     agent_dhcp_set_free(a.dhcp);
     agent_net_free(a.net);
     agent_state_clear(&a.state);
+    agent_ipset_run_free(a.ipr);
+    agent_ipsets_clear(&a.ipsets);
     sodium_memzero(a.secret, sizeof(a.secret));
     if (key_pem)
         sodium_memzero(key_pem, strlen(key_pem));

@@ -677,15 +677,11 @@ agent_state_from_json(json_t *j, AgentState *ret, NbError **err)
 }
 
 int
-agent_state_save(const AgentState *s, const char *dir)
+agent_json_save(json_t *j, const char *dir, const char *file)
 {
-    json_t *j = agent_state_to_json(s);
-    if (!j)
-        return -ENOMEM;
     _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
-    json_decref(j);
-    _cleanup_free_ char *tmp = str_printf("%s/." STATE_FILE ".tmp", dir);
-    _cleanup_free_ char *path = str_printf("%s/" STATE_FILE, dir);
+    _cleanup_free_ char *tmp = str_printf("%s/.%s.tmp", dir, file);
+    _cleanup_free_ char *path = str_printf("%s/%s", dir, file);
     if (!text || !tmp || !path)
         return -ENOMEM;
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -707,6 +703,17 @@ agent_state_save(const AgentState *s, const char *dir)
     if (dfd < 0 || fsync(dfd) < 0)
         return -errno;
     return 0;
+}
+
+int
+agent_state_save(const AgentState *s, const char *dir)
+{
+    json_t *j = agent_state_to_json(s);
+    if (!j)
+        return -ENOMEM;
+    int r = agent_json_save(j, dir, STATE_FILE);
+    json_decref(j);
+    return r;
 }
 
 int

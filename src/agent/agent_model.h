@@ -118,8 +118,10 @@ int agent_state_copy(const AgentState *src, AgentState *dst);
  * requests ("vlans" may be absent: a state file from before VLANs). */
 json_t *agent_state_to_json(const AgentState *s);
 int agent_state_from_json(json_t *j, AgentState *ret, NbError **err);
-/* DIR/state.json written atomically: a temporary file, fsync, rename, fsync of the directory.
- * 0 or -errno. */
+/* DIR/FILE written atomically with j's text: a temporary file, fsync, rename, fsync of the
+ * directory. 0 or -errno. */
+int agent_json_save(json_t *j, const char *dir, const char *file);
+/* DIR/state.json, agent_json_save's way. 0 or -errno. */
 int agent_state_save(const AgentState *s, const char *dir);
 /* A missing file is an empty state (first start). 0, -errno, or -EBADMSG with *err set. */
 int agent_state_load(const char *dir, AgentState *ret, NbError **err);

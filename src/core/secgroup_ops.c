@@ -10,6 +10,13 @@
  * an unplugged one's are not brought back by an update that read the store before it went. A
  * plug makes what the port's filter references and the host lacks, first; an unplug undefines
  * what no running interface on the host uses any more (libvirt refuses the rest).
+ *
+ * On a host with a nimbus-agent a remote-group rule of any protocol without ports is an ipset the
+ * agent keeps (nwfilter_xml.h; other remote-group rules keep their member filters there):
+ * the set is pushed before the group filter that names it is written, a membership change pushes
+ * the set (one agent call per host, no filter redefined), and the set goes after the group
+ * filter when the group leaves the host. An agent that cannot be reached fails the write like
+ * any other agent operation (AGENT_UNAVAILABLE) and the host is caught up later.
  */
 #include "secgroup_ops.h"
 
@@ -24,6 +31,7 @@
 #include "../model/validate.h"
 #include "../util/log.h"
 #include "../util/strutil.h"
+#include "host_agent.h"
 
 #define SG_LOCK_STRIPES 64
 #define SG_DEFAULT_NAME "default"
@@ -41,6 +49,21 @@ sg_lock_for(const char *host)
 }
 
 /* ---- filters from the store ---- */
+
+/* Whether the host's remote-group rules are ipsets: it has a nimbus-agent that nimbusd is set up
+ * to reach (its URL and secret, and nimbusd's agent-ca-file; whether it answers is another
+ * matter: AGENT_UNAVAILABLE then). A host the store does not know (yet) has member filters. */
+static bool
+sg_host_ipsets(Core *core, const char *host)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Host h;
+    if (!core->cfg.agent_ca_file || host_store_get(core->store, host, &h, &err) < 0)
+        return false;
+    bool agent = h.agent_url[0] != '\0' && h.agent_secret[0] != '\0';
+    explicit_bzero(h.agent_secret, sizeof(h.agent_secret));
+    return agent;
+}
 
 /* Whether ip is among skip[0..n). */
 static bool
@@ -109,17 +132,50 @@ sg_remote_write_locked(Core *core, HvConn *hv, const SecRule *r, bool only_if_pr
     return sg_write_locked(core, hv, name, only_if_present, sg_remote_build, r, skip, n_skip, err);
 }
 
-/* A group's filter from the store: its rules. */
-static char *
-sg_group_build(Core *core, const void *group_id, const uint32_t *skip, size_t n_skip, NbError **err)
+/* Pushes a remote-group rule's ipset to the host's agent from the store: the remote group's
+ * member addresses but those in skip. The caller holds the host's lock. */
+static int
+sg_ipset_push_locked(Core *core, const char *host, const SecRule *r, const uint32_t *skip,
+                     size_t n_skip, NbError **err)
 {
-    _cleanup_free_ SecRule *rules = NULL;
-    size_t n = 0;
-    if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
-        return NULL;
+    _cleanup_free_ uint32_t *ips = NULL;
+    size_t n = 0, k = 0;
+    if (secgroup_store_member_ips(core->store, r->remote_group, &ips, &n, err) < 0)
+        return -1;
+    for (size_t j = 0; j < n; j++)
+        if (!sg_ip_in(ips[j], skip, n_skip))
+            ips[k++] = ips[j];
+    char set[NWFILTER_IPSET_NAME_MAX + 1];
+    nwfilter_ipset_name(r->id, set);
+    AgentClient *c = NULL;
+    if (host_agent_client(core, host, &c, err) < 0)
+        return -1;
+    int ret = agent_ipset_set(c, set, ips, k, err);
+    agent_client_free(c);
+    return ret;
+}
+
+/* Removes a remote-group rule's ipset from the host's agent, once no filter there names it. A
+ * failure is logged: a set left behind only costs memory, and goes with the next removal. */
+static void
+sg_ipset_remove_locked(Core *core, const char *host, const SecRule *r)
+{
+    _cleanup_error_ NbError *err = NULL;
+    char set[NWFILTER_IPSET_NAME_MAX + 1];
+    nwfilter_ipset_name(r->id, set);
+    AgentClient *c = NULL;
+    if (host_agent_client(core, host, &c, &err) < 0 || agent_ipset_remove(c, set, &err) < 0)
+        log_warn("ipset %s left on host %s: %s", set, host, err->message);
+    agent_client_free(c);
+}
+
+/* A group's filter: its rules (from the store), with ipsets or member filters. */
+static char *
+sg_group_build(const char *group_id, const SecRule *rules, size_t n, bool ipsets, NbError **err)
+{
     char name[NWFILTER_NAME_MAX + 1];
     nwfilter_group_name(group_id, name);
-    char *xml = nwfilter_xml_build_group(name, NULL, rules, n);
+    char *xml = nwfilter_xml_build_group(name, NULL, rules, n, ipsets);
     if (!xml)
         nb_error_set(err, NB_ERR_INTERNAL, "cannot build the filter of security group %s",
                      (const char *)group_id);
@@ -127,10 +183,11 @@ sg_group_build(Core *core, const void *group_id, const uint32_t *skip, size_t n_
 }
 
 /* Writes a group's filter on a host (the caller holds its lock), after the member filters of its
- * remote-group rules that the host lacks. only_if_present as for sg_write_locked. */
+ * remote-group rules that the host lacks, or on a host with an agent after pushing their ipsets.
+ * only_if_present as for sg_write_locked. */
 static int
-sg_group_write_locked(Core *core, HvConn *hv, const char *group_id, bool only_if_present,
-                      NbError **err)
+sg_group_write_locked(Core *core, const char *host, HvConn *hv, const char *group_id,
+                      bool only_if_present, NbError **err)
 {
     char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
     nwfilter_group_name(group_id, name);
@@ -143,12 +200,15 @@ sg_group_write_locked(Core *core, HvConn *hv, const char *group_id, bool only_if
     size_t n = 0;
     if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
         return -1;
+    bool ipsets = sg_host_ipsets(core, host);
     for (size_t i = 0; i < n; i++)
         if (rules[i].remote_group[0] &&
-            sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err) < 0)
+            (ipsets && nwfilter_remote_uses_ipset(&rules[i])
+                 ? sg_ipset_push_locked(core, host, &rules[i], NULL, 0, err)
+                 : sg_remote_write_locked(core, hv, &rules[i], false, NULL, 0, err)) < 0)
             return -1;
     /* Its presence was looked at above: build and define it now. */
-    _cleanup_free_ char *xml = sg_group_build(core, group_id, NULL, 0, err);
+    _cleanup_free_ char *xml = sg_group_build(group_id, rules, n, ipsets, err);
     return xml ? hv_nwfilter_define(hv, name, xml, err) : -1;
 }
 
@@ -173,6 +233,12 @@ sg_remote_forget_on(Core *core, const char *host, HvConn *hv, const void *rule)
     nwfilter_remote_name(((const SecRule *)rule)->id, name);
     if (sg_undefine(host, hv, name, &err) < 0)
         log_warn("nwfilter %s left on host %s: %s", name, host, err->message);
+    if (nwfilter_remote_uses_ipset(rule) && sg_host_ipsets(core, host)) {
+        pthread_mutex_t *lock = sg_lock_for(host);
+        pthread_mutex_lock(lock);
+        sg_ipset_remove_locked(core, host, rule);
+        pthread_mutex_unlock(lock);
+    }
 }
 
 /* Undefines these groups' filters on a host, then their remote-group rules' member filters, once
@@ -207,6 +273,7 @@ sg_forget_groups(Core *core, const char *host, HvConn *hv, const SecGroup *group
             log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
             continue; /* in use: so are its member filters */
         }
+        bool ipsets = sg_host_ipsets(core, host);
         for (size_t i = 0; i < n_rules; i++) {
             if (!rules[i].remote_group[0])
                 continue;
@@ -215,6 +282,9 @@ sg_forget_groups(Core *core, const char *host, HvConn *hv, const SecGroup *group
                 log_debug("nwfilter %s kept on host %s: %s", name, host, err->message);
                 nb_error_free(TAKE_PTR(err));
             }
+            /* After the group filter that named it. */
+            if (ipsets && nwfilter_remote_uses_ipset(&rules[i]))
+                sg_ipset_remove_locked(core, host, &rules[i]);
         }
         pthread_mutex_unlock(lock);
     }
@@ -252,7 +322,7 @@ sg_filter_write(Core *core, const char *host, HvConn *hv, const Port *p, bool on
             r = nb_error_set(err, NB_ERR_INTERNAL, "port %s: %zu security groups", p->id, n);
         for (size_t i = 0; i < n && r >= 0; i++) {
             ids[i] = groups[i].id;
-            r = sg_group_write_locked(core, hv, groups[i].id, false, err);
+            r = sg_group_write_locked(core, host, hv, groups[i].id, false, err);
         }
         if (r >= 0) {
             NwFilterSpec spec = {.name = name, .groups = ids, .n_groups = n};
@@ -430,7 +500,7 @@ sg_group_refresh_on(Core *core, const char *host, HvConn *hv, const void *group_
     _cleanup_error_ NbError *err = NULL;
     pthread_mutex_t *lock = sg_lock_for(host);
     pthread_mutex_lock(lock);
-    if (sg_group_write_locked(core, hv, group_id, true, &err) < 0) {
+    if (sg_group_write_locked(core, host, hv, group_id, true, &err) < 0) {
         log_warn("security group %s: filter not updated on host %s: %s", (const char *)group_id,
                  host, err->message);
         sg_stale_mark(core, host);
@@ -459,11 +529,18 @@ sg_remote_refresh_on(Core *core, const char *host, HvConn *hv, const void *arg)
 {
     const SgRemoteArg *a = arg;
     _cleanup_error_ NbError *err = NULL;
+    bool ipsets = nwfilter_remote_uses_ipset(a->rule) && sg_host_ipsets(core, host);
     pthread_mutex_t *lock = sg_lock_for(host);
     pthread_mutex_lock(lock);
-    if (sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0) {
-        log_warn("rule %s: member filter not updated on host %s: %s", a->rule->id, host,
-                 err->message);
+    /* With an agent: the set, where the group filter naming it is (a host it left keeps none);
+     * and a member filter only if one is left from before the agent. */
+    char gname[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+    nwfilter_group_name(a->rule->group_id, gname);
+    int present = ipsets ? hv_nwfilter_uuid(hv, gname, uuid, &err) : 0;
+    if (present < 0 ||
+        (present == 1 && sg_ipset_push_locked(core, host, a->rule, a->skip, a->n_skip, &err) < 0) ||
+        sg_remote_write_locked(core, hv, a->rule, true, a->skip, a->n_skip, &err) < 0) {
+        log_warn("rule %s: members not updated on host %s: %s", a->rule->id, host, err->message);
         sg_stale_mark(core, host);
     }
     pthread_mutex_unlock(lock);
@@ -591,8 +668,9 @@ sg_group_catch_up(Core *core, const char *host, HvConn *hv, const char *group_id
     for (size_t i = 0; i < n && r == 0; i++)
         if (rules[i].remote_group[0])
             r = sg_remote_write_locked(core, hv, &rules[i], true, NULL, 0, err);
+    /* With an agent, this pushes the sets first. */
     if (r == 0)
-        r = sg_group_write_locked(core, hv, group_id, true, err);
+        r = sg_group_write_locked(core, host, hv, group_id, true, err);
     pthread_mutex_unlock(lock);
     return r;
 }

@@ -40,6 +40,7 @@ static const char *const agent_codes[] = {
     NB_ERR_NETWORK_INVALID_VNI,
     NB_ERR_NETWORK_INVALID_MTU,
     NB_ERR_IP_INVALID,
+    NB_ERR_INVALID_NAME,
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -382,6 +383,54 @@ agent_dhcp_remove(AgentClient *c, const char *key, NbError **err)
 {
     char path[64];
     if (dhcp_path(key, path, err) < 0)
+        return -1;
+    return agent_request(c, "DELETE", path, NULL, NULL, err);
+}
+
+/* The set's name goes into the path: nbs- and 24 hex, so it cannot add segments or a query. */
+static int
+ipset_path(const char *name, char out[64], NbError **err)
+{
+    size_t n = name ? strlen(name) : 0;
+    bool ok = n == 4 + 24 && strncmp(name, "nbs-", 4) == 0;
+    for (size_t i = 4; ok && i < n; i++)
+        ok = (name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f');
+    if (!ok)
+        return nb_error_set(err, NB_ERR_INVALID_NAME, "'%.32s' is not an ipset name of nimbus",
+                            name ? name : "");
+    snprintf(out, 64, "/v1/ipsets/%s", name);
+    return 0;
+}
+
+int
+agent_ipset_set(AgentClient *c, const char *name, const uint32_t *ips, size_t n_ips, NbError **err)
+{
+    char path[64];
+    if (ipset_path(name, path, err) < 0)
+        return -1;
+    json_t *members = json_array();
+    json_t *body = json_pack("{s:o}", "members", members);
+    if (!body)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n_ips; i++) {
+        char ip[16];
+        snprintf(ip, sizeof(ip), "%u.%u.%u.%u", ips[i] >> 24, (ips[i] >> 16) & 0xff,
+                 (ips[i] >> 8) & 0xff, ips[i] & 0xff);
+        if (json_array_append_new(members, json_string(ip)) < 0) {
+            json_decref(body);
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        }
+    }
+    int r = agent_request(c, "PUT", path, body, NULL, err);
+    json_decref(body);
+    return r;
+}
+
+int
+agent_ipset_remove(AgentClient *c, const char *name, NbError **err)
+{
+    char path[64];
+    if (ipset_path(name, path, err) < 0)
         return -1;
     return agent_request(c, "DELETE", path, NULL, NULL, err);
 }

@@ -61,3 +61,11 @@ int agent_dhcp_ensure(AgentClient *c, const char *key, const char *bridge, const
                       const AgentDhcpEntry *entries, size_t n_entries, NbError **err);
 /* DELETE /v1/dhcp/{key}; absent is fine. */
 int agent_dhcp_remove(AgentClient *c, const char *key, NbError **err);
+
+/* PUT /v1/ipsets/{name}: the set (nbs- and 24 hex: nwfilter_ipset_name) made if missing, with
+ * exactly these members (IPv4, host order), replaced at once. INVALID_NAME for another name. */
+int agent_ipset_set(AgentClient *c, const char *name, const uint32_t *ips, size_t n_ips,
+                    NbError **err);
+/* DELETE /v1/ipsets/{name}; absent is fine. A set iptables still references is kept by the
+ * agent and destroyed at a later call: a success too. */
+int agent_ipset_remove(AgentClient *c, const char *name, NbError **err);

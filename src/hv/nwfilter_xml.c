@@ -48,6 +48,23 @@ nwfilter_remote_name(const char *rule_id, char out[NWFILTER_NAME_MAX + 1])
     snprintf(out, NWFILTER_NAME_MAX + 1, "nimbus-sgr-%s", rule_id);
 }
 
+void
+nwfilter_ipset_name(const char *rule_id, char out[NWFILTER_IPSET_NAME_MAX + 1])
+{
+    /* nbs- and the first 24 hex digits of the id (96 bits): nimbus-agent's names. */
+    size_t k = snprintf(out, NWFILTER_IPSET_NAME_MAX + 1, "nbs-");
+    for (const char *c = rule_id; *c && k < NWFILTER_IPSET_NAME_MAX - 3; c++)
+        if (*c != '-')
+            out[k++] = *c;
+    out[k] = '\0';
+}
+
+bool
+nwfilter_remote_uses_ipset(const SecRule *r)
+{
+    return r->remote_group[0] && r->protocol == SECRULE_PROTO_ANY && !r->port_min && !r->port_max;
+}
+
 static bool
 nwf_name_is_valid(const char *s)
 {
@@ -94,6 +111,12 @@ nwf_str_cmp(const void *pa, const void *pb)
     return strcmp(*(const char *const *)pa, *(const char *const *)pb);
 }
 
+static int
+nwf_rule_id_cmp(const void *pa, const void *pb)
+{
+    return strcmp((*(const SecRule *const *)pa)->id, (*(const SecRule *const *)pb)->id);
+}
+
 /* Sorts s[0..n) and drops repeats; the new count. */
 static size_t
 nwf_sort_unique_strings(const char **s, size_t n)
@@ -118,10 +141,10 @@ nwf_sort_unique(NwfRule *list, size_t n)
     return out;
 }
 
-/* The CIDR rules to write, sorted and without repeats (*ret), and the remote-group rules' ids,
- * sorted and without repeats (*ret_refs, pointing into spec): both to free. -1 when invalid. */
+/* The CIDR rules to write, sorted and without repeats (*ret), and the remote-group rules, in id
+ * order without repeated ids (*ret_refs, pointing into in): both to free. -1 when invalid. */
 static int
-nwf_expand(const SecRule *in, size_t n_in, NwfRule **ret, size_t *ret_n, const char ***ret_refs,
+nwf_expand(const SecRule *in, size_t n_in, NwfRule **ret, size_t *ret_n, const SecRule ***ret_refs,
            size_t *ret_n_refs)
 {
     for (size_t i = 0; i < n_in; i++)
@@ -129,7 +152,7 @@ nwf_expand(const SecRule *in, size_t n_in, NwfRule **ret, size_t *ret_n, const c
             return -1;
     size_t cap = n_in ? n_in : 1;
     NwfRule *list = calloc(cap, sizeof(*list));
-    const char **refs = calloc(cap, sizeof(*refs));
+    const SecRule **refs = calloc(cap, sizeof(*refs));
     if (!list || !refs) {
         free(list);
         free(refs);
@@ -139,20 +162,26 @@ nwf_expand(const SecRule *in, size_t n_in, NwfRule **ret, size_t *ret_n, const c
     for (size_t i = 0; i < n_in; i++) {
         const SecRule *r = &in[i];
         if (r->remote_group[0])
-            refs[n_refs++] = r->id;
+            refs[n_refs++] = r;
         else
             list[n++] = (NwfRule){r->direction, r->protocol,   r->port_min,
                                   r->port_max,  r->remote_net, r->remote_prefix};
     }
     *ret = list;
     *ret_n = nwf_sort_unique(list, n);
+    qsort(refs, n_refs, sizeof(*refs), nwf_rule_id_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n_refs; i++)
+        if (k == 0 || !streq(refs[k - 1]->id, refs[i]->id))
+            refs[k++] = refs[i];
     *ret_refs = refs;
-    *ret_n_refs = nwf_sort_unique_strings(refs, n_refs);
+    *ret_n_refs = k;
     return 0;
 }
 
+/* A rule's accept; ipset: its remote end is that set's members instead of r->net/prefix. */
 static void
-nwf_write_rule(XmlWriter *w, const NwfRule *r)
+nwf_write_rule_ipset(XmlWriter *w, const NwfRule *r, const char *ipset)
 {
     static const char *const elem[_SECRULE_PROTO_MAX] = {
         [SECRULE_PROTO_ANY] = "all",
@@ -164,8 +193,16 @@ nwf_write_rule(XmlWriter *w, const NwfRule *r)
     char addr[NB_IPV4_STRLEN], mask[16], pmin[16], pmax[16];
     const char *a[12] = {NULL};
     size_t k = 0;
-    /* The remote end is the source of what comes in, the destination of what goes out. */
-    if (r->prefix > 0) {
+    /* The remote end is the source of what comes in, the destination of what goes out. libvirt
+     * writes ipsetflags as given, whatever the direction (iptables -S of a guest's chains: an
+     * ingress <all ipset='S' ipsetflags='src'> is "-A FO-vnet0 ... --match-set S src -j ACCEPT",
+     * an egress one with 'dst' "-A FI-vnet0 ... --match-set S dst -j RETURN"). */
+    if (ipset) {
+        a[k++] = "ipset";
+        a[k++] = ipset;
+        a[k++] = "ipsetflags";
+        a[k++] = in ? "src" : "dst";
+    } else if (r->prefix > 0) {
         ipv4_format(r->net, addr);
         snprintf(mask, sizeof(mask), "%u", r->prefix);
         a[k++] = in ? "srcipaddr" : "dstipaddr";
@@ -192,13 +229,20 @@ nwf_write_rule(XmlWriter *w, const NwfRule *r)
     xml_writer_close(w);
 }
 
-/* The accepts of these rules with a CIDR, then a reference to each remote-group rule's member
- * filter. -1 if a rule is invalid, or on ENOMEM. */
+static void
+nwf_write_rule(XmlWriter *w, const NwfRule *r)
+{
+    nwf_write_rule_ipset(w, r, NULL);
+}
+
+/* The accepts of these rules with a CIDR, then for each remote-group rule a reference to its
+ * member filter, or with ipsets one accept matching its ipset. -1 if a rule is invalid, or on
+ * ENOMEM. */
 static int
-nwf_write_rules(XmlWriter *w, const SecRule *in, size_t n_in)
+nwf_write_rules(XmlWriter *w, const SecRule *in, size_t n_in, bool ipsets)
 {
     _cleanup_free_ NwfRule *rules = NULL;
-    _cleanup_free_ const char **refs = NULL;
+    _cleanup_free_ const SecRule **refs = NULL;
     size_t n = 0, n_refs = 0;
     if (nwf_expand(in, n_in, &rules, &n, &refs, &n_refs) < 0)
         return -1;
@@ -206,8 +250,16 @@ nwf_write_rules(XmlWriter *w, const SecRule *in, size_t n_in)
         nwf_write_rule(w, &rules[i]);
     /* The remote-group rules' member filters: their accepts (PRIO_RULE) join this chain. */
     for (size_t i = 0; i < n_refs; i++) {
+        const SecRule *r = refs[i];
+        if (ipsets && nwfilter_remote_uses_ipset(r)) {
+            char set[NWFILTER_IPSET_NAME_MAX + 1];
+            nwfilter_ipset_name(r->id, set);
+            NwfRule one = {r->direction, r->protocol, r->port_min, r->port_max, 0, 0};
+            nwf_write_rule_ipset(w, &one, set);
+            continue;
+        }
         char name[NWFILTER_NAME_MAX + 1];
-        nwfilter_remote_name(refs[i], name);
+        nwfilter_remote_name(r->id, name);
         xml_writer_empty(w, "filterref", "filter", name, NULL);
     }
     return 0;
@@ -272,7 +324,7 @@ nwfilter_xml_build(const NwFilterSpec *spec)
                     NULL);
     xml_writer_empty(w, "udp", "srcportstart", "67", "dstportstart", "68", NULL);
     xml_writer_close(w);
-    if (nwf_write_rules(w, spec->rules, spec->n_rules) < 0)
+    if (nwf_write_rules(w, spec->rules, spec->n_rules, false) < 0)
         return NULL;
     /* The groups' filters: their accepts (PRIO_RULE) join this chain too. */
     for (size_t i = 0; i < n_groups; i++) {
@@ -291,14 +343,15 @@ nwfilter_xml_build(const NwFilterSpec *spec)
 }
 
 char *
-nwfilter_xml_build_group(const char *name, const char *uuid, const SecRule *rules, size_t n_rules)
+nwfilter_xml_build_group(const char *name, const char *uuid, const SecRule *rules, size_t n_rules,
+                         bool ipsets)
 {
     if (!nwf_name_is_valid(name) || (uuid && !nb_uuid_is_valid(uuid)) || (n_rules && !rules))
         return NULL;
     _cleanup_(xml_writer_freep) XmlWriter *w = nwf_open(name, uuid);
     if (!w)
         return NULL;
-    if (nwf_write_rules(w, rules, n_rules) < 0)
+    if (nwf_write_rules(w, rules, n_rules, ipsets) < 0)
         return NULL;
     xml_writer_close(w);
     return nwf_result(w);

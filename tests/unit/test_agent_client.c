@@ -232,6 +232,16 @@ test_agent_codes(void **state)
                              24, NULL, dns, 1, 1450, ok, 1, &err),
            &err, "HYPERVISOR_ERROR");
     assert_int_equal(agent_dhcp_remove(c, "0123456789ab", &err), 0); /* absent: fine */
+    /* ipsets: the name checked before a request (it goes into the path), the members by the
+     * agent. */
+    const uint32_t members[] = {0x0a000005, 0};
+    expect(agent_ipset_set(c, "../v1/health", members, 1, &err), &err, "INVALID_NAME");
+    expect(agent_ipset_set(c, "nbs-0123456789abcdef0123456/", members, 1, &err), &err,
+           "INVALID_NAME");
+    expect(agent_ipset_set(c, "myset", members, 1, &err), &err, "INVALID_NAME");
+    expect(agent_ipset_remove(c, "nbs-0123456789ABCDEF01234567", &err), &err, "INVALID_NAME");
+    expect(agent_ipset_set(c, "nbs-0123456789abcdef01234567", members, 2, &err), &err,
+           "IP_INVALID");
     agent_client_free(c);
 }
 

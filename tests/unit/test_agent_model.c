@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "agent/agent_ipset.h"
 #include "agent/agent_model.h"
 #include "util/cleanup.h"
 #include "util/strutil.h"
@@ -512,6 +513,135 @@ test_state_vlans(void **state)
     json_decref(j);
 }
 
+/* ipsets: names (only nbs- and 24 lowercase hex), member decoding, the list and its file. */
+static void
+test_ipsets(void **state)
+{
+    _cleanup_error_ NbError *err = NULL;
+    assert_true(agent_ipset_name_is_valid("nbs-0123456789abcdef01234567"));
+    static const char *const bad[] = {
+        "",
+        "nbs-",
+        "nbs-0123456789abcdef0123456",
+        "nbs-0123456789abcdef012345678",
+        "nbs-0123456789ABCDEF01234567",
+        "nbr-0123456789abcdef01234567",
+        "nbs_0123456789abcdef01234567",
+        "nbs-0123456789abcdef0123456g",
+        "nbs-0123456789abcdef0123456/",
+        "nbs-0123456789abcdef0123456 ",
+        "nbs-0123456789abcdef01234567-t",
+        "libvirt-nbs-0123456789abcdef",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+        assert_false(agent_ipset_name_is_valid(bad[i]));
+    assert_false(agent_ipset_name_is_valid(NULL));
+    char tmp[AGENT_IPSET_NAME_MAX + 1];
+    agent_ipset_tmp_name("nbs-0123456789abcdef01234567", tmp);
+    assert_string_equal(tmp, "nbs-0123456789abcdef01234567-t");
+    assert_true(strlen(tmp) <= 31);
+
+    const char *name = "nbs-0123456789abcdef01234567";
+    AgentIpset s;
+    json_t *j = parse("{\"members\":[\"10.0.0.6\",\"10.0.0.5\",\"10.0.0.6\"]}");
+    assert_int_equal(agent_ipset_from_json(j, name, &s, &err), 0);
+    json_decref(j);
+    assert_int_equal(s.n_members, 2); /* sorted, repeats once */
+    assert_int_equal(s.members[0], 0x0a000005);
+    assert_int_equal(s.members[1], 0x0a000006);
+    static const struct {
+        const char *body, *code;
+    } cases[] = {
+        {"[]", "INVALID_REQUEST"},
+        {"{}", "INVALID_REQUEST"},
+        {"{\"members\":\"10.0.0.5\"}", "INVALID_REQUEST"},
+        {"{\"members\":[],\"type\":\"hash:net\"}", "INVALID_REQUEST"},
+        {"{\"members\":[\"10.0.0.256\"]}", "IP_INVALID"},
+        {"{\"members\":[\"10.0.0.5/24\"]}", "IP_INVALID"},
+        {"{\"members\":[\"010.0.0.5\"]}", "IP_INVALID"},
+        {"{\"members\":[\"127.0.0.1\"]}", "IP_INVALID"},
+        {"{\"members\":[\"224.0.0.1\"]}", "IP_INVALID"},
+        {"{\"members\":[\"0.0.0.0\"]}", "IP_INVALID"},
+        {"{\"members\":[\"fe80::1\"]}", "IP_INVALID"},
+        {"{\"members\":[5]}", "IP_INVALID"},
+        {"{\"members\":[\"10.0.0.5 -exist\"]}", "IP_INVALID"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        AgentIpset x;
+        j = parse(cases[i].body);
+        assert_int_equal(agent_ipset_from_json(j, name, &x, &err), -1);
+        assert_string_equal(err->code, cases[i].code);
+        nb_error_free(TAKE_PTR(err));
+        json_decref(j);
+    }
+    j = parse("{\"members\":[]}");
+    AgentIpset x;
+    assert_int_equal(agent_ipset_from_json(j, "nbs-../../etc", &x, &err), -1);
+    assert_string_equal(err->code, "INVALID_NAME");
+    nb_error_free(TAKE_PTR(err));
+    /* Too many members. */
+    json_t *many = json_array();
+    for (unsigned i = 0; i <= AGENT_IPSET_MEMBERS_MAX; i++) {
+        char ip[16];
+        agent_ipv4_format(0x0a000000 + i + 1, ip);
+        json_array_append_new(many, json_string(ip));
+    }
+    json_object_set_new(j, "members", many);
+    assert_int_equal(agent_ipset_from_json(j, name, &x, &err), -1);
+    assert_string_equal(err->code, "INVALID_REQUEST");
+    nb_error_free(TAKE_PTR(err));
+    json_decref(j);
+
+    /* The list: sorted by name, a put replaces, the file round-trips (doomed too). */
+    AgentIpsets l = {0};
+    assert_int_equal(agent_ipsets_put(&l, &s), 0);
+    assert_null(s.members);
+    AgentIpset d = {.doomed = true};
+    snprintf(d.name, sizeof(d.name), "%s", "nbs-000000000000000000000001");
+    assert_int_equal(agent_ipsets_put(&l, &d), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.sets[0].name, "nbs-000000000000000000000001");
+    assert_non_null(agent_ipsets_find(&l, name));
+    assert_null(agent_ipsets_find(&l, "nbs-000000000000000000000002"));
+    char dir[] = "/tmp/test_agent_ipsets.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    AgentIpsets back = {0};
+    assert_int_equal(agent_ipsets_load(dir, &back, &err), 0); /* no file: none */
+    assert_int_equal(back.n, 0);
+    assert_int_equal(agent_ipsets_save(&l, dir), 0);
+    assert_int_equal(agent_ipsets_load(dir, &back, &err), 0);
+    assert_int_equal(back.n, 2);
+    assert_true(back.sets[0].doomed);
+    assert_false(back.sets[1].doomed);
+    assert_int_equal(back.sets[1].n_members, 2);
+    assert_int_equal(back.sets[1].members[1], 0x0a000006);
+    assert_true(agent_ipsets_remove(&back, name));
+    assert_false(agent_ipsets_remove(&back, name));
+    assert_int_equal(back.n, 1);
+    agent_ipsets_clear(&back);
+    agent_ipsets_clear(&l);
+    /* A file with a set that is not ours, or twice the same, is refused whole. */
+    static const char *const bad_files[] = {
+        "{\"version\":1,\"ipsets\":[{\"name\":\"myset\",\"members\":[]}]}",
+        "{\"version\":1,\"ipsets\":[{\"name\":\"nbs-000000000000000000000001\","
+        "\"members\":[]},{\"name\":\"nbs-000000000000000000000001\",\"members\":[]}]}",
+        "{\"version\":2,\"ipsets\":[]}",
+        "{\"version\":1,\"ipsets\":[],\"extra\":1}",
+        "{\"version\":1,\"ipsets\":[{\"name\":\"nbs-000000000000000000000001\","
+        "\"members\":[],\"doomed\":\"yes\"}]}",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(bad_files); i++) {
+        j = parse(bad_files[i]);
+        assert_int_equal(agent_ipsets_from_json(j, &back, &err), -1);
+        nb_error_free(TAKE_PTR(err));
+        json_decref(j);
+    }
+    char path[80];
+    snprintf(path, sizeof(path), "%s/ipsets.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -526,6 +656,7 @@ main(void)
         cmocka_unit_test(test_state_vlans),
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_secret),
+        cmocka_unit_test(test_ipsets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -353,7 +353,7 @@ test_golden_port_groups_and_group(void **state)
     char name[NWFILTER_NAME_MAX + 1];
     nwfilter_group_name(GROUP_WEB, name);
     assert_string_equal(name, "nimbus-sg-" GROUP_WEB);
-    _cleanup_free_ char *group = nwfilter_xml_build_group(name, NULL, web_rules, 8);
+    _cleanup_free_ char *group = nwfilter_xml_build_group(name, NULL, web_rules, 8, false);
     assert_non_null(group);
     _cleanup_free_ char *gpath = str_printf("%s/nwfilter/group_web.xml", GOLDEN_DIR);
     golden_compare(gpath, group);
@@ -366,9 +366,62 @@ test_golden_port_groups_and_group(void **state)
     assert_xpath(gdoc, "2", "count(/filter/filterref)");
     assert_xpath(gdoc, "0", "count(/filter/filterref[@filter='clean-traffic'])");
     /* No rules: a filter that allows nothing. */
-    _cleanup_free_ char *empty = nwfilter_xml_build_group(name, NULL, NULL, 0);
+    _cleanup_free_ char *empty = nwfilter_xml_build_group(name, NULL, NULL, 0, false);
     assert_non_null(empty);
     assert_null(strstr(empty, "<rule"));
+}
+
+/* The same group on a host with a nimbus-agent: each remote-group rule of any protocol without
+ * ports one <all> accept matching its ipset (nbs- and the rule id's first 24 hex digits), 'src'
+ * for ingress and 'dst' for egress; a remote-group rule with a protocol or ports keeps its member
+ * filter (libvirt keeps ipset only on <all>). */
+static void
+test_golden_group_ipsets(void **state)
+{
+    (void)state;
+    SecRule rules[10];
+    memcpy(rules, web_rules, sizeof(web_rules));
+    rules[8] = with_id(rule(SECRULE_EGRESS, SECRULE_PROTO_UDP, 53, 53, 0, 0, GROUP_DB),
+                       "66666666-6666-4666-8666-666666666666");
+    rules[9] = with_id(rule(SECRULE_EGRESS, SECRULE_PROTO_ANY, 0, 0, 0, 0, GROUP_DB),
+                       "77777777-7777-4777-8777-777777777777");
+    assert_false(nwfilter_remote_uses_ipset(&rules[5])); /* tcp 5432 */
+    assert_true(nwfilter_remote_uses_ipset(&rules[6]));
+    assert_false(nwfilter_remote_uses_ipset(&rules[8])); /* udp 53 */
+    assert_true(nwfilter_remote_uses_ipset(&rules[9]));
+    assert_false(nwfilter_remote_uses_ipset(&rules[7])); /* no remote group */
+    char name[NWFILTER_NAME_MAX + 1], set[NWFILTER_IPSET_NAME_MAX + 1];
+    nwfilter_group_name(GROUP_WEB, name);
+    nwfilter_ipset_name(RULE_ANY_333, set);
+    assert_string_equal(set, "nbs-555555555555455585555555");
+    _cleanup_free_ char *group = nwfilter_xml_build_group(name, NULL, rules, 10, true);
+    assert_non_null(group);
+    _cleanup_free_ char *gpath = str_printf("%s/nwfilter/group_web_ipsets.xml", GOLDEN_DIR);
+    golden_compare(gpath, group);
+    _cleanup_(xmlFreeDocp) xmlDoc *doc =
+        xmlReadMemory(group, (int)strlen(group), "g.xml", NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    assert_xpath(doc, "2", "count(/filter/filterref)");
+    assert_xpath(doc, "nimbus-sgr-" RULE_DB_5432, "/filter/filterref[1]/@filter");
+    assert_xpath(doc, "nimbus-sgr-66666666-6666-4666-8666-666666666666",
+                 "/filter/filterref[2]/@filter");
+    assert_xpath(doc, "7", "count(/filter/rule[@priority='500' and @action='accept'])");
+    assert_xpath(doc, "2", "count(/filter/rule/*[@ipset])");
+    assert_xpath(doc, "2", "count(/filter/rule/all[@ipset])");
+    assert_xpath(doc, "src",
+                 "/filter/rule[@direction='in']/all[@ipset='"
+                 "nbs-555555555555455585555555"
+                 "']/@ipsetflags");
+    assert_xpath(doc, "NEW", "/filter/rule/all[@ipset='nbs-555555555555455585555555']/@state");
+    assert_xpath(
+        doc, "dst",
+        "/filter/rule[@direction='out']/all[@ipset='nbs-777777777777477787777777']/@ipsetflags");
+    /* Constant: the members are not in it. */
+    _cleanup_free_ char *again = nwfilter_xml_build_group(name, NULL, rules, 10, true);
+    assert_string_equal(group, again);
+    /* Without an agent: the member filters, as before. */
+    _cleanup_free_ char *plain = nwfilter_xml_build_group(name, NULL, rules, 10, false);
+    assert_null(strstr(plain, "ipset"));
 }
 
 /* ---- non-golden cases ---- */
@@ -505,10 +558,10 @@ test_invalid_specs(void **state)
     assert_null(nwfilter_xml_build(&g));
     g.groups = NULL;
     assert_null(nwfilter_xml_build(&g));
-    assert_null(nwfilter_xml_build_group("x'y", NULL, &ok, 1));
-    assert_null(nwfilter_xml_build_group("ok", "nope", &ok, 1));
-    assert_null(nwfilter_xml_build_group("ok", NULL, &bad[0], 1));
-    assert_null(nwfilter_xml_build_group("ok", NULL, NULL, 1));
+    assert_null(nwfilter_xml_build_group("x'y", NULL, &ok, 1, false));
+    assert_null(nwfilter_xml_build_group("ok", "nope", &ok, 1, false));
+    assert_null(nwfilter_xml_build_group("ok", NULL, &bad[0], 1, false));
+    assert_null(nwfilter_xml_build_group("ok", NULL, NULL, 1, false));
 }
 
 static void
@@ -646,7 +699,7 @@ test_libvirt_define_redefine_undefine(void **state)
     assert_int_equal(hv_nwfilter_undefine(conn, name, &err), 0);
     /* What secgroup_ops writes: member filter, group filter, a port filter naming the group. */
     const char *group = libvirt_filters[3], *port = libvirt_filters[2];
-    _cleanup_free_ char *gxml = nwfilter_xml_build_group(group, NULL, rules, 2);
+    _cleanup_free_ char *gxml = nwfilter_xml_build_group(group, NULL, rules, 2, false);
     assert_non_null(gxml);
     if (hv_nwfilter_define(conn, group, gxml, &err) < 0)
         fail_msg("define the group filter: %s", err->message);
@@ -660,6 +713,30 @@ test_libvirt_define_redefine_undefine(void **state)
     assert_non_null(strstr(pgot, "filter='nimbus-sg-" GROUP_LIVE "'"));
     _cleanup_free_ char *ggot = libvirt_xml(group);
     assert_non_null(strstr(ggot, "filter='nimbus-sgr-" RULE_LIVE "'"));
+    /* libvirt keeps the ipset form of the group filter (no set needs to exist for that): were
+     * the ipset dropped, as libvirt 9.0 does on <tcp>, the rule would accept every source. */
+    SecRule any = *rr;
+    any.protocol = SECRULE_PROTO_ANY;
+    any.port_min = any.port_max = 0;
+    any.direction = SECRULE_INGRESS;
+    SecRule out = any;
+    out.direction = SECRULE_EGRESS;
+    snprintf(out.id, sizeof(out.id), "%s", "7e570000-0000-4000-8000-0000000000c6");
+    SecRule both[] = {any, out};
+    assert_true(nwfilter_remote_uses_ipset(&any));
+    _cleanup_free_ char *gixml = nwfilter_xml_build_group(group, NULL, both, 2, true);
+    assert_non_null(gixml);
+    if (hv_nwfilter_define(conn, group, gixml, &err) < 0)
+        fail_msg("define the group filter with ipsets: %s", err->message);
+    _cleanup_free_ char *gigot = libvirt_xml(group);
+    char set_in[NWFILTER_IPSET_NAME_MAX + 1], set_out[NWFILTER_IPSET_NAME_MAX + 1];
+    nwfilter_ipset_name(any.id, set_in);
+    nwfilter_ipset_name(out.id, set_out);
+    _cleanup_free_ char *want_in = str_printf("ipset='%s' ipsetflags='src'", set_in);
+    _cleanup_free_ char *want_out = str_printf("ipset='%s' ipsetflags='dst'", set_out);
+    if (!strstr(gigot, want_in) || !strstr(gigot, want_out))
+        fail_msg("libvirt dropped an ipset: %s", gigot);
+    assert_null(strstr(gigot, "nimbus-sgr-"));
     for (size_t i = 2; i < ELEMENTSOF(libvirt_filters); i++) {
         assert_int_equal(hv_nwfilter_undefine(conn, libvirt_filters[i], &err), 0);
         assert_int_equal(hv_nwfilter_uuid(conn, libvirt_filters[i], again, &err), 0);
@@ -678,6 +755,7 @@ main(void)
         {"golden_e2e_ssh_8080", test_golden, NULL, NULL, &cases[4]},
         cmocka_unit_test(test_golden_remote),
         cmocka_unit_test(test_golden_port_groups_and_group),
+        cmocka_unit_test(test_golden_group_ipsets),
         cmocka_unit_test(test_validator_rejects_bad_xml),
         cmocka_unit_test(test_remote_members),
         cmocka_unit_test(test_invalid_specs),
