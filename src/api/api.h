@@ -142,6 +142,10 @@ void api_volumes_delete(HttpRequest *r, void *ctx);
 void api_volumes_attach(HttpRequest *r, void *ctx);
 void api_volumes_detach(HttpRequest *r, void *ctx);
 void api_volumes_resize(HttpRequest *r, void *ctx);
+void api_volume_snapshots_list(HttpRequest *r, void *ctx);
+void api_volume_snapshots_create(HttpRequest *r, void *ctx);
+void api_volume_snapshots_get(HttpRequest *r, void *ctx);
+void api_volume_snapshots_delete(HttpRequest *r, void *ctx);
 
 /* ---- api_snapshots.c ---- */
 void api_snapshots_list(HttpRequest *r, void *ctx);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../core/volume_ops.h"
+#include "../core/volume_snapshot_ops.h"
 #include "api.h"
 
 static void
@@ -118,4 +119,79 @@ void
 api_volumes_resize(HttpRequest *r, void *ctx)
 {
     api_volumes_change(r, ctx, volume_ops_resize);
+}
+
+/* ---- /v1/volumes/{v}/snapshots: scoped by the volume's project ---- */
+
+static void
+reply_volume_snapshot_and_task(HttpRequest *r, const VolumeSnapshot *s, Task *task)
+{
+    http_reply_json(r, 202,
+                    json_pack("{s:o, s:o}", "snapshot", volume_snapshot_to_json(s), "task",
+                              task_to_json(task)));
+    task_clear(task);
+}
+
+void
+api_volume_snapshots_list(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    const char *key = http_request_param(r, 0);
+    Volume v;
+    VolumeSnapshot *list = NULL;
+    size_t n = 0;
+    if (volume_store_get(core->store, api_lookup_scope(r, key), key, &v, &err) < 0 ||
+        volume_snapshot_store_list(core->store, NULL, v.id, &list, &n, &err) < 0)
+        return http_reply_nb_error(r, err);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, volume_snapshot_to_json(&list[i]));
+    volume_snapshot_list_free(list, n);
+    http_reply_json(r, 200, json_pack("{s:o}", "snapshots", arr));
+}
+
+void
+api_volume_snapshots_create(HttpRequest *r, void *ctx)
+{
+    _cleanup_error_ NbError *err = NULL;
+    const char *key = http_request_param(r, 0);
+    VolumeSnapshot s;
+    Task task;
+    if (volume_snapshot_ops_create(ctx, api_lookup_scope(r, key), key, http_request_json(r), &s,
+                                   &task, &err) < 0)
+        return http_reply_nb_error(r, err);
+    reply_volume_snapshot_and_task(r, &s, &task);
+}
+
+void
+api_volume_snapshots_get(HttpRequest *r, void *ctx)
+{
+    Core *core = ctx;
+    _cleanup_error_ NbError *err = NULL;
+    const char *key = http_request_param(r, 0);
+    Volume v;
+    VolumeSnapshot s;
+    if (volume_store_get(core->store, api_lookup_scope(r, key), key, &v, &err) < 0 ||
+        volume_snapshot_store_get(core->store, NULL, v.id, http_request_param(r, 1), &s, &err) < 0)
+        return http_reply_nb_error(r, err);
+    http_reply_json(r, 200, volume_snapshot_to_json(&s));
+}
+
+void
+api_volume_snapshots_delete(HttpRequest *r, void *ctx)
+{
+    _cleanup_error_ NbError *err = NULL;
+    const char *key = http_request_param(r, 0);
+    json_t *body = http_request_json(r);
+    VolumeSnapshot s;
+    Task task;
+    if (body && json_object_size(body) > 0) {
+        nb_error_set(&err, NB_ERR_INVALID_REQUEST, "a delete takes no body");
+        return http_reply_nb_error(r, err);
+    }
+    if (volume_snapshot_ops_delete(ctx, api_lookup_scope(r, key), key, http_request_param(r, 1), &s,
+                                   &task, &err) < 0)
+        return http_reply_nb_error(r, err);
+    reply_volume_snapshot_and_task(r, &s, &task);
 }

@@ -255,6 +255,22 @@ plan_vm_compare(Cli *cli, Plan *p, const StackItem *it, const char *name, json_t
         if (!same)
             plan_error(p, "cannot change %s of vm %s (recreate it)", vm_refs[i].key, name);
     }
+    /* The root disk's pool: the default pool, named or not, is no pool (pool_id null). */
+    const char *want_pool = api_str(it->spec, "pool");
+    const char *have_pool = api_str(vm, "pool_id");
+    const char *want_pool_id = NULL;
+    json_auto_t *pool = NULL;
+    if (want_pool) {
+        int r = stack_get(cli, "pools", want_pool, &pool);
+        if (r != 0)
+            return r;
+        if (pool && !json_is_true(json_object_get(pool, "default")))
+            want_pool_id = api_str(pool, "id");
+    }
+    if (want_pool && !pool)
+        plan_error(p, "vm %s: pool %s does not exist", name, want_pool);
+    else if (!streq(want_pool_id ?: "", have_pool ?: ""))
+        plan_error(p, "cannot change pool of vm %s (recreate it)", name);
     json_t *want_labels = json_object_get(it->spec, "labels");
     json_t *have_labels = json_object_get(vm, "labels");
     size_t nw = json_object_size(want_labels), nh = json_object_size(have_labels);
@@ -506,7 +522,7 @@ exec_vm(Cli *cli, const Stack *s, const StackItem *it, const char *name, unsigne
                   "flavor", json_object_get(it->spec, "flavor"));
     if (!body)
         return CLI_EXIT_API;
-    static const char *const copied[] = {"group",    "host",      "labels",
+    static const char *const copied[] = {"group",    "host",      "pool",     "labels",
                                          "networks", "secgroups", "user_data"};
     for (size_t i = 0; i < ELEMENTSOF(copied); i++) {
         json_t *v = json_object_get(it->spec, copied[i]);
@@ -717,6 +733,7 @@ stack_export(Cli *cli, const Args *a)
     _cleanup_free_ char *flavor = export_name(cli, "flavors", api_str(vm, "flavor_id"), NULL);
     json_auto_t *group_obj = NULL;
     _cleanup_free_ char *group = export_name(cli, "groups", api_str(vm, "group_id"), &group_obj);
+    _cleanup_free_ char *pool = export_name(cli, "pools", api_str(vm, "pool_id"), NULL);
     if (!name || !image || !flavor) {
         fprintf(stderr, "error: vm %s: its image or flavor no longer exists by name\n",
                 a->positional[1]);
@@ -736,6 +753,8 @@ stack_export(Cli *cli, const Args *a)
         export_line("    ", "hostname", api_str(vm, "hostname"));
     if (group)
         export_line("    ", "group", group);
+    if (pool)
+        export_line("    ", "pool", pool);
     json_t *labels = json_object_get(vm, "labels");
     if (json_object_size(labels) > 0) {
         const char *k;

@@ -700,9 +700,10 @@ static const Command vm_commands[] = {
      "                         the project's default network\n"
      "  --secgroup G           a security group of every NIC (name or id); repeatable.\n"
      "                         Without it: the project's 'default' group\n"
-     "  --pool POOL            the root disk's storage pool (name or id): an rbd pool makes\n"
-     "                         it an RBD clone of the image there (default: the host's\n"
-     "                         default pool, a qcow2 overlay)\n" WAIT_HELP,
+     "  --pool POOL            the root disk's storage pool (name or id): a dir pool makes\n"
+     "                         it a qcow2 overlay there (only on a host that has the pool),\n"
+     "                         an rbd pool an RBD clone of the image there (default: the\n"
+     "                         host's default pool, a qcow2 overlay)\n" WAIT_HELP,
      vm_create, create_specs, ELEMENTSOF(create_specs), 1, 1, NULL},
     {"list", "[--wide] [--limit N]", "List VMs, by name.",
      "  --wide                 also show desired state, task and id\n" RESOURCE_LIMIT_HELP, vm_list,

@@ -88,6 +88,7 @@ static const Field vm_fields[] = {
     {"hostname", FIELD_STR, false, NULL},
     {"group", FIELD_STR, false, NULL},
     {"host", FIELD_STR, false, NULL},
+    {"pool", FIELD_STR, false, NULL},
     {"labels", FIELD_LABELS, false, NULL},
     {"user_data", FIELD_STR, false, NULL},
     {"user_data_file", FIELD_STR, false, NULL},

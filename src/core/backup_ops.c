@@ -15,6 +15,7 @@
 #include "../util/strutil.h"
 #include "metrics.h"
 #include "vm_ops_internal.h"
+#include "vm_rbd.h"
 
 #define BIT(s) (1u << (unsigned)(s))
 #define BACKUP_DISK "vda" /* the root disk: what a backup holds */
@@ -48,8 +49,10 @@ step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError *
 {
     Backup b, parent;
     Pool pool;
-    char domain[64], disk_vol[96];
-    if (bk_of_task(core, task, &b, err) < 0 || bk_pool(core, b.pool_id, &pool, err) < 0)
+    char domain[64], disk_vol[96], disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType disk_type;
+    if (bk_of_task(core, task, &b, err) < 0 || bk_pool(core, b.pool_id, &pool, err) < 0 ||
+        vm_disk_pool(core, vm, disk_pool, &disk_type, err) < 0)
         return -1;
     if (b.state != BACKUP_STATE_CREATING)
         return 0;
@@ -59,7 +62,7 @@ step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError *
     if (!b.checkpoint[0]) {
         /* A stopped VM: a full copy by libvirt (qemu-img convert: the root disk's chain read
          * through, into one qcow2). The task holds the VM: it is not started meanwhile. */
-        if (hv_volume_capacity(hv, vm_ops_pool(core), disk_vol, &cap, err) <= 0) {
+        if (hv_volume_capacity(hv, disk_pool, disk_vol, &cap, err) <= 0) {
             if (err && !*err)
                 nb_error_set(err, NB_ERR_HYPERVISOR, "VM %s has no root disk", vm->id);
             return -1;
@@ -68,8 +71,8 @@ step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError *
         if (!xml)
             return nb_error_set(err, NB_ERR_INTERNAL, "cannot build the XML of %s", b.volume);
         uint64_t t0 = nb_monotonic_ms();
-        if (hv_volume_create_from(hv, pool.libvirt_name, b.volume, xml, vm_ops_pool(core), disk_vol,
-                                  err) < 0)
+        if (hv_volume_create_from(hv, pool.libvirt_name, b.volume, xml, disk_pool, disk_vol, err) <
+            0)
             return -1;
         uint64_t ms = nb_monotonic_ms() - t0;
         double mbps = (double)cap / 1e6 / ((double)(ms ? ms : 1) / 1000.0);
@@ -591,7 +594,11 @@ backup_ops_create(Core *core, const Principal *who, json_t *body, Backup *ret, T
                      vm_state_to_string(vm.state));
         goto out;
     }
-    if (vm.pool_id[0]) {
+    char disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType disk_type;
+    if (vm_disk_pool(core, &vm, disk_pool, &disk_type, err) < 0)
+        goto out;
+    if (disk_type != POOL_TYPE_DIR) {
         nb_error_set(err, NB_ERR_BACKUP_UNSUPPORTED,
                      "VM '%s' has its root disk in an rbd pool: not backed up in this version",
                      vm.name);

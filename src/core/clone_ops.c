@@ -21,6 +21,7 @@
 #include "../util/strutil.h"
 #include "image_probe.h"
 #include "vm_ops_internal.h"
+#include "vm_rbd.h"
 
 /* ---- copying a VM's root disk ---- */
 
@@ -318,10 +319,8 @@ clone_ops_vm_clone(Core *core, const Principal *who, const char *scope, const ch
     } else if (!vm_state_copyable(src.state)) {
         nb_error_set(err, NB_ERR_INVALID_STATE, "cannot clone a VM that is %s",
                      vm_state_to_string(src.state));
-    } else if (src.pool_id[0]) {
-        nb_error_set(err, NB_ERR_INVALID_STATE,
-                     "VM '%s' has its root disk in an rbd pool: not cloned in this version",
-                     src.name);
+    } else if (vm_disk_refuse_in_pool(core, &src, "not cloned", err) != 0) {
+        /* refused (or the pool unreadable) */
     } else if (host[0] && !streq(host, src.host)) {
         nb_error_set(err, NB_ERR_INVALID_REQUEST,
                      "a clone is made on its source's host ('%s'); migrate it afterwards",
@@ -567,13 +566,8 @@ clone_ops_image_from_vm(Core *core, const Principal *who, const char *vm_scope, 
                      vm_state_to_string(vm.state));
         goto out;
     }
-    if (vm.pool_id[0]) {
-        nb_error_set(err, NB_ERR_INVALID_STATE,
-                     "VM '%s' has its root disk in an rbd pool: no image is made of it in this "
-                     "version",
-                     vm.name);
+    if (vm_disk_refuse_in_pool(core, &vm, "no image is made of it", err) != 0)
         goto out;
-    }
     nb_uuid_generate(img.id);
     snprintf(img.project, sizeof(img.project), "%s", who->project_id);
     snprintf(img.volume, sizeof(img.volume), "image-%s", img.id);

@@ -65,6 +65,49 @@ core_volume_is_known(Core *core, const char *vol)
     return true; /* not a name Nimbus makes: not ours to judge */
 }
 
+/* The VMs' root disks in the local host's other dir pools (docs/storage.md, "VM disks in
+ * pools"): one whose VM row is gone goes; nothing else there is Nimbus's to judge. */
+static void
+core_sweep_dir_pools(Core *core, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Pool *pools = NULL;
+    size_t n = 0;
+    if (pool_store_list(core->store, &pools, &n, &err) < 0) {
+        log_warn("start-up sweep of the dir pools skipped: %s", err->message);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_error_ NbError *e = NULL;
+        PoolHostState *st = NULL;
+        size_t n_st = 0;
+        bool active = false;
+        explicit_bzero(pools[i].secret, sizeof(pools[i].secret));
+        if (pools[i].type != POOL_TYPE_DIR || pools[i].is_default ||
+            pool_store_hosts(core->store, pools[i].id, &st, &n_st, &e) < 0)
+            continue;
+        for (size_t j = 0; j < n_st; j++)
+            active |= streq(st[j].host, core->cfg.host_name) && streq(st[j].state, "active");
+        free(st);
+        char **vols = NULL;
+        if (!active || hv_pool_list_volumes(hv, pools[i].libvirt_name, &vols, &e) < 0)
+            continue;
+        for (size_t j = 0; vols[j]; j++) {
+            size_t len = strlen(vols[j]);
+            if (str_startswith(vols[j], "vm-") && len > 11 &&
+                streq(vols[j] + len - 11, "-disk.qcow2") && !core_volume_is_known(core, vols[j])) {
+                _cleanup_error_ NbError *d = NULL;
+                log_warn("removing orphan volume %s of pool %s", vols[j], pools[i].name);
+                if (hv_vol_delete(hv, pools[i].libvirt_name, vols[j], &d) < 0)
+                    log_error("cannot remove %s: %s", vols[j], d->message);
+            }
+            free(vols[j]);
+        }
+        free(vols);
+    }
+    free(pools);
+}
+
 /* What a daemon killed mid-way can leave: uploads cut short, and volumes whose row is gone
  * (an image deleted between its row and its volume). Runs before the API serves. */
 static void
@@ -103,6 +146,7 @@ core_cleanup_after_crash(Core *core)
         free(vols[i]);
     }
     free(vols);
+    core_sweep_dir_pools(core, hv);
     hv_conn_free(hv);
 }
 

@@ -14,6 +14,7 @@
 #include "backup_ops.h"
 #include "network_shaping.h"
 #include "vm_ops_internal.h"
+#include "vm_rbd.h"
 
 #define BIT(s) (1u << (unsigned)(s))
 
@@ -282,13 +283,17 @@ snap_vm_get(Core *core, const char *scope, const char *vm_key, Vm *ret, NbError 
 }
 
 /* Every disk of the VM can have an internal snapshot: its root disk is a qcow2 file of the
- * default pool; its volumes must be qcow2 files too (dir and netfs pools). */
+ * default pool or of a dir pool; its volumes must be qcow2 files too (dir and netfs pools). */
 static int
 snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
 {
     Volume *vols = NULL;
     size_t n = 0;
-    if (vm->pool_id[0])
+    char root_pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType root_type;
+    if (vm_disk_pool(core, vm, root_pool, &root_type, err) < 0)
+        return -1;
+    if (root_type != POOL_TYPE_DIR)
         return nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
                             "VM '%s' has its root disk in an rbd pool: VM snapshots cover qcow2 "
                             "files only in this version",

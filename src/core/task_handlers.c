@@ -8,6 +8,7 @@
 #include "network_ops.h"
 #include "snapshot_ops.h"
 #include "volume_ops.h"
+#include "volume_snapshot_ops.h"
 
 static const TaskHandler task_handlers[] = {
     {TASK_KIND_VM_CREATE, vm_ops_step_count, vm_ops_run_task},
@@ -33,6 +34,10 @@ static const TaskHandler task_handlers[] = {
     {TASK_KIND_BACKUP_CREATE, backup_ops_step_count, backup_ops_run_task},
     {TASK_KIND_BACKUP_DELETE, backup_ops_step_count, backup_ops_run_task},
     {TASK_KIND_BACKUP_RESTORE, backup_ops_step_count, backup_ops_run_task},
+    {TASK_KIND_VOLUME_SNAPSHOT_CREATE, volume_snapshot_ops_step_count,
+     volume_snapshot_ops_run_task},
+    {TASK_KIND_VOLUME_SNAPSHOT_DELETE, volume_snapshot_ops_step_count,
+     volume_snapshot_ops_run_task},
 };
 
 const TaskHandler *

@@ -18,6 +18,7 @@
 #include "network_ops.h"
 #include "snapshot_ops.h"
 #include "vm_ops_internal.h"
+#include "vm_rbd.h"
 #include "volume_ops.h"
 
 /* Task params: {"source": host, "host": destination, "offline": bool, "shared": bool,
@@ -602,6 +603,18 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
     if (snapshot_ops_vm_check_migrate(core, &vm, err) < 0 ||
         volume_ops_vm_check_migrate(core, &vm, err) < 0)
         goto out;
+    /* A dir pool is each host's own: its disk does not move (docs/storage.md). */
+    char disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType disk_type;
+    if (vm_disk_pool(core, &vm, disk_pool, &disk_type, err) < 0)
+        goto out;
+    if (vm.pool_id[0] && disk_type == POOL_TYPE_DIR) {
+        nb_error_set(err, NB_ERR_INVALID_STATE,
+                     "VM '%s' has its root disk in a dir pool, which is its host's own: not "
+                     "migrated in this version",
+                     vm.name);
+        goto out;
+    }
     if (offline_given && mp.offline && live) {
         nb_error_set(err, NB_ERR_INVALID_STATE,
                      "an offline migration moves a stopped VM; stop it first");

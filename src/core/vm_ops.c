@@ -218,9 +218,13 @@ vm_ops_build_domain_xml(Core *core, const Vm *vm, HvConn *hv, char **ret, NbErro
     vm_seed_volume(vm, seed_vol);
     vm_domain_name(vm, domain);
     int in_pool = vm_rbd_pool(core, vm, &pool, err);
+    /* A dir pool's disk is a file like the default pool's: in_pool stays for rbd only. */
+    if (in_pool > 0 && pool.type == POOL_TYPE_DIR)
+        in_pool = 0;
+    const char *disk_pool = vm->pool_id[0] ? pool.libvirt_name : vm_ops_pool(core);
     if (in_pool < 0 || flavor_store_get(core->store, vm->flavor_id, &flavor, err) < 0 ||
         project_store_get(core->store, NULL, vm->project, &project, err) < 0 ||
-        (!in_pool && hv_vol_path(hv, vm_ops_pool(core), disk_vol, &disk_path, err) < 0) ||
+        (!in_pool && hv_vol_path(hv, disk_pool, disk_vol, &disk_path, err) < 0) ||
         hv_vol_path(hv, vm_ops_pool(core), seed_vol, &seed_path, err) < 0)
         return -1;
     console = vm_console_log_path(core, vm);

@@ -1,4 +1,7 @@
 /*
+ * Root disks in pools other than the default: a qcow2 overlay in a dir pool (backed by the
+ * image's copy in the host's default pool), or an RBD clone in an rbd pool.
+ *
  * Root disks in rbd pools. The image's base is one raw RBD image per (image, pool), written by
  * qemu-img on nimbusd's own host (where images live; libvirt cannot upload into rbd pools) and
  * recorded in image_copies under "rbd:<pool id>"; every VM's disk is a libvirt vol-clone of it,
@@ -40,13 +43,38 @@ vm_rbd_resolve_pool(Core *core, const char *ref, Vm *vm, NbError **err)
     explicit_bzero(p.secret, sizeof(p.secret));
     if (p.is_default)
         return 0;
-    if (p.type != POOL_TYPE_RBD)
+    if (p.type != POOL_TYPE_RBD && p.type != POOL_TYPE_DIR)
         return nb_error_set(err, NB_ERR_INVALID_REQUEST,
-                            "pool '%s' is a %s pool: a VM's root disk goes in the default pool or "
-                            "in an rbd pool",
+                            "pool '%s' is a %s pool: a VM's root disk goes in a dir pool or in an "
+                            "rbd pool",
                             p.name, pool_type_to_string(p.type));
     snprintf(vm->pool_id, sizeof(vm->pool_id), "%s", p.id);
     return 0;
+}
+
+int
+vm_disk_pool(Core *core, const Vm *vm, char name[POOL_LIBVIRT_NAME_MAX + 1], PoolType *type,
+             NbError **err)
+{
+    Pool p;
+    int in_pool = vm_rbd_pool(core, vm, &p, err);
+    if (in_pool < 0)
+        return -1;
+    snprintf(name, POOL_LIBVIRT_NAME_MAX + 1, "%s", in_pool ? p.libvirt_name : vm_ops_pool(core));
+    *type = in_pool ? p.type : POOL_TYPE_DIR;
+    return 0;
+}
+
+int
+vm_disk_refuse_in_pool(Core *core, const Vm *vm, const char *what, NbError **err)
+{
+    Pool p;
+    int in_pool = vm_rbd_pool(core, vm, &p, err);
+    if (in_pool <= 0)
+        return in_pool;
+    return nb_error_set(err, NB_ERR_INVALID_STATE,
+                        "VM '%s' has its root disk in %s pool '%s': %s in this version", vm->name,
+                        p.type == POOL_TYPE_RBD ? "rbd" : "dir", p.name, what);
 }
 
 int
@@ -115,9 +143,8 @@ base_lock_release(BaseLock *l)
     free(l);
 }
 
-/* The key, base64 as the pool keeps it, in a new 0600 file of nimbusd's. */
-static int
-key_file_write(const char *path, const char *key, NbError **err)
+int
+vm_rbd_key_file(const char *path, const char *key, NbError **err)
 {
     unlink(path); /* one a crash left */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -192,7 +219,7 @@ base_write(Core *core, const Task *task, const Image *img, const char *pool_id, 
         nb_error_set(err, NB_ERR_INTERNAL, "cannot make %s: %s", work, strerror(errno));
         goto out;
     }
-    if (with_key && key_file_write(key_path, pool.secret, err) < 0)
+    if (with_key && vm_rbd_key_file(key_path, pool.secret, err) < 0)
         goto out;
     const char *argv_key[] = {qemu_img,
                               "convert",
@@ -270,6 +297,28 @@ out:
     return r;
 }
 
+/* In a dir pool: a qcow2 overlay in that pool whose backing file is the image's copy in the
+ * default pool of the same host (made there first, as for any VM). */
+static int
+dir_create_disk(Core *core, Vm *vm, const Pool *pool, const Image *img, HvConn *hv, TaskRun *run,
+                NbError **err)
+{
+    char vol[96];
+    int there = image_ops_ensure_on(core, img, vm->host, hv, err);
+    if (there < 0)
+        return -1;
+    if (there > 0) {
+        /* another task is copying the image there */
+        if (!run->wait_since_ms)
+            run->wait_since_ms = nb_monotonic_ms();
+        return vm_ops_wait_ms(run->wait_since_ms);
+    }
+    vm_disk_volume(vm, vol);
+    return hv_vol_create_linked_clone_of(hv, pool->libvirt_name, vol, vm_ops_pool(core),
+                                         img->volume, image_format_to_string(img->format),
+                                         vm->disk_gib << 30, err);
+}
+
 int
 vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
@@ -279,6 +328,8 @@ vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbE
     if (vm_rbd_pool(core, vm, &pool, err) < 0 ||
         image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
+    if (pool.type == POOL_TYPE_DIR)
+        return dir_create_disk(core, vm, &pool, &img, hv, run, err);
     vm_rbd_disk_name(vm, disk);
     vm_rbd_base_name(img.id, base);
     uint64_t have = 0;
@@ -318,6 +369,10 @@ vm_rbd_delete_disk(Core *core, const Vm *vm, HvConn *hv, NbError **err)
             return 0;
         return nb_error_propagate(err, TAKE_PTR(e));
     }
+    if (pool.type == POOL_TYPE_DIR) {
+        vm_disk_volume(vm, disk);
+        return hv_vol_delete(hv, pool.libvirt_name, disk, err);
+    }
     vm_rbd_disk_name(vm, disk);
     return hv_volume_delete(hv, pool.libvirt_name, disk, err);
 }
@@ -330,6 +385,10 @@ vm_rbd_disk_exists(Core *core, const Vm *vm, HvConn *hv, NbError **err)
     uint64_t have = 0;
     if (vm_rbd_pool(core, vm, &pool, err) < 0)
         return -1;
+    if (pool.type == POOL_TYPE_DIR) {
+        vm_disk_volume(vm, disk);
+        return hv_vol_exists(hv, pool.libvirt_name, disk, err);
+    }
     vm_rbd_disk_name(vm, disk);
     return hv_volume_capacity(hv, pool.libvirt_name, disk, &have, err);
 }

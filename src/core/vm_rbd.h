@@ -1,4 +1,8 @@
 /*
+ * VMs whose root disk is in a dir pool other than the default (a qcow2 overlay there, backed by
+ * the image's copy in the host's default pool, as for any VM) or in an rbd pool
+ * (docs/storage.md, "VM disks in pools").
+ *
  * VMs whose root disk is in an rbd pool (docs/storage.md, "VM disks in pools"): the image is
  * written once into the pool as a raw RBD image, and each VM's disk is an RBD clone of it
  * (libvirt's vol-clone: a protected snapshot of the base and a copy-on-write child), grown to the
@@ -9,22 +13,36 @@
 #include "core.h"
 
 /* The pool a create asks for (name or id; "" or the default pool: none) into vm->pool_id.
- * POOL_NOT_FOUND, or INVALID_REQUEST for a pool a root disk cannot live in (only rbd). */
+ * POOL_NOT_FOUND, or INVALID_REQUEST for a pool a root disk cannot live in (not dir or rbd). */
 int vm_rbd_resolve_pool(Core *core, const char *ref, Vm *vm, NbError **err);
 /* The VM's pool (its secret wiped), when it has one: 1, 0 when on the default pool, -1. */
 int vm_rbd_pool(Core *core, const Vm *vm, Pool *ret, NbError **err);
+/* The libvirt pool of the VM's root disk (the default pool's when it has none) and its type
+ * (the default pool: POOL_TYPE_DIR). 0 or -1. */
+int vm_disk_pool(Core *core, const Vm *vm, char name[POOL_LIBVIRT_NAME_MAX + 1], PoolType *type,
+                 NbError **err);
+/* What is not done yet to a VM whose root disk is in a pool (dir or rbd): 0 when it is in the
+ * default pool, else INVALID_STATE "VM 'x' has its root disk in <type> pool 'p': <what> in this
+ * version" (-1). */
+int vm_disk_refuse_in_pool(Core *core, const Vm *vm, const char *what, NbError **err);
 /* The RBD image of the VM's root disk: "vm-<id>-disk". */
 void vm_rbd_disk_name(const Vm *vm, char out[96]);
 /* The base of image_id in an rbd pool: "nimbus-image-<image id>". */
 void vm_rbd_base_name(const char *image_id, char out[96]);
 
-/* The create's disk step: the image's base in the pool (written once, on nimbusd's host), then
+/* The pool's key, base64 as the pool keeps it, in a new 0600 file of nimbusd's at path (one a
+ * crash left there is replaced), for the Ceph tools run on nimbusd's host (qemu-img, rbd); the
+ * caller unlinks it when they are done. */
+int vm_rbd_key_file(const char *path, const char *key, NbError **err);
+
+/* The create's disk step. dir: the overlay (after the image's copy on the host, waited for
+ * like a plain create's). rbd: the image's base in the pool (written once, on nimbusd's host), then
  * the VM's clone, grown to the flavor's disk. 0, a delay (> 0) while another task writes the
  * base, or -1. Idempotent: a clone already there is kept, a base cut short is written again. */
 int vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err);
-/* The delete's (and a failed create's) disk step: the clone goes; absent: 0. */
+/* The delete's (and a failed create's) disk step: the overlay or clone goes; absent: 0. */
 int vm_rbd_delete_disk(Core *core, const Vm *vm, HvConn *hv, NbError **err);
-/* 1 when the VM's clone exists, 0 when not, -1. */
+/* 1 when the VM's disk (overlay or clone) exists, 0 when not, -1. */
 int vm_rbd_disk_exists(Core *core, const Vm *vm, HvConn *hv, NbError **err);
 
 /* An image's copies recorded as "rbd:<pool id>" (image_copies): its base in that pool, deleted

@@ -16,6 +16,7 @@
 #include "../util/strutil.h"
 #include "metrics.h"
 #include "vm_ops_internal.h"
+#include "volume_snapshot_ops.h"
 
 /* How long a detach waits for the guest to let the disk go, and how often it looks. */
 #define VOLUME_UNPLUG_TIMEOUT_MS 60000
@@ -34,20 +35,18 @@ volume_serial(const Volume *v, char out[VOLUME_SERIAL_LEN + 1])
     snprintf(out, VOLUME_SERIAL_LEN + 1, "%.*s", VOLUME_SERIAL_LEN, v->id);
 }
 
-/* The host where a volume's libvirt work happens: its own (local pools), else one up host where
- * the pool is active, else the daemon's own. */
-static void
-volume_work_host(Core *core, const Volume *v, char out[NB_NAME_MAX + 1])
+void
+volume_ops_work_host(Core *core, const char *pool_id, const char *host, char out[NB_NAME_MAX + 1])
 {
-    if (v->host[0]) {
-        snprintf(out, NB_NAME_MAX + 1, "%s", v->host);
+    if (host[0]) {
+        snprintf(out, NB_NAME_MAX + 1, "%s", host);
         return;
     }
     snprintf(out, NB_NAME_MAX + 1, "%s", core->cfg.host_name);
     _cleanup_error_ NbError *e = NULL;
     PoolHostState *st = NULL;
     size_t n = 0;
-    if (pool_store_hosts(core->store, v->pool_id, &st, &n, &e) < 0)
+    if (pool_store_hosts(core->store, pool_id, &st, &n, &e) < 0)
         return;
     for (size_t i = 0; i < n; i++) {
         if (streq(st[i].state, "active") && host_registry_is_up(core, st[i].host)) {
@@ -56,6 +55,13 @@ volume_work_host(Core *core, const Volume *v, char out[NB_NAME_MAX + 1])
         }
     }
     free(st);
+}
+
+/* The host where a volume's libvirt work happens. */
+static void
+volume_work_host(Core *core, const Volume *v, char out[NB_NAME_MAX + 1])
+{
+    volume_ops_work_host(core, v->pool_id, v->host, out);
 }
 
 /* The disk QoS of vm's disks: its flavor's (flavors do not change, and one in use stays). */
@@ -194,7 +200,9 @@ step_create(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
     HvConn *hv = t.hv;
     const char *host = t.host, *name = t.name;
     r = -1;
-    if (v->source_image[0]) {
+    if (v->source_snapshot[0]) {
+        r = volume_snapshot_ops_make_volume(core, task, v, &t.pool, hv, err);
+    } else if (v->source_image[0]) {
         Image img;
         if (image_store_get(core->store, NULL, v->source_image, &img, err) < 0)
             goto out;
@@ -716,6 +724,34 @@ volume_ops_create(Core *core, const Principal *who, json_t *body, Volume *ret, T
                             "volumes from images are not made in rbd pools yet (pool '%s'); "
                             "make an empty one, or use a dir pool",
                             pool.name);
+    if (req.from_snapshot[0]) {
+        /* In the snapshot's pool (and host): a clone or a copy of it there. */
+        VolumeSnapshot snap;
+        if (volume_snapshot_ops_resolve(core, who->project_id, req.from_snapshot, &snap, err) < 0)
+            return -1;
+        if (req.pool[0] && !streq(pool.id, snap.pool_id))
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "a volume from a snapshot is made in the snapshot's pool, not in "
+                                "'%s'",
+                                pool.name);
+        if (req.host[0])
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "a volume from a snapshot is made on the snapshot's host");
+        if (snap.state != VOLUME_SNAPSHOT_STATE_READY)
+            return nb_error_set(err, NB_ERR_SNAPSHOT_BUSY, "snapshot '%s' is %s", snap.name,
+                                volume_snapshot_state_to_string(snap.state));
+        if (req.size_gib < snap.size_gib)
+            return nb_error_set(err, NB_ERR_VOLUME_INVALID_SIZE,
+                                "snapshot '%s' holds %ju GiB; %ju GiB is smaller", snap.name,
+                                (uintmax_t)snap.size_gib, (uintmax_t)req.size_gib);
+        if (pool_store_get(core->store, snap.pool_id, &pool, err) < 0)
+            return -1;
+        memcpy(v.source_snapshot, snap.id, sizeof(v.source_snapshot));
+        snprintf(v.host, sizeof(v.host), "%s", snap.host);
+        if (v.host[0] && !host_registry_is_up(core, v.host))
+            return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' (snapshot '%s') is down", v.host,
+                                snap.name);
+    }
     if (req.image[0]) {
         Image img;
         if (image_store_get(core->store, who->project_id, req.image, &img, err) < 0)
@@ -734,7 +770,7 @@ volume_ops_create(Core *core, const Principal *who, json_t *body, Volume *ret, T
             return nb_error_set(err, NB_ERR_INVALID_REQUEST,
                                 "pool '%s' is shared by every host: a volume in it has no host",
                                 pool.name);
-    } else if (vol_pick_host(core, &pool, req.host, v.host, err) < 0) {
+    } else if (!v.source_snapshot[0] && vol_pick_host(core, &pool, req.host, v.host, err) < 0) {
         return -1;
     }
     nb_uuid_generate(v.id);

@@ -11,10 +11,12 @@
 
 #include "core.h"
 
-/* Decodes {name, size_gib, pool?, host?, image?} and queues the volume's creation in who's
- * project. A local pool's volume lives on the request's host (up), the pool's own host, or the
- * connected host whose pool has the most free space. From an image (the project's, active): a
- * full copy, grown to size_gib. VOLUME_INVALID_SIZE (also: smaller than the image), POOL_NOT_FOUND,
+/* Decodes {name, size_gib, pool?, host?, image?, from_snapshot?} and queues the volume's creation
+ * in who's project. A local pool's volume lives on the request's host (up), the pool's own host, or
+ * the connected host whose pool has the most free space. From an image (the project's, active): a
+ * full copy, grown to size_gib. From a snapshot (the project's, ready): in its pool and host, an
+ * RBD clone or a full copy (volume_snapshot_ops.h), grown to size_gib; SNAPSHOT_NOT_FOUND,
+ * SNAPSHOT_BUSY. VOLUME_INVALID_SIZE (also: smaller than the image or snapshot), POOL_NOT_FOUND,
  * POOL_UNAVAILABLE, IMAGE_NOT_FOUND, IMAGE_NOT_ACTIVE, HOST_NOT_FOUND, HOST_DOWN, NAME_TAKEN,
  * QUOTA_EXCEEDED, INVALID_REQUEST. */
 int volume_ops_create(Core *core, const Principal *who, json_t *body, Volume *ret, Task *ret_task,
@@ -35,6 +37,11 @@ int volume_ops_detach(Core *core, const char *scope, const char *id_or_name, jso
  * QUOTA_EXCEEDED, VOLUME_INVALID_SIZE. */
 int volume_ops_resize(Core *core, const char *scope, const char *id_or_name, json_t *body,
                       Volume *ret, Task *ret_task, NbError **err);
+
+/* The host where the libvirt work on a volume of pool_id (on host, "" in a shared pool) happens:
+ * host, else one up host where the pool is active, else the daemon's own. */
+void volume_ops_work_host(Core *core, const char *pool_id, const char *host,
+                          char out[NB_NAME_MAX + 1]);
 
 /* ---- for the VM tasks ---- */
 

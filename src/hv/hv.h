@@ -99,6 +99,11 @@ int hv_vol_upload(HvConn *c, const char *pool, const char *vol, uint64_t length,
 int hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol,
                                const char *backing_vol, const char *backing_format,
                                uint64_t capacity, NbError **err);
+/* The same with the backing volume in another pool of the same host (backing_pool): the
+ * overlay names it by its absolute path. */
+int hv_vol_create_linked_clone_of(HvConn *c, const char *pool, const char *vol,
+                                  const char *backing_pool, const char *backing_vol,
+                                  const char *backing_format, uint64_t capacity, NbError **err);
 int hv_vol_delete(HvConn *c, const char *pool, const char *vol, NbError **err); /* absent: 0 */
 /* Path of a volume, newly allocated. NB_ERR_INTERNAL if absent. */
 int hv_vol_path(HvConn *c, const char *pool, const char *vol, char **ret, NbError **err);

@@ -516,16 +516,25 @@ int
 hv_vol_create_linked_clone(HvConn *c, const char *pool, const char *vol, const char *backing_vol,
                            const char *backing_format, uint64_t capacity, NbError **err)
 {
+    return hv_vol_create_linked_clone_of(c, pool, vol, pool, backing_vol, backing_format, capacity,
+                                         err);
+}
+
+int
+hv_vol_create_linked_clone_of(HvConn *c, const char *pool, const char *vol,
+                              const char *backing_pool, const char *backing_vol,
+                              const char *backing_format, uint64_t capacity, NbError **err)
+{
     if (!hv_format_ok(backing_format))
         return nb_error_set(err, NB_ERR_INTERNAL, "unsupported backing format '%s'",
                             backing_format);
-    if (streq(vol, backing_vol))
+    if (streq(pool, backing_pool) && streq(vol, backing_vol))
         return nb_error_set(err, NB_ERR_INTERNAL, "volume '%s' cannot back itself", vol);
-    _cleanup_pool_ virStoragePoolPtr p = NULL;
-    if (hv_pool_get(c, pool, &p, err) < 0)
+    _cleanup_pool_ virStoragePoolPtr p = NULL, bp = NULL;
+    if (hv_pool_get(c, pool, &p, err) < 0 || hv_pool_get(c, backing_pool, &bp, err) < 0)
         return -1;
     _cleanup_vol_ virStorageVolPtr backing = NULL;
-    if (hv_vol_get(p, pool, backing_vol, &backing, err) < 0)
+    if (hv_vol_get(bp, backing_pool, backing_vol, &backing, err) < 0)
         return -1;
     _cleanup_free_ char *backing_path = virStorageVolGetPath(backing);
     if (!backing_path)

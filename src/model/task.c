@@ -29,6 +29,8 @@ static const char *const task_kind_table[_TASK_KIND_MAX] = {
     [TASK_KIND_BACKUP_RESTORE] = "backup.restore",
     [TASK_KIND_VM_CLONE] = "vm.clone",
     [TASK_KIND_IMAGE_FROM_VM] = "image.from-vm",
+    [TASK_KIND_VOLUME_SNAPSHOT_CREATE] = "volume.snapshot-create",
+    [TASK_KIND_VOLUME_SNAPSHOT_DELETE] = "volume.snapshot-delete",
 };
 DEFINE_STRING_TABLE(task_kind, TaskKind, task_kind_table)
 

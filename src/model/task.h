@@ -30,6 +30,8 @@ typedef enum TaskKind {
     TASK_KIND_BACKUP_RESTORE, /* target_id: the new volume; params: the backup's id */
     TASK_KIND_VM_CLONE,       /* target_id: the new VM; params {"source": id, "linked": b} */
     TASK_KIND_IMAGE_FROM_VM,  /* target_id: the source VM; params {"image": id} */
+    TASK_KIND_VOLUME_SNAPSHOT_CREATE, /* target_id: the volume snapshot */
+    TASK_KIND_VOLUME_SNAPSHOT_DELETE,
     _TASK_KIND_MAX,
     _TASK_KIND_INVALID = -1,
 } TaskKind;

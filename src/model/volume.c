@@ -61,13 +61,35 @@ req_ref(json_t *body, const char *key, char out[NB_NAME_MAX + 1], NbError **err)
 int
 volume_create_request_decode(json_t *body, VolumeCreateRequest *ret, NbError **err)
 {
-    static const char *const fields[] = {"name", "size_gib", "pool", "host", "image", NULL};
+    static const char *const fields[] = {"name",  "size_gib",      "pool", "host",
+                                         "image", "from_snapshot", NULL};
     VolumeCreateRequest r = {0};
     if (json_req_check_fields(body, fields, err) < 0 ||
         json_req_name(body, "name", "volume", r.name, err) < 0 ||
         req_size(body, &r.size_gib, err) < 0 || req_ref(body, "pool", r.pool, err) < 0 ||
-        req_ref(body, "host", r.host, err) < 0 || req_ref(body, "image", r.image, err) < 0)
+        req_ref(body, "host", r.host, err) < 0 || req_ref(body, "image", r.image, err) < 0 ||
+        json_req_string(body, "from_snapshot", 0, r.from_snapshot, sizeof(r.from_snapshot), err) <
+            0)
         return -1;
+    if (r.from_snapshot[0]) {
+        /* A snapshot's id, or "<volume>/<snapshot>" (names or ids). */
+        char vol[NB_NAME_MAX + 1] = "";
+        const char *slash = strchr(r.from_snapshot, '/');
+        const char *snap = slash ? slash + 1 : r.from_snapshot;
+        bool ok = !slash || ((size_t)(slash - r.from_snapshot) <= NB_NAME_MAX &&
+                             snprintf(vol, sizeof(vol), "%.*s", (int)(slash - r.from_snapshot),
+                                      r.from_snapshot) >= 0 &&
+                             (nb_name_is_valid(vol) || nb_uuid_is_valid(vol)));
+        ok = ok &&
+             (slash ? nb_name_is_valid(snap) || nb_uuid_is_valid(snap) : nb_uuid_is_valid(snap));
+        if (!ok)
+            return nb_error_set(err, NB_ERR_INVALID_NAME,
+                                "field 'from_snapshot' must be a volume snapshot's id or "
+                                "'<volume>/<snapshot>'");
+        if (r.image[0])
+            return nb_error_set(err, NB_ERR_INVALID_REQUEST,
+                                "a volume is made from an image or from a snapshot, not both");
+    }
     *ret = r;
     return 0;
 }
@@ -110,14 +132,14 @@ json_t *
 volume_to_json(const Volume *v)
 {
     bool attached = v->vm_id[0] != '\0';
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:s, s:s?, s:o, s:o, s:o, s:o, s:s}", "id",
-                     v->id, "name", v->name, "project", v->project, "pool", v->pool_id, "host",
-                     json_string_or_null(v->host), "size_gib", (json_int_t)v->size_gib, "format",
-                     v->format, "state", volume_state_to_string(v->state), "vm",
-                     json_string_or_null(v->vm_id), "bus",
-                     attached ? json_string(volume_bus_to_string(v->bus)) : json_null(), "target",
-                     json_string_or_null(v->target), "image", json_string_or_null(v->source_image),
-                     "created_at", v->created_at);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:I, s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:s}", "id", v->id,
+        "name", v->name, "project", v->project, "pool", v->pool_id, "host",
+        json_string_or_null(v->host), "size_gib", (json_int_t)v->size_gib, "format", v->format,
+        "state", volume_state_to_string(v->state), "vm", json_string_or_null(v->vm_id), "bus",
+        attached ? json_string(volume_bus_to_string(v->bus)) : json_null(), "target",
+        json_string_or_null(v->target), "image", json_string_or_null(v->source_image), "snapshot",
+        json_string_or_null(v->source_snapshot), "created_at", v->created_at);
 }
 
 /* Index 0..VOLUMES_PER_VM_MAX-1 of target t on bus b, or -1. */
@@ -157,4 +179,39 @@ volume_target_pick(VolumeBus bus, const char *const *used, size_t n_used,
             return 0;
         }
     return -1;
+}
+
+/* ---- volume snapshots ---- */
+
+static const char *const volume_snapshot_state_table[_VOLUME_SNAPSHOT_STATE_MAX] = {
+    [VOLUME_SNAPSHOT_STATE_CREATING] = "creating",
+    [VOLUME_SNAPSHOT_STATE_READY] = "ready",
+    [VOLUME_SNAPSHOT_STATE_DELETING] = "deleting",
+    [VOLUME_SNAPSHOT_STATE_ERROR] = "error",
+};
+DEFINE_STRING_TABLE(volume_snapshot_state, VolumeSnapshotState, volume_snapshot_state_table)
+
+void
+volume_snapshot_name_on_host(const char *id, char buf[VOLUME_NAME_ON_HOST_MAX + 1])
+{
+    snprintf(buf, VOLUME_NAME_ON_HOST_MAX + 1, "nimbus-vsnap-%s", id);
+}
+
+int
+volume_snapshot_create_request_decode(json_t *body, char name[NB_NAME_MAX + 1], NbError **err)
+{
+    static const char *const fields[] = {"name", NULL};
+    return json_req_check_fields(body, fields, err) < 0 ||
+                   json_req_name(body, "name", "snapshot", name, err) < 0
+               ? -1
+               : 0;
+}
+
+json_t *
+volume_snapshot_to_json(const VolumeSnapshot *s)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "id", s->id, "name", s->name,
+                     "volume", s->volume_id, "project", s->project, "pool", s->pool_id, "size_gib",
+                     (json_int_t)s->size_gib, "state", volume_snapshot_state_to_string(s->state),
+                     "created_at", s->created_at);
 }

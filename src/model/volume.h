@@ -62,12 +62,14 @@ typedef struct Volume {
     char target[VOLUME_TARGET_MAX];    /* "" when not attached */
     char source_image[NB_UUID_STRLEN]; /* made from this image, or "" (empty volume) */
     char created_at[NB_TIMESTAMP_LEN];
+    char source_snapshot[NB_UUID_STRLEN]; /* made from this volume snapshot, or "" */
 } Volume;
 
-/* Strict decode of a create request: {name, size_gib, pool?, host?, image?}
- * size_gib 1..VOLUME_SIZE_GIB_MAX (VOLUME_INVALID_SIZE); pool and image by id or name, host a
- * host name (each checked with the name rules; looked up by the caller). Fills name, size_gib
- * and the three strings into the out parameters ("" when absent).
+/* Strict decode of a create request: {name, size_gib, pool?, host?, image?, from_snapshot?}
+ * size_gib 1..VOLUME_SIZE_GIB_MAX (VOLUME_INVALID_SIZE); pool, image and from_snapshot by id or
+ * name ("volume/snapshot" for a snapshot by names), host a host name (each checked with the
+ * name rules; looked up by the caller). image and from_snapshot exclude each other. Fills name,
+ * size_gib and the strings into the out parameters ("" when absent).
  * Stable codes: VOLUME_INVALID_SIZE, INVALID_REQUEST, INVALID_NAME. */
 typedef struct VolumeCreateRequest {
     char name[NB_NAME_MAX + 1];
@@ -75,6 +77,7 @@ typedef struct VolumeCreateRequest {
     char pool[NB_NAME_MAX + 1];
     char host[NB_NAME_MAX + 1];
     char image[NB_NAME_MAX + 1];
+    char from_snapshot[2 * NB_NAME_MAX + 2]; /* "<snapshot id>" or "<volume>/<snapshot>" */
 } VolumeCreateRequest;
 int volume_create_request_decode(json_t *body, VolumeCreateRequest *ret, NbError **err);
 /* {vm, bus?}: bus "virtio" (default) or "scsi". Codes: VOLUME_INVALID_BUS, INVALID_REQUEST. */
@@ -83,7 +86,7 @@ int volume_attach_request_decode(json_t *body, char vm[NB_NAME_MAX + 1], VolumeB
 /* {size_gib}: a grow only; the caller compares with the current size (VOLUME_SHRINK). */
 int volume_resize_request_decode(json_t *body, uint64_t *size_gib, NbError **err);
 /* {id, name, project, pool (id), host?, size_gib, format, state, vm?, bus?, target?, image?,
- *  created_at} */
+ *  snapshot?, created_at} */
 json_t *volume_to_json(const Volume *v);
 /* "nimbus-vol-<id>" into buf. */
 void volume_name_on_host(const char *id, char buf[VOLUME_NAME_ON_HOST_MAX + 1]);
@@ -92,3 +95,40 @@ void volume_name_on_host(const char *id, char buf[VOLUME_NAME_ON_HOST_MAX + 1]);
  * domain_xml.c gives a VM). -1 when VOLUMES_PER_VM_MAX are used, on both buses together. */
 int volume_target_pick(VolumeBus bus, const char *const *used, size_t n_used,
                        char buf[VOLUME_TARGET_MAX]);
+
+/*
+ * Volume snapshots: a volume's data at one instant, in the volume's pool. In an rbd pool the RBD
+ * snapshot "<volume's image>@nimbus-vsnap-<id>" (taken live: crash-consistent); in a dir or netfs
+ * pool a full qcow2 copy, the libvirt volume "nimbus-vsnap-<id>" beside the volume (taken while
+ * the volume is detached). The state column is its lock while a task works on it.
+ */
+typedef enum VolumeSnapshotState {
+    VOLUME_SNAPSHOT_STATE_CREATING, /* its create task runs */
+    VOLUME_SNAPSHOT_STATE_READY,    /* made: volumes can be made from it, it can be deleted */
+    VOLUME_SNAPSHOT_STATE_DELETING, /* its delete task runs */
+    VOLUME_SNAPSHOT_STATE_ERROR,    /* a create or delete failed; only delete is allowed */
+    _VOLUME_SNAPSHOT_STATE_MAX,
+    _VOLUME_SNAPSHOT_STATE_INVALID = -1,
+} VolumeSnapshotState;
+
+const char *volume_snapshot_state_to_string(VolumeSnapshotState s);
+VolumeSnapshotState volume_snapshot_state_from_string(const char *s);
+
+typedef struct VolumeSnapshot {
+    char id[NB_UUID_STRLEN];
+    char volume_id[NB_UUID_STRLEN];
+    char project[NB_UUID_STRLEN]; /* the volume's */
+    char name[NB_NAME_MAX + 1];   /* unique per volume */
+    char pool_id[NB_UUID_STRLEN]; /* the volume's */
+    char host[NB_NAME_MAX + 1];   /* the volume's ("" in a shared pool) */
+    uint64_t size_gib;            /* the volume's when taken */
+    VolumeSnapshotState state;
+    char created_at[NB_TIMESTAMP_LEN];
+} VolumeSnapshot;
+
+/* Strict decode of {name}: the name rules (INVALID_NAME), INVALID_REQUEST. */
+int volume_snapshot_create_request_decode(json_t *body, char name[NB_NAME_MAX + 1], NbError **err);
+/* {id, name, volume, project, pool, size_gib, state, created_at} */
+json_t *volume_snapshot_to_json(const VolumeSnapshot *s);
+/* "nimbus-vsnap-<id>" into buf: the RBD snapshot's name, or the copy's libvirt volume. */
+void volume_snapshot_name_on_host(const char *id, char buf[VOLUME_NAME_ON_HOST_MAX + 1]);

@@ -138,7 +138,8 @@ project_usage_locked(Store *s, const char *project, int64_t in_use[_QUOTA_MAX], 
                       "(SELECT count(*) FROM secgroups WHERE project = ?1), "
                       "(SELECT count(*) FROM volumes WHERE project = ?1), "
                       "(SELECT coalesce(sum(size_gib), 0) FROM volumes WHERE project = ?1), "
-                      "(SELECT count(*) FROM snapshots WHERE project = ?1), "
+                      "(SELECT count(*) FROM snapshots WHERE project = ?1) + "
+                      "(SELECT count(*) FROM volume_snapshots WHERE project = ?1), "
                       "(SELECT count(*) FROM backups WHERE project = ?1) "
                       "FROM vms WHERE project = ?1",
                       &st, err) < 0)

@@ -296,6 +296,20 @@ static const char *const store_migrations[] = {
      * host's default pool, as for every VM before. A pool holding VMs' disks is in use. */
     "ALTER TABLE vms ADD COLUMN pool_id TEXT REFERENCES pools (id);"
     "CREATE INDEX vms_by_pool ON vms (pool_id) WHERE pool_id IS NOT NULL;",
+    /* 15: volume snapshots (an RBD snapshot in rbd pools, a full copy "nimbus-vsnap-<id>" in
+     * dir pools). A volume with snapshots is not deleted (VOLUME_HAS_SNAPSHOTS): no cascade.
+     * project, pool_id and host are the volume's, kept for scoping and quotas (they count in
+     * the project's snapshots quota, with the VM snapshots). A volume made from one records it
+     * in source_snapshot (an RBD clone depends on it). */
+    "CREATE TABLE volume_snapshots ("
+    "  id TEXT PRIMARY KEY, volume_id TEXT NOT NULL REFERENCES volumes (id),"
+    "  project TEXT NOT NULL, name TEXT NOT NULL, pool_id TEXT NOT NULL REFERENCES pools (id),"
+    "  host TEXT NOT NULL DEFAULT '', size_gib INTEGER NOT NULL, state TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL, UNIQUE (volume_id, name));"
+    "CREATE INDEX volume_snapshots_by_project ON volume_snapshots (project);"
+    "ALTER TABLE volumes ADD COLUMN source_snapshot TEXT;"
+    "CREATE INDEX volumes_by_source_snapshot ON volumes (source_snapshot)"
+    "  WHERE source_snapshot IS NOT NULL;",
 };
 
 __thread Store *store_tls_conn;

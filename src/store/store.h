@@ -365,10 +365,34 @@ int volume_store_attach_begin(Store *s, const char *id, const char *vm_id, Volum
 int volume_store_attach_end(Store *s, const char *id, bool ok, NbError **err);
 /* detaching -> available with vm_id/target cleared. INVALID_STATE when not detaching. */
 int volume_store_detach_end(Store *s, const char *id, NbError **err);
-/* A grow only (VOLUME_SHRINK); QUOTA_EXCEEDED (volume_gib, the growth). */
+/* A grow only (VOLUME_SHRINK); QUOTA_EXCEEDED (volume_gib, the growth); VOLUME_BUSY while a
+ * snapshot of it is being made. */
 int volume_store_set_size(Store *s, const char *id, uint64_t size_gib, NbError **err);
 int volume_store_delete(Store *s, const char *id, NbError **err); /* VOLUME_NOT_FOUND */
 void volume_list_free(Volume *v, size_t n);
+
+/* ---- volume snapshots (volume_snapshot_store.c) ----
+ * A volume's snapshot, in the volume's project (scoping) and counted in its snapshots quota. The
+ * state column is its lock, taken in the same transaction as the task's row is inserted. */
+/* One transaction: the volume (snap->volume_id) available, or attached unless detached_only
+ * (VOLUME_IN_USE; VOLUME_BUSY, INVALID_STATE otherwise); the quota (snapshots +1); the row
+ * (snap->state, normally creating; project, pool_id, host and size_gib filled from the volume:
+ * NAME_TAKEN per volume); task's row when task is given. */
+int volume_snapshot_store_create(Store *s, VolumeSnapshot *snap, bool detached_only,
+                                 const Task *task, NbError **err);
+/* One transaction: the snapshot from a state in from_mask (1u << state; 0: any) to `to`
+ * (SNAPSHOT_BUSY), and task's row when given. To deleting: SNAPSHOT_HAS_CLONES while a volume
+ * made from it depends on it (an RBD clone, or a copy being made). */
+int volume_snapshot_store_claim(Store *s, const char *id, unsigned from_mask,
+                                VolumeSnapshotState to, const Task *task, NbError **err);
+int volume_snapshot_store_delete(Store *s, const char *id, NbError **err); /* SNAPSHOT_NOT_FOUND */
+/* By id, or by name when volume_id is given; scope: the project (NULL: any). SNAPSHOT_NOT_FOUND. */
+int volume_snapshot_store_get(Store *s, const char *scope, const char *volume_id,
+                              const char *id_or_name, VolumeSnapshot *ret, NbError **err);
+/* Oldest first; volume_id NULL: every volume's. */
+int volume_snapshot_store_list(Store *s, const char *scope, const char *volume_id,
+                               VolumeSnapshot **ret, size_t *ret_n, NbError **err);
+void volume_snapshot_list_free(VolumeSnapshot *v, size_t n);
 
 /* ---- VM snapshots (snapshot_store.c) ----
  * A snapshot belongs to its VM (ON DELETE CASCADE) and counts in the VM's project's quota. Its

@@ -167,6 +167,12 @@ int port_insert_locked(Store *s, const char *project, Port *p, NbError **err);
  * available, without VM or target (Cinder's semantics: the data stays), when the VM is held by
  * task_id (vm_store.c). */
 int vm_volumes_detach_locked(Store *s, const char *vm_id, const char *task_id, NbError **err);
+/* Volume snapshots (volume_snapshot_store.c), within the caller's transaction: id is ready
+ * (SNAPSHOT_NOT_FOUND, SNAPSHOT_BUSY); v has no snapshot (VOLUME_HAS_SNAPSHOTS); no snapshot of
+ * v is being made (VOLUME_BUSY). */
+int volume_snapshot_check_ready_locked(Store *s, const char *id, NbError **err);
+int volume_snapshot_none_locked(Store *s, const Volume *v, NbError **err);
+int volume_snapshot_copying_locked(Store *s, const Volume *v, NbError **err);
 /* Inserts the task's row, within the caller's transaction; project NULL: its target VM's. */
 int task_insert_locked(Store *s, const Task *t, const char *project, NbError **err);
 /* Makes task hold its target VM, within the caller's transaction, when no task holds it

@@ -61,6 +61,14 @@ int volume_store_get(Store *s, const char *scope, const char *id_or_name, Volume
 int volume_store_list(Store *s, const char *scope, const char *vm_id, const char *pool_id,
                       Volume **ret, size_t *ret_n, NbError **err);
 void volume_list_free(Volume *v, size_t n);
+/* A volume's snapshot by id, or by name when volume_id is given; scope: the project (NULL: any).
+ * SNAPSHOT_NOT_FOUND. */
+int volume_snapshot_store_get(Store *s, const char *scope, const char *volume_id,
+                              const char *id_or_name, VolumeSnapshot *ret, NbError **err);
+/* Oldest first; volume_id NULL: every volume's. */
+int volume_snapshot_store_list(Store *s, const char *scope, const char *volume_id,
+                               VolumeSnapshot **ret, size_t *ret_n, NbError **err);
+void volume_snapshot_list_free(VolumeSnapshot *v, size_t n);
 
 int snapshot_store_get(Store *s, const char *scope, const char *vm_id, const char *id_or_name,
                        Snapshot *ret, NbError **err);

@@ -295,7 +295,7 @@
 /* Volumes (volume_store.c): a project's, scoped like VMs. */
 #define VOLUME_COLUMNS                                                                             \
     "id, project, name, pool_id, host, size_gib, format, state, vm_id, bus, target, "              \
-    "source_image, created_at"
+    "source_image, created_at, source_snapshot"
 #define STORE_SQL_VOLUME_BY_ID                                                                     \
     "SELECT " VOLUME_COLUMNS " FROM volumes WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"
 /* By name within a project: UNIQUE (project, name). */

@@ -23,6 +23,7 @@ volume_from_row(sqlite3_stmt *st, void *elem)
     store_column_copy(st, 10, v->target, sizeof(v->target));
     store_column_copy(st, 11, v->source_image, sizeof(v->source_image));
     store_column_copy(st, 12, v->created_at, sizeof(v->created_at));
+    store_column_copy(st, 13, v->source_snapshot, sizeof(v->source_snapshot));
 }
 
 void
@@ -155,9 +156,13 @@ volume_insert_locked(Store *s, const Volume *v, NbError **err)
     int64_t add[_QUOTA_MAX] = {[QUOTA_VOLUMES] = 1, [QUOTA_VOLUME_GIB] = (int64_t)v->size_gib};
     if (project_quota_check_locked(s, v->project, add, err) < 0)
         return -1;
+    /* From a snapshot: it is ready, and stays while this volume depends on it (its delete looks
+     * for volumes made from it, under this same lock). */
+    if (v->source_snapshot[0] && volume_snapshot_check_ready_locked(s, v->source_snapshot, err) < 0)
+        return -1;
     if (store_prepare(s,
                       "INSERT INTO volumes (" VOLUME_COLUMNS
-                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, v->id, -1, SQLITE_STATIC);
@@ -173,6 +178,7 @@ volume_insert_locked(Store *s, const Volume *v, NbError **err)
     store_bind_text(st, 11, v->target);
     store_bind_text(st, 12, v->source_image);
     sqlite3_bind_text(st, 13, v->created_at, -1, SQLITE_STATIC);
+    store_bind_text(st, 14, v->source_snapshot);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         return 0;
@@ -207,6 +213,9 @@ volume_store_transition(Store *s, const char *id, unsigned from_mask, VolumeStat
     int rc = volume_get_by_id_locked(s, id, &v, err);
     if (rc == 0 && (v.state < 0 || !(from_mask & (1u << v.state))))
         rc = volume_refuse(&v, err);
+    /* As Cinder: a volume with snapshots is not deleted; its snapshots go first. */
+    if (rc == 0 && to == VOLUME_STATE_DELETING)
+        rc = volume_snapshot_none_locked(s, &v, err);
     if (rc == 0)
         rc = volume_update_locked(s, "UPDATE volumes SET state = ?2 WHERE id = ?1", id, to_text,
                                   NULL, ret, err);
@@ -249,6 +258,9 @@ volume_attach_begin_locked(Store *s, const char *id, const char *vm_id, VolumeBu
         return -1;
     if (v.state != VOLUME_STATE_AVAILABLE)
         return volume_refuse(&v, err);
+    /* A snapshot being copied (dir pools) reads the volume: no guest may write it meanwhile. */
+    if (volume_snapshot_copying_locked(s, &v, err) < 0)
+        return -1;
     /* The VM must be the volume's project's: another project's VM is not found, as it would be
      * for the caller. */
     _cleanup_stmt_ sqlite3_stmt *vm = NULL;
@@ -361,6 +373,9 @@ volume_set_size_locked(Store *s, const char *id, uint64_t size_gib, NbError **er
                             VOLUME_SIZE_GIB_MAX);
     if (size_gib == v.size_gib)
         return 0;
+    /* A snapshot being made records the size it copies or snapshots. */
+    if (volume_snapshot_copying_locked(s, &v, err) < 0)
+        return -1;
     int64_t add[_QUOTA_MAX] = {[QUOTA_VOLUME_GIB] = (int64_t)(size_gib - v.size_gib)};
     if (project_quota_check_locked(s, v.project, add, err) < 0)
         return -1;

@@ -104,7 +104,9 @@
 #define NB_ERR_VOLUME_INVALID_BUS "VOLUME_INVALID_BUS"
 #define NB_ERR_VOLUME_NOT_REACHABLE "VOLUME_NOT_REACHABLE" /* local pool, VM on another host */
 #define NB_ERR_VOLUME_NOT_ATTACHED "VOLUME_NOT_ATTACHED"
-#define NB_ERR_TOO_MANY_VOLUMES "TOO_MANY_VOLUMES" /* VOLUMES_PER_VM_MAX */
+#define NB_ERR_TOO_MANY_VOLUMES "TOO_MANY_VOLUMES"         /* VOLUMES_PER_VM_MAX */
+#define NB_ERR_VOLUME_HAS_SNAPSHOTS "VOLUME_HAS_SNAPSHOTS" /* a delete while it has snapshots */
+#define NB_ERR_SNAPSHOT_HAS_CLONES "SNAPSHOT_HAS_CLONES"   /* a volume made from it depends on it */
 #define NB_ERR_SNAPSHOT_NOT_FOUND "SNAPSHOT_NOT_FOUND"
 #define NB_ERR_SNAPSHOT_BUSY "SNAPSHOT_BUSY"               /* a task works on it, or error */
 #define NB_ERR_SNAPSHOT_UNSUPPORTED "SNAPSHOT_UNSUPPORTED" /* a disk is not a qcow2 file */

@@ -664,6 +664,17 @@ def check_consistency(api, daemon, known_ids=()):
             if m.group(1) not in active_images:
                 problems.append(f"volume {vol} belongs to no active image")
             continue
+        # A volume snapshot's copy (nimbus-vsnap-<id>): a snapshot row's of one of the volumes.
+        m = re.match(r"nimbus-vsnap-(" + UUID_RE.pattern + r")$", vol)
+        if m:
+            snap_ids = set()
+            for vid in volume_ids:
+                sr = api.request("GET", f"/v1/volumes/{vid}/snapshots")
+                if sr.status == 200:
+                    snap_ids |= {x["id"] for x in sr.json["snapshots"]}
+            if m.group(1) not in snap_ids:
+                problems.append(f"orphan volume snapshot {vol} (no snapshot row)")
+            continue
         problems.append(f"unexpected volume {vol} in the pool")
     return problems
 

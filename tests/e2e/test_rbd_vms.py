@@ -332,13 +332,13 @@ def test_bad_pool_is_refused_and_nothing_made(renv):
         r = env.api.request("POST", "/v1/vms", {"name": "badpool", "image": env.image["id"],
                                                 "flavor": env.flavor["id"], "pool": pool})
         assert (r.status, r.code) == (status, code), (pool, r)
-    # a dir pool is no place for a root disk (only the default one, or rbd)
+    # a netfs pool is no place for a root disk (only a dir or an rbd pool; test_vm_dir_pool.py)
     d = env.api.ok("POST", "/v1/pools", {
-        "name": "localdir", "type": "dir", "host": "kvm1",
-        "path": os.path.join(env.daemon.pool_roots, "rbdtest-dir")}, expect=201)
+        "name": "localnfs", "type": "netfs", "server": "127.0.0.1", "export": "/nimbus-e2e",
+        "path": os.path.join(env.daemon.pool_roots, "rbdtest-nfs")}, expect=201)
     try:
         r = env.api.request("POST", "/v1/vms", {"name": "badpool", "image": env.image["id"],
-                                                "flavor": env.flavor["id"], "pool": "localdir"})
+                                                "flavor": env.flavor["id"], "pool": "localnfs"})
         assert (r.status, r.code) == (400, "INVALID_REQUEST"), r
     finally:
         env.api.request("DELETE", f"/v1/pools/{d['id']}")

@@ -66,7 +66,7 @@ test_migrate_from_v2(void **state)
     sqlite3_close(db);
 
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 14);
+    assert_int_equal(store_schema_version(f->s), 15);
     Vm vm;
     assert_int_equal(vm_store_get(f->s, NULL, "web1", &vm, &err), 0);
     assert_string_equal(vm.host, "local");
@@ -95,7 +95,7 @@ test_migrate_from_v2(void **state)
     /* Opening again migrates nothing more. */
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 14);
+    assert_int_equal(store_schema_version(f->s), 15);
 }
 
 /* ---- hosts ---- */

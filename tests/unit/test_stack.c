@@ -43,6 +43,7 @@ test_full_stack(void **state)
                        "    labels: {zone: a, n: 1}\n"
                        "    networks: [default, {network: back, ip: 10.0.0.5}]\n"
                        "    secgroups: [web]\n"
+                       "    pool: fast\n"
                        "groups:\n"
                        "  - {name: g, policy: affinity}\n"
                        "flavors:\n"
@@ -89,6 +90,7 @@ test_full_stack(void **state)
                         "default");
     assert_string_equal(json_string_value(json_object_get(json_array_get(nets, 1), "ip")),
                         "10.0.0.5");
+    assert_string_equal(json_string_value(json_object_get(vm->spec, "pool")), "fast");
     stack_clear(&s);
 }
 
@@ -136,6 +138,8 @@ test_errors_have_line_and_column(void **state)
     expect_error("name: s\nvms:\n  - {name: a, image: i, flavor: f, image: ~}\n", "given twice");
     expect_error("name: s\nvms:\n  - {name: a, image: ~, flavor: f}\n",
                  "'image' of vm must be a string");
+    expect_error("name: s\nvms:\n  - {name: a, image: i, flavor: f, pool: [fast]}\n",
+                 "'pool' of vm must be a string");
     expect_error("name: 'bad name'\n", "the stack's name must be");
     expect_error("name: s\nvms:\n  - {name: 'a b', image: i, flavor: f}\n", "invalid vm name");
     expect_error("name: s\nvms:\n  - {name: a, image: i, flavor: f, count: 0}\n",

@@ -43,7 +43,7 @@ static void
 test_schema_version(void **state)
 {
     Fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 14);
+    assert_int_equal(store_schema_version(f->s), 15);
 }
 
 static uint64_t
@@ -238,7 +238,7 @@ test_reopen_keeps_data(void **state)
     NbError *err = NULL;
     store_close(f->s);
     assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    assert_int_equal(store_schema_version(f->s), 14);
+    assert_int_equal(store_schema_version(f->s), 15);
     Flavor got;
     assert_int_equal(flavor_store_get(f->s, "small", &got, &err), 0);
     assert_string_equal(got.id, f->flavor.id);

@@ -9,7 +9,7 @@
 #include "store_shipped_schema.h"
 
 /* The schema version this nimbusd migrates to. */
-#define SCHEMA_LATEST 14
+#define SCHEMA_LATEST 15
 
 static const char *const v3_tables[] = {
     "flavors", "images", "vms",   "tasks",     "tokens", "projects",

@@ -1,5 +1,5 @@
 /* The volume model: the strict decoders of create, attach and resize requests (each bad input
- * with its stable code), JSON, names on hosts and disk target picking. */
+ * with its stable code), JSON, names on hosts, disk target picking, and volume snapshots. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,6 +324,110 @@ test_target_pick(void **state)
     pick(_VOLUME_BUS_INVALID, NULL, 0, NULL);
 }
 
+/* from_snapshot: a snapshot's id or VOLUME/SNAPSHOT; volume snapshots' own decoder and JSON. */
+static void
+test_snapshots(void **state)
+{
+    VolumeCreateRequest r = create_ok("{\"name\": \"d\", \"size_gib\": 1}");
+    assert_string_equal(r.from_snapshot, "");
+    r = create_ok("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"" UUID "\"}");
+    assert_string_equal(r.from_snapshot, UUID);
+    r = create_ok("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"data1/s1\"}");
+    assert_string_equal(r.from_snapshot, "data1/s1");
+    r = create_ok("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"" UUID "/" UUID
+                  "\", \"pool\": \"ceph\"}");
+    assert_string_equal(r.from_snapshot, UUID "/" UUID);
+    static const char *const bad[] = {"s1",         "data1/",  "/s1",        "a/b/c",
+                                      "data1/../x", "../x",    "a b/s1",     "d/s 1",
+                                      "",           "d/s1\\n", "data1/s1/.", "\\u0000"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"%s\"}", bad[i]);
+        json_t *j = parse(body);
+        NbError *err = NULL;
+        VolumeCreateRequest got;
+        if (volume_create_request_decode(j, &got, &err) == 0 && got.from_snapshot[0])
+            fail_msg("accepted %s", body);
+        nb_error_free(err);
+        json_decref(j);
+    }
+    create_bad("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"s1\"}",
+               NB_ERR_INVALID_NAME);
+    create_bad("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": 5}", NB_ERR_INVALID_REQUEST);
+    create_bad("{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"v/s\", \"image\": "
+               "\"img\"}",
+               NB_ERR_INVALID_REQUEST);
+    char longref[400], body[512];
+    memset(longref, 'a', 300);
+    longref[300] = '\0';
+    snprintf(body, sizeof(body), "{\"name\": \"d\", \"size_gib\": 1, \"from_snapshot\": \"%s\"}",
+             longref);
+    create_bad(body, NB_ERR_INVALID_REQUEST);
+
+    /* The snapshot's create request: {name} only, the name rules. */
+    char name[NB_NAME_MAX + 1];
+    NbError *err = NULL;
+    json_t *j = parse("{\"name\": \"s1\"}");
+    assert_int_equal(volume_snapshot_create_request_decode(j, name, &err), 0);
+    assert_string_equal(name, "s1");
+    json_decref(j);
+    static const struct {
+        const char *text, *code;
+    } sbad[] = {{"{}", NB_ERR_INVALID_REQUEST},
+                {"{\"name\": \"a b\"}", NB_ERR_INVALID_NAME},
+                {"{\"name\": \"" UUID "\"}", NB_ERR_INVALID_NAME},
+                {"{\"name\": \"s\", \"memory\": true}", NB_ERR_INVALID_REQUEST},
+                {"[]", NB_ERR_INVALID_REQUEST}};
+    for (size_t i = 0; i < sizeof(sbad) / sizeof(sbad[0]); i++) {
+        j = parse(sbad[i].text);
+        int rc = volume_snapshot_create_request_decode(j, name, &err);
+        expect_code(rc, err, sbad[i].text, sbad[i].code);
+        err = NULL;
+        json_decref(j);
+    }
+
+    static const char *const states[] = {"creating", "ready", "deleting", "error"};
+    for (int st = 0; st < _VOLUME_SNAPSHOT_STATE_MAX; st++) {
+        assert_string_equal(volume_snapshot_state_to_string((VolumeSnapshotState)st), states[st]);
+        assert_int_equal(volume_snapshot_state_from_string(states[st]), st);
+    }
+    assert_int_equal(volume_snapshot_state_from_string("available"),
+                     _VOLUME_SNAPSHOT_STATE_INVALID);
+    char buf[VOLUME_NAME_ON_HOST_MAX + 1];
+    volume_snapshot_name_on_host(UUID, buf);
+    assert_string_equal(buf, "nimbus-vsnap-" UUID);
+
+    VolumeSnapshot snap = {.size_gib = 3, .state = VOLUME_SNAPSHOT_STATE_READY};
+    snprintf(snap.id, sizeof(snap.id), UUID);
+    snprintf(snap.volume_id, sizeof(snap.volume_id), "11111111-0000-4000-8000-000000000001");
+    snprintf(snap.project, sizeof(snap.project), "00000000-0000-4000-8000-000000000001");
+    snprintf(snap.pool_id, sizeof(snap.pool_id), "22222222-0000-4000-8000-000000000001");
+    snprintf(snap.name, sizeof(snap.name), "s1");
+    snprintf(snap.created_at, sizeof(snap.created_at), "2026-12-05T10:00:00Z");
+    j = volume_snapshot_to_json(&snap);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), UUID);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "s1");
+    assert_string_equal(json_string_value(json_object_get(j, "volume")), snap.volume_id);
+    assert_string_equal(json_string_value(json_object_get(j, "project")), snap.project);
+    assert_string_equal(json_string_value(json_object_get(j, "pool")), snap.pool_id);
+    assert_int_equal(json_integer_value(json_object_get(j, "size_gib")), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "ready");
+    assert_string_equal(json_string_value(json_object_get(j, "created_at")), snap.created_at);
+    json_decref(j);
+
+    Volume v = {.size_gib = 3, .state = VOLUME_STATE_AVAILABLE};
+    snprintf(v.source_snapshot, sizeof(v.source_snapshot), UUID);
+    j = volume_to_json(&v);
+    assert_string_equal(json_string_value(json_object_get(j, "snapshot")), UUID);
+    json_decref(j);
+    v.source_snapshot[0] = '\0';
+    j = volume_to_json(&v);
+    assert_true(json_is_null(json_object_get(j, "snapshot")));
+    json_decref(j);
+}
+
 int
 main(void)
 {
@@ -331,6 +435,7 @@ main(void)
         cmocka_unit_test(test_tables),         cmocka_unit_test(test_create_request),
         cmocka_unit_test(test_attach_request), cmocka_unit_test(test_resize_request),
         cmocka_unit_test(test_to_json),        cmocka_unit_test(test_target_pick),
+        cmocka_unit_test(test_snapshots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

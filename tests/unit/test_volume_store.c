@@ -1,7 +1,7 @@
 /* Volumes in the store: names per project, quotas (counted in the insert's and the resize's
  * transaction, so racing creates cannot pass a limit), the state machine that is a volume's
- * lock, attach's target choice and its races, a VM's delete detaching its volumes, and project
- * scoping. */
+ * lock, attach's target choice and its races, a VM's delete detaching its volumes, project
+ * scoping, and volume snapshots. */
 #include <pthread.h>
 
 #include "store/store_internal.h"
@@ -601,6 +601,136 @@ test_project_with_volumes_not_empty(void **state)
     assert_int_equal(p.quota.limit[QUOTA_VOLUMES], -1);
 }
 
+static void
+make_vsnap(VolumeSnapshot *snap, const Volume *v, const char *name)
+{
+    memset(snap, 0, sizeof(*snap));
+    nb_uuid_generate(snap->id);
+    snprintf(snap->volume_id, sizeof(snap->volume_id), "%s", v->id);
+    snprintf(snap->name, sizeof(snap->name), "%s", name);
+    snap->state = VOLUME_SNAPSHOT_STATE_CREATING;
+    nb_timestamp_now(snap->created_at);
+}
+
+/* Volume snapshots: taken from the volume's row (project, pool, host, size), a copy only of a
+ * detached volume, names per volume, scoping, the shared snapshots quota, a volume with
+ * snapshots not deleted, an attach waiting for a copy, and a clone keeping its snapshot. */
+static void
+test_volume_snapshots(void **state)
+{
+    VFixture *vf = *state;
+    Fixture *f = vf->f;
+    NbError *err = NULL;
+    Vm vm;
+    insert_vm(f, "web", "local", vf->a.id, 1, 256, 1, NULL, &vm);
+    Volume rv, dv, got;
+    add_volume(vf, vf->a.id, "r", &vf->shared, 3, &rv);
+    add_volume(vf, vf->a.id, "d", &vf->local, 2, &dv);
+    /* rbd: live while attached. */
+    assert_int_equal(volume_store_attach_begin(f->s, rv.id, vm.id, VOLUME_BUS_VIRTIO, NULL, &err),
+                     0);
+    assert_int_equal(volume_store_attach_end(f->s, rv.id, true, &err), 0);
+    VolumeSnapshot rs, ds, ds2, gs;
+    make_vsnap(&rs, &rv, "s1");
+    assert_int_equal(volume_snapshot_store_create(f->s, &rs, false, NULL, &err), 0);
+    assert_string_equal(rs.project, vf->a.id);
+    assert_string_equal(rs.pool_id, vf->shared.id);
+    assert_int_equal(rs.size_gib, 3);
+    /* dir: a copy, only while detached; an attach waits for the copy. */
+    assert_int_equal(volume_store_attach_begin(f->s, dv.id, vm.id, VOLUME_BUS_VIRTIO, NULL, &err),
+                     0);
+    assert_int_equal(volume_store_attach_end(f->s, dv.id, true, &err), 0);
+    make_vsnap(&ds, &dv, "s1");
+    assert_int_equal(volume_snapshot_store_create(f->s, &ds, true, NULL, &err), -1);
+    expect_code(&err, NB_ERR_VOLUME_IN_USE);
+    assert_int_equal(volume_store_transition(f->s, dv.id, BIT(VOLUME_STATE_ATTACHED),
+                                             VOLUME_STATE_DETACHING, NULL, &err),
+                     0);
+    assert_int_equal(volume_store_detach_end(f->s, dv.id, &err), 0);
+    assert_int_equal(volume_snapshot_store_create(f->s, &ds, true, NULL, &err), 0);
+    assert_string_equal(ds.host, "local");
+    assert_int_equal(volume_store_attach_begin(f->s, dv.id, vm.id, VOLUME_BUS_VIRTIO, NULL, &err),
+                     -1);
+    expect_code(&err, NB_ERR_VOLUME_BUSY);
+    assert_int_equal(volume_store_set_size(f->s, dv.id, 3, &err), -1);
+    expect_code(&err, NB_ERR_VOLUME_BUSY);
+    /* Names per volume. */
+    make_vsnap(&ds2, &dv, "s1");
+    assert_int_equal(volume_snapshot_store_create(f->s, &ds2, true, NULL, &err), -1);
+    expect_code(&err, NB_ERR_NAME_TAKEN);
+    /* Scoping: by id or by name within the volume, the project's only. */
+    assert_int_equal(volume_snapshot_store_get(f->s, vf->a.id, dv.id, "s1", &gs, &err), 0);
+    assert_string_equal(gs.id, ds.id);
+    assert_int_equal(volume_snapshot_store_get(f->s, vf->b.id, NULL, ds.id, &gs, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+    VolumeSnapshot *list = NULL;
+    size_t n = 0;
+    assert_int_equal(volume_snapshot_store_list(f->s, vf->a.id, NULL, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    volume_snapshot_list_free(list, n);
+    /* The snapshots quota counts VM and volume snapshots together. */
+    int64_t in_use[_QUOTA_MAX];
+    assert_int_equal(project_store_quota_usage(f->s, vf->a.id, in_use, &err), 0);
+    assert_int_equal(in_use[QUOTA_SNAPSHOTS], 2);
+    vf->a.quota.limit[QUOTA_SNAPSHOTS] = 2;
+    assert_int_equal(project_store_set_quota(f->s, vf->a.id, &vf->a.quota, &err), 0);
+    make_vsnap(&ds2, &dv, "s2");
+    assert_int_equal(volume_snapshot_store_create(f->s, &ds2, true, NULL, &err), -1);
+    expect_code(&err, NB_ERR_QUOTA_EXCEEDED);
+    /* A volume with snapshots is not deleted. */
+    assert_int_equal(volume_store_transition(f->s, dv.id, BIT(VOLUME_STATE_AVAILABLE),
+                                             VOLUME_STATE_DELETING, NULL, &err),
+                     -1);
+    expect_code(&err, NB_ERR_VOLUME_HAS_SNAPSHOTS);
+    /* A volume from a snapshot being made is refused; from a ready one, it depends on it: an
+     * RBD clone for ever, a copy while it is made. */
+    Volume from_r, from_d;
+    make_volume(&from_r, vf->a.id, "fr", &vf->shared, 3);
+    snprintf(from_r.source_snapshot, sizeof(from_r.source_snapshot), "%s", rs.id);
+    assert_int_equal(volume_store_insert(f->s, &from_r, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_BUSY);
+    assert_int_equal(volume_snapshot_store_claim(f->s, rs.id, BIT(VOLUME_SNAPSHOT_STATE_CREATING),
+                                                 VOLUME_SNAPSHOT_STATE_READY, NULL, &err),
+                     0);
+    assert_int_equal(volume_snapshot_store_claim(f->s, ds.id, BIT(VOLUME_SNAPSHOT_STATE_CREATING),
+                                                 VOLUME_SNAPSHOT_STATE_READY, NULL, &err),
+                     0);
+    assert_int_equal(volume_store_insert(f->s, &from_r, &err), 0);
+    assert_int_equal(volume_store_get(f->s, vf->a.id, "fr", &got, &err), 0);
+    assert_string_equal(got.source_snapshot, rs.id);
+    make_volume(&from_d, vf->a.id, "fd", &vf->local, 2);
+    from_d.state = VOLUME_STATE_CREATING;
+    snprintf(from_d.source_snapshot, sizeof(from_d.source_snapshot), "%s", ds.id);
+    assert_int_equal(volume_store_insert(f->s, &from_d, &err), 0);
+    unsigned ready = BIT(VOLUME_SNAPSHOT_STATE_READY) | BIT(VOLUME_SNAPSHOT_STATE_ERROR);
+    assert_int_equal(
+        volume_snapshot_store_claim(f->s, rs.id, ready, VOLUME_SNAPSHOT_STATE_DELETING, NULL, &err),
+        -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_HAS_CLONES);
+    assert_int_equal(
+        volume_snapshot_store_claim(f->s, ds.id, ready, VOLUME_SNAPSHOT_STATE_DELETING, NULL, &err),
+        -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_HAS_CLONES);
+    assert_int_equal(volume_store_transition(f->s, from_d.id, BIT(VOLUME_STATE_CREATING),
+                                             VOLUME_STATE_AVAILABLE, NULL, &err),
+                     0);
+    assert_int_equal(
+        volume_snapshot_store_claim(f->s, ds.id, ready, VOLUME_SNAPSHOT_STATE_DELETING, NULL, &err),
+        0);
+    /* Deleting: busy for another claim; gone, the volume can go. */
+    assert_int_equal(
+        volume_snapshot_store_claim(f->s, ds.id, ready, VOLUME_SNAPSHOT_STATE_DELETING, NULL, &err),
+        -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_BUSY);
+    assert_int_equal(volume_snapshot_store_delete(f->s, ds.id, &err), 0);
+    assert_int_equal(volume_snapshot_store_delete(f->s, ds.id, &err), -1);
+    expect_code(&err, NB_ERR_SNAPSHOT_NOT_FOUND);
+    assert_int_equal(volume_store_transition(f->s, dv.id, BIT(VOLUME_STATE_AVAILABLE),
+                                             VOLUME_STATE_DELETING, NULL, &err),
+                     0);
+    assert_int_equal(volume_store_delete(f->s, dv.id, &err), 0);
+}
+
 int
 main(void)
 {
@@ -615,6 +745,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_volume_attach_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vm_delete_detaches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_project_with_volumes_not_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_volume_snapshots, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
