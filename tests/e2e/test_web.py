@@ -1,15 +1,18 @@
 """The web console (docs/console.md): its static files as nimbusd serves them (path traversal,
 headers), browser sessions (cookie flags, CSRF, logout), and the pages themselves in headless
 Chromium and Firefox (tests/web/console-flows.mjs, puppeteer-core driving Debian's chromium and
-firefox-esr). One private nimbusd for the module. Screenshots go to the test's tmp dir (Firefox's
-named -firefox); their paths are printed."""
+firefox-esr): every scenario in both, each browser started once for the module. One private
+nimbusd for the module. Screenshots go to the test's tmp dir (Firefox's named -firefox); their
+paths are printed."""
 
 import http.client
 import json
 import os
+import queue
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -293,16 +296,87 @@ def engine(request):
     return request.param
 
 
-def browser(web, scenario, engine="chromium", **cfg):
-    cfg = {"base": web.daemon.url, "shots": web.shots, "browser": engine, "chromium": CHROMIUM,
-           "firefox": FIREFOX, **cfg}
+class Runner:
+    """One browser for the module's scenarios in it: `node console-flows.mjs --serve`, which
+    runs each scenario sent on its stdin in a browser context of its own (fresh cookies)."""
+
+    def __init__(self, web, engine):
+        self.log = open(os.path.join(web.shots, f"console-flows-{engine}.log"), "w+")
+        cfg = {"base": web.daemon.url, "shots": web.shots, "browser": engine,
+               "chromium": CHROMIUM, "firefox": FIREFOX}
+        self.proc = subprocess.Popen(["node", "console-flows.mjs", "--serve", json.dumps(cfg)],
+                                     cwd=WEB_TESTS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for ln in self.proc.stdout:
+            self.lines.put(ln)
+        self.lines.put(None)
+
+    def stderr(self):
+        self.log.seek(0)
+        return self.log.read()[-4000:]
+
+    def run(self, scenario, cfg, timeout=900):
+        """The scenario's JSON object, or None (and the node's output) if node ended first."""
+        self.proc.stdin.write(json.dumps({"scenario": scenario, "cfg": cfg}) + "\n")
+        self.proc.stdin.flush()
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            ln = self.lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+            if ln is None:
+                return None, "".join(out)
+            if ln.startswith("{"):
+                return json.loads(ln), "".join(out)
+            out.append(ln)
+
+    def kill(self):
+        """node, and the browser it started: on SIGTERM puppeteer kills the browser first."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def runners(web, node_tests):
+    """The module's browsers, each started by the first test that runs in it."""
+    started = {}
+    yield started
+    for r in started.values():
+        r.close()
+
+
+def browser(runners, web, scenario, engine, **cfg):
+    r = runners.get(engine)
+    if r is not None and r.proc.poll() is not None:
+        # node ended (a browser crash, a timeout): whatever it left goes, a new one starts
+        r.kill()
+        r.log.close()
+        r = None
+    if r is None:
+        r = runners[engine] = Runner(web, engine)
     start = time.monotonic()
-    p = subprocess.run(["node", "console-flows.mjs", scenario, json.dumps(cfg)], cwd=WEB_TESTS,
-                       capture_output=True, text=True, timeout=900)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    assert p.returncode == 0 and lines, \
-        f"node {scenario} ({engine}): rc {p.returncode}\n{p.stdout}\n{p.stderr}"
-    res = json.loads(lines[-1])
+    try:
+        res, out = r.run(scenario, cfg)
+    except (queue.Empty, BrokenPipeError) as e:
+        r.kill()
+        pytest.fail(f"node {scenario} ({engine}): no answer ({e!r})\n{r.stderr()}")
+    assert res is not None, \
+        f"node {scenario} ({engine}) ended: rc {r.proc.wait()}\n{out}\n{r.stderr()}"
     print(f"{scenario} in {res.get('browser_version', engine)}: {time.monotonic() - start:.1f} s")
     for s in res.get("screenshots", []):
         print(f"screenshot: {s}")
@@ -334,10 +408,10 @@ def shared_vm(web):
     am.delete_vm(vm["id"])
 
 
-def test_browser_member_flow(web, node_tests, engine):
+def test_browser_member_flow(web, runners, engine):
     vm_name = "web-vm-" + secrets.token_hex(3)
     # its own image name: the page waits for that name's row to turn active
-    res = browser(web, "member", engine, user="a-member", password=web.pw["a-member"],
+    res = browser(runners, web, "member", engine, user="a-member", password=web.pw["a-member"],
                   image_file=web.tiny, image_name=f"web-tiny-{engine}", vm_name=vm_name,
                   flavor="web-small")
     web.env.remember(res.get("vm_id"))
@@ -361,13 +435,13 @@ def test_browser_member_flow(web, node_tests, engine):
         res["console_errors"]
 
 
-def test_browser_reader_sees_no_buttons(web, node_tests, engine, shared_vm):
+def test_browser_reader_sees_no_buttons(web, runners, engine, shared_vm):
     # something to list: a VM of project A (shared_vm) and its images, one of them queued
     am = web.apis["a-member"]
     if not [i for i in am.images() if i["name"] == "reader-img"]:
         r = am.ok("POST", "/v1/images", {"name": "reader-img"}, expect=201)
         web.env.remember(r["id"])
-    res = browser(web, "reader", engine, user="a-reader", password=web.pw["a-reader"])
+    res = browser(runners, web, "reader", engine, user="a-reader", password=web.pw["a-reader"])
     assert res["vm_rows"] >= 1 and res["image_rows"] >= 2, res
     assert res["create_button"] is False
     assert res["action_buttons"] == 0
@@ -375,7 +449,7 @@ def test_browser_reader_sees_no_buttons(web, node_tests, engine, shared_vm):
     assert res["hosts_link_visible"] is False
 
 
-def test_browser_tenant_isolation_and_xss(web, node_tests, engine, shared_vm):
+def test_browser_tenant_isolation_and_xss(web, runners, engine, shared_vm):
     # the other project's VM: shared_vm, of project A
     # an audit record whose target is the payload (the API refuses such names; the path is
     # recorded as sent)
@@ -383,7 +457,7 @@ def test_browser_tenant_isolation_and_xss(web, node_tests, engine, shared_vm):
     assert r.status == 404, r
     # B needs an image of its own for the create form to be sendable at all
     active_image(web, "b-member", "b-img")
-    res = browser(web, "tenant", engine, user="b-member", password=web.pw["b-member"],
+    res = browser(runners, web, "tenant", engine, user="b-member", password=web.pw["b-member"],
                   foreign_vm_id=shared_vm["id"], foreign_vm_name=shared_vm["name"], xss=XSS)
     assert "Not found" in res["not_found_text"] and "not found" in res["not_found_text"], res
     assert res["foreign_name_shown"] is False
@@ -394,11 +468,11 @@ def test_browser_tenant_isolation_and_xss(web, node_tests, engine, shared_vm):
     assert res["img_elements"] == 0
 
 
-def test_browser_pages_at_widths_and_keyboard(web, node_tests, engine, shared_vm):
+def test_browser_pages_at_widths_and_keyboard(web, runners, engine, shared_vm):
     """Every page at tablet (768x1024) and desktop (1280x900) width: the page never scrolls
     sideways (a table may, inside its .table-wrap), and Tab alone reaches the navigation and
     every button, field and link (no focus trap). An admin, who sees every page and button."""
-    res = browser(web, "layout", engine, user="web-admin2", password=_admin2(web),
+    res = browser(runners, web, "layout", engine, user="web-admin2", password=_admin2(web),
                   vm_id=shared_vm["id"], vm_name=shared_vm["name"])
     pages = res["pages"]
     assert [(p["page"], p["width"]) for p in pages] == \
@@ -418,13 +492,13 @@ def test_browser_pages_at_widths_and_keyboard(web, node_tests, engine, shared_vm
     assert res["skip_link"] == {"hash": "#/images", "focus": "main"}, res["skip_link"]
 
 
-def test_browser_consoles(web, node_tests, engine, shared_vm):
+def test_browser_consoles(web, runners, engine, shared_vm):
     """The serial console takes typing and shows the guest's answer; the VNC screen is not blank
     (POST /v1/vms/{id}/console and its WebSocket: api_console.c)."""
     am = web.apis["a-member"]
     am.wait_console(shared_vm["id"], "NIMBUS-READY")
     marker = secrets.token_hex(3)
-    res = browser(web, "consoles", engine, user="a-member", password=web.pw["a-member"],
+    res = browser(runners, web, "consoles", engine, user="a-member", password=web.pw["a-member"],
                   vm_id=shared_vm["id"], marker=marker)
     assert res.get("serial_error") is None, res
     assert res["serial_echo"] is True, res.get("serial_text")
@@ -433,11 +507,9 @@ def test_browser_consoles(web, node_tests, engine, shared_vm):
     assert res["vnc_lit_pixels"] > 0, res
 
 
-def test_browser_admin_hosts(web, node_tests):
-    pw = "pw-" + secrets.token_hex(10)
-    web.admin.ok("POST", "/v1/users", {"name": "web-admin", "password": pw, "project": "default",
-                                       "role": "admin"}, expect=201)
-    res = browser(web, "admin", user="web-admin", password=pw)
+def test_browser_admin_hosts(web, runners, engine):
+    res = browser(runners, web, "admin", engine, user="web-admin",
+                  password=_admin(web, "web-admin"))
     assert res["hosts_link_visible"] is True
     assert res["host_rows"] == ["local"], res
     # vCPU, RAM and disk, each against the host's capacity
@@ -445,10 +517,10 @@ def test_browser_admin_hosts(web, node_tests):
     assert any(t.startswith("RAM: ") and "MiB" in t for t in res["capacity_text"]), res
 
 
-def test_browser_images_page_follows_image_events(web, node_tests):
+def test_browser_images_page_follows_image_events(web, runners, engine):
     am = web.apis["a-member"]
-    name = "live-img-" + secrets.token_hex(3)
-    res = browser(web, "liveImages", user="a-member", password=web.pw["a-member"],
+    name = f"live-img-{engine}-" + secrets.token_hex(3)
+    res = browser(runners, web, "liveImages", engine, user="a-member", password=web.pw["a-member"],
                   token=am.user_token, image_file=web.tiny, image_name=name)
     if res.get("image_id"):
         web.env.remember(res["image_id"])
@@ -458,17 +530,23 @@ def test_browser_images_page_follows_image_events(web, node_tests):
     assert not [i for i in am.images() if i["name"] == name]
 
 
-def _admin2(web):
-    if not hasattr(web, "admin2_pw"):
-        web.admin2_pw = "pw-" + secrets.token_hex(10)
-        web.admin.ok("POST", "/v1/users", {"name": "web-admin2", "password": web.admin2_pw,
+def _admin(web, name):
+    """The password of admin user `name`, made on first use (the tests of both browsers share
+    it)."""
+    if name not in web.pw:
+        web.pw[name] = "pw-" + secrets.token_hex(10)
+        web.admin.ok("POST", "/v1/users", {"name": name, "password": web.pw[name],
                                            "project": "default", "role": "admin"}, expect=201)
-    return web.admin2_pw
+    return web.pw[name]
 
 
-def test_browser_admin_pages(web, node_tests, shared_vm):
+def _admin2(web):
+    return _admin(web, "web-admin2")
+
+
+def test_browser_admin_pages(web, runners, engine, shared_vm):
     pw = _admin2(web)
-    suffix = secrets.token_hex(3)
+    suffix = f"{engine[:2]}{secrets.token_hex(3)}"
     flavor, doomed = f"ui-flavor-{suffix}", f"ui-doomed-{suffix}"
     project, user = f"ui-proj-{suffix}", f"ui-user-{suffix}"
     web.admin.ok("POST", "/v1/flavors", {"name": doomed, "vcpus": 1, "ram_mib": 64,
@@ -478,8 +556,8 @@ def test_browser_admin_pages(web, node_tests, shared_vm):
     vm_id = shared_vm["id"]
     before = web.admin.get(f"/v1/projects/{pa['id']}/quota")["limits"]
     try:
-        res = browser(web, "adminPages", user="web-admin2", password=pw, flavor=flavor,
-                      delete_flavor=doomed, project=project, new_user=user,
+        res = browser(runners, web, "adminPages", engine, user="web-admin2", password=pw,
+                      flavor=flavor, delete_flavor=doomed, project=project, new_user=user,
                       quota_project=pa["id"], vm_id=vm_id)
         assert {"Projects", "Users", "Quotas", "Hosts"} <= set(res["nav_links"]), res["nav_links"]
         assert "128 MiB" in res["flavor_row"] and "100 / 50" in res["flavor_row"], res
@@ -517,8 +595,8 @@ def test_browser_admin_pages(web, node_tests, shared_vm):
                 web.admin.ok("DELETE", f"/v1/flavors/{x['id']}", expect=204)
 
 
-def test_browser_reader_sees_no_admin_buttons(web, node_tests):
-    res = browser(web, "readerPages", user="a-reader", password=web.pw["a-reader"])
+def test_browser_reader_sees_no_admin_buttons(web, runners, engine):
+    res = browser(runners, web, "readerPages", engine, user="a-reader", password=web.pw["a-reader"])
     assert res["users_link_visible"] is False
     assert res["flavor_form"] is False and res["flavor_buttons"] == 0, res
     assert res["project_form"] is False and res["project_buttons"] == 0, res

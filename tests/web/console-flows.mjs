@@ -1,26 +1,31 @@
 // Browser tests of the Nimbus web console, in headless Chromium (Debian's chromium) or Firefox
 // (Debian's firefox-esr, through WebDriver BiDi) driven by puppeteer-core.
-// tests/e2e/test_web.py starts nimbusd and runs:
+// tests/e2e/test_web.py starts nimbusd; one scenario runs as
 //
 //   node console-flows.mjs SCENARIO '{"base": "http://127.0.0.1:PORT", "browser": "firefox", ...}'
 //
-// and asserts on the one JSON object printed on the last line of stdout: what the scenario saw
-// (not a verdict), plus "screenshots" (paths), "error" when something could not be done and
-// "skipped" (a reason) when the scenario cannot run in that browser.
+// and prints one JSON object on the last line of stdout: what the scenario saw (not a verdict),
+// plus "screenshots" (paths), "error" when something could not be done and "skipped" (a reason)
+// when the scenario cannot run in that browser; test_web.py asserts on it.
+//
+// With --serve in place of SCENARIO it starts the browser once and runs one scenario per line of
+// stdin ('{"scenario": "member", "cfg": {...}}', that cfg over the command line's), each in a
+// browser context of its own (its own cookies and storage), printing each one's JSON object on a
+// line of its own; at the end of stdin it closes the browser. test_web.py starts each browser
+// once that way instead of once per scenario (a Firefox takes about 3 s to start).
 import puppeteer from 'puppeteer-core';
 import path from 'node:path';
+import readline from 'node:readline';
 
-const [scenario, configJson] = process.argv.slice(2);
-const cfg = JSON.parse(configJson || '{}');
-const result = {scenario, screenshots: [], console_errors: []};
-const WAIT = cfg.timeout_ms || 120000;
-const BROWSER = cfg.browser || 'chromium';
-result.browser = BROWSER;
-
-function finish(code) {
-  process.stdout.write(`\n${JSON.stringify(result)}\n`);
-  process.exit(code);
-}
+const [firstArg, configJson] = process.argv.slice(2);
+const SERVE = firstArg === '--serve';
+const baseCfg = JSON.parse(configJson || '{}');
+const BROWSER = baseCfg.browser || 'chromium';
+// The scenario being run, its configuration, what it saw, and how long it waits for the page.
+let scenario = SERVE ? null : firstArg;
+let cfg = baseCfg;
+let result = {scenario, browser: BROWSER, screenshots: [], console_errors: []};
+let WAIT = cfg.timeout_ms || 120000;
 
 async function shot(page, name) {
   // Chromium's keep the names they had; another browser's carry its name.
@@ -246,7 +251,7 @@ async function tenant(page) {
 
 // The widths every page is checked at: a tablet held upright, and a desktop (cfg.widths, to
 // try another).
-const WIDTHS = cfg.widths || [{width: 768, height: 1024}, {width: 1280, height: 900}];
+const widths = () => cfg.widths || [{width: 768, height: 1024}, {width: 1280, height: 900}];
 
 // Opens a page by its hash, as a click on its link would, and waits until it has drawn itself:
 // its heading, no error, and what it loads after the heading (the quota page's usage).
@@ -321,6 +326,7 @@ async function layout(page) {
     ['images', '#/images', 'Images'], ['flavors', '#/flavors', 'Flavors'], ['hosts', '#/hosts', 'Hosts'],
     ['projects', '#/projects', 'Projects'], ['users', '#/users', 'Users'],
     ['quotas', '#/quotas', 'Quotas and usage: *'], ['tasks', '#/tasks', 'Tasks'], ['audit', '#/audit', 'Audit log']];
+  const WIDTHS = widths();
   await page.setViewport(WIDTHS[0]);
   await login(page, cfg.user, cfg.password);
   result.pages = [];
@@ -464,6 +470,14 @@ const canvasPixels = (page, sel) => page.$eval(sel, (c) => {
   return {drawn, bars};
 });
 
+// Waits for the quota page's usage summary; an error the page shows instead (a usage call the
+// API refused) ends the wait with its message rather than after WAIT.
+const waitUsage = (page) => page.waitForFunction(() => {
+  const error = document.getElementById('error');
+  if (!error.hidden) throw new Error(`the page shows an error: ${error.textContent}`);
+  return document.getElementById('usage-summary').textContent.includes('vCPU-hours');
+}, {timeout: WAIT});
+
 const noError = (page) => page.waitForFunction(() => document.querySelector('#error').hidden);
 
 // An admin's pages: a flavor made in the UI is offered by the create-VM form; projects, users,
@@ -532,8 +546,7 @@ async function adminPages(page) {
   // quotas of project cfg.quota_project: bars, limits edited, the chart drawn
   await page.goto(`${cfg.base}/#/quotas/${cfg.quota_project}`);
   await page.waitForSelector('#quota-form');
-  await page.waitForFunction(() => document.getElementById('usage-summary').textContent.includes('vCPU-hours'),
-    {timeout: WAIT});
+  await waitUsage(page);
   result.quota_bars = await page.$$eval('#quota-bars meter', (m) => m.length);
   result.chart = await canvasPixels(page, '#usage-chart');
   result.usage_summary = await page.$eval('#usage-summary', (e) => e.textContent);
@@ -584,8 +597,7 @@ async function readerPages(page) {
   result.user_buttons = await page.$$eval('main button', (b) => b.length);
   await page.goto(`${cfg.base}/#/quotas`);
   await page.waitForSelector('#quota-bars');
-  await page.waitForFunction(() => document.getElementById('usage-summary').textContent.includes('vCPU-hours'),
-    {timeout: WAIT});
+  await waitUsage(page);
   result.quota_bars = await page.$$eval('#quota-bars meter', (m) => m.length);
   result.quota_form = !!(await page.$('#quota-form'));
   result.quota_buttons = await page.$$eval('main button', (b) => b.length);
@@ -609,25 +621,54 @@ const LAUNCH = {
     headless: true,
   },
 };
+// One scenario in a browser context of its own; returns what it saw.
+async function run(browser, name, runCfg) {
+  scenario = name;
+  cfg = runCfg;
+  WAIT = cfg.timeout_ms || 120000;
+  result = {scenario, browser: BROWSER, browser_version: await browser.version(), screenshots: [],
+    console_errors: []};
+  if (!Object.hasOwn(SCENARIOS, name)) {
+    result.error = `unknown scenario ${name}`;
+    return result;
+  }
+  const context = await browser.createBrowserContext();
+  try {
+    const page = await context.newPage();
+    await page.setViewport({width: 1280, height: 900});
+    page.setDefaultTimeout(WAIT);
+    page.on('console', (m) => { if (m.type() === 'error') result.console_errors.push(m.text()); });
+    page.on('pageerror', (e) => result.console_errors.push(String(e)));
+    try {
+      await SCENARIOS[name](page);
+    } catch (e) {
+      result.error = String(e && e.stack ? e.stack : e);
+      try { await shot(page, 'failure'); } catch { /* the page may be gone */ }
+    }
+  } finally {
+    await context.close();
+  }
+  return result;
+}
+
+const print = (r) => process.stdout.write(`\n${JSON.stringify(r)}\n`);
+
 if (!LAUNCH[BROWSER]) {
   result.error = `unknown browser ${BROWSER}`;
-  finish(0);
+  print(result);
+  process.exit(0);
 }
 const browser = await puppeteer.launch(LAUNCH[BROWSER]);
-result.browser_version = await browser.version();
 try {
-  const page = await browser.newPage();
-  await page.setViewport({width: 1280, height: 900});
-  page.setDefaultTimeout(WAIT);
-  page.on('console', (m) => { if (m.type() === 'error') result.console_errors.push(m.text()); });
-  page.on('pageerror', (e) => result.console_errors.push(String(e)));
-  try {
-    await SCENARIOS[scenario](page);
-  } catch (e) {
-    result.error = String(e && e.stack ? e.stack : e);
-    try { await shot(page, 'failure'); } catch { /* the page may be gone */ }
+  if (SERVE) {
+    for await (const line of readline.createInterface({input: process.stdin})) {
+      if (!line.trim()) continue;
+      const req = JSON.parse(line);
+      print(await run(browser, req.scenario, {...baseCfg, ...req.cfg}));
+    }
+  } else {
+    print(await run(browser, scenario, baseCfg));
   }
 } finally {
   await browser.close();
 }
-finish(0);
