@@ -4,6 +4,8 @@ Python 3 standard library only."""
 import http.client
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +175,63 @@ def create_tiny_vm(api, name, image_id):
     api.wait_task(r["task"]["id"], time.monotonic())
     log(f"VM {r['vm']['id']} running")
     return flavor, r["vm"]["id"]
+
+
+class Agent:
+    """A nimbus-agent of a bench's own (scripts/start-agent.sh) for nimbusd's local host, on
+    127.0.0.1:port, as scripts/aio.sh runs one: with it the host's remote-group rules are ipsets
+    (docs/networking.md). nimbusd is the bench's binary; the agent is the one built beside it."""
+
+    def __init__(self, nimbusd, tag, port):
+        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(nimbusd))))
+        self.binary = os.path.join(build, "src", "agent", "nimbus-agent")
+        self.tag, self.port = tag, port
+        self.dir = None
+        self.pid = None
+
+    def start(self):
+        """Starts it; returns nimbusd's arguments to reach it."""
+        # Its own directory: a bench's work dir may go before the agent does.
+        self.dir = tempfile.mkdtemp(prefix=f"nimbus-bench-{self.tag}-agent-")
+        listen = f"127.0.0.1:{self.port}"
+        p = subprocess.run([os.path.join(REPO, "scripts", "start-agent.sh"), self.dir,
+                            "--listen", listen], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL,
+                           env={**os.environ, "NIMBUS_AGENT": self.binary})
+        if p.returncode != 0:
+            raise BenchError(f"start-agent.sh: exit {p.returncode}: {p.stderr.strip()[:400]}")
+        with open(os.path.join(self.dir, "agent.pid")) as f:
+            self.pid = int(f.read().strip())
+        log(f"nimbus-agent on {listen}")
+        return ["--agent-url", f"https://{listen}",
+                "--agent-secret-file", os.path.join(self.dir, "secret"),
+                "--agent-ca-file", os.path.join(self.dir, "cert.pem")]
+
+    def stop(self):
+        """Stops it by pid, destroys the ipsets it still kept (a bench cut short) and removes its
+        directory."""
+        if not self.dir:
+            return
+        try:
+            if self.pid:
+                os.kill(self.pid, signal.SIGTERM)
+                for _ in range(100):
+                    if not os.path.exists(f"/proc/{self.pid}"):
+                        break
+                    time.sleep(0.1)
+        except OSError as e:
+            log(f"clean-up: stopping the agent: {e}")
+        try:
+            with open(os.path.join(self.dir, "state", "ipsets.json")) as f:
+                sets = [x["name"] for x in json.load(f)["ipsets"]]
+        except (OSError, ValueError, KeyError):
+            sets = []
+        for name in sets:
+            if re.fullmatch(r"nbs-[0-9a-f]{24}", name):
+                run(["ipset", "destroy", name], timeout=30, check=False)
+                run(["ipset", "destroy", name + "-t"], timeout=30, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
 
 
 def start_nimbusd(nimbusd, state, pool, log_path, extra_args=(), start_s=30,

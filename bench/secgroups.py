@@ -29,10 +29,8 @@ and Ctrl-C. Figures only: nothing here asserts on timings. See docs/benchmarks.m
 """
 
 import argparse
-import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -51,8 +49,6 @@ class SgBench(Bench):
         super().__init__(args)
         self.group = None
         self.group2 = None
-        self.agent_dir = None
-        self.agent_pid = None
 
     def nimbus_create(self, name):
         t0 = time.monotonic()
@@ -62,50 +58,6 @@ class SgBench(Bench):
         self.res.add("nimbus_vms", body["vm"]["id"], name)
         end, _ = self.api.wait_task(body["task"]["id"], t0)
         return {"id": body["vm"]["id"], "seconds": end - t0}
-
-    def start_agent(self):
-        """A nimbus-agent of the bench's own (scripts/start-agent.sh), for nimbusd's host."""
-        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-            self.args.nimbusd))))
-        agent = os.path.join(build, "src", "agent", "nimbus-agent")
-        # Its own directory: the bench's work dir goes in Bench.cleanup, before the agent may.
-        self.agent_dir = tempfile.mkdtemp(prefix=f"nimbus-bench-{self.tag}-agent-")
-        listen = f"127.0.0.1:{self.args.agent_port}"
-        p = subprocess.run([os.path.join(REPO, "scripts", "start-agent.sh"), self.agent_dir,
-                            "--listen", listen], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL, env={**os.environ, "NIMBUS_AGENT": agent})
-        if p.returncode != 0:
-            raise BenchError(f"start-agent.sh: exit {p.returncode}: {p.stderr.strip()[:400]}")
-        with open(os.path.join(self.agent_dir, "agent.pid")) as f:
-            self.agent_pid = int(f.read().strip())
-        self.args.daemon_extra = [
-            "--agent-url", f"https://{listen}",
-            "--agent-secret-file", os.path.join(self.agent_dir, "secret"),
-            "--agent-ca-file", os.path.join(self.agent_dir, "cert.pem")]
-        log(f"nimbus-agent on {listen}")
-
-    def stop_agent(self):
-        pid = self.agent_pid
-        try:
-            if pid:
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    if not os.path.exists(f"/proc/{pid}"):
-                        break
-                    time.sleep(0.1)
-        except OSError as e:
-            log(f"clean-up: stopping the agent: {e}")
-        # Sets its VMs' deletes did not remove (the bench cut short): the agent's own names.
-        try:
-            with open(os.path.join(self.agent_dir, "state", "ipsets.json")) as f:
-                sets = [x["name"] for x in json.load(f)["ipsets"]]
-        except (OSError, ValueError, KeyError):
-            sets = []
-        for name in sets:
-            if re.fullmatch(r"nbs-[0-9a-f]{24}", name):
-                run(["ipset", "destroy", name], timeout=30, check=False)
-                run(["ipset", "destroy", name + "-t"], timeout=30, check=False)
-        shutil.rmtree(self.agent_dir, ignore_errors=True)
 
     def rules_in_iptables(self, port):
         out = run(["iptables-save"], timeout=60).stdout
@@ -141,14 +93,10 @@ class SgBench(Bench):
         listed = set(self.virsh("nwfilter-list", check=False).split())
         for name in sorted(names & listed):
             self.virsh("nwfilter-undefine", name, check=False)
-        if self.agent_dir:
-            self.stop_agent()
 
     def run(self):
         a = self.args
         self.ensure_libvirt()
-        if a.agent:
-            self.start_agent()
         self.api_start()
         self.load_before = os.getloadavg()
         self.upload_image_and_flavor()

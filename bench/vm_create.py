@@ -37,7 +37,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
-from benchlib import (CMD_TIMEOUT_S, POLL_S, STOP, TASK_TIMEOUT_S, Api, BenchError,
+from benchlib import (CMD_TIMEOUT_S, POLL_S, STOP, TASK_TIMEOUT_S, Agent, Api, BenchError,
                       Interrupted, log, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,6 +241,7 @@ class Bench:
         self.backing_path = None
         self.backing_format = None
         self.template = None
+        self.agent = None  # benchlib.Agent, with --agent
 
     # ------------------------------------------------------------ set-up
 
@@ -270,8 +271,11 @@ class Bench:
                 "--pool-name", self.pool_name, "--pool-path", os.path.join(state, "pool"),
                 "--workers", str(self.args.workers),
                 # Clear of the e2e daemons' pools (10.200-10.239) that may share the libvirtd.
-                "--default-network-pool", "10.250.0.0/16",
-                *getattr(self.args, "daemon_extra", ())]
+                "--default-network-pool", "10.250.0.0/16"]
+        if self.args.agent:
+            # As scripts/aio.sh runs the all-in-one host: remote-group rules are ipsets.
+            self.agent = Agent(self.args.nimbusd, self.tag, self.args.agent_port)
+            argv += self.agent.start()
         with open(self.daemon_log, "wb") as errf:
             # Own session: a Ctrl-C in the terminal reaches us, not the daemon; we stop it.
             self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -717,6 +721,8 @@ class Bench:
                 v("pool-undefine", self.pool_name, check=False)
         elif self.res.nimbus_vms:
             log("clean-up: VMs left on the daemon: " + ", ".join(self.res.nimbus_vms))
+        if self.agent:
+            self.agent.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -823,6 +829,10 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="also write the raw figures here")
     ap.add_argument("--cli", metavar="PATH",
                     help="create through this `nimbus` binary's `vm create --wait`")
+    ap.add_argument("--agent", action="store_true",
+                    help="give the host a nimbus-agent, as scripts/aio.sh does: remote-group "
+                    "rules as ipsets (without: member filters)")
+    ap.add_argument("--agent-port", type=int, default=18775, help="its port (default 18775)")
     a = ap.parse_args()
     if a.count < 1 or a.concurrency < 1 or a.workers < 1:
         ap.error("--count, --concurrency and --workers must be at least 1")
