@@ -468,13 +468,8 @@ bk_run(Core *core, Task *task, TaskRun *run, const BkTaskDef *def)
                         "the backup was not held by this task");
         return TASK_RUN_DONE;
     }
-    if (task->state != TASK_STATE_RUNNING) {
-        if (task_store_set_running(core->store, task->id, &err) < 0) {
-            log_error("task %s: %s", task->id, err->message);
-            return TASK_RUN_DONE;
-        }
-        task->state = TASK_STATE_RUNNING;
-    }
+    if (!task_set_running(core, task, "backup", x.b.id, def->n_steps))
+        return TASK_RUN_DONE;
     int r = 0;
     while (task->step < def->n_steps) {
         if (task_engine_stopping(core->tasks))

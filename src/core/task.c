@@ -302,6 +302,22 @@ task_engine_stats(TaskEngine *e, TaskEngineStats *ret)
 }
 
 bool
+task_set_running(Core *core, Task *task, const char *what, const char *target, int n_steps)
+{
+    if (task->state == TASK_STATE_RUNNING)
+        return true;
+    _cleanup_error_ NbError *err = NULL;
+    if (task_store_set_running(core->store, task->id, &err) < 0) {
+        log_error("task %s: %s", task->id, err->message);
+        return false;
+    }
+    task->state = TASK_STATE_RUNNING;
+    log_info("task %s (%s) on %s %s: running from step %d of %d", task->id,
+             task_kind_to_string(task->kind), what, target, task->step, n_steps);
+    return true;
+}
+
+bool
 task_engine_stopping(TaskEngine *e)
 {
     pthread_mutex_lock(&e->lock);

@@ -59,6 +59,12 @@ void task_engine_stats(TaskEngine *e, TaskEngineStats *ret);
 bool task_engine_stopping(TaskEngine *e);
 /* Fills a new pending task; params (JSON text or NULL) is copied. */
 void task_new(Task *t, TaskKind kind, const char *target_id, const char *params);
+/* A handler's first run of task (or its first after a restart that found it pending): the task
+ * becomes running in the store and the log says "task ID (KIND) on WHAT TARGET: running from step
+ * S of N". Nothing when it runs already. false when the store refused (logged): the handler ends
+ * this run. */
+bool task_set_running(struct Core *core, Task *task, const char *what, const char *target,
+                      int n_steps);
 
 /* Fault injection for the crash tests: when NIMBUS_TEST_CRASH_AT is "<kind>:<step>", the daemon
  * kills itself with SIGKILL right after that step's hypervisor work and before its progress is

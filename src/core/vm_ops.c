@@ -721,15 +721,9 @@ vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *def)
         vm_clear(&vm);
         return TASK_RUN_DONE;
     }
-    if (task->state != TASK_STATE_RUNNING) {
-        if (task_store_set_running(core->store, task->id, &err) < 0) {
-            log_error("task %s: %s", task->id, err->message);
-            vm_clear(&vm);
-            return TASK_RUN_DONE;
-        }
-        task->state = TASK_STATE_RUNNING;
-        log_info("task %s (%s) on vm %s: running from step %d of %d", task->id,
-                 task_kind_to_string(task->kind), vm.id, task->step, def->n_steps);
+    if (!task_set_running(core, task, "vm", vm.id, def->n_steps)) {
+        vm_clear(&vm);
+        return TASK_RUN_DONE;
     }
 
     HvConn *hv = def->own_conns ? NULL : host_registry_conn(core, vm.host);

@@ -549,15 +549,8 @@ volume_ops_run_task(Core *core, Task *task, TaskRun *run)
                          "the volume was not held by this task");
         return TASK_RUN_DONE;
     }
-    if (task->state != TASK_STATE_RUNNING) {
-        if (task_store_set_running(core->store, task->id, &err) < 0) {
-            log_error("task %s: %s", task->id, err->message);
-            return TASK_RUN_DONE;
-        }
-        task->state = TASK_STATE_RUNNING;
-        log_info("task %s (%s) on volume %s: running from step %d of %d", task->id,
-                 task_kind_to_string(task->kind), v.id, task->step, def->n_steps);
-    }
+    if (!task_set_running(core, task, "volume", v.id, def->n_steps))
+        return TASK_RUN_DONE;
     int r = 0;
     int64_t delay = TASK_RUN_DONE;
     while (task->step < def->n_steps) {

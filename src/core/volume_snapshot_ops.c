@@ -289,15 +289,8 @@ volume_snapshot_ops_run_task(Core *core, Task *task, TaskRun *run)
                            "the snapshot was not held by this task");
         return TASK_RUN_DONE;
     }
-    if (task->state != TASK_STATE_RUNNING) {
-        if (task_store_set_running(core->store, task->id, &err) < 0) {
-            log_error("task %s: %s", task->id, err->message);
-            return TASK_RUN_DONE;
-        }
-        task->state = TASK_STATE_RUNNING;
-        log_info("task %s (%s) on volume snapshot %s: running from step %d of %d", task->id,
-                 task_kind_to_string(task->kind), snap.id, task->step, n_steps);
-    }
+    if (!task_set_running(core, task, "volume snapshot", snap.id, n_steps))
+        return TASK_RUN_DONE;
     int r = 0;
     while (task->step < n_steps) {
         if (task_engine_stopping(core->tasks)) {
