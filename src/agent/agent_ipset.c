@@ -257,22 +257,10 @@ int
 agent_ipsets_load(const char *dir, AgentIpsets *ret, NbError **err)
 {
     *ret = (AgentIpsets){0};
-    _cleanup_free_ char *path = str_printf("%s/" IPSETS_FILE, dir);
-    if (!path)
-        return -ENOMEM;
-    _cleanup_free_ char *text = NULL;
-    size_t len = 0;
-    int r = read_file_full(path, IPSETS_FILE_MAX, &text, &len);
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0)
+    json_t *j = NULL;
+    int r = agent_json_load(dir, IPSETS_FILE, IPSETS_FILE_MAX, &j, err);
+    if (r < 0 || !j)
         return r;
-    json_error_t jerr;
-    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j) {
-        nb_error_set(err, NB_ERR_INVALID_JSON, "%s: %s", path, jerr.text);
-        return -EBADMSG;
-    }
     r = agent_ipsets_from_json(j, ret, err);
     json_decref(j);
     return r < 0 ? -EBADMSG : 0;

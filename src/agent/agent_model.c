@@ -717,26 +717,36 @@ agent_state_save(const AgentState *s, const char *dir)
 }
 
 int
-agent_state_load(const char *dir, AgentState *ret, NbError **err)
+agent_json_load(const char *dir, const char *file, size_t max, json_t **ret, NbError **err)
 {
-    _cleanup_free_ char *path = str_printf("%s/" STATE_FILE, dir);
+    *ret = NULL;
+    _cleanup_free_ char *path = str_printf("%s/%s", dir, file);
     if (!path)
         return -ENOMEM;
     _cleanup_free_ char *text = NULL;
     size_t len = 0;
-    int r = read_file_full(path, STATE_FILE_MAX, &text, &len);
-    if (r == -ENOENT) {
-        *ret = (AgentState){0};
+    int r = read_file_full(path, max, &text, &len);
+    if (r == -ENOENT)
         return 0;
-    }
     if (r < 0)
         return r;
     json_error_t jerr;
-    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j) {
+    *ret = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*ret) {
         nb_error_set(err, NB_ERR_INVALID_JSON, "%s: %s", path, jerr.text);
         return -EBADMSG;
     }
+    return 0;
+}
+
+int
+agent_state_load(const char *dir, AgentState *ret, NbError **err)
+{
+    *ret = (AgentState){0};
+    json_t *j = NULL;
+    int r = agent_json_load(dir, STATE_FILE, STATE_FILE_MAX, &j, err);
+    if (r < 0 || !j)
+        return r;
     r = agent_state_from_json(j, ret, err);
     json_decref(j);
     return r < 0 ? -EBADMSG : 0;

@@ -121,6 +121,9 @@ int agent_state_from_json(json_t *j, AgentState *ret, NbError **err);
 /* DIR/FILE written atomically with j's text: a temporary file, fsync, rename, fsync of the
  * directory. 0 or -errno. */
 int agent_json_save(json_t *j, const char *dir, const char *file);
+/* DIR/FILE's JSON (at most max bytes) into *ret; a missing file leaves *ret NULL (0). 0, -errno,
+ * or -EBADMSG with *err set. */
+int agent_json_load(const char *dir, const char *file, size_t max, json_t **ret, NbError **err);
 /* DIR/state.json, agent_json_save's way. 0 or -errno. */
 int agent_state_save(const AgentState *s, const char *dir);
 /* A missing file is an empty state (first start). 0, -errno, or -EBADMSG with *err set. */
