@@ -123,9 +123,7 @@ step_begin(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **e
     if (job.state == HV_BACKUP_JOB_OTHER) {
         /* A migration or another task's job (a clone's copy) holds the domain: wait for its
          * end. */
-        if (!run->wait_since_ms)
-            run->wait_since_ms = nb_monotonic_ms();
-        return vm_ops_wait_ms(run->wait_since_ms);
+        return vm_ops_wait(run);
     }
     const char *since = NULL;
     if (b.parent_id[0]) {
@@ -179,9 +177,7 @@ step_wait(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **er
     switch (job.state) {
     case HV_BACKUP_JOB_RUNNING:
     case HV_BACKUP_JOB_OTHER: /* ours ended and another task's began: wait for that one too */
-        if (!run->wait_since_ms)
-            run->wait_since_ms = nb_monotonic_ms();
-        return vm_ops_wait_ms(run->wait_since_ms);
+        return vm_ops_wait(run);
     case HV_BACKUP_JOB_COMPLETED: {
         uint64_t cap = 0;
         if (hv_backup_disk_capacity(hv, domain, BACKUP_DISK, &cap, err) < 0)

@@ -78,6 +78,14 @@ vm_ops_wait_ms(uint64_t since_ms)
     return quarter > VM_WAIT_MAX_MS ? VM_WAIT_MAX_MS : (int)quarter;
 }
 
+int
+vm_ops_wait(TaskRun *run)
+{
+    if (!run->wait_since_ms)
+        run->wait_since_ms = nb_monotonic_ms();
+    return vm_ops_wait_ms(run->wait_since_ms);
+}
+
 char *
 vm_ops_disk_from_params(const char *pool, const char *volume)
 {
@@ -117,25 +125,30 @@ step_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     char vol[96];
     if (task->kind == TASK_KIND_VM_CLONE)
         return clone_ops_disk_step(core, task, vm, hv, run, err);
-    if (vm->pool_id[0])
+    char pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType type;
+    if (vm_disk_pool(core, vm, pool, &type, err) < 0)
+        return -1;
+    if (type == POOL_TYPE_RBD)
         return vm_rbd_create_disk(core, task, vm, hv, run, err);
-    int from = create_disk_from(core, task, vm, hv, err);
-    if (from <= 0)
-        return from;
+    if (!vm->pool_id[0]) {
+        int from = create_disk_from(core, task, vm, hv, err);
+        if (from <= 0)
+            return from;
+    }
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
+    /* The image's copy in the host's default pool backs the overlay, which is in the VM's dir
+     * pool (docs/storage.md, "VM disks in pools") or in the default pool too. */
     int there = image_ops_ensure_on(core, &img, vm->host, hv, err);
     if (there < 0)
         return -1;
-    if (there > 0) {
-        /* another task is copying the image there */
-        if (!run->wait_since_ms)
-            run->wait_since_ms = nb_monotonic_ms();
-        return vm_ops_wait_ms(run->wait_since_ms);
-    }
+    if (there > 0) /* another task is copying the image there */
+        return vm_ops_wait(run);
     vm_disk_volume(vm, vol);
-    return hv_vol_create_linked_clone(hv, vm_ops_pool(core), vol, img.volume,
-                                      image_format_to_string(img.format), vm->disk_gib << 30, err);
+    return hv_vol_create_linked_clone_of(hv, pool, vol, vm_ops_pool(core), img.volume,
+                                         image_format_to_string(img.format), vm->disk_gib << 30,
+                                         err);
 }
 
 /* Reads the seed ISO for the upload stream. */

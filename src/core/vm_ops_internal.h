@@ -33,6 +33,9 @@ int64_t vm_ops_task_run(Core *core, Task *task, TaskRun *run, const VmTaskDef *d
  * not reached yet) sleeps before it looks again: a quarter of its wait so far (since_ms,
  * monotonic), from 250 ms to 5 s, so that many waiting tasks cost little. */
 int vm_ops_wait_ms(uint64_t since_ms);
+/* vm_ops_wait_ms for a step whose wait began at its first look (run->wait_since_ms, set now if
+ * unset). */
+int vm_ops_wait(TaskRun *run);
 
 const char *vm_ops_pool(const Core *core);
 /* The VM's domain XML, with the volume paths of the pool on the host behind hv. */

@@ -297,28 +297,6 @@ out:
     return r;
 }
 
-/* In a dir pool: a qcow2 overlay in that pool whose backing file is the image's copy in the
- * default pool of the same host (made there first, as for any VM). */
-static int
-dir_create_disk(Core *core, Vm *vm, const Pool *pool, const Image *img, HvConn *hv, TaskRun *run,
-                NbError **err)
-{
-    char vol[96];
-    int there = image_ops_ensure_on(core, img, vm->host, hv, err);
-    if (there < 0)
-        return -1;
-    if (there > 0) {
-        /* another task is copying the image there */
-        if (!run->wait_since_ms)
-            run->wait_since_ms = nb_monotonic_ms();
-        return vm_ops_wait_ms(run->wait_since_ms);
-    }
-    vm_disk_volume(vm, vol);
-    return hv_vol_create_linked_clone_of(hv, pool->libvirt_name, vol, vm_ops_pool(core),
-                                         img->volume, image_format_to_string(img->format),
-                                         vm->disk_gib << 30, err);
-}
-
 int
 vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
@@ -328,8 +306,6 @@ vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbE
     if (vm_rbd_pool(core, vm, &pool, err) < 0 ||
         image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         return -1;
-    if (pool.type == POOL_TYPE_DIR)
-        return dir_create_disk(core, vm, &pool, &img, hv, run, err);
     vm_rbd_disk_name(vm, disk);
     vm_rbd_base_name(img.id, base);
     uint64_t have = 0;
@@ -340,11 +316,8 @@ vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbE
         int there = base_ensure(core, task, &img, &pool, hv, err);
         if (there < 0)
             return -1;
-        if (there > 0) {
-            if (!run->wait_since_ms)
-                run->wait_since_ms = nb_monotonic_ms();
-            return vm_ops_wait_ms(run->wait_since_ms);
-        }
+        if (there > 0)
+            return vm_ops_wait(run);
         /* libvirt's rbd backend makes a volume "from" another of the same pool as a clone of a
          * snapshot of it (it takes one the base already has, or makes and protects one). */
         _cleanup_free_ char *xml = pool_xml_volume(disk, img.virtual_size_bytes, NULL);

@@ -35,10 +35,10 @@ void vm_rbd_base_name(const char *image_id, char out[96]);
  * caller unlinks it when they are done. */
 int vm_rbd_key_file(const char *path, const char *key, NbError **err);
 
-/* The create's disk step. dir: the overlay (after the image's copy on the host, waited for
- * like a plain create's). rbd: the image's base in the pool (written once, on nimbusd's host), then
- * the VM's clone, grown to the flavor's disk. 0, a delay (> 0) while another task writes the
- * base, or -1. Idempotent: a clone already there is kept, a base cut short is written again. */
+/* The create's disk step in an rbd pool (vm_ops makes a dir pool's overlay as the default
+ * pool's): the image's base in the pool (written once, on nimbusd's host), then the VM's clone,
+ * grown to the flavor's disk. 0, a delay (> 0) while another task writes the base, or -1.
+ * Idempotent: a clone already there is kept, a base cut short is written again. */
 int vm_rbd_create_disk(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err);
 /* The delete's (and a failed create's) disk step: the overlay or clone goes; absent: 0. */
 int vm_rbd_delete_disk(Core *core, const Vm *vm, HvConn *hv, NbError **err);

@@ -211,9 +211,7 @@ step_create(Core *core, Task *task, Volume *v, TaskRun *run, NbError **err)
         if (there < 0)
             goto out;
         if (there > 0) {
-            if (!run->wait_since_ms)
-                run->wait_since_ms = nb_monotonic_ms();
-            r = vm_ops_wait_ms(run->wait_since_ms);
+            r = vm_ops_wait(run);
             goto out;
         }
         _cleanup_free_ char *xml = pool_xml_volume(name, img.virtual_size_bytes, v->format);
