@@ -177,6 +177,32 @@ def create_tiny_vm(api, name, image_id):
     return flavor, r["vm"]["id"]
 
 
+def teardown(api, daemon, ids, pool, work, libvirt_uri="qemu:///system"):
+    """A bench's clean-up: through the API while its nimbusd runs, the VM, image and flavor of
+    ids ("vms", "images", "flavors": create_tiny_vm's and upload_test_image's); then the daemon
+    (stop_nimbusd), what libvirt may still have of the VM and of the pool, and the work dir."""
+    if api and daemon and daemon.poll() is None:
+        if "vms" in ids:
+            try:
+                _, r = api.call("DELETE", f"/v1/vms/{ids['vms']}", ok=(202, 404))
+                if r and "task" in r:
+                    api.wait_task(r["task"]["id"], time.monotonic())
+            except BenchError as e:
+                log(f"clean-up: deleting the VM: {e}")
+        for kind in ("images", "flavors"):
+            if kind in ids:
+                try:
+                    api.call("DELETE", f"/v1/{kind}/{ids[kind]}", ok=(200, 202, 204, 404))
+                except BenchError as e:
+                    log(f"clean-up: deleting {kind}: {e}")
+    stop_nimbusd(daemon)
+    vm = ids.get("vms")
+    for args in ([["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]] if vm else []) + \
+            [["pool-destroy", pool], ["pool-undefine", pool]]:
+        subprocess.run(["virsh", "-q", "-c", libvirt_uri, *args], capture_output=True, timeout=60)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 class Agent:
     """A nimbus-agent of a bench's own (scripts/start-agent.sh) for nimbusd's local host, on
     127.0.0.1:port, as scripts/aio.sh runs one: with it the host's remote-group rules are ipsets

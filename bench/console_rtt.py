@@ -19,15 +19,13 @@ Ctrl-C. Figures only: nothing asserts on timings. See docs/benchmarks.md.
 import argparse
 import os
 import signal
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 import websocket
 
-from benchlib import (BenchError, Workdir, create_tiny_vm, log, run, start_nimbusd, stop_nimbusd,
+from benchlib import (BenchError, Workdir, create_tiny_vm, log, run, start_nimbusd, teardown,
                      upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,29 +173,7 @@ class Bench:
                 ws.close()
 
     def cleanup(self):
-        if self.api and self.daemon and self.daemon.poll() is None:
-            if "vms" in self.ids:
-                try:
-                    _, r = self.api.call("DELETE", f"/v1/vms/{self.ids['vms']}",
-                                         ok=(202, 404))
-                    if r and "task" in r:
-                        self.api.wait_task(r["task"]["id"], time.monotonic())
-                except BenchError as e:
-                    log(f"clean-up: deleting the VM: {e}")
-            for kind in ("images", "flavors"):
-                if kind in self.ids:
-                    try:
-                        self.api.call("DELETE", f"/v1/{kind}/{self.ids[kind]}",
-                                      ok=(200, 202, 204, 404))
-                    except BenchError as e:
-                        log(f"clean-up: deleting {kind}: {e}")
-        stop_nimbusd(self.daemon)
-        vm = self.ids.get("vms")
-        for args in ([["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]] if vm else []) + \
-                [["pool-destroy", self.pool], ["pool-undefine", self.pool]]:
-            subprocess.run(["virsh", "-q", "-c", LOCAL_URI, *args], capture_output=True,
-                           timeout=60)
-        shutil.rmtree(self.work, ignore_errors=True)
+        teardown(self.api, self.daemon, self.ids, self.pool, self.work, LOCAL_URI)
 
 
 def main():

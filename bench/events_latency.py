@@ -30,16 +30,14 @@ import json
 import os
 import random
 import selectors
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
-from benchlib import (BenchError, Workdir, create_tiny_vm, log, start_nimbusd, stop_nimbusd,
+from benchlib import (BenchError, Workdir, create_tiny_vm, log, start_nimbusd, teardown,
                      upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -419,28 +417,7 @@ class Bench:
                     self.api.call("DELETE", f"/v1/flavors/{fid}", ok=(204, 404))
                 except BenchError as e:
                     log(f"clean-up: deleting flavor {fid}: {e}")
-            if "vms" in self.ids:
-                try:
-                    _, r = self.api.call("DELETE", f"/v1/vms/{self.ids['vms']}",
-                                         ok=(202, 404))
-                    if r and "task" in r:
-                        self.api.wait_task(r["task"]["id"], time.monotonic())
-                except BenchError as e:
-                    log(f"clean-up: deleting the VM: {e}")
-            for kind in ("images", "flavors"):
-                if kind in self.ids:
-                    try:
-                        self.api.call("DELETE", f"/v1/{kind}/{self.ids[kind]}",
-                                      ok=(200, 202, 204, 404))
-                    except BenchError as e:
-                        log(f"clean-up: deleting {kind}: {e}")
-        stop_nimbusd(self.daemon)
-        vm = self.ids.get("vms")
-        for args in ([["destroy", f"nimbus-{vm}"], ["undefine", f"nimbus-{vm}"]] if vm else []) + \
-                [["pool-destroy", self.pool], ["pool-undefine", self.pool]]:
-            subprocess.run(["virsh", "-q", "-c", LOCAL_URI, *args], capture_output=True,
-                           timeout=60)
-        shutil.rmtree(self.work, ignore_errors=True)
+        teardown(self.api, self.daemon, self.ids, self.pool, self.work, LOCAL_URI)
 
 
 def report(args, nogets, phases):
