@@ -572,6 +572,19 @@ def join_test_hosts(env, hosts, tiny_image, names=("kvm1", "kvm2", "kvm3")):
     env.flavor = create_small_flavor(env)
 
 
+def crash_during(env, crash_at, method, path, body):
+    """Restarts env's nimbusd to kill itself at crash_at (NIMBUS_TEST_CRASH_AT "<kind>:<step>"),
+    sends the request that gets there, checks it died by SIGKILL, and starts it again normally."""
+    env.daemon.stop()
+    env.daemon.start(crash_at=crash_at)
+    try:
+        env.api.request(method, path, body=body, timeout=60)
+    except AssertionError:
+        pass  # the reply may not make it out before the kill
+    assert env.daemon.wait_dead(180) == -signal.SIGKILL, crash_at
+    env.daemon.start()
+
+
 def delete_all_vms(env):
     """Deletes every VM of env through the API, waiting for tasks under way; never raises (the
     session teardown purges what is left)."""

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -356,17 +355,6 @@ def test_refusals_scope_quota(benv):
         assert want in actions, (want, actions)
 
 
-def crash_during(env, crash_at, method, path, body):
-    env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
-    try:
-        env.api.request(method, path, body=body, timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(120) == -signal.SIGKILL, crash_at
-    env.daemon.start()
-
-
 def agree(env):
     """No backup in a task's state, the VM free, no libvirt job; libvirt's checkpoints and the
     pool's backup files are exactly the store's."""
@@ -390,8 +378,8 @@ def test_crash_during_backup(benv, step):
     if not checkpoints(env):
         env.cli.json("backup", "create", "bka", "--wait")
     before = {x["id"] for x in env.api.get("/v1/backups")["backups"]}
-    crash_during(env, f"backup.create:{step}", "POST", "/v1/backups",
-                 {"vm": "bka", "incremental": True})
+    nf.crash_during(env, f"backup.create:{step}", "POST", "/v1/backups",
+                    {"vm": "bka", "incremental": True})
     rows = agree(env)
     new = [x for x in rows if x["id"] not in before]
     # the restart finishes the backup (or, had it failed, takes it all away)

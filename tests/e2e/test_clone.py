@@ -278,19 +278,6 @@ def test_refusals(cenv):
         assert want in actions, (want, actions)
 
 
-def crash_during(env, crash_at, method, path, body):
-    """Restarts nimbusd to kill itself at crash_at, sends the request that gets there, and
-    starts it again normally."""
-    env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
-    try:
-        env.api.request(method, path, body=body, timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(180) == -signal.SIGKILL, crash_at
-    env.daemon.start()
-
-
 def settle(env):
     def settled():
         vms = env.api.vms()
@@ -318,7 +305,7 @@ def test_crash_during_clone_and_image(cenv, source_state):
     set_power(env, "csrc", source_state)
     tag = source_state[:3]
     # killed after the disk copy, before the step was recorded: the restart copies again
-    crash_during(env, "vm.clone:0", "POST", "/v1/vms/csrc/clone", {"name": f"crc-{tag}"})
+    nf.crash_during(env, "vm.clone:0", "POST", "/v1/vms/csrc/clone", {"name": f"crc-{tag}"})
     settle(env)
     vm = env.api.vm(f"crc-{tag}")
     env.remember(vm["id"])
@@ -326,8 +313,8 @@ def test_crash_during_clone_and_image(cenv, source_state):
     assert boot_report(env, vm["name"]) == (vm["name"], vm["id"], "csrc")
     env.api.delete_vm(vm["id"])
 
-    crash_during(env, "image.from-vm:0", "POST", "/v1/images",
-                 {"name": f"cri-{tag}", "from_vm": "csrc"})
+    nf.crash_during(env, "image.from-vm:0", "POST", "/v1/images",
+                    {"name": f"cri-{tag}", "from_vm": "csrc"})
     settle(env)
     imgs = [i for i in env.api.images() if i["name"] == f"cri-{tag}"]
     for i in imgs:

@@ -8,7 +8,6 @@ in the middle of a create and of a revert, and the VM's delete taking its snapsh
 Own nimbusd (the crash test restarts it) and one guest with one volume for the whole module."""
 
 import re
-import signal
 import subprocess
 
 import pytest
@@ -277,19 +276,6 @@ def test_refusals(senv):
         assert want in actions, (want, actions)
 
 
-def crash_during(env, crash_at, method, path, body):
-    """Restarts nimbusd to kill itself at crash_at, sends the request that gets there, and
-    starts it again normally."""
-    env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
-    try:
-        env.api.request(method, path, body=body, timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(120) == -signal.SIGKILL, crash_at
-    env.daemon.start()
-
-
 def agree(env):
     """No snapshot left in a task's state, the VM free, and libvirt has exactly the store's."""
     def settled():
@@ -305,8 +291,8 @@ def agree(env):
 def test_crash_during_create_and_revert(senv):
     env = senv
     # killed after libvirt made the snapshot, before the step was recorded
-    crash_during(env, "snapshot.create:0", "POST", "/v1/vms/snapa/snapshots",
-                 {"name": "crash1"})
+    nf.crash_during(env, "snapshot.create:0", "POST", "/v1/vms/snapa/snapshots",
+                    {"name": "crash1"})
     rows = agree(env)
     c = [x for x in rows if x["name"] == "crash1"]
     assert c and c[0]["state"] == "ready", rows
@@ -314,7 +300,7 @@ def test_crash_during_create_and_revert(senv):
 
     # killed after the revert's libvirt work: the restart finishes it
     write_b(env, running=True)
-    crash_during(env, "snapshot.revert:1", "POST", "/v1/vms/snapa/snapshots/crash1/revert", {})
+    nf.crash_during(env, "snapshot.revert:1", "POST", "/v1/vms/snapa/snapshots/crash1/revert", {})
     agree(env)
     assert snap(env, "crash1")["state"] == "ready"
     assert sector0(env.vol_path, len(MARK_A)) == MARK_A

@@ -10,7 +10,6 @@ leaves no orphan).
 Own nimbusd (the crash test restarts it) and one guest for the whole module."""
 
 import re
-import signal
 import subprocess
 
 import pytest
@@ -236,29 +235,17 @@ def test_refusals_scoping_and_quota(senv):
     cleanup(env)
 
 
-def crash_during(env, crash_at, method, path, body):
-    """Restarts nimbusd to kill itself at crash_at, sends the request, and starts it again."""
-    env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
-    try:
-        env.api.request(method, path, body=body, timeout=30)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(60) == -signal.SIGKILL, crash_at
-    env.daemon.start()
-
-
 def test_crash_during_snapshot_create_and_delete(senv):
     env = senv
     wait_task(env, env.api.ok("POST", "/v1/volumes", {"name": "cv", "size_gib": 1}, expect=202))
     # killed after the copy was made, before the step was recorded: the restart makes it again
-    crash_during(env, "volume.snapshot-create:0", "POST", "/v1/volumes/cv/snapshots",
-                 {"name": "c1"})
+    nf.crash_during(env, "volume.snapshot-create:0", "POST", "/v1/volumes/cv/snapshots",
+                    {"name": "c1"})
     s = nf.wait_until(lambda: [x for x in env.api.get("/v1/volumes/cv/snapshots")["snapshots"]
                                if x["state"] == "ready"], 60, "the snapshot to be ready")[0]
     assert capacity(env, snap_name(s)) == GIB
-    crash_during(env, "volume.snapshot-delete:0", "DELETE", "/v1/volumes/cv/snapshots/c1",
-                 nf._DEFAULT)
+    nf.crash_during(env, "volume.snapshot-delete:0", "DELETE", "/v1/volumes/cv/snapshots/c1",
+                    nf._DEFAULT)
     nf.wait_until(lambda: snaps(env, "cv") == [], 60, "the snapshot's delete to end")
     assert capacity(env, snap_name(s)) is None
     wait_task(env, env.api.ok("DELETE", "/v1/volumes/cv", expect=202))
@@ -307,8 +294,8 @@ def test_rbd_live_snapshot_clone_and_delete_rules(senv, ceph_backend):  # noqa: 
         assert has_pattern(rbd_target(vol_name(r1)), "raw", 0x5a)
 
         # killed after the clone was made, before the step was recorded: the restart finishes
-        crash_during(env, "volume.create:0", "POST", "/v1/volumes",
-                     {"name": "r3", "size_gib": 1, "from_snapshot": "r1/live"})
+        nf.crash_during(env, "volume.create:0", "POST", "/v1/volumes",
+                        {"name": "r3", "size_gib": 1, "from_snapshot": "r1/live"})
         r3 = nf.wait_until(lambda: [v for v in env.api.get("/v1/volumes")["volumes"]
                                     if v["name"] == "r3" and v["state"] == "available"],
                            60, "the clone's create to end")[0]
@@ -318,15 +305,15 @@ def test_rbd_live_snapshot_clone_and_delete_rules(senv, ceph_backend):  # noqa: 
 
         # killed after the RBD snapshot was taken, then after it was removed: each task finishes
         # on the restart, with exactly that snapshot made, then none left
-        crash_during(env, "volume.snapshot-create:0", "POST", "/v1/volumes/r1/snapshots",
-                     {"name": "crashed"})
+        nf.crash_during(env, "volume.snapshot-create:0", "POST", "/v1/volumes/r1/snapshots",
+                        {"name": "crashed"})
         k = nf.wait_until(lambda: [x for x in env.api.get("/v1/volumes/r1/snapshots")["snapshots"]
                                    if x["name"] == "crashed" and x["state"] == "ready"],
                           60, "the snapshot to be ready")[0]
         out = ceph_cmd(cb, "snap", "ls", f"{cb['rbd_pool']}/{vol_name(r1)}").stdout
         assert out.count("nimbus-vsnap-") == 2 and snap_name(k) in out, out
-        crash_during(env, "volume.snapshot-delete:0", "DELETE", "/v1/volumes/r1/snapshots/crashed",
-                     nf._DEFAULT)
+        nf.crash_during(env, "volume.snapshot-delete:0", "DELETE",
+                        "/v1/volumes/r1/snapshots/crashed", nf._DEFAULT)
         nf.wait_until(lambda: snaps(env, "r1") == ["live"], 60, "the snapshot's delete to end")
         out = ceph_cmd(cb, "snap", "ls", f"{cb['rbd_pool']}/{vol_name(r1)}").stdout
         assert snap_name(k) not in out and snap_name(s) in out, out

@@ -7,7 +7,6 @@ nimbusd killed in the middle of an attach or a create ends with the store and li
 Own nimbusd (the crash test restarts it) and two guests for the whole module."""
 
 import re
-import signal
 import sqlite3
 import subprocess
 
@@ -318,19 +317,6 @@ def test_rbd_volume_hotplug_and_online_resize(venv, ceph_backend):  # noqa: F811
         env.api.request("DELETE", f"/v1/pools/{pool['id']}")
 
 
-def crash_during(env, crash_at, method, path, body):
-    """Restarts nimbusd to kill itself at crash_at, sends the request that gets there, and
-    starts it again normally."""
-    env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
-    try:
-        env.api.request(method, path, body=body, timeout=30)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(60) == -signal.SIGKILL, crash_at
-    env.daemon.start()
-
-
 def test_crash_during_attach_then_create(venv):
     env = venv
     a = env.vms["vola"]
@@ -338,7 +324,7 @@ def test_crash_during_attach_then_create(venv):
     wait_task(env, v)
     v = v["volume"]
     # killed right after the disk went into the domain, before the step was recorded
-    crash_during(env, "volume.attach:0", "POST", "/v1/volumes/crashv/attach", {"vm": "vola"})
+    nf.crash_during(env, "volume.attach:0", "POST", "/v1/volumes/crashv/attach", {"vm": "vola"})
 
     def settled():
         now = vol(env, "crashv")
@@ -353,7 +339,8 @@ def test_crash_during_attach_then_create(venv):
         env.cli.wait_console("vola", "NIMBUS-DISK-GONE vdb", count=gone + 1)
 
     # killed after a create's libvirt work: the restart finishes it (or rolls it back)
-    crash_during(env, "volume.create:0", "POST", "/v1/volumes", {"name": "crashc", "size_gib": 1})
+    nf.crash_during(env, "volume.create:0", "POST", "/v1/volumes",
+                    {"name": "crashc", "size_gib": 1})
 
     def created():
         now = vol(env, "crashc")
@@ -365,13 +352,13 @@ def test_crash_during_attach_then_create(venv):
     seen = env.api.console("vola").count(f"NIMBUS-DISK vdb serial={serial(v)}")
     wait_task(env, env.api.ok("POST", "/v1/volumes/crashv/attach", {"vm": "vola"}, expect=202))
     env.cli.wait_console("vola", f"NIMBUS-DISK vdb serial={serial(v)}", count=seen + 1)
-    crash_during(env, "volume.detach:0", "POST", "/v1/volumes/crashv/detach", {})
+    nf.crash_during(env, "volume.detach:0", "POST", "/v1/volumes/crashv/detach", {})
     nf.wait_until(lambda: vol(env, "crashv")["state"] == "available", 60, "the detach to end")
     assert not has_disk(a["id"], v) and not has_disk(a["id"], v, inactive=True)
-    crash_during(env, "volume.delete:0", "DELETE", "/v1/volumes/crashc", nf._DEFAULT)
+    nf.crash_during(env, "volume.delete:0", "DELETE", "/v1/volumes/crashc", nf._DEFAULT)
     nf.wait_until(lambda: vol(env, "crashc") is None, 60, "the delete to end")
     assert libvirt_capacity(env, c) is None
-    crash_during(env, "volume.resize:0", "POST", "/v1/volumes/crashv/resize", {"size_gib": 2})
+    nf.crash_during(env, "volume.resize:0", "POST", "/v1/volumes/crashv/resize", {"size_gib": 2})
     nf.wait_until(lambda: not [t for t in env.api.get("/v1/tasks")["tasks"]
                                if t["state"] in ("pending", "running")], 60, "the resize to end")
     assert libvirt_capacity(env, v) == 2 * GIB and vol(env, "crashv")["size_gib"] == 2
