@@ -159,6 +159,81 @@ vm_rbd_key_file(const char *path, const char *key, NbError **err)
     return 0;
 }
 
+/* rbd hangs for ever while no monitor or OSD answers. */
+#define VM_RBD_TIMEOUT_MS 120000u
+
+int
+vm_rbd_run(Core *core, const char *tag, const char *pool_id, const char *const *args, size_t n_args,
+           int *status, char **ret_out, NbError **err)
+{
+    Pool pool; /* with its secret: wiped before return */
+    _cleanup_free_ char *rbd = NULL, *mons = NULL, *key_path = NULL, *work = NULL, *out = NULL,
+                        *errs = NULL;
+    if (pool_store_get(core->store, pool_id, &pool, err) < 0)
+        return -1;
+    int r = -1;
+    const char *argv[24];
+    size_t n = 0;
+    if (n_args > 12) {
+        nb_error_set(err, NB_ERR_INTERNAL, "too many rbd arguments");
+        goto out;
+    }
+    if (spawn_find_program("rbd", &rbd) < 0) {
+        nb_error_set(err, NB_ERR_INTERNAL, "rbd not found (package ceph-common)");
+        goto out;
+    }
+    mons = strdup("");
+    for (size_t i = 0; mons && i < pool.n_monitors; i++) {
+        char *more = str_printf("%s%s%s", mons, i ? "," : "", pool.monitors[i]);
+        free(mons);
+        mons = more;
+    }
+    work = str_printf("%s/tmp", core->cfg.state_dir);
+    key_path = str_printf("%s/tmp/rbd-%s.key", core->cfg.state_dir, tag);
+    if (!mons || !work || !key_path) {
+        nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    if (mkdir(work, 0700) < 0 && errno != EEXIST) {
+        nb_error_set(err, NB_ERR_INTERNAL, "cannot make %s: %s", work, strerror(errno));
+        goto out;
+    }
+    argv[n++] = rbd;
+    argv[n++] = "--conf";
+    argv[n++] = "/dev/null";
+    argv[n++] = "-m";
+    argv[n++] = mons;
+    argv[n++] = "--id";
+    argv[n++] = pool.auth_user;
+    argv[n++] = "--keyfile";
+    argv[n++] = key_path;
+    for (size_t i = 0; i < n_args; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    if (vm_rbd_key_file(key_path, pool.secret, err) < 0)
+        goto out;
+    SpawnLimits lim = {.timeout_ms = VM_RBD_TIMEOUT_MS};
+    int rc = spawn_run(argv, &lim, 1 << 20, &out, &errs);
+    unlink(key_path);
+    if (rc < 0) {
+        nb_error_set(err, NB_ERR_HYPERVISOR, "rbd %s in pool '%s' did not finish (%s)", args[0],
+                     pool.name, rc == -ETIMEDOUT ? "no answer from the Ceph cluster" : "failed");
+        goto out;
+    }
+    if (rc != 0)
+        log_info("rbd %s %s: status %d: %s", args[0], n_args > 1 ? args[1] : "", rc,
+                 errs ? errs : "");
+    *status = rc;
+    if (ret_out) {
+        *ret_out = out;
+        out = NULL;
+    }
+    r = 0;
+out:
+    explicit_bzero(pool.secret, sizeof(pool.secret));
+    return r;
+}
+
 /* qemu-img's target: the RBD image through the pool's monitors and user (QEMU's rbd driver). */
 static char *
 target_opts(const Pool *pool, const char *image, bool with_key)

@@ -35,6 +35,18 @@ void vm_rbd_base_name(const char *image_id, char out[96]);
  * caller unlinks it when they are done. */
 int vm_rbd_key_file(const char *path, const char *key, NbError **err);
 
+/* rbd's exit status is the errno of what failed. */
+#define VM_RBD_ABSENT 2
+#define VM_RBD_BUSY 16
+#define VM_RBD_EXISTS 17
+
+/* Runs `rbd <args>` (at most 12) on nimbusd's host against the rbd pool pool_id (its monitors,
+ * user and key; no ceph.conf), with a timeout (rbd hangs while no monitor or OSD answers): its
+ * exit status (0..255) in *status and 0, or -1 when it could not run or timed out. tag names the
+ * key file (a task id). Its standard output in *ret_out when ret_out is not NULL. */
+int vm_rbd_run(Core *core, const char *tag, const char *pool_id, const char *const *args,
+               size_t n_args, int *status, char **ret_out, NbError **err);
+
 /* The create's disk step in an rbd pool (vm_ops makes a dir pool's overlay as the default
  * pool's): the image's base in the pool (written once, on nimbusd's host), then the VM's clone,
  * grown to the flavor's disk. 0, a delay (> 0) while another task writes the base, or -1.

@@ -7,102 +7,20 @@
  */
 #include "volume_snapshot_ops.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../hv/pool_xml.h"
 #include "../util/log.h"
-#include "../util/spawn.h"
 #include "../util/strutil.h"
 #include "metrics.h"
 #include "vm_ops_internal.h"
 #include "vm_rbd.h"
 #include "volume_ops.h"
 
-/* rbd hangs for ever while no monitor or OSD answers. */
-#define VSNAP_RBD_TIMEOUT_MS 120000u
-/* rbd's exit status is the errno of what failed. */
-#define VSNAP_RBD_EXISTS 17
-#define VSNAP_RBD_ABSENT 2
-#define VSNAP_RBD_BUSY 16
-
 #define BIT(s) (1u << (unsigned)(s))
 
 /* ---- rbd on nimbusd's host ---- */
-
-/* Runs `rbd <args>` against the pool (pool_id: its monitors, user and key): its exit status
- * (0..255) in *status and 0, or -1 when it could not run or timed out. tag names the key file. */
-static int
-vsnap_rbd(Core *core, const char *tag, const char *pool_id, const char *const *args, size_t n_args,
-          int *status, NbError **err)
-{
-    Pool pool; /* with its secret: wiped before return */
-    _cleanup_free_ char *rbd = NULL, *mons = NULL, *key_path = NULL, *work = NULL, *out = NULL,
-                        *errs = NULL;
-    if (pool_store_get(core->store, pool_id, &pool, err) < 0)
-        return -1;
-    int r = -1;
-    const char *argv[24];
-    size_t n = 0;
-    if (n_args > 12) {
-        nb_error_set(err, NB_ERR_INTERNAL, "too many rbd arguments");
-        goto out;
-    }
-    if (spawn_find_program("rbd", &rbd) < 0) {
-        nb_error_set(err, NB_ERR_INTERNAL, "rbd not found (package ceph-common)");
-        goto out;
-    }
-    mons = strdup("");
-    for (size_t i = 0; mons && i < pool.n_monitors; i++) {
-        char *more = str_printf("%s%s%s", mons, i ? "," : "", pool.monitors[i]);
-        free(mons);
-        mons = more;
-    }
-    work = str_printf("%s/tmp", core->cfg.state_dir);
-    key_path = str_printf("%s/tmp/vsnap-%s.key", core->cfg.state_dir, tag);
-    if (!mons || !work || !key_path) {
-        nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    if (mkdir(work, 0700) < 0 && errno != EEXIST) {
-        nb_error_set(err, NB_ERR_INTERNAL, "cannot make %s: %s", work, strerror(errno));
-        goto out;
-    }
-    /* No ceph.conf: the pool's record says all (monitors, user, key). */
-    argv[n++] = rbd;
-    argv[n++] = "--conf";
-    argv[n++] = "/dev/null";
-    argv[n++] = "-m";
-    argv[n++] = mons;
-    argv[n++] = "--id";
-    argv[n++] = pool.auth_user;
-    argv[n++] = "--keyfile";
-    argv[n++] = key_path;
-    for (size_t i = 0; i < n_args; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    if (vm_rbd_key_file(key_path, pool.secret, err) < 0)
-        goto out;
-    SpawnLimits lim = {.timeout_ms = VSNAP_RBD_TIMEOUT_MS};
-    int rc = spawn_run(argv, &lim, 65536, &out, &errs);
-    unlink(key_path);
-    if (rc < 0) {
-        nb_error_set(err, NB_ERR_HYPERVISOR, "rbd %s in pool '%s' did not finish (%s)", args[0],
-                     pool.name, rc == -ETIMEDOUT ? "no answer from the Ceph cluster" : "failed");
-        goto out;
-    }
-    if (rc != 0)
-        log_info("rbd %s %s: status %d: %s", args[0], n_args > 1 ? args[1] : "", rc,
-                 errs ? errs : "");
-    *status = rc;
-    r = 0;
-out:
-    explicit_bzero(pool.secret, sizeof(pool.secret));
-    return r;
-}
 
 /* "<rbd pool>/<image>@<snapshot>" of snap, and "<rbd pool>/<image>" of its volume. */
 static int
@@ -133,7 +51,7 @@ vsnap_rbd_snap(Core *core, const char *tag, const Pool *pool, const VolumeSnapsh
         return -1;
     const char *args[] = {"snap", verb, spec};
     int status = 0;
-    if (vsnap_rbd(core, tag, pool->id, args, ELEMENTSOF(args), &status, err) < 0)
+    if (vm_rbd_run(core, tag, pool->id, args, ELEMENTSOF(args), &status, NULL, err) < 0)
         return -1;
     if (status != 0 && status != ok_also)
         return nb_error_set(err, NB_ERR_HYPERVISOR, "rbd snap %s of %s failed (status %d)", verb,
@@ -184,7 +102,7 @@ step_snapshot(Core *core, Task *task, VolumeSnapshot *snap, NbError **err)
     if (vsnap_ctx(core, snap, &c, err) < 0)
         return -1;
     if (c.pool.type == POOL_TYPE_RBD)
-        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "create", VSNAP_RBD_EXISTS, err);
+        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "create", VM_RBD_EXISTS, err);
     Volume v;
     if (volume_store_get(core->store, NULL, snap->volume_id, &v, err) < 0)
         return -1;
@@ -216,14 +134,14 @@ step_remove(Core *core, Task *task, VolumeSnapshot *snap, NbError **err)
             return -1;
         const char *unprotect[] = {"snap", "unprotect", spec};
         int status = 0;
-        if (vsnap_rbd(core, task->id, c.pool.id, unprotect, ELEMENTSOF(unprotect), &status, err) <
-            0)
+        if (vm_rbd_run(core, task->id, c.pool.id, unprotect, ELEMENTSOF(unprotect), &status, NULL,
+                       err) < 0)
             return -1;
-        if (status == VSNAP_RBD_BUSY)
+        if (status == VM_RBD_BUSY)
             return nb_error_set(err, NB_ERR_SNAPSHOT_HAS_CLONES, "RBD snapshot %s still has clones",
                                 spec);
         /* 0, 22 (not protected) or 2 (no such snapshot): on to rm. */
-        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "rm", VSNAP_RBD_ABSENT, err);
+        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "rm", VM_RBD_ABSENT, err);
     }
     HvConn *hv = NULL;
     if (vsnap_conn(core, &c, &hv, err) < 0)
@@ -445,7 +363,7 @@ volume_snapshot_ops_make_volume(Core *core, const Task *task, const Volume *v, c
                                      snap_name, err);
     }
     /* A clone needs its parent snapshot protected (RBD clone format 1); protected already: 16. */
-    if (vsnap_rbd_snap(core, task->id, pool, &snap, "protect", VSNAP_RBD_BUSY, err) < 0)
+    if (vsnap_rbd_snap(core, task->id, pool, &snap, "protect", VM_RBD_BUSY, err) < 0)
         return -1;
     _cleanup_free_ char *spec = NULL, *image = NULL, *child = NULL;
     if (vsnap_rbd_specs(pool, &snap, &spec, &image, err) < 0)
@@ -455,9 +373,9 @@ volume_snapshot_ops_make_volume(Core *core, const Task *task, const Volume *v, c
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     const char *clone[] = {"clone", spec, child};
     int status = 0;
-    if (vsnap_rbd(core, task->id, pool->id, clone, ELEMENTSOF(clone), &status, err) < 0)
+    if (vm_rbd_run(core, task->id, pool->id, clone, ELEMENTSOF(clone), &status, NULL, err) < 0)
         return -1;
-    if (status != 0 && status != VSNAP_RBD_EXISTS)
+    if (status != 0 && status != VM_RBD_EXISTS)
         return nb_error_set(err, NB_ERR_HYPERVISOR, "rbd clone of %s into %s failed (status %d)",
                             spec, child, status);
     /* libvirt lists what it made itself: the clone is seen after a refresh. */
