@@ -71,6 +71,33 @@ migrate_params_text(const MigrateParams *mp)
 
 /* References to both ends: 0, or a delay in ms (> 0) while an end that nimbusd has not reached
  * since it started may still come up, or HOST_DOWN. */
+/* Where the VM's root disk lives: its libvirt pool, and whether it is on shared storage of its
+ * own (an rbd pool: nothing to copy) or in a dir pool (each host's own directory: copied, even
+ * when the default pool is shared). */
+typedef struct MigrateRoot {
+    char pool[POOL_LIBVIRT_NAME_MAX + 1];
+    bool shared;
+    bool in_dir_pool;
+} MigrateRoot;
+
+static int
+migrate_root(Core *core, const Vm *vm, MigrateRoot *ret, NbError **err)
+{
+    PoolType type;
+    if (vm_disk_pool(core, vm, ret->pool, &type, err) < 0)
+        return -1;
+    ret->shared = vm->pool_id[0] && type == POOL_TYPE_RBD;
+    ret->in_dir_pool = vm->pool_id[0] && type == POOL_TYPE_DIR;
+    return 0;
+}
+
+/* Whether the move copies the root disk: local storage, or a dir pool's. */
+static bool
+migrate_copies_disk(const MigrateParams *mp, const MigrateRoot *root)
+{
+    return !root->shared && (!mp->shared || root->in_dir_pool);
+}
+
 static int
 migrate_conns(Core *core, const TaskRun *run, const MigrateParams *mp, HvConn **src, HvConn **dst,
               NbError **err)
@@ -164,20 +191,24 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
         log_info("vm %s: migrating %s -> %s (%s, %s storage)", vm->id, mp.source, mp.dest,
                  mp.offline ? "offline" : "live", mp.shared ? "shared" : "local");
     }
-    if (mp.shared) {
-        r = 0;
+    MigrateRoot root;
+    if (migrate_root(core, vm, &root, err) < 0)
         goto out;
-    }
-    if (vm->pool_id[0]) {
+    if (root.shared) {
         /* The root disk is in an rbd pool, which the destination has active (placement): only
          * the seed and the console log are the host's. */
-        if (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) == 0 &&
-            migrate_copy_console_log(core, vm, src, dst, err) == 0)
+        if (mp.shared || (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) == 0 &&
+                          migrate_copy_console_log(core, vm, src, dst, err) == 0))
             r = 0;
         goto out;
     }
+    if (!migrate_copies_disk(&mp, &root)) {
+        r = 0;
+        goto out;
+    }
     /* Local storage: the destination gets the image, the seed, and the disk (its data for an
-     * offline move; an empty overlay that the live migration fills). */
+     * offline move; an empty overlay that the live migration fills). A dir pool's overlay is
+     * backed by the image's copy in the default pool, as at its create. */
     if (image_store_get(core->store, NULL, vm->image_id, &img, err) < 0)
         goto out;
     r = image_ops_ensure_on(core, &img, mp.dest, dst, err);
@@ -189,11 +220,15 @@ vm_migrate_step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
         goto out;
     }
     r = -1;
-    if (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) < 0 ||
-        migrate_copy_console_log(core, vm, src, dst, err) < 0)
+    if (!mp.shared && (hv_vol_copy(src, dst, vm_ops_pool(core), seed_vol, err) < 0 ||
+                       migrate_copy_console_log(core, vm, src, dst, err) < 0))
         goto out;
     if (mp.offline)
-        r = hv_vol_copy(src, dst, vm_ops_pool(core), disk_vol, err);
+        r = hv_vol_copy(src, dst, root.pool, disk_vol, err);
+    else if (root.in_dir_pool)
+        r = hv_vol_create_linked_clone_of(dst, root.pool, disk_vol, vm_ops_pool(core), img.volume,
+                                          image_format_to_string(img.format), vm->disk_gib << 30,
+                                          err);
     else
         r = hv_vol_create_linked_clone(dst, vm_ops_pool(core), disk_vol, img.volume,
                                        image_format_to_string(img.format), vm->disk_gib << 30, err);
@@ -261,7 +296,7 @@ migrate_job_free(MigrateJob *job)
 /* Starts the live move; takes the references src and dst. MIGRATE_POLL_MS, or -1. */
 static int
 migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
-                  const MigrateParams *mp, bool root_shared, NbError **err)
+                  const MigrateParams *mp, bool copy_storage, NbError **err)
 {
     char address[NB_URI_MAX + 1];
     MigrateJob *job = calloc(1, sizeof(*job));
@@ -283,7 +318,7 @@ migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvCon
     job->opts = (HvMigrateOptions){
         /* A root disk in a shared pool (rbd) is the same image on both hosts, like the
          * volumes a VM that migrates may have (shared pools only): nothing to copy. */
-        .copy_storage = !mp->shared && !root_shared,
+        .copy_storage = copy_storage,
         .migrate_uri = job->uri[0] ? job->uri : NULL,
         .bandwidth_mib = mp->bandwidth_mib,
     };
@@ -417,7 +452,11 @@ vm_migrate_step_move(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRun 
             hv_domain_define(dst, xml, err) == 0 && hv_domain_undefine(src, domain, err) == 0)
             r = 0;
     } else {
-        return migrate_job_start(core, task, domain, src, dst, &mp, vm->pool_id[0] != '\0', err);
+        MigrateRoot root;
+        if (migrate_root(core, vm, &root, err) < 0)
+            goto out;
+        return migrate_job_start(core, task, domain, src, dst, &mp, migrate_copies_disk(&mp, &root),
+                                 err);
     }
 out:
     hv_conn_free(src);
@@ -439,22 +478,28 @@ vm_migrate_step_switch(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskRu
 }
 
 /* Removes the VM's volumes from a host (the source after the move, or the destination after
- * a failure) when they are not the shared ones. */
+ * a failure) when they are not the shared ones: the disk when the move copied it, the seed and
+ * the console log when the default pool is the host's own. */
 static int
-migrate_drop_volumes(Core *core, const Vm *vm, const char *host, NbError **err)
+migrate_drop_volumes(Core *core, const Vm *vm, const MigrateParams *mp, const char *host,
+                     NbError **err)
 {
     char disk_vol[96], seed_vol[96], log_vol[96];
+    MigrateRoot root;
+    if (migrate_root(core, vm, &root, err) < 0)
+        return -1;
     vm_disk_volume(vm, disk_vol);
     vm_seed_volume(vm, seed_vol);
     vm_console_volume(vm, log_vol);
     HvConn *c = host_registry_conn(core, host);
     if (!c)
         return nb_error_set(err, NB_ERR_HOST_DOWN, "host '%s' is down", host);
-    int r = hv_vol_delete(c, vm_ops_pool(core), disk_vol, err) == 0 &&
-                    hv_vol_delete(c, vm_ops_pool(core), seed_vol, err) == 0 &&
-                    hv_vol_delete(c, vm_ops_pool(core), log_vol, err) == 0
-                ? 0
-                : -1;
+    int r = 0;
+    if (migrate_copies_disk(mp, &root) && hv_vol_delete(c, root.pool, disk_vol, err) < 0)
+        r = -1;
+    else if (!mp->shared && (hv_vol_delete(c, vm_ops_pool(core), seed_vol, err) < 0 ||
+                             hv_vol_delete(c, vm_ops_pool(core), log_vol, err) < 0))
+        r = -1;
     hv_conn_free(c);
     return r;
 }
@@ -471,7 +516,7 @@ vm_migrate_step_cleanup(Core *core, Task *task, Vm *vm, HvConn *hv_unused, TaskR
     if (migrate_networks(core, vm, mp.source, false, &e) < 0)
         log_warn("vm %s: network entries left on host %s: %s", vm->id, mp.source, e->message);
     nb_error_free(TAKE_PTR(e));
-    if (!mp.shared && migrate_drop_volumes(core, vm, mp.source, &e) < 0)
+    if (migrate_drop_volumes(core, vm, &mp, mp.source, &e) < 0)
         log_warn("vm %s: volumes left on host %s: %s", vm->id, mp.source, e->message);
     return 0;
 }
@@ -528,8 +573,8 @@ vm_migrate_rollback(Core *core, Task *task, Vm *vm, HvConn *hv_unused)
     if (vm_store_set_migration(core->store, vm->id, NULL, &err) < 0)
         log_error("vm %s: cannot drop the migration claim: %s", vm->id, err->message);
     nb_error_free(TAKE_PTR(err));
-    if (mp.shared == 0 && on_dst == VM_STATE_MISSING &&
-        migrate_drop_volumes(core, vm, mp.dest, &err) < 0)
+    if (mp.shared >= 0 && on_dst == VM_STATE_MISSING &&
+        migrate_drop_volumes(core, vm, &mp, mp.dest, &err) < 0)
         log_warn("vm %s: copies left on host %s: %s", vm->id, mp.dest, err->message);
     nb_error_free(TAKE_PTR(err));
     if (on_dst == VM_STATE_MISSING && migrate_networks(core, vm, mp.dest, false, &err) < 0)
@@ -603,18 +648,6 @@ vm_migrate_queue(Core *core, const char *scope, const char *id_or_name, json_t *
     if (snapshot_ops_vm_check_migrate(core, &vm, err) < 0 ||
         volume_ops_vm_check_migrate(core, &vm, err) < 0)
         goto out;
-    /* A dir pool is each host's own: its disk does not move (docs/storage.md). */
-    char disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
-    PoolType disk_type;
-    if (vm_disk_pool(core, &vm, disk_pool, &disk_type, err) < 0)
-        goto out;
-    if (vm.pool_id[0] && disk_type == POOL_TYPE_DIR) {
-        nb_error_set(err, NB_ERR_INVALID_STATE,
-                     "VM '%s' has its root disk in a dir pool, which is its host's own: not "
-                     "migrated in this version",
-                     vm.name);
-        goto out;
-    }
     if (offline_given && mp.offline && live) {
         nb_error_set(err, NB_ERR_INVALID_STATE,
                      "an offline migration moves a stopped VM; stop it first");

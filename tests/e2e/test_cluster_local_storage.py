@@ -20,6 +20,8 @@ TICKING = "#!/bin/sh\ntouch /tmp/tick\n"
 def lcluster(make_env, tiny_image, testhosts):  # noqa: F811 - the fixture imported above
     env = make_env("clocal")
     env.daemon.pool_path = f"/var/lib/libvirt/images/{env.daemon.pool_name}"
+    # dir pools under the hosts' own /var/lib/libvirt too (test_dir_pool_vm_migrates)
+    env.daemon.pool_roots = f"{env.daemon.pool_path}-pools"
     env.daemon.extra_args += ["--placement", "pack"]
     env.daemon.start()
     nf.join_test_hosts(env, testhosts, tiny_image, HOSTS)
@@ -27,6 +29,9 @@ def lcluster(make_env, tiny_image, testhosts):  # noqa: F811 - the fixture impor
     nf.delete_all_vms(env)
     env.teardown()
     shutil.rmtree(env.daemon.pool_path, ignore_errors=True)
+    shutil.rmtree(env.daemon.pool_roots, ignore_errors=True)
+    for i in range(1, len(HOSTS) + 1):
+        testhosts.exec(i, "rm", "-rf", env.daemon.pool_roots)
 
 
 def vols(env, i):
@@ -113,3 +118,50 @@ def test_offline_migration_copies_the_disk_file(lcluster):
     env.api.ok("DELETE", f"/v1/images/{env.image['id']}", expect=204)
     for i in (1, 2, 3):
         assert f"image-{env.image['id']}" not in vols(env, i), i
+
+
+def test_dir_pool_vm_migrates(lcluster, tiny_image):
+    """A VM whose root disk is in a dir pool (each host's own directory) moves with its disk:
+    live (an overlay made in the destination's pool, filled by the migration) and offline (the
+    file copied); the source's copy goes, and the guest runs on from the same disk."""
+    env = lcluster
+    img = nf.upload_image(env, "dpm-tiny", tiny_image)
+    path = os.path.join(env.daemon.pool_roots, "dpm")
+    pool = env.api.ok("POST", "/v1/pools", {"name": "dpm", "type": "dir", "path": path})
+    lv = pool["libvirt_name"]
+    try:
+        assert {h["state"] for h in pool["hosts"]} == {"active"}, pool
+        d = create(env, "d", image=img["id"], pool="dpm", user_data=TICKING)
+        disk = f"vm-{d['id']}-disk.qcow2"
+        src = int(d["host"][3:])
+
+        def in_pool(i):
+            p = env.hosts.virsh(i, "vol-list", lv)
+            assert p.returncode == 0, p.stderr
+            return disk in p.stdout
+
+        assert in_pool(src)
+        env.api.wait_console(d["id"], "NIMBUS-TICK", count=2, timeout=120)
+        dst = 2 if src != 2 else 3
+        r = env.api.action(d["id"], "migrate", {"host": f"kvm{dst}"})
+        assert env.api.task(r["task"]["id"])["state"] == "succeeded"
+        after = env.api.vm(d["id"])
+        assert after["host"] == f"kvm{dst}" and after["state"] == "running", after
+        assert after["pool_id"] == pool["id"], after
+        assert in_pool(dst) and not in_pool(src), "the disk did not move between the dir pools"
+        ticks = env.api.console(d["id"]).count("NIMBUS-TICK")
+        env.api.wait_console(d["id"], "NIMBUS-TICK", count=ticks + 2, timeout=60)
+
+        env.api.action(d["id"], "stop", {"force": True})
+        back = src
+        env.api.action(d["id"], "migrate", {"host": f"kvm{back}", "offline": True})
+        assert env.api.vm(d["id"])["host"] == f"kvm{back}"
+        assert in_pool(back) and not in_pool(dst)
+        env.api.action(d["id"], "start")
+        env.api.wait_console(d["id"], "NIMBUS-READY", count=2)
+        env.api.delete_vm(d["id"])
+        assert not in_pool(back)
+    finally:
+        nf.delete_all_vms(env)
+        env.api.request("DELETE", f"/v1/pools/{pool['id']}")
+        env.api.request("DELETE", f"/v1/images/{img['id']}")
