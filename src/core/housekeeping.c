@@ -2,7 +2,9 @@
  * Housekeeping: a thread that prunes the journal (finished tasks, VM events, audit rows) by the
  * retention settings, and with it rolls the usage history up into daily rows, so that neither
  * the tables nor the usage computation grow with the age of the site. It also hands the
- * memory that bursts of work leave free in malloc's heaps back to the system.
+ * memory that bursts of work leave free in malloc's heaps back to the system, and looks at the
+ * hosts' networks, pools, and agents (their security-group ipsets caught up when an agent
+ * answers again or restarted: secgroup_ops_agents_watch).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -158,6 +160,7 @@ housekeeping_thread(void *arg)
         housekeeping_hosts_up(hk);
         if (nb_monotonic_ms() >= next_watch) {
             uint64_t paced_ms = (uint64_t)network_vxlan_watch(hk->core) * 100;
+            secgroup_ops_agents_watch(hk->core);
             next_watch = nb_monotonic_ms() + (paced_ms > watch_ms ? paced_ms : watch_ms);
         }
         if (pool_ms && nb_monotonic_ms() >= next_pools) {

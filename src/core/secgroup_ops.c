@@ -653,74 +653,401 @@ secgroup_ops_plug(Core *core, const char *host, HvConn *hv, const Port *ports, s
     return 0;
 }
 
-/* Rewrites, where host has them, the member filters and the filter of one group (its lock
- * taken here). */
+/* ---- catching a host up ---- */
+
+typedef char SgId[NB_UUID_STRLEN];
+
+/* Appends the rules of ipset form among rules[0..n) to *list. */
 static int
-sg_group_catch_up(Core *core, const char *host, HvConn *hv, const char *group_id, NbError **err)
+sg_ipset_rules_add(SecRule **list, size_t *n_list, const SecRule *rules, size_t n, NbError **err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!nwfilter_remote_uses_ipset(&rules[i]))
+            continue;
+        SecRule *grown = realloc(*list, (*n_list + 1) * sizeof(**list));
+        if (!grown)
+            return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+        *list = grown;
+        (*list)[(*n_list)++] = rules[i];
+    }
+    return 0;
+}
+
+/* One group's filters on a host where it has them (its lock taken here); 1 when its filter was
+ * rewritten. full (the host missed live updates): its member filters and its filter are
+ * rewritten. Otherwise only a filter whose form is not the host's (ipsets with an agent, member
+ * filters without: an agent or nimbusd's agent-ca-file added or removed since it was written),
+ * which the member filter of a rule of ipset form tells: present where the host has an agent
+ * (left from before it), absent where it has none. With an agent the member filters of such
+ * rules go after (nothing names them). The group's rules of ipset form are appended to *sets
+ * when its filter is on the host. */
+static int
+sg_group_catch_up(Core *core, const char *host, HvConn *hv, const char *group_id, bool full,
+                  SecRule **sets, size_t *n_sets, NbError **err)
 {
     _cleanup_free_ SecRule *rules = NULL;
     size_t n = 0;
     if (secgroup_store_rules(core->store, group_id, &rules, &n, err) < 0)
         return -1;
+    bool ipsets = sg_host_ipsets(core, host);
+    char name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
     pthread_mutex_t *lock = sg_lock_for(host);
     pthread_mutex_lock(lock);
-    int r = 0;
-    for (size_t i = 0; i < n && r == 0; i++)
-        if (rules[i].remote_group[0])
+    nwfilter_group_name(group_id, name);
+    int present = hv_nwfilter_uuid(hv, name, uuid, err), r = present < 0 ? -1 : 0;
+    bool rewrite = full;
+    for (size_t i = 0; i < n && present == 1 && !rewrite && r == 0; i++) {
+        if (!nwfilter_remote_uses_ipset(&rules[i]))
+            continue;
+        nwfilter_remote_name(rules[i].id, name);
+        int member = hv_nwfilter_uuid(hv, name, uuid, err);
+        r = member < 0 ? -1 : 0;
+        rewrite = member == (int)ipsets;
+    }
+    rewrite = rewrite && present == 1 && r == 0;
+    for (size_t i = 0; i < n && rewrite && r == 0; i++)
+        if (rules[i].remote_group[0] && !(ipsets && nwfilter_remote_uses_ipset(&rules[i])))
             r = sg_remote_write_locked(core, hv, &rules[i], true, NULL, 0, err);
     /* With an agent, this pushes the sets first. */
-    if (r == 0)
+    if (rewrite && r == 0)
         r = sg_group_write_locked(core, host, hv, group_id, true, err);
+    for (size_t i = 0; i < n && rewrite && r == 0 && ipsets; i++) {
+        if (!nwfilter_remote_uses_ipset(&rules[i]))
+            continue;
+        _cleanup_error_ NbError *e = NULL;
+        nwfilter_remote_name(rules[i].id, name);
+        if (hv_nwfilter_undefine(hv, name, &e) < 0)
+            log_warn("nwfilter %s left on host %s: %s", name, host, e->message);
+    }
     pthread_mutex_unlock(lock);
+    if (r == 0 && ipsets && present == 1)
+        r = sg_ipset_rules_add(sets, n_sets, rules, n, err);
+    return r < 0 ? -1 : rewrite;
+}
+
+/* Whether the store's members of r's remote group are the agent's set s (NULL: none), and
+ * pushes them when not. The caller holds the host's lock. */
+static int
+sg_ipset_sync_one(Core *core, AgentClient *c, const SecRule *r, const AgentIpsetInfo *s,
+                  size_t *pushed, NbError **err)
+{
+    _cleanup_free_ uint32_t *ips = NULL;
+    size_t n = 0;
+    if (secgroup_store_member_ips(core->store, r->remote_group, &ips, &n, err) < 0)
+        return -1;
+    /* Both ascending without repeats (the agent keeps its members sorted). */
+    bool same = s && !s->doomed && s->n_members == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = s->members[i] == ips[i];
+    if (same)
+        return 0;
+    char set[NWFILTER_IPSET_NAME_MAX + 1];
+    nwfilter_ipset_name(r->id, set);
+    if (agent_ipset_set(c, set, ips, n, err) < 0)
+        return -1;
+    (*pushed)++;
+    return 0;
+}
+
+/* Every rule of ipset form, of every group (the store's): appended to *ret. */
+static int
+sg_ipset_rules_all(Core *core, SecRule **ret, size_t *ret_n, NbError **err)
+{
+    SecGroup *groups = NULL;
+    size_t n = 0;
+    if (secgroup_store_list(core->store, NULL, &groups, &n, err) < 0)
+        return -1;
+    int r = 0;
+    for (size_t g = 0; g < n && r == 0; g++) {
+        _cleanup_free_ SecRule *rules = NULL;
+        size_t n_rules = 0;
+        r = secgroup_store_rules(core->store, groups[g].id, &rules, &n_rules, err) < 0 ||
+                    sg_ipset_rules_add(ret, ret_n, rules, n_rules, err) < 0
+                ? -1
+                : 0;
+    }
+    secgroup_list_free(groups, n);
     return r;
 }
 
-void
-secgroup_ops_host_up(Core *core, const char *host, HvConn *hv)
+/* The host's sets in its agent against the store, under the host's lock: each set a group
+ * filter there names (rules[0..n), the rules of ipset form of its VMs' groups) is pushed where
+ * the agent lacks it or holds other members (restarted with a lost or old state, or a push
+ * that failed); every other set the agent lists (nbs- and 24 hex: the agent keeps no other)
+ * is removed, unless a rule of a group whose filter is on the host names it (a group of a VM
+ * migrating here, whose row still names the source). So a set left by a crash between a group
+ * filter's (or a rule's) removal and its own goes too. */
+static int
+sg_ipsets_sync(Core *core, const char *host, HvConn *hv, const SecRule *rules, size_t n,
+               size_t *pushed, size_t *removed, NbError **err)
 {
-    if (hv_conn_is_simulated(hv) || !sg_stale_take(core, host))
-        return;
+    AgentClient *c = NULL;
+    AgentIpsetInfo *sets = NULL;
+    size_t n_sets = 0, n_all = 0;
+    _cleanup_free_ SecRule *all = NULL;
+    _cleanup_free_ bool *kept = NULL;
+    bool all_loaded = false;
+    char set[NWFILTER_IPSET_NAME_MAX + 1], name[NWFILTER_NAME_MAX + 1], uuid[NB_UUID_STRLEN];
+    pthread_mutex_t *lock = sg_lock_for(host);
+    pthread_mutex_lock(lock);
+    int r = host_agent_client(core, host, &c, err);
+    if (r == 0)
+        r = agent_ipset_list(c, &sets, &n_sets, err);
+    if (r == 0 && !(kept = calloc(n_sets ? n_sets : 1, sizeof(*kept))))
+        r = nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    for (size_t pass = 0; pass < 2 && r == 0; pass++) {
+        /* Pass 0: the host's groups' rules; pass 1: the agent's other sets. */
+        for (size_t i = 0; i < (pass ? n_sets : n) && r == 0; i++) {
+            const SecRule *rule = pass ? NULL : &rules[i];
+            if (pass && (kept[i] || sets[i].doomed))
+                continue;
+            if (pass && !all_loaded) {
+                all_loaded = true;
+                if ((r = sg_ipset_rules_all(core, &all, &n_all, err)) < 0)
+                    break;
+            }
+            for (size_t k = 0; pass && k < n_all && !rule; k++) {
+                nwfilter_ipset_name(all[k].id, set);
+                rule = streq(set, sets[i].name) ? &all[k] : NULL;
+            }
+            int present = 0;
+            if (rule) {
+                nwfilter_group_name(rule->group_id, name);
+                present = hv_nwfilter_uuid(hv, name, uuid, err);
+            }
+            if (present < 0) {
+                r = -1;
+            } else if (present == 0 && pass) {
+                if (agent_ipset_remove(c, sets[i].name, err) < 0)
+                    r = -1;
+                else {
+                    log_info("host %s: ipset %s removed (no filter there names it)", host,
+                             sets[i].name);
+                    (*removed)++;
+                }
+            } else if (present == 1) {
+                nwfilter_ipset_name(rule->id, set);
+                const AgentIpsetInfo *s = NULL;
+                for (size_t k = 0; k < n_sets && !s; k++)
+                    if (streq(sets[k].name, set)) {
+                        s = &sets[k];
+                        kept[k] = true;
+                    }
+                r = sg_ipset_sync_one(core, c, rule, s, pushed, err);
+            }
+        }
+    }
+    pthread_mutex_unlock(lock);
+    agent_ipset_list_free(sets, n_sets);
+    agent_client_free(c);
+    return r;
+}
+
+/* Catches a host up from the store: the groups of its VMs' ports (sg_group_catch_up; full: the
+ * port filters too), then with an agent its sets (sg_ipsets_sync). */
+static int
+sg_host_catch_up(Core *core, const char *host, HvConn *hv, bool full, NbError **err)
+{
     uint64_t t0 = nb_monotonic_ms();
-    _cleanup_error_ NbError *err = NULL;
     Vm *vms = NULL;
-    size_t n_vms = 0, n_ports = 0;
-    char seen[64][NB_UUID_STRLEN];
-    size_t n_seen = 0;
-    bool ok = vm_store_list_by_host(core->store, host, &vms, &n_vms, &err) == 0;
+    size_t n_vms = 0, n_ports = 0, n_seen = 0, n_sets = 0, n_rewritten = 0;
+    size_t pushed = 0, removed = 0;
+    _cleanup_free_ SgId *seen = NULL;
+    _cleanup_free_ SecRule *sets = NULL;
+    bool ok = vm_store_list_by_host(core->store, host, &vms, &n_vms, err) == 0;
     for (size_t v = 0; ok && v < n_vms; v++) {
         _cleanup_free_ Port *ports = NULL;
         size_t n = 0;
-        ok = port_store_list_by_vm(core->store, vms[v].id, &ports, &n, &err) == 0;
+        ok = port_store_list_by_vm(core->store, vms[v].id, &ports, &n, err) == 0;
         for (size_t i = 0; ok && i < n; i++) {
             _cleanup_free_ SecGroup *groups = NULL;
             size_t n_groups = 0;
-            ok =
-                secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, &err) == 0;
+            ok = secgroup_store_port_groups(core->store, ports[i].id, &groups, &n_groups, err) == 0;
             for (size_t g = 0; ok && g < n_groups; g++) {
                 bool done = false;
                 for (size_t j = 0; j < n_seen && !done; j++)
                     done = streq(seen[j], groups[g].id);
                 if (done)
                     continue;
-                /* Past 64 groups a group may be written twice: the same content again. */
-                if (n_seen < ELEMENTSOF(seen))
-                    memcpy(seen[n_seen++], groups[g].id, NB_UUID_STRLEN);
-                ok = sg_group_catch_up(core, host, hv, groups[g].id, &err) == 0;
+                SgId *grown = realloc(seen, (n_seen + 1) * sizeof(*seen));
+                if (!grown) {
+                    nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+                    ok = false;
+                    break;
+                }
+                seen = grown;
+                memcpy(seen[n_seen++], groups[g].id, NB_UUID_STRLEN);
+                int r = sg_group_catch_up(core, host, hv, groups[g].id, full, &sets, &n_sets, err);
+                ok = r >= 0;
+                n_rewritten += r > 0;
             }
             /* The port's own filter last: it names its groups' filters. */
-            ok = ok && sg_filter_write(core, host, hv, &ports[i], true, &err) == 0;
-            n_ports += ok;
+            if (full) {
+                ok = ok && sg_filter_write(core, host, hv, &ports[i], true, err) == 0;
+                n_ports += ok;
+            }
         }
     }
     vm_list_free(vms, n_vms);
-    if (!ok) {
+    if (ok && sg_host_ipsets(core, host))
+        ok = sg_ipsets_sync(core, host, hv, sets, n_sets, &pushed, &removed, err) == 0;
+    if (!ok)
+        return -1;
+    if (full)
+        log_info("host %s: security-group filters caught up after it was away (%zu groups, %zu "
+                 "ports, %zu ipsets pushed, %zu removed, %ju ms)",
+                 host, n_seen, n_ports, pushed, removed, (uintmax_t)(nb_monotonic_ms() - t0));
+    else if (n_rewritten || pushed || removed)
+        log_info("host %s: security groups caught up (%zu of %zu group filters rewritten in the "
+                 "host's form, %zu ipsets pushed, %zu removed, %ju ms)",
+                 host, n_rewritten, n_seen, pushed, removed, (uintmax_t)(nb_monotonic_ms() - t0));
+    return 0;
+}
+
+/* What the housekeeping rounds know of each host (secgroup_ops_agents_watch): whether it was
+ * caught up since nimbusd started or its agent last failed, and its agent's start. */
+typedef struct SgAgentSeen {
+    SgHost host;
+    bool caught_up;
+    bool answering;
+    int64_t started_s; /* the agent's start on nimbusd's monotonic clock; -1: unknown */
+} SgAgentSeen;
+
+static pthread_mutex_t sg_seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static SgAgentSeen *sg_seen;
+static size_t sg_n_seen;
+
+/* With sg_seen_lock held: the host's entry, made if missing (NULL on out-of-memory). */
+static SgAgentSeen *
+sg_seen_get_locked(const char *host)
+{
+    for (size_t i = 0; i < sg_n_seen; i++)
+        if (streq(sg_seen[i].host, host))
+            return &sg_seen[i];
+    SgAgentSeen *grown = realloc(sg_seen, (sg_n_seen + 1) * sizeof(*sg_seen));
+    if (!grown)
+        return NULL;
+    sg_seen = grown;
+    SgAgentSeen *s = &sg_seen[sg_n_seen++];
+    *s = (SgAgentSeen){.answering = true, .started_s = -1};
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    return s;
+}
+
+static void
+sg_seen_set_caught_up(const char *host, bool caught_up)
+{
+    pthread_mutex_lock(&sg_seen_lock);
+    SgAgentSeen *s = sg_seen_get_locked(host);
+    if (s)
+        s->caught_up = caught_up;
+    pthread_mutex_unlock(&sg_seen_lock);
+}
+
+/* With sg_stale_lock free: whether host is marked stale (the mark stays). */
+static bool
+sg_stale_has(Core *core, const char *host)
+{
+    pthread_mutex_lock(&sg_stale_lock);
+    sg_stale_load_locked(core);
+    bool found = false;
+    for (size_t i = 0; i < sg_n_stale && !found; i++)
+        found = streq(sg_stale[i], host);
+    pthread_mutex_unlock(&sg_stale_lock);
+    return found;
+}
+
+/* Catches the host up (in full when it was marked stale), and says how it went. */
+static void
+sg_host_up(Core *core, const char *host, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    bool full = sg_stale_take(core, host);
+    if (sg_host_catch_up(core, host, hv, full, &err) < 0) {
         log_warn("host %s: security-group filters not caught up: %s", host, err->message);
-        sg_stale_mark(core, host);
+        if (full)
+            sg_stale_mark(core, host);
+        sg_seen_set_caught_up(host, false);
         return;
     }
-    log_info("host %s: security-group filters caught up after it was away (%zu groups, %zu "
-             "ports, %ju ms)",
-             host, n_seen, n_ports, (uintmax_t)(nb_monotonic_ms() - t0));
+    sg_seen_set_caught_up(host, true);
+}
+
+void
+secgroup_ops_host_up(Core *core, const char *host, HvConn *hv)
+{
+    if (!hv_conn_is_simulated(hv))
+        sg_host_up(core, host, hv);
+}
+
+/* Whether the host's agent answers; logged when that changes. *restarted: it started again
+ * since the last look (its uptime says so), though it answered both times. */
+static bool
+sg_agent_answers(Core *core, const char *host, bool *restarted)
+{
+    _cleanup_error_ NbError *err = NULL;
+    AgentClient *c = NULL;
+    uint64_t uptime_s = 0;
+    bool ok =
+        host_agent_client(core, host, &c, &err) == 0 && agent_health(c, NULL, &uptime_s, &err) == 0;
+    agent_client_free(c);
+    int64_t started_s = (int64_t)(nb_monotonic_ms() / 1000) - (int64_t)uptime_s;
+    pthread_mutex_lock(&sg_seen_lock);
+    SgAgentSeen *s = sg_seen_get_locked(host);
+    /* Whole seconds on two clocks and the request's time: a second or two of jitter. */
+    *restarted = s && ok && s->started_s >= 0 &&
+                 (started_s > s->started_s + 2 || started_s < s->started_s - 2);
+    if (s && s->answering && !ok)
+        log_warn("host %s: its agent does not answer (%s); its ipsets are caught up when it "
+                 "does",
+                 host, err->message);
+    else if (s && !s->answering && ok)
+        log_info("host %s: its agent answers again; catching its ipsets up", host);
+    else if (*restarted)
+        log_info("host %s: its agent started again; catching its ipsets up", host);
+    if (s) {
+        s->answering = ok;
+        s->started_s = ok ? started_s : s->started_s;
+        s->caught_up = s->caught_up && ok && !*restarted;
+    }
+    pthread_mutex_unlock(&sg_seen_lock);
+    return ok;
+}
+
+void
+secgroup_ops_agents_watch(Core *core)
+{
+    _cleanup_error_ NbError *err = NULL;
+    Host *hosts = NULL;
+    size_t n = 0;
+    if (host_store_list(core->store, &hosts, &n, &err) < 0) {
+        log_warn("security groups: cannot list the hosts: %s", err->message);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool agent = core->cfg.agent_ca_file && hosts[i].agent_url[0] && hosts[i].agent_secret[0];
+        explicit_bzero(hosts[i].agent_secret, sizeof(hosts[i].agent_secret));
+        /* A host that is down is caught up when it connects again. */
+        HvConn *hv = host_registry_conn(core, hosts[i].name);
+        if (!hv || hv_conn_is_simulated(hv)) {
+            hv_conn_free(hv);
+            continue;
+        }
+        bool restarted = false, due;
+        if (agent && !sg_agent_answers(core, hosts[i].name, &restarted)) {
+            hv_conn_free(hv);
+            continue;
+        }
+        pthread_mutex_lock(&sg_seen_lock);
+        SgAgentSeen *s = sg_seen_get_locked(hosts[i].name);
+        due = !s || !s->caught_up;
+        pthread_mutex_unlock(&sg_seen_lock);
+        /* A live update its agent failed is redone once the agent answers. */
+        if (due || (agent && sg_stale_has(core, hosts[i].name)))
+            sg_host_up(core, hosts[i].name, hv);
+        hv_conn_free(hv);
+    }
+    free(hosts);
 }
 
 /* ---- requests ---- */

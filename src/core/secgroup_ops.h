@@ -76,8 +76,16 @@ void secgroup_ops_unplug(Core *core, const char *host, HvConn *hv, const Port *p
                          bool leaving);
 /* A host connected again: when a live update of its filters was skipped while it was down (or
  * failed there), rewrites the filters it has of its VMs' ports from the store (member filters,
- * group filters, port filters; absent ones stay absent). Problems are logged, and the host is
- * caught up again at its next connect. */
+ * group filters, port filters; absent ones stay absent). Otherwise rewrites only the group
+ * filters whose form is not the host's (ipsets with an agent, member filters without). Then on
+ * a host with an agent, its sets: pushed where the agent's differ from the store, and removed
+ * where no group filter on the host names them. Problems are logged, and the host is caught up
+ * again at the next housekeeping round or connect. */
 void secgroup_ops_host_up(Core *core, const char *host, HvConn *hv);
+/* One round of housekeeping over the hosts that are up: each host's agent is asked whether it
+ * answers (GET /v1/health), and a host is caught up as by secgroup_ops_host_up when it was not
+ * since nimbusd started, when its agent answers again or started again (its uptime), or when
+ * it missed a live update and its agent answers. Housekeeping's thread only. */
+void secgroup_ops_agents_watch(Core *core);
 /* Deletes the project's groups (with their rules), once the project is gone: its ports are. */
 int secgroup_ops_drop_project(Core *core, const char *project, NbError **err);

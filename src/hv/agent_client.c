@@ -387,15 +387,22 @@ agent_dhcp_remove(AgentClient *c, const char *key, NbError **err)
     return agent_request(c, "DELETE", path, NULL, NULL, err);
 }
 
-/* The set's name goes into the path: nbs- and 24 hex, so it cannot add segments or a query. */
-static int
-ipset_path(const char *name, char out[64], NbError **err)
+/* nbs- and 24 lowercase hex: the only sets nimbusd asks for. */
+static bool
+ipset_name_is_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
     bool ok = n == 4 + 24 && strncmp(name, "nbs-", 4) == 0;
     for (size_t i = 4; ok && i < n; i++)
         ok = (name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f');
-    if (!ok)
+    return ok;
+}
+
+/* The set's name goes into the path: nbs- and 24 hex, so it cannot add segments or a query. */
+static int
+ipset_path(const char *name, char out[64], NbError **err)
+{
+    if (!ipset_name_is_valid(name))
         return nb_error_set(err, NB_ERR_INVALID_NAME, "'%.32s' is not an ipset name of nimbus",
                             name ? name : "");
     snprintf(out, 64, "/v1/ipsets/%s", name);
@@ -433,4 +440,75 @@ agent_ipset_remove(AgentClient *c, const char *name, NbError **err)
     if (ipset_path(name, path, err) < 0)
         return -1;
     return agent_request(c, "DELETE", path, NULL, NULL, err);
+}
+
+/* A dotted quad (each part 0..255, digits only, no leading zero), host order. */
+static bool
+ipset_ipv4_parse(const char *s, uint32_t *ret)
+{
+    uint32_t ip = 0;
+    for (int part = 0; part < 4; part++) {
+        unsigned v = 0;
+        size_t digits = 0;
+        for (; s[digits] >= '0' && s[digits] <= '9' && digits < 4; digits++)
+            v = v * 10 + (unsigned)(s[digits] - '0');
+        if (digits == 0 || digits > 3 || v > 255 || (digits > 1 && s[0] == '0'))
+            return false;
+        s += digits;
+        if (part < 3 && *s++ != '.')
+            return false;
+        ip = ip << 8 | v;
+    }
+    if (*s)
+        return false;
+    *ret = ip;
+    return true;
+}
+
+void
+agent_ipset_list_free(AgentIpsetInfo *l, size_t n)
+{
+    for (size_t i = 0; l && i < n; i++)
+        free(l[i].members);
+    free(l);
+}
+
+int
+agent_ipset_list(AgentClient *c, AgentIpsetInfo **ret, size_t *ret_n, NbError **err)
+{
+    json_t *j = NULL;
+    if (agent_request(c, "GET", "/v1/ipsets", NULL, &j, err) < 0)
+        return -1;
+    json_t *arr = json_object_get(j, "ipsets");
+    size_t n = json_array_size(arr);
+    AgentIpsetInfo *l = json_is_array(arr) ? calloc(n ? n : 1, sizeof(*l)) : NULL;
+    bool ok = l != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *members = json_object_get(e, "members"), *doomed = json_object_get(e, "doomed");
+        ok = ipset_name_is_valid(name) && (!members || json_is_array(members)) &&
+             (!doomed || json_is_boolean(doomed));
+        size_t k = json_array_size(members);
+        if (ok && k && !(l[i].members = calloc(k, sizeof(*l[i].members))))
+            ok = false;
+        for (size_t m = 0; ok && m < k; m++) {
+            const char *ip = json_string_value(json_array_get(members, m));
+            ok = ip && ipset_ipv4_parse(ip, &l[i].members[m]);
+        }
+        if (ok) {
+            snprintf(l[i].name, sizeof(l[i].name), "%s", name);
+            l[i].n_members = k;
+            l[i].doomed = json_is_true(doomed);
+        }
+    }
+    json_decref(j);
+    if (!ok) {
+        agent_ipset_list_free(l, n);
+        return nb_error_set(err, NB_ERR_AGENT_UNAVAILABLE,
+                            "agent %s: a malformed ipset list (or out of memory)", c->url);
+    }
+    *ret = l;
+    *ret_n = n;
+    return 0;
 }

@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,3 +70,16 @@ int agent_ipset_set(AgentClient *c, const char *name, const uint32_t *ips, size_
 /* DELETE /v1/ipsets/{name}; absent is fine. A set iptables still references is kept by the
  * agent and destroyed at a later call: a success too. */
 int agent_ipset_remove(AgentClient *c, const char *name, NbError **err);
+
+/* A set as the agent lists it. */
+typedef struct AgentIpsetInfo {
+    char name[32];     /* nbs- and 24 hex */
+    uint32_t *members; /* IPv4, host order */
+    size_t n_members;
+    bool doomed; /* deleted, kept while a rule references it */
+} AgentIpsetInfo;
+/* GET /v1/ipsets: the sets the agent keeps. An entry whose name is not nbs- and 24 lowercase
+ * hex, or whose members are not addresses, is AGENT_UNAVAILABLE (not the agent's answer).
+ * agent_ipset_list_free the list. */
+int agent_ipset_list(AgentClient *c, AgentIpsetInfo **ret, size_t *ret_n, NbError **err);
+void agent_ipset_list_free(AgentIpsetInfo *l, size_t n);

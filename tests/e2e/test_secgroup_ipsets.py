@@ -11,16 +11,28 @@ the agent's ipset). Server S (in srv) answers on TCP 9000, which no other rule o
 - another VM created in friends: the set gets its address, and kvm1 gets no member filter
   (nimbus-sgr-*) while srv's and friends' filters keep their XML (no filter redefined);
 - the agent stopped, the set emptied by hand, the agent started again: it restores the set
-  from its state file (C answers again).
+  from its state file (C answers again);
+- a set of nimbus's form that no rule needs (made through the agent's API, as a crash between a
+  group filter's removal and its set's leaves one) is removed by nimbusd's catch-up after a
+  restart, and a set of another name is left alone;
+- the agent killed, C taken out of friends meanwhile (the update fails there), the agent started
+  again with its state lost: housekeeping notices it answers again and pushes the set (empty,
+  C refused); the agent restarted with an old state: the set is pushed again (C);
+- nimbusd restarted without its agent-ca-file: srv's filter is rewritten with a member filter
+  (the host's form without an agent), and back to the set once the file is given again.
 
 Guests are the tiny test image, shared by the tests of this module; everything is torn down.
 """
 
+import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
+import urllib.request
+import uuid
 
 import pytest
 
@@ -223,19 +235,18 @@ def test_new_member_redefines_no_filter(ips):
     wait_steady(t, "banner-9000", last_round(t))
 
 
-def test_agent_restart_restores_the_sets(ips):
-    t = ips
-    pid_file = os.path.join(t.hosts.agent_dir(1), "agent.pid")
-    with open(pid_file) as f:
+def agent_stop(t, sig=signal.SIGTERM):
+    """Stops kvm1's agent (the test hosts' one, by the pid in its pid file)."""
+    with open(os.path.join(t.hosts.agent_dir(1), "agent.pid")) as f:
         pid = int(f.read().strip())
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     nf.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30, "the agent stopped")
-    # what a reboot does to the kernel's copy, as far as iptables lets us (it references it)
-    t.hosts.exec(1, "ipset", "flush", t.set, check=True)
-    before = last_round(t)
-    wait_steady(t, "FAIL", before)
+
+
+def agent_start(t):
+    """Starts kvm1's agent again, as scripts/testhosts.sh does."""
     ip = t.hosts.ip(1)
-    s = SET  # as scripts/testhosts.sh starts it
+    s = SET
     subprocess.run([os.path.join(nf.REPO, "scripts", "start-agent.sh"), t.hosts.agent_dir(1),
                     "--netns", f"nb{s}_host1" if s else "nbhost1",
                     "--listen", f"{ip}:8775", "--san", ip, "--san", "kvm1",
@@ -243,7 +254,130 @@ def test_agent_restart_restores_the_sets(ips):
                    check=True, capture_output=True, text=True, timeout=60,
                    env={**os.environ, "NIMBUS_AGENT": os.path.join(
                        nf.BUILD_DIR, "src", "agent", "nimbus-agent")})
+
+
+def agent_state_file(t):
+    return os.path.join(t.hosts.agent_dir(1), "state", "ipsets.json")
+
+
+def agent_call(t, method, path, body=None):
+    """kvm1's agent API with its own secret, its certificate checked: (status, JSON or None)."""
+    with open(t.hosts.agent_secret_file(1)) as f:
+        secret = f.read().strip()
+    ctx = ssl.create_default_context(cafile=t.hosts.agent_ca_file())
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{t.hosts.agent_url(1)}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {secret}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+
+
+def agent_sets(t):
+    """{name: members} of the sets kvm1's agent keeps (GET /v1/ipsets)."""
+    _, body = agent_call(t, "GET", "/v1/ipsets")
+    return {e["name"]: set(e["members"]) for e in body["ipsets"]}
+
+
+def restart_daemon(t, extra_args=None):
+    t.env.daemon.stop()
+    if extra_args is not None:
+        t.env.daemon.extra_args = extra_args
+    t.env.daemon.start()
+
+
+def test_agent_restart_restores_the_sets(ips):
+    t = ips
+    agent_stop(t)
+    # what a reboot does to the kernel's copy, as far as iptables lets us (it references it)
+    t.hosts.exec(1, "ipset", "flush", t.set, check=True)
+    before = last_round(t)
+    wait_steady(t, "FAIL", before)
+    agent_start(t)
     assert ipset_members(t.hosts, t.set) == {C_IP}
     wait_steady(t, "banner-9000", last_round(t))
     with open(os.path.join(t.hosts.agent_dir(1), "agent.log")) as f:
         assert re.search(r"\d+ ipsets in the state", f.read())
+
+
+def test_catch_up_removes_sets_no_rule_needs(ips):
+    t = ips
+    # a set of nimbus's form whose rule does not exist (a crash between a group filter's
+    # removal and its set's leaves such a set), through the agent as nimbusd makes them
+    orphan = "nbs-" + uuid.uuid4().hex[:24]
+    status, _ = agent_call(t, "PUT", f"/v1/ipsets/{orphan}", {"members": ["10.62.0.99"]})
+    assert status == 200
+    # and a set of another name in the host's kernel, which is none of nimbus's business
+    other = f"nbtest-{uuid.uuid4().hex[:8]}"
+    t.hosts.exec(1, "ipset", "create", other, "hash:ip", check=True)
+    try:
+        assert ipset_members(t.hosts, orphan) == {"10.62.0.99"}
+        restart_daemon(t)
+        # housekeeping's first round catches kvm1 up (every 3 syncs of 2 s in the tests)
+        nf.wait_until(lambda: orphan not in agent_sets(t), 90,
+                      f"{orphan} removed by nimbusd's catch-up")
+        assert ipset_members(t.hosts, orphan) is None
+        assert ipset_members(t.hosts, other) == set()
+        assert agent_sets(t)[t.set] == {C_IP}
+        assert ipset_members(t.hosts, t.set) == {C_IP}
+    finally:
+        t.hosts.exec(1, "ipset", "destroy", other)
+        t.hosts.exec(1, "ipset", "destroy", orphan)
+
+
+def test_agent_back_gets_the_sets(ips):
+    t = ips
+    wait_steady(t, "banner-9000", last_round(t) - 1)
+    agent_stop(t, signal.SIGKILL)
+    # the update cannot reach the agent: the call succeeds, the host is behind
+    t.api.ok("DELETE", "/v1/vms/ips-c/secgroups/friends", expect=(200, 204), timeout=SLOW)
+    assert ipset_members(t.hosts, t.set) == {C_IP}
+    # the agent comes back with its state lost (the kernel's set, referenced by iptables, keeps
+    # the old member)
+    os.unlink(agent_state_file(t))
+    agent_start(t)
+    before = last_round(t)
+    nf.wait_until(lambda: agent_sets(t).get(t.set) == set(), 90,
+                  "the set pushed again, empty, once the agent answers")
+    assert ipset_members(t.hosts, t.set) == set()
+    wait_steady(t, "FAIL", before)
+    t.api.ok("POST", "/v1/vms/ips-c/secgroups", {"secgroup": "friends"}, expect=(200, 201, 204),
+             timeout=SLOW)
+    assert ipset_members(t.hosts, t.set) == {C_IP}
+    # restarted with an old state (C missing): nimbusd sees the restart (the agent's uptime)
+    # and pushes the set again, though the agent never stopped answering for long
+    agent_stop(t)
+    with open(agent_state_file(t)) as f:
+        state = json.load(f)
+    for e in state["ipsets"]:
+        if e["name"] == t.set:
+            e["members"] = []
+    with open(agent_state_file(t), "w") as f:
+        json.dump(state, f)
+    agent_start(t)
+    nf.wait_until(lambda: agent_sets(t).get(t.set) == {C_IP}, 90,
+                  "the set pushed again with its member after the agent's restart")
+    assert ipset_members(t.hosts, t.set) == {C_IP}
+    wait_steady(t, "banner-9000", last_round(t))
+
+
+def test_filters_follow_the_agent_setting(ips):
+    t = ips
+    member_filter = f"nimbus-sgr-{t.rule['id']}"
+    args = list(t.env.daemon.extra_args)
+    i = args.index("--agent-ca-file")
+    # without agent-ca-file nimbusd cannot reach kvm1's agent: member filters there
+    restart_daemon(t, args[:i] + args[i + 2:])
+    try:
+        nf.wait_until(lambda: member_filter in filter_names(t.hosts), 90,
+                      "srv's filter rewritten with a member filter")
+        assert "ipset=" not in group_filter_xml(t, t.srv)
+        wait_steady(t, "banner-9000", last_round(t))
+    finally:
+        restart_daemon(t, args)
+    nf.wait_until(lambda: member_filter not in filter_names(t.hosts), 90,
+                  "srv's filter back with the set, its member filter gone")
+    assert f"ipset='{t.set}'" in group_filter_xml(t, t.srv)
+    assert ipset_members(t.hosts, t.set) == {C_IP}
+    wait_steady(t, "banner-9000", last_round(t))

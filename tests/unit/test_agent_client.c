@@ -242,6 +242,12 @@ test_agent_codes(void **state)
     expect(agent_ipset_remove(c, "nbs-0123456789ABCDEF01234567", &err), &err, "INVALID_NAME");
     expect(agent_ipset_set(c, "nbs-0123456789abcdef01234567", members, 2, &err), &err,
            "IP_INVALID");
+    /* The list of a fresh agent: none. */
+    AgentIpsetInfo *sets = NULL;
+    size_t n_sets = 99;
+    assert_int_equal(agent_ipset_list(c, &sets, &n_sets, &err), 0);
+    assert_int_equal(n_sets, 0);
+    agent_ipset_list_free(sets, n_sets);
     agent_client_free(c);
 }
 
