@@ -4,6 +4,13 @@
  * again, a delete of what is absent is done. A failed create takes away what it made (job,
  * checkpoint, file, row); a failed delete leaves the backup in error (delete may be asked
  * again); a failed restore leaves the new volume in error and the backup ready.
+ *
+ * A VM whose root disk is in an rbd pool (a raw RBD image): full backups only, by the backup
+ * job (QEMU reads the disk through librbd), without a checkpoint: libvirt keeps a checkpoint's
+ * dirty bitmap in a qcow2 file, and a raw RBD image has none. Of a stopped VM the domain is
+ * started paused for the job and shut off again by the last step (or the rollback): libvirt
+ * 9.0 cannot copy an rbd volume into a dir pool (vol-create-from looks the source up as a
+ * file), and the job runs on the VM's host, where the backup pool is.
  */
 #include "backup_ops.h"
 
@@ -42,6 +49,17 @@ bk_pool(Core *core, const char *pool_id, Pool *ret, NbError **err)
 
 /* ---- create ---- */
 
+/* 1 when the VM's root disk is in an rbd pool, 0 when not, -1. */
+static int
+bk_on_rbd(Core *core, const Vm *vm, NbError **err)
+{
+    char disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
+    PoolType type;
+    if (vm_disk_pool(core, vm, disk_pool, &type, err) < 0)
+        return -1;
+    return type == POOL_TYPE_RBD;
+}
+
 /* The target file: an empty qcow2 of the disk's size, or (incremental) one whose backing file
  * is the parent backup's file. */
 static int
@@ -59,7 +77,13 @@ step_prepare(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError *
     vm_domain_name(vm, domain);
     vm_disk_volume(vm, disk_vol);
     uint64_t cap = 0;
-    if (!b.checkpoint[0]) {
+    if (disk_type == POOL_TYPE_RBD && vm->state == VM_STATE_STOPPED) {
+        /* The domain runs paused for the job (its guest does not): the last step or the
+         * rollback shuts it off. Started already (a step run again): done. */
+        if (hv_domain_start_paused(hv, domain, err) < 0)
+            return -1;
+        log_info("vm %s: domain started paused for backup %s", vm->id, b.id);
+    } else if (!b.checkpoint[0] && disk_type != POOL_TYPE_RBD) {
         /* A stopped VM: a full copy by libvirt (qemu-img convert: the root disk's chain read
          * through, into one qcow2). The task holds the VM: it is not started meanwhile. */
         if (hv_volume_capacity(hv, disk_pool, disk_vol, &cap, err) <= 0) {
@@ -197,6 +221,20 @@ step_wait(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **er
     }
 }
 
+/* A stopped VM on RBD: the domain started paused for the job is shut off (not running: 0). */
+static int
+step_release(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    if (vm->state != VM_STATE_STOPPED)
+        return 0;
+    int rbd = bk_on_rbd(core, vm, err);
+    if (rbd <= 0)
+        return rbd;
+    char domain[64];
+    vm_domain_name(vm, domain);
+    return hv_domain_destroy(hv, domain, err);
+}
+
 static void
 bk_task_succeeded(Core *core, Task *task)
 {
@@ -213,6 +251,18 @@ create_finish(Core *core, Task *task, Vm *vm)
     bk_task_succeeded(core, task);
 }
 
+/* The VM's state after a failed create: a stopped VM on RBD has its domain shut off again
+ * (the job on it ended or was aborted). */
+static int
+create_rollback_end(Core *core, Vm *vm, HvConn *hv)
+{
+    _cleanup_error_ NbError *err = NULL;
+    if (hv && step_release(core, NULL, vm, hv, NULL, &err) < 0)
+        log_error("vm %s: its domain, started paused for a backup, may still run: %s", vm->id,
+                  err->message);
+    return vm_ops_host_state(core, vm, hv);
+}
+
 /* Nothing of a failed create stays: the job, the checkpoint, the file and the row; what could
  * not be taken away leaves the backup in error, for a delete to retry. */
 static int
@@ -223,7 +273,7 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     Pool pool;
     if (!task->params || backup_store_get(core->store, NULL, task->params, &b, &err) < 0 ||
         b.state != BACKUP_STATE_CREATING)
-        return vm_ops_host_state(core, vm, hv);
+        return create_rollback_end(core, vm, hv);
     char domain[64];
     vm_domain_name(vm, domain);
     int r = hv && bk_pool(core, b.pool_id, &pool, &err) == 0 ? 0 : -1;
@@ -248,11 +298,11 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     } else if (backup_store_delete(core->store, b.id, &err) < 0) {
         log_error("backup %s: %s", b.id, err->message);
     }
-    return vm_ops_host_state(core, vm, hv);
+    return create_rollback_end(core, vm, hv);
 }
 
-static const VmStep create_steps[] = {step_prepare, step_begin, step_wait};
-static const char *const create_names[] = {"prepare", "begin", "wait"};
+static const VmStep create_steps[] = {step_prepare, step_begin, step_wait, step_release};
+static const char *const create_names[] = {"prepare", "begin", "wait", "release"};
 static const VmTaskDef bk_create_def = {
     .steps = create_steps,
     .n_steps = (int)ELEMENTSOF(create_steps),
@@ -589,9 +639,18 @@ backup_ops_create(Core *core, const Principal *who, json_t *body, Backup *ret, T
     PoolType disk_type;
     if (vm_disk_pool(core, &vm, disk_pool, &disk_type, err) < 0)
         goto out;
-    if (disk_type != POOL_TYPE_DIR) {
+    bool rbd = disk_type == POOL_TYPE_RBD;
+    if (disk_type != POOL_TYPE_DIR && !rbd) {
         nb_error_set(err, NB_ERR_BACKUP_UNSUPPORTED,
-                     "VM '%s' has its root disk in an rbd pool: not backed up in this version",
+                     "VM '%s' has its root disk in a %s pool: not backed up in this version",
+                     vm.name, pool_type_to_string(disk_type));
+        goto out;
+    }
+    if (rbd && incremental) {
+        nb_error_set(err, NB_ERR_BACKUP_UNSUPPORTED,
+                     "VM '%s' has its root disk in an rbd pool (a raw RBD image): it has no dirty "
+                     "bitmap to take an incremental backup from (libvirt keeps checkpoints in "
+                     "qcow2 files); make a full backup",
                      vm.name);
         goto out;
     }
@@ -636,7 +695,7 @@ backup_ops_create(Core *core, const Principal *who, json_t *body, Backup *ret, T
     memcpy(b.pool_id, pool.id, sizeof(b.pool_id));
     snprintf(b.host, sizeof(b.host), "%s", vm.host);
     b.kind = incremental ? BACKUP_KIND_INCREMENTAL : BACKUP_KIND_FULL;
-    if (live)
+    if (live && !rbd)
         backup_checkpoint_name(b.id, b.checkpoint);
     b.state = BACKUP_STATE_CREATING;
     backup_name_on_host(b.id, b.volume);
@@ -658,12 +717,38 @@ out:
     return r;
 }
 
+/* libvirt 9.0 deletes a checkpoint from a running domain only, and a backup's delete does not
+ * hold its VM (which could be started meanwhile): the backup of a VM that is shut off, whose
+ * checkpoint is still on the VM, waits until the VM runs (INVALID_STATE). */
+static int
+bk_checkpoint_deletable(Core *core, const Backup *b, NbError **err)
+{
+    Vm vm;
+    if (!b->checkpoint[0] || !b->vm_id[0])
+        return 0;
+    if (vm_store_get(core->store, NULL, b->vm_id, &vm, err) < 0) {
+        if (!streq((*err)->code, NB_ERR_VM_NOT_FOUND))
+            return -1;
+        nb_error_free(TAKE_PTR(*err));
+        return 0;
+    }
+    int r = 0;
+    if (vm.state == VM_STATE_STOPPED || vm.state == VM_STATE_CRASHED)
+        r = nb_error_set(err, NB_ERR_INVALID_STATE,
+                         "VM '%s' is %s: backup %s's checkpoint is deleted from a running VM only "
+                         "(libvirt); start the VM first, or delete the VM (its backups stay)",
+                         vm.name, vm_state_to_string(vm.state), b->id);
+    vm_clear(&vm);
+    return r;
+}
+
 int
 backup_ops_delete(Core *core, const char *scope, const char *id, Backup *ret, Task *ret_task,
                   NbError **err)
 {
     Backup b;
-    if (backup_store_get(core->store, scope, id, &b, err) < 0 || bk_disk_in_use(core, &b, err) < 0)
+    if (backup_store_get(core->store, scope, id, &b, err) < 0 ||
+        bk_disk_in_use(core, &b, err) < 0 || bk_checkpoint_deletable(core, &b, err) < 0)
         return -1;
     Task task;
     task_new(&task, TASK_KIND_BACKUP_DELETE, b.id, NULL);
@@ -807,7 +892,33 @@ backup_ops_vm_forget_checkpoints(Core *core, const Vm *vm, HvConn *hv, NbError *
 {
     char domain[64];
     vm_domain_name(vm, domain);
-    if (hv && hv_checkpoint_delete_all(hv, domain, err) < 0)
+    if (!hv)
+        return backup_store_drop_checkpoints(core->store, vm->id, err);
+    int n = hv_checkpoint_count(hv, domain, err);
+    if (n < 0)
+        return -1;
+    /* libvirt 9.0 deletes checkpoints (their bitmaps in the qcow2 file) of a running domain
+     * only: a stopped VM's domain runs paused for it (no vCPU runs; the caller's task holds
+     * the VM) and is shut off again, also when a step run again after a crash finds it still
+     * paused. */
+    bool stopped = vm->state == VM_STATE_STOPPED;
+    int r = 0;
+    if (n > 0 && stopped) {
+        r = hv_domain_start_paused(hv, domain, err);
+        if (r == 0)
+            log_info("vm %s: domain started paused to delete its %d checkpoint(s)", vm->id, n);
+    }
+    if (r == 0 && n > 0)
+        r = hv_checkpoint_delete_all(hv, domain, err);
+    if (stopped) {
+        _cleanup_error_ NbError *e = NULL;
+        if (hv_domain_destroy(hv, domain, r < 0 ? &e : err) < 0) {
+            if (r == 0)
+                return -1;
+            log_error("vm %s: its domain stays paused: %s", vm->id, e->message);
+        }
+    }
+    if (r < 0)
         return -1;
     return backup_store_drop_checkpoints(core->store, vm->id, err);
 }

@@ -36,8 +36,10 @@ int backup_ops_restore(Core *core, const Principal *who, const char *id, json_t 
 int backup_ops_restore_vm(Core *core, const Principal *who, const char *id, json_t *body,
                           Backup *ret, Vm *ret_vm, Task *ret_task, NbError **err);
 
-/* Before a VM leaves its host (migration): its checkpoints deleted on hv (libvirt does not
- * carry their metadata) and forgotten by its backups: the next backup of it is full. */
+/* Before a VM leaves its host (migration; libvirt does not carry checkpoints' metadata) or its
+ * disks are reverted to a snapshot: its checkpoints deleted on hv and forgotten by its backups,
+ * so that its next backup is full. A stopped VM's domain runs paused for the deletion (the
+ * caller's task holds the VM). */
 int backup_ops_vm_forget_checkpoints(Core *core, const Vm *vm, HvConn *hv, NbError **err);
 
 /* ---- the task handlers (task_handlers.c) ---- */

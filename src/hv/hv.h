@@ -238,7 +238,10 @@ int hv_backup_abort(HvConn *c, const char *domain, const char *path, NbError **e
 int hv_checkpoint_exists(HvConn *c, const char *domain, const char *name, NbError **err);
 /* Deletes the checkpoint (its bitmap merged into its parent's); absent, or no domain: 0. */
 int hv_checkpoint_delete(HvConn *c, const char *domain, const char *name, NbError **err);
-/* Every checkpoint of the domain deleted (no domain: done). */
+/* How many checkpoints the domain has (no domain: 0), or -1. */
+int hv_checkpoint_count(HvConn *c, const char *domain, NbError **err);
+/* Every checkpoint of the domain deleted (no domain: done). libvirt 9.0 deletes checkpoints of
+ * an active domain only ("cannot delete checkpoint for inactive domain"). */
 int hv_checkpoint_delete_all(HvConn *c, const char *domain, NbError **err);
 /* 1 when the disks (sources) and NICs (MACs) of the definition kept with the snapshot are the
  * domain's now, 0 when not (a revert would bring the old set back), -1. */
@@ -288,6 +291,8 @@ int hv_nwfilter_undefine(HvConn *c, const char *name, NbError **err);
 /* ---- domains (by name) ---- */
 int hv_domain_define(HvConn *c, const char *xml, NbError **err); /* redefines if present */
 int hv_domain_start(HvConn *c, const char *name, NbError **err); /* running already: 0 */
+/* Starts it with its vCPUs stopped (a job on its disks only); running already: 0. */
+int hv_domain_start_paused(HvConn *c, const char *name, NbError **err);
 /* ACPI shutdown, wait up to timeout_ms for shutoff, then destroy. Shut off already: 0. */
 int hv_domain_stop(HvConn *c, const char *name, uint64_t timeout_ms, NbError **err);
 /* ACPI shutdown request, returning at once (hv_power.c): 1 when asked, 0 when the domain is absent

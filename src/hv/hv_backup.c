@@ -99,6 +99,23 @@ hv_checkpoint_delete(HvConn *c, const char *domain, const char *name, NbError **
 }
 
 int
+hv_checkpoint_count(HvConn *c, const char *domain, NbError **err)
+{
+    _cleanup_domain_ virDomainPtr dom = NULL;
+    if (hv_conn_is_simulated(c))
+        return 0;
+    int r = hv_domain_lookup(c, domain, &dom, err);
+    if (r <= 0)
+        return r;
+    int n = virDomainListAllCheckpoints(dom, NULL, 0);
+    if (n < 0)
+        return hv_last_error_code() == VIR_ERR_NO_SUPPORT
+                   ? 0
+                   : hv_error(err, "listing the checkpoints of domain '%s'", domain);
+    return n;
+}
+
+int
 hv_checkpoint_delete_all(HvConn *c, const char *domain, NbError **err)
 {
     _cleanup_domain_ virDomainPtr dom = NULL;

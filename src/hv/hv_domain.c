@@ -88,8 +88,9 @@ hv_domain_define(HvConn *c, const char *xml, NbError **err)
     return 0;
 }
 
-int
-hv_domain_start(HvConn *c, const char *name, NbError **err)
+/* Starts the domain with flags (VIR_DOMAIN_START_*); running already: 0. */
+static int
+hv_dom_start(HvConn *c, const char *name, unsigned flags, NbError **err)
 {
     _cleanup_domain_ virDomainPtr dom = NULL;
     if (hv_domain_get(c, name, &dom, err) < 0)
@@ -97,14 +98,27 @@ hv_domain_start(HvConn *c, const char *name, NbError **err)
     int active = hv_dom_is_active(dom, name, err);
     if (active != 0)
         return active < 0 ? -1 : 0;
-    if (virDomainCreate(dom) < 0) {
+    if (virDomainCreateWithFlags(dom, flags) < 0) {
         /* Someone else may have started it between the check and the call. */
         if (hv_last_error_code() == VIR_ERR_OPERATION_INVALID &&
             hv_dom_is_active(dom, name, NULL) == 1)
             return 0;
-        return hv_error(err, "starting domain '%s'", name);
+        return hv_error(err, "starting domain '%s'%s", name,
+                        flags & VIR_DOMAIN_START_PAUSED ? " paused" : "");
     }
     return 0;
+}
+
+int
+hv_domain_start(HvConn *c, const char *name, NbError **err)
+{
+    return hv_dom_start(c, name, 0, err);
+}
+
+int
+hv_domain_start_paused(HvConn *c, const char *name, NbError **err)
+{
+    return hv_dom_start(c, name, VIR_DOMAIN_START_PAUSED, err);
 }
 
 /* Destroys a looked-up domain; one that is not running (any more) is fine. */
