@@ -49,17 +49,6 @@ bk_pool(Core *core, const char *pool_id, Pool *ret, NbError **err)
 
 /* ---- create ---- */
 
-/* 1 when the VM's root disk is in an rbd pool, 0 when not, -1. */
-static int
-bk_on_rbd(Core *core, const Vm *vm, NbError **err)
-{
-    char disk_pool[POOL_LIBVIRT_NAME_MAX + 1];
-    PoolType type;
-    if (vm_disk_pool(core, vm, disk_pool, &type, err) < 0)
-        return -1;
-    return type == POOL_TYPE_RBD;
-}
-
 /* The target file: an empty qcow2 of the disk's size, or (incremental) one whose backing file
  * is the parent backup's file. */
 static int
@@ -180,6 +169,16 @@ step_begin(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **e
 }
 
 /* Polls the job (it runs in QEMU; the task's worker is free meanwhile) and records its end. */
+/* The job's end looked for every 50 ms in its first second (an incremental backup, or a small
+ * disk's, is over by then), then backing off as vm_ops_wait does. */
+static int
+bk_wait(TaskRun *run)
+{
+    if (!run->wait_since_ms)
+        run->wait_since_ms = nb_monotonic_ms();
+    return nb_monotonic_ms() - run->wait_since_ms < 1000 ? 50 : vm_ops_wait_ms(run->wait_since_ms);
+}
+
 static int
 step_wait(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
@@ -201,7 +200,7 @@ step_wait(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **er
     switch (job.state) {
     case HV_BACKUP_JOB_RUNNING:
     case HV_BACKUP_JOB_OTHER: /* ours ended and another task's began: wait for that one too */
-        return vm_ops_wait(run);
+        return bk_wait(run);
     case HV_BACKUP_JOB_COMPLETED: {
         uint64_t cap = 0;
         if (hv_backup_disk_capacity(hv, domain, BACKUP_DISK, &cap, err) < 0)
@@ -227,7 +226,7 @@ step_release(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError *
 {
     if (vm->state != VM_STATE_STOPPED)
         return 0;
-    int rbd = bk_on_rbd(core, vm, err);
+    int rbd = vm_disk_on_rbd(core, vm, err);
     if (rbd <= 0)
         return rbd;
     char domain[64];

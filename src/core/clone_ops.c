@@ -1,10 +1,14 @@
 /*
- * Clones and images from VMs. Both copy a VM's root disk into a new volume of the default pool
- * on the VM's host, by one idempotent step that starts over after a restart: whatever an earlier
- * run left (its backup job, its files) goes first. A stopped disk is copied by libvirt
+ * Clones and images from VMs. Both copy a VM's root disk into a new volume on the VM's host (a
+ * clone's in its source's pool, the default or a dir pool; an image's in the default pool), by
+ * one idempotent step that starts over after a restart: whatever an earlier run left (its
+ * backup job, its files) goes first. A stopped disk is copied by libvirt
  * (virStorageVolCreateXMLFrom: qemu-img convert, which flattens the backing chain; a linked
  * clone copies the overlay's bytes, its backing file kept); a running one through a push-mode
  * backup job (QEMU writes a point-in-time copy of the whole disk while the guest runs on).
+ *
+ * A disk on RBD is copied from an RBD snapshot of it (vm_rbd.c): an image by qemu-img on
+ * nimbusd's host into the image's file, a clone as an RBD clone in the same pool.
  */
 #include "clone_ops.h"
 
@@ -27,11 +31,39 @@
 
 typedef struct DiskCopy {
     const Vm *src;        /* whose root disk, on the host behind hv */
-    const char *dst_vol;  /* the volume made in the default pool */
+    const char *dst_vol;  /* the volume made in dst_pool */
     const char *tmp_vol;  /* a running source's linked copy: the backup before qemu-img -B */
-    const char *base_vol; /* linked: the image the source's disk is an overlay on */
+    const char *base_vol; /* linked: the image (default pool) the source's disk is an overlay on */
     bool linked;
+    char src_pool[POOL_LIBVIRT_NAME_MAX + 1]; /* the libvirt pool of the source's disk */
+    char dst_pool[POOL_LIBVIRT_NAME_MAX + 1]; /* where the copy and the scratch go: a dir pool */
+    char dst_dir[POOL_PATH_MAX + 1];          /* dst_pool's directory */
 } DiskCopy;
+
+/* dc's pools: the source's disk's, and the copy's: dst's disk pool (a clone's), or the default
+ * pool when dst is NULL (an image). A disk in an rbd pool: INVALID_STATE (not copied here). */
+static int
+disk_copy_pools(Core *core, DiskCopy *dc, const Vm *dst, NbError **err)
+{
+    Pool p;
+    int in_pool = vm_rbd_pool(core, dc->src, &p, err);
+    if (in_pool < 0)
+        return -1;
+    if (in_pool && p.type != POOL_TYPE_DIR)
+        return vm_disk_refuse_in_pool(core, dc->src, "its disk is not copied", err);
+    snprintf(dc->src_pool, sizeof(dc->src_pool), "%s",
+             in_pool ? p.libvirt_name : vm_ops_pool(core));
+    in_pool = dst ? vm_rbd_pool(core, dst, &p, err) : 0;
+    if (in_pool < 0)
+        return -1;
+    if (in_pool && p.type != POOL_TYPE_DIR)
+        return nb_error_set(err, NB_ERR_INVALID_STATE, "a copy goes in a dir pool, not in '%s'",
+                            p.name);
+    snprintf(dc->dst_pool, sizeof(dc->dst_pool), "%s",
+             in_pool ? p.libvirt_name : vm_ops_pool(core));
+    snprintf(dc->dst_dir, sizeof(dc->dst_dir), "%s", in_pool ? p.path : core->cfg.pool_path);
+    return 0;
+}
 
 static bool
 vm_is_live(HvConn *hv, const Vm *vm, NbError **err, int *ret)
@@ -68,12 +100,12 @@ disk_copy_rebase(Core *core, HvConn *hv, const DiskCopy *dc, const char *tmp_pat
 static int
 disk_copy(Core *core, HvConn *hv, TaskRun *run, const DiskCopy *dc, NbError **err)
 {
-    const char *pool = vm_ops_pool(core);
+    const char *pool = dc->dst_pool;
     char domain[64], src_vol[96];
     vm_domain_name(dc->src, domain);
     vm_disk_volume(dc->src, src_vol);
-    _cleanup_free_ char *dst_path = str_printf("%s/%s", core->cfg.pool_path, dc->dst_vol);
-    _cleanup_free_ char *tmp_path = str_printf("%s/%s", core->cfg.pool_path, dc->tmp_vol);
+    _cleanup_free_ char *dst_path = str_printf("%s/%s", dc->dst_dir, dc->dst_vol);
+    _cleanup_free_ char *tmp_path = str_printf("%s/%s", dc->dst_dir, dc->tmp_vol);
     if (!dst_path || !tmp_path)
         return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
     const char *backup_path = dc->linked ? tmp_path : dst_path;
@@ -119,12 +151,15 @@ disk_copy(Core *core, HvConn *hv, TaskRun *run, const DiskCopy *dc, NbError **er
     if (gs < 0)
         return -1;
     if (!live) {
+        /* A linked copy stays in its source's pool (hv_vol_copy_bytes copies within one). */
+        if (dc->linked && !streq(dc->src_pool, pool))
+            return nb_error_set(err, NB_ERR_INTERNAL, "a linked copy goes in its source's pool");
         if (dc->linked)
             return hv_vol_copy_bytes(hv, pool, src_vol, dc->dst_vol, err);
         _cleanup_free_ char *xml = pool_xml_volume(dc->dst_vol, dc->src->disk_gib << 30, "qcow2");
         if (!xml)
             return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
-        return hv_volume_create_from(hv, pool, dc->dst_vol, xml, pool, src_vol, err);
+        return hv_volume_create_from(hv, pool, dc->dst_vol, xml, dc->src_pool, src_vol, err);
     }
     /* qemu-img -B reads and writes the files: only on nimbusd's own host. */
     if (dc->linked && !streq(dc->src->host, core->cfg.host_name))
@@ -154,13 +189,29 @@ disk_copy_cleanup(Core *core, HvConn *hv, const DiskCopy *dc)
     char domain[64];
     vm_domain_name(dc->src, domain);
     _cleanup_free_ char *path =
-        str_printf("%s/%s", core->cfg.pool_path, dc->linked ? dc->tmp_vol : dc->dst_vol);
+        str_printf("%s/%s", dc->dst_dir, dc->linked ? dc->tmp_vol : dc->dst_vol);
     if (path && hv_backup_abort(hv, domain, path, &e) < 0)
         log_error("vm %s: its backup job to %s may still run: %s", dc->src->id, path, e->message);
     nb_error_free(TAKE_PTR(e));
-    if (hv_pool_refresh(hv, vm_ops_pool(core), &e) < 0 ||
-        hv_volume_delete(hv, vm_ops_pool(core), dc->tmp_vol, &e) < 0)
+    if (hv_pool_refresh(hv, dc->dst_pool, &e) < 0 ||
+        hv_volume_delete(hv, dc->dst_pool, dc->tmp_vol, &e) < 0)
         log_error("vm %s: scratch volume %s may be left: %s", dc->src->id, dc->tmp_vol, e->message);
+}
+
+/* The RBD snapshot an image-from-VM task reads a disk in an rbd pool from: named after the
+ * task, so that a restart finds (and its end removes) the same one. */
+static void
+image_rbd_snap_name(const Task *task, char out[96])
+{
+    snprintf(out, 96, VM_RBD_COPY_SNAP_PREFIX "%s", task->id);
+}
+
+/* 1 and *pool when the VM's root disk is in an rbd pool, 0 when not, -1. */
+static int
+clone_rbd_pool(Core *core, const Vm *vm, Pool *pool, NbError **err)
+{
+    int in_pool = vm_rbd_pool(core, vm, pool, err);
+    return in_pool <= 0 ? in_pool : pool->type == POOL_TYPE_RBD;
 }
 
 /* ---- vm.clone ---- */
@@ -213,7 +264,25 @@ clone_disk_copy_of(Core *core, const Task *task, const Vm *vm, Vm *src, Image *b
                       .tmp_vol = tmp_vol,
                       .base_vol = base->volume,
                       .linked = p.linked};
+    if (disk_copy_pools(core, ret, vm, err) < 0) {
+        vm_clear(src);
+        return -1;
+    }
     return 0;
+}
+
+/* The source of a clone task whose source's disk is on RBD: 1 (and *src, to vm_clear), 0 when it
+ * is not on RBD, -1. */
+static int
+clone_rbd_source(Core *core, const Task *task, Vm *src, CloneParams *p, NbError **err)
+{
+    Pool pool;
+    if (clone_params(task, p, err) < 0 || vm_store_get(core->store, NULL, p->source, src, err) < 0)
+        return -1;
+    int on_rbd = clone_rbd_pool(core, src, &pool, err);
+    if (on_rbd <= 0)
+        vm_clear(src);
+    return on_rbd;
 }
 
 int
@@ -223,6 +292,20 @@ clone_ops_disk_step(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, Nb
     Image base;
     char dst_vol[96], tmp_vol[96];
     DiskCopy dc;
+    CloneParams p;
+    int on_rbd = clone_rbd_source(core, task, &src, &p, err);
+    if (on_rbd < 0)
+        return -1;
+    if (on_rbd) {
+        /* RBD: a snapshot of the source's disk and a clone of it, in the same pool */
+        int r = -1;
+        if (!streq(src.pool_id, vm->pool_id))
+            nb_error_set(err, NB_ERR_INTERNAL, "a clone's disk goes in its source's pool");
+        else
+            r = vm_rbd_clone_disk(core, task, &src, vm, p.linked, hv, err);
+        vm_clear(&src);
+        return r;
+    }
     if (clone_disk_copy_of(core, task, vm, &src, &base, dst_vol, tmp_vol, &dc, err) < 0)
         return -1;
     int r = -1;
@@ -242,6 +325,14 @@ clone_ops_disk_cleanup(Core *core, const Task *task, const Vm *vm)
     Image base;
     char dst_vol[96], tmp_vol[96];
     DiskCopy dc;
+    CloneParams p;
+    int on_rbd = clone_rbd_source(core, task, &src, &p, &err);
+    if (on_rbd > 0) {
+        vm_rbd_clone_cleanup(core, task, &src);
+        vm_clear(&src);
+        return;
+    }
+    nb_error_free(TAKE_PTR(err));
     if (clone_disk_copy_of(core, task, vm, &src, &base, dst_vol, tmp_vol, &dc, &err) < 0) {
         log_warn("task %s: nothing of the source to clean up: %s", task->id, err->message);
         return;
@@ -275,6 +366,9 @@ clone_body(Core *core, const Vm *src, const char *name, NbError **err)
     }
     if (src->user_data && src->user_data[0])
         json_object_set_new(body, "user_data", json_string(src->user_data));
+    /* The clone's disk goes in its source's pool. */
+    if (src->pool_id[0])
+        json_object_set_new(body, "pool", json_string(src->pool_id));
     if (n > 0) {
         json_t *nets = json_array();
         for (size_t i = 0; i < n; i++)
@@ -310,7 +404,8 @@ clone_ops_vm_clone(Core *core, const Principal *who, const char *scope, const ch
     Vm src;
     if (vm_store_get(core->store, scope, key, &src, err) < 0)
         return -1;
-    int r = -1;
+    int r = -1, on_rbd = 0;
+    Pool pool;
     _cleanup_free_ char *params = NULL;
     json_auto_t *create = NULL;
     if (src.task_id[0]) {
@@ -319,13 +414,13 @@ clone_ops_vm_clone(Core *core, const Principal *who, const char *scope, const ch
     } else if (!vm_state_copyable(src.state)) {
         nb_error_set(err, NB_ERR_INVALID_STATE, "cannot clone a VM that is %s",
                      vm_state_to_string(src.state));
-    } else if (vm_disk_refuse_in_pool(core, &src, "not cloned", err) != 0) {
-        /* refused (or the pool unreadable) */
+    } else if ((on_rbd = clone_rbd_pool(core, &src, &pool, err)) < 0) {
+        /* the pool unreadable */
     } else if (host[0] && !streq(host, src.host)) {
         nb_error_set(err, NB_ERR_INVALID_REQUEST,
                      "a clone is made on its source's host ('%s'); migrate it afterwards",
                      src.host);
-    } else if (json_is_true(linked) && src.state != VM_STATE_STOPPED &&
+    } else if (json_is_true(linked) && !on_rbd && src.state != VM_STATE_STOPPED &&
                !streq(src.host, core->cfg.host_name)) {
         nb_error_set(err, NB_ERR_INVALID_STATE,
                      "a linked clone of a running VM is made on host '%s' only; stop the VM or "
@@ -363,6 +458,36 @@ image_of_task(Core *core, const Task *task, Image *ret, NbError **err)
     return image_store_get(core->store, NULL, id, ret, err);
 }
 
+/* An image of a VM on RBD: a snapshot of its disk (atomic, so crash-consistent while the VM
+ * runs), copied by qemu-img on nimbusd's host straight into the image's file in the local
+ * default pool (flattened: qcow2 with no backing file), then removed. Each part is done again
+ * from the start after a restart (the snapshot, if there, is kept: EEXIST). */
+static int
+image_copy_rbd(Core *core, const Task *task, const Vm *vm, const Pool *pool, const Image *img,
+               NbError **err)
+{
+    char disk[96], snap[96];
+    vm_rbd_disk_name(vm, disk);
+    image_rbd_snap_name(task, snap);
+    _cleanup_free_ char *path = str_printf("%s/%s", core->cfg.pool_path, img->volume);
+    if (!path)
+        return nb_error_set(err, NB_ERR_INTERNAL, "out of memory");
+    HvConn *local = host_registry_local_conn(core);
+    if (!local)
+        return nb_error_set(err, NB_ERR_HOST_DOWN,
+                            "the local host, which holds the images, is down");
+    int r = -1;
+    if (hv_conn_is_simulated(local))
+        r = 0; /* a simulated host keeps no bytes */
+    else if (vm_rbd_snap(core, task->id, pool, disk, snap, "create", err) == 0 &&
+             vm_rbd_read_snapshot(core, task->id, pool->id, disk, snap, path, err) == 0 &&
+             vm_rbd_snap(core, task->id, pool, disk, snap, "rm", err) == 0 &&
+             hv_pool_refresh(local, vm_ops_pool(core), err) == 0)
+        r = 0;
+    hv_conn_free(local);
+    return r;
+}
+
 static int
 step_image_copy(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
@@ -376,10 +501,16 @@ step_image_copy(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
         return -1;
     if (img.state == IMAGE_STATE_QUEUED)
         events_publish_image(core->events, core->store, img.id, NULL);
+    Pool pool;
+    int on_rbd = clone_rbd_pool(core, vm, &pool, err);
+    if (on_rbd != 0)
+        return on_rbd < 0 ? -1 : image_copy_rbd(core, task, vm, &pool, &img, err);
     DiskCopy dc = {.src = vm, .dst_vol = img.volume, .tmp_vol = "", .linked = false};
     char tmp[96];
     clone_tmp_volume(task, tmp);
     dc.tmp_vol = tmp;
+    if (disk_copy_pools(core, &dc, NULL, err) < 0)
+        return -1;
     return disk_copy(core, hv, run, &dc, err);
 }
 
@@ -388,7 +519,12 @@ step_image_copy(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
 static int
 step_image_to_store(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
-    if (streq(vm->host, core->cfg.host_name))
+    Pool pool;
+    int on_rbd = clone_rbd_pool(core, vm, &pool, err);
+    if (on_rbd < 0)
+        return -1;
+    /* a copy of a disk on RBD was made on nimbusd's host */
+    if (on_rbd || streq(vm->host, core->cfg.host_name))
         return 0;
     Image img;
     if (image_of_task(core, task, &img, err) < 0)
@@ -476,7 +612,24 @@ image_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     char tmp[96];
     clone_tmp_volume(task, tmp);
     DiskCopy dc = {.src = vm, .dst_vol = img.volume, .tmp_vol = tmp, .linked = false};
+    /* An image's copy and scratch are in the default pool, wherever the VM's disk is. */
+    snprintf(dc.dst_pool, sizeof(dc.dst_pool), "%s", vm_ops_pool(core));
+    snprintf(dc.dst_dir, sizeof(dc.dst_dir), "%s", core->cfg.pool_path);
     bool gone = hv != NULL;
+    Pool pool;
+    int on_rbd = clone_rbd_pool(core, vm, &pool, &err);
+    if (on_rbd != 0) {
+        /* the snapshot read from; the file written is the local copy's, removed below */
+        char disk[96], snap[96];
+        vm_rbd_disk_name(vm, disk);
+        image_rbd_snap_name(task, snap);
+        if (on_rbd < 0 || vm_rbd_snap(core, task->id, &pool, disk, snap, "rm", &err) < 0) {
+            log_error("image %s: RBD snapshot %s of %s may be left: %s", img.id, snap, disk,
+                      err->message);
+            gone = false;
+        }
+        nb_error_free(TAKE_PTR(err));
+    }
     if (hv) {
         disk_copy_cleanup(core, hv, &dc);
         if (hv_volume_delete(hv, vm_ops_pool(core), img.volume, &err) < 0) {
@@ -486,7 +639,9 @@ image_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     }
     nb_error_free(TAKE_PTR(err));
     HvConn *local = host_registry_local_conn(core);
-    if (!local || hv_vol_delete(local, vm_ops_pool(core), img.volume, &err) < 0)
+    /* refreshed first: a file qemu-img wrote (a copy from RBD) is no volume of libvirt's yet */
+    if (!local || hv_pool_refresh(local, vm_ops_pool(core), &err) < 0 ||
+        hv_vol_delete(local, vm_ops_pool(core), img.volume, &err) < 0)
         gone = false;
     hv_conn_free(local);
     nb_error_free(TAKE_PTR(err));
@@ -566,8 +721,6 @@ clone_ops_image_from_vm(Core *core, const Principal *who, const char *vm_scope, 
                      vm_state_to_string(vm.state));
         goto out;
     }
-    if (vm_disk_refuse_in_pool(core, &vm, "no image is made of it", err) != 0)
-        goto out;
     nb_uuid_generate(img.id);
     snprintf(img.project, sizeof(img.project), "%s", who->project_id);
     snprintf(img.volume, sizeof(img.volume), "image-%s", img.id);

@@ -3,6 +3,13 @@
  * the delete of an absent one is done, and a revert done twice ends as one. A failed create
  * takes away what it made (the row too); a failed revert leaves the snapshot ready and the VM
  * as libvirt has it; a failed delete leaves the snapshot in error (delete may be asked again).
+ *
+ * Two backends, chosen by the VM's root disk, which a VM keeps for life (its pool_id): qcow2
+ * files (the default pool, dir pools) get libvirt internal snapshots; a VM on RBD (root disk in
+ * an rbd pool, its volumes in rbd pools) gets one RBD snapshot "nimbus-snap-<id>" per disk,
+ * taken by the rbd CLI on nimbusd's host while a running guest is paused (all disks at one
+ * instant: crash-consistent), and a revert destroys the domain, rolls each disk back and starts
+ * the same definition again. Steps that do not apply to a backend are no-ops.
  */
 #include "snapshot_ops.h"
 
@@ -33,7 +40,60 @@ snap_of_task(Core *core, const Task *task, const Vm *vm, SnapshotState held, Sna
     return 0;
 }
 
+/* A VM on RBD whose guest should run (desired running) and is paused: resumed. */
+static int
+snap_rbd_resume(const Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    if (vm->desired != VM_POWER_RUNNING)
+        return 0;
+    vm_domain_name(vm, domain);
+    if (hv_domain_get_state(hv, domain, &st, err) < 0)
+        return -1;
+    return st == HV_DOMAIN_PAUSED ? hv_domain_resume(hv, domain, err) : 0;
+}
+
+/* A VM on RBD whose guest should run or be paused (its desired state) and is off: started again
+ * from its definition (paused again when it was). */
+static int
+snap_rbd_start(const Vm *vm, HvConn *hv, NbError **err)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    if (vm->desired != VM_POWER_RUNNING && vm->desired != VM_POWER_PAUSED)
+        return 0;
+    vm_domain_name(vm, domain);
+    if (hv_domain_get_state(hv, domain, &st, err) < 0)
+        return -1;
+    if (st == HV_DOMAIN_SHUTOFF || st == HV_DOMAIN_CRASHED) {
+        if (st == HV_DOMAIN_CRASHED && hv_domain_destroy(hv, domain, err) < 0)
+            return -1;
+        if (hv_domain_start(hv, domain, err) < 0)
+            return -1;
+        st = HV_DOMAIN_RUNNING;
+    }
+    if (vm->desired == VM_POWER_PAUSED && st == HV_DOMAIN_RUNNING)
+        return hv_domain_suspend(hv, domain, err);
+    return 0;
+}
+
 /* ---- the steps ---- */
+
+/* On RBD, a running guest is paused: every disk's snapshot is then of one instant. */
+static int
+step_snap_pause(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    char domain[64];
+    HvDomainState st = HV_DOMAIN_NONE;
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd <= 0)
+        return rbd;
+    vm_domain_name(vm, domain);
+    if (hv_domain_get_state(hv, domain, &st, err) < 0)
+        return -1;
+    return st == HV_DOMAIN_RUNNING ? hv_domain_suspend(hv, domain, err) : 0;
+}
 
 static int
 step_snap_create(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
@@ -42,8 +102,22 @@ step_snap_create(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     char domain[64];
     if (snap_of_task(core, task, vm, SNAPSHOT_STATE_CREATING, &s, err) < 0)
         return -1;
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd < 0)
+        return -1;
+    if (rbd)
+        return vm_rbd_snap_disks(core, task->id, vm, "create", s.libvirt_name, err);
     vm_domain_name(vm, domain);
     return hv_snapshot_create(hv, domain, s.libvirt_name, s.description, err);
+}
+
+/* On RBD, the guest paused by the first step runs again (after a crash too: the restart goes on
+ * from the step it was at). */
+static int
+step_snap_resume(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    return rbd <= 0 ? rbd : snap_rbd_resume(vm, hv, err);
 }
 
 /* libvirt's revert puts back the definition kept with the snapshot: a volume attached or a NIC
@@ -55,6 +129,13 @@ step_snap_check(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
     char domain[64];
     if (snap_of_task(core, task, vm, SNAPSHOT_STATE_REVERTING, &s, err) < 0)
         return -1;
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd < 0)
+        return -1;
+    /* On RBD the disks cannot change while the VM has snapshots (volume_ops refuses attach and
+     * detach): each disk must have the snapshot, checked before any is rolled back. */
+    if (rbd)
+        return vm_rbd_snap_disks(core, task->id, vm, "check", s.libvirt_name, err);
     vm_domain_name(vm, domain);
     int r = hv_snapshot_devices_match(hv, domain, s.libvirt_name, err);
     if (r < 0)
@@ -68,6 +149,19 @@ step_snap_check(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErro
     return 0;
 }
 
+/* On RBD, QEMU goes before its disks are rolled back (a rollback under it would change the
+ * disks behind the guest's and librbd's caches); the start step brings it back. */
+static int
+step_snap_stop(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    char domain[64];
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd <= 0)
+        return rbd;
+    vm_domain_name(vm, domain);
+    return hv_domain_destroy(hv, domain, err);
+}
+
 static int
 step_snap_revert(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
 {
@@ -75,12 +169,26 @@ step_snap_revert(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     char domain[64];
     if (snap_of_task(core, task, vm, SNAPSHOT_STATE_REVERTING, &s, err) < 0)
         return -1;
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd < 0)
+        return -1;
     vm_domain_name(vm, domain);
     /* The revert changes the disks behind the backup checkpoints' dirty bitmaps: they go, and
      * the VM's next backup is a full one (docs/storage.md, "Backups"). */
     if (backup_ops_vm_forget_checkpoints(core, vm, hv, err) < 0)
         return -1;
+    if (rbd)
+        return vm_rbd_snap_disks(core, task->id, vm, "rollback", s.libvirt_name, err);
     return hv_snapshot_revert(hv, domain, s.libvirt_name, s.memory, err);
+}
+
+/* On RBD, the VM runs (or is paused) again as it did before the revert, from its disks as
+ * they were at the snapshot. */
+static int
+step_snap_start(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbError **err)
+{
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    return rbd <= 0 ? rbd : snap_rbd_start(vm, hv, err);
 }
 
 static int
@@ -90,6 +198,11 @@ step_snap_delete(Core *core, Task *task, Vm *vm, HvConn *hv, TaskRun *run, NbErr
     char domain[64];
     if (snap_of_task(core, task, vm, SNAPSHOT_STATE_DELETING, &s, err) < 0)
         return -1;
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd < 0)
+        return -1;
+    if (rbd)
+        return vm_rbd_snap_disks(core, task->id, vm, "rm", s.libvirt_name, err);
     vm_domain_name(vm, domain);
     return hv_snapshot_delete(hv, domain, s.libvirt_name, err);
 }
@@ -164,8 +277,18 @@ create_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
         return vm_ops_host_state(core, vm, hv); /* not this task's (any more) */
     char domain[64];
     vm_domain_name(vm, domain);
-    if (!hv || hv_snapshot_delete(hv, domain, s.libvirt_name, &err) < 0) {
-        log_error("snapshot %s: may be left on VM %s's host: %s", s.id, vm->id,
+    int rbd = vm_disk_on_rbd(core, vm, &err);
+    if (rbd > 0 && hv && snap_rbd_resume(vm, hv, &err) < 0) {
+        log_error("vm %s: not resumed after a failed snapshot: %s", vm->id, err->message);
+        nb_error_free(TAKE_PTR(err));
+    }
+    int gone = -1;
+    if (rbd > 0)
+        gone = vm_rbd_snap_disks(core, task->id, vm, "rm", s.libvirt_name, &err);
+    else if (rbd == 0 && hv)
+        gone = hv_snapshot_delete(hv, domain, s.libvirt_name, &err);
+    if (gone < 0) {
+        log_error("snapshot %s: may be left on VM %s's host or disks: %s", s.id, vm->id,
                   err ? err->message : "host down");
         nb_error_free(TAKE_PTR(err));
         if (snapshot_store_set_state(core->store, s.id, BIT(SNAPSHOT_STATE_CREATING),
@@ -181,6 +304,11 @@ static int
 revert_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
 {
     _cleanup_error_ NbError *err = NULL;
+    /* On RBD a revert cut short after the stop would leave the VM off: it runs again on its
+     * disks as they are (the revert may be asked again). */
+    if (hv && vm_disk_on_rbd(core, vm, &err) > 0 && snap_rbd_start(vm, hv, &err) < 0)
+        log_error("vm %s: not started again after a failed revert: %s", vm->id, err->message);
+    nb_error_free(TAKE_PTR(err));
     if (task->params &&
         snapshot_store_set_state(core->store, task->params, BIT(SNAPSHOT_STATE_REVERTING),
                                  SNAPSHOT_STATE_READY, &err) < 0)
@@ -199,10 +327,11 @@ delete_rollback(Core *core, Task *task, Vm *vm, HvConn *hv)
     return vm_ops_host_state(core, vm, hv);
 }
 
-static const VmStep create_steps[] = {step_snap_create};
-static const char *const create_names[] = {"snapshot"};
-static const VmStep revert_steps[] = {step_snap_check, step_snap_revert};
-static const char *const revert_names[] = {"check", "revert"};
+static const VmStep create_steps[] = {step_snap_pause, step_snap_create, step_snap_resume};
+static const char *const create_names[] = {"pause", "snapshot", "resume"};
+static const VmStep revert_steps[] = {step_snap_check, step_snap_stop, step_snap_revert,
+                                      step_snap_start};
+static const char *const revert_names[] = {"check", "stop", "revert", "start"};
 static const VmStep delete_steps[] = {step_snap_delete};
 static const char *const delete_names[] = {"delete"};
 
@@ -282,10 +411,11 @@ snap_vm_get(Core *core, const char *scope, const char *vm_key, Vm *ret, NbError 
     return 0;
 }
 
-/* Every disk of the VM can have an internal snapshot: its root disk is a qcow2 file of the
- * default pool or of a dir pool; its volumes must be qcow2 files too (dir and netfs pools). */
+/* Every disk of the VM can have a snapshot of one backend: its root disk is a qcow2 file (the
+ * default pool or a dir pool) and so are its volumes (dir and netfs pools), or its root disk is
+ * an RBD image and so are its volumes (rbd pools), without memory. */
 static int
-snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
+snap_vm_disks_check(Core *core, const Vm *vm, bool memory, NbError **err)
 {
     Volume *vols = NULL;
     size_t n = 0;
@@ -293,10 +423,13 @@ snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
     PoolType root_type;
     if (vm_disk_pool(core, vm, root_pool, &root_type, err) < 0)
         return -1;
-    if (root_type != POOL_TYPE_DIR)
+    bool rbd = root_type == POOL_TYPE_RBD;
+    if (rbd && memory)
         return nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
-                            "VM '%s' has its root disk in an rbd pool: VM snapshots cover qcow2 "
-                            "files only in this version",
+                            "VM '%s' has its disks on RBD: its snapshot is one RBD snapshot per "
+                            "disk, which holds no memory (libvirt keeps a guest's memory only in "
+                            "qcow2 files or in a state file on one host); omit memory (a snapshot "
+                            "of a running VM on RBD is crash-consistent)",
                             vm->name);
     if (volume_store_list(core->store, NULL, vm->id, NULL, &vols, &n, err) < 0)
         return -1;
@@ -309,13 +442,21 @@ snap_vm_disks_check(Core *core, const Vm *vm, NbError **err)
                              vols[i].name, vm->name, volume_state_to_string(vols[i].state));
         } else if (pool_store_get(core->store, vols[i].pool_id, &pool, err) < 0) {
             r = -1;
-        } else if ((pool.type != POOL_TYPE_DIR && pool.type != POOL_TYPE_NETFS) ||
-                   !streq(vols[i].format, "qcow2")) {
+        } else if (rbd && pool.type != POOL_TYPE_RBD) {
             r = nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
-                             "volume '%s' of VM '%s' is in %s pool '%s': VM snapshots cover "
-                             "qcow2 files (dir and netfs pools) only in this version",
+                             "volume '%s' of VM '%s' is in %s pool '%s' and its root disk on "
+                             "RBD: a VM snapshot covers RBD images only or qcow2 files only "
+                             "(detach the volume first)",
+                             vols[i].name, vm->name, pool_type_to_string(pool.type), pool.name);
+        } else if (!rbd && ((pool.type != POOL_TYPE_DIR && pool.type != POOL_TYPE_NETFS) ||
+                            !streq(vols[i].format, "qcow2"))) {
+            r = nb_error_set(err, NB_ERR_SNAPSHOT_UNSUPPORTED,
+                             "volume '%s' of VM '%s' is in %s pool '%s' and its root disk a qcow2 "
+                             "file: a VM snapshot covers qcow2 files only (dir and netfs pools) "
+                             "or RBD images only (detach the volume first)",
                              vols[i].name, vm->name, pool_type_to_string(pool.type), pool.name);
         }
+        explicit_bzero(pool.secret, sizeof(pool.secret));
     }
     volume_list_free(vols, n);
     return r;
@@ -342,7 +483,7 @@ snapshot_ops_create(Core *core, const char *scope, const char *vm_key, json_t *b
                      "VM '%s' is stopped: it has no memory to snapshot (omit memory)", vm.name);
         goto out;
     }
-    if (snap_vm_disks_check(core, &vm, err) < 0)
+    if (snap_vm_disks_check(core, &vm, s.memory, err) < 0)
         goto out;
     nb_uuid_generate(s.id);
     memcpy(s.vm_id, vm.id, sizeof(s.vm_id));
@@ -437,6 +578,10 @@ snapshot_ops_vm_check_migrate(Core *core, const Vm *vm, NbError **err)
 {
     Snapshot *list = NULL;
     size_t n = 0;
+    /* RBD snapshots are in the Ceph cluster, which every host of the pool reaches. */
+    int rbd = vm_disk_on_rbd(core, vm, err);
+    if (rbd != 0)
+        return rbd < 0 ? -1 : 0;
     if (snapshot_store_list(core->store, NULL, vm->id, &list, &n, err) < 0)
         return -1;
     snapshot_list_free(list, n);
@@ -447,4 +592,27 @@ snapshot_ops_vm_check_migrate(Core *core, const Vm *vm, NbError **err)
                             "snapshots first",
                             vm->name, n);
     return 0;
+}
+
+int
+snapshot_ops_vm_check_disks_change(Core *core, const char *vm_id, const char *what, NbError **err)
+{
+    Vm vm;
+    Snapshot *list = NULL;
+    size_t n = 0;
+    if (vm_store_get(core->store, NULL, vm_id, &vm, err) < 0)
+        return -1;
+    int r = vm_disk_on_rbd(core, &vm, err);
+    if (r > 0) {
+        r = snapshot_store_list(core->store, NULL, vm.id, &list, &n, err);
+        snapshot_list_free(list, n);
+        if (r == 0 && n > 0)
+            r = nb_error_set(err, NB_ERR_INVALID_STATE,
+                             "VM '%s' has %zu snapshot(s) on RBD, each one RBD snapshot of every "
+                             "disk it has now: %s would leave them incomplete; delete the VM's "
+                             "snapshots first",
+                             vm.name, n, what);
+    }
+    vm_clear(&vm);
+    return r < 0 ? -1 : 0;
 }

@@ -842,10 +842,12 @@ vm_ops_create_how(Core *core, const Principal *who, json_t *body, const VmCreate
         memcpy(vm.group_id, group.id, sizeof(vm.group_id));
     }
     vm.labels = req.labels;
-    /* The root disk's pool; only a plain create makes its disk from the image there. */
+    /* The root disk's pool; only a plain create makes its disk from the image there, and a
+     * clone copies its source's disk there (clone_ops.c). */
     if (vm_rbd_resolve_pool(core, req.pool, &vm, err) < 0)
         goto out;
-    if (vm.pool_id[0] && (how->kind != TASK_KIND_VM_CREATE || how->params)) {
+    if (vm.pool_id[0] && how->kind != TASK_KIND_VM_CLONE &&
+        (how->kind != TASK_KIND_VM_CREATE || how->params)) {
         nb_error_set(err, NB_ERR_INVALID_REQUEST, "this VM's disk is made in the default pool");
         goto out;
     }

@@ -15,6 +15,7 @@
 #include "../util/log.h"
 #include "../util/strutil.h"
 #include "metrics.h"
+#include "snapshot_ops.h"
 #include "vm_ops_internal.h"
 #include "volume_snapshot_ops.h"
 
@@ -840,7 +841,10 @@ volume_ops_attach(Core *core, const char *scope, const char *id_or_name, json_t 
                      vm_state_to_string(vm.state));
         goto out;
     }
-    if (pool_store_get(core->store, v.pool_id, &pool, err) < 0)
+    char what[NB_NAME_MAX + 32];
+    snprintf(what, sizeof(what), "attaching volume '%s'", v.name);
+    if (snapshot_ops_vm_check_disks_change(core, vm.id, what, err) < 0 ||
+        pool_store_get(core->store, v.pool_id, &pool, err) < 0)
         goto out;
     if (!pool_type_is_shared(pool.type) && !streq(v.host, vm.host)) {
         nb_error_set(err, NB_ERR_VOLUME_NOT_REACHABLE,
@@ -892,6 +896,10 @@ volume_ops_detach(Core *core, const char *scope, const char *id_or_name, json_t 
             return nb_error_set(err, NB_ERR_VOLUME_NOT_ATTACHED,
                                 "volume '%s' is not attached to VM '%s'", v.name, vm_key);
     }
+    char what[NB_NAME_MAX + 32];
+    snprintf(what, sizeof(what), "detaching volume '%s'", v.name);
+    if (v.vm_id[0] && snapshot_ops_vm_check_disks_change(core, v.vm_id, what, err) < 0)
+        return -1;
     if (volume_store_transition(core->store, v.id, BIT(VOLUME_STATE_ATTACHED),
                                 VOLUME_STATE_DETACHING, &v, err) < 0)
         return -1;

@@ -41,22 +41,15 @@ vsnap_rbd_specs(const Pool *pool, const VolumeSnapshot *snap, char **ret_snap, c
     return 0;
 }
 
-/* One rbd command on snap whose only acceptable statuses are 0 and ok_also (or -1). */
+/* `rbd snap <verb>` on snap (vm_rbd_snap: done already counts as done). */
 static int
 vsnap_rbd_snap(Core *core, const char *tag, const Pool *pool, const VolumeSnapshot *snap,
-               const char *verb, int ok_also, NbError **err)
+               const char *verb, NbError **err)
 {
-    _cleanup_free_ char *spec = NULL, *image = NULL;
-    if (vsnap_rbd_specs(pool, snap, &spec, &image, err) < 0)
-        return -1;
-    const char *args[] = {"snap", verb, spec};
-    int status = 0;
-    if (vm_rbd_run(core, tag, pool->id, args, ELEMENTSOF(args), &status, NULL, err) < 0)
-        return -1;
-    if (status != 0 && status != ok_also)
-        return nb_error_set(err, NB_ERR_HYPERVISOR, "rbd snap %s of %s failed (status %d)", verb,
-                            spec, status);
-    return 0;
+    char vol[VOLUME_NAME_ON_HOST_MAX + 1], name[VOLUME_NAME_ON_HOST_MAX + 1];
+    volume_name_on_host(snap->volume_id, vol);
+    volume_snapshot_name_on_host(snap->id, name);
+    return vm_rbd_snap(core, tag, pool, vol, name, verb, err);
 }
 
 /* ---- where the work happens ---- */
@@ -102,7 +95,7 @@ step_snapshot(Core *core, Task *task, VolumeSnapshot *snap, NbError **err)
     if (vsnap_ctx(core, snap, &c, err) < 0)
         return -1;
     if (c.pool.type == POOL_TYPE_RBD)
-        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "create", VM_RBD_EXISTS, err);
+        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "create", err);
     Volume v;
     if (volume_store_get(core->store, NULL, snap->volume_id, &v, err) < 0)
         return -1;
@@ -141,7 +134,7 @@ step_remove(Core *core, Task *task, VolumeSnapshot *snap, NbError **err)
             return nb_error_set(err, NB_ERR_SNAPSHOT_HAS_CLONES, "RBD snapshot %s still has clones",
                                 spec);
         /* 0, 22 (not protected) or 2 (no such snapshot): on to rm. */
-        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "rm", VM_RBD_ABSENT, err);
+        return vsnap_rbd_snap(core, task->id, &c.pool, snap, "rm", err);
     }
     HvConn *hv = NULL;
     if (vsnap_conn(core, &c, &hv, err) < 0)
@@ -363,7 +356,7 @@ volume_snapshot_ops_make_volume(Core *core, const Task *task, const Volume *v, c
                                      snap_name, err);
     }
     /* A clone needs its parent snapshot protected (RBD clone format 1); protected already: 16. */
-    if (vsnap_rbd_snap(core, task->id, pool, &snap, "protect", VM_RBD_BUSY, err) < 0)
+    if (vsnap_rbd_snap(core, task->id, pool, &snap, "protect", err) < 0)
         return -1;
     _cleanup_free_ char *spec = NULL, *image = NULL, *child = NULL;
     if (vsnap_rbd_specs(pool, &snap, &spec, &image, err) < 0)

@@ -3,7 +3,8 @@
  * volumes attached to it), with its memory when asked for. No I/O.
  *
  * On the VM's host a snapshot is the libvirt internal snapshot "nimbus-snap-<id>" of the VM's
- * domain (qcow2 internal snapshots in each disk file, libvirt's metadata beside them). The
+ * domain (qcow2 internal snapshots in each disk file, libvirt's metadata beside them); for a VM
+ * on RBD, the RBD snapshot "<image>@nimbus-snap-<id>" of each of its disks. The
  * snapshot's state column is its lock while a task works on it.
  */
 #pragma once

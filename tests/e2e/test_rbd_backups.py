@@ -7,14 +7,13 @@ and as a new VM that reads the mark back; an incremental backup is refused (a ra
 no dirty bitmap); a stopped VM's backup (its domain started paused for the job only, shut off
 again); a nimbusd killed during a backup leaves no orphan file, job or running domain.
 
-The Ceph relay into the host's network namespace and the daemon's start-up are test_rbd_vms.py's.
+The cluster (the Ceph relay into the host's network namespace, the pool, the clean-up) is
+rbd_cluster.py's.
 """
 
 import hashlib
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -22,30 +21,17 @@ import tempfile
 import pytest
 
 import nimbus_fixtures as nf
-from storage_backends import ceph_backend, ceph_cmd, rbd_images  # noqa: F401 (a fixture)
-from test_rbd_vms import USER_DATA, CephRelay, ceph_ports, start_daemon
-from testhosts import SET, testhosts  # noqa: F401 (the session fixture)
+from rbd_cluster import USER_DATA, rbd_cluster, start_daemon
+from storage_backends import ceph_backend  # noqa: F401 (a fixture)
+from testhosts import testhosts  # noqa: F401 (the session fixture)
 
 HOST = "kvm1"
 
 
 @pytest.fixture(scope="module")
 def rbenv(make_env, tiny_image, testhosts, ceph_backend):  # noqa: F811
-    env = make_env("rbdbackups")
-    env.daemon.pool_path = f"/var/lib/libvirt/images/{env.daemon.pool_name}"
-    start_daemon(env)
-    ns_prefix = "nbhost" if SET == 0 else f"nb{SET}_host"  # scripts/testhosts.sh's names
-    relay = CephRelay([f"{ns_prefix}1"], ceph_ports())
-    env.cb = ceph_backend
-    env.pool = None
-    env.image = None
-    try:
-        nf.join_test_hosts(env, testhosts, tiny_image, (HOST,))
-        env.pool = env.api.ok("POST", "/v1/pools", {
-            "name": "ceph", "type": "rbd", "monitors": ceph_backend["monitors"],
-            "rbd_pool": ceph_backend["rbd_pool"], "user": ceph_backend["user"],
-            "key": ceph_backend["key"]}, expect=201)
-        assert {h["host"]: h["state"] for h in env.pool["hosts"]}.get(HOST) == "active", env.pool
+    with rbd_cluster(make_env, "rbdbackups", tiny_image, testhosts, ceph_backend,
+                     (HOST,)) as env:
         r = env.api.ok("POST", "/v1/vms", {
             "name": "rbdbk", "image": env.image["id"], "flavor": env.flavor["id"],
             "pool": "ceph", "host": HOST, "user_data": USER_DATA}, expect=202)
@@ -54,40 +40,6 @@ def rbenv(make_env, tiny_image, testhosts, ceph_backend):  # noqa: F811
         env.api.wait_task(r["task"]["id"])
         env.api.wait_console("rbdbk", "NIMBUS-ROOT-MARKED rbdbk")
         yield env
-    finally:
-        if not env.daemon.alive():  # a crash test that failed half-way left it down
-            try:
-                start_daemon(env)
-            except Exception as e:  # noqa: BLE001
-                print(f"nimbusd did not start again for the clean-up: {e}")
-        if env.daemon.alive():
-            nf.delete_all_vms(env)
-            for b in reversed(env.api.get("/v1/backups")["backups"]):
-                r = env.api.request("DELETE", f"/v1/backups/{b['id']}")
-                if r.status == 202:
-                    env.api.wait_task(r.json["task"]["id"], expect=None)
-            for v in env.api.get("/v1/volumes")["volumes"]:
-                r = env.api.request("DELETE", f"/v1/volumes/{v['id']}")
-                if r.status == 202:
-                    env.api.wait_task(r.json["task"]["id"], expect=None)
-            if env.image:
-                env.api.request("DELETE", f"/v1/images/{env.image['id']}")
-            if env.pool:
-                env.api.request("DELETE", f"/v1/pools/{env.pool['id']}")
-        # what a failed run left in Ceph: this module's clone and base, removed as the admin
-        vm_id = getattr(env, "vm", {}).get("id")
-        ours = [i for i in rbd_images(ceph_backend)
-                if (env.image and env.image["id"] in i) or (vm_id and vm_id in i)]
-        for name in sorted(ours, key=lambda i: i.startswith("nimbus-image-")):
-            ref = f"{ceph_backend['rbd_pool']}/{name}"
-            snaps = ceph_cmd(ceph_backend, "snap", "ls", "--format", "json", ref, check=False)
-            for snap in json.loads(snaps.stdout or "[]"):
-                ceph_cmd(ceph_backend, "snap", "unprotect", f"{ref}@{snap['name']}", check=False)
-            ceph_cmd(ceph_backend, "snap", "purge", ref, check=False)
-            ceph_cmd(ceph_backend, "rm", ref, check=False)
-        env.teardown()
-        relay.close()
-        shutil.rmtree(env.daemon.pool_path, ignore_errors=True)
 
 
 def dom(env):

@@ -4,6 +4,9 @@ directory, backed by the image's copy in the default pool (absolute path); the g
 it; a VM snapshot and its revert work on it; the pool cannot go while the disk is there; the
 VM's delete removes the file. Bad `pool` values change nothing; the stack's `pool` key (apply
 and export) with the real CLI; a nimbusd killed after the disk step leaves one disk, no orphan.
+Clones (full and linked, of a stopped and of a running source) get their disk in the same dir
+pool and boot with their own identity on the source's disk (test_clone.py's root mark); an image
+made from such a VM goes in the default pool and a VM made from it finds the mark.
 
 Own nimbusd (the crash test restarts it) and one guest shared by the checks that need one."""
 
@@ -16,6 +19,7 @@ import uuid
 import pytest
 
 import nimbus_fixtures as nf
+from test_clone import USER_DATA, boot_report, qemu_img_info, root_mark, set_power
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +69,8 @@ def backing_file(path):
     return json.loads(p.stdout).get("backing-filename")
 
 
-def create_in_pool(env, name, pool, wait=True):
-    r = env.api.create_vm(name, env.image["id"], env.flavor["id"], wait=False, pool=pool)
+def create_in_pool(env, name, pool, wait=True, **extra):
+    r = env.api.create_vm(name, env.image["id"], env.flavor["id"], wait=False, pool=pool, **extra)
     env.remember(r["vm"]["id"])
     if wait:
         env.api.wait_task(r["task"]["id"])
@@ -161,8 +165,6 @@ def test_backups(denv, guest):
 
 def test_not_yet(denv, guest):
     """What is not done to such a VM yet is refused with a stable code, nothing changed."""
-    r = denv.api.request("POST", "/v1/vms/dpvm/clone", {"name": "dpclone"})
-    assert r.status == 409 and r.code == "INVALID_STATE", r
     r = denv.api.request("POST", "/v1/vms/dpvm/migrate", {})
     assert r.status in (409, 400) and r.code in ("INVALID_STATE", "NO_VALID_HOST"), r
     assert [v["name"] for v in denv.api.vms()] == ["dpvm"]
@@ -270,3 +272,101 @@ def test_crash_after_disk_step(denv):
     assert nf.domstate(nf.vm_domain(vm["id"])) == "running"
     env.api.delete_vm("dpcrash")
     assert pool_files(env) == []
+
+
+# ---- clones and images of a VM in the dir pool (after the checks above: they count files) ----
+
+
+def scratch_files(env):
+    """clone-<task>.qcow2 scratch files left in the dir pool or in the default pool."""
+    return [v for v in pool_files(env) + sorted(nf.volume_names(env.daemon.pool_name))
+            if v.startswith("clone-")]
+
+
+@pytest.fixture(scope="module")
+def msrc(denv):
+    """A VM in the dir pool whose user-data marks its root disk (test_clone.py's), booted."""
+    r = create_in_pool(denv, "dpsrc", "fastdp", user_data=USER_DATA)
+    denv.api.wait_console("dpsrc", "NIMBUS-ROOT-MARKED dpsrc")
+    denv.api.wait_console("dpsrc", "NIMBUS-READY")
+    return denv.api.vm(r["vm"]["id"])
+
+
+def image_of(env, name):
+    r = env.api.ok("POST", "/v1/images", {"name": name, "from_vm": "dpsrc"}, expect=202)
+    env.remember(r["image"]["id"])
+    assert r["task"]["kind"] == "image.from-vm", r
+    env.api.wait_task(r["task"]["id"])
+    img = env.api.get(f"/v1/images/{r['image']['id']}")
+    assert img["state"] == "active" and img["disk_format"] == "qcow2", img
+    # in the default pool (where images live), flattened: nothing of it in the dir pool
+    path = nf.virsh("vol-path", "--pool", env.daemon.pool_name, f"image-{img['id']}").stdout.strip()
+    assert "backing-filename" not in qemu_img_info(path)
+    assert root_mark(path) == "dpsrc"
+    return img
+
+
+def test_image_from_vm_in_dir_pool(denv, msrc):
+    env = denv
+    before = pool_files(env)
+    set_power(env, "dpsrc", "running")
+    img = image_of(env, "dp-from-running")
+    assert env.api.vm("dpsrc")["state"] == "running"
+    # a VM from the new image finds the mark written before the image was made
+    r = env.api.create_vm("dpfromimg", img["id"], env.flavor["id"], user_data=USER_DATA)
+    env.remember(r["vm"]["id"])
+    assert boot_report(env, "dpfromimg") == ("dpfromimg", r["vm"]["id"], "dpsrc")
+    env.api.delete_vm("dpfromimg")
+    set_power(env, "dpsrc", "stopped")
+    img2 = image_of(env, "dp-from-stopped")
+    assert env.api.vm("dpsrc")["state"] == "stopped"
+    assert pool_files(env) == before and scratch_files(env) == []
+    for i in (img, img2):
+        env.api.ok("DELETE", f"/v1/images/{i['id']}", expect=204)
+
+
+# Two of the four cases (each boots a guest): a running source linked is the crash test's; a
+# stopped one full is libvirt's copy across pools that test_image_from_vm_in_dir_pool makes too.
+@pytest.mark.parametrize("source_state,linked", [("stopped", True), ("running", False)])
+def test_clone_in_dir_pool(denv, msrc, source_state, linked):
+    env = denv
+    before = pool_files(env)
+    set_power(env, "dpsrc", source_state)
+    name = f"dpcl-{source_state[:3]}-{'lnk' if linked else 'full'}"
+    r = env.api.ok("POST", "/v1/vms/dpsrc/clone", {"name": name, "linked": linked}, expect=202)
+    env.remember(r["vm"]["id"])
+    env.api.wait_task(r["task"]["id"])
+    vm = env.api.vm(name)
+    assert vm["pool_id"] == env.pool["id"], vm
+    assert env.api.vm("dpsrc")["state"] == source_state
+    # its own hostname and instance-id, on a copy of the source's disk
+    assert boot_report(env, name) == (name, vm["id"], "dpsrc")
+    # its disk in the dir pool, the domain running from it; linked: on the image's copy
+    path = os.path.join(env.pool_path, disk_vol(vm["id"]))
+    assert path in nf.domain_disk_sources(nf.vm_domain(vm["id"]))
+    assert disk_vol(vm["id"]) not in nf.volume_names(env.daemon.pool_name)
+    img_path = nf.virsh("vol-path", "--pool", env.daemon.pool_name,
+                        f"image-{env.image['id']}").stdout.strip()
+    assert qemu_img_info(path).get("backing-filename") == (img_path if linked else None)
+    assert scratch_files(env) == []
+    env.api.delete_vm(name)
+    assert pool_files(env) == before
+
+
+def test_crash_during_clone_in_dir_pool(denv, msrc):
+    """nimbusd killed after a linked clone's disk step (a running source: backup job, rebase,
+    scratch file removed; the step not recorded): the restart copies again and finishes the
+    clone, with one disk in the dir pool and no scratch file; its delete leaves none."""
+    env = denv
+    before = pool_files(env)
+    set_power(env, "dpsrc", "running")
+    nf.crash_during(env, "vm.clone:0", "POST", "/v1/vms/dpsrc/clone",
+                    {"name": "dpcl-crash", "linked": True})
+    vm = env.api.vm("dpcl-crash")
+    env.remember(vm["id"])
+    nf.wait_until(lambda: env.api.vm("dpcl-crash")["task_id"] is None, 300, "the clone to end")
+    assert env.api.vm("dpcl-crash")["state"] == "running"
+    assert boot_report(env, "dpcl-crash") == ("dpcl-crash", vm["id"], "dpsrc")
+    assert pool_files(env) == sorted(before + [disk_vol(vm["id"])]) and scratch_files(env) == []
+    env.api.delete_vm("dpcl-crash")
+    assert pool_files(env) == before
