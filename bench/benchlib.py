@@ -4,6 +4,7 @@ Python 3 standard library only."""
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import xml.etree.ElementTree as ET
 
 POLL_S = 0.02  # task polling interval: the resolution of every Nimbus figure
 HTTP_TIMEOUT_S = 30
@@ -201,6 +203,63 @@ def teardown(api, daemon, ids, pool, work, libvirt_uri="qemu:///system"):
             [["pool-destroy", pool], ["pool-undefine", pool]]:
         subprocess.run(["virsh", "-q", "-c", libvirt_uri, *args], capture_output=True, timeout=60)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def twin_rename(root, name):
+    """A domain's XML tree (ElementTree) under a twin's name: its title too, no UUID (libvirt
+    makes one), no metadata (nothing that says Nimbus)."""
+    root.find("name").text = name
+    for tag in ("uuid", "metadata"):
+        el = root.find(tag)
+        if el is not None:
+            root.remove(el)
+    title = root.find("title")
+    if title is not None:
+        title.text = name
+
+
+def file_bytes(path):
+    """A file's bytes; b"" while it does not exist (a guest's serial log before it starts)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def twin_domain_xml(xml, name, twin_dir, console_path):
+    """A raw twin of a Nimbus guest for a virsh baseline: from the domain's inactive XML, the same
+    definition under its own name (no UUID, no Nimbus metadata), a fresh MAC, its own disk (a
+    qcow2 overlay of the same image, the same size), a copy of the seed ISO, its serial log at
+    console_path; files in twin_dir. Returns (XML text, the image file its disk is backed by)."""
+    root = ET.fromstring(xml)
+    twin_rename(root, name)
+    disk = os.path.join(twin_dir, "disk.qcow2")
+    seed = os.path.join(twin_dir, "seed.iso")
+    image = None
+    for d in list(root.findall("./devices/disk")):
+        src = d.find("source")
+        if d.get("device") == "disk" and src is not None and src.get("file"):
+            info = json.loads(run(["qemu-img", "info", "-U", "--output=json",
+                                   src.get("file")]).stdout)
+            image = info.get("full-backing-filename") or info.get("backing-filename")
+            if not image:
+                raise BenchError(f"{src.get('file')} has no backing file")
+            fmt = info.get("backing-filename-format") or "qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", image, disk,
+                 str(info["virtual-size"])])
+            src.set("file", disk)
+        elif d.get("device") == "cdrom" and src is not None:
+            shutil.copyfile(src.get("file"), seed)
+            src.set("file", seed)
+    if image is None:
+        raise BenchError("the domain has no file disk to copy")
+    mac = "52:54:00:%02x:%02x:%02x" % tuple(random.getrandbits(8) for _ in range(3))
+    for m in root.findall("./devices/interface/mac"):
+        m.set("address", mac)
+    for lg in root.iter("log"):
+        lg.set("file", console_path)
+    return ET.tostring(root, encoding="unicode"), image
 
 
 class Agent:

@@ -68,6 +68,9 @@ migrate_params_text(const MigrateParams *mp)
 
 #define MIGRATE_HOST_WAIT_MS 60000
 #define MIGRATE_POLL_MS 500
+/* A move of a small guest ends within seconds: looked at every 100 ms for its first 5 s. */
+#define MIGRATE_POLL_FAST_MS 100
+#define MIGRATE_POLL_FAST_FOR_MS 5000
 
 /* References to both ends: 0, or a delay in ms (> 0) while an end that nimbusd has not reached
  * since it started may still come up, or HOST_DOWN. */
@@ -251,8 +254,9 @@ typedef struct MigrateJob {
     bool done; /* under migrate_jobs_lock; the thread touches the job no more once set */
     int rc;
     NbError *err;
-    int last_pct; /* the poller's: progress last recorded */
-    bool aborted; /* the poller's: an abort was asked */
+    int last_pct;        /* the poller's: progress last recorded */
+    uint64_t started_ms; /* nb_monotonic_ms() at its start */
+    bool aborted;        /* the poller's: an abort was asked */
     struct MigrateJob *next;
 } MigrateJob;
 
@@ -293,7 +297,7 @@ migrate_job_free(MigrateJob *job)
     free(job);
 }
 
-/* Starts the live move; takes the references src and dst. MIGRATE_POLL_MS, or -1. */
+/* Starts the live move; takes the references src and dst. MIGRATE_POLL_FAST_MS, or -1. */
 static int
 migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvConn *dst,
                   const MigrateParams *mp, bool copy_storage, NbError **err)
@@ -310,6 +314,7 @@ migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvCon
     job->src = src;
     job->dst = dst;
     job->last_pct = -1;
+    job->started_ms = nb_monotonic_ms();
     /* QEMU on the source connects to the destination's address as the controller knows it
      * (the destination's own hostname may not resolve from the source). */
     host_uri_hostname(hv_conn_uri(dst), address, sizeof(address));
@@ -344,10 +349,11 @@ migrate_job_start(Core *core, Task *task, const char *domain, HvConn *src, HvCon
     }
     log_info("task %s: live migration of %s started (storage copy: %s)", task->id, domain,
              job->opts.copy_storage ? "yes" : "no");
-    return MIGRATE_POLL_MS;
+    return MIGRATE_POLL_FAST_MS;
 }
 
-/* One timer turn of a live move: MIGRATE_POLL_MS while it runs, then its outcome (0 or -1). */
+/* One timer turn of a live move: a delay while it runs (MIGRATE_POLL_FAST_MS for its first 5 s,
+ * then MIGRATE_POLL_MS), then its outcome (0 or -1). */
 static int
 migrate_job_poll(Core *core, Task *task, MigrateJob *job, NbError **err)
 {
@@ -372,7 +378,8 @@ migrate_job_poll(Core *core, Task *task, MigrateJob *job, NbError **err)
             log_info("task %s: cancel requested; aborting the migration", task->id);
             job->aborted = hv_domain_abort_job(job->src, job->domain, &e) >= 0;
         }
-        return MIGRATE_POLL_MS;
+        return nb_monotonic_ms() - job->started_ms < MIGRATE_POLL_FAST_FOR_MS ? MIGRATE_POLL_FAST_MS
+                                                                              : MIGRATE_POLL_MS;
     }
     int r = job->rc;
     if (r < 0 && task_store_cancel_requested(core->store, task->id))

@@ -155,6 +155,18 @@ def start_daemon(env, crash_at=None, timeout=120):
         d.token = f.read().strip()
 
 
+def marked_vm(env, name, host):
+    """A VM with its root disk in the rbd pool "ceph", on host, whose guest marks its root disk
+    (USER_DATA), waited for until it has: the VM's row as created."""
+    r = env.api.ok("POST", "/v1/vms", {
+        "name": name, "image": env.image["id"], "flavor": env.flavor["id"], "pool": "ceph",
+        "host": host, "user_data": USER_DATA}, expect=202)
+    env.remember(r["vm"]["id"])
+    env.api.wait_task(r["task"]["id"])
+    env.api.wait_console(r["vm"]["id"], f"NIMBUS-ROOT-MARKED {name}")
+    return r["vm"]
+
+
 def _delete_all(env, kind, key):
     for x in reversed(env.api.get(f"/v1/{kind}")[key]):
         r = env.api.request("DELETE", f"/v1/{kind}/{x['id']}")

@@ -21,7 +21,7 @@ import tempfile
 import pytest
 
 import nimbus_fixtures as nf
-from rbd_cluster import USER_DATA, rbd_cluster, start_daemon
+from rbd_cluster import USER_DATA, marked_vm, rbd_cluster, start_daemon
 from storage_backends import ceph_backend  # noqa: F401 (a fixture)
 from testhosts import testhosts  # noqa: F401 (the session fixture)
 
@@ -32,13 +32,7 @@ HOST = "kvm1"
 def rbenv(make_env, tiny_image, testhosts, ceph_backend):  # noqa: F811
     with rbd_cluster(make_env, "rbdbackups", tiny_image, testhosts, ceph_backend,
                      (HOST,)) as env:
-        r = env.api.ok("POST", "/v1/vms", {
-            "name": "rbdbk", "image": env.image["id"], "flavor": env.flavor["id"],
-            "pool": "ceph", "host": HOST, "user_data": USER_DATA}, expect=202)
-        env.remember(r["vm"]["id"])
-        env.vm = r["vm"]
-        env.api.wait_task(r["task"]["id"])
-        env.api.wait_console("rbdbk", "NIMBUS-ROOT-MARKED rbdbk")
+        env.vm = marked_vm(env, "rbdbk", HOST)
         yield env
 
 

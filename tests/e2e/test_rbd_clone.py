@@ -21,7 +21,7 @@ import signal
 import pytest
 
 import nimbus_fixtures as nf
-from rbd_cluster import USER_DATA, rbd_cluster, start_daemon
+from rbd_cluster import USER_DATA, marked_vm, rbd_cluster, start_daemon
 from storage_backends import ceph_backend, ceph_cmd, rbd_images  # noqa: F401 (a fixture)
 from test_clone import boot_report, qemu_img_info, root_mark, set_power
 from testhosts import testhosts  # noqa: F401 (the session fixture)
@@ -32,14 +32,7 @@ HOST = "kvm1"
 @pytest.fixture(scope="module")
 def rcenv(make_env, tiny_image, testhosts, ceph_backend):  # noqa: F811
     with rbd_cluster(make_env, "rbdclone", tiny_image, testhosts, ceph_backend, (HOST,)) as env:
-        env.vm = {}
-        r = env.api.ok("POST", "/v1/vms", {
-            "name": "rcsrc", "image": env.image["id"], "flavor": env.flavor["id"],
-            "pool": "ceph", "host": HOST, "user_data": USER_DATA}, expect=202)
-        env.remember(r["vm"]["id"])
-        env.vm = r["vm"]
-        env.api.wait_task(r["task"]["id"])
-        env.api.wait_console("rcsrc", "NIMBUS-ROOT-MARKED rcsrc")
+        env.vm = marked_vm(env, "rcsrc", HOST)
         env.api.wait_console("rcsrc", "NIMBUS-READY")
         yield env
 

@@ -16,9 +16,9 @@ import subprocess
 import pytest
 
 import nimbus_fixtures as nf
-from rbd_cluster import MARK_SECTOR, USER_DATA, rbd_cluster, start_daemon
+from rbd_cluster import MARK_SECTOR, marked_vm, rbd_cluster, start_daemon
 from storage_backends import ceph_backend, ceph_cmd, rbd_images  # noqa: F401 (a fixture)
-from test_rbd_vms import HOSTS, create, disk_name
+from test_rbd_vms import HOSTS, disk_name
 from testhosts import testhosts  # noqa: F401 (the session fixture)
 
 MARK_OFFSET = MARK_SECTOR * 512
@@ -88,10 +88,7 @@ def snap_task(env, vm_id, path, method="POST", body=nf._DEFAULT):
 
 
 def rbd_vm(env, name):
-    out = create(env, name, pool="ceph", host="kvm1", user_data=USER_DATA)
-    env.api.wait_task(out["task"]["id"])
-    env.api.wait_console(out["vm"]["id"], f"NIMBUS-ROOT-MARKED {name}")
-    return out["vm"]["id"]
+    return marked_vm(env, name, "kvm1")["id"]
 
 
 def rbd_volume(env, name, vm_id=None):
