@@ -262,6 +262,29 @@ def twin_domain_xml(xml, name, twin_dir, console_path):
     return ET.tostring(root, encoding="unicode"), image
 
 
+def rbd_sweep(conf, pool, names):
+    """Of the RBD images `names` in the Ceph pool, those still there removed as the cluster's
+    admin (conf: its ceph.conf), snapshots unprotected and purged first, clones before the bases
+    ("nimbus-image-*") they were made of: what a run's own clean-up could not remove (a clone
+    whose QEMU had just been killed keeps a watcher for a while). Logs each; never raises."""
+    try:
+        p = run(["rbd", "-c", conf, "ls", pool], timeout=60, check=False)
+        left = sorted((n for n in p.stdout.split() if n in names),
+                      key=lambda n: n.startswith("nimbus-image-"))
+        for name in left:
+            ref = f"{pool}/{name}"
+            log(f"clean-up: removing the RBD image {ref} left behind")
+            snaps = run(["rbd", "-c", conf, "snap", "ls", "--format", "json", ref],
+                        timeout=60, check=False).stdout
+            for snap in json.loads(snaps or "[]"):
+                run(["rbd", "-c", conf, "snap", "unprotect", f"{ref}@{snap['name']}"],
+                    timeout=60, check=False)
+            run(["rbd", "-c", conf, "snap", "purge", ref], timeout=60, check=False)
+            run(["rbd", "-c", conf, "rm", ref], timeout=120, check=False)
+    except (BenchError, ValueError) as e:
+        log(f"clean-up: Ceph: {e}")
+
+
 class Agent:
     """A nimbus-agent of a bench's own (scripts/start-agent.sh) for nimbusd's local host, on
     127.0.0.1:port, as scripts/aio.sh runs one: with it the host's remote-group rules are ipsets

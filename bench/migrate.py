@@ -47,8 +47,8 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from benchlib import (CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, BenchError, file_bytes, log, run,
-                      start_nimbusd, twin_domain_xml, twin_rename)
+from benchlib import (CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, BenchError, file_bytes, log,
+                      rbd_sweep, run, start_nimbusd, twin_domain_xml, twin_rename)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOSTS = os.path.join(REPO, "scripts", "testhosts.sh")
@@ -591,22 +591,7 @@ class Bench:
             {f"vm-{v}-disk" for v in self.vm_ids}
         if self.image_id:
             ours.add(f"nimbus-image-{self.image_id}")
-        try:
-            p = run(["rbd", "-c", conf, "ls", pool], timeout=60, check=False)
-            left = sorted((n for n in p.stdout.split() if n in ours),
-                          key=lambda n: n.startswith("nimbus-image-"))
-            for name in left:
-                ref = f"{pool}/{name}"
-                log(f"clean-up: removing the RBD image {ref} left behind")
-                snaps = run(["rbd", "-c", conf, "snap", "ls", "--format", "json", ref],
-                            timeout=60, check=False).stdout
-                for snap in json.loads(snaps or "[]"):
-                    run(["rbd", "-c", conf, "snap", "unprotect", f"{ref}@{snap['name']}"],
-                        timeout=60, check=False)
-                run(["rbd", "-c", conf, "snap", "purge", ref], timeout=60, check=False)
-                run(["rbd", "-c", conf, "rm", ref], timeout=120, check=False)
-        except (BenchError, ValueError) as e:
-            log(f"clean-up: Ceph: {e}")
+        rbd_sweep(conf, pool, ours)
 
     def delete_vm(self):
         t0 = time.monotonic()

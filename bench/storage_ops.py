@@ -42,8 +42,8 @@ import sys
 import time
 
 import benchlib
-from benchlib import (BenchError, Workdir, create_tiny_vm, file_bytes, log, run, start_nimbusd,
-                      teardown, twin_domain_xml, upload_test_image)
+from benchlib import (BenchError, Workdir, create_tiny_vm, file_bytes, log, rbd_sweep, run,
+                      start_nimbusd, teardown, twin_domain_xml, upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -374,6 +374,10 @@ class Bench:
                     _, r = self.api.call("DELETE", f"/v1/vms/{self.rbd_vm}", ok=(202, 404))
                     if r and "task" in r:
                         self.api.wait_task(r["task"]["id"], t0)
+                # the image before the pool: its delete removes its base from the pool
+                if self.ids.get("images"):
+                    self.api.call("DELETE", f"/v1/images/{self.ids.pop('images')}",
+                                  ok=(200, 202, 204, 404))
                 if self.rbd_pool:
                     self.api.call("DELETE", f"/v1/pools/{self.rbd_pool['id']}",
                                   ok=(200, 202, 204, 404))
@@ -383,6 +387,7 @@ class Bench:
     # ------------------------------------------------------------------ clean-up
 
     def cleanup(self):
+        image = self.ids.get("images")
         if self.rbd_pool:
             self.rbd_cleanup()
         if self.twin_defined:
@@ -394,6 +399,9 @@ class Bench:
         if self.api and self.daemon and self.daemon.poll() is None:
             self.delete_backups()
         teardown(self.api, self.daemon, self.ids, self.pool, self.work)
+        if self.rbd_pool:
+            rbd_sweep(self.ceph["CEPH_CONF"], self.ceph["NIMBUS_TEST_CEPH_POOL"],
+                      {self.rbd_twin, f"vm-{self.rbd_vm}-disk", f"nimbus-image-{image}"})
 
 
 def median(xs):
