@@ -188,8 +188,11 @@ def test_patch_needs_agent(api_env, unlimited_vm):
     assert port_of(t.am, port["vm_id"]) == port
     same = t.am.ok("PATCH", f"/v1/ports/{port['id']}", {"net_in_mbit": 0})
     assert (same["net_in_mbit"], same["net_out_mbit"]) == (0, 0)
-    events = [e for e in nf.audit_events(t.admin, limit=1000) if e["action"] == "port.update"]
-    assert {e["status"] for e in events} >= {503, 200}, events
+    # (a request's audit row is written once its answer has gone out: a moment later)
+    def audited():
+        events = [e for e in nf.audit_events(t.admin, limit=1000) if e["action"] == "port.update"]
+        return {e["status"] for e in events} >= {503, 200} and events
+    nf.wait_until(audited, 10, "the PATCHes' audit rows, 503 and 200")
 
 
 def test_limited_flavor_without_agent(api_env):
