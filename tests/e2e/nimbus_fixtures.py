@@ -30,6 +30,20 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 BOOT_TIMEOUT = float(os.environ.get("NIMBUS_E2E_BOOT_TIMEOUT", "120"))
 TASK_TIMEOUT = 120.0
 
+# A guest's root-disk mark (clone, image-from-VM and RBD tests): the script marks the root disk
+# at ROOT_MARK_SECTOR once with "NIMBUS-ROOT-MARK <hostname>" and, at every later boot, prints
+# the mark it finds. The body of a user-data script (no "#!" line).
+ROOT_MARK_SECTOR = 2047
+ROOT_MARK_SH = f"""m=$(dd if=/dev/vda bs=512 skip={ROOT_MARK_SECTOR} count=1 2>/dev/null | tr -cd 'A-Za-z0-9 ._:\\n-' | head -n 1)
+case "$m" in
+"NIMBUS-ROOT-MARK "*) echo "$m" ;;
+*) printf 'NIMBUS-ROOT-MARK %s\\n' "$(hostname)" |
+	dd of=/dev/vda bs=512 seek={ROOT_MARK_SECTOR} conv=notrunc,fsync 2>/dev/null
+   sync
+   echo "NIMBUS-ROOT-MARKED $(hostname)" ;;
+esac
+"""
+
 # Every nimbusd process any test started, so the session teardown can kill stragglers by pid.
 LIVE_DAEMONS = set()
 

@@ -29,19 +29,10 @@ import nimbus_fixtures as nf
 from storage_backends import ceph_cmd, rbd_images
 from testhosts import SET
 
-MARK_SECTOR = 2047
-# The guest marks its root disk once and, at every later boot, prints the mark it finds.
-USER_DATA = f"""#!/bin/sh
-touch /tmp/tick
-m=$(dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 2>/dev/null | tr -cd 'A-Za-z0-9 ._:\\n-' | head -n 1)
-case "$m" in
-"NIMBUS-ROOT-MARK "*) echo "$m" ;;
-*) printf 'NIMBUS-ROOT-MARK %s\\n' "$(hostname)" |
-	dd of=/dev/vda bs=512 seek={MARK_SECTOR} conv=notrunc,fsync 2>/dev/null
-   sync
-   echo "NIMBUS-ROOT-MARKED $(hostname)" ;;
-esac
-"""
+MARK_SECTOR = nf.ROOT_MARK_SECTOR
+# The guest marks its root disk once and, at every later boot, prints the mark it finds; it
+# also touches /tmp/tick (a running guest's sign for the tests that look).
+USER_DATA = "#!/bin/sh\ntouch /tmp/tick\n" + nf.ROOT_MARK_SH
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000

@@ -21,17 +21,8 @@ import pytest
 
 import nimbus_fixtures as nf
 
-MARK_SECTOR = 2047
-USER_DATA = f"""#!/bin/sh
-m=$(dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 2>/dev/null | tr -cd 'A-Za-z0-9 ._:\\n-' | head -n 1)
-case "$m" in
-"NIMBUS-ROOT-MARK "*) echo "$m" ;;
-*) printf 'NIMBUS-ROOT-MARK %s\\n' "$(hostname)" |
-	dd of=/dev/vda bs=512 seek={MARK_SECTOR} conv=notrunc,fsync 2>/dev/null
-   sync
-   echo "NIMBUS-ROOT-MARKED $(hostname)" ;;
-esac
-"""
+MARK_SECTOR = nf.ROOT_MARK_SECTOR
+USER_DATA = "#!/bin/sh\n" + nf.ROOT_MARK_SH
 
 
 @pytest.fixture(scope="module")
