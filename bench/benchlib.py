@@ -262,6 +262,24 @@ def twin_domain_xml(xml, name, twin_dir, console_path):
     return ET.tostring(root, encoding="unicode"), image
 
 
+def test_ceph_env():
+    """The test Ceph's facts (scripts/test-ceph.sh env: CEPH_CONF, NIMBUS_TEST_CEPH_MONITORS,
+    _POOL, _USER, _KEY, ...) as a dict; BenchError when it is not running."""
+    p = run([os.path.join(REPO, "scripts", "test-ceph.sh"), "env"], check=False, timeout=60)
+    if p.returncode != 0:
+        raise BenchError("the test Ceph is not running: scripts/test-ceph.sh start")
+    return dict(l.split("=", 1) for l in p.stdout.splitlines() if "=" in l)
+
+
+def create_rbd_pool(api, ceph, name):
+    """An rbd pool `name` on the test Ceph (test_ceph_env's dict) through the API: its row."""
+    _, pool = api.call("POST", "/v1/pools", {
+        "name": name, "type": "rbd", "monitors": ceph["NIMBUS_TEST_CEPH_MONITORS"].split(","),
+        "rbd_pool": ceph["NIMBUS_TEST_CEPH_POOL"], "user": ceph["NIMBUS_TEST_CEPH_USER"],
+        "key": ceph["NIMBUS_TEST_CEPH_KEY"]})
+    return pool
+
+
 def rbd_sweep(conf, pool, names):
     """Of the RBD images `names` in the Ceph pool, those still there removed as the cluster's
     admin (conf: its ceph.conf), snapshots unprotected and purged first, clones before the bases

@@ -47,8 +47,9 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from benchlib import (CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, BenchError, file_bytes, log,
-                      rbd_sweep, run, start_nimbusd, twin_domain_xml, twin_rename)
+from benchlib import (CMD_TIMEOUT_S, POLL_S, TASK_TIMEOUT_S, BenchError, create_rbd_pool,
+                      file_bytes, log, rbd_sweep, run, start_nimbusd, test_ceph_env,
+                      twin_domain_xml, twin_rename)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOSTS = os.path.join(REPO, "scripts", "testhosts.sh")
@@ -186,10 +187,7 @@ class Bench:
     def start_relay(self):
         """The test Ceph (127.0.0.1 of the root namespace) reachable at the same addresses from
         inside each host's namespace: the e2e tests' relay, imported, not copied."""
-        p = run([os.path.join(REPO, "scripts", "test-ceph.sh"), "env"], check=False, timeout=60)
-        if p.returncode != 0:
-            raise BenchError("the test Ceph is not running: scripts/test-ceph.sh start")
-        self.ceph = dict(l.split("=", 1) for l in p.stdout.splitlines() if "=" in l)
+        self.ceph = test_ceph_env()
         sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
         from rbd_cluster import CephRelay, ceph_ports  # tests/e2e: the e2e tests' relay
         ports = ceph_ports()
@@ -247,12 +245,7 @@ class Bench:
             "(1 vCPU, 256 MiB) ready")
 
     def create_rbd_pool(self):
-        c = self.ceph
-        _, self.rbd_pool = self.api.call("POST", "/v1/pools", {
-            "name": f"bench-mig-{self.tag}", "type": "rbd",
-            "monitors": c["NIMBUS_TEST_CEPH_MONITORS"].split(","),
-            "rbd_pool": c["NIMBUS_TEST_CEPH_POOL"], "user": c["NIMBUS_TEST_CEPH_USER"],
-            "key": c["NIMBUS_TEST_CEPH_KEY"]})
+        self.rbd_pool = create_rbd_pool(self.api, self.ceph, f"bench-mig-{self.tag}")
         states = {h["host"]: h["state"] for h in self.rbd_pool.get("hosts", [])}
         if any(states.get(h) != "active" for h in HOSTS):
             raise BenchError(f"the rbd pool is not active on every host: {states}")

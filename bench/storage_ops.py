@@ -42,8 +42,9 @@ import sys
 import time
 
 import benchlib
-from benchlib import (BenchError, Workdir, create_tiny_vm, file_bytes, log, rbd_sweep, run,
-                      start_nimbusd, teardown, twin_domain_xml, upload_test_image)
+from benchlib import (BenchError, Workdir, create_rbd_pool, create_tiny_vm, file_bytes, log,
+                      rbd_sweep, run, start_nimbusd, teardown, test_ceph_env, twin_domain_xml,
+                      upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -254,15 +255,8 @@ class Bench:
         return run(["rbd", "--conf", self.ceph["CEPH_CONF"], *args], timeout=JOB_S).stdout
 
     def rbd_start(self):
-        p = run([os.path.join(REPO, "scripts", "test-ceph.sh"), "env"], check=False, timeout=60)
-        if p.returncode != 0:
-            raise BenchError("--rbd: the test Ceph is not running: scripts/test-ceph.sh start")
-        self.ceph = c = dict(l.split("=", 1) for l in p.stdout.splitlines() if "=" in l)
-        _, self.rbd_pool = self.api.call("POST", "/v1/pools", {
-            "name": f"bench-sops-{self.tag}", "type": "rbd",
-            "monitors": c["NIMBUS_TEST_CEPH_MONITORS"].split(","),
-            "rbd_pool": c["NIMBUS_TEST_CEPH_POOL"], "user": c["NIMBUS_TEST_CEPH_USER"],
-            "key": c["NIMBUS_TEST_CEPH_KEY"]})
+        self.ceph = test_ceph_env()
+        self.rbd_pool = create_rbd_pool(self.api, self.ceph, f"bench-sops-{self.tag}")
         t0 = time.monotonic()
         _, r = self.api.call("POST", "/v1/vms", {
             "name": f"bench-sops-rbd-{self.tag}", "image": self.ids["images"],
@@ -369,12 +363,14 @@ class Bench:
         if self.api and self.daemon and self.daemon.poll() is None:
             self.delete_backups()
             try:
-                if self.rbd_vm:
-                    t0 = time.monotonic()
-                    _, r = self.api.call("DELETE", f"/v1/vms/{self.rbd_vm}", ok=(202, 404))
-                    if r and "task" in r:
-                        self.api.wait_task(r["task"]["id"], t0)
-                # the image before the pool: its delete removes its base from the pool
+                # both VMs, then the image (IMAGE_IN_USE while one has it), then the pool: the
+                # image's delete removes its base from the pool
+                for vm in (self.rbd_vm, self.ids.get("vms")):
+                    if vm:
+                        t0 = time.monotonic()
+                        _, r = self.api.call("DELETE", f"/v1/vms/{vm}", ok=(202, 404))
+                        if r and "task" in r:
+                            self.api.wait_task(r["task"]["id"], t0)
                 if self.ids.get("images"):
                     self.api.call("DELETE", f"/v1/images/{self.ids.pop('images')}",
                                   ok=(200, 202, 204, 404))

@@ -22,13 +22,12 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 
-from benchlib import (BenchError, Workdir, create_flavor, log, run, start_nimbusd, stop_nimbusd,
-                     upload_test_image)
+from benchlib import (BenchError, Workdir, create_flavor, create_rbd_pool, log, run,
+                      start_nimbusd, stop_nimbusd, test_ceph_env, upload_test_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_URI = "qemu:///system"
@@ -49,15 +48,7 @@ class Bench:
         self.log_path = w.log_path
         self.daemon = self.api = self.image_id = self.flavor_id = self.rbd_pool = None
         self.vms, self.raw = [], []
-        self.ceph = self.ceph_env()
-
-    @staticmethod
-    def ceph_env():
-        p = subprocess.run([os.path.join(REPO, "scripts", "test-ceph.sh"), "env"],
-                           capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            raise BenchError("the test Ceph is not running: scripts/test-ceph.sh start")
-        return dict(l.split("=", 1) for l in p.stdout.splitlines() if "=" in l)
+        self.ceph = test_ceph_env()
 
     def start_daemon(self):
         self.daemon, self.api = start_nimbusd(
@@ -67,12 +58,7 @@ class Bench:
     def prepare(self):
         self.image_id = upload_test_image(self.api, self.work, f"bench-rbd-{self.tag}")
         self.flavor_id = create_flavor(self.api, f"bench-rbd-{self.tag}", ram_mib=256)
-        c = self.ceph
-        _, self.rbd_pool = self.api.call("POST", "/v1/pools", {
-            "name": f"bench-rbd-{self.tag}", "type": "rbd",
-            "monitors": c["NIMBUS_TEST_CEPH_MONITORS"].split(","),
-            "rbd_pool": c["NIMBUS_TEST_CEPH_POOL"], "user": c["NIMBUS_TEST_CEPH_USER"],
-            "key": c["NIMBUS_TEST_CEPH_KEY"]})
+        self.rbd_pool = create_rbd_pool(self.api, self.ceph, f"bench-rbd-{self.tag}")
 
     def console(self, vm):
         return self.api.call("GET", f"/v1/vms/{vm}/console-log?bytes=262144",
