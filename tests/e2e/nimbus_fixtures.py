@@ -586,17 +586,24 @@ def join_test_hosts(env, hosts, tiny_image, names=("kvm1", "kvm2", "kvm3")):
     env.flavor = create_small_flavor(env)
 
 
-def crash_during(env, crash_at, method, path, body):
+def crash_during(env, crash_at, method, path, body, start=None, while_dead=None):
     """Restarts env's nimbusd to kill itself at crash_at (NIMBUS_TEST_CRASH_AT "<kind>:<step>"),
-    sends the request that gets there, checks it died by SIGKILL, and starts it again normally."""
+    sends the request that gets there, checks it died by SIGKILL, runs while_dead() (checks of
+    what the kill left), and starts it again normally. start(env, crash_at=None) starts the
+    daemon (default: env.daemon.start; rbd_cluster.start_daemon waits longer)."""
+    if start is None:
+        def start(e, crash_at=None):
+            e.daemon.start(crash_at=crash_at)
     env.daemon.stop()
-    env.daemon.start(crash_at=crash_at)
+    start(env, crash_at=crash_at)
     try:
         env.api.request(method, path, body=body, timeout=60)
     except AssertionError:
         pass  # the reply may not make it out before the kill
     assert env.daemon.wait_dead(180) == -signal.SIGKILL, crash_at
-    env.daemon.start()
+    if while_dead:
+        while_dead()
+    start(env)
 
 
 def delete_all_vms(env):

@@ -16,7 +16,6 @@ rbd_cluster.py's.
 The module shares the session's set of test hosts (NIMBUS_TESTHOSTS_SET, scripts/testhosts.sh)."""
 
 import json
-import signal
 
 import pytest
 
@@ -90,15 +89,8 @@ def test_crash_during_image_from_vm_on_rbd(rcenv):
     recorded): the restart copies again and the image is active; no snapshot stays."""
     env = rcenv
     set_power(env, "rcsrc", "running")
-    env.daemon.stop()
-    start_daemon(env, crash_at="image.from-vm:0")
-    try:
-        env.api.request("POST", "/v1/images", body={"name": "rc-crash", "from_vm": "rcsrc"},
-                        timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(180) == -signal.SIGKILL
-    start_daemon(env)
+    nf.crash_during(env, "image.from-vm:0", "POST", "/v1/images",
+                    {"name": "rc-crash", "from_vm": "rcsrc"}, start=start_daemon)
     img = nf.wait_until(lambda: next((i for i in env.api.images() if i["name"] == "rc-crash"
                                       and i["state"] != "uploading"), None),
                         300, "the image task to end")
@@ -167,14 +159,8 @@ def test_crash_during_clone_on_rbd(rcenv):
     clone; no snapshot is left on the source; its delete leaves no RBD image."""
     env = rcenv
     set_power(env, "rcsrc", "running")
-    env.daemon.stop()
-    start_daemon(env, crash_at="vm.clone:0")
-    try:
-        env.api.request("POST", "/v1/vms/rcsrc/clone", body={"name": "rc-crash"}, timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(180) == -signal.SIGKILL
-    start_daemon(env)
+    nf.crash_during(env, "vm.clone:0", "POST", "/v1/vms/rcsrc/clone", {"name": "rc-crash"},
+                    start=start_daemon)
     vm = env.api.vm("rc-crash")
     env.remember(vm["id"])
     nf.wait_until(lambda: env.api.vm("rc-crash")["task_id"] is None, 300, "the clone to end")

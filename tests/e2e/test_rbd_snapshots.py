@@ -10,7 +10,6 @@ paused (create) and with the domain off (revert)."""
 
 import json
 import re
-import signal
 import subprocess
 
 import pytest
@@ -198,18 +197,10 @@ def test_stopped_snapshot_revert_and_vm_delete(rsenv):
 
 
 def crash_at(env, at, method, path, body, dom, state):
-    """nimbusd restarted to kill itself at `at`, the request that gets there, the domain dom
-    found in `state` while nimbusd is dead, then a normal start (nf.crash_during with
-    test_rbd_vms' slower start)."""
-    env.daemon.stop()
-    start_daemon(env, crash_at=at)
-    try:
-        env.api.request(method, path, body=body, timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(180) == -signal.SIGKILL, at
-    assert env.hosts.virsh(1, "domstate", dom).stdout.strip() == state, at
-    start_daemon(env)
+    """nf.crash_during at `at`, with the domain dom found in `state` while nimbusd is dead."""
+    def dom_state():
+        assert env.hosts.virsh(1, "domstate", dom).stdout.strip() == state, at
+    nf.crash_during(env, at, method, path, body, start=start_daemon, while_dead=dom_state)
 
 
 def settled(env, vm_id):

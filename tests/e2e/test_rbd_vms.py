@@ -15,7 +15,6 @@ with the other modules; its crash tests run in the crash run's set."""
 import json
 import os
 import re
-import signal
 
 import pytest
 
@@ -181,16 +180,9 @@ def test_bad_pool_is_refused_and_nothing_made(renv):
 def test_crash_during_create_on_rbd(renv, step):
     env, cb = renv, renv.cb
     name = f"rbdcrash{step}"
-    env.daemon.stop()
-    start_daemon(env, crash_at=f"vm.create:{step}")
-    try:
-        env.api.request("POST", "/v1/vms", body={"name": name, "image": env.image["id"],
-                                                 "flavor": env.flavor["id"], "pool": "ceph"},
-                        timeout=60)
-    except AssertionError:
-        pass  # the reply may not make it out before the kill
-    assert env.daemon.wait_dead(180) == -signal.SIGKILL
-    start_daemon(env)
+    nf.crash_during(env, f"vm.create:{step}", "POST", "/v1/vms",
+                    {"name": name, "image": env.image["id"], "flavor": env.flavor["id"],
+                     "pool": "ceph"}, start=start_daemon)
     vm = env.api.vm(name)
     assert vm is not None, "the VM was lost by the crash"
     env.remember(vm["id"])
